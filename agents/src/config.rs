@@ -1,0 +1,123 @@
+//! The agent's TOML configuration: every field documented, validated at start with errors that
+//! name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `triad-agent --config FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The agent's name: must equal the common name of its certificate.
+    pub name: String,
+    /// The site of the host (`dc`, `ndc`, `dr`, ...).
+    pub site: String,
+    /// The host's name as reported; defaults to the system's hostname.
+    #[serde(default)]
+    pub host: String,
+    /// gRPC addresses (`IP:PORT`) of every controller: the agent keeps a stream to each.
+    pub controllers: Vec<String>,
+    /// Address for `/metrics`, `/healthz` and `/status`, `IP:PORT`.
+    pub http_addr: String,
+    /// Heartbeat interval in milliseconds (default 200).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval_ms: u64,
+    /// Cap of the exponential reconnect backoff in milliseconds (default 2000).
+    #[serde(default = "default_backoff")]
+    pub reconnect_backoff_max_ms: u64,
+    /// Log format: `text` (default) or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Certificates for mutual TLS (role `agent`).
+    pub tls: TlsConfig,
+}
+
+/// PEM files; relative paths are relative to the config file's directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The deployment's CA certificate.
+    pub ca: PathBuf,
+    /// The agent's certificate, issued with `triadctl certs issue --role agent --name NAME`.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+fn default_heartbeat() -> u64 {
+    200
+}
+fn default_backoff() -> u64 {
+    2000
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
+    Error::ConfigKey { key: key.into(), msg: msg.into() }
+}
+
+fn check_name(key: &str, v: &str) -> Result<()> {
+    let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(key_err(key, format!("`{v}` must be 1-64 characters of letters, digits, '-', '_' or '.'")))
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: AgentConfig =
+            toml::from_str(&text).map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.host.is_empty() {
+            cfg.host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every field; the first problem is returned, naming its key.
+    pub fn validate(&self) -> Result<()> {
+        check_name("name", &self.name)?;
+        check_name("site", &self.site)?;
+        if self.controllers.is_empty() {
+            return Err(key_err("controllers", "must list at least one controller"));
+        }
+        for (i, c) in self.controllers.iter().enumerate() {
+            c.parse::<SocketAddr>().map_err(|_| key_err(format!("controllers[{i}]"), format!("`{c}` is not an IP:PORT address")))?;
+        }
+        self.http_addr
+            .parse::<SocketAddr>()
+            .map_err(|_| key_err("http_addr", format!("`{}` is not an IP:PORT address", self.http_addr)))?;
+        if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
+            return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
+        }
+        if self.reconnect_backoff_max_ms < 50 {
+            return Err(key_err("reconnect_backoff_max_ms", "must be at least 50"));
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            return Err(key_err("log_format", format!("`{}` is neither `text` nor `json`", self.log_format)));
+        }
+        for (key, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !p.is_file() {
+                return Err(key_err(key, format!("{} is not a readable file", p.display())));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! Triad's per-host agent: keeps a stream to every controller, reports the host's facts and
+//! heartbeats, and (with the database work) runs drivers on the controllers' behalf.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod error;
+pub mod facts;
+pub mod http;
+pub mod link;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use error::{Error, Result};
+
+use crate::config::AgentConfig;
+use crate::link::{LinkParams, Links};
+use crate::metrics::AgentMetrics;
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(cfg: AgentConfig) -> Result<()> {
+    let read = |key: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
+    };
+    let tls = triad_proto::tls::client_tls(&read("tls.ca", &cfg.tls.ca)?, &read("tls.cert", &cfg.tls.cert)?, &read("tls.key", &cfg.tls.key)?);
+    let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
+        .await
+        .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
+    let metrics = Arc::new(AgentMetrics::new());
+    let facts = facts::host_facts();
+    metrics.memory_total.set(facts.memory_total_bytes as i64);
+    let load = Arc::new(RwLock::new(Default::default()));
+    tokio::spawn(facts::sample_load(load.clone(), Duration::from_secs(1)));
+    {
+        let (load, metrics) = (load.clone(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                let l: triad_proto::v1::HostLoad = load.read().expect("load lock poisoned").clone();
+                metrics.cpu_ratio.set(l.cpu_percent as f64 / 100.0);
+                metrics.memory_used.set(l.memory_used_bytes as i64);
+                metrics.disk_used.set(l.disk_used_bytes as i64);
+                metrics.load1.set(l.load_1m);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
+    let params = Arc::new(LinkParams { cfg: cfg.clone(), tls, facts, load, links: links.clone(), metrics: metrics.clone() });
+    for addr in &cfg.controllers {
+        metrics.connected.with_label_values(&[addr]).set(0);
+        tokio::spawn(link::follow(params.clone(), addr.clone()));
+    }
+    tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
+    let http = tokio::spawn(http::serve(listener, http::HttpState { links, metrics }));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sets up `tracing` output: human-readable, or JSON lines.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,159 @@
+//! The agent's streams to the controllers: one per controller, each reconnecting with capped
+//! exponential backoff. Every stream says hello and heartbeats; each controller tells the agent
+//! who leads, so a change of leader is learned from any surviving controller at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use triad_proto::v1::agent_link_client::AgentLinkClient;
+use triad_proto::v1::{agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, HostFacts, HostLoad};
+
+use crate::config::AgentConfig;
+use crate::error::{Error, Result};
+use crate::metrics::AgentMetrics;
+
+/// What the agent knows of one controller.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LinkStatus {
+    pub connected: bool,
+    pub controller_id: u64,
+    pub leader_id: u64,
+    pub leader_addr: String,
+    pub term: u64,
+    pub acks: u64,
+    pub last_error: String,
+}
+
+/// Shared between the links, the HTTP endpoints and the metrics.
+pub struct Links {
+    pub status: Mutex<BTreeMap<String, LinkStatus>>,
+}
+
+impl Links {
+    /// The leader as reported by the controller with the highest term.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let map = self.status.lock().expect("links lock poisoned");
+        map.values()
+            .filter(|s| s.connected && s.leader_id != 0)
+            .max_by_key(|s| s.term)
+            .map(|s| (s.leader_id, s.leader_addr.clone()))
+    }
+}
+
+/// Everything one link needs.
+pub struct LinkParams {
+    pub cfg: AgentConfig,
+    pub tls: ClientTlsConfig,
+    pub facts: HostFacts,
+    pub load: Arc<RwLock<HostLoad>>,
+    pub links: Arc<Links>,
+    pub metrics: Arc<AgentMetrics>,
+}
+
+/// Keeps a stream to the controller at `addr` open, forever.
+pub async fn follow(p: Arc<LinkParams>, addr: String) {
+    let max = Duration::from_millis(p.cfg.reconnect_backoff_max_ms);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let opened = Instant::now();
+        let result = stream_once(&p, &addr).await;
+        {
+            let mut map = p.links.status.lock().expect("links lock poisoned");
+            let s = map.entry(addr.clone()).or_default();
+            s.connected = false;
+            if let Err(e) = &result {
+                s.last_error = e.to_string();
+            }
+        }
+        p.metrics.connected.with_label_values(&[&addr]).set(0);
+        if let Err(e) = result {
+            tracing::debug!(controller = %addr, "link down: {e}");
+        }
+        // A stream that stayed up a while starts the backoff afresh.
+        if opened.elapsed() > Duration::from_secs(2) {
+            backoff = Duration::from_millis(50);
+        }
+        p.metrics.reconnects.inc();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+async fn stream_once(p: &LinkParams, addr: &str) -> Result<()> {
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| Error::Protocol(format!("bad controller address {addr}: {e}")))?
+        .tls_config(p.tls.clone())?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .connect()
+        .await?;
+    let mut client = AgentLinkClient::new(channel);
+    let (tx, rx) = mpsc::channel(16);
+    let hello = AgentMessage {
+        msg: Some(agent_message::Msg::Hello(AgentHello {
+            name: p.cfg.name.clone(),
+            site: p.cfg.site.clone(),
+            host: p.cfg.host.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            facts: Some(p.facts.clone()),
+        })),
+    };
+    tx.send(hello).await.map_err(|_| Error::Protocol("outbound stream closed".into()))?;
+    let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
+    let interval = Duration::from_millis(p.cfg.heartbeat_interval_ms);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut last_heard = Instant::now();
+    // A controller that stops answering (a cut link, a stopped process) is noticed within a few
+    // heartbeats rather than at the TCP timeout.
+    let silence = (interval * 5).max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(Error::Protocol(format!("controller silent for {} ms", last_heard.elapsed().as_millis())));
+                }
+                seq += 1;
+                let load = p.load.read().expect("load lock poisoned").clone();
+                let hb = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(AgentHeartbeat { seq, load: Some(load) })) };
+                if tx.send(hb).await.is_err() {
+                    return Err(Error::Protocol("outbound stream closed".into()));
+                }
+                p.metrics.heartbeats.inc();
+            }
+            msg = inbound.message() => {
+                let Some(msg) = msg? else { return Err(Error::Protocol("controller closed the stream".into())) };
+                last_heard = Instant::now();
+                let mut map = p.links.status.lock().expect("links lock poisoned");
+                let s = map.entry(addr.to_string()).or_default();
+                if !s.connected {
+                    s.connected = true;
+                    s.last_error.clear();
+                    p.metrics.connected.with_label_values(&[addr]).set(1);
+                }
+                match msg.msg {
+                    Some(controller_message::Msg::Leader(l)) => {
+                        tracing::info!(controller = %addr, leader = l.leader_id, term = l.term, "leader info");
+                        s.controller_id = l.controller_id;
+                        s.leader_id = l.leader_id;
+                        s.leader_addr = l.leader_addr;
+                        s.term = l.term;
+                        p.metrics.leader_id.set(l.leader_id as i64);
+                    }
+                    Some(controller_message::Msg::Ack(_)) => {
+                        s.acks += 1;
+                        p.metrics.acks.inc();
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `AgentLink` service: one long-lived stream per agent. The agent says hello (its identity
+//! must match its certificate), then heartbeats; this controller records both as soft state and
+//! tells the agent who leads, at once and again whenever that changes, so an agent never waits
+//! out a timeout to find the new leader.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use triad_proto::v1::agent_link_server::AgentLink;
+use triad_proto::v1::{agent_message, controller_message, AgentMessage, ControllerMessage, HeartbeatAck, LeaderInfo};
+
+use super::auth;
+use crate::brain::AgentHelloInfo;
+use crate::config::check_name;
+use crate::context::{now_ms, Ctx};
+use crate::state::{HostFacts, Role};
+
+/// How long a new stream may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves agents.
+pub struct AgentLinkApi {
+    ctx: Arc<Ctx>,
+}
+
+impl AgentLinkApi {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        AgentLinkApi { ctx }
+    }
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+fn leader_info(ctx: &Ctx) -> ControllerMessage {
+    let m = ctx.raft.metrics().borrow().clone();
+    let (leader_id, leader_addr) = ctx.leader();
+    ControllerMessage {
+        msg: Some(controller_message::Msg::Leader(LeaderInfo {
+            controller_id: ctx.id,
+            leader_id: leader_id.unwrap_or(0),
+            leader_addr: leader_addr.unwrap_or_default(),
+            term: m.current_term,
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkApi {
+    type AttachStream = OutStream;
+
+    async fn attach(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+        let result = self.open(req).await;
+        self.ctx.metrics.rpc("AgentLink/Attach", &result);
+        result
+    }
+}
+
+impl AgentLinkApi {
+    async fn open(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+        let caller = auth::caller(&req, &self.ctx.state)?;
+        auth::require(&caller, &[Role::Agent], "an agent stream")?;
+        let mut inbound = req.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 5 s"))??;
+        let hello = match first.and_then(|m| m.msg) {
+            Some(agent_message::Msg::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("the first message on an agent stream must be a hello")),
+        };
+        if hello.name != caller.name {
+            return Err(Status::permission_denied(format!(
+                "the stream says it is agent `{}` but its certificate is for `{}`",
+                hello.name, caller.name
+            )));
+        }
+        check_name("site", &hello.site).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        {
+            let g = self.ctx.state.read().expect("state lock poisoned");
+            if g.state.seeded && !g.state.sites.is_empty() && !g.state.sites.contains_key(&hello.site) {
+                return Err(Status::invalid_argument(format!("site `{}` is not a site of this deployment", hello.site)));
+            }
+        }
+        let f = hello.facts.clone().unwrap_or_default();
+        let info = AgentHelloInfo {
+            site: hello.site.clone(),
+            host: hello.host.clone(),
+            version: hello.version.clone(),
+            facts: HostFacts {
+                os: f.os,
+                kernel: f.kernel,
+                cpus: f.cpus,
+                memory_total_bytes: f.memory_total_bytes,
+                disk_total_bytes: f.disk_total_bytes,
+            },
+        };
+        let name = caller.name.clone();
+        self.ctx.obs.connected(&name, info, now_ms());
+        tracing::info!(agent = %name, from = %caller.origin, "agent stream opened");
+
+        let (tx, rx) = mpsc::channel(16);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let mut metrics = ctx.raft.metrics();
+            let mut last_leader = None;
+            loop {
+                let leader = metrics.borrow().current_leader;
+                if leader != last_leader {
+                    last_leader = leader;
+                    if tx.send(Ok(leader_info(&ctx))).await.is_err() {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { break },
+                    msg = inbound.message() => match msg {
+                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
+                            let load = hb.load.unwrap_or_default();
+                            ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes);
+                            let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(HeartbeatAck { seq: hb.seq })) };
+                            if tx.send(Ok(ack)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(Some(_)) => {
+                            let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow the hello"))).await;
+                            break;
+                        }
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            ctx.obs.disconnected(&name);
+            tracing::info!(agent = %name, "agent stream closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as OutStream))
+    }
+}

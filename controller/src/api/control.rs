@@ -1,0 +1,294 @@
+//! The `Control` service: what `triadctl` calls. Reads answer from the local applied state (marked
+//! stale on followers); writes go through the proposer; membership changes run on the leader.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tonic::{Request, Response, Status};
+use triad_proto::v1 as pb;
+use triad_proto::v1::control_server::Control;
+
+use super::auth::{self, Caller, READERS};
+use super::{not_leader, to_status};
+use crate::config::{check_addr, check_name};
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::raft::{read_audit, Committed};
+use crate::state::{Command, ControllerRecord, Response as Applied, Role};
+
+/// Serves operators.
+pub struct ControlApi {
+    ctx: Arc<Ctx>,
+}
+
+impl ControlApi {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        ControlApi { ctx }
+    }
+
+    fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
+        let caller = auth::caller(req, &self.ctx.state)?;
+        auth::require(&caller, allowed, what)?;
+        Ok(caller)
+    }
+
+    async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
+        let Committed { log_index, response } =
+            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
+        match response {
+            Applied::Ok(msg) => Ok((log_index, msg)),
+            Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
+            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
+        }
+    }
+
+    fn membership_reply(&self, message: String) -> pb::MembershipReply {
+        let m = self.ctx.raft.metrics().borrow().clone();
+        let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+        let learners = m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect();
+        pb::MembershipReply { voters: voters.into_iter().collect(), learners, message }
+    }
+
+    async fn add_controller_inner(&self, req: Request<pb::AddControllerRequest>) -> Result<pb::MembershipReply, Status> {
+        let caller = self.authorise(&req, &[Role::Admin], "adding a controller")?;
+        let r = req.into_inner();
+        let bad = |e: Error| Status::invalid_argument(e.to_string());
+        if r.id == 0 {
+            return Err(Status::invalid_argument("id must be a positive integer"));
+        }
+        check_name("site", &r.site).map_err(bad)?;
+        check_addr("grpc_addr", &r.grpc_addr).map_err(bad)?;
+        check_addr("http_addr", &r.http_addr).map_err(bad)?;
+        if !self.ctx.is_leader() {
+            return Err(not_leader(&self.ctx));
+        }
+        let known = self.ctx.raft.metrics().borrow().membership_config.nodes().any(|(id, _)| *id == r.id);
+        if known {
+            return Err(Status::already_exists(format!("controller {} is already a member", r.id)));
+        }
+        let rec = ControllerRecord {
+            id: r.id,
+            site: r.site.clone(),
+            grpc_addr: r.grpc_addr.clone(),
+            http_addr: r.http_addr.clone(),
+            voter: false,
+        };
+        self.propose(&caller, Command::PutController(rec)).await?;
+        // Blocks until the learner has caught up with the leader's log.
+        self.ctx
+            .raft
+            .add_learner(r.id, BasicNode::new(&r.grpc_addr), true)
+            .await
+            .map_err(|e| Status::unavailable(format!("adding controller {} as a learner: {e}", r.id)))?;
+        self.ctx
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
+            .await
+            .map_err(|e| Status::unavailable(format!("promoting controller {} to voter: {e}", r.id)))?;
+        self.propose(&caller, Command::SetControllerVoter { id: r.id, voter: true }).await?;
+        Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
+    }
+
+    async fn remove_controller_inner(&self, req: Request<pb::RemoveControllerRequest>) -> Result<pb::MembershipReply, Status> {
+        let caller = self.authorise(&req, &[Role::Admin], "removing a controller")?;
+        let id = req.into_inner().id;
+        if !self.ctx.is_leader() {
+            return Err(not_leader(&self.ctx));
+        }
+        let m = self.ctx.raft.metrics().borrow().clone();
+        let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+        let is_member = m.membership_config.nodes().any(|(n, _)| *n == id);
+        if !is_member {
+            return Err(Status::not_found(format!("controller {id} is not a member")));
+        }
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(Status::failed_precondition("refusing to remove the last voter"));
+        }
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.ctx
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
+        // If this leader removed itself it steps down; the proposer forwards to the next leader.
+        self.propose(&caller, Command::DeleteController { id }).await?;
+        Ok(self.membership_reply(format!("controller {id} removed")))
+    }
+}
+
+fn role_name(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
+    pb::HostFacts {
+        os: f.os.clone(),
+        kernel: f.kernel.clone(),
+        cpus: f.cpus,
+        memory_total_bytes: f.memory_total_bytes,
+        disk_total_bytes: f.disk_total_bytes,
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlApi {
+    async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
+        let result = self.authorise(&req, READERS, "reading status").map(|_| {
+            let m = self.ctx.raft.metrics().borrow().clone();
+            let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+            Response::new(pb::NodeStatusReply {
+                id: self.ctx.id,
+                site: self.ctx.cfg.site.clone(),
+                grpc_addr: self.ctx.cfg.grpc_addr.clone(),
+                raft_role: role_name(m.state).into(),
+                term: m.current_term,
+                last_log_index: m.last_log_index.unwrap_or(0),
+                last_applied: applied,
+                commit_index: crate::metrics::commit_index(&m).unwrap_or(applied),
+                leader_id: m.current_leader.unwrap_or(0),
+                learners: m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect(),
+                voters: voters.into_iter().collect(),
+                connected_agents: self.ctx.obs.connected_count() as u32,
+            })
+        });
+        self.ctx.metrics.rpc("Control/NodeStatus", &result);
+        result
+    }
+
+    async fn state(&self, req: Request<pb::StateRequest>) -> Result<Response<pb::StateReply>, Status> {
+        let result = self.authorise(&req, READERS, "reading state").map(|_| {
+            let obs = self.ctx.obs.snapshot();
+            let stale = !self.ctx.is_leader();
+            let g = self.ctx.state.read().expect("state lock poisoned");
+            let s = &g.state;
+            Response::new(pb::StateReply {
+                answered_by: self.ctx.id,
+                stale,
+                last_applied: g.last_applied.map(|l| l.index).unwrap_or(0),
+                sites: s.sites.values().map(|x| pb::SiteRecord { name: x.name.clone(), description: x.description.clone() }).collect(),
+                controllers: s
+                    .controllers
+                    .values()
+                    .map(|c| pb::ControllerRecord {
+                        id: c.id,
+                        site: c.site.clone(),
+                        grpc_addr: c.grpc_addr.clone(),
+                        http_addr: c.http_addr.clone(),
+                        voter: c.voter,
+                    })
+                    .collect(),
+                agents: s
+                    .agents
+                    .values()
+                    .map(|a| pb::AgentRecord {
+                        name: a.name.clone(),
+                        site: a.site.clone(),
+                        host: a.host.clone(),
+                        up: a.up,
+                        since_ms: a.since_ms,
+                        last_seen_ms: obs.get(&a.name).map(|o| o.last_seen_ms).unwrap_or(0),
+                        facts: Some(facts_pb(&a.facts)),
+                    })
+                    .collect(),
+                clusters: s
+                    .clusters
+                    .values()
+                    .map(|c| pb::DbClusterRecord {
+                        name: c.name.clone(),
+                        members: c
+                            .members
+                            .values()
+                            .map(|m| pb::DbMemberRecord { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() })
+                            .collect(),
+                    })
+                    .collect(),
+                users: s.users.iter().map(|(n, r)| pb::UserRecord { name: n.clone(), role: r.to_string() }).collect(),
+            })
+        });
+        self.ctx.metrics.rpc("Control/State", &result);
+        result
+    }
+
+    async fn add_controller(&self, req: Request<pb::AddControllerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        let result = self.add_controller_inner(req).await.map(Response::new);
+        self.ctx.metrics.rpc("Control/AddController", &result);
+        result
+    }
+
+    async fn remove_controller(
+        &self,
+        req: Request<pb::RemoveControllerRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let result = self.remove_controller_inner(req).await.map(Response::new);
+        self.ctx.metrics.rpc("Control/RemoveController", &result);
+        result
+    }
+
+    async fn put_user(&self, req: Request<pb::PutUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
+            let r = req.into_inner();
+            check_name("name", &r.name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let role = Role::parse(&r.role).filter(|r| r.is_user_role()).ok_or_else(|| {
+                Status::invalid_argument(format!("role `{}` must be one of admin, noc, soc, auditor, disabled", r.role))
+            })?;
+            let (log_index, message) = self.propose(&caller, Command::PutUser { name: r.name, role }).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/PutUser", &result);
+        result
+    }
+
+    async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
+            let name = req.into_inner().name;
+            check_name("name", &name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let (log_index, message) = self.propose(&caller, Command::DeleteUser { name }).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/DeleteUser", &result);
+        result
+    }
+
+    async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
+        let result = (|| {
+            self.authorise(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;
+            let limit = match req.get_ref().limit {
+                0 => 100,
+                n => n.min(10_000) as usize,
+            };
+            let entries = read_audit(&self.ctx.db, limit).map_err(to_status)?;
+            Ok(Response::new(pb::AuditReply {
+                entries: entries
+                    .into_iter()
+                    .map(|a| pb::AuditEntry {
+                        seq: a.seq,
+                        at_ms: a.at_ms,
+                        actor: a.actor,
+                        role: a.role.to_string(),
+                        origin: a.origin,
+                        action: a.action,
+                        log_index: a.log_index,
+                    })
+                    .collect(),
+            }))
+        })();
+        self.ctx.metrics.rpc("Control/Audit", &result);
+        result
+    }
+}

@@ -1,0 +1,75 @@
+//! The edges: the gRPC services (peers, operators, agents) and the HTTP endpoints. Requests are
+//! authenticated and validated here, turned into commands for the proposer, and errors become
+//! `tonic::Status` here and nowhere earlier.
+
+mod agent_link;
+pub mod auth;
+mod control;
+mod http;
+mod peer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic::Status;
+use triad_proto::v1::agent_link_server::AgentLinkServer;
+use triad_proto::v1::control_server::ControlServer;
+use triad_proto::v1::peer_server::PeerServer;
+
+pub use http::serve as serve_http;
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+/// Metadata key carrying the leader's gRPC address on a "not the leader" refusal.
+pub const LEADER_ADDR_KEY: &str = "triad-leader-addr";
+
+/// Serves the three gRPC services on `listener` until `shutdown` resolves.
+pub async fn serve_grpc(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let max = 256 << 20;
+    Server::builder()
+        .tls_config(tls)?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
+        .add_service(ControlServer::new(control::ControlApi::new(ctx.clone())))
+        .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The gRPC status for an error, at the edge.
+pub fn to_status(e: Error) -> Status {
+    match e {
+        Error::NotLeader { leader_addr, .. } => {
+            let mut s = Status::failed_precondition(Error::NotLeader { leader_id: None, leader_addr: leader_addr.clone() }.to_string());
+            if let Some(addr) = leader_addr.and_then(|a| a.parse().ok()) {
+                s.metadata_mut().insert(LEADER_ADDR_KEY, addr);
+            }
+            s
+        }
+        Error::PermissionDenied(m) => Status::permission_denied(m),
+        Error::Unauthenticated(m) => Status::unauthenticated(m),
+        Error::InvalidArgument(m) => Status::invalid_argument(m),
+        Error::Rejected(m) => Status::failed_precondition(m),
+        Error::Unavailable(m) => Status::unavailable(m),
+        Error::Rpc(s) => s,
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// A refusal naming the leader, for calls that must run on it.
+pub fn not_leader(ctx: &Ctx) -> Status {
+    let (leader_id, leader_addr) = ctx.leader();
+    to_status(Error::NotLeader { leader_id, leader_addr })
+}

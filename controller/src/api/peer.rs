@@ -1,0 +1,73 @@
+//! The `Peer` service: Raft RPCs from other controllers, and writes forwarded by followers.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use triad_proto::v1::peer_server::Peer;
+use triad_proto::v1::{ForwardReply, ForwardRequest, RaftPayload};
+
+use super::auth;
+use crate::context::Ctx;
+use crate::raft::{decode, encode};
+use crate::state::{Proposal, Role};
+
+/// Serves other controllers.
+pub struct PeerApi {
+    ctx: Arc<Ctx>,
+}
+
+impl PeerApi {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        PeerApi { ctx }
+    }
+
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let caller = auth::caller(req, &self.ctx.state)?;
+        auth::require(&caller, &[Role::Peer], "the Raft peer protocol")
+    }
+
+    fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+        decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerApi {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check(&req)?;
+        let rpc = Self::payload(&req.into_inner().data)?;
+        let res = self.ctx.raft.append_entries(rpc).await;
+        Ok(Response::new(RaftPayload { data: encode(&res) }))
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check(&req)?;
+        let rpc = Self::payload(&req.into_inner().data)?;
+        let res = self.ctx.raft.vote(rpc).await;
+        Ok(Response::new(RaftPayload { data: encode(&res) }))
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check(&req)?;
+        let rpc = Self::payload(&req.into_inner().data)?;
+        let res = self.ctx.raft.install_snapshot(rpc).await;
+        Ok(Response::new(RaftPayload { data: encode(&res) }))
+    }
+
+    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+        let result = async {
+            self.check(&req)?;
+            let proposal: Proposal = Self::payload(&req.into_inner().proposal)?;
+            // Written directly, never forwarded again: a write that finds no leader here goes back
+            // to the follower, which retries, so forwarding cannot loop.
+            let res = match self.ctx.raft.client_write(proposal).await {
+                Ok(r) => Ok((r.log_id.index, r.data)),
+                Err(e) => Err(e.to_string()),
+            };
+            Ok(Response::new(ForwardReply { response: encode(&res) }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Peer/Forward", &result);
+        result
+    }
+}

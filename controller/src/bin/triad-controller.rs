@@ -1,0 +1,49 @@
+//! `triad-controller --config FILE`: parse arguments, load the configuration, run.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// One controller of Triad's replicated control plane.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The controller's TOML configuration (see deploy/controller.example.toml).
+    #[arg(long, short, env = "TRIAD_CONTROLLER_CONFIG")]
+    config: PathBuf,
+    /// Only validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match triad_controller::config::ControllerConfig::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("triad-controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    triad_controller::init_logging(&cfg.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("triad-controller: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(triad_controller::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("triad-controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

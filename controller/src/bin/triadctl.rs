@@ -1,0 +1,207 @@
+//! `triadctl`: parse arguments, call the command in `triad_controller::ctl`, print the result.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use triad_controller::ctl::{admin, certs, client, demo, status};
+use triad_controller::Error;
+
+/// Inspect and drive a Triad deployment.
+///
+/// Commands that talk to controllers read their endpoints and credentials from --config or
+/// TRIAD_CONFIG (`triadctl demo` writes such a file: DIR/triadctl.toml).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// triadctl's TOML file: controllers' addresses and your certificate.
+    #[arg(long, short, env = "TRIAD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Controllers (leader/follower, term, last applied, reachable), agents and database clusters.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Make a deployment's CA and certificates.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+    /// Change the controller cluster's membership.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Give people roles (overriding their certificate's), or disable them.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// The replicated audit log, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Start a complete three-site deployment on this machine, in the foreground (Ctrl-C stops it).
+    Demo {
+        /// Directory for certificates, configs, data, logs and demo.json.
+        #[arg(long, default_value = "triad-demo")]
+        dir: PathBuf,
+        /// Use the simulated database driver instead of PostgreSQL.
+        #[arg(long)]
+        simulated: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Create the deployment's CA (ca.pem, ca.key) in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A name for the deployment, shown in the CA's subject.
+        #[arg(long, default_value = "triad")]
+        deployment: String,
+        /// Replace an existing CA (every certificate it issued stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue NAME.pem and NAME.key signed by the CA in DIR.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// admin, noc, soc, auditor (people), agent (hosts) or peer (controllers).
+        #[arg(long)]
+        role: String,
+        /// The identity: a controller's `controller-ID`, an agent's name, a person's login.
+        #[arg(long)]
+        name: String,
+        /// Where to write the files (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra subject alternative names (DNS names or IP addresses).
+        #[arg(long)]
+        san: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add a controller: it must be running with `join = true`; it joins as a learner, catches up,
+    /// then becomes a voter.
+    Add {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        grpc_addr: String,
+        #[arg(long)]
+        http_addr: String,
+    },
+    /// Remove a controller from the cluster (it stops counting toward the quorum).
+    Remove {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Set a person's role: admin, noc, soc, auditor, or disabled.
+    Put {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a person's override; their certificate's role applies again.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn client(config: &Option<PathBuf>) -> Result<client::Client, Error> {
+    let path = config.clone().ok_or_else(|| {
+        Error::InvalidArgument("no triadctl config: pass --config FILE or set TRIAD_CONFIG (the demo writes DIR/triadctl.toml)".into())
+    })?;
+    client::Client::new(client::CtlConfig::load(&path)?)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+async fn run(args: Args) -> Result<(), Error> {
+    match args.command {
+        Cmd::Status { output } => {
+            let v = status::gather(&client(&args.config)?).await?;
+            match output {
+                Output::Json => println!("{}", json(&v)),
+                Output::Table => print!("{}", status::render(&v)),
+            }
+        }
+        Cmd::Certs(CertsCmd::Init { dir, deployment, force }) => {
+            let p = certs::init(&dir, &deployment, force)?;
+            println!("created the CA: {}", p.display());
+        }
+        Cmd::Certs(CertsCmd::Issue { dir, role, name, out, san }) => {
+            let out = out.unwrap_or_else(|| dir.clone());
+            let (cert, key) = certs::issue(&dir, &out, &role, &name, &san)?;
+            println!("issued {name} ({role}): {} {}", cert.display(), key.display());
+        }
+        Cmd::Cluster(ClusterCmd::Add { id, site, grpc_addr, http_addr }) => {
+            println!("{}", admin::cluster_add(&client(&args.config)?, id, &site, &grpc_addr, &http_addr).await?);
+        }
+        Cmd::Cluster(ClusterCmd::Remove { id }) => {
+            println!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);
+        }
+        Cmd::User(UserCmd::Put { name, role }) => println!("{}", admin::user_put(&client(&args.config)?, &name, &role).await?),
+        Cmd::User(UserCmd::Delete { name }) => println!("{}", admin::user_delete(&client(&args.config)?, &name).await?),
+        Cmd::Audit { limit, output } => {
+            let lines = admin::audit(&client(&args.config)?, limit).await?;
+            match output {
+                Output::Json => println!("{}", json(&lines)),
+                Output::Table => print!("{}", admin::render_audit(&lines)),
+            }
+        }
+        Cmd::Demo { dir, simulated } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                triad_controller::init_logging("text");
+            }
+            demo::run(dir, simulated).await?
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("triadctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("triadctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

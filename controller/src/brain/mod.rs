@@ -1,0 +1,113 @@
+//! The brain: runs on the leader only, reads the applied state and the agents' soft state, and
+//! changes the world only by proposing commands. It keeps nothing that a new leader could not
+//! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
+
+mod liveness;
+mod observations;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use liveness::decide as decide_liveness;
+pub use observations::{AgentHelloInfo, AgentObservation, Observations};
+
+use crate::context::Ctx;
+use crate::state::{Actor, Command, ControllerRecord, DbCluster, DbMember, Response, Seed, Site};
+
+/// How often the brain looks.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The seed the first leader writes: sites, controllers and clusters from its configuration.
+pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
+    Seed {
+        sites: cfg.sites.iter().map(|s| Site { name: s.name.clone(), description: s.description.clone() }).collect(),
+        controllers: cfg
+            .peers
+            .iter()
+            .map(|p| ControllerRecord {
+                id: p.id,
+                site: p.site.clone(),
+                grpc_addr: p.grpc_addr.clone(),
+                http_addr: p.http_addr.clone(),
+                voter: true,
+            })
+            .collect(),
+        clusters: cfg
+            .clusters
+            .iter()
+            .map(|c| DbCluster {
+                name: c.name.clone(),
+                members: c
+                    .members
+                    .iter()
+                    .map(|m| (m.name.clone(), DbMember { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() }))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Runs until the process stops.
+pub async fn run(ctx: Arc<Ctx>) {
+    let down_after = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    let mut leader_since: Option<Instant> = None;
+    let mut caught_up = false;
+    // Commands the state machine refused, so that the same refusal is not proposed every tick.
+    let mut refused: HashSet<String> = HashSet::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        export_gauges(&ctx);
+        if !ctx.is_leader() {
+            leader_since = None;
+            caught_up = false;
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(Instant::now);
+        if !caught_up {
+            // Decide only on a state that includes everything committed before this term.
+            if let Err(e) = ctx.raft.ensure_linearizable().await {
+                tracing::debug!("brain: not yet confirmed as leader: {e}");
+                continue;
+            }
+            caught_up = true;
+            refused.clear();
+            tracing::info!(id = ctx.id, "brain: leading");
+        }
+        let (seeded, commands) = {
+            let g = ctx.state.read().expect("state lock poisoned");
+            let obs = ctx.obs.snapshot();
+            (g.state.seeded, decide_liveness(&g.state, &obs, Instant::now(), since, down_after))
+        };
+        let mut todo = Vec::new();
+        if !seeded {
+            todo.push(Command::Seed(seed_from_config(&ctx.cfg)));
+        }
+        todo.extend(commands);
+        for command in todo {
+            let key = format!("{command:?}");
+            if refused.contains(&key) {
+                continue;
+            }
+            match ctx.proposer.propose(ctx.proposal(Actor::system(ctx.id), command)).await {
+                Ok(c) => {
+                    if let Response::Rejected(why) = c.response {
+                        tracing::warn!("brain: refused: {why}");
+                        refused.insert(key);
+                    }
+                }
+                Err(e) => tracing::warn!("brain: proposal failed: {e}"),
+            }
+        }
+    }
+}
+
+fn export_gauges(ctx: &Ctx) {
+    let g = ctx.state.read().expect("state lock poisoned");
+    let up = g.state.agents.values().filter(|a| a.up).count();
+    ctx.metrics.agents_up.set(up as i64);
+    ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);
+    ctx.metrics.agents_connected.set(ctx.obs.connected_count() as i64);
+}

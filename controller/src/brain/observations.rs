@@ -1,0 +1,83 @@
+//! Soft state: what agents told this controller (hello, heartbeats, load). Held in memory only,
+//! never written to the log one heartbeat at a time; the brain turns it into decisions.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::state::HostFacts;
+
+/// What an agent said about itself when its stream opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHelloInfo {
+    pub site: String,
+    pub host: String,
+    pub version: String,
+    pub facts: HostFacts,
+}
+
+/// The latest from one agent.
+#[derive(Debug, Clone)]
+pub struct AgentObservation {
+    pub hello: AgentHelloInfo,
+    pub last_seen: Instant,
+    pub last_seen_ms: u64,
+    /// Open streams from this agent to this controller (normally 0 or 1).
+    pub streams: u32,
+    pub cpu_percent: f32,
+    pub memory_used_bytes: u64,
+}
+
+/// Observations of every agent that has talked to this controller since it started.
+#[derive(Default)]
+pub struct Observations {
+    agents: Mutex<HashMap<String, AgentObservation>>,
+}
+
+impl Observations {
+    /// An agent opened a stream and said hello.
+    pub fn connected(&self, name: &str, hello: AgentHelloInfo, now_ms: u64) {
+        let mut map = self.agents.lock().expect("observations lock poisoned");
+        let entry = map.entry(name.to_string()).or_insert_with(|| AgentObservation {
+            hello: hello.clone(),
+            last_seen: Instant::now(),
+            last_seen_ms: now_ms,
+            streams: 0,
+            cpu_percent: 0.0,
+            memory_used_bytes: 0,
+        });
+        entry.hello = hello;
+        entry.streams += 1;
+        entry.last_seen = Instant::now();
+        entry.last_seen_ms = now_ms;
+    }
+
+    /// A heartbeat arrived.
+    pub fn heartbeat(&self, name: &str, now_ms: u64, cpu_percent: f32, memory_used_bytes: u64) {
+        let mut map = self.agents.lock().expect("observations lock poisoned");
+        if let Some(o) = map.get_mut(name) {
+            o.last_seen = Instant::now();
+            o.last_seen_ms = now_ms;
+            o.cpu_percent = cpu_percent;
+            o.memory_used_bytes = memory_used_bytes;
+        }
+    }
+
+    /// A stream closed.
+    pub fn disconnected(&self, name: &str) {
+        let mut map = self.agents.lock().expect("observations lock poisoned");
+        if let Some(o) = map.get_mut(name) {
+            o.streams = o.streams.saturating_sub(1);
+        }
+    }
+
+    /// A copy of every observation.
+    pub fn snapshot(&self) -> HashMap<String, AgentObservation> {
+        self.agents.lock().expect("observations lock poisoned").clone()
+    }
+
+    /// Agents with at least one open stream.
+    pub fn connected_count(&self) -> usize {
+        self.agents.lock().expect("observations lock poisoned").values().filter(|o| o.streams > 0).count()
+    }
+}

@@ -1,0 +1,308 @@
+//! The controller's TOML configuration: every field documented, validated before anything on disk
+//! is touched, with errors that name the offending key.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `triad-controller --config FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// This controller's Raft node id: non-zero, unique in the deployment, never reused.
+    pub id: u64,
+    /// The site this controller runs in (`dc`, `ndc`, `dr`, or a witness site).
+    pub site: String,
+    /// Directory for the Raft log, vote and state machine (RocksDB). Created when missing.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server (peers, agents, triadctl) listens on and advertises, `IP:PORT`.
+    pub grpc_addr: String,
+    /// Address of the plain HTTP server for `/metrics`, `/healthz` and `/readyz`, `IP:PORT`.
+    pub http_addr: String,
+    /// Log format: `text` (default) or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Certificates for mutual TLS; see `triadctl certs`.
+    pub tls: TlsConfig,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftTiming,
+    /// Agent liveness.
+    #[serde(default)]
+    pub agents: AgentPolicy,
+    /// The controllers that form the cluster when it is first started, this one included. Only
+    /// read when the data directory is empty; afterwards membership changes with
+    /// `triadctl cluster add/remove`.
+    pub peers: Vec<PeerConfig>,
+    /// Set on a controller that joins a running cluster (`triadctl cluster add`): it then never
+    /// initialises a cluster of its own and waits for the leader to contact it. Default false.
+    #[serde(default)]
+    pub join: bool,
+    /// The deployment's sites; seeds the replicated state on first start.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+    /// The database clusters and their members; seeds the replicated state on first start.
+    #[serde(default)]
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// Paths to PEM files. Relative paths are relative to the config file's directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The deployment's CA certificate: peers must present a certificate it signed.
+    pub ca: PathBuf,
+    /// This controller's certificate (role `peer`), issued by `triadctl certs issue --role peer`.
+    pub cert: PathBuf,
+    /// The private key of `cert`.
+    pub key: PathBuf,
+}
+
+/// Raft timing. Elections must be slower than heartbeats by a wide margin, or a busy machine
+/// deposes healthy leaders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval in milliseconds (default 100).
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomised election timeout in milliseconds (default 800).
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout in milliseconds (default 1600).
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and allow the log before it to be purged) every this many entries
+    /// (default 10000). Bounds restart time: at most this many entries are replayed.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 800,
+            election_timeout_max_ms: 1600,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+/// How the leader judges agents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentPolicy {
+    /// An agent not heard from for this many milliseconds is marked down (default 3000).
+    pub down_after_ms: u64,
+}
+
+impl Default for AgentPolicy {
+    fn default() -> Self {
+        AgentPolicy { down_after_ms: 3000 }
+    }
+}
+
+/// One member of the initial controller cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Raft node id.
+    pub id: u64,
+    /// Site the controller runs in.
+    pub site: String,
+    /// Its gRPC address, `IP:PORT`.
+    pub grpc_addr: String,
+    /// Its HTTP address, `IP:PORT`.
+    pub http_addr: String,
+}
+
+/// A site of the deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Short name, e.g. `dc`.
+    pub name: String,
+    /// Free text shown in status.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A database cluster as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster name, e.g. `customs`.
+    pub name: String,
+    /// Its members.
+    pub members: Vec<MemberConfig>,
+}
+
+/// A database cluster member as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Member name; by convention the site's name.
+    pub name: String,
+    /// Site it runs in.
+    pub site: String,
+    /// Name of the agent on its host.
+    pub agent: String,
+}
+
+fn default_log_format() -> String {
+    "text".to_string()
+}
+
+fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
+    Error::ConfigKey { key: key.into(), msg: msg.into() }
+}
+
+/// Checks that `value` is an `IP:PORT` socket address.
+pub fn check_addr(key: &str, value: &str) -> Result<SocketAddr> {
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| key_err(key, format!("`{value}` is not an IP:PORT address")))
+}
+
+/// Checks a name used as an identifier (site, cluster, member, agent, user).
+pub fn check_name(key: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(key_err(key, format!("`{value}` must be 1-64 characters of letters, digits, '-', '_' or '.'")))
+    }
+}
+
+impl ControllerConfig {
+    /// Reads, parses and validates `path`; relative paths inside are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: ControllerConfig = toml::from_str(&text)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.data_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Validates every field; the first problem found is returned, naming its key.
+    pub fn validate(&self) -> Result<()> {
+        if self.id == 0 {
+            return Err(key_err("id", "must be a positive integer"));
+        }
+        check_name("site", &self.site)?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(key_err("data_dir", "must not be empty"));
+        }
+        check_addr("grpc_addr", &self.grpc_addr)?;
+        check_addr("http_addr", &self.http_addr)?;
+        if self.log_format != "text" && self.log_format != "json" {
+            return Err(key_err("log_format", format!("`{}` is neither `text` nor `json`", self.log_format)));
+        }
+        for (key, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !p.is_file() {
+                return Err(key_err(key, format!("{} is not a readable file", p.display())));
+            }
+        }
+        let r = &self.raft;
+        if r.heartbeat_interval_ms < 10 {
+            return Err(key_err("raft.heartbeat_interval_ms", "must be at least 10"));
+        }
+        if r.election_timeout_min_ms < 3 * r.heartbeat_interval_ms {
+            return Err(key_err(
+                "raft.election_timeout_min_ms",
+                format!(
+                    "must be at least 3 x raft.heartbeat_interval_ms ({}), or one late heartbeat starts an election",
+                    3 * r.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(key_err("raft.election_timeout_max_ms", "must be greater than raft.election_timeout_min_ms"));
+        }
+        if r.snapshot_every_entries < 100 {
+            return Err(key_err("raft.snapshot_every_entries", "must be at least 100"));
+        }
+        if self.agents.down_after_ms < 100 {
+            return Err(key_err("agents.down_after_ms", "must be at least 100"));
+        }
+        let mut site_names = BTreeSet::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            check_name(&format!("sites[{i}].name"), &s.name)?;
+            if !site_names.insert(s.name.as_str()) {
+                return Err(key_err(format!("sites[{i}].name"), format!("site `{}` is listed twice", s.name)));
+            }
+        }
+        let known_site = |key: String, site: &str| -> Result<()> {
+            check_name(&key, site)?;
+            if !site_names.is_empty() && !site_names.contains(site) {
+                return Err(key_err(key, format!("site `{site}` is not among `sites`")));
+            }
+            Ok(())
+        };
+        known_site("site".into(), &self.site)?;
+        if self.peers.is_empty() {
+            return Err(key_err("peers", "must list the initial controllers, this one included"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.id == 0 {
+                return Err(key_err(format!("peers[{i}].id"), "must be a positive integer"));
+            }
+            if !ids.insert(p.id) {
+                return Err(key_err(format!("peers[{i}].id"), format!("id {} is listed twice", p.id)));
+            }
+            known_site(format!("peers[{i}].site"), &p.site)?;
+            check_addr(&format!("peers[{i}].grpc_addr"), &p.grpc_addr)?;
+            check_addr(&format!("peers[{i}].http_addr"), &p.http_addr)?;
+            if !addrs.insert(p.grpc_addr.as_str()) {
+                return Err(key_err(format!("peers[{i}].grpc_addr"), format!("{} is listed twice", p.grpc_addr)));
+            }
+        }
+        match self.peers.iter().find(|p| p.id == self.id) {
+            None => return Err(key_err("peers", format!("this controller (id {}) is not listed", self.id))),
+            Some(me) if me.grpc_addr != self.grpc_addr || me.site != self.site => {
+                return Err(key_err(
+                    "peers",
+                    format!("the entry for id {} disagrees with this controller's site or grpc_addr", self.id),
+                ))
+            }
+            Some(_) => {}
+        }
+        let mut cluster_names = BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            check_name(&format!("clusters[{i}].name"), &c.name)?;
+            if !cluster_names.insert(c.name.as_str()) {
+                return Err(key_err(format!("clusters[{i}].name"), format!("cluster `{}` is listed twice", c.name)));
+            }
+            if c.members.is_empty() {
+                return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));
+            }
+            let mut members = BTreeSet::new();
+            for (j, m) in c.members.iter().enumerate() {
+                let key = format!("clusters[{i}].members[{j}]");
+                check_name(&format!("{key}.name"), &m.name)?;
+                if !members.insert(m.name.as_str()) {
+                    return Err(key_err(format!("{key}.name"), format!("member `{}` is listed twice", m.name)));
+                }
+                known_site(format!("{key}.site"), &m.site)?;
+                check_name(&format!("{key}.agent"), &m.agent)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! How `triadctl` finds and reaches the controllers: its TOML file (`--config` or `TRIAD_CONFIG`)
+//! names every controller and the certificate to present.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use triad_proto::v1::control_client::ControlClient;
+
+use crate::api::LEADER_ADDR_KEY;
+use crate::error::{Error, Result};
+
+/// `triadctl.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlConfig {
+    /// gRPC addresses (`IP:PORT`) of the controllers; any one that answers will do.
+    pub controllers: Vec<String>,
+    /// The deployment's CA certificate (PEM). Relative paths are relative to this file.
+    pub ca: PathBuf,
+    /// Your certificate (PEM), issued with `triadctl certs issue`.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+impl CtlConfig {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: CtlConfig =
+            toml::from_str(&text).map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.controllers.is_empty() {
+            return Err(Error::ConfigKey { key: "controllers".into(), msg: "must name at least one controller".into() });
+        }
+        for (i, c) in cfg.controllers.iter().enumerate() {
+            crate::config::check_addr(&format!("controllers[{i}]"), c)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// A connected `triadctl`.
+pub struct Client {
+    pub cfg: CtlConfig,
+    tls: ClientTlsConfig,
+}
+
+impl Client {
+    /// Loads the certificates named in `cfg`.
+    pub fn new(cfg: CtlConfig) -> Result<Self> {
+        let read = |key: &str, p: &Path| {
+            std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
+        };
+        let tls = triad_proto::tls::client_tls(&read("ca", &cfg.ca)?, &read("cert", &cfg.cert)?, &read("key", &cfg.key)?);
+        Ok(Client { cfg, tls })
+    }
+
+    /// A client for the controller at `addr`; fails fast when it is unreachable.
+    pub async fn control(&self, addr: &str) -> Result<ControlClient<Channel>> {
+        let ch = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad address {addr}: {e}")))?
+            .tls_config(self.tls.clone())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await?;
+        Ok(ControlClient::new(ch))
+    }
+
+    /// The first controller in the config that accepts a connection, with its address.
+    pub async fn any(&self) -> Result<(String, ControlClient<Channel>)> {
+        let mut last = None;
+        for addr in &self.cfg.controllers {
+            match self.control(addr).await {
+                Ok(c) => return Ok((addr.clone(), c)),
+                Err(e) => last = Some(format!("{addr}: {e}")),
+            }
+        }
+        Err(Error::Unavailable(format!("no controller answered ({})", last.unwrap_or_default())))
+    }
+
+    /// Runs `call` on any controller, following "not the leader" refusals to the leader.
+    pub async fn on_leader<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(ControlClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let (mut addr, mut client) = self.any().await?;
+        for _ in 0..10 {
+            match call(client.clone()).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    match s.metadata().get(LEADER_ADDR_KEY).and_then(|v| v.to_str().ok()) {
+                        Some(leader) if leader != addr => {
+                            addr = leader.to_string();
+                            client = self.control(&addr).await?;
+                        }
+                        _ if s.message().contains("no leader is known") => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        _ => return Err(Error::Rpc(s)),
+                    }
+                }
+                Err(s) => return Err(Error::Rpc(s)),
+            }
+        }
+        Err(Error::Unavailable("could not reach the leader".into()))
+    }
+}

@@ -1,0 +1,228 @@
+//! `triadctl demo`: a complete three-site deployment on this machine, in the foreground. Every
+//! controller and agent is its own OS process (so any one can be killed to see what happens);
+//! Ctrl-C or SIGTERM stops them all, agents first, and leaves no process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use super::client::{Client, CtlConfig};
+use super::local::{LocalDeployment, CLUSTER};
+use super::status;
+use crate::error::{Error, Result};
+
+/// One process the demo started.
+struct Proc {
+    label: String,
+    child: Child,
+}
+
+/// Finds a Triad binary next to this `triadctl`, then on PATH.
+pub fn find_binary(name: &str) -> Result<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            for d in [Some(dir), dir.parent()] {
+                if let Some(d) = d {
+                    let p = d.join(name);
+                    if p.is_file() {
+                        return Ok(p);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            let p = d.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(Error::Unavailable(format!("cannot find `{name}` next to triadctl or on PATH; build it with `cargo build --bins`")))
+}
+
+/// Prepares `dir`: it must be empty, missing, or an earlier demo's directory (which is cleared).
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        if entries.next().is_some() {
+            if !dir.join("demo.json").exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "--dir {} is not empty and holds no earlier demo (no demo.json); choose another directory",
+                    dir.display()
+                )));
+            }
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
+        }
+    }
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path, label: &str) -> Result<Proc> {
+    let out = std::fs::File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
+    let err = out.try_clone().map_err(|e| Error::io("log file", e))?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Own process group: the terminal's Ctrl-C reaches only the demo, which then stops the
+        // children in order.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {}", bin.display()), e))?;
+    Ok(Proc { label: label.to_string(), child })
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(Error::Unavailable(format!("timed out after {}s waiting for {what}", timeout.as_secs())))
+}
+
+/// Stops every process: SIGTERM, then SIGKILL after a grace period.
+async fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter().rev() {
+        if let Some(pid) = p.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in procs.iter_mut().rev() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, p.child.wait()).await.is_err() {
+            eprintln!("  {} did not stop within 5 s; killing it", p.label);
+            let _ = p.child.kill().await;
+        }
+    }
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
+    let dir = if dir.is_absolute() { dir } else { std::env::current_dir().map_err(|e| Error::io("cwd", e))?.join(dir) };
+    let controller_bin = find_binary("triad-controller")?;
+    let agent_bin = find_binary("triad-agent")?;
+    prepare_dir(&dir)?;
+    let plan = LocalDeployment::plan(&dir)?;
+    plan.write()?;
+    println!("Triad demo in {}", dir.display());
+    if simulated {
+        println!("  --simulated: noted. The database members (PostgreSQL or simulated) are not part of the");
+        println!("  demo yet; the `{CLUSTER}` cluster is shown as configured.");
+    } else {
+        println!("  The `{CLUSTER}` cluster is shown as configured; its PostgreSQL members are not started yet.");
+    }
+
+    let mut procs: Vec<Proc> = Vec::new();
+    let result = start_and_serve(&plan, &controller_bin, &agent_bin, &mut procs).await;
+    println!("\nstopping {} processes ...", procs.len());
+    stop_all(&mut procs).await;
+    println!("stopped; logs and data are left in {}", dir.display());
+    result
+}
+
+async fn start_and_serve(plan: &LocalDeployment, controller_bin: &Path, agent_bin: &Path, procs: &mut Vec<Proc>) -> Result<()> {
+    let logs = plan.dir.join("logs");
+    for c in &plan.controllers {
+        let label = format!("controller-{} ({})", c.id, c.site);
+        procs.push(spawn(controller_bin, &plan.controller_config_path(c.id), &logs.join(format!("controller-{}.log", c.id)), &label)?);
+    }
+    let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    let ready = async {
+        wait_until("a leader and the seeded state", Duration::from_secs(60), || async {
+            matches!(status::gather(&client).await, Ok(v) if v.leader_id != 0 && !v.clusters.is_empty())
+        })
+        .await?;
+        for a in &plan.agents {
+            procs.push(spawn(agent_bin, &plan.agent_config_path(&a.name), &logs.join(format!("{}.log", a.name)), &a.name)?);
+        }
+        wait_until("every agent to register", Duration::from_secs(60), || async {
+            matches!(status::gather(&client).await, Ok(v) if v.agents.iter().filter(|a| a.up).count() == plan.agents.len())
+        })
+        .await
+    };
+    tokio::select! {
+        r = ready => r?,
+        _ = &mut signal => return Ok(()),
+    }
+    write_demo_json(plan, procs)?;
+    print_summary(plan, &client).await;
+
+    // Serve until told to stop; report children that die (someone may be testing failover).
+    let mut reported = vec![false; procs.len()];
+    loop {
+        tokio::select! {
+            _ = &mut signal => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                for (i, p) in procs.iter_mut().enumerate() {
+                    if !reported[i] {
+                        if let Ok(Some(status)) = p.child.try_wait() {
+                            println!("note: {} exited ({status}); the rest keep running", p.label);
+                            reported[i] = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
+    let pid_of = |label_prefix: &str| procs.iter().find(|p| p.label.starts_with(label_prefix)).and_then(|p| p.child.id());
+    let doc = json!({
+        "dir": plan.dir,
+        "triadctl_config": plan.ctl_config_path(),
+        "controllers": plan.controllers.iter().map(|c| json!({
+            "id": c.id, "site": c.site, "grpc_addr": c.grpc_addr, "http_addr": c.http_addr,
+            "pid": pid_of(&format!("controller-{} ", c.id)),
+        })).collect::<Vec<_>>(),
+        "agents": plan.agents.iter().map(|a| json!({
+            "name": a.name, "site": a.site, "http_addr": a.http_addr, "pid": pid_of(&a.name),
+        })).collect::<Vec<_>>(),
+        "databases": [],
+        "syslog": null,
+        "ingest_tokens": {},
+        "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
+    });
+    let path = plan.dir.join("demo.json");
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+async fn print_summary(plan: &LocalDeployment, client: &Client) {
+    println!("\nRunning:");
+    for c in &plan.controllers {
+        println!("  controller {} ({:<3})  gRPC {}  metrics http://{}/metrics", c.id, c.site, c.grpc_addr, c.http_addr);
+    }
+    for a in &plan.agents {
+        println!("  {:<16} ({:<3})  metrics http://{}/metrics", a.name, a.site, a.http_addr);
+    }
+    if let Ok(v) = status::gather(client).await {
+        println!("\n{}", status::render(&v));
+    }
+    println!("Every address and pid is in {}.", plan.dir.join("demo.json").display());
+    println!("Next, in another terminal:");
+    println!("  export TRIAD_CONFIG={}", plan.ctl_config_path().display());
+    println!("  triadctl status");
+    println!("  kill -9 <the leader's pid from demo.json>   # a new leader within seconds; triadctl status shows it");
+    println!("Ctrl-C here stops everything.");
+}

@@ -1,0 +1,176 @@
+//! A complete deployment on one machine: certificates, one controller and one agent per site, and
+//! the configuration files that tie them together. `triadctl demo` and the end-to-end tests both
+//! build on it, so the demo runs exactly what the tests prove.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use crate::config::{
+    AgentPolicy, ClusterConfig, ControllerConfig, MemberConfig, PeerConfig, RaftTiming, SiteConfig, TlsConfig,
+};
+use crate::ctl::certs;
+use crate::ctl::client::CtlConfig;
+use crate::error::{Error, Result};
+
+/// The three sites of the reference deployment.
+pub const SITES: [(&str, &str); 3] = [
+    ("dc", "primary data centre"),
+    ("ndc", "near data centre (synchronous, DWDM)"),
+    ("dr", "remote recovery site"),
+];
+
+/// The demo's database cluster.
+pub const CLUSTER: &str = "customs";
+
+/// A free TCP port on loopback, as the kernel hands them out.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
+}
+
+/// One agent of a local deployment.
+#[derive(Debug, Clone)]
+pub struct LocalAgent {
+    pub name: String,
+    pub site: String,
+    pub http_addr: String,
+}
+
+/// The plan of a local deployment rooted at `dir`.
+#[derive(Debug, Clone)]
+pub struct LocalDeployment {
+    pub dir: PathBuf,
+    pub controllers: Vec<PeerConfig>,
+    pub agents: Vec<LocalAgent>,
+}
+
+impl LocalDeployment {
+    /// One controller (ids from 1) and one agent per site of [`SITES`], on free loopback ports.
+    pub fn plan(dir: &Path) -> Result<Self> {
+        let mut controllers = Vec::new();
+        let mut agents = Vec::new();
+        for (i, (site, _)) in SITES.iter().enumerate() {
+            controllers.push(PeerConfig {
+                id: i as u64 + 1,
+                site: site.to_string(),
+                grpc_addr: format!("127.0.0.1:{}", free_port()?),
+                http_addr: format!("127.0.0.1:{}", free_port()?),
+            });
+            agents.push(LocalAgent {
+                name: format!("agent-{site}"),
+                site: site.to_string(),
+                http_addr: format!("127.0.0.1:{}", free_port()?),
+            });
+        }
+        Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents })
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    pub fn controller_config_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("controller-{id}.toml"))
+    }
+
+    pub fn agent_config_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.toml"))
+    }
+
+    pub fn ctl_config_path(&self) -> PathBuf {
+        self.dir.join("triadctl.toml")
+    }
+
+    /// The configuration of controller `peer` (which need not be one of the founders).
+    pub fn controller_config(&self, peer: &PeerConfig, join: bool) -> ControllerConfig {
+        let certs = self.certs_dir();
+        ControllerConfig {
+            id: peer.id,
+            site: peer.site.clone(),
+            data_dir: self.dir.join(format!("data/controller-{}", peer.id)),
+            grpc_addr: peer.grpc_addr.clone(),
+            http_addr: peer.http_addr.clone(),
+            log_format: "text".into(),
+            tls: TlsConfig {
+                ca: certs::ca_cert_path(&certs),
+                cert: certs.join(format!("controller-{}.pem", peer.id)),
+                key: certs.join(format!("controller-{}.key", peer.id)),
+            },
+            raft: RaftTiming::default(),
+            agents: AgentPolicy::default(),
+            peers: if join {
+                let mut all = self.controllers.clone();
+                all.push(peer.clone());
+                all
+            } else {
+                self.controllers.clone()
+            },
+            join,
+            sites: SITES.iter().map(|(n, d)| SiteConfig { name: n.to_string(), description: d.to_string() }).collect(),
+            clusters: vec![ClusterConfig {
+                name: CLUSTER.into(),
+                members: SITES
+                    .iter()
+                    .map(|(s, _)| MemberConfig { name: s.to_string(), site: s.to_string(), agent: format!("agent-{s}") })
+                    .collect(),
+            }],
+        }
+    }
+
+    /// Writes a controller's configuration file.
+    pub fn write_controller_config(&self, cfg: &ControllerConfig) -> Result<PathBuf> {
+        let path = self.controller_config_path(cfg.id);
+        let text = toml::to_string(cfg).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        write(&path, &format!("# Controller {} of a local Triad deployment.\n{text}", cfg.id))?;
+        Ok(path)
+    }
+
+    /// The TOML of an agent's configuration.
+    pub fn agent_config_text(&self, a: &LocalAgent) -> String {
+        let certs = self.certs_dir();
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let controllers: Vec<String> = self.controllers.iter().map(|c| q(&c.grpc_addr)).collect();
+        format!(
+            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            site = a.site,
+            name = q(&a.name),
+            site_q = q(&a.site),
+            host = q(&format!("{}-host", a.site)),
+            ctrls = controllers.join(", "),
+            http = q(&a.http_addr),
+            ca = q(&certs::ca_cert_path(&certs).display().to_string()),
+            cert = q(&certs.join(format!("{}.pem", a.name)).display().to_string()),
+            key = q(&certs.join(format!("{}.key", a.name)).display().to_string()),
+        )
+    }
+
+    /// Creates the CA and every certificate, and writes every configuration file.
+    pub fn write(&self) -> Result<()> {
+        let certs = self.certs_dir();
+        certs::init(&certs, "local", true)?;
+        for c in &self.controllers {
+            certs::issue(&certs, &certs, "peer", &format!("controller-{}", c.id), &[])?;
+            self.write_controller_config(&self.controller_config(c, false))?;
+        }
+        for a in &self.agents {
+            certs::issue(&certs, &certs, "agent", &a.name, &[])?;
+            write(&self.agent_config_path(&a.name), &self.agent_config_text(a))?;
+        }
+        certs::issue(&certs, &certs, "admin", "admin", &[])?;
+        let ctl = CtlConfig {
+            controllers: self.controllers.iter().map(|c| c.grpc_addr.clone()).collect(),
+            ca: certs::ca_cert_path(&certs),
+            cert: certs.join("admin.pem"),
+            key: certs.join("admin.key"),
+        };
+        let text = toml::to_string(&ctl).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        write(&self.ctl_config_path(), &format!("# triadctl: export TRIAD_CONFIG={}\n{text}", self.ctl_config_path().display()))
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}

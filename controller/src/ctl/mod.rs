@@ -1,0 +1,9 @@
+//! `triadctl`'s commands, one file per group: status, certificates, cluster membership and users,
+//! the local demo. The binary in `bin/triadctl.rs` only parses arguments and calls these.
+
+pub mod admin;
+pub mod certs;
+pub mod client;
+pub mod demo;
+pub mod local;
+pub mod status;

@@ -1,0 +1,240 @@
+//! `triadctl status`: controllers, agents and database clusters, as a table or as JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use triad_proto::v1 as pb;
+
+use super::client::Client;
+use crate::context::now_ms;
+use crate::error::Result;
+
+/// One controller, as it answered for itself (or did not).
+#[derive(Debug, Serialize)]
+pub struct ControllerView {
+    pub id: u64,
+    pub site: String,
+    pub grpc_addr: String,
+    pub voter: bool,
+    pub reachable: bool,
+    /// `leader`, `follower`, `candidate`, `learner`, or `unreachable`.
+    pub role: String,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub commit_index: u64,
+    pub leader_id: u64,
+    pub connected_agents: u32,
+}
+
+/// One agent.
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub name: String,
+    pub site: String,
+    pub host: String,
+    pub up: bool,
+    pub since_ms: u64,
+    pub last_seen_ms: u64,
+    pub os: String,
+    pub cpus: u32,
+    pub memory_total_bytes: u64,
+}
+
+/// One database cluster member (roles and epochs arrive with the database work).
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub site: String,
+    pub agent: String,
+    pub agent_up: bool,
+}
+
+/// The whole picture.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub answered_by: u64,
+    pub stale: bool,
+    pub leader_id: u64,
+    pub controllers: Vec<ControllerView>,
+    pub agents: Vec<AgentView>,
+    pub clusters: BTreeMap<String, Vec<MemberView>>,
+    pub users: BTreeMap<String, String>,
+}
+
+/// Gathers status from the controllers.
+pub async fn gather(client: &Client) -> Result<StatusView> {
+    let (_, mut any) = client.any().await?;
+    let state = any.state(pb::StateRequest {}).await?.into_inner();
+    let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> =
+        client.cfg.controllers.iter().map(|a| (a.clone(), None)).collect();
+    for c in &state.controllers {
+        addrs.insert(c.grpc_addr.clone(), Some(c));
+    }
+    let mut controllers = Vec::new();
+    for (addr, rec) in addrs {
+        let answer = async {
+            let mut c = client.control(&addr).await?;
+            Ok::<_, crate::Error>(c.node_status(pb::NodeStatusRequest {}).await?.into_inner())
+        };
+        let node = tokio::time::timeout(Duration::from_secs(3), answer).await.ok().and_then(|r| r.ok());
+        controllers.push(match node {
+            Some(n) => ControllerView {
+                id: n.id,
+                site: n.site,
+                grpc_addr: addr,
+                voter: n.voters.contains(&n.id),
+                reachable: true,
+                role: n.raft_role,
+                term: n.term,
+                last_log_index: n.last_log_index,
+                last_applied: n.last_applied,
+                commit_index: n.commit_index,
+                leader_id: n.leader_id,
+                connected_agents: n.connected_agents,
+            },
+            None => ControllerView {
+                id: rec.map(|r| r.id).unwrap_or(0),
+                site: rec.map(|r| r.site.clone()).unwrap_or_default(),
+                grpc_addr: addr,
+                voter: rec.map(|r| r.voter).unwrap_or(false),
+                reachable: false,
+                role: "unreachable".into(),
+                term: 0,
+                last_log_index: 0,
+                last_applied: 0,
+                commit_index: 0,
+                leader_id: 0,
+                connected_agents: 0,
+            },
+        });
+    }
+    controllers.sort_by_key(|c| (c.id == 0, c.id));
+    let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);
+    let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
+    let clusters = state
+        .clusters
+        .iter()
+        .map(|c| {
+            let members = c
+                .members
+                .iter()
+                .map(|m| MemberView {
+                    name: m.name.clone(),
+                    site: m.site.clone(),
+                    agent: m.agent.clone(),
+                    agent_up: up.get(m.agent.as_str()).copied().unwrap_or(false),
+                })
+                .collect();
+            (c.name.clone(), members)
+        })
+        .collect();
+    Ok(StatusView {
+        answered_by: state.answered_by,
+        stale: state.stale,
+        leader_id,
+        controllers,
+        agents: state
+            .agents
+            .iter()
+            .map(|a| {
+                let f = a.facts.clone().unwrap_or_default();
+                AgentView {
+                    name: a.name.clone(),
+                    site: a.site.clone(),
+                    host: a.host.clone(),
+                    up: a.up,
+                    since_ms: a.since_ms,
+                    last_seen_ms: a.last_seen_ms,
+                    os: f.os,
+                    cpus: f.cpus,
+                    memory_total_bytes: f.memory_total_bytes,
+                }
+            })
+            .collect(),
+        clusters,
+        users: state.users.iter().map(|u| (u.name.clone(), u.role.clone())).collect(),
+    })
+}
+
+fn ago(ms: u64) -> String {
+    if ms == 0 {
+        return "never".into();
+    }
+    let d = now_ms().saturating_sub(ms);
+    if d < 10_000 {
+        format!("{:.1}s ago", d as f64 / 1000.0)
+    } else if d < 120_000 {
+        format!("{}s ago", d / 1000)
+    } else {
+        format!("{}m ago", d / 60_000)
+    }
+}
+
+/// Renders the view as the table operators read.
+pub fn render(v: &StatusView) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "CONTROLLERS (leader: {}; state from controller {}{})\n",
+        if v.leader_id == 0 { "none".to_string() } else { v.leader_id.to_string() },
+        v.answered_by,
+        if v.stale { ", a follower: may lag slightly" } else { "" }
+    ));
+    out.push_str(&format!(
+        "  {:<4} {:<6} {:<22} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
+        "ID", "SITE", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST APPLIED", "COMMIT", "AGENTS"
+    ));
+    for c in &v.controllers {
+        out.push_str(&format!(
+            "  {:<4} {:<6} {:<22} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
+            c.id,
+            c.site,
+            c.grpc_addr,
+            c.role,
+            if c.voter { "yes" } else { "no" },
+            c.term,
+            c.last_applied,
+            c.commit_index,
+            c.connected_agents
+        ));
+    }
+    out.push_str("\nAGENTS\n");
+    if v.agents.is_empty() {
+        out.push_str("  (none registered yet)\n");
+    } else {
+        out.push_str(&format!("  {:<16} {:<6} {:<20} {:<6} {:<12} {:<12} {}\n", "NAME", "SITE", "HOST", "STATE", "SINCE", "LAST SEEN", "HOST FACTS"));
+        for a in &v.agents {
+            out.push_str(&format!(
+                "  {:<16} {:<6} {:<20} {:<6} {:<12} {:<12} {}, {} cpus, {:.1} GiB\n",
+                a.name,
+                a.site,
+                a.host,
+                if a.up { "up" } else { "DOWN" },
+                ago(a.since_ms),
+                ago(a.last_seen_ms),
+                a.os,
+                a.cpus,
+                a.memory_total_bytes as f64 / (1u64 << 30) as f64
+            ));
+        }
+    }
+    out.push_str("\nDATABASE CLUSTERS\n");
+    if v.clusters.is_empty() {
+        out.push_str("  (none configured)\n");
+    }
+    for (name, members) in &v.clusters {
+        out.push_str(&format!("  {name}\n"));
+        out.push_str(&format!("    {:<8} {:<6} {:<16} {}\n", "MEMBER", "SITE", "AGENT", "AGENT STATE"));
+        for m in members {
+            out.push_str(&format!(
+                "    {:<8} {:<6} {:<16} {}\n",
+                m.name,
+                m.site,
+                m.agent,
+                if m.agent_up { "up" } else { "down / unknown" }
+            ));
+        }
+    }
+    out
+}

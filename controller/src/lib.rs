@@ -1,0 +1,146 @@
+//! Triad's replicated controller: a Raft group (openraft, RocksDB) with one controller per site,
+//! which keeps the deployment's state, watches agents, and serves operators.
+//!
+//! Data flows one way: the edges (`api`) authenticate and validate requests and turn them into
+//! commands; the `raft` proposer writes them to the log; `state` applies them deterministically on
+//! every controller; reads come from the applied state. The `brain` runs on the leader, reads the
+//! state and the agents' reports, and proposes commands like any other client.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod brain;
+pub mod config;
+pub mod context;
+pub mod ctl;
+mod error;
+pub mod metrics;
+pub mod raft;
+pub mod state;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::{Error, Result};
+
+use crate::config::ControllerConfig;
+use crate::context::Ctx;
+use crate::raft::{open_db, LogStore, PeerNetwork, Proposer, Raft, StateMachineStore};
+
+/// Runs a controller until SIGINT or SIGTERM.
+pub async fn run(cfg: ControllerConfig) -> Result<()> {
+    let tls = tls::TlsFiles::load(&cfg.tls)?;
+    // Bind before touching the data directory, so that a port in use is reported cleanly.
+    let grpc_listener = TcpListener::bind(&cfg.grpc_addr)
+        .await
+        .map_err(|e| Error::io(format!("grpc_addr {}", cfg.grpc_addr), e))?;
+    let http_listener = TcpListener::bind(&cfg.http_addr)
+        .await
+        .map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
+    let db = open_db(&cfg.data_dir.join("raft"))?;
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let log_store = LogStore::new(db.clone());
+    let sm = StateMachineStore::open(db.clone(), metrics.apply_seconds.clone())?;
+    let state = sm.shared();
+    let net = PeerNetwork::new(tls.client());
+    let raft_config = openraft::Config {
+        cluster_name: "triad".into(),
+        heartbeat_interval: cfg.raft.heartbeat_interval_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: 1000,
+        max_payload_entries: 64,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::Raft(e.to_string()))?;
+    let raft = Raft::new(cfg.id, Arc::new(raft_config), net.clone(), log_store, sm)
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+
+    let initialized = raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))?;
+    if !initialized && !cfg.join {
+        // Every founding controller initialises with the same membership: openraft documents this
+        // as safe, and it means the cluster forms whichever of them starts first.
+        let members: BTreeMap<u64, BasicNode> =
+            cfg.peers.iter().map(|p| (p.id, BasicNode::new(&p.grpc_addr))).collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!("initialised a new cluster of {} controllers", cfg.peers.len()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(Error::Raft(format!("initialising the cluster: {e}"))),
+        }
+    }
+
+    let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+    let ctx = Arc::new(Ctx {
+        id: cfg.id,
+        cfg: cfg.clone(),
+        raft: raft.clone(),
+        state,
+        db,
+        proposer,
+        net,
+        obs: Default::default(),
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
+    tokio::spawn(brain::run(ctx.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tracing::info!(id = cfg.id, site = %cfg.site, grpc = %cfg.grpc_addr, http = %cfg.http_addr, "controller serving");
+    let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
+    let http = tokio::spawn(api::serve_http(ctx.clone(), http_listener, stopped(stop_rx)));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), raft.shutdown()).await;
+    for task in [grpc, http] {
+        match tokio::time::timeout(Duration::from_secs(3), task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("server stopped with an error: {e}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("a server did not stop within 3 s"),
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sets up `tracing` output: human-readable, or JSON lines.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

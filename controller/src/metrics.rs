@@ -1,0 +1,151 @@
+//! The controller's Prometheus metrics (`triad_*`, base units, bounded labels), and the task that
+//! copies openraft's metrics into them.
+
+use std::time::Duration;
+
+use openraft::ServerState;
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::raft::Raft;
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    pub raft_term: IntGauge,
+    pub raft_is_leader: IntGauge,
+    pub raft_leader_id: IntGauge,
+    pub raft_last_log_index: IntGauge,
+    pub raft_commit_index: IntGauge,
+    pub raft_applied_index: IntGauge,
+    pub raft_voters: IntGauge,
+    pub apply_seconds: Histogram,
+    pub agents_connected: IntGauge,
+    pub agents_up: IntGauge,
+    pub agents_down: IntGauge,
+    pub grpc_requests: IntCounterVec,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric name");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        // Names and label sets below are constants; registration fails only on a programming
+        // error (a duplicate), which the unit test catches.
+        let registry = Registry::new();
+        let apply_seconds = Histogram::with_opts(
+            HistogramOpts::new("triad_raft_apply_duration_seconds", "Time to apply one batch of committed entries")
+                .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5]),
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(apply_seconds.clone())).expect("metric registered once");
+        let grpc_requests = IntCounterVec::new(
+            Opts::new("triad_grpc_requests_total", "gRPC requests served, by method and status code"),
+            &["method", "code"],
+        )
+        .expect("valid counter");
+        registry.register(Box::new(grpc_requests.clone())).expect("metric registered once");
+        Metrics {
+            raft_term: gauge(&registry, "triad_raft_term", "Current Raft term"),
+            raft_is_leader: gauge(&registry, "triad_raft_is_leader", "1 if this controller is the Raft leader"),
+            raft_leader_id: gauge(&registry, "triad_raft_leader_id", "Id of the leader this controller knows, 0 if none"),
+            raft_last_log_index: gauge(&registry, "triad_raft_last_log_index", "Index of the last entry in the local log"),
+            raft_commit_index: gauge(
+                &registry,
+                "triad_raft_commit_index",
+                "Highest index a quorum holds (computed on the leader; followers report their applied index)",
+            ),
+            raft_applied_index: gauge(&registry, "triad_raft_applied_index", "Index of the last applied entry"),
+            raft_voters: gauge(&registry, "triad_raft_voters", "Voters in the current membership"),
+            apply_seconds,
+            agents_connected: gauge(&registry, "triad_agents_connected", "Agents with a live stream to this controller"),
+            agents_up: gauge(&registry, "triad_agents_up", "Registered agents recorded as up"),
+            agents_down: gauge(&registry, "triad_agents_down", "Registered agents recorded as down"),
+            grpc_requests,
+            registry,
+        }
+    }
+
+    /// Counts one gRPC request.
+    pub fn rpc<T>(&self, method: &str, result: &Result<T, tonic::Status>) {
+        let code = match result {
+            Ok(_) => "Ok".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.grpc_requests.with_label_values(&[method, &code]).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Copies openraft's metrics into ours whenever they change (and at least every second).
+pub async fn follow_raft(raft: Raft, metrics: std::sync::Arc<Metrics>) {
+    let mut rx = raft.metrics();
+    loop {
+        {
+            let m = rx.borrow().clone();
+            metrics.raft_term.set(m.current_term as i64);
+            metrics.raft_is_leader.set((m.state == ServerState::Leader) as i64);
+            metrics.raft_leader_id.set(m.current_leader.unwrap_or(0) as i64);
+            metrics.raft_last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+            metrics.raft_applied_index.set(applied as i64);
+            metrics.raft_commit_index.set(commit_index(&m).unwrap_or(applied) as i64);
+            metrics.raft_voters.set(m.membership_config.voter_ids().count() as i64);
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// On the leader: the highest index held by a majority of voters.
+pub fn commit_index(m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Option<u64> {
+    let repl = m.replication.as_ref()?;
+    let mut held: Vec<u64> = m
+        .membership_config
+        .voter_ids()
+        .map(|id| {
+            if id == m.id {
+                m.last_log_index.unwrap_or(0)
+            } else {
+                repl.get(&id).and_then(|l| l.map(|l| l.index)).unwrap_or(0)
+            }
+        })
+        .collect();
+    if held.is_empty() {
+        return None;
+    }
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    Some(held[held.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_register_and_render() {
+        let m = super::Metrics::new();
+        m.raft_term.set(3);
+        m.rpc::<()>("Control/State", &Ok(()));
+        let text = m.render();
+        assert!(text.contains("triad_raft_term 3"));
+        assert!(text.contains("triad_grpc_requests_total{code=\"Ok\",method=\"Control/State\"} 1"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Raft RPCs between controllers over gRPC with mutual TLS. openraft's messages travel as opaque
+//! bincode payloads inside the `Peer` service; errors the remote Raft returned come back as values
+//! and are handed to openraft as remote errors, transport failures as `Unreachable`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use triad_proto::v1::peer_client::PeerClient;
+use triad_proto::v1::RaftPayload;
+
+use super::{decode, encode, NodeId, TypeConfig};
+use crate::error::{Error, Result};
+
+/// The TLS settings a controller uses when it dials another controller.
+pub type PeerTls = ClientTlsConfig;
+
+/// Dials other controllers; one lazily connected channel per address, shared by Raft replication
+/// and write forwarding.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    tls: PeerTls,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerNetwork {
+    /// A network that authenticates with `tls`.
+    pub fn new(tls: PeerTls) -> Self {
+        PeerNetwork { tls, channels: Arc::default() }
+    }
+
+    /// The channel to the controller at `addr` (`IP:PORT`), created on first use.
+    pub fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut map = self.channels.lock().expect("channel map lock poisoned");
+        if let Some(ch) = map.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad peer address {addr}: {e}")))?
+            .tls_config(self.tls.clone())?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// A `Peer` service client for `addr`.
+    pub fn client(&self, addr: &str) -> Result<PeerClient<Channel>> {
+        Ok(PeerClient::new(self.channel(addr)?).max_decoding_message_size(256 << 20))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConn {
+        PeerConn { target, client: self.client(&node.addr).map_err(|e| e.to_string()) }
+    }
+}
+
+/// Raft's connection to one other controller.
+pub struct PeerConn {
+    target: NodeId,
+    client: std::result::Result<PeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+impl PeerConn {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        which: Rpc,
+    ) -> std::result::Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
+        };
+        let payload = tonic::Request::new(RaftPayload { data: encode(req) });
+        let fut = async {
+            match which {
+                Rpc::Append => client.append_entries(payload).await,
+                Rpc::Vote => client.vote(payload).await,
+                Rpc::Snapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
+            Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Msg("rpc timed out".into())))),
+            Ok(Err(status)) => {
+                let e = Msg(format!("{:?}: {}", status.code(), status.message()));
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&e)),
+                    _ => RPCError::Network(NetworkError::new(&e)),
+                });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let result: std::result::Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, Rpc::Append).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(&rpc, &option, Rpc::Snapshot).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, Rpc::Vote).await
+    }
+}

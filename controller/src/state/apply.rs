@@ -1,0 +1,218 @@
+//! `State::apply`: pure and deterministic. It validates every command against the state it is
+//! applied to, because two proposers can race: a refused command changes nothing and says why.
+
+use super::{AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State};
+
+impl State {
+    /// Applies one proposal carried by the log entry at `log_index`, appending the audit entries it
+    /// produces to `audit`.
+    pub fn apply(&mut self, log_index: u64, p: &Proposal, audit: &mut Vec<AuditEntry>) -> Response {
+        if let Command::Batch(items) = &p.command {
+            return Response::Batch(items.iter().map(|item| self.apply(log_index, item, audit)).collect());
+        }
+        let (what, result) = self.apply_one(p);
+        let response = match result {
+            Ok(msg) => Response::Ok(msg),
+            Err(msg) => Response::Rejected(msg),
+        };
+        let outcome = match &response {
+            Response::Rejected(why) => format!("rejected: {why}"),
+            _ => "ok".to_string(),
+        };
+        self.audit_seq += 1;
+        audit.push(AuditEntry {
+            seq: self.audit_seq,
+            log_index,
+            at_ms: p.at_ms,
+            actor: p.actor.name.clone(),
+            role: p.actor.role,
+            origin: p.actor.origin.clone(),
+            action: format!("{what}: {outcome}"),
+        });
+        response
+    }
+
+    /// Returns a description of the command and its result.
+    fn apply_one(&mut self, p: &Proposal) -> (String, Result<String, String>) {
+        match &p.command {
+            Command::Seed(seed) => {
+                let what = format!(
+                    "seed {} sites, {} controllers, {} clusters",
+                    seed.sites.len(),
+                    seed.controllers.len(),
+                    seed.clusters.len()
+                );
+                if self.seeded {
+                    return (what, Err("the state is already seeded".into()));
+                }
+                self.seeded = true;
+                for s in &seed.sites {
+                    self.sites.insert(s.name.clone(), s.clone());
+                }
+                for c in &seed.controllers {
+                    self.controllers.entry(c.id).or_insert_with(|| c.clone());
+                }
+                for c in &seed.clusters {
+                    self.clusters.insert(c.name.clone(), DbCluster::clone(c));
+                }
+                (what, Ok("seeded".into()))
+            }
+            Command::RegisterAgent { name, site, host, facts } => {
+                let what = format!("register agent {name} site={site} host={host}");
+                if !self.sites.is_empty() && !self.sites.contains_key(site) {
+                    return (what, Err(format!("unknown site `{site}`")));
+                }
+                let rec = self.agents.entry(name.clone()).or_insert_with(|| AgentRecord {
+                    name: name.clone(),
+                    site: site.clone(),
+                    host: host.clone(),
+                    facts: facts.clone(),
+                    up: false,
+                    since_ms: p.at_ms,
+                    registered_ms: p.at_ms,
+                });
+                rec.site = site.clone();
+                rec.host = host.clone();
+                rec.facts = facts.clone();
+                if !rec.up {
+                    rec.up = true;
+                    rec.since_ms = p.at_ms;
+                }
+                (what, Ok(format!("agent {name} registered")))
+            }
+            Command::SetAgentUp { name, up, reason } => {
+                let what = format!("mark agent {name} {} ({reason})", if *up { "up" } else { "down" });
+                match self.agents.get_mut(name) {
+                    None => (what, Err(format!("no agent named `{name}`"))),
+                    Some(rec) if rec.up == *up => (what, Err(format!("agent `{name}` is already {}", updown(*up)))),
+                    Some(rec) => {
+                        rec.up = *up;
+                        rec.since_ms = p.at_ms;
+                        (what, Ok(format!("agent {name} {}", updown(*up))))
+                    }
+                }
+            }
+            Command::PutUser { name, role } => {
+                let what = format!("put user {name} role={role}");
+                if !role.is_user_role() {
+                    return (what, Err(format!("`{role}` cannot be given to a user")));
+                }
+                self.users.insert(name.clone(), *role);
+                (what, Ok(format!("user {name} is {role}")))
+            }
+            Command::DeleteUser { name } => {
+                let what = format!("delete user {name}");
+                match self.users.remove(name) {
+                    Some(_) => (what, Ok(format!("user {name} deleted"))),
+                    None => (what, Err(format!("no user named `{name}`"))),
+                }
+            }
+            Command::PutController(rec) => {
+                let what = format!("put controller {} site={} addr={}", rec.id, rec.site, rec.grpc_addr);
+                if !self.sites.is_empty() && !self.sites.contains_key(&rec.site) {
+                    return (what, Err(format!("unknown site `{}`", rec.site)));
+                }
+                if let Some(other) = self.controllers.values().find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr) {
+                    return (what, Err(format!("controller {} already uses {}", other.id, rec.grpc_addr)));
+                }
+                self.controllers.insert(rec.id, rec.clone());
+                (what, Ok(format!("controller {} recorded", rec.id)))
+            }
+            Command::SetControllerVoter { id, voter } => {
+                let what = format!("set controller {id} voter={voter}");
+                match self.controllers.get_mut(id) {
+                    None => (what, Err(format!("no controller with id {id}"))),
+                    Some(rec) => {
+                        rec.voter = *voter;
+                        (what, Ok(format!("controller {id} voter={voter}")))
+                    }
+                }
+            }
+            Command::DeleteController { id } => {
+                let what = format!("delete controller {id}");
+                match self.controllers.remove(id) {
+                    Some(_) => (what, Ok(format!("controller {id} deleted"))),
+                    None => (what, Err(format!("no controller with id {id}"))),
+                }
+            }
+            // Handled in `apply` before reaching here.
+            Command::Batch(_) => ("batch".into(), Err("nested batch".into())),
+        }
+    }
+}
+
+fn updown(up: bool) -> &'static str {
+    if up {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Actor, HostFacts, Role};
+
+    fn prop(at_ms: u64, command: Command) -> Proposal {
+        Proposal { at_ms, actor: Actor { name: "alice".into(), role: Role::Admin, origin: "test".into() }, command }
+    }
+
+    #[test]
+    fn apply_is_deterministic_and_audited() {
+        let cmds = vec![
+            prop(1, Command::PutUser { name: "bob".into(), role: Role::Noc }),
+            prop(2, Command::RegisterAgent { name: "a1".into(), site: "dc".into(), host: "h".into(), facts: HostFacts::default() }),
+            prop(3, Command::SetAgentUp { name: "a1".into(), up: false, reason: "silent".into() }),
+            prop(4, Command::DeleteUser { name: "nobody".into() }),
+        ];
+        let run = || {
+            let mut s = State::default();
+            let mut audit = Vec::new();
+            let responses: Vec<_> = cmds.iter().enumerate().map(|(i, c)| s.apply(i as u64 + 1, c, &mut audit)).collect();
+            (s, audit, responses)
+        };
+        let (a, audit_a, resp_a) = run();
+        let (b, audit_b, resp_b) = run();
+        assert_eq!(a, b);
+        assert_eq!(audit_a, audit_b);
+        assert_eq!(resp_a, resp_b);
+        assert_eq!(audit_a.len(), 4);
+        assert_eq!(a.users.get("bob"), Some(&Role::Noc));
+        assert!(!a.agents["a1"].up);
+        assert_eq!(a.agents["a1"].since_ms, 3);
+        assert!(matches!(&resp_a[3], Response::Rejected(m) if m.contains("nobody")));
+        assert!(audit_a[3].action.contains("rejected"));
+    }
+
+    #[test]
+    fn rejected_commands_change_nothing_but_the_audit() {
+        let mut s = State::default();
+        let mut audit = Vec::new();
+        s.apply(1, &prop(1, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })), &mut audit);
+        let before = s.clone();
+        let r = s.apply(2, &prop(2, Command::PutUser { name: "x".into(), role: Role::Peer }), &mut audit);
+        assert!(matches!(r, Response::Rejected(_)));
+        let r2 = s.apply(3, &prop(3, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })), &mut audit);
+        assert!(matches!(r2, Response::Rejected(_)));
+        assert_eq!(s.users, before.users);
+        assert_eq!(s.audit_seq, before.audit_seq + 2);
+    }
+
+    #[test]
+    fn batch_applies_each_item_in_order() {
+        let mut s = State::default();
+        let mut audit = Vec::new();
+        let batch = prop(
+            5,
+            Command::Batch(vec![
+                prop(5, Command::PutUser { name: "u".into(), role: Role::Soc }),
+                prop(5, Command::PutUser { name: "u".into(), role: Role::Auditor }),
+            ]),
+        );
+        let r = s.apply(7, &batch, &mut audit);
+        assert!(matches!(r, Response::Batch(ref v) if v.len() == 2));
+        assert_eq!(s.users["u"], Role::Auditor);
+        assert_eq!(audit.iter().map(|a| a.log_index).collect::<Vec<_>>(), vec![7, 7]);
+    }
+}

@@ -1,0 +1,78 @@
+//! Commands: the only way the replicated state changes. A [`Proposal`] wraps a command with who
+//! asked and when, both fixed by the proposer so that applying it is deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ControllerRecord, DbCluster, HostFacts, Role, Site};
+
+/// Who asked for a change, as the edge that received the request authenticated them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Certificate common name, or `controller-N` for the controller's own decisions.
+    pub name: String,
+    pub role: Role,
+    /// Peer address the request came from, or `brain` for the leader's own decisions.
+    pub origin: String,
+}
+
+impl Actor {
+    /// The controller itself, deciding on its own (liveness, seeding).
+    pub fn system(controller_id: u64) -> Actor {
+        Actor { name: format!("controller-{controller_id}"), role: Role::System, origin: "brain".into() }
+    }
+}
+
+/// A command with its provenance: the unit written to the Raft log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Proposer's wall clock, ms since the Unix epoch.
+    pub at_ms: u64,
+    pub actor: Actor,
+    pub command: Command,
+}
+
+/// What the first leader writes from its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seed {
+    pub sites: Vec<Site>,
+    pub controllers: Vec<ControllerRecord>,
+    pub clusters: Vec<DbCluster>,
+}
+
+/// Every change the state knows how to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Initial sites, controllers and clusters; applied once, refused afterwards.
+    Seed(Seed),
+    /// An agent introduced itself (or its host facts changed); it is up from now.
+    RegisterAgent { name: String, site: String, host: String, facts: HostFacts },
+    /// The leader judged an agent up or down.
+    SetAgentUp { name: String, up: bool, reason: String },
+    /// Give a client identity a role (or `disabled`).
+    PutUser { name: String, role: Role },
+    /// Remove a client identity's override; its certificate's role applies again.
+    DeleteUser { name: String },
+    /// Record a controller (a learner until `SetControllerVoter`).
+    PutController(ControllerRecord),
+    /// A controller became a voter, or stopped being one.
+    SetControllerVoter { id: u64, voter: bool },
+    /// A controller left the cluster.
+    DeleteController { id: u64 },
+    /// Several proposals committed as one log entry (group commit); each is applied and audited
+    /// as if it had its own entry.
+    Batch(Vec<Proposal>),
+}
+
+/// The outcome of applying one proposal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    #[default]
+    None,
+    /// Applied; a short description of what changed.
+    Ok(String),
+    /// Refused by the state machine; nothing changed.
+    Rejected(String),
+    /// One response per proposal of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
+}

@@ -1,0 +1,176 @@
+//! The replicated state: typed tables that change only by applying a [`Command`] from the Raft log.
+//!
+//! Nothing here does I/O or reads a clock: timestamps and ids come inside the [`Proposal`], chosen
+//! by whoever proposed it, so that every controller applying the same log reaches the same state.
+//! The audit history is produced here (as [`AuditEntry`] values returned from `apply`) but kept on
+//! disk by the state-machine store, so that memory stays bounded however long the history grows.
+
+mod apply;
+mod command;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{Actor, Command, Proposal, Response, Seed};
+
+/// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
+/// table; `agent` and `peer` come only from certificates; `system` is the controller itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    Admin,
+    Noc,
+    Soc,
+    Auditor,
+    Agent,
+    Peer,
+    System,
+    /// A user an admin has disabled: refused everything.
+    Disabled,
+}
+
+impl Role {
+    /// Every role, for help texts.
+    pub const NAMES: &'static str = "admin, noc, soc, auditor, agent, peer";
+
+    /// Parses a role name as written in certificates and on the command line.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "noc" => Role::Noc,
+            "soc" => Role::Soc,
+            "auditor" => Role::Auditor,
+            "agent" => Role::Agent,
+            "peer" => Role::Peer,
+            "system" => Role::System,
+            "disabled" => Role::Disabled,
+            _ => return None,
+        })
+    }
+
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Noc => "noc",
+            Role::Soc => "soc",
+            Role::Auditor => "auditor",
+            Role::Agent => "agent",
+            Role::Peer => "peer",
+            Role::System => "system",
+            Role::Disabled => "disabled",
+        }
+    }
+
+    /// Roles a human user may be given in the `users` table.
+    pub fn is_user_role(self) -> bool {
+        matches!(self, Role::Admin | Role::Noc | Role::Soc | Role::Auditor | Role::Disabled)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A site of the deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub name: String,
+    pub description: String,
+}
+
+/// A controller as recorded in the state (Raft membership itself lives in openraft).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerRecord {
+    pub id: u64,
+    pub site: String,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    /// False while it is a learner catching up.
+    pub voter: bool,
+}
+
+/// A host's static facts, summarised from `sysinfo` by its agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub os: String,
+    pub kernel: String,
+    pub cpus: u32,
+    pub memory_total_bytes: u64,
+    pub disk_total_bytes: u64,
+}
+
+/// A registered agent. Its heartbeats are soft state on the controllers; only registration and
+/// up/down changes are recorded here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The certificate's common name.
+    pub name: String,
+    pub site: String,
+    pub host: String,
+    pub facts: HostFacts,
+    pub up: bool,
+    /// When `up` last changed (proposer's clock, ms since the Unix epoch).
+    pub since_ms: u64,
+    pub registered_ms: u64,
+}
+
+/// A database cluster member as configured (roles and epochs come with the database issue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbMember {
+    pub name: String,
+    pub site: String,
+    pub agent: String,
+}
+
+/// A database cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbCluster {
+    pub name: String,
+    pub members: BTreeMap<String, DbMember>,
+}
+
+/// One line of the audit log: who did what, as what, from where, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Dense, starting at 1, in log order.
+    pub seq: u64,
+    /// The Raft log index of the entry that carried it.
+    pub log_index: u64,
+    pub at_ms: u64,
+    pub actor: String,
+    pub role: Role,
+    pub origin: String,
+    /// What was asked and its outcome, e.g. `put user alice role=noc: ok`.
+    pub action: String,
+}
+
+/// The whole replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// True once the first leader seeded sites, controllers and clusters from its config.
+    pub seeded: bool,
+    pub sites: BTreeMap<String, Site>,
+    pub controllers: BTreeMap<u64, ControllerRecord>,
+    pub agents: BTreeMap<String, AgentRecord>,
+    pub clusters: BTreeMap<String, DbCluster>,
+    /// Role overrides for client identities (certificate common names).
+    pub users: BTreeMap<String, Role>,
+    /// The seq of the last audit entry written.
+    pub audit_seq: u64,
+}
+
+impl State {
+    /// The role a client certificate's identity has: the `users` table wins over the certificate,
+    /// so that an admin can demote or disable a person without reissuing certificates. Machine
+    /// roles (`agent`, `peer`) are taken from the certificate only.
+    pub fn effective_role(&self, name: &str, cert_role: Role) -> Role {
+        if matches!(cert_role, Role::Agent | Role::Peer) {
+            return cert_role;
+        }
+        self.users.get(name).copied().unwrap_or(cert_role)
+    }
+}

@@ -1,0 +1,44 @@
+//! Loading the controller's certificates and building tonic's server and client TLS settings.
+
+use std::path::Path;
+
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::config::TlsConfig;
+use crate::error::{Error, Result};
+use crate::raft::PeerTls;
+
+/// The PEM files of one identity.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
+        return Err(Error::Tls(format!("{key} {} is not a PEM file", path.display())));
+    }
+    Ok(bytes)
+}
+
+impl TlsFiles {
+    /// Reads the three PEM files named in `cfg`.
+    pub fn load(cfg: &TlsConfig) -> Result<Self> {
+        Ok(TlsFiles { ca: read("tls.ca", &cfg.ca)?, cert: read("tls.cert", &cfg.cert)?, key: read("tls.key", &cfg.key)? })
+    }
+
+    /// Server side: present our certificate and require a client certificate from the CA.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
+    }
+
+    /// Client side, for dialling other controllers.
+    pub fn client(&self) -> PeerTls {
+        triad_proto::tls::client_tls(&self.ca, &self.cert, &self.key)
+    }
+}
