@@ -19,10 +19,15 @@ pub struct HttpState {
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(&'static str, &'static str); 1], String) {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
-async fn status(State(s): State<HttpState>) -> Json<std::collections::BTreeMap<String, LinkStatus>> {
+async fn status(
+    State(s): State<HttpState>,
+) -> Json<std::collections::BTreeMap<String, LinkStatus>> {
     Json(s.links.status.lock().expect("links lock poisoned").clone())
 }
 

@@ -22,12 +22,22 @@ use crate::metrics::AgentMetrics;
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
+        std::fs::read(p).map_err(|e| Error::ConfigKey {
+            key: key.into(),
+            msg: format!("{}: {e}", p.display()),
+        })
     };
-    let tls = triad_proto::tls::client_tls(&read("tls.ca", &cfg.tls.ca)?, &read("tls.cert", &cfg.tls.cert)?, &read("tls.key", &cfg.tls.key)?);
+    let tls = triad_proto::tls::client_tls(
+        &read("tls.ca", &cfg.tls.ca)?,
+        &read("tls.cert", &cfg.tls.cert)?,
+        &read("tls.key", &cfg.tls.key)?,
+    );
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
         .await
-        .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
+        .map_err(|e| Error::Io {
+            context: format!("http_addr {}", cfg.http_addr),
+            source: e,
+        })?;
     let metrics = Arc::new(AgentMetrics::new());
     let facts = facts::host_facts();
     metrics.memory_total.set(facts.memory_total_bytes as i64);
@@ -46,8 +56,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             }
         });
     }
-    let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
-    let params = Arc::new(LinkParams { cfg: cfg.clone(), tls, facts, load, links: links.clone(), metrics: metrics.clone() });
+    let links = Arc::new(Links {
+        status: Mutex::new(BTreeMap::new()),
+    });
+    let params = Arc::new(LinkParams {
+        cfg: cfg.clone(),
+        tls,
+        facts,
+        load,
+        links: links.clone(),
+        metrics: metrics.clone(),
+    });
     for addr in &cfg.controllers {
         metrics.connected.with_label_values(&[addr]).set(0);
         tokio::spawn(link::follow(params.clone(), addr.clone()));
@@ -80,7 +99,11 @@ async fn shutdown_signal() {
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

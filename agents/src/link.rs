@@ -10,7 +10,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use triad_proto::v1::agent_link_client::AgentLinkClient;
-use triad_proto::v1::{agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, HostFacts, HostLoad};
+use triad_proto::v1::{
+    agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, HostFacts,
+    HostLoad,
+};
 
 use crate::config::AgentConfig;
 use crate::error::{Error, Result};
@@ -104,7 +107,9 @@ async fn stream_once(p: &LinkParams, addr: &str) -> Result<()> {
             facts: Some(p.facts.clone()),
         })),
     };
-    tx.send(hello).await.map_err(|_| Error::Protocol("outbound stream closed".into()))?;
+    tx.send(hello)
+        .await
+        .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
     let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
     let interval = Duration::from_millis(p.cfg.heartbeat_interval_ms);
     let mut ticker = tokio::time::interval(interval);

@@ -21,7 +21,8 @@ pub struct AgentMetrics {
 macro_rules! reg {
     ($r:expr, $m:expr) => {{
         let m = $m.expect("valid metric");
-        $r.register(Box::new(m.clone())).expect("metric registered once");
+        $r.register(Box::new(m.clone()))
+            .expect("metric registered once");
         m
     }};
 }
@@ -31,15 +32,63 @@ impl AgentMetrics {
     pub fn new() -> Self {
         let r = Registry::new();
         AgentMetrics {
-            connected: reg!(r, IntGaugeVec::new(Opts::new("triad_agent_controller_connected", "1 while the stream to this controller is open"), &["controller"])),
-            leader_id: reg!(r, IntGauge::new("triad_agent_leader_id", "The leader the controllers last reported, 0 if none")),
-            heartbeats: reg!(r, IntCounter::new("triad_agent_heartbeats_sent_total", "Heartbeats sent, over all streams")),
-            acks: reg!(r, IntCounter::new("triad_agent_heartbeat_acks_total", "Heartbeat acknowledgements received")),
-            reconnects: reg!(r, IntCounter::new("triad_agent_reconnects_total", "Streams that ended and were retried")),
-            cpu_ratio: reg!(r, Gauge::new("triad_host_cpu_usage_ratio", "Host CPU usage, 0 to 1")),
-            memory_used: reg!(r, IntGauge::new("triad_host_memory_used_bytes", "Host memory in use")),
-            memory_total: reg!(r, IntGauge::new("triad_host_memory_total_bytes", "Host memory")),
-            disk_used: reg!(r, IntGauge::new("triad_host_disk_used_bytes", "Disk space in use over all disks")),
+            connected: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_agent_controller_connected",
+                        "1 while the stream to this controller is open"
+                    ),
+                    &["controller"]
+                )
+            ),
+            leader_id: reg!(
+                r,
+                IntGauge::new(
+                    "triad_agent_leader_id",
+                    "The leader the controllers last reported, 0 if none"
+                )
+            ),
+            heartbeats: reg!(
+                r,
+                IntCounter::new(
+                    "triad_agent_heartbeats_sent_total",
+                    "Heartbeats sent, over all streams"
+                )
+            ),
+            acks: reg!(
+                r,
+                IntCounter::new(
+                    "triad_agent_heartbeat_acks_total",
+                    "Heartbeat acknowledgements received"
+                )
+            ),
+            reconnects: reg!(
+                r,
+                IntCounter::new(
+                    "triad_agent_reconnects_total",
+                    "Streams that ended and were retried"
+                )
+            ),
+            cpu_ratio: reg!(
+                r,
+                Gauge::new("triad_host_cpu_usage_ratio", "Host CPU usage, 0 to 1")
+            ),
+            memory_used: reg!(
+                r,
+                IntGauge::new("triad_host_memory_used_bytes", "Host memory in use")
+            ),
+            memory_total: reg!(
+                r,
+                IntGauge::new("triad_host_memory_total_bytes", "Host memory")
+            ),
+            disk_used: reg!(
+                r,
+                IntGauge::new(
+                    "triad_host_disk_used_bytes",
+                    "Disk space in use over all disks"
+                )
+            ),
             load1: reg!(r, Gauge::new("triad_host_load1", "One-minute load average")),
             registry: r,
         }

@@ -43,7 +43,8 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
     let http_listener = TcpListener::bind(&cfg.http_addr)
         .await
         .map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
     let db = open_db(&cfg.data_dir.join("raft"))?;
 
     let metrics = Arc::new(metrics::Metrics::new());
@@ -67,14 +68,23 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
 
-    let initialized = raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
     if !initialized && !cfg.join {
         // Every founding controller initialises with the same membership: openraft documents this
         // as safe, and it means the cluster forms whichever of them starts first.
-        let members: BTreeMap<u64, BasicNode> =
-            cfg.peers.iter().map(|p| (p.id, BasicNode::new(&p.grpc_addr))).collect();
+        let members: BTreeMap<u64, BasicNode> = cfg
+            .peers
+            .iter()
+            .map(|p| (p.id, BasicNode::new(&p.grpc_addr)))
+            .collect();
         match raft.initialize(members).await {
-            Ok(()) => tracing::info!("initialised a new cluster of {} controllers", cfg.peers.len()),
+            Ok(()) => tracing::info!(
+                "initialised a new cluster of {} controllers",
+                cfg.peers.len()
+            ),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(Error::Raft(format!("initialising the cluster: {e}"))),
         }
@@ -100,8 +110,17 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tracing::info!(id = cfg.id, site = %cfg.site, grpc = %cfg.grpc_addr, http = %cfg.http_addr, "controller serving");
-    let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
-    let http = tokio::spawn(api::serve_http(ctx.clone(), http_listener, stopped(stop_rx)));
+    let grpc = tokio::spawn(api::serve_grpc(
+        ctx.clone(),
+        grpc_listener,
+        tls.server(),
+        stopped(stop_rx.clone()),
+    ));
+    let http = tokio::spawn(api::serve_http(
+        ctx.clone(),
+        http_listener,
+        stopped(stop_rx),
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -137,7 +156,11 @@ pub async fn shutdown_signal() {
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

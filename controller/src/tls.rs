@@ -17,9 +17,13 @@ pub struct TlsFiles {
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
     if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
-        return Err(Error::Tls(format!("{key} {} is not a PEM file", path.display())));
+        return Err(Error::Tls(format!(
+            "{key} {} is not a PEM file",
+            path.display()
+        )));
     }
     Ok(bytes)
 }
@@ -27,7 +31,11 @@ fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
 impl TlsFiles {
     /// Reads the three PEM files named in `cfg`.
     pub fn load(cfg: &TlsConfig) -> Result<Self> {
-        Ok(TlsFiles { ca: read("tls.ca", &cfg.ca)?, cert: read("tls.cert", &cfg.cert)?, key: read("tls.key", &cfg.key)? })
+        Ok(TlsFiles {
+            ca: read("tls.ca", &cfg.ca)?,
+            cert: read("tls.cert", &cfg.cert)?,
+            key: read("tls.key", &cfg.key)?,
+        })
     }
 
     /// Server side: present our certificate and require a client certificate from the CA.

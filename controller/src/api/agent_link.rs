@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
-use triad_proto::v1::{agent_message, controller_message, AgentMessage, ControllerMessage, HeartbeatAck, LeaderInfo};
+use triad_proto::v1::{
+    agent_message, controller_message, AgentMessage, ControllerMessage, HeartbeatAck, LeaderInfo,
+};
 
 use super::auth;
 use crate::brain::AgentHelloInfo;
@@ -53,7 +55,10 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
 impl AgentLink for AgentLinkApi {
     type AttachStream = OutStream;
 
-    async fn attach(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn attach(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         let result = self.open(req).await;
         self.ctx.metrics.rpc("AgentLink/Attach", &result);
         result
@@ -61,7 +66,10 @@ impl AgentLink for AgentLinkApi {
 }
 
 impl AgentLinkApi {
-    async fn open(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn open(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         let caller = auth::caller(&req, &self.ctx.state)?;
         auth::require(&caller, &[Role::Agent], "an agent stream")?;
         let mut inbound = req.into_inner();
@@ -70,7 +78,11 @@ impl AgentLinkApi {
             .map_err(|_| Status::deadline_exceeded("no hello within 5 s"))??;
         let hello = match first.and_then(|m| m.msg) {
             Some(agent_message::Msg::Hello(h)) => h,
-            _ => return Err(Status::invalid_argument("the first message on an agent stream must be a hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message on an agent stream must be a hello",
+                ))
+            }
         };
         if hello.name != caller.name {
             return Err(Status::permission_denied(format!(
@@ -81,8 +93,14 @@ impl AgentLinkApi {
         check_name("site", &hello.site).map_err(|e| Status::invalid_argument(e.to_string()))?;
         {
             let g = self.ctx.state.read().expect("state lock poisoned");
-            if g.state.seeded && !g.state.sites.is_empty() && !g.state.sites.contains_key(&hello.site) {
-                return Err(Status::invalid_argument(format!("site `{}` is not a site of this deployment", hello.site)));
+            if g.state.seeded
+                && !g.state.sites.is_empty()
+                && !g.state.sites.contains_key(&hello.site)
+            {
+                return Err(Status::invalid_argument(format!(
+                    "site `{}` is not a site of this deployment",
+                    hello.site
+                )));
             }
         }
         let f = hello.facts.clone().unwrap_or_default();

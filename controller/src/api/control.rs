@@ -27,30 +27,56 @@ impl ControlApi {
         ControlApi { ctx }
     }
 
-    fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
+    fn authorise<T>(
+        &self,
+        req: &Request<T>,
+        allowed: &[Role],
+        what: &str,
+    ) -> Result<Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
         auth::require(&caller, allowed, what)?;
         Ok(caller)
     }
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
-        let Committed { log_index, response } =
-            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
+        let Committed {
+            log_index,
+            response,
+        } = self
+            .ctx
+            .proposer
+            .propose(self.ctx.proposal(caller.actor(), command))
+            .await
+            .map_err(to_status)?;
         match response {
             Applied::Ok(msg) => Ok((log_index, msg)),
             Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
-            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected state machine response {other:?}"
+            ))),
         }
     }
 
     fn membership_reply(&self, message: String) -> pb::MembershipReply {
         let m = self.ctx.raft.metrics().borrow().clone();
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
-        let learners = m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect();
-        pb::MembershipReply { voters: voters.into_iter().collect(), learners, message }
+        let learners = m
+            .membership_config
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id))
+            .collect();
+        pb::MembershipReply {
+            voters: voters.into_iter().collect(),
+            learners,
+            message,
+        }
     }
 
-    async fn add_controller_inner(&self, req: Request<pb::AddControllerRequest>) -> Result<pb::MembershipReply, Status> {
+    async fn add_controller_inner(
+        &self,
+        req: Request<pb::AddControllerRequest>,
+    ) -> Result<pb::MembershipReply, Status> {
         let caller = self.authorise(&req, &[Role::Admin], "adding a controller")?;
         let r = req.into_inner();
         let bad = |e: Error| Status::invalid_argument(e.to_string());
@@ -63,9 +89,19 @@ impl ControlApi {
         if !self.ctx.is_leader() {
             return Err(not_leader(&self.ctx));
         }
-        let known = self.ctx.raft.metrics().borrow().membership_config.nodes().any(|(id, _)| *id == r.id);
+        let known = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(id, _)| *id == r.id);
         if known {
-            return Err(Status::already_exists(format!("controller {} is already a member", r.id)));
+            return Err(Status::already_exists(format!(
+                "controller {} is already a member",
+                r.id
+            )));
         }
         let rec = ControllerRecord {
             id: r.id,
@@ -80,17 +116,31 @@ impl ControlApi {
             .raft
             .add_learner(r.id, BasicNode::new(&r.grpc_addr), true)
             .await
-            .map_err(|e| Status::unavailable(format!("adding controller {} as a learner: {e}", r.id)))?;
+            .map_err(|e| {
+                Status::unavailable(format!("adding controller {} as a learner: {e}", r.id))
+            })?;
         self.ctx
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
             .await
-            .map_err(|e| Status::unavailable(format!("promoting controller {} to voter: {e}", r.id)))?;
-        self.propose(&caller, Command::SetControllerVoter { id: r.id, voter: true }).await?;
+            .map_err(|e| {
+                Status::unavailable(format!("promoting controller {} to voter: {e}", r.id))
+            })?;
+        self.propose(
+            &caller,
+            Command::SetControllerVoter {
+                id: r.id,
+                voter: true,
+            },
+        )
+        .await?;
         Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
     }
 
-    async fn remove_controller_inner(&self, req: Request<pb::RemoveControllerRequest>) -> Result<pb::MembershipReply, Status> {
+    async fn remove_controller_inner(
+        &self,
+        req: Request<pb::RemoveControllerRequest>,
+    ) -> Result<pb::MembershipReply, Status> {
         let caller = self.authorise(&req, &[Role::Admin], "removing a controller")?;
         let id = req.into_inner().id;
         if !self.ctx.is_leader() {
@@ -100,10 +150,14 @@ impl ControlApi {
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
         let is_member = m.membership_config.nodes().any(|(n, _)| *n == id);
         if !is_member {
-            return Err(Status::not_found(format!("controller {id} is not a member")));
+            return Err(Status::not_found(format!(
+                "controller {id} is not a member"
+            )));
         }
         if voters.len() == 1 && voters.contains(&id) {
-            return Err(Status::failed_precondition("refusing to remove the last voter"));
+            return Err(Status::failed_precondition(
+                "refusing to remove the last voter",
+            ));
         }
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -116,7 +170,8 @@ impl ControlApi {
             .await
             .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
         // If this leader removed itself it steps down; the proposer forwards to the next leader.
-        self.propose(&caller, Command::DeleteController { id }).await?;
+        self.propose(&caller, Command::DeleteController { id })
+            .await?;
         Ok(self.membership_reply(format!("controller {id} removed")))
     }
 }
@@ -143,7 +198,10 @@ fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
 
 #[tonic::async_trait]
 impl Control for ControlApi {
-    async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
+    async fn node_status(
+        &self,
+        req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusReply>, Status> {
         let result = self.authorise(&req, READERS, "reading status").map(|_| {
             let m = self.ctx.raft.metrics().borrow().clone();
             let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
@@ -158,7 +216,12 @@ impl Control for ControlApi {
                 last_applied: applied,
                 commit_index: crate::metrics::commit_index(&m).unwrap_or(applied),
                 leader_id: m.current_leader.unwrap_or(0),
-                learners: m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect(),
+                learners: m
+                    .membership_config
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !voters.contains(id))
+                    .collect(),
                 voters: voters.into_iter().collect(),
                 connected_agents: self.ctx.obs.connected_count() as u32,
             })
@@ -167,7 +230,10 @@ impl Control for ControlApi {
         result
     }
 
-    async fn state(&self, req: Request<pb::StateRequest>) -> Result<Response<pb::StateReply>, Status> {
+    async fn state(
+        &self,
+        req: Request<pb::StateRequest>,
+    ) -> Result<Response<pb::StateReply>, Status> {
         let result = self.authorise(&req, READERS, "reading state").map(|_| {
             let obs = self.ctx.obs.snapshot();
             let stale = !self.ctx.is_leader();
@@ -177,7 +243,14 @@ impl Control for ControlApi {
                 answered_by: self.ctx.id,
                 stale,
                 last_applied: g.last_applied.map(|l| l.index).unwrap_or(0),
-                sites: s.sites.values().map(|x| pb::SiteRecord { name: x.name.clone(), description: x.description.clone() }).collect(),
+                sites: s
+                    .sites
+                    .values()
+                    .map(|x| pb::SiteRecord {
+                        name: x.name.clone(),
+                        description: x.description.clone(),
+                    })
+                    .collect(),
                 controllers: s
                     .controllers
                     .values()
@@ -210,18 +283,32 @@ impl Control for ControlApi {
                         members: c
                             .members
                             .values()
-                            .map(|m| pb::DbMemberRecord { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() })
+                            .map(|m| pb::DbMemberRecord {
+                                name: m.name.clone(),
+                                site: m.site.clone(),
+                                agent: m.agent.clone(),
+                            })
                             .collect(),
                     })
                     .collect(),
-                users: s.users.iter().map(|(n, r)| pb::UserRecord { name: n.clone(), role: r.to_string() }).collect(),
+                users: s
+                    .users
+                    .iter()
+                    .map(|(n, r)| pb::UserRecord {
+                        name: n.clone(),
+                        role: r.to_string(),
+                    })
+                    .collect(),
             })
         });
         self.ctx.metrics.rpc("Control/State", &result);
         result
     }
 
-    async fn add_controller(&self, req: Request<pb::AddControllerRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+    async fn add_controller(
+        &self,
+        req: Request<pb::AddControllerRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
         let result = self.add_controller_inner(req).await.map(Response::new);
         self.ctx.metrics.rpc("Control/AddController", &result);
         result
@@ -236,15 +323,25 @@ impl Control for ControlApi {
         result
     }
 
-    async fn put_user(&self, req: Request<pb::PutUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
+    async fn put_user(
+        &self,
+        req: Request<pb::PutUserRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
             let r = req.into_inner();
             check_name("name", &r.name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let role = Role::parse(&r.role).filter(|r| r.is_user_role()).ok_or_else(|| {
-                Status::invalid_argument(format!("role `{}` must be one of admin, noc, soc, auditor, disabled", r.role))
-            })?;
-            let (log_index, message) = self.propose(&caller, Command::PutUser { name: r.name, role }).await?;
+            let role = Role::parse(&r.role)
+                .filter(|r| r.is_user_role())
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "role `{}` must be one of admin, noc, soc, auditor, disabled",
+                        r.role
+                    ))
+                })?;
+            let (log_index, message) = self
+                .propose(&caller, Command::PutUser { name: r.name, role })
+                .await?;
             Ok(Response::new(pb::MutationReply { log_index, message }))
         }
         .await;
@@ -252,7 +349,10 @@ impl Control for ControlApi {
         result
     }
 
-    async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
+    async fn delete_user(
+        &self,
+        req: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
             let name = req.into_inner().name;
@@ -265,7 +365,10 @@ impl Control for ControlApi {
         result
     }
 
-    async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
+    async fn audit(
+        &self,
+        req: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditReply>, Status> {
         let result = (|| {
             self.authorise(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;
             let limit = match req.get_ref().limit {

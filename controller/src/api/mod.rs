@@ -40,7 +40,9 @@ pub async fn serve_grpc(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
+        .add_service(
+            PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max),
+        )
         .add_service(ControlServer::new(control::ControlApi::new(ctx.clone())))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -52,7 +54,13 @@ pub async fn serve_grpc(
 pub fn to_status(e: Error) -> Status {
     match e {
         Error::NotLeader { leader_addr, .. } => {
-            let mut s = Status::failed_precondition(Error::NotLeader { leader_id: None, leader_addr: leader_addr.clone() }.to_string());
+            let mut s = Status::failed_precondition(
+                Error::NotLeader {
+                    leader_id: None,
+                    leader_addr: leader_addr.clone(),
+                }
+                .to_string(),
+            );
             if let Some(addr) = leader_addr.and_then(|a| a.parse().ok()) {
                 s.metadata_mut().insert(LEADER_ADDR_KEY, addr);
             }
@@ -71,5 +79,8 @@ pub fn to_status(e: Error) -> Status {
 /// A refusal naming the leader, for calls that must run on it.
 pub fn not_leader(ctx: &Ctx) -> Status {
     let (leader_id, leader_addr) = ctx.leader();
-    to_status(Error::NotLeader { leader_id, leader_addr })
+    to_status(Error::NotLeader {
+        leader_id,
+        leader_addr,
+    })
 }

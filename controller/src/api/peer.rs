@@ -27,13 +27,17 @@ impl PeerApi {
     }
 
     fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
-        decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+        decode(bytes)
+            .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerApi {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check(&req)?;
         let rpc = Self::payload(&req.into_inner().data)?;
         let res = self.ctx.raft.append_entries(rpc).await;
@@ -47,14 +51,20 @@ impl Peer for PeerApi {
         Ok(Response::new(RaftPayload { data: encode(&res) }))
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check(&req)?;
         let rpc = Self::payload(&req.into_inner().data)?;
         let res = self.ctx.raft.install_snapshot(rpc).await;
         Ok(Response::new(RaftPayload { data: encode(&res) }))
     }
 
-    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardReply>, Status> {
         let result = async {
             self.check(&req)?;
             let proposal: Proposal = Self::payload(&req.into_inner().proposal)?;
@@ -64,7 +74,9 @@ impl Peer for PeerApi {
                 Ok(r) => Ok((r.log_id.index, r.data)),
                 Err(e) => Err(e.to_string()),
             };
-            Ok(Response::new(ForwardReply { response: encode(&res) }))
+            Ok(Response::new(ForwardReply {
+                response: encode(&res),
+            }))
         }
         .await;
         self.ctx.metrics.rpc("Peer/Forward", &result);

@@ -21,7 +21,14 @@ const TICK: Duration = Duration::from_millis(100);
 /// The seed the first leader writes: sites, controllers and clusters from its configuration.
 pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
     Seed {
-        sites: cfg.sites.iter().map(|s| Site { name: s.name.clone(), description: s.description.clone() }).collect(),
+        sites: cfg
+            .sites
+            .iter()
+            .map(|s| Site {
+                name: s.name.clone(),
+                description: s.description.clone(),
+            })
+            .collect(),
         controllers: cfg
             .peers
             .iter()
@@ -41,7 +48,16 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                 members: c
                     .members
                     .iter()
-                    .map(|m| (m.name.clone(), DbMember { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() }))
+                    .map(|m| {
+                        (
+                            m.name.clone(),
+                            DbMember {
+                                name: m.name.clone(),
+                                site: m.site.clone(),
+                                agent: m.agent.clone(),
+                            },
+                        )
+                    })
                     .collect(),
             })
             .collect(),
@@ -79,7 +95,10 @@ pub async fn run(ctx: Arc<Ctx>) {
         let (seeded, commands) = {
             let g = ctx.state.read().expect("state lock poisoned");
             let obs = ctx.obs.snapshot();
-            (g.state.seeded, decide_liveness(&g.state, &obs, Instant::now(), since, down_after))
+            (
+                g.state.seeded,
+                decide_liveness(&g.state, &obs, Instant::now(), since, down_after),
+            )
         };
         let mut todo = Vec::new();
         if !seeded {
@@ -91,7 +110,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             if refused.contains(&key) {
                 continue;
             }
-            match ctx.proposer.propose(ctx.proposal(Actor::system(ctx.id), command)).await {
+            match ctx
+                .proposer
+                .propose(ctx.proposal(Actor::system(ctx.id), command))
+                .await
+            {
                 Ok(c) => {
                     if let Response::Rejected(why) = c.response {
                         tracing::warn!("brain: refused: {why}");
@@ -108,6 +131,10 @@ fn export_gauges(ctx: &Ctx) {
     let g = ctx.state.read().expect("state lock poisoned");
     let up = g.state.agents.values().filter(|a| a.up).count();
     ctx.metrics.agents_up.set(up as i64);
-    ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);
-    ctx.metrics.agents_connected.set(ctx.obs.connected_count() as i64);
+    ctx.metrics
+        .agents_down
+        .set((g.state.agents.len() - up) as i64);
+    ctx.metrics
+        .agents_connected
+        .set(ctx.obs.connected_count() as i64);
 }

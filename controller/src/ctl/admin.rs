@@ -8,31 +8,69 @@ use super::client::Client;
 use crate::error::Result;
 
 /// `triadctl cluster add`: the new controller must already be running with `join = true`.
-pub async fn cluster_add(client: &Client, id: u64, site: &str, grpc_addr: &str, http_addr: &str) -> Result<String> {
-    let req = pb::AddControllerRequest { id, site: site.into(), grpc_addr: grpc_addr.into(), http_addr: http_addr.into() };
-    let r = client.on_leader(|mut c| { let req = req.clone(); async move { c.add_controller(req).await } }).await?;
-    Ok(format!("{}\nvoters: {:?}  learners: {:?}", r.message, r.voters, r.learners))
+pub async fn cluster_add(
+    client: &Client,
+    id: u64,
+    site: &str,
+    grpc_addr: &str,
+    http_addr: &str,
+) -> Result<String> {
+    let req = pb::AddControllerRequest {
+        id,
+        site: site.into(),
+        grpc_addr: grpc_addr.into(),
+        http_addr: http_addr.into(),
+    };
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.add_controller(req).await }
+        })
+        .await?;
+    Ok(format!(
+        "{}\nvoters: {:?}  learners: {:?}",
+        r.message, r.voters, r.learners
+    ))
 }
 
 /// `triadctl cluster remove`.
 pub async fn cluster_remove(client: &Client, id: u64) -> Result<String> {
     let r = client
-        .on_leader(|mut c| async move { c.remove_controller(pb::RemoveControllerRequest { id }).await })
+        .on_leader(|mut c| async move {
+            c.remove_controller(pb::RemoveControllerRequest { id })
+                .await
+        })
         .await?;
-    Ok(format!("{}\nvoters: {:?}  learners: {:?}", r.message, r.voters, r.learners))
+    Ok(format!(
+        "{}\nvoters: {:?}  learners: {:?}",
+        r.message, r.voters, r.learners
+    ))
 }
 
 /// `triadctl user put`.
 pub async fn user_put(client: &Client, name: &str, role: &str) -> Result<String> {
-    let req = pb::PutUserRequest { name: name.into(), role: role.into() };
-    let r = client.on_leader(|mut c| { let req = req.clone(); async move { c.put_user(req).await } }).await?;
+    let req = pb::PutUserRequest {
+        name: name.into(),
+        role: role.into(),
+    };
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.put_user(req).await }
+        })
+        .await?;
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
 
 /// `triadctl user delete`.
 pub async fn user_delete(client: &Client, name: &str) -> Result<String> {
     let req = pb::DeleteUserRequest { name: name.into() };
-    let r = client.on_leader(|mut c| { let req = req.clone(); async move { c.delete_user(req).await } }).await?;
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.delete_user(req).await }
+        })
+        .await?;
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
 
@@ -68,12 +106,28 @@ pub async fn audit(client: &Client, limit: u32) -> Result<Vec<AuditLine>> {
 
 /// The audit lines as a table.
 pub fn render_audit(lines: &[AuditLine]) -> String {
-    let mut out = format!("{:>6} {:<24} {:<16} {:<8} {:<22} {}\n", "SEQ", "WHEN (UTC)", "WHO", "ROLE", "FROM", "WHAT");
+    let mut out = format!(
+        "{:>6} {:<24} {:<16} {:<8} {:<22} {}\n",
+        "SEQ", "WHEN (UTC)", "WHO", "ROLE", "FROM", "WHAT"
+    );
     for l in lines {
         let when = time::OffsetDateTime::from_unix_timestamp_nanos(l.at_ms as i128 * 1_000_000)
-            .map(|t| format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second()))
+            .map(|t| {
+                format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                    t.year(),
+                    t.month() as u8,
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            })
             .unwrap_or_else(|_| l.at_ms.to_string());
-        out.push_str(&format!("{:>6} {:<24} {:<16} {:<8} {:<22} {}\n", l.seq, when, l.actor, l.role, l.origin, l.action));
+        out.push_str(&format!(
+            "{:>6} {:<24} {:<16} {:<8} {:<22} {}\n",
+            l.seq, when, l.actor, l.role, l.origin, l.action
+        ));
     }
     out
 }

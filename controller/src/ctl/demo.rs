@@ -44,13 +44,16 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
             }
         }
     }
-    Err(Error::Unavailable(format!("cannot find `{name}` next to triadctl or on PATH; build it with `cargo build --bins`")))
+    Err(Error::Unavailable(format!(
+        "cannot find `{name}` next to triadctl or on PATH; build it with `cargo build --bins`"
+    )))
 }
 
 /// Prepares `dir`: it must be empty, missing, or an earlier demo's directory (which is cleared).
 fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         if entries.next().is_some() {
             if !dir.join("demo.json").exists() {
                 return Err(Error::InvalidArgument(format!(
@@ -58,14 +61,17 @@ fn prepare_dir(dir: &Path) -> Result<()> {
                     dir.display()
                 )));
             }
-            std::fs::remove_dir_all(dir).map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
         }
     }
-    std::fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+    std::fs::create_dir_all(dir.join("logs"))
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }
 
 fn spawn(bin: &Path, config: &Path, log: &Path, label: &str) -> Result<Proc> {
-    let out = std::fs::File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
+    let out = std::fs::File::create(log)
+        .map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
     let err = out.try_clone().map_err(|e| Error::io("log file", e))?;
     let child = Command::new(bin)
         .arg("--config")
@@ -79,7 +85,10 @@ fn spawn(bin: &Path, config: &Path, log: &Path, label: &str) -> Result<Proc> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Error::io(format!("starting {}", bin.display()), e))?;
-    Ok(Proc { label: label.to_string(), child })
+    Ok(Proc {
+        label: label.to_string(),
+        child,
+    })
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
@@ -94,7 +103,10 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(Error::Unavailable(format!("timed out after {}s waiting for {what}", timeout.as_secs())))
+    Err(Error::Unavailable(format!(
+        "timed out after {}s waiting for {what}",
+        timeout.as_secs()
+    )))
 }
 
 /// Stops every process: SIGTERM, then SIGKILL after a grace period.
@@ -116,7 +128,13 @@ async fn stop_all(procs: &mut [Proc]) {
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
-    let dir = if dir.is_absolute() { dir } else { std::env::current_dir().map_err(|e| Error::io("cwd", e))?.join(dir) };
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cwd", e))?
+            .join(dir)
+    };
     let controller_bin = find_binary("triad-controller")?;
     let agent_bin = find_binary("triad-agent")?;
     prepare_dir(&dir)?;
@@ -138,11 +156,21 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     result
 }
 
-async fn start_and_serve(plan: &LocalDeployment, controller_bin: &Path, agent_bin: &Path, procs: &mut Vec<Proc>) -> Result<()> {
+async fn start_and_serve(
+    plan: &LocalDeployment,
+    controller_bin: &Path,
+    agent_bin: &Path,
+    procs: &mut Vec<Proc>,
+) -> Result<()> {
     let logs = plan.dir.join("logs");
     for c in &plan.controllers {
         let label = format!("controller-{} ({})", c.id, c.site);
-        procs.push(spawn(controller_bin, &plan.controller_config_path(c.id), &logs.join(format!("controller-{}.log", c.id)), &label)?);
+        procs.push(spawn(
+            controller_bin,
+            &plan.controller_config_path(c.id),
+            &logs.join(format!("controller-{}.log", c.id)),
+            &label,
+        )?);
     }
     let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
     let signal = crate::shutdown_signal();
@@ -153,7 +181,12 @@ async fn start_and_serve(plan: &LocalDeployment, controller_bin: &Path, agent_bi
         })
         .await?;
         for a in &plan.agents {
-            procs.push(spawn(agent_bin, &plan.agent_config_path(&a.name), &logs.join(format!("{}.log", a.name)), &a.name)?);
+            procs.push(spawn(
+                agent_bin,
+                &plan.agent_config_path(&a.name),
+                &logs.join(format!("{}.log", a.name)),
+                &a.name,
+            )?);
         }
         wait_until("every agent to register", Duration::from_secs(60), || async {
             matches!(status::gather(&client).await, Ok(v) if v.agents.iter().filter(|a| a.up).count() == plan.agents.len())
@@ -187,7 +220,12 @@ async fn start_and_serve(plan: &LocalDeployment, controller_bin: &Path, agent_bi
 }
 
 fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
-    let pid_of = |label_prefix: &str| procs.iter().find(|p| p.label.starts_with(label_prefix)).and_then(|p| p.child.id());
+    let pid_of = |label_prefix: &str| {
+        procs
+            .iter()
+            .find(|p| p.label.starts_with(label_prefix))
+            .and_then(|p| p.child.id())
+    };
     let doc = json!({
         "dir": plan.dir,
         "triadctl_config": plan.ctl_config_path(),
@@ -204,22 +242,32 @@ fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
         "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
     });
     let path = plan.dir.join("demo.json");
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&doc).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 async fn print_summary(plan: &LocalDeployment, client: &Client) {
     println!("\nRunning:");
     for c in &plan.controllers {
-        println!("  controller {} ({:<3})  gRPC {}  metrics http://{}/metrics", c.id, c.site, c.grpc_addr, c.http_addr);
+        println!(
+            "  controller {} ({:<3})  gRPC {}  metrics http://{}/metrics",
+            c.id, c.site, c.grpc_addr, c.http_addr
+        );
     }
     for a in &plan.agents {
-        println!("  {:<16} ({:<3})  metrics http://{}/metrics", a.name, a.site, a.http_addr);
+        println!(
+            "  {:<16} ({:<3})  metrics http://{}/metrics",
+            a.name, a.site, a.http_addr
+        );
     }
     if let Ok(v) = status::gather(client).await {
         println!("\n{}", status::render(&v));
     }
-    println!("Every address and pid is in {}.", plan.dir.join("demo.json").display());
+    println!(
+        "Every address and pid is in {}.",
+        plan.dir.join("demo.json").display()
+    );
     println!("Next, in another terminal:");
     println!("  export TRIAD_CONFIG={}", plan.ctl_config_path().display());
     println!("  triadctl status");

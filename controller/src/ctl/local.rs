@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    AgentPolicy, ClusterConfig, ControllerConfig, MemberConfig, PeerConfig, RaftTiming, SiteConfig, TlsConfig,
+    AgentPolicy, ClusterConfig, ControllerConfig, MemberConfig, PeerConfig, RaftTiming, SiteConfig,
+    TlsConfig,
 };
 use crate::ctl::certs;
 use crate::ctl::client::CtlConfig;
@@ -25,7 +26,9 @@ pub const CLUSTER: &str = "customs";
 /// A free TCP port on loopback, as the kernel hands them out.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
+    Ok(l.local_addr()
+        .map_err(|e| Error::io("finding a free port", e))?
+        .port())
 }
 
 /// One agent of a local deployment.
@@ -62,7 +65,11 @@ impl LocalDeployment {
                 http_addr: format!("127.0.0.1:{}", free_port()?),
             });
         }
-        Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents })
+        Ok(LocalDeployment {
+            dir: dir.to_path_buf(),
+            controllers,
+            agents,
+        })
     }
 
     pub fn certs_dir(&self) -> PathBuf {
@@ -106,12 +113,22 @@ impl LocalDeployment {
                 self.controllers.clone()
             },
             join,
-            sites: SITES.iter().map(|(n, d)| SiteConfig { name: n.to_string(), description: d.to_string() }).collect(),
+            sites: SITES
+                .iter()
+                .map(|(n, d)| SiteConfig {
+                    name: n.to_string(),
+                    description: d.to_string(),
+                })
+                .collect(),
             clusters: vec![ClusterConfig {
                 name: CLUSTER.into(),
                 members: SITES
                     .iter()
-                    .map(|(s, _)| MemberConfig { name: s.to_string(), site: s.to_string(), agent: format!("agent-{s}") })
+                    .map(|(s, _)| MemberConfig {
+                        name: s.to_string(),
+                        site: s.to_string(),
+                        agent: format!("agent-{s}"),
+                    })
                     .collect(),
             }],
         }
@@ -120,8 +137,15 @@ impl LocalDeployment {
     /// Writes a controller's configuration file.
     pub fn write_controller_config(&self, cfg: &ControllerConfig) -> Result<PathBuf> {
         let path = self.controller_config_path(cfg.id);
-        let text = toml::to_string(cfg).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
-        write(&path, &format!("# Controller {} of a local Triad deployment.\n{text}", cfg.id))?;
+        let text = toml::to_string(cfg)
+            .map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        write(
+            &path,
+            &format!(
+                "# Controller {} of a local Triad deployment.\n{text}",
+                cfg.id
+            ),
+        )?;
         Ok(path)
     }
 
@@ -158,19 +182,31 @@ impl LocalDeployment {
         }
         certs::issue(&certs, &certs, "admin", "admin", &[])?;
         let ctl = CtlConfig {
-            controllers: self.controllers.iter().map(|c| c.grpc_addr.clone()).collect(),
+            controllers: self
+                .controllers
+                .iter()
+                .map(|c| c.grpc_addr.clone())
+                .collect(),
             ca: certs::ca_cert_path(&certs),
             cert: certs.join("admin.pem"),
             key: certs.join("admin.key"),
         };
-        let text = toml::to_string(&ctl).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
-        write(&self.ctl_config_path(), &format!("# triadctl: export TRIAD_CONFIG={}\n{text}", self.ctl_config_path().display()))
+        let text = toml::to_string(&ctl)
+            .map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        write(
+            &self.ctl_config_path(),
+            &format!(
+                "# triadctl: export TRIAD_CONFIG={}\n{text}",
+                self.ctl_config_path().display()
+            ),
+        )
     }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }

@@ -67,8 +67,12 @@ pub struct StatusView {
 pub async fn gather(client: &Client) -> Result<StatusView> {
     let (_, mut any) = client.any().await?;
     let state = any.state(pb::StateRequest {}).await?.into_inner();
-    let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> =
-        client.cfg.controllers.iter().map(|a| (a.clone(), None)).collect();
+    let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> = client
+        .cfg
+        .controllers
+        .iter()
+        .map(|a| (a.clone(), None))
+        .collect();
     for c in &state.controllers {
         addrs.insert(c.grpc_addr.clone(), Some(c));
     }
@@ -78,7 +82,10 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             let mut c = client.control(&addr).await?;
             Ok::<_, crate::Error>(c.node_status(pb::NodeStatusRequest {}).await?.into_inner())
         };
-        let node = tokio::time::timeout(Duration::from_secs(3), answer).await.ok().and_then(|r| r.ok());
+        let node = tokio::time::timeout(Duration::from_secs(3), answer)
+            .await
+            .ok()
+            .and_then(|r| r.ok());
         controllers.push(match node {
             Some(n) => ControllerView {
                 id: n.id,
@@ -111,8 +118,16 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         });
     }
     controllers.sort_by_key(|c| (c.id == 0, c.id));
-    let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);
-    let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
+    let leader_id = controllers
+        .iter()
+        .find(|c| c.role == "leader")
+        .map(|c| c.id)
+        .unwrap_or(0);
+    let up: BTreeMap<&str, bool> = state
+        .agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.up))
+        .collect();
     let clusters = state
         .clusters
         .iter()
@@ -154,7 +169,11 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             })
             .collect(),
         clusters,
-        users: state.users.iter().map(|u| (u.name.clone(), u.role.clone())).collect(),
+        users: state
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.role.clone()))
+            .collect(),
     })
 }
 
@@ -177,9 +196,17 @@ pub fn render(v: &StatusView) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "CONTROLLERS (leader: {}; state from controller {}{})\n",
-        if v.leader_id == 0 { "none".to_string() } else { v.leader_id.to_string() },
+        if v.leader_id == 0 {
+            "none".to_string()
+        } else {
+            v.leader_id.to_string()
+        },
         v.answered_by,
-        if v.stale { ", a follower: may lag slightly" } else { "" }
+        if v.stale {
+            ", a follower: may lag slightly"
+        } else {
+            ""
+        }
     ));
     out.push_str(&format!(
         "  {:<4} {:<6} {:<22} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
@@ -203,7 +230,10 @@ pub fn render(v: &StatusView) -> String {
     if v.agents.is_empty() {
         out.push_str("  (none registered yet)\n");
     } else {
-        out.push_str(&format!("  {:<16} {:<6} {:<20} {:<6} {:<12} {:<12} {}\n", "NAME", "SITE", "HOST", "STATE", "SINCE", "LAST SEEN", "HOST FACTS"));
+        out.push_str(&format!(
+            "  {:<16} {:<6} {:<20} {:<6} {:<12} {:<12} {}\n",
+            "NAME", "SITE", "HOST", "STATE", "SINCE", "LAST SEEN", "HOST FACTS"
+        ));
         for a in &v.agents {
             out.push_str(&format!(
                 "  {:<16} {:<6} {:<20} {:<6} {:<12} {:<12} {}, {} cpus, {:.1} GiB\n",
@@ -225,7 +255,10 @@ pub fn render(v: &StatusView) -> String {
     }
     for (name, members) in &v.clusters {
         out.push_str(&format!("  {name}\n"));
-        out.push_str(&format!("    {:<8} {:<6} {:<16} {}\n", "MEMBER", "SITE", "AGENT", "AGENT STATE"));
+        out.push_str(&format!(
+            "    {:<8} {:<6} {:<16} {}\n",
+            "MEMBER", "SITE", "AGENT", "AGENT STATE"
+        ));
         for m in members {
             out.push_str(&format!(
                 "    {:<8} {:<6} {:<16} {}\n",

@@ -10,7 +10,9 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{
+    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::store::{be_key, from_be_key, CF_LOGS, CF_META};
@@ -50,11 +52,15 @@ impl LogStore {
 
     fn cf_logs(&self) -> &rocksdb::ColumnFamily {
         // Invariant: `open_db` creates every column family this module names.
-        self.db.cf_handle(CF_LOGS).expect("logs column family exists")
+        self.db
+            .cf_handle(CF_LOGS)
+            .expect("logs column family exists")
     }
 
     fn cf_meta(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(CF_META).expect("meta column family exists")
+        self.db
+            .cf_handle(CF_META)
+            .expect("meta column family exists")
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -89,9 +95,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let start_key = be_key(start);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf_logs(), IteratorMode::From(&start_key, Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf_logs(),
+            IteratorMode::From(&start_key, Direction::Forward),
+        ) {
             let (key, value) = item.map_err(read_err)?;
-            let Some(index) = from_be_key(&key) else { continue };
+            let Some(index) = from_be_key(&key) else {
+                continue;
+            };
             if !range.contains(&index) {
                 break;
             }
@@ -107,7 +118,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id = self.get_meta::<LogId<NodeId>>(KEY_LAST_PURGED)?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -133,7 +147,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self.get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>

@@ -11,8 +11,8 @@ use std::io::Cursor;
 
 pub use log_store::LogStore;
 pub use network::{PeerNetwork, PeerTls};
-pub use proposer::Proposer;
 pub use proposer::Committed;
+pub use proposer::Proposer;
 pub use state_machine::{read_audit, Applied, SharedState, StateMachineStore};
 pub use store::open_db;
 

@@ -53,14 +53,17 @@ impl Proposer {
             .send(Pending { proposal, reply })
             .await
             .map_err(|_| Error::Unavailable("the controller is shutting down".into()))?;
-        rx.await.map_err(|_| Error::Unavailable("the controller is shutting down".into()))?
+        rx.await
+            .map_err(|_| Error::Unavailable("the controller is shutting down".into()))?
     }
 }
 
 async fn batcher(id: NodeId, raft: Raft, net: PeerNetwork, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         // While we waited for a slot, more proposals queued: they ride in the same entry.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -98,14 +101,23 @@ async fn submit(id: NodeId, raft: &Raft, net: &PeerNetwork, mut batch: Vec<Pendi
         Ok(c) if batch.len() == 1 => {
             let _ = batch.remove(0).reply.send(Ok(c));
         }
-        Ok(Committed { log_index, response: Response::Batch(responses) }) if responses.len() == batch.len() => {
+        Ok(Committed {
+            log_index,
+            response: Response::Batch(responses),
+        }) if responses.len() == batch.len() => {
             for (p, response) in batch.into_iter().zip(responses) {
-                let _ = p.reply.send(Ok(Committed { log_index, response }));
+                let _ = p.reply.send(Ok(Committed {
+                    log_index,
+                    response,
+                }));
             }
         }
         Ok(other) => {
             for p in batch {
-                let _ = p.reply.send(Err(Error::Raft(format!("batch answered with {:?}", other.response))));
+                let _ = p.reply.send(Err(Error::Raft(format!(
+                    "batch answered with {:?}",
+                    other.response
+                ))));
             }
         }
     }
@@ -116,15 +128,25 @@ async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Commi
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         let err = match raft.client_write(entry.clone()).await {
-            Ok(resp) => return Ok(Committed { log_index: resp.log_id.index, response: resp.data }),
+            Ok(resp) => {
+                return Ok(Committed {
+                    log_index: resp.log_id.index,
+                    response: resp.data,
+                })
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                 Some(node) => match forward(net, &node.addr, entry).await {
                     Ok(c) => return Ok(c),
                     Err(e) => e,
                 },
-                None => Error::NotLeader { leader_id: None, leader_addr: None },
+                None => Error::NotLeader {
+                    leader_id: None,
+                    leader_addr: None,
+                },
             },
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => return Err(Error::Raft(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                return Err(Error::Raft(e.to_string()))
+            }
             Err(RaftError::Fatal(e)) => return Err(Error::Raft(e.to_string())),
         };
         if Instant::now() >= deadline {
@@ -136,11 +158,19 @@ async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Commi
 
 async fn forward(net: &PeerNetwork, addr: &str, entry: &Proposal) -> Result<Committed> {
     let mut client = net.client(addr)?;
-    let reply = client.forward(ForwardRequest { proposal: encode(entry) }).await?.into_inner();
-    let result: std::result::Result<(u64, Response), String> =
-        decode(&reply.response).map_err(|e| Error::Raft(format!("undecodable forward reply: {e}")))?;
+    let reply = client
+        .forward(ForwardRequest {
+            proposal: encode(entry),
+        })
+        .await?
+        .into_inner();
+    let result: std::result::Result<(u64, Response), String> = decode(&reply.response)
+        .map_err(|e| Error::Raft(format!("undecodable forward reply: {e}")))?;
     match result {
-        Ok((log_index, response)) => Ok(Committed { log_index, response }),
+        Ok((log_index, response)) => Ok(Committed {
+            log_index,
+            response,
+        }),
         Err(msg) => Err(Error::Unavailable(msg)),
     }
 }

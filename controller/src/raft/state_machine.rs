@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,9 @@ pub fn read_audit(db: &DB, limit: usize) -> crate::Result<Vec<AuditEntry>> {
     let mut out = Vec::new();
     for item in db.iterator_cf(cf, IteratorMode::End).take(limit) {
         let (_, v) = item?;
-        out.push(decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt audit entry: {e}")))?);
+        out.push(
+            decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt audit entry: {e}")))?,
+        );
     }
     Ok(out)
 }
@@ -83,14 +85,22 @@ impl StateMachineStore {
     pub fn open(db: Arc<DB>, apply_seconds: prometheus::Histogram) -> crate::Result<Self> {
         let mut applied = Applied::default();
         let cf = db.cf_handle(CF_SM).expect("sm column family exists");
-        if let (Some(meta), Some(state)) = (db.get_cf(cf, KEY_SNAPSHOT_META)?, db.get_cf(cf, KEY_SNAPSHOT_STATE)?) {
-            let meta: SnapshotMeta<NodeId, BasicNode> =
-                decode(&meta).map_err(|e| crate::Error::Storage(format!("corrupt snapshot meta: {e}")))?;
-            applied.state = decode(&state).map_err(|e| crate::Error::Storage(format!("corrupt snapshot: {e}")))?;
+        if let (Some(meta), Some(state)) = (
+            db.get_cf(cf, KEY_SNAPSHOT_META)?,
+            db.get_cf(cf, KEY_SNAPSHOT_STATE)?,
+        ) {
+            let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)
+                .map_err(|e| crate::Error::Storage(format!("corrupt snapshot meta: {e}")))?;
+            applied.state = decode(&state)
+                .map_err(|e| crate::Error::Storage(format!("corrupt snapshot: {e}")))?;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
         }
-        Ok(StateMachineStore { db, shared: Arc::new(RwLock::new(applied)), apply_seconds })
+        Ok(StateMachineStore {
+            db,
+            shared: Arc::new(RwLock::new(applied)),
+            apply_seconds,
+        })
     }
 
     /// The shared applied state, for readers.
@@ -104,7 +114,9 @@ impl StateMachineStore {
     }
 
     fn audit_upto(&self, last: Option<LogId<NodeId>>) -> StorageResult<Vec<AuditEntry>> {
-        let Some(last) = last else { return Ok(Vec::new()) };
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_AUDIT), IteratorMode::Start) {
             let (_, v) = item.map_err(sm_read_err)?;
@@ -134,20 +146,34 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, state.audit_seq),
             None => "empty".to_string(),
         };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_SM), KEY_SNAPSHOT_META, encode(&meta));
         batch.put_cf(self.cf(CF_SM), KEY_SNAPSHOT_STATE, encode(&state));
-        self.db.write_opt(batch, &Self::synced()).map_err(snap_err)?;
-        let payload = SnapshotPayload { audit: self.audit_upto(last_applied)?, state };
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(encode(&payload))) })
+        self.db
+            .write_opt(batch, &Self::synced())
+            .map_err(snap_err)?;
+        let payload = SnapshotPayload {
+            audit: self.audit_upto(last_applied)?,
+            state,
+        };
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(encode(&payload))),
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
         let g = self.shared.read().expect("state lock poisoned");
         Ok((g.last_applied, g.membership.clone()))
     }
@@ -203,7 +229,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
-        let payload: SnapshotPayload = decode(snapshot.get_ref()).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let payload: SnapshotPayload = decode(snapshot.get_ref())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_AUDIT), be_key(0), be_key(u64::MAX));
         for a in &payload.audit {
@@ -211,7 +238,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         batch.put_cf(self.cf(CF_SM), KEY_SNAPSHOT_META, encode(meta));
         batch.put_cf(self.cf(CF_SM), KEY_SNAPSHOT_STATE, encode(&payload.state));
-        self.db.write_opt(batch, &Self::synced()).map_err(snap_err)?;
+        self.db
+            .write_opt(batch, &Self::synced())
+            .map_err(snap_err)?;
         let mut g = self.shared.write().expect("state lock poisoned");
         g.state = payload.state;
         g.last_applied = meta.last_log_id;
@@ -223,14 +252,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let cf = self.cf(CF_SM);
         let (Some(meta), Some(state)) = (
             self.db.get_cf(cf, KEY_SNAPSHOT_META).map_err(sm_read_err)?,
-            self.db.get_cf(cf, KEY_SNAPSHOT_STATE).map_err(sm_read_err)?,
+            self.db
+                .get_cf(cf, KEY_SNAPSHOT_STATE)
+                .map_err(sm_read_err)?,
         ) else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(sm_read_err)?;
         let state: State = decode(&state).map_err(sm_read_err)?;
-        let payload = SnapshotPayload { audit: self.audit_upto(meta.last_log_id)?, state };
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(encode(&payload))) }))
+        let payload = SnapshotPayload {
+            audit: self.audit_upto(meta.last_log_id)?,
+            state,
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(encode(&payload))),
+        }))
     }
 }
 
@@ -249,7 +286,8 @@ mod tests {
             let db = open_db(dir.path()).map_err(|e| StorageIOError::write(&e))?;
             let hist = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
                 .map_err(|e| StorageIOError::write(&e))?;
-            let sm = StateMachineStore::open(db.clone(), hist).map_err(|e| StorageIOError::write(&e))?;
+            let sm =
+                StateMachineStore::open(db.clone(), hist).map_err(|e| StorageIOError::write(&e))?;
             Ok((dir, LogStore::new(db), sm))
         }
     }

@@ -8,7 +8,12 @@ impl State {
     /// produces to `audit`.
     pub fn apply(&mut self, log_index: u64, p: &Proposal, audit: &mut Vec<AuditEntry>) -> Response {
         if let Command::Batch(items) = &p.command {
-            return Response::Batch(items.iter().map(|item| self.apply(log_index, item, audit)).collect());
+            return Response::Batch(
+                items
+                    .iter()
+                    .map(|item| self.apply(log_index, item, audit))
+                    .collect(),
+            );
         }
         let (what, result) = self.apply_one(p);
         let response = match result {
@@ -57,20 +62,28 @@ impl State {
                 }
                 (what, Ok("seeded".into()))
             }
-            Command::RegisterAgent { name, site, host, facts } => {
+            Command::RegisterAgent {
+                name,
+                site,
+                host,
+                facts,
+            } => {
                 let what = format!("register agent {name} site={site} host={host}");
                 if !self.sites.is_empty() && !self.sites.contains_key(site) {
                     return (what, Err(format!("unknown site `{site}`")));
                 }
-                let rec = self.agents.entry(name.clone()).or_insert_with(|| AgentRecord {
-                    name: name.clone(),
-                    site: site.clone(),
-                    host: host.clone(),
-                    facts: facts.clone(),
-                    up: false,
-                    since_ms: p.at_ms,
-                    registered_ms: p.at_ms,
-                });
+                let rec = self
+                    .agents
+                    .entry(name.clone())
+                    .or_insert_with(|| AgentRecord {
+                        name: name.clone(),
+                        site: site.clone(),
+                        host: host.clone(),
+                        facts: facts.clone(),
+                        up: false,
+                        since_ms: p.at_ms,
+                        registered_ms: p.at_ms,
+                    });
                 rec.site = site.clone();
                 rec.host = host.clone();
                 rec.facts = facts.clone();
@@ -81,10 +94,16 @@ impl State {
                 (what, Ok(format!("agent {name} registered")))
             }
             Command::SetAgentUp { name, up, reason } => {
-                let what = format!("mark agent {name} {} ({reason})", if *up { "up" } else { "down" });
+                let what = format!(
+                    "mark agent {name} {} ({reason})",
+                    if *up { "up" } else { "down" }
+                );
                 match self.agents.get_mut(name) {
                     None => (what, Err(format!("no agent named `{name}`"))),
-                    Some(rec) if rec.up == *up => (what, Err(format!("agent `{name}` is already {}", updown(*up)))),
+                    Some(rec) if rec.up == *up => (
+                        what,
+                        Err(format!("agent `{name}` is already {}", updown(*up))),
+                    ),
                     Some(rec) => {
                         rec.up = *up;
                         rec.since_ms = p.at_ms;
@@ -108,12 +127,25 @@ impl State {
                 }
             }
             Command::PutController(rec) => {
-                let what = format!("put controller {} site={} addr={}", rec.id, rec.site, rec.grpc_addr);
+                let what = format!(
+                    "put controller {} site={} addr={}",
+                    rec.id, rec.site, rec.grpc_addr
+                );
                 if !self.sites.is_empty() && !self.sites.contains_key(&rec.site) {
                     return (what, Err(format!("unknown site `{}`", rec.site)));
                 }
-                if let Some(other) = self.controllers.values().find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr) {
-                    return (what, Err(format!("controller {} already uses {}", other.id, rec.grpc_addr)));
+                if let Some(other) = self
+                    .controllers
+                    .values()
+                    .find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr)
+                {
+                    return (
+                        what,
+                        Err(format!(
+                            "controller {} already uses {}",
+                            other.id, rec.grpc_addr
+                        )),
+                    );
                 }
                 self.controllers.insert(rec.id, rec.clone());
                 (what, Ok(format!("controller {} recorded", rec.id)))
@@ -155,21 +187,59 @@ mod tests {
     use crate::state::{Actor, HostFacts, Role};
 
     fn prop(at_ms: u64, command: Command) -> Proposal {
-        Proposal { at_ms, actor: Actor { name: "alice".into(), role: Role::Admin, origin: "test".into() }, command }
+        Proposal {
+            at_ms,
+            actor: Actor {
+                name: "alice".into(),
+                role: Role::Admin,
+                origin: "test".into(),
+            },
+            command,
+        }
     }
 
     #[test]
     fn apply_is_deterministic_and_audited() {
         let cmds = vec![
-            prop(1, Command::PutUser { name: "bob".into(), role: Role::Noc }),
-            prop(2, Command::RegisterAgent { name: "a1".into(), site: "dc".into(), host: "h".into(), facts: HostFacts::default() }),
-            prop(3, Command::SetAgentUp { name: "a1".into(), up: false, reason: "silent".into() }),
-            prop(4, Command::DeleteUser { name: "nobody".into() }),
+            prop(
+                1,
+                Command::PutUser {
+                    name: "bob".into(),
+                    role: Role::Noc,
+                },
+            ),
+            prop(
+                2,
+                Command::RegisterAgent {
+                    name: "a1".into(),
+                    site: "dc".into(),
+                    host: "h".into(),
+                    facts: HostFacts::default(),
+                },
+            ),
+            prop(
+                3,
+                Command::SetAgentUp {
+                    name: "a1".into(),
+                    up: false,
+                    reason: "silent".into(),
+                },
+            ),
+            prop(
+                4,
+                Command::DeleteUser {
+                    name: "nobody".into(),
+                },
+            ),
         ];
         let run = || {
             let mut s = State::default();
             let mut audit = Vec::new();
-            let responses: Vec<_> = cmds.iter().enumerate().map(|(i, c)| s.apply(i as u64 + 1, c, &mut audit)).collect();
+            let responses: Vec<_> = cmds
+                .iter()
+                .enumerate()
+                .map(|(i, c)| s.apply(i as u64 + 1, c, &mut audit))
+                .collect();
             (s, audit, responses)
         };
         let (a, audit_a, resp_a) = run();
@@ -189,11 +259,43 @@ mod tests {
     fn rejected_commands_change_nothing_but_the_audit() {
         let mut s = State::default();
         let mut audit = Vec::new();
-        s.apply(1, &prop(1, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })), &mut audit);
+        s.apply(
+            1,
+            &prop(
+                1,
+                Command::Seed(crate::state::Seed {
+                    sites: vec![],
+                    controllers: vec![],
+                    clusters: vec![],
+                }),
+            ),
+            &mut audit,
+        );
         let before = s.clone();
-        let r = s.apply(2, &prop(2, Command::PutUser { name: "x".into(), role: Role::Peer }), &mut audit);
+        let r = s.apply(
+            2,
+            &prop(
+                2,
+                Command::PutUser {
+                    name: "x".into(),
+                    role: Role::Peer,
+                },
+            ),
+            &mut audit,
+        );
         assert!(matches!(r, Response::Rejected(_)));
-        let r2 = s.apply(3, &prop(3, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })), &mut audit);
+        let r2 = s.apply(
+            3,
+            &prop(
+                3,
+                Command::Seed(crate::state::Seed {
+                    sites: vec![],
+                    controllers: vec![],
+                    clusters: vec![],
+                }),
+            ),
+            &mut audit,
+        );
         assert!(matches!(r2, Response::Rejected(_)));
         assert_eq!(s.users, before.users);
         assert_eq!(s.audit_seq, before.audit_seq + 2);
@@ -206,13 +308,28 @@ mod tests {
         let batch = prop(
             5,
             Command::Batch(vec![
-                prop(5, Command::PutUser { name: "u".into(), role: Role::Soc }),
-                prop(5, Command::PutUser { name: "u".into(), role: Role::Auditor }),
+                prop(
+                    5,
+                    Command::PutUser {
+                        name: "u".into(),
+                        role: Role::Soc,
+                    },
+                ),
+                prop(
+                    5,
+                    Command::PutUser {
+                        name: "u".into(),
+                        role: Role::Auditor,
+                    },
+                ),
             ]),
         );
         let r = s.apply(7, &batch, &mut audit);
         assert!(matches!(r, Response::Batch(ref v) if v.len() == 2));
         assert_eq!(s.users["u"], Role::Auditor);
-        assert_eq!(audit.iter().map(|a| a.log_index).collect::<Vec<_>>(), vec![7, 7]);
+        assert_eq!(
+            audit.iter().map(|a| a.log_index).collect::<Vec<_>>(),
+            vec![7, 7]
+        );
     }
 }

@@ -18,7 +18,11 @@ pub struct Actor {
 impl Actor {
     /// The controller itself, deciding on its own (liveness, seeding).
     pub fn system(controller_id: u64) -> Actor {
-        Actor { name: format!("controller-{controller_id}"), role: Role::System, origin: "brain".into() }
+        Actor {
+            name: format!("controller-{controller_id}"),
+            role: Role::System,
+            origin: "brain".into(),
+        }
     }
 }
 
@@ -45,9 +49,18 @@ pub enum Command {
     /// Initial sites, controllers and clusters; applied once, refused afterwards.
     Seed(Seed),
     /// An agent introduced itself (or its host facts changed); it is up from now.
-    RegisterAgent { name: String, site: String, host: String, facts: HostFacts },
+    RegisterAgent {
+        name: String,
+        site: String,
+        host: String,
+        facts: HostFacts,
+    },
     /// The leader judged an agent up or down.
-    SetAgentUp { name: String, up: bool, reason: String },
+    SetAgentUp {
+        name: String,
+        up: bool,
+        reason: String,
+    },
     /// Give a client identity a role (or `disabled`).
     PutUser { name: String, role: Role },
     /// Remove a client identity's override; its certificate's role applies again.

@@ -1,0 +1,28 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs what cargo cannot, when it is missing.
+#   - libclang (Debian libclang-dev): bindgen needs it to build the rocksdb crate's bindings.
+# It also points cargo at one shared target directory outside the clone, so that a fresh clone
+# (CI's, or yours) reuses the slow RocksDB build.
+
+die() { echo "error: $*" >&2; exit 1; }
+
+command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust with rustup (https://rustup.rs) and re-run"
+
+have_libclang() {
+    compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null 2>&1 \
+        || compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null 2>&1 \
+        || compgen -G "/usr/lib/aarch64-linux-gnu/libclang*.so*" >/dev/null 2>&1
+}
+
+if ! have_libclang; then
+    echo "libclang is missing (RocksDB's bindings need it): installing libclang-dev ..." >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    command -v apt-get >/dev/null 2>&1 || die "no apt-get here: install libclang (clang's shared library) by hand"
+    $SUDO apt-get install -y libclang-dev >/dev/null 2>&1 \
+        || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y libclang-dev >/dev/null; } \
+        || die "could not install libclang-dev"
+    have_libclang || die "libclang-dev installed but libclang.so not found"
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
+mkdir -p "$CARGO_TARGET_DIR"

@@ -1,0 +1,145 @@
+//! `triadctl demo`: starts the three-site deployment, writes demo.json and triadctl.toml, answers
+//! `triadctl status`, and on SIGTERM stops every process it started.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use triad_tests::{bin, wait_for};
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // Signal 0 checks existence; a zombie not yet reaped by its parent counts as gone.
+    kill(Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("triad-demo-test-")
+        .tempdir()?;
+    let demo_dir = dir.path().join("demo");
+    let log = std::fs::File::create(dir.path().join("demo.out"))?;
+    let mut demo = KillOnDrop(
+        Command::new(bin("triadctl"))
+            .args(["demo", "--dir"])
+            .arg(&demo_dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()?,
+    );
+    let json_path = demo_dir.join("demo.json");
+    let doc: serde_json::Value = wait_for("demo.json", Duration::from_secs(90), || async {
+        let text = std::fs::read_to_string(&json_path).ok()?;
+        serde_json::from_str(&text).ok()
+    })
+    .await
+    .with_context(|| std::fs::read_to_string(dir.path().join("demo.out")).unwrap_or_default())?;
+    let pids: Vec<i32> = doc["pids"]
+        .as_array()
+        .context("pids")?
+        .iter()
+        .filter_map(|p| p.as_i64())
+        .map(|p| p as i32)
+        .collect();
+    ensure!(
+        pids.len() == 6,
+        "three controllers and three agents: {pids:?}"
+    );
+    ensure!(pids.iter().all(|p| alive(*p)));
+    ensure!(doc["controllers"].as_array().is_some_and(|c| c.len() == 3
+        && c.iter()
+            .all(|c| c["grpc_addr"].is_string() && c["http_addr"].is_string())));
+    ensure!(doc["agents"].as_array().is_some_and(|a| a.len() == 3));
+
+    // triadctl, pointed at the demo's config, sees a leader, three agents up and the cluster.
+    let out = Command::new(bin("triadctl"))
+        .args(["status", "-o", "json"])
+        .env("TRIAD_CONFIG", demo_dir.join("triadctl.toml"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(status["leader_id"].as_u64().is_some_and(|l| l > 0));
+    ensure!(status["agents"]
+        .as_array()
+        .is_some_and(|a| a.len() == 3 && a.iter().all(|a| a["up"] == true)));
+    ensure!(status["clusters"]["customs"]
+        .as_array()
+        .is_some_and(|m| m.len() == 3));
+    let table = Command::new(bin("triadctl"))
+        .arg("status")
+        .env("TRIAD_CONFIG", demo_dir.join("triadctl.toml"))
+        .output()?;
+    let table = String::from_utf8_lossy(&table.stdout);
+    ensure!(
+        table.contains("leader") && table.contains("agent-ndc") && table.contains("customs"),
+        "{table}"
+    );
+
+    // The controllers' metrics endpoint answers with triad_* metrics.
+    let http = doc["controllers"][0]["http_addr"]
+        .as_str()
+        .context("http_addr")?;
+    let body = http_get(http, "/metrics").await?;
+    for m in [
+        "triad_raft_term",
+        "triad_raft_applied_index",
+        "triad_raft_apply_duration_seconds",
+        "triad_agents_connected",
+        "triad_grpc_requests_total",
+    ] {
+        ensure!(body.contains(m), "metric {m} missing");
+    }
+    let agent_http = doc["agents"][0]["http_addr"]
+        .as_str()
+        .context("agent http_addr")?;
+    ensure!(http_get(agent_http, "/metrics")
+        .await?
+        .contains("triad_agent_controller_connected"));
+
+    // SIGTERM: everything stops, nothing is left behind.
+    kill(Pid::from_raw(demo.0.id() as i32), Signal::SIGTERM)?;
+    let status = wait_for("the demo to exit", Duration::from_secs(30), || {
+        let r = demo.0.try_wait().ok().flatten();
+        async move { r }
+    })
+    .await?;
+    ensure!(status.success(), "demo exit status {status}");
+    for p in pids {
+        ensure!(!alive(p), "pid {p} survived the demo");
+    }
+    Ok(())
+}
+
+async fn http_get(addr: &str, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    ensure!(
+        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200"),
+        "GET {path}: {}",
+        buf.lines().next().unwrap_or("")
+    );
+    Ok(buf)
+}

@@ -1,0 +1,95 @@
+//! Membership at run time: a controller joins as a learner, catches up and votes; a removed one no
+//! longer counts toward the quorum.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use triad_tests::{wait_for, Deployment};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -> Result<()> {
+    let mut d = Deployment::new()?;
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for i in 0..10 {
+        d.put_user(&format!("early-{i}"), "noc").await?;
+    }
+
+    // Controller 4 joins through triadctl, the way an operator adds one.
+    let joiner = d.plan_joiner(4, "dc")?;
+    d.plan.controllers.push(joiner.clone());
+    d.start_controller(4)?;
+    let out = d.triadctl(&[
+        "cluster",
+        "add",
+        "--id",
+        "4",
+        "--site",
+        "dc",
+        "--grpc-addr",
+        &joiner.grpc_addr,
+        "--http-addr",
+        &joiner.http_addr,
+    ])?;
+    ensure!(
+        out.status.success(),
+        "cluster add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s4 = wait_for(
+        "controller 4 to be a voter with the data",
+        Duration::from_secs(20),
+        || async {
+            let st = d.node_status(4).await?;
+            let users = d.state_of(4).await?.users.len();
+            (st.voters.contains(&4) && users >= 10).then_some(st)
+        },
+    )
+    .await?;
+    ensure!(s4.voters.len() == 4, "voters: {:?}", s4.voters);
+    let rec = d
+        .state_of(4)
+        .await
+        .unwrap()
+        .controllers
+        .into_iter()
+        .find(|c| c.id == 4);
+    ensure!(
+        rec.is_some_and(|c| c.voter),
+        "controller 4 recorded as a voter"
+    );
+
+    // Remove controller 3.
+    let out = d.triadctl(&["cluster", "remove", "--id", "3"])?;
+    ensure!(
+        out.status.success(),
+        "cluster remove failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("voters {1, 2, 4}", Duration::from_secs(20), || async {
+        let st = d.node_status(1).await?;
+        (st.voters == vec![1, 2, 4]).then_some(())
+    })
+    .await?;
+
+    // With 3 and 1 both dead, {2, 4} is a majority of {1, 2, 4} (it would not be of {1, 2, 3, 4}):
+    // writes still commit, so 3 no longer counts.
+    d.kill("controller-3")?;
+    d.kill("controller-1")?;
+    d.wait_leader(&[2, 4], Duration::from_secs(30)).await?;
+    d.put_user("after-removal", "soc").await?;
+    wait_for(
+        "the write on controller 4",
+        Duration::from_secs(10),
+        || async {
+            d.state_of(4)
+                .await?
+                .users
+                .iter()
+                .any(|u| u.name == "after-removal")
+                .then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
