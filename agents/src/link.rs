@@ -126,7 +126,7 @@ async fn stream_once(p: &LinkParams, addr: &str) -> Result<()> {
                     return Err(Error::Protocol(format!("controller silent for {} ms", last_heard.elapsed().as_millis())));
                 }
                 seq += 1;
-                let load = p.load.read().expect("load lock poisoned").clone();
+                let load = *p.load.read().expect("load lock poisoned");
                 let hb = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(AgentHeartbeat { seq, load: Some(load) })) };
                 if tx.send(hb).await.is_err() {
                     return Err(Error::Protocol("outbound stream closed".into()));

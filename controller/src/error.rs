@@ -39,8 +39,9 @@ pub enum Error {
     },
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A gRPC call failed (boxed: a Status is large and errors travel by value).
     #[error("{}", rpc_message(.0))]
-    Rpc(#[from] tonic::Status),
+    Rpc(Box<tonic::Status>),
 }
 
 fn leader_hint(id: &Option<u64>, addr: &Option<String>) -> String {
@@ -62,6 +63,12 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        Error::Rpc(Box::new(s))
     }
 }
 

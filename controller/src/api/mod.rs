@@ -71,7 +71,7 @@ pub fn to_status(e: Error) -> Status {
         Error::InvalidArgument(m) => Status::invalid_argument(m),
         Error::Rejected(m) => Status::failed_precondition(m),
         Error::Unavailable(m) => Status::unavailable(m),
-        Error::Rpc(s) => s,
+        Error::Rpc(s) => *s,
         other => Status::internal(other.to_string()),
     }
 }

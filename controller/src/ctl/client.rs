@@ -128,10 +128,10 @@ impl Client {
                         _ if s.message().contains("no leader is known") => {
                             tokio::time::sleep(Duration::from_millis(300)).await;
                         }
-                        _ => return Err(Error::Rpc(s)),
+                        _ => return Err(Error::Rpc(Box::new(s))),
                     }
                 }
-                Err(s) => return Err(Error::Rpc(s)),
+                Err(s) => return Err(Error::Rpc(Box::new(s))),
             }
         }
         Err(Error::Unavailable("could not reach the leader".into()))

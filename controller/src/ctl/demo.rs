@@ -26,12 +26,10 @@ struct Proc {
 pub fn find_binary(name: &str) -> Result<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            for d in [Some(dir), dir.parent()] {
-                if let Some(d) = d {
-                    let p = d.join(name);
-                    if p.is_file() {
-                        return Ok(p);
-                    }
+            for d in [Some(dir), dir.parent()].into_iter().flatten() {
+                let p = d.join(name);
+                if p.is_file() {
+                    return Ok(p);
                 }
             }
         }

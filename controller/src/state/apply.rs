@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn apply_is_deterministic_and_audited() {
-        let cmds = vec![
+        let cmds = [
             prop(
                 1,
                 Command::PutUser {
