@@ -69,9 +69,9 @@ pub struct TlsConfig {
 pub struct RaftTiming {
     /// Leader heartbeat interval in milliseconds (default 100).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout in milliseconds (default 800).
+    /// Lower bound of the randomised election timeout in milliseconds (default 500).
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout in milliseconds (default 1600).
+    /// Upper bound of the randomised election timeout in milliseconds (default 1000).
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and allow the log before it to be purged) every this many entries
     /// (default 10000). Bounds restart time: at most this many entries are replayed.
@@ -82,8 +82,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 800,
-            election_timeout_max_ms: 1600,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
             snapshot_every_entries: 10_000,
         }
     }

@@ -38,27 +38,42 @@ impl Peer for PeerApi {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&req)?;
-        let rpc = Self::payload(&req.into_inner().data)?;
-        let res = self.ctx.raft.append_entries(rpc).await;
-        Ok(Response::new(RaftPayload { data: encode(&res) }))
+        let result = async {
+            self.check(&req)?;
+            let rpc = Self::payload(&req.into_inner().data)?;
+            let res = self.ctx.raft.append_entries(rpc).await;
+            Ok(Response::new(RaftPayload { data: encode(&res) }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Peer/AppendEntries", &result);
+        result
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.check(&req)?;
-        let rpc = Self::payload(&req.into_inner().data)?;
-        let res = self.ctx.raft.vote(rpc).await;
-        Ok(Response::new(RaftPayload { data: encode(&res) }))
+        let result = async {
+            self.check(&req)?;
+            let rpc = Self::payload(&req.into_inner().data)?;
+            let res = self.ctx.raft.vote(rpc).await;
+            Ok(Response::new(RaftPayload { data: encode(&res) }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Peer/Vote", &result);
+        result
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&req)?;
-        let rpc = Self::payload(&req.into_inner().data)?;
-        let res = self.ctx.raft.install_snapshot(rpc).await;
-        Ok(Response::new(RaftPayload { data: encode(&res) }))
+        let result = async {
+            self.check(&req)?;
+            let rpc = Self::payload(&req.into_inner().data)?;
+            let res = self.ctx.raft.install_snapshot(rpc).await;
+            Ok(Response::new(RaftPayload { data: encode(&res) }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Peer/InstallSnapshot", &result);
+        result
     }
 
     async fn forward(

@@ -209,15 +209,25 @@ pub fn render(v: &StatusView) -> String {
         }
     ));
     out.push_str(&format!(
-        "  {:<4} {:<6} {:<22} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
-        "ID", "SITE", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST APPLIED", "COMMIT", "AGENTS"
+        "  {:<4} {:<6} {:<22} {:<10} {:<12} {:<6} {:>6} {:>12} {:>12} {:>7}\n",
+        "ID",
+        "SITE",
+        "ADDRESS",
+        "REACHABLE",
+        "ROLE",
+        "VOTER",
+        "TERM",
+        "LAST APPLIED",
+        "COMMIT",
+        "AGENTS"
     ));
     for c in &v.controllers {
         out.push_str(&format!(
-            "  {:<4} {:<6} {:<22} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
+            "  {:<4} {:<6} {:<22} {:<10} {:<12} {:<6} {:>6} {:>12} {:>12} {:>7}\n",
             c.id,
             c.site,
             c.grpc_addr,
+            if c.reachable { "yes" } else { "NO" },
             c.role,
             if c.voter { "yes" } else { "no" },
             c.term,
