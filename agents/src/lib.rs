@@ -63,6 +63,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         status: Mutex::new(BTreeMap::new()),
     });
     let params = Arc::new(LinkParams {
+        followed: Mutex::default(),
         cfg: cfg.clone(),
         tls,
         facts,
@@ -71,8 +72,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         metrics: metrics.clone(),
     });
     for addr in &cfg.controllers {
-        metrics.connected.with_label_values(&[addr]).set(0);
-        tokio::spawn(link::follow(params.clone(), addr.clone()));
+        link::ensure_following(&params, addr);
     }
     tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
     let http = tokio::spawn(http::serve(listener, http::HttpState { links, metrics }));

@@ -49,6 +49,8 @@ impl Links {
 
 /// Everything one link needs.
 pub struct LinkParams {
+    /// Controllers a link task runs for; grows as controllers report new members.
+    pub followed: Mutex<std::collections::BTreeSet<String>>,
     pub cfg: AgentConfig,
     pub tls: ClientTlsConfig,
     pub facts: HostFacts,
@@ -57,8 +59,21 @@ pub struct LinkParams {
     pub metrics: Arc<AgentMetrics>,
 }
 
+/// Starts a link to `addr` unless one runs already.
+pub fn ensure_following(p: &Arc<LinkParams>, addr: &str) {
+    let new = p
+        .followed
+        .lock()
+        .expect("followed lock poisoned")
+        .insert(addr.to_string());
+    if new {
+        p.metrics.connected.with_label_values(&[addr]).set(0);
+        tokio::spawn(follow(p.clone(), addr.to_string()));
+    }
+}
+
 /// Keeps a stream to the controller at `addr` open, forever.
-pub async fn follow(p: Arc<LinkParams>, addr: String) {
+async fn follow(p: Arc<LinkParams>, addr: String) {
     let max = Duration::from_millis(p.cfg.reconnect_backoff_max_ms);
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -86,7 +101,7 @@ pub async fn follow(p: Arc<LinkParams>, addr: String) {
     }
 }
 
-async fn stream_once(p: &LinkParams, addr: &str) -> Result<()> {
+async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
     let channel = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| Error::Protocol(format!("bad controller address {addr}: {e}")))?
         .tls_config(p.tls.clone())?
@@ -151,6 +166,12 @@ async fn stream_once(p: &LinkParams, addr: &str) -> Result<()> {
                         s.leader_addr = l.leader_addr;
                         s.term = l.term;
                         p.metrics.leader_id.set(l.leader_id as i64);
+                        drop(map);
+                        for other in &l.controllers {
+                            if other.parse::<std::net::SocketAddr>().is_ok() {
+                                ensure_following(p, other);
+                            }
+                        }
                     }
                     Some(controller_message::Msg::Ack(_)) => {
                         s.acks += 1;

@@ -39,6 +39,7 @@ use crate::raft::{open_db, LogStore, PeerNetwork, Proposer, Raft, StateMachineSt
 /// Runs a controller until SIGINT or SIGTERM.
 pub async fn run(cfg: ControllerConfig) -> Result<()> {
     let tls = tls::TlsFiles::load(&cfg.tls)?;
+    tls.check_own_identity(cfg.id)?;
     // Bind before touching the data directory, so that a port in use is reported cleanly.
     let grpc_listener = TcpListener::bind(&cfg.grpc_addr)
         .await

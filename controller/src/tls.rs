@@ -38,6 +38,28 @@ impl TlsFiles {
         })
     }
 
+    /// Checks that our own certificate is a controller's (`peer`) for controller `id`: peers check
+    /// that Raft messages come from the node their certificate names.
+    pub fn check_own_identity(&self, id: u64) -> Result<()> {
+        let der = x509_parser::pem::parse_x509_pem(&self.cert)
+            .map_err(|e| Error::Tls(format!("tls.cert: {e}")))?
+            .1
+            .contents;
+        let (cn, ou) = crate::api::auth::identity_of(&der)
+            .map_err(|e| Error::Tls(format!("tls.cert: {e}")))?;
+        let want = format!("controller-{id}");
+        if cn != want || ou != "peer" {
+            return Err(Error::ConfigKey {
+                key: "tls.cert".into(),
+                msg: format!(
+                    "the certificate is for `{cn}` with role `{ou}`; controller {id} needs `{want}` with role `peer` \
+                     (triadctl certs issue --role peer --name {want})"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Server side: present our certificate and require a client certificate from the CA.
     pub fn server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()

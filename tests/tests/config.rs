@@ -24,7 +24,7 @@ fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
     let cases: Vec<(String, &str)> = vec![
         (
             good.replace(
-                "election_timeout_min_ms = 800",
+                "election_timeout_min_ms = 500",
                 "election_timeout_min_ms = 50",
             ),
             "raft.election_timeout_min_ms",

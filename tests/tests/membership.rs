@@ -59,6 +59,16 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
         "controller 4 recorded as a voter"
     );
 
+    // Agents configured before controller 4 existed learn of it and open a stream to it, so that
+    // it hears them if it becomes the leader.
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    wait_for("every agent streaming to controller 4", Duration::from_secs(20), || async {
+        (d.node_status(4).await?.connected_agents == 3).then_some(())
+    })
+    .await?;
+
     // Remove controller 3.
     let out = d.triadctl(&["cluster", "remove", "--id", "3"])?;
     ensure!(

@@ -156,6 +156,31 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
         "an admin may not speak Raft"
     );
 
+    // A controller speaks Raft only as itself: controller-1's certificate cannot ask for votes
+    // as controller 2.
+    let c1 = channel(
+        &addr,
+        &ca,
+        Some((
+            &certs_dir.join("controller-1.pem"),
+            &certs_dir.join("controller-1.key"),
+        )),
+    )
+    .await?;
+    let forged: openraft::raft::VoteRequest<u64> =
+        openraft::raft::VoteRequest::new(openraft::Vote::new(99, 2), None);
+    let r = PeerClient::new(c1)
+        .vote(pb::RaftPayload {
+            data: triad_controller::raft::encode(&forged),
+        })
+        .await;
+    let status = r.expect_err("a forged sender is refused");
+    ensure!(
+        status.code() == Code::PermissionDenied && status.message().contains("controller 2"),
+        "{}",
+        status.message()
+    );
+
     // An agent stream claiming another agent's name is refused.
     let agent_ch = channel(
         &addr,

@@ -47,8 +47,20 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
             leader_id: leader_id.unwrap_or(0),
             leader_addr: leader_addr.unwrap_or_default(),
             term: m.current_term,
+            controllers: m
+                .membership_config
+                .nodes()
+                .map(|(_, n)| n.addr.clone())
+                .collect(),
         })),
     }
+}
+
+/// What, when it changes, the agent must hear about: the leader and the membership.
+fn leader_key(ctx: &Ctx) -> (Option<u64>, Option<openraft::LogId<u64>>) {
+    let m = ctx.raft.metrics();
+    let m = m.borrow();
+    (m.current_leader, m.membership_config.log_id().clone())
 }
 
 #[tonic::async_trait]
@@ -124,11 +136,11 @@ impl AgentLinkApi {
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let mut metrics = ctx.raft.metrics();
-            let mut last_leader = None;
+            let mut last_sent = None;
             loop {
-                let leader = metrics.borrow().current_leader;
-                if leader != last_leader {
-                    last_leader = leader;
+                let key = leader_key(&ctx);
+                if last_sent.as_ref() != Some(&key) {
+                    last_sent = Some(key);
                     if tx.send(Ok(leader_info(&ctx))).await.is_err() {
                         break;
                     }

@@ -17,6 +17,10 @@ use crate::error::Error;
 use crate::raft::{read_audit, Committed};
 use crate::state::{Command, ControllerRecord, Response as Applied, Role};
 
+/// How long `cluster add` waits for a learner to catch up (less than triadctl's 30 s timeout, so
+/// that the operator gets this explanation rather than a bare timeout).
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves operators.
 pub struct ControlApi {
     ctx: Arc<Ctx>,
@@ -79,46 +83,60 @@ impl ControlApi {
     ) -> Result<pb::MembershipReply, Status> {
         let caller = self.authorise(&req, &[Role::Admin], "adding a controller")?;
         let r = req.into_inner();
-        let bad = |e: Error| Status::invalid_argument(e.to_string());
+        let bad = |e: Error| match e {
+            Error::ConfigKey { key, msg } => Status::invalid_argument(format!("{key}: {msg}")),
+            other => Status::invalid_argument(other.to_string()),
+        };
         if r.id == 0 {
             return Err(Status::invalid_argument("id must be a positive integer"));
         }
-        check_name("site", &r.site).map_err(bad)?;
-        check_addr("grpc_addr", &r.grpc_addr).map_err(bad)?;
-        check_addr("http_addr", &r.http_addr).map_err(bad)?;
+        check_name("--site", &r.site).map_err(bad)?;
+        check_addr("--grpc-addr", &r.grpc_addr).map_err(bad)?;
+        check_addr("--http-addr", &r.http_addr).map_err(bad)?;
         if !self.ctx.is_leader() {
             return Err(not_leader(&self.ctx));
         }
-        let known = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow()
+        let m = self.ctx.raft.metrics().borrow().clone();
+        let is_voter = m.membership_config.voter_ids().any(|id| id == r.id);
+        let learner_addr = m
             .membership_config
             .nodes()
-            .any(|(id, _)| *id == r.id);
-        if known {
+            .find(|(id, _)| **id == r.id)
+            .map(|(_, n)| n.addr.clone());
+        if is_voter {
             return Err(Status::already_exists(format!(
-                "controller {} is already a member",
+                "controller {} is already a voter",
                 r.id
             )));
         }
-        let rec = ControllerRecord {
-            id: r.id,
-            site: r.site.clone(),
-            grpc_addr: r.grpc_addr.clone(),
-            http_addr: r.http_addr.clone(),
-            voter: false,
-        };
-        self.propose(&caller, Command::PutController(rec)).await?;
-        // Blocks until the learner has caught up with the leader's log.
-        self.ctx
-            .raft
-            .add_learner(r.id, BasicNode::new(&r.grpc_addr), true)
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!("adding controller {} as a learner: {e}", r.id))
-            })?;
+        match learner_addr {
+            // A second `cluster add` for the same learner resumes an add that timed out.
+            Some(addr) if addr != r.grpc_addr => {
+                return Err(Status::already_exists(format!(
+                    "controller {} is a learner at {addr}, not {}; remove it first",
+                    r.id, r.grpc_addr
+                )))
+            }
+            Some(_) => {}
+            None => {
+                let rec = ControllerRecord {
+                    id: r.id,
+                    site: r.site.clone(),
+                    grpc_addr: r.grpc_addr.clone(),
+                    http_addr: r.http_addr.clone(),
+                    voter: false,
+                };
+                self.propose(&caller, Command::PutController(rec)).await?;
+                self.ctx
+                    .raft
+                    .add_learner(r.id, BasicNode::new(&r.grpc_addr), false)
+                    .await
+                    .map_err(|e| {
+                        Status::unavailable(format!("adding controller {} as a learner: {e}", r.id))
+                    })?;
+            }
+        }
+        self.wait_caught_up(r.id, &r.grpc_addr).await?;
         self.ctx
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
@@ -135,6 +153,40 @@ impl ControlApi {
         )
         .await?;
         Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
+    }
+
+    /// Waits until learner `id` holds the leader's log (within a few entries), or says clearly
+    /// why not: a learner that never catches up must not become a voter.
+    async fn wait_caught_up(&self, id: u64, addr: &str) -> Result<(), Status> {
+        let deadline = std::time::Instant::now() + CATCH_UP_TIMEOUT;
+        let mut rx = self.ctx.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow().clone();
+                let last = m.last_log_index.unwrap_or(0);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                if matched + 8 >= last && matched > 0 {
+                    return Ok(());
+                }
+                if m.state != ServerState::Leader {
+                    return Err(not_leader(&self.ctx));
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                return Err(Status::deadline_exceeded(format!(
+                    "controller {id} was added as a learner but has not caught up within {} s: is it running at {addr} \
+                     with `join = true`? Run the same `triadctl cluster add` again to resume, or \
+                     `triadctl cluster remove --id {id}` to undo",
+                    CATCH_UP_TIMEOUT.as_secs()
+                )));
+            }
+        }
     }
 
     async fn remove_controller_inner(

@@ -53,10 +53,13 @@ pub async fn serve_grpc(
 /// The gRPC status for an error, at the edge.
 pub fn to_status(e: Error) -> Status {
     match e {
-        Error::NotLeader { leader_addr, .. } => {
+        Error::NotLeader {
+            leader_id,
+            leader_addr,
+        } => {
             let mut s = Status::failed_precondition(
                 Error::NotLeader {
-                    leader_id: None,
+                    leader_id,
                     leader_addr: leader_addr.clone(),
                 }
                 .to_string(),

@@ -21,9 +21,24 @@ impl PeerApi {
         PeerApi { ctx }
     }
 
-    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    fn check<T>(&self, req: &Request<T>) -> Result<auth::Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
-        auth::require(&caller, &[Role::Peer], "the Raft peer protocol")
+        auth::require(&caller, &[Role::Peer], "the Raft peer protocol")?;
+        Ok(caller)
+    }
+
+    /// A controller speaks Raft only as itself: the node id inside a Raft message must be the one
+    /// its certificate names (`controller-<id>`), so one stolen peer key cannot pose as every node.
+    fn check_sender(caller: &auth::Caller, vote: &openraft::Vote<u64>) -> Result<(), Status> {
+        let id = vote.leader_id().voted_for().unwrap_or(0);
+        if caller.name == format!("controller-{id}") {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "certificate `{}` may not send Raft messages as controller {id}",
+                caller.name
+            )))
+        }
     }
 
     fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
@@ -39,8 +54,10 @@ impl Peer for PeerApi {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let result = async {
-            self.check(&req)?;
-            let rpc = Self::payload(&req.into_inner().data)?;
+            let caller = self.check(&req)?;
+            let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
+                Self::payload(&req.into_inner().data)?;
+            Self::check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.append_entries(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }
@@ -51,8 +68,9 @@ impl Peer for PeerApi {
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let result = async {
-            self.check(&req)?;
-            let rpc = Self::payload(&req.into_inner().data)?;
+            let caller = self.check(&req)?;
+            let rpc: openraft::raft::VoteRequest<u64> = Self::payload(&req.into_inner().data)?;
+            Self::check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.vote(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }
@@ -66,8 +84,10 @@ impl Peer for PeerApi {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let result = async {
-            self.check(&req)?;
-            let rpc = Self::payload(&req.into_inner().data)?;
+            let caller = self.check(&req)?;
+            let rpc: openraft::raft::InstallSnapshotRequest<crate::raft::TypeConfig> =
+                Self::payload(&req.into_inner().data)?;
+            Self::check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.install_snapshot(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }

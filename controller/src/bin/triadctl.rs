@@ -59,7 +59,8 @@ enum Cmd {
         /// Directory for certificates, configs, data, logs and demo.json.
         #[arg(long, default_value = "triad-demo")]
         dir: PathBuf,
-        /// Use the simulated database driver instead of PostgreSQL.
+        /// Use the simulated database driver instead of PostgreSQL. Accepted now; the database
+        /// members join the demo with the database work, until then the flag only prints a note.
         #[arg(long)]
         simulated: bool,
     },

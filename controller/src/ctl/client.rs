@@ -115,7 +115,10 @@ impl Client {
         for _ in 0..10 {
             match call(client.clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                Err(s)
+                    if s.code() == tonic::Code::FailedPrecondition
+                        && s.message().starts_with("not the leader") =>
+                {
                     match s
                         .metadata()
                         .get(LEADER_ADDR_KEY)
@@ -125,10 +128,8 @@ impl Client {
                             addr = leader.to_string();
                             client = self.control(&addr).await?;
                         }
-                        _ if s.message().contains("no leader is known") => {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                        }
-                        _ => return Err(Error::Rpc(Box::new(s))),
+                        // No leader yet (an election is under way), or a stale hint: ask again.
+                        _ => tokio::time::sleep(Duration::from_millis(300)).await,
                     }
                 }
                 Err(s) => return Err(Error::Rpc(Box::new(s))),

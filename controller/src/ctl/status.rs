@@ -60,7 +60,10 @@ pub struct StatusView {
     pub controllers: Vec<ControllerView>,
     pub agents: Vec<AgentView>,
     pub clusters: BTreeMap<String, Vec<MemberView>>,
+    /// Role overrides of the `users` table.
     pub users: BTreeMap<String, String>,
+    /// Site name → description.
+    pub sites: BTreeMap<String, String>,
 }
 
 /// Gathers status from the controllers.
@@ -169,6 +172,11 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             })
             .collect(),
         clusters,
+        sites: state
+            .sites
+            .iter()
+            .map(|x| (x.name.clone(), x.description.clone()))
+            .collect(),
         users: state
             .users
             .iter()
@@ -236,6 +244,10 @@ pub fn render(v: &StatusView) -> String {
             c.connected_agents
         ));
     }
+    if !v.sites.is_empty() {
+        let sites: Vec<String> = v.sites.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+        out.push_str(&format!("\nSITES  {}\n", sites.join(", ")));
+    }
     out.push_str("\nAGENTS\n");
     if v.agents.is_empty() {
         out.push_str("  (none registered yet)\n");
@@ -277,6 +289,12 @@ pub fn render(v: &StatusView) -> String {
                 m.agent,
                 if m.agent_up { "up" } else { "down / unknown" }
             ));
+        }
+    }
+    if !v.users.is_empty() {
+        out.push_str("\nUSERS (role overrides)\n");
+        for (name, role) in &v.users {
+            out.push_str(&format!("  {name:<16} {role}\n"));
         }
     }
     out
