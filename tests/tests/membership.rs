@@ -64,9 +64,11 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
     for site in ["dc", "ndc", "dr"] {
         d.start_agent(site)?;
     }
-    wait_for("every agent streaming to controller 4", Duration::from_secs(20), || async {
-        (d.node_status(4).await?.connected_agents == 3).then_some(())
-    })
+    wait_for(
+        "every agent streaming to controller 4",
+        Duration::from_secs(20),
+        || async { (d.node_status(4).await?.connected_agents == 3).then_some(()) },
+    )
     .await?;
 
     // Remove controller 3.
