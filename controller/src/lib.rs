@@ -53,7 +53,11 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
 
     let metrics = Arc::new(metrics::Metrics::new());
     let log_store = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db.clone(), metrics.apply_seconds.clone())?;
+    let sm = StateMachineStore::open(
+        db.clone(),
+        &cfg.data_dir.join("snapshots"),
+        metrics.apply_seconds.clone(),
+    )?;
     let state = sm.shared();
     let net = PeerNetwork::new(tls.client());
     let raft_config = openraft::Config {
@@ -62,7 +66,8 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         election_timeout_min: cfg.raft.election_timeout_min_ms,
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every_entries),
-        max_in_snapshot_log_to_keep: 1000,
+        // Keep some log behind each snapshot so a briefly lagging follower catches up from the log.
+        max_in_snapshot_log_to_keep: cfg.raft.snapshot_every_entries.min(1000),
         max_payload_entries: 64,
         ..Default::default()
     }

@@ -118,6 +118,19 @@ impl Deployment {
         Ok(())
     }
 
+    /// Rewrites the founding controllers' configs through `f` (before they start).
+    pub fn tune_controllers(
+        &mut self,
+        f: impl Fn(&mut triad_controller::config::ControllerConfig),
+    ) -> Result<()> {
+        for peer in self.plan.controllers.clone() {
+            let mut cfg = self.plan.controller_config(&peer, false);
+            f(&mut cfg);
+            self.plan.write_controller_config(&cfg)?;
+        }
+        Ok(())
+    }
+
     /// Starts controller `id` (1-3 are the founders).
     pub fn start_controller(&mut self, id: u64) -> Result<()> {
         let cfg = self.plan.controller_config_path(id);

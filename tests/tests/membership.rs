@@ -47,17 +47,21 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
     )
     .await?;
     ensure!(s4.voters.len() == 4, "voters: {:?}", s4.voters);
-    let rec = d
-        .state_of(4)
-        .await
-        .unwrap()
-        .controllers
-        .into_iter()
-        .find(|c| c.id == 4);
-    ensure!(
-        rec.is_some_and(|c| c.voter),
-        "controller 4 recorded as a voter"
-    );
+    // The record follows on every controller (controller 4 applies it a moment after the leader).
+    wait_for(
+        "controller 4 recorded as a voter",
+        Duration::from_secs(10),
+        || async {
+            let rec = d
+                .state_of(4)
+                .await?
+                .controllers
+                .into_iter()
+                .find(|c| c.id == 4)?;
+            rec.voter.then_some(())
+        },
+    )
+    .await?;
 
     // Agents configured before controller 4 existed learn of it and open a stream to it, so that
     // it hears them if it becomes the leader.

@@ -60,7 +60,7 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
 fn leader_key(ctx: &Ctx) -> (Option<u64>, Option<openraft::LogId<u64>>) {
     let m = ctx.raft.metrics();
     let m = m.borrow();
-    (m.current_leader, m.membership_config.log_id().clone())
+    (m.current_leader, *m.membership_config.log_id())
 }
 
 #[tonic::async_trait]

@@ -4,10 +4,9 @@
 mod log_store;
 mod network;
 mod proposer;
+mod snapshot_file;
 mod state_machine;
 mod store;
-
-use std::io::Cursor;
 
 pub use log_store::LogStore;
 pub use network::{PeerNetwork, PeerTls};
@@ -26,7 +25,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
