@@ -2,8 +2,16 @@
 //! write path (gRPC with mTLS → authentication → proposer batching → Raft replication with synced
 //! RocksDB appends → apply), and the write outage when the leader is killed.
 //!
-//! Run: `cargo bench --profile dev -p triad-tests --bench raft_commits` (builds nothing extra:
-//! the dev profile already optimises dependencies). `TRIAD_BENCH_SECS` sets each run's length.
+//! Run, with Triad's own crates optimised like its dependencies (the dev profile optimises only
+//! dependencies, to keep the edit-test loop quick):
+//!
+//! ```text
+//! cargo bench --profile dev -p triad-tests --bench raft_commits \
+//!   --config 'profile.dev.package.triad-controller.opt-level=2' \
+//!   --config 'profile.dev.package.triad-proto.opt-level=2'
+//! ```
+//!
+//! `TRIAD_BENCH_SECS` sets each run's length (default 5).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,6 +162,33 @@ async fn run() -> Result<()> {
             outage.as_secs_f64() * 1e3
         );
     }
+
+    // Restart of the whole cluster with everything written above: kill -9 all three, start them,
+    // and time until a leader serves the complete state again.
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    let users = d.state_of(leader).await.map(|s| s.users.len()).unwrap_or(0);
+    let log = d
+        .node_status(leader)
+        .await
+        .map(|s| s.last_log_index)
+        .unwrap_or(0);
+    for id in [1, 2, 3] {
+        d.kill(&format!("controller-{id}"))?;
+    }
+    let started = Instant::now();
+    d.start_controllers()?;
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(60)).await?;
+    triad_tests::wait_for(
+        "the full state after restart",
+        Duration::from_secs(60),
+        || async { (d.state_of(leader).await?.users.len() >= users).then_some(()) },
+    )
+    .await?;
+    println!();
+    println!(
+        "full restart (kill -9 of all three, log index {log}, {users} users): leader serving the whole state after {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
