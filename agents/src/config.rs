@@ -34,6 +34,39 @@ pub struct AgentConfig {
     pub log_format: String,
     /// Certificates for mutual TLS (role `agent`).
     pub tls: TlsConfig,
+    /// The database member on this host, if any.
+    #[serde(default)]
+    pub database: Option<DatabaseConfig>,
+}
+
+/// The database member this agent watches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The cluster's name as the controllers know it (e.g. `customs`).
+    pub cluster: String,
+    /// This member's name (by convention, its site: `dc`, `ndc`, `dr`).
+    pub member: String,
+    /// `postgres` (default) or `simulated`.
+    #[serde(default = "default_driver")]
+    pub driver: String,
+    /// For `postgres`: a libpq-style connection string, e.g.
+    /// `host=/var/run/postgresql port=5432 user=postgres dbname=postgres connect_timeout=2`.
+    #[serde(default)]
+    pub conninfo: String,
+    /// For `simulated`: `primary` or `standby`.
+    #[serde(default)]
+    pub simulated_role: String,
+    /// How often the member is observed, in milliseconds (default 200).
+    #[serde(default = "default_observe")]
+    pub observe_interval_ms: u64,
+}
+
+fn default_driver() -> String {
+    "postgres".into()
+}
+fn default_observe() -> u64 {
+    200
 }
 
 /// PEM files; relative paths are relative to the config file's directory.
@@ -139,6 +172,46 @@ impl AgentConfig {
                 "log_format",
                 format!("`{}` is neither `text` nor `json`", self.log_format),
             ));
+        }
+        if let Some(db) = &self.database {
+            check_name("database.cluster", &db.cluster)?;
+            check_name("database.member", &db.member)?;
+            match db.driver.as_str() {
+                "postgres" => {
+                    if db.conninfo.trim().is_empty() {
+                        return Err(key_err(
+                            "database.conninfo",
+                            "is required with driver `postgres`",
+                        ));
+                    }
+                    db.conninfo.parse::<tokio_postgres::Config>().map_err(|e| {
+                        key_err(
+                            "database.conninfo",
+                            format!("not a valid connection string: {e}"),
+                        )
+                    })?;
+                }
+                "simulated" => {
+                    if db.simulated_role != "primary" && db.simulated_role != "standby" {
+                        return Err(key_err(
+                            "database.simulated_role",
+                            "must be `primary` or `standby` with driver `simulated`",
+                        ));
+                    }
+                }
+                other => {
+                    return Err(key_err(
+                        "database.driver",
+                        format!("`{other}` is neither `postgres` nor `simulated`"),
+                    ))
+                }
+            }
+            if !(20..=60_000).contains(&db.observe_interval_ms) {
+                return Err(key_err(
+                    "database.observe_interval_ms",
+                    "must be between 20 and 60000",
+                ));
+            }
         }
         for (key, p) in [
             ("tls.ca", &self.tls.ca),

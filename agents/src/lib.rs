@@ -6,6 +6,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod drivers;
+pub mod epoch;
 mod error;
 pub mod facts;
 pub mod http;
@@ -59,10 +61,33 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             }
         });
     }
+    let db = Arc::new(RwLock::new(None));
+    if let Some(dbc) = &cfg.database {
+        let driver: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
+            "simulated" => Arc::new(drivers::SimulatedDriver::new(
+                &dbc.cluster,
+                &dbc.member,
+                dbc.simulated_role == "primary",
+            )),
+            _ => Arc::new(drivers::PostgresDriver::new(
+                &dbc.cluster,
+                &dbc.member,
+                &dbc.conninfo,
+            )),
+        };
+        tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = driver.kind(), "watching the database member");
+        tokio::spawn(observe_db(
+            driver,
+            db.clone(),
+            metrics.clone(),
+            Duration::from_millis(dbc.observe_interval_ms),
+        ));
+    }
     let links = Arc::new(Links {
         status: Mutex::new(BTreeMap::new()),
     });
     let params = Arc::new(LinkParams {
+        db: db.clone(),
         followed: Mutex::default(),
         cfg: cfg.clone(),
         tls,
@@ -75,12 +100,36 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link::ensure_following(&params, addr);
     }
     tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
-    let http = tokio::spawn(http::serve(listener, http::HttpState { links, metrics }));
+    let http = tokio::spawn(http::serve(
+        listener,
+        http::HttpState { links, metrics, db },
+    ));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },
     }
     Ok(())
+}
+
+/// Observes the database member forever, keeping the latest observation for heartbeats, metrics
+/// and the health endpoints.
+async fn observe_db(
+    driver: Arc<dyn drivers::DatabaseDriver>,
+    out: Arc<RwLock<Option<drivers::DbStatus>>>,
+    metrics: Arc<AgentMetrics>,
+    every: Duration,
+) {
+    let mut last_role = String::new();
+    loop {
+        let st = driver.observe().await;
+        if st.role != last_role {
+            tracing::info!(member = %st.member, role = %st.role, error = %st.error, "database member observed");
+            last_role = st.role.clone();
+        }
+        metrics.observe_db(&st);
+        *out.write().expect("db lock poisoned") = Some(st);
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn shutdown_signal() {

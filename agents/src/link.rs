@@ -57,6 +57,8 @@ pub struct LinkParams {
     pub load: Arc<RwLock<HostLoad>>,
     pub links: Arc<Links>,
     pub metrics: Arc<AgentMetrics>,
+    /// The latest observation of this host's database member, if it has one.
+    pub db: Arc<RwLock<Option<triad_proto::v1::DbStatus>>>,
 }
 
 /// Starts a link to `addr` unless one runs already.
@@ -142,7 +144,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
                 }
                 seq += 1;
                 let load = *p.load.read().expect("load lock poisoned");
-                let hb = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(AgentHeartbeat { seq, load: Some(load) })) };
+                let hb = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(AgentHeartbeat { seq, load: Some(load), db: p.db.read().expect("db lock poisoned").clone() })) };
                 if tx.send(hb).await.is_err() {
                     return Err(Error::Protocol("outbound stream closed".into()));
                 }

@@ -16,6 +16,15 @@ pub struct AgentMetrics {
     pub memory_total: IntGauge,
     pub disk_used: IntGauge,
     pub load1: Gauge,
+    /// Database member metrics, labelled `cluster` and `member` (one member per agent).
+    pub db_up: IntGaugeVec,
+    pub db_is_primary: IntGaugeVec,
+    pub db_timeline: IntGaugeVec,
+    pub db_wal_position: IntGaugeVec,
+    pub db_replay_delay: prometheus::GaugeVec,
+    /// On a primary, per standby (`replica`: the standby's name, a bounded set).
+    pub db_replica_lag: IntGaugeVec,
+    pub db_replica_sync: IntGaugeVec,
 }
 
 macro_rules! reg {
@@ -90,7 +99,98 @@ impl AgentMetrics {
                 )
             ),
             load1: reg!(r, Gauge::new("triad_host_load1", "One-minute load average")),
+            db_up: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("triad_db_up", "1 if the database member answers"),
+                    &["cluster", "member"]
+                )
+            ),
+            db_is_primary: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_db_is_primary",
+                        "1 if the member is a primary, 0 if a standby or down"
+                    ),
+                    &["cluster", "member"]
+                )
+            ),
+            db_timeline: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("triad_db_timeline", "The member's timeline"),
+                    &["cluster", "member"]
+                )
+            ),
+            db_wal_position: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_db_wal_position_bytes",
+                        "Primary: current WAL position; standby: max of received and replayed"
+                    ),
+                    &["cluster", "member"]
+                )
+            ),
+            db_replay_delay: reg!(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "triad_db_replay_delay_seconds",
+                        "Standby: age of the last replayed transaction (-1 unknown)"
+                    ),
+                    &["cluster", "member"]
+                )
+            ),
+            db_replica_lag: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_db_replica_replay_lag_bytes",
+                        "Primary: bytes a standby has not replayed"
+                    ),
+                    &["cluster", "member", "replica"]
+                )
+            ),
+            db_replica_sync: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_db_replica_sync",
+                        "Primary: 1 if the standby is synchronous"
+                    ),
+                    &["cluster", "member", "replica"]
+                )
+            ),
             registry: r,
+        }
+    }
+
+    /// Exports one database observation.
+    pub fn observe_db(&self, st: &triad_proto::v1::DbStatus) {
+        let l = [st.cluster.as_str(), st.member.as_str()];
+        self.db_up.with_label_values(&l).set(st.up as i64);
+        self.db_is_primary
+            .with_label_values(&l)
+            .set((st.role == "primary") as i64);
+        self.db_timeline
+            .with_label_values(&l)
+            .set(st.timeline as i64);
+        self.db_wal_position
+            .with_label_values(&l)
+            .set(st.wal_lsn as i64);
+        self.db_replay_delay
+            .with_label_values(&l)
+            .set(st.replay_delay_seconds);
+        for r in &st.replicas {
+            let l = [st.cluster.as_str(), st.member.as_str(), r.name.as_str()];
+            self.db_replica_lag
+                .with_label_values(&l)
+                .set(r.replay_lag_bytes);
+            self.db_replica_sync
+                .with_label_values(&l)
+                .set((r.sync_state == "sync") as i64);
         }
     }
 

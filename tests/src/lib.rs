@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use tonic::transport::Channel;
 use triad_controller::config::PeerConfig;
 use triad_controller::ctl::client::{Client, CtlConfig};
+pub use triad_controller::ctl::local::LocalDb;
 use triad_controller::ctl::local::{free_port, LocalDeployment};
 use triad_controller::ctl::status::{self, StatusView};
 use triad_proto::v1 as pb;
@@ -77,8 +78,14 @@ pub struct Deployment {
 impl Deployment {
     /// Plans a three-site deployment and writes its certificates and configs; starts nothing.
     pub fn new() -> Result<Self> {
+        Self::with_db(LocalDb::None)
+    }
+
+    /// Like [`Deployment::new`], with database members of the given kind watched by the agents.
+    pub fn with_db(db: LocalDb) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("triad-test-").tempdir()?;
-        let plan = LocalDeployment::plan(dir.path())?;
+        let mut plan = LocalDeployment::plan(dir.path())?;
+        plan.db = db;
         plan.write()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
         let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
@@ -288,6 +295,26 @@ impl Deployment {
             })
             .await?;
         Ok(r.log_index)
+    }
+
+    /// GET `path` from an HTTP address; returns the status code and body.
+    pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await?;
+        let code = buf
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
     }
 
     /// The tail of a process's log, for failure messages.

@@ -150,7 +150,7 @@ impl AgentLinkApi {
                     msg = inbound.message() => match msg {
                         Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
                             let load = hb.load.unwrap_or_default();
-                            ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes);
+                            ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
                             let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(HeartbeatAck { seq: hb.seq })) };
                             if tx.send(Ok(ack)).await.is_err() {
                                 break;

@@ -289,6 +289,7 @@ impl Control for ControlApi {
         let result = self.authorise(&req, READERS, "reading state").map(|_| {
             let obs = self.ctx.obs.snapshot();
             let stale = !self.ctx.is_leader();
+            let fresh = std::time::Duration::from_millis(self.ctx.cfg.agents.down_after_ms);
             let g = self.ctx.state.read().expect("state lock poisoned");
             let s = &g.state;
             Response::new(pb::StateReply {
@@ -350,6 +351,13 @@ impl Control for ControlApi {
                         name: n.clone(),
                         role: r.to_string(),
                     })
+                    .collect(),
+                // Only observations from agents heard recently: a silent agent's last report
+                // would otherwise show a dead member as healthy.
+                db: obs
+                    .values()
+                    .filter(|o| o.last_seen.elapsed() < fresh)
+                    .filter_map(|o| o.db.clone())
                     .collect(),
             })
         });

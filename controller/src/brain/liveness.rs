@@ -84,6 +84,7 @@ mod tests {
             streams: 1,
             cpu_percent: 0.0,
             memory_used_bytes: 0,
+            db: None,
         }
     }
 

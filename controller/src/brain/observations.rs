@@ -26,6 +26,8 @@ pub struct AgentObservation {
     pub streams: u32,
     pub cpu_percent: f32,
     pub memory_used_bytes: u64,
+    /// The agent's latest observation of its database member, if it has one.
+    pub db: Option<triad_proto::v1::DbStatus>,
 }
 
 /// Observations of every agent that has talked to this controller since it started.
@@ -47,6 +49,7 @@ impl Observations {
                 streams: 0,
                 cpu_percent: 0.0,
                 memory_used_bytes: 0,
+                db: None,
             });
         entry.hello = hello;
         entry.streams += 1;
@@ -55,13 +58,21 @@ impl Observations {
     }
 
     /// A heartbeat arrived.
-    pub fn heartbeat(&self, name: &str, now_ms: u64, cpu_percent: f32, memory_used_bytes: u64) {
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        now_ms: u64,
+        cpu_percent: f32,
+        memory_used_bytes: u64,
+        db: Option<triad_proto::v1::DbStatus>,
+    ) {
         let mut map = self.agents.lock().expect("observations lock poisoned");
         if let Some(o) = map.get_mut(name) {
             o.last_seen = Instant::now();
             o.last_seen_ms = now_ms;
             o.cpu_percent = cpu_percent;
             o.memory_used_bytes = memory_used_bytes;
+            o.db = db;
         }
     }
 

@@ -39,12 +39,24 @@ pub struct LocalAgent {
     pub http_addr: String,
 }
 
+/// The database members of a local deployment, one per site, watched by that site's agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalDb {
+    /// No database: agents only report their hosts.
+    None,
+    /// In-process simulated members (`dc` primary, the others standbys).
+    Simulated,
+    /// Real PostgreSQL members listening on 127.0.0.1 at these ports (dc, ndc, dr).
+    Postgres { ports: [u16; 3] },
+}
+
 /// The plan of a local deployment rooted at `dir`.
 #[derive(Debug, Clone)]
 pub struct LocalDeployment {
     pub dir: PathBuf,
     pub controllers: Vec<PeerConfig>,
     pub agents: Vec<LocalAgent>,
+    pub db: LocalDb,
 }
 
 impl LocalDeployment {
@@ -69,6 +81,7 @@ impl LocalDeployment {
             dir: dir.to_path_buf(),
             controllers,
             agents,
+            db: LocalDb::None,
         })
     }
 
@@ -165,7 +178,31 @@ impl LocalDeployment {
             ca = q(&certs::ca_cert_path(&certs).display().to_string()),
             cert = q(&certs.join(format!("{}.pem", a.name)).display().to_string()),
             key = q(&certs.join(format!("{}.key", a.name)).display().to_string()),
-        )
+        ) + &self.agent_db_text(a)
+    }
+
+    fn agent_db_text(&self, a: &LocalAgent) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let index = SITES.iter().position(|(s, _)| *s == a.site);
+        let head = format!(
+            "\n[database]\ncluster = {}\nmember = {}\n",
+            q(CLUSTER),
+            q(&a.site)
+        );
+        match (&self.db, index) {
+            (LocalDb::None, _) | (_, None) => String::new(),
+            (LocalDb::Simulated, Some(i)) => format!(
+                "{head}driver = \"simulated\"\nsimulated_role = {}\n",
+                q(if i == 0 { "primary" } else { "standby" })
+            ),
+            (LocalDb::Postgres { ports }, Some(i)) => format!(
+                "{head}driver = \"postgres\"\nconninfo = {}\n",
+                q(&format!(
+                    "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+                    ports[i]
+                ))
+            ),
+        }
     }
 
     /// Creates the CA and every certificate, and writes every configuration file.

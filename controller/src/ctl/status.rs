@@ -49,6 +49,20 @@ pub struct MemberView {
     pub site: String,
     pub agent: String,
     pub agent_up: bool,
+    /// As its agent last observed it (soft state): `primary`, `standby`, `down`, or `unknown`
+    /// when no fresh observation reached the answering controller.
+    pub role: String,
+    pub healthy: bool,
+    pub timeline: u32,
+    pub wal_lsn: u64,
+    /// Bytes behind the primary's current position (standbys; 0 on the primary).
+    pub lag_bytes: Option<u64>,
+    /// Standby: seconds since the last replayed transaction was committed (-1 unknown).
+    pub replay_delay_seconds: f64,
+    /// As the primary reports this standby: `sync`, `async`, `potential`...
+    pub sync_state: String,
+    pub driver: String,
+    pub error: String,
 }
 
 /// The whole picture.
@@ -138,11 +152,37 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             let members = c
                 .members
                 .iter()
-                .map(|m| MemberView {
-                    name: m.name.clone(),
-                    site: m.site.clone(),
-                    agent: m.agent.clone(),
-                    agent_up: up.get(m.agent.as_str()).copied().unwrap_or(false),
+                .map(|m| {
+                    let obs = state
+                        .db
+                        .iter()
+                        .find(|d| d.cluster == c.name && d.member == m.name);
+                    let primary = state
+                        .db
+                        .iter()
+                        .find(|d| d.cluster == c.name && d.role == "primary");
+                    let replica =
+                        primary.and_then(|p| p.replicas.iter().find(|r| r.name == m.name));
+                    MemberView {
+                        name: m.name.clone(),
+                        site: m.site.clone(),
+                        agent: m.agent.clone(),
+                        agent_up: up.get(m.agent.as_str()).copied().unwrap_or(false),
+                        role: obs
+                            .map(|o| o.role.clone())
+                            .unwrap_or_else(|| "unknown".into()),
+                        healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
+                        timeline: obs.map(|o| o.timeline).unwrap_or(0),
+                        wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
+                        lag_bytes: match (obs, primary) {
+                            (Some(o), Some(p)) if o.up => Some(p.wal_lsn.saturating_sub(o.wal_lsn)),
+                            _ => None,
+                        },
+                        replay_delay_seconds: obs.map(|o| o.replay_delay_seconds).unwrap_or(-1.0),
+                        sync_state: replica.map(|r| r.sync_state.clone()).unwrap_or_default(),
+                        driver: obs.map(|o| o.driver.clone()).unwrap_or_default(),
+                        error: obs.map(|o| o.error.clone()).unwrap_or_default(),
+                    }
                 })
                 .collect();
             (c.name.clone(), members)
@@ -197,6 +237,11 @@ fn ago(ms: u64) -> String {
     } else {
         format!("{}m ago", d / 60_000)
     }
+}
+
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
 /// Renders the view as the table operators read.
@@ -278,17 +323,56 @@ pub fn render(v: &StatusView) -> String {
     for (name, members) in &v.clusters {
         out.push_str(&format!("  {name}\n"));
         out.push_str(&format!(
-            "    {:<8} {:<6} {:<16} {}\n",
-            "MEMBER", "SITE", "AGENT", "AGENT STATE"
+            "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10}  {}\n",
+            "MEMBER",
+            "SITE",
+            "ROLE",
+            "HEALTH",
+            "SYNC",
+            "TL",
+            "WAL POSITION",
+            "LAG BYTES",
+            "DELAY",
+            "AGENT"
         ));
         for m in members {
+            let lag = m
+                .lag_bytes
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into());
+            let delay = if m.replay_delay_seconds < 0.0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}s", m.replay_delay_seconds)
+            };
+            let health = if m.healthy {
+                "ok"
+            } else if m.role == "unknown" {
+                "unknown"
+            } else {
+                "DOWN"
+            };
             out.push_str(&format!(
-                "    {:<8} {:<6} {:<16} {}\n",
+                "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10}  {} ({})\n",
                 m.name,
                 m.site,
+                m.role,
+                health,
+                if m.sync_state.is_empty() {
+                    "-"
+                } else {
+                    m.sync_state.as_str()
+                },
+                m.timeline,
+                format_lsn(m.wal_lsn),
+                lag,
+                delay,
                 m.agent,
-                if m.agent_up { "up" } else { "down / unknown" }
+                if m.agent_up { "up" } else { "down" }
             ));
+            if !m.error.is_empty() {
+                out.push_str(&format!("      {}: {}\n", m.name, m.error));
+            }
         }
     }
     if !v.users.is_empty() {

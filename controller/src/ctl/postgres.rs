@@ -1,0 +1,814 @@
+//! Provisioning of local PostgreSQL members for the demo and the end-to-end tests: one streaming
+//! replication cluster `customs` with a primary in `dc`, a synchronous standby in `ndc` and an
+//! asynchronous standby in `dr`, each with its own directory, port and socket on this machine.
+//! Production hosts are provisioned by their operators; nothing here runs there.
+//!
+//! Everything is synchronous (`std::process::Command`); async callers use `spawn_blocking`.
+//!
+//! Facts this module relies on, proven on the build machine with a shell prototype:
+//! - PostgreSQL refuses to run as root, so when we are root every server binary runs as the
+//!   `postgres` user through `runuser -u postgres --`, in directories owned by `postgres` (data
+//!   directory mode 0700), from `/` (root's working directory is not readable by `postgres`). Every
+//!   directory above a member's must be searchable by `postgres`: a `tempfile::tempdir()` is mode
+//!   0700 and must be `chmod 0755`ed first.
+//! - `pg_ctl start` puts the postmaster in its own session (it calls `setsid`), so it survives the
+//!   process group that started it: a Ctrl-C on the demo does not reach it, and callers must call
+//!   [`PgCluster::stop_all`] themselves.
+//! - Single-user mode (`postgres --single`) waits for synchronous replication like any backend, so
+//!   the setup SQL runs with `synchronous_standby_names` overridden to empty.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// The database the demo's write workload uses.
+pub const DATABASE: &str = "customs";
+
+/// The table the demo's write workload inserts into.
+pub const ORDERS_DDL: &str = "CREATE TABLE IF NOT EXISTS orders (id bigserial primary key, \
+                              at timestamptz not null default now(), note text)";
+
+/// The member names, in the order [`PgCluster::plan`] lays them out: primary, synchronous standby,
+/// asynchronous standby.
+pub const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
+
+/// The oldest major version we provision with (pg_rewind, `pg_promote`, `standby.signal`).
+const MIN_MAJOR: u32 = 15;
+
+/// How long `pg_ctl start` may take before we give up on a member.
+const START_TIMEOUT_S: &str = "60";
+
+/// How long a fast stop may take in `stop_all` before we stop immediately.
+const FAST_STOP_TIMEOUT_S: &str = "10";
+
+/// Unix domain socket paths are limited to 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where the PostgreSQL 15+ server binaries are: a directory on PATH holding both `initdb` and
+/// `pg_ctl` (followed through symlinks to the directory that also holds `pg_basebackup` and
+/// `postgres`), else the highest `/usr/lib/postgresql/*/bin`. None if absent.
+pub fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if !(dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()) {
+                continue;
+            }
+            // Debian puts symlinks to some of the binaries (not pg_basebackup) in /usr/local/bin:
+            // the real directory is where pg_ctl points.
+            let mut candidates = vec![dir.clone()];
+            if let Some(real) = fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+            {
+                if real != dir {
+                    candidates.push(real);
+                }
+            }
+            if let Some(found) = candidates.into_iter().find(|d| usable_bin_dir(d)) {
+                return Some(found);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.split('.').next()?.parse::<u32>().ok()?;
+            Some((major, e.path().join("bin")))
+        })
+        .filter(|(major, _)| *major >= MIN_MAJOR)
+        .collect();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .map(|(_, bin)| bin)
+        .find(|bin| usable_bin_dir(bin))
+}
+
+/// Whether `dir` holds every server binary we run, of version 15 or later.
+fn usable_bin_dir(dir: &Path) -> bool {
+    let complete = ["initdb", "pg_ctl", "pg_basebackup", "postgres"]
+        .iter()
+        .all(|b| dir.join(b).is_file());
+    if !complete {
+        return false;
+    }
+    Command::new(dir.join("pg_ctl"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| parse_major_version(&String::from_utf8_lossy(&o.stdout)))
+        .is_some_and(|major| major >= MIN_MAJOR)
+}
+
+/// The major version in `pg_ctl --version` output, e.g. "pg_ctl (PostgreSQL) 15.18 (Debian …)".
+fn parse_major_version(out: &str) -> Option<u32> {
+    let rest = out.split("(PostgreSQL)").nth(1)?.trim_start();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// One member of the local cluster: a directory holding its data directory, socket directory and
+/// server log, and a TCP port on 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgMember {
+    pub name: String,
+    /// The member's root: data in `dir/data`, sockets in `dir/sock`, log in `dir/postgres.log`.
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl PgMember {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    /// libpq-style keyword/value connection string for tokio-postgres.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={} connect_timeout=2",
+            self.port,
+            conninfo_value(dbname)
+        )
+    }
+}
+
+/// A value for a keyword/value connection string: bare when it is a plain word, else quoted.
+fn conninfo_value(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// A three-member streaming replication cluster on this machine.
+#[derive(Debug, Clone)]
+pub struct PgCluster {
+    pub bin_dir: PathBuf,
+    /// `dc`, `ndc`, `dr`, in that order.
+    pub members: Vec<PgMember>,
+}
+
+impl PgCluster {
+    /// Plans members `dc`/`ndc`/`dr` under `root/<name>` with the given ports. Creates nothing.
+    pub fn plan(bin_dir: &Path, root: &Path, ports: [u16; 3]) -> PgCluster {
+        PgCluster {
+            bin_dir: bin_dir.to_path_buf(),
+            members: MEMBERS
+                .iter()
+                .zip(ports)
+                .map(|(name, port)| PgMember {
+                    name: name.to_string(),
+                    dir: root.join(name),
+                    port,
+                })
+                .collect(),
+        }
+    }
+
+    /// The member called `name`.
+    pub fn member(&self, name: &str) -> Result<&PgMember> {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| Error::InvalidArgument(format!("no PostgreSQL member called `{name}`")))
+    }
+
+    /// Creates the cluster and starts it: initdb the primary, configure it, create database
+    /// `customs` and table `orders`, start it, then base-backup and start both standbys. Returns
+    /// once `pg_ctl start -w` of each standby has succeeded (the caller checks streaming itself).
+    /// On failure it stops whatever it started.
+    pub fn create_and_start(&self) -> Result<()> {
+        self.validate()?;
+        let result = self.create_inner();
+        if result.is_err() {
+            for e in self.stop_all() {
+                tracing::warn!("cleaning up a failed PostgreSQL setup: {e}");
+            }
+        }
+        result
+    }
+
+    fn create_inner(&self) -> Result<()> {
+        let primary = &self.members[0];
+        prepare_member_dir(primary)?;
+
+        run_pg(
+            &self.bin_dir,
+            "initdb",
+            [
+                os("-D"),
+                primary.data_dir().as_os_str(),
+                os("-U"),
+                os("postgres"),
+                os("--auth=trust"),
+                os("--encoding=UTF8"),
+                os("--locale=C"),
+                os("--no-instructions"),
+            ],
+            None,
+            &format!("initdb of {}", primary.name),
+        )?;
+
+        append_file(
+            &primary.data_dir().join("postgresql.conf"),
+            &primary_settings(primary)?,
+        )?;
+        // A local demo: trust every local user on the socket and on 127.0.0.1, replication
+        // included. Nothing here listens beyond loopback.
+        write_file(
+            &primary.data_dir().join("pg_hba.conf"),
+            "# Triad local demo: trust on the unix socket and 127.0.0.1 only.\n\
+             local   all             all                     trust\n\
+             local   replication     all                     trust\n\
+             host    all             all     127.0.0.1/32    trust\n\
+             host    replication     all     127.0.0.1/32    trust\n",
+        )?;
+
+        // The schema, before the server first starts, with only the server's own binaries (psql
+        // may be absent). Single-user mode would wait for `ndc` forever without the override.
+        for (db, sql, what) in [
+            ("template1", format!("CREATE DATABASE {DATABASE}\n"), "creating database customs"),
+            (DATABASE, format!("{ORDERS_DDL}\n"), "creating table orders"),
+        ] {
+            run_pg(
+                &self.bin_dir,
+                "postgres",
+                [
+                    os("--single"),
+                    os("-D"),
+                    primary.data_dir().as_os_str(),
+                    os("-c"),
+                    os("exit_on_error=on"),
+                    os("-c"),
+                    os("synchronous_standby_names="),
+                    os(db),
+                ],
+                Some(&sql),
+                &format!("{what} on {}", primary.name),
+            )?;
+        }
+        fix_owner(&primary.dir)?;
+        self.start(&primary.name)?;
+
+        for standby in &self.members[1..] {
+            prepare_member_dir(standby)?;
+            let port = primary.port.to_string();
+            run_pg(
+                &self.bin_dir,
+                "pg_basebackup",
+                [
+                    os("-h"),
+                    os("127.0.0.1"),
+                    os("-p"),
+                    os(&port),
+                    os("-U"),
+                    os("postgres"),
+                    os("-D"),
+                    standby.data_dir().as_os_str(),
+                    os("-X"),
+                    os("stream"),
+                    os("-R"),
+                    os("-c"),
+                    os("fast"),
+                ],
+                None,
+                &format!("pg_basebackup of {} from {}", standby.name, primary.name),
+            )?;
+            // The copied postgresql.conf has the primary's port and socket directory; -R wrote a
+            // primary_conninfo without an application_name. postgresql.auto.conf is read last, so
+            // our lines there win; we drop the ones -R wrote so each setting appears once.
+            let auto = standby.data_dir().join("postgresql.auto.conf");
+            let old = fs::read_to_string(&auto)
+                .map_err(|e| Error::io(format!("reading {}", auto.display()), e))?;
+            write_file(&auto, &standby_auto_conf(&old, standby, primary)?)?;
+            fix_owner(&standby.dir)?;
+            self.start(&standby.name)?;
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked before touching anything.
+    fn validate(&self) -> Result<()> {
+        if self.members.len() != 3 {
+            return Err(Error::InvalidArgument(format!(
+                "a PostgreSQL cluster here has 3 members, not {}",
+                self.members.len()
+            )));
+        }
+        let mut ports: Vec<u16> = self.members.iter().map(|m| m.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() != 3 || ports.contains(&0) {
+            return Err(Error::InvalidArgument(format!(
+                "PostgreSQL members need three distinct non-zero ports, got {:?}",
+                self.members.iter().map(|m| m.port).collect::<Vec<_>>()
+            )));
+        }
+        for m in &self.members {
+            conf_path(&m.dir)?;
+            let socket = m.socket_dir().join(format!(".s.PGSQL.{}", m.port));
+            if socket.as_os_str().len() > MAX_SOCKET_PATH {
+                return Err(Error::InvalidArgument(format!(
+                    "the socket path {} is longer than {MAX_SOCKET_PATH} bytes; use a shorter \
+                     directory for the PostgreSQL members",
+                    socket.display()
+                )));
+            }
+            let data = m.data_dir();
+            if fs::read_dir(&data).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} already holds a data directory; create_and_start makes a new cluster",
+                    data.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every member that runs: `pg_ctl stop -m fast`, then `-m immediate` when the fast
+    /// stop has not finished within 10 s. Never fails: returns what went wrong, one line each.
+    pub fn stop_all(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for m in &self.members {
+            if self.postmaster_pid(&m.name).is_none() {
+                continue;
+            }
+            let fast = self.pg_ctl_stop(m, "fast", FAST_STOP_TIMEOUT_S);
+            if let Err(fast_err) = fast {
+                tracing::warn!("{fast_err}; stopping {} immediately", m.name);
+                if let Err(e) = self.pg_ctl_stop(m, "immediate", FAST_STOP_TIMEOUT_S) {
+                    errors.push(format!("{}: {fast_err}; then {e}", m.name));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Stops one member with `mode` (`fast` or `immediate`). A member that does not run is
+    /// already stopped: that is success.
+    pub fn stop(&self, member: &str, mode: &str) -> Result<()> {
+        if !matches!(mode, "fast" | "immediate") {
+            return Err(Error::InvalidArgument(format!(
+                "stop mode `{mode}`: expected `fast` or `immediate`"
+            )));
+        }
+        let m = self.member(member)?;
+        if self.postmaster_pid(member).is_none() {
+            return Ok(());
+        }
+        self.pg_ctl_stop(m, mode, START_TIMEOUT_S)
+    }
+
+    fn pg_ctl_stop(&self, m: &PgMember, mode: &str, timeout_s: &str) -> Result<()> {
+        run_pg(
+            &self.bin_dir,
+            "pg_ctl",
+            [
+                os("-D"),
+                m.data_dir().as_os_str(),
+                os("-m"),
+                os(mode),
+                os("-w"),
+                os("-t"),
+                os(timeout_s),
+                os("stop"),
+            ],
+            None,
+            &format!("pg_ctl stop -m {mode} of {}", m.name),
+        )
+        .map(drop)
+    }
+
+    /// Starts one member (already created) with `pg_ctl start -w`; returns once it accepts
+    /// connections (a standby: once it is consistent and accepts read-only ones). A member that
+    /// already runs is left alone.
+    pub fn start(&self, member: &str) -> Result<()> {
+        let m = self.member(member)?;
+        if self.postmaster_pid(member).is_some() {
+            return Ok(());
+        }
+        let what = format!("pg_ctl start of {}", m.name);
+        run_pg(
+            &self.bin_dir,
+            "pg_ctl",
+            [
+                os("-D"),
+                m.data_dir().as_os_str(),
+                os("-l"),
+                m.log_file().as_os_str(),
+                os("-w"),
+                os("-t"),
+                os(START_TIMEOUT_S),
+                os("start"),
+            ],
+            None,
+            &what,
+        )
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "{e}\n--- last lines of {} ---\n{}",
+                m.log_file().display(),
+                log_tail(&m.log_file(), 25)
+            ))
+        })
+        .map(drop)
+    }
+
+    /// The postmaster's pid of a member, from `data_dir/postmaster.pid`, if that process runs.
+    pub fn postmaster_pid(&self, member: &str) -> Option<i32> {
+        let m = self.member(member).ok()?;
+        let text = fs::read_to_string(m.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        // A stale file (the postmaster was killed) names a dead pid, or one reused since.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (comm, state) = parse_proc_stat(&stat)?;
+        let is_postgres = comm == "postgres" || comm == "postmaster";
+        (pid > 0 && is_postgres && state != 'Z').then_some(pid)
+    }
+}
+
+/// The command name and state letter of a `/proc/PID/stat` line ("123 (postgres) S 1 …").
+fn parse_proc_stat(stat: &str) -> Option<(&str, char)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let state = stat.get(close + 1..)?.trim_start().chars().next()?;
+    Some((comm, state))
+}
+
+/// The settings appended to the primary's postgresql.conf. Standbys inherit them through
+/// pg_basebackup (wal_log_hints must be on everywhere from the start for pg_rewind).
+fn primary_settings(primary: &PgMember) -> Result<String> {
+    Ok(format!(
+        "\n# --- Triad local demo ---\n\
+         listen_addresses = '127.0.0.1'\n\
+         port = {port}\n\
+         unix_socket_directories = '{sock}'\n\
+         cluster_name = 'customs-{name}'\n\
+         wal_level = replica\n\
+         wal_log_hints = on\n\
+         max_wal_senders = 10\n\
+         max_replication_slots = 10\n\
+         # keeps enough WAL for a standby that was stopped for a while to catch up\n\
+         wal_keep_size = '256MB'\n\
+         hot_standby = on\n\
+         synchronous_commit = on\n\
+         synchronous_standby_names = 'FIRST 1 (ndc)'\n\
+         fsync = on\n",
+        port = primary.port,
+        sock = conf_path(&primary.socket_dir())?,
+        name = primary.name,
+    ))
+}
+
+/// A standby's postgresql.auto.conf: what pg_basebackup -R wrote, without its primary_conninfo
+/// and any port or socket directory, plus ours.
+fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Result<String> {
+    const OURS: [&str; 4] = [
+        "primary_conninfo",
+        "port",
+        "unix_socket_directories",
+        "cluster_name",
+    ];
+    let mut out: String = old
+        .lines()
+        .filter(|line| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            !OURS.contains(&key)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    out.push_str(&format!(
+        "primary_conninfo = 'host=127.0.0.1 port={pport} user=postgres application_name={name}'\n\
+         port = {port}\n\
+         unix_socket_directories = '{sock}'\n\
+         cluster_name = 'customs-{name}'\n",
+        pport = primary.port,
+        name = standby.name,
+        port = standby.port,
+        sock = conf_path(&standby.socket_dir())?,
+    ));
+    Ok(out)
+}
+
+/// A path as it can be written inside a quoted postgresql.conf value. Paths with quotes, commas,
+/// backslashes or white space are refused rather than escaped: unix_socket_directories is a
+/// comma-separated list with its own quoting, and these are our own temporary directories.
+fn conf_path(p: &Path) -> Result<String> {
+    let s = p.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("{} is not valid UTF-8", p.display()))
+    })?;
+    if s.chars()
+        .any(|c| matches!(c, '\'' | '"' | ',' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{s}: PostgreSQL member directories may not contain quotes, commas, backslashes or \
+             white space"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// Creates a member's directories and hands them to `postgres` when we are root.
+fn prepare_member_dir(m: &PgMember) -> Result<()> {
+    for d in [m.dir.clone(), m.data_dir(), m.socket_dir()] {
+        fs::create_dir_all(&d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    fs::set_permissions(m.data_dir(), fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("chmod 0700 {}", m.data_dir().display()), e))?;
+    fix_owner(&m.dir)?;
+    if running_as_root() {
+        // Every directory above the member's must be searchable by postgres; a tempdir is 0700.
+        let ok = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&m.dir)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::io("running runuser (to check directory access)", e))?
+            .success();
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "the postgres user cannot write to {}: every directory above it must be \
+                 searchable by postgres (a tempfile::tempdir() is mode 0700; chmod it 0755)",
+                m.dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `chown -R postgres:postgres dir` when we are root; nothing otherwise (we run as ourselves).
+fn fix_owner(dir: &Path) -> Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let out = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("running chown", e))?;
+    if !out.status.success() {
+        return Err(Error::Unavailable(format!(
+            "chown -R postgres:postgres {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether our effective uid is 0, from `/proc/self/status` (no unsafe, no extra nix feature).
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| effective_uid(&s))
+        .is_some_and(|uid| uid == 0)
+}
+
+/// The effective uid in a `/proc/PID/status` text: the second field of its `Uid:` line (real,
+/// effective, saved, filesystem). PostgreSQL refuses to run when its effective uid is 0.
+fn effective_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Runs `bin_dir/program args` (as `postgres` through `runuser` when we are root), from `/`,
+/// without any inherited `PG*` environment, feeding it `input` on stdin. Returns its stdout; a
+/// failure names `what` and carries the program's output.
+fn run_pg<'a>(
+    bin_dir: &Path,
+    program: &str,
+    args: impl IntoIterator<Item = &'a OsStr>,
+    input: Option<&str>,
+    what: &str,
+) -> Result<String> {
+    let exe = bin_dir.join(program);
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(args).current_dir("/");
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("PG")) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    tracing::debug!("{what}: {cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("{what}: running {}", exe.display()), e))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Small enough to fit a pipe's buffer; a write error shows up as the child's failure.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(format!("{what}: waiting for {program}"), e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        return Ok(stdout);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut msg = format!("{what} failed ({})", out.status);
+    for text in [stderr.trim(), stdout.trim()] {
+        if !text.is_empty() {
+            msg.push_str(": ");
+            msg.push_str(&last_chars(text, 4000));
+        }
+    }
+    Err(Error::Unavailable(msg))
+}
+
+/// At most the last `n` characters of `s`.
+fn last_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    s.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// The last `n` lines of a log file, or a note saying why there are none.
+fn log_tail(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("(cannot read the log: {e})"),
+    }
+}
+
+fn append_file(path: &Path, text: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Replaces a file's contents in place, so an existing file keeps its owner and mode.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> PgCluster {
+        PgCluster::plan(
+            Path::new("/usr/lib/postgresql/15/bin"),
+            Path::new("/tmp/t/pg"),
+            [5501, 5502, 5503],
+        )
+    }
+
+    #[test]
+    fn plan_lays_out_members_in_order_and_creates_nothing() {
+        let c = PgCluster::plan(
+            Path::new("/opt/pg/bin"),
+            Path::new("/nonexistent/triad-plan"),
+            [5501, 5502, 5503],
+        );
+        assert_eq!(c.bin_dir, PathBuf::from("/opt/pg/bin"));
+        let got: Vec<(&str, u16)> = c.members.iter().map(|m| (m.name.as_str(), m.port)).collect();
+        assert_eq!(got, vec![("dc", 5501), ("ndc", 5502), ("dr", 5503)]);
+        let ndc = c.member("ndc").unwrap();
+        assert_eq!(ndc.dir, PathBuf::from("/nonexistent/triad-plan/ndc"));
+        assert_eq!(ndc.data_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/data"));
+        assert_eq!(ndc.socket_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/sock"));
+        assert_eq!(ndc.log_file(), PathBuf::from("/nonexistent/triad-plan/ndc/postgres.log"));
+        assert!(!Path::new("/nonexistent/triad-plan").exists());
+        assert!(c.member("xx").is_err());
+        assert_eq!(c.postmaster_pid("dc"), None);
+    }
+
+    #[test]
+    fn conninfo_is_keyword_value() {
+        let c = cluster();
+        assert_eq!(
+            c.members[0].conninfo("customs"),
+            "host=127.0.0.1 port=5501 user=postgres dbname=customs connect_timeout=2"
+        );
+        assert_eq!(
+            c.members[2].conninfo("my db"),
+            "host=127.0.0.1 port=5503 user=postgres dbname='my db' connect_timeout=2"
+        );
+        assert_eq!(conninfo_value("it's"), r"'it\'s'");
+    }
+
+    #[test]
+    fn find_bin_dir_finds_pg_ctl() {
+        if let Some(dir) = find_bin_dir() {
+            assert!(dir.join("pg_ctl").is_file(), "{}", dir.display());
+            assert!(dir.join("pg_basebackup").is_file(), "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn parses_versions_uids_and_proc_stat() {
+        assert_eq!(
+            parse_major_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(parse_major_version("pg_ctl (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major_version("something else"), None);
+        let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(effective_uid("Uid:\t0\t1000\t0\t0\n"), Some(1000));
+        assert_eq!(
+            parse_proc_stat("4242 (postgres) S 1 4242 4242 0 -1"),
+            Some(("postgres", 'S'))
+        );
+        assert_eq!(parse_proc_stat("7 (a (b) c) Z 1"), Some(("a (b) c", 'Z')));
+    }
+
+    #[test]
+    fn validate_refuses_bad_plans() {
+        let same = PgCluster::plan(Path::new("/b"), Path::new("/tmp/x"), [5501, 5501, 5503]);
+        assert!(matches!(same.validate(), Err(Error::InvalidArgument(_))));
+        let long = "/tmp/".to_string() + &"d".repeat(100);
+        let long = PgCluster::plan(Path::new("/b"), Path::new(&long), [5501, 5502, 5503]);
+        assert!(matches!(long.validate(), Err(Error::InvalidArgument(_))));
+        let comma = PgCluster::plan(Path::new("/b"), Path::new("/tmp/a,b"), [5501, 5502, 5503]);
+        assert!(matches!(comma.validate(), Err(Error::InvalidArgument(_))));
+        assert!(PgCluster::plan(Path::new("/b"), Path::new("/nonexistent/ok"), [1, 2, 3])
+            .validate()
+            .is_ok());
+        assert!(matches!(
+            cluster().stop("dc", "smart"),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn standby_config_replaces_what_basebackup_wrote() {
+        let c = cluster();
+        let old = "# Do not edit this file manually!\n\
+                   primary_conninfo = 'user=postgres host=127.0.0.1 port=5501'\n";
+        let conf = standby_auto_conf(old, &c.members[1], &c.members[0]).unwrap();
+        assert_eq!(
+            conf,
+            "# Do not edit this file manually!\n\
+             primary_conninfo = 'host=127.0.0.1 port=5501 user=postgres application_name=ndc'\n\
+             port = 5502\n\
+             unix_socket_directories = '/tmp/t/pg/ndc/sock'\n\
+             cluster_name = 'customs-ndc'\n"
+        );
+        let primary = primary_settings(&c.members[0]).unwrap();
+        for line in [
+            "port = 5501\n",
+            "wal_log_hints = on\n",
+            "synchronous_standby_names = 'FIRST 1 (ndc)'\n",
+            "unix_socket_directories = '/tmp/t/pg/dc/sock'\n",
+        ] {
+            assert!(primary.contains(line), "{line} missing from\n{primary}");
+        }
+    }
+
+    #[test]
+    fn tails() {
+        assert_eq!(last_chars("abcdef", 3), "def");
+        assert_eq!(last_chars("ab", 3), "ab");
+        assert!(log_tail(Path::new("/nonexistent/log"), 3).contains("cannot read"));
+    }
+}
