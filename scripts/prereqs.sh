@@ -24,5 +24,22 @@ if ! have_libclang; then
     have_libclang || die "libclang-dev installed but libclang.so not found"
 fi
 
+#   - PostgreSQL server binaries: the demo's database members and the end-to-end tests run real
+#     PostgreSQL (Debian's `postgresql` package puts them in /usr/lib/postgresql/*/bin).
+have_postgres() {
+    compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1
+}
+
+if ! have_postgres; then
+    echo "PostgreSQL server binaries are missing: installing postgresql ..." >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    command -v apt-get >/dev/null 2>&1 || die "no apt-get here: install the PostgreSQL server (15 or later) by hand"
+    $SUDO apt-get install -y postgresql >/dev/null 2>&1 \
+        || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y postgresql >/dev/null; } \
+        || die "could not install postgresql"
+    have_postgres || die "postgresql installed but pg_ctl not found"
+fi
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -18,6 +18,7 @@ use triad_controller::config::PeerConfig;
 use triad_controller::ctl::client::{Client, CtlConfig};
 pub use triad_controller::ctl::local::LocalDb;
 use triad_controller::ctl::local::{free_port, LocalDeployment};
+pub use triad_controller::ctl::postgres::PgCluster;
 use triad_controller::ctl::status::{self, StatusView};
 use triad_proto::v1 as pb;
 use triad_proto::v1::control_client::ControlClient;
@@ -73,6 +74,8 @@ pub struct Deployment {
     _dir: tempfile::TempDir,
     procs: BTreeMap<String, Child>,
     pub client: Client,
+    /// Real PostgreSQL members, when the deployment has them; stopped on drop.
+    pub pg: Option<PgCluster>,
 }
 
 impl Deployment {
@@ -84,6 +87,11 @@ impl Deployment {
     /// Like [`Deployment::new`], with database members of the given kind watched by the agents.
     pub fn with_db(db: LocalDb) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("triad-test-").tempdir()?;
+        // tempdir() makes the directory 0700; PostgreSQL runs as `postgres` and must enter it.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         let mut plan = LocalDeployment::plan(dir.path())?;
         plan.db = db;
         plan.write()?;
@@ -94,7 +102,39 @@ impl Deployment {
             _dir: dir,
             procs: BTreeMap::new(),
             client,
+            pg: None,
         })
+    }
+
+    /// A deployment with real PostgreSQL members (primary `dc`, synchronous standby `ndc`,
+    /// asynchronous standby `dr`), created and started; controllers and agents are not started.
+    pub async fn with_postgres() -> Result<Self> {
+        let bin = triad_controller::ctl::postgres::find_bin_dir().ok_or_else(|| {
+            anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)")
+        })?;
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let mut d = Self::with_db(LocalDb::Postgres { ports })?;
+        let cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
+        // Stored before it starts, so that a failure half way still stops what did start.
+        d.pg = Some(cluster);
+        let pg = d.pg.as_ref().expect("just set");
+        tokio::task::block_in_place(|| pg.create_and_start())?;
+        Ok(d)
+    }
+
+    /// A client connection to a PostgreSQL member's database `customs`.
+    pub async fn pg_connect(&self, member: &str) -> Result<tokio_postgres::Client> {
+        let m = self
+            .pg
+            .as_ref()
+            .ok_or_else(|| anyhow!("no PostgreSQL here"))?
+            .member(member)?;
+        let (client, conn) =
+            tokio_postgres::connect(&m.conninfo("customs"), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
     }
 
     pub fn dir(&self) -> &Path {
@@ -329,6 +369,11 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
+        if let Some(pg) = &self.pg {
+            for e in pg.stop_all() {
+                eprintln!("stopping PostgreSQL: {e}");
+            }
+        }
         for (key, child) in self.procs.iter_mut() {
             if matches!(child.try_wait(), Ok(None)) {
                 let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);

@@ -80,3 +80,107 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_postgres_members_are_observed_with_their_replication_state() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    let v = wait_for(
+        "dc primary, ndc synchronous, dr asynchronous",
+        Duration::from_secs(30),
+        || async {
+            let v = d.status().await.ok()?;
+            let m = v.clusters.get("customs")?;
+            let get = |n: &str| m.iter().find(|x| x.name == n);
+            let ok = get("dc")?.role == "primary"
+                && get("ndc")?.role == "standby"
+                && get("ndc")?.sync_state == "sync"
+                && get("dr")?.role == "standby"
+                && get("dr")?.sync_state == "async"
+                && m.iter()
+                    .all(|x| x.healthy && x.driver == "postgres" && x.timeline == 1);
+            ok.then_some(v)
+        },
+    )
+    .await?;
+    ensure!(v.clusters["customs"].iter().all(|m| m.wal_lsn > 0));
+
+    // Writes on the primary reach both standbys, and the positions follow.
+    let dc = d.pg_connect("dc").await?;
+    let before = v.clusters["customs"]
+        .iter()
+        .find(|m| m.name == "dc")
+        .unwrap()
+        .wal_lsn;
+    for _ in 0..20 {
+        dc.execute("INSERT INTO orders (note) VALUES ('test')", &[])
+            .await?;
+    }
+    let count: i64 = dc
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await?
+        .get(0);
+    for standby in ["ndc", "dr"] {
+        let c = d.pg_connect(standby).await?;
+        wait_for(
+            &format!("{standby} to replay the rows"),
+            Duration::from_secs(10),
+            || async {
+                let n: i64 = c
+                    .query_one("SELECT count(*) FROM orders", &[])
+                    .await
+                    .ok()?
+                    .get(0);
+                (n == count).then_some(())
+            },
+        )
+        .await?;
+    }
+    wait_for(
+        "positions past the writes, lag back to zero",
+        Duration::from_secs(10),
+        || async {
+            let v = d.status().await.ok()?;
+            let m = &v.clusters["customs"];
+            (m.iter().all(|x| x.wal_lsn > before) && m.iter().all(|x| x.lag_bytes == Some(0)))
+                .then_some(())
+        },
+    )
+    .await?;
+    let dc_http = d
+        .plan
+        .agents
+        .iter()
+        .find(|a| a.site == "dc")
+        .unwrap()
+        .http_addr
+        .clone();
+    let ndc_http = d
+        .plan
+        .agents
+        .iter()
+        .find(|a| a.site == "ndc")
+        .unwrap()
+        .http_addr
+        .clone();
+    ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 200);
+    ensure!(Deployment::http_get(&ndc_http, "/primary").await?.0 == 503);
+    ensure!(Deployment::http_get(&ndc_http, "/replica").await?.0 == 200);
+
+    // The primary stopped: its agent reports it down, and /primary stops routing to it.
+    d.pg.as_ref().unwrap().stop("dc", "immediate")?;
+    wait_for("dc reported down", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        v.clusters["customs"]
+            .iter()
+            .any(|m| m.name == "dc" && m.role == "down" && !m.healthy)
+            .then_some(())
+    })
+    .await?;
+    ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 503);
+    Ok(())
+}

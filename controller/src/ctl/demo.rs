@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -12,7 +14,8 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::client::{Client, CtlConfig};
-use super::local::{LocalDeployment, CLUSTER};
+use super::local::{free_port, LocalDb, LocalDeployment, CLUSTER};
+use super::postgres::{self, PgCluster};
 use super::status;
 use crate::error::{Error, Result};
 
@@ -136,22 +139,144 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     let controller_bin = find_binary("triad-controller")?;
     let agent_bin = find_binary("triad-agent")?;
     prepare_dir(&dir)?;
-    let plan = LocalDeployment::plan(&dir)?;
-    plan.write()?;
+    let mut plan = LocalDeployment::plan(&dir)?;
     println!("Triad demo in {}", dir.display());
-    if simulated {
-        println!("  --simulated: noted. The database members (PostgreSQL or simulated) are not part of the");
-        println!("  demo yet; the `{CLUSTER}` cluster is shown as configured.");
+    let pg_bin = if simulated {
+        None
     } else {
-        println!("  The `{CLUSTER}` cluster is shown as configured; its PostgreSQL members are not started yet.");
-    }
+        postgres::find_bin_dir()
+    };
+    let pg = match pg_bin {
+        None if simulated => {
+            println!("  --simulated: the `{CLUSTER}` members are simulated inside the agents.");
+            plan.db = LocalDb::Simulated;
+            None
+        }
+        None => {
+            println!();
+            println!(
+                "  !!! No PostgreSQL server binaries on PATH or under /usr/lib/postgresql/*/bin."
+            );
+            println!("  !!! Falling back to SIMULATED database members (as with --simulated).");
+            println!();
+            plan.db = LocalDb::Simulated;
+            None
+        }
+        Some(bin) => {
+            let ports = [free_port()?, free_port()?, free_port()?];
+            plan.db = LocalDb::Postgres { ports };
+            let cluster = Arc::new(PgCluster::plan(&bin, &dir.join("postgres"), ports));
+            println!(
+                "  starting PostgreSQL from {}: primary dc, synchronous standby ndc, asynchronous standby dr ...",
+                bin.display()
+            );
+            let c = cluster.clone();
+            let started = tokio::task::spawn_blocking(move || c.create_and_start())
+                .await
+                .map_err(|e| Error::Unavailable(format!("PostgreSQL setup task: {e}")))?;
+            if let Err(e) = started {
+                let c = cluster.clone();
+                let _ = tokio::task::spawn_blocking(move || c.stop_all()).await;
+                return Err(e);
+            }
+            Some(cluster)
+        }
+    };
+    plan.write()?;
 
+    let workload = pg
+        .as_ref()
+        .map(|c| Workload::start(c.members[0].conninfo("customs")));
     let mut procs: Vec<Proc> = Vec::new();
-    let result = start_and_serve(&plan, &controller_bin, &agent_bin, &mut procs).await;
+    let result = start_and_serve(
+        &plan,
+        &controller_bin,
+        &agent_bin,
+        &mut procs,
+        pg.as_deref(),
+        workload.as_ref(),
+    )
+    .await;
     println!("\nstopping {} processes ...", procs.len());
+    if let Some(w) = &workload {
+        w.stop();
+        println!(
+            "  the write workload committed {} rows ({} attempts failed)",
+            w.ok(),
+            w.failed()
+        );
+    }
     stop_all(&mut procs).await;
+    if let Some(c) = pg {
+        let errors = tokio::task::spawn_blocking(move || c.stop_all())
+            .await
+            .unwrap_or_default();
+        for e in errors {
+            eprintln!("  stopping PostgreSQL: {e}");
+        }
+    }
     println!("stopped; logs and data are left in {}", dir.display());
     result
+}
+
+/// The demo's small continuous write workload: one row into `customs.orders` every 100 ms on the
+/// primary, as an application server would write.
+struct Workload {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Workload {
+    fn start(conninfo: String) -> Self {
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (o, f) = (ok.clone(), failed.clone());
+        let task = tokio::spawn(async move {
+            let mut client: Option<tokio_postgres::Client> = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                        Ok((c, conn)) => {
+                            tokio::spawn(async move {
+                                let _ = conn.await;
+                            });
+                            Some(c)
+                        }
+                        Err(_) => None,
+                    };
+                }
+                let Some(c) = &client else {
+                    f.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                match c
+                    .execute("INSERT INTO orders (note) VALUES ('demo')", &[])
+                    .await
+                {
+                    Ok(_) => o.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => {
+                        client = None;
+                        f.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        });
+        Workload { ok, failed, task }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
 }
 
 async fn start_and_serve(
@@ -159,6 +284,8 @@ async fn start_and_serve(
     controller_bin: &Path,
     agent_bin: &Path,
     procs: &mut Vec<Proc>,
+    pg: Option<&PgCluster>,
+    workload: Option<&Workload>,
 ) -> Result<()> {
     let logs = plan.dir.join("logs");
     for c in &plan.controllers {
@@ -189,14 +316,21 @@ async fn start_and_serve(
         wait_until("every agent to register", Duration::from_secs(60), || async {
             matches!(status::gather(&client).await, Ok(v) if v.agents.iter().filter(|a| a.up).count() == plan.agents.len())
         })
-        .await
+        .await?;
+        if plan.db != LocalDb::None {
+            wait_until("every database member to be observed", Duration::from_secs(60), || async {
+                matches!(status::gather(&client).await, Ok(v) if v.clusters.get(CLUSTER).is_some_and(|m| m.iter().all(|m| m.healthy)))
+            })
+            .await?;
+        }
+        Ok::<_, Error>(())
     };
     tokio::select! {
         r = ready => r?,
         _ = &mut signal => return Ok(()),
     }
-    write_demo_json(plan, procs)?;
-    print_summary(plan, &client).await;
+    write_demo_json(plan, procs, pg)?;
+    print_summary(plan, &client, pg, workload).await;
 
     // Serve until told to stop; report children that die (someone may be testing failover).
     let mut reported = vec![false; procs.len()];
@@ -217,7 +351,7 @@ async fn start_and_serve(
     }
 }
 
-fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
+fn write_demo_json(plan: &LocalDeployment, procs: &[Proc], pg: Option<&PgCluster>) -> Result<()> {
     let pid_of = |label_prefix: &str| {
         procs
             .iter()
@@ -234,7 +368,11 @@ fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
         "agents": plan.agents.iter().map(|a| json!({
             "name": a.name, "site": a.site, "http_addr": a.http_addr, "pid": pid_of(&a.name),
         })).collect::<Vec<_>>(),
-        "databases": [],
+        "database_mode": match plan.db { LocalDb::None => "none", LocalDb::Simulated => "simulated", LocalDb::Postgres { .. } => "postgres" },
+        "databases": pg.map(|c| c.members.iter().map(|m| json!({
+            "cluster": CLUSTER, "member": m.name, "site": m.name, "addr": format!("127.0.0.1:{}", m.port),
+            "conninfo": m.conninfo("customs"), "data_dir": m.data_dir(), "pid": c.postmaster_pid(&m.name),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
         "syslog": null,
         "ingest_tokens": {},
         "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
@@ -245,7 +383,12 @@ fn write_demo_json(plan: &LocalDeployment, procs: &[Proc]) -> Result<()> {
     std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-async fn print_summary(plan: &LocalDeployment, client: &Client) {
+async fn print_summary(
+    plan: &LocalDeployment,
+    client: &Client,
+    pg: Option<&PgCluster>,
+    workload: Option<&Workload>,
+) {
     println!("\nRunning:");
     for c in &plan.controllers {
         println!(
@@ -257,6 +400,23 @@ async fn print_summary(plan: &LocalDeployment, client: &Client) {
         println!(
             "  {:<16} ({:<3})  metrics http://{}/metrics",
             a.name, a.site, a.http_addr
+        );
+    }
+    if let Some(c) = pg {
+        for m in &c.members {
+            println!(
+                "  postgres {:<7} ({:<3})  127.0.0.1:{}  ({})",
+                m.name,
+                m.name,
+                m.port,
+                m.conninfo("customs")
+            );
+        }
+    }
+    if let Some(w) = workload {
+        println!(
+            "  write workload: one row into customs.orders every 100 ms on dc ({} so far)",
+            w.ok()
         );
     }
     if let Ok(v) = status::gather(client).await {

@@ -6,4 +6,5 @@ pub mod certs;
 pub mod client;
 pub mod demo;
 pub mod local;
+pub mod postgres;
 pub mod status;

@@ -78,7 +78,13 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
-            let major = e.file_name().to_str()?.split('.').next()?.parse::<u32>().ok()?;
+            let major = e
+                .file_name()
+                .to_str()?
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()?;
             Some((major, e.path().join("bin")))
         })
         .filter(|(major, _)| *major >= MIN_MAJOR)
@@ -248,7 +254,11 @@ impl PgCluster {
         // The schema, before the server first starts, with only the server's own binaries (psql
         // may be absent). Single-user mode would wait for `ndc` forever without the override.
         for (db, sql, what) in [
-            ("template1", format!("CREATE DATABASE {DATABASE}\n"), "creating database customs"),
+            (
+                "template1",
+                format!("CREATE DATABASE {DATABASE}\n"),
+                "creating database customs",
+            ),
             (DATABASE, format!("{ORDERS_DDL}\n"), "creating table orders"),
         ] {
             run_pg(
@@ -264,7 +274,7 @@ impl PgCluster {
                     os("synchronous_standby_names="),
                     os(db),
                 ],
-                Some(&sql),
+                Some(sql.as_str()),
                 &format!("{what} on {}", primary.name),
             )?;
         }
@@ -516,9 +526,9 @@ fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Resul
 /// backslashes or white space are refused rather than escaped: unix_socket_directories is a
 /// comma-separated list with its own quoting, and these are our own temporary directories.
 fn conf_path(p: &Path) -> Result<String> {
-    let s = p.to_str().ok_or_else(|| {
-        Error::InvalidArgument(format!("{} is not valid UTF-8", p.display()))
-    })?;
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not valid UTF-8", p.display())))?;
     if s.chars()
         .any(|c| matches!(c, '\'' | '"' | ',' | '\\') || c.is_whitespace() || c.is_control())
     {
@@ -710,13 +720,26 @@ mod tests {
             [5501, 5502, 5503],
         );
         assert_eq!(c.bin_dir, PathBuf::from("/opt/pg/bin"));
-        let got: Vec<(&str, u16)> = c.members.iter().map(|m| (m.name.as_str(), m.port)).collect();
+        let got: Vec<(&str, u16)> = c
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.port))
+            .collect();
         assert_eq!(got, vec![("dc", 5501), ("ndc", 5502), ("dr", 5503)]);
         let ndc = c.member("ndc").unwrap();
         assert_eq!(ndc.dir, PathBuf::from("/nonexistent/triad-plan/ndc"));
-        assert_eq!(ndc.data_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/data"));
-        assert_eq!(ndc.socket_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/sock"));
-        assert_eq!(ndc.log_file(), PathBuf::from("/nonexistent/triad-plan/ndc/postgres.log"));
+        assert_eq!(
+            ndc.data_dir(),
+            PathBuf::from("/nonexistent/triad-plan/ndc/data")
+        );
+        assert_eq!(
+            ndc.socket_dir(),
+            PathBuf::from("/nonexistent/triad-plan/ndc/sock")
+        );
+        assert_eq!(
+            ndc.log_file(),
+            PathBuf::from("/nonexistent/triad-plan/ndc/postgres.log")
+        );
         assert!(!Path::new("/nonexistent/triad-plan").exists());
         assert!(c.member("xx").is_err());
         assert_eq!(c.postmaster_pid("dc"), None);
@@ -771,9 +794,11 @@ mod tests {
         assert!(matches!(long.validate(), Err(Error::InvalidArgument(_))));
         let comma = PgCluster::plan(Path::new("/b"), Path::new("/tmp/a,b"), [5501, 5502, 5503]);
         assert!(matches!(comma.validate(), Err(Error::InvalidArgument(_))));
-        assert!(PgCluster::plan(Path::new("/b"), Path::new("/nonexistent/ok"), [1, 2, 3])
-            .validate()
-            .is_ok());
+        assert!(
+            PgCluster::plan(Path::new("/b"), Path::new("/nonexistent/ok"), [1, 2, 3])
+                .validate()
+                .is_ok()
+        );
         assert!(matches!(
             cluster().stop("dc", "smart"),
             Err(Error::InvalidArgument(_))
