@@ -25,10 +25,26 @@ pub struct Metrics {
     pub agents_up: IntGauge,
     pub agents_down: IntGauge,
     pub grpc_requests: IntCounterVec,
+    /// Per database cluster (label `cluster`, a configured and so bounded set).
+    pub db_epoch: prometheus::IntGaugeVec,
+    pub db_paused: prometheus::IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name");
     registry
         .register(Box::new(g.clone()))
         .expect("metric registered once");
@@ -82,6 +98,8 @@ impl Metrics {
             agents_up: gauge(&registry, "triad_agents_up", "Registered agents recorded as up"),
             agents_down: gauge(&registry, "triad_agents_down", "Registered agents recorded as down"),
             grpc_requests,
+            db_epoch: gauge_vec(&registry, "triad_db_epoch", "The cluster's committed epoch (0: not adopted yet)", &["cluster"]),
+            db_paused: gauge_vec(&registry, "triad_db_paused", "1 while the cluster is in maintenance mode", &["cluster"]),
             registry,
         }
     }

@@ -40,6 +40,16 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
         members.iter().all(|m| m.lag_bytes.is_some()),
         "lag is known for every member"
     );
+    wait_for(
+        "the simulated cluster adopted",
+        Duration::from_secs(10),
+        || async {
+            let v = d.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            (c.epoch == 1 && c.primary == "dc").then_some(())
+        },
+    )
+    .await?;
     let table = d.triadctl(&["status"])?;
     let table = String::from_utf8_lossy(&table.stdout);
     ensure!(
@@ -170,6 +180,49 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 200);
     ensure!(Deployment::http_get(&ndc_http, "/primary").await?.0 == 503);
     ensure!(Deployment::http_get(&ndc_http, "/replica").await?.0 == 200);
+
+    // The running cluster is adopted: its primary and synchronous standby are committed at
+    // epoch 1, and the synchronous standby is the one that vouches.
+    wait_for(
+        "the cluster adopted at epoch 1",
+        Duration::from_secs(10),
+        || async {
+            let v = d.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            (c.epoch == 1 && c.primary == "dc" && c.synchronous == ["ndc"] && c.vouch == ["ndc"])
+                .then_some(())
+        },
+    )
+    .await?;
+
+    // Maintenance mode, through triadctl, recorded and audited.
+    let out = d.triadctl(&["pause", "--cluster", "customs", "--reason", "patching ndc"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(d.status().await?.cluster_state["customs"].paused);
+    let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    ensure!(
+        table.contains("PAUSED") && table.contains("epoch 1"),
+        "{table}"
+    );
+    let out = d.triadctl(&["pause", "--cluster", "nosuch"])?;
+    ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    let out = d.triadctl(&["resume", "--cluster", "customs"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(!d.status().await?.cluster_state["customs"].paused);
+    let audit = String::from_utf8_lossy(&d.triadctl(&["audit"])?.stdout).into_owned();
+    ensure!(
+        audit.contains("pause cluster customs (patching ndc): ok")
+            && audit.contains("adopt cluster customs"),
+        "{audit}"
+    );
 
     // The primary stopped: its agent reports it down, and /primary stops routing to it.
     d.pg.as_ref().unwrap().stop("dc", "immediate")?;

@@ -332,6 +332,11 @@ impl Control for ControlApi {
                     .clusters
                     .values()
                     .map(|c| pb::DbClusterRecord {
+                        epoch: c.epoch,
+                        primary: c.primary.clone().unwrap_or_default(),
+                        synchronous: c.synchronous.iter().cloned().collect(),
+                        vouch: c.vouch.iter().cloned().collect(),
+                        paused: c.paused,
                         name: c.name.clone(),
                         members: c
                             .members
@@ -422,6 +427,55 @@ impl Control for ControlApi {
         }
         .await;
         self.ctx.metrics.rpc("Control/DeleteUser", &result);
+        result
+    }
+
+    async fn set_paused(
+        &self,
+        req: Request<pb::SetPausedRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(
+                &req,
+                &[Role::Admin, Role::Noc],
+                "pausing or resuming a cluster",
+            )?;
+            let r = req.into_inner();
+            check_name("--cluster", &r.cluster)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !self
+                .ctx
+                .state
+                .read()
+                .expect("state lock poisoned")
+                .state
+                .clusters
+                .contains_key(&r.cluster)
+            {
+                return Err(Status::not_found(format!(
+                    "no cluster named `{}`",
+                    r.cluster
+                )));
+            }
+            let reason = if r.reason.trim().is_empty() {
+                "no reason given".to_string()
+            } else {
+                r.reason.chars().take(200).collect()
+            };
+            let (log_index, message) = self
+                .propose(
+                    &caller,
+                    Command::SetPaused {
+                        cluster: r.cluster,
+                        paused: r.paused,
+                        reason,
+                    },
+                )
+                .await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/SetPaused", &result);
         result
     }
 

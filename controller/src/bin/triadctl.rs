@@ -45,6 +45,22 @@ enum Cmd {
     /// Give people roles (overriding their certificate's), or disable them.
     #[command(subcommand)]
     User(UserCmd),
+    /// Maintenance mode: no automatic role changes for the cluster until `resume`.
+    Pause {
+        #[arg(long)]
+        cluster: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End maintenance mode.
+    Resume {
+        #[arg(long)]
+        cluster: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The replicated audit log, newest first.
     Audit {
         /// How many entries.
@@ -204,6 +220,18 @@ async fn run(args: Args) -> Result<(), Error> {
             "{}",
             admin::user_delete(&client(&args.config)?, &name).await?
         ),
+        Cmd::Pause { cluster, reason } => {
+            println!(
+                "{}",
+                admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?
+            )
+        }
+        Cmd::Resume { cluster, reason } => {
+            println!(
+                "{}",
+                admin::set_paused(&client(&args.config)?, &cluster, false, &reason).await?
+            )
+        }
         Cmd::Audit { limit, output } => {
             let lines = admin::audit(&client(&args.config)?, limit).await?;
             match output {

@@ -4,6 +4,7 @@
 
 mod liveness;
 mod observations;
+mod topology;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -43,22 +44,23 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
         clusters: cfg
             .clusters
             .iter()
-            .map(|c| DbCluster {
-                name: c.name.clone(),
-                members: c
-                    .members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.name.clone(),
-                            DbMember {
-                                name: m.name.clone(),
-                                site: m.site.clone(),
-                                agent: m.agent.clone(),
-                            },
-                        )
-                    })
-                    .collect(),
+            .map(|c| {
+                DbCluster::new(
+                    &c.name,
+                    c.members
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.name.clone(),
+                                DbMember {
+                                    name: m.name.clone(),
+                                    site: m.site.clone(),
+                                    agent: m.agent.clone(),
+                                },
+                            )
+                        })
+                        .collect(),
+                )
             })
             .collect(),
     }
@@ -95,10 +97,10 @@ pub async fn run(ctx: Arc<Ctx>) {
         let (seeded, commands) = {
             let g = ctx.state.read().expect("state lock poisoned");
             let obs = ctx.obs.snapshot();
-            (
-                g.state.seeded,
-                decide_liveness(&g.state, &obs, Instant::now(), since, down_after),
-            )
+            let now = Instant::now();
+            let mut commands = decide_liveness(&g.state, &obs, now, since, down_after);
+            commands.extend(topology::decide(&g.state, &obs, now, down_after));
+            (g.state.seeded, commands)
         };
         let mut todo = Vec::new();
         if !seeded {

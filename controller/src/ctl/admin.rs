@@ -74,6 +74,27 @@ pub async fn user_delete(client: &Client, name: &str) -> Result<String> {
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
 
+/// `triadctl pause` / `triadctl resume`.
+pub async fn set_paused(
+    client: &Client,
+    cluster: &str,
+    paused: bool,
+    reason: &str,
+) -> Result<String> {
+    let req = pb::SetPausedRequest {
+        cluster: cluster.into(),
+        paused,
+        reason: reason.into(),
+    };
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.set_paused(req).await }
+        })
+        .await?;
+    Ok(format!("{} (log index {})", r.message, r.log_index))
+}
+
 /// One audit line, for `-o json`.
 #[derive(Serialize)]
 pub struct AuditLine {

@@ -65,6 +65,17 @@ pub struct MemberView {
     pub error: String,
 }
 
+/// A database cluster's committed topology.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    /// 0 until Triad adopts the running cluster.
+    pub epoch: u64,
+    pub primary: String,
+    pub synchronous: Vec<String>,
+    pub vouch: Vec<String>,
+    pub paused: bool,
+}
+
 /// The whole picture.
 #[derive(Debug, Serialize)]
 pub struct StatusView {
@@ -74,6 +85,8 @@ pub struct StatusView {
     pub controllers: Vec<ControllerView>,
     pub agents: Vec<AgentView>,
     pub clusters: BTreeMap<String, Vec<MemberView>>,
+    /// Each cluster's committed epoch, primary, synchronous set and maintenance mode.
+    pub cluster_state: BTreeMap<String, ClusterView>,
     /// Role overrides of the `users` table.
     pub users: BTreeMap<String, String>,
     /// Site name → description.
@@ -212,6 +225,22 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             })
             .collect(),
         clusters,
+        cluster_state: state
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    ClusterView {
+                        epoch: c.epoch,
+                        primary: c.primary.clone(),
+                        synchronous: c.synchronous.clone(),
+                        vouch: c.vouch.clone(),
+                        paused: c.paused,
+                    },
+                )
+            })
+            .collect(),
         sites: state
             .sites
             .iter()
@@ -321,7 +350,29 @@ pub fn render(v: &StatusView) -> String {
         out.push_str("  (none configured)\n");
     }
     for (name, members) in &v.clusters {
-        out.push_str(&format!("  {name}\n"));
+        match v.cluster_state.get(name) {
+            Some(c) if c.epoch > 0 => out.push_str(&format!(
+                "  {name}  epoch {}  primary {}  synchronous [{}]  vouchers [{}]{}\n",
+                c.epoch,
+                c.primary,
+                c.synchronous.join(", "),
+                c.vouch.join(", "),
+                if c.paused {
+                    "  PAUSED (maintenance)"
+                } else {
+                    ""
+                }
+            )),
+            Some(c) => out.push_str(&format!(
+                "  {name}  not adopted yet (waiting to observe exactly one primary){}\n",
+                if c.paused {
+                    "  PAUSED (maintenance)"
+                } else {
+                    ""
+                }
+            )),
+            None => out.push_str(&format!("  {name}\n")),
+        }
         out.push_str(&format!(
             "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10}  {}\n",
             "MEMBER",

@@ -15,7 +15,7 @@ impl State {
                     .collect(),
             );
         }
-        let (what, result) = self.apply_one(p);
+        let (what, result) = self.apply_one(log_index, p);
         let response = match result {
             Ok(msg) => Response::Ok(msg),
             Err(msg) => Response::Rejected(msg),
@@ -38,7 +38,7 @@ impl State {
     }
 
     /// Returns a description of the command and its result.
-    fn apply_one(&mut self, p: &Proposal) -> (String, Result<String, String>) {
+    fn apply_one(&mut self, log_index: u64, p: &Proposal) -> (String, Result<String, String>) {
         match &p.command {
             Command::Seed(seed) => {
                 let what = format!(
@@ -166,6 +166,78 @@ impl State {
                     Some(_) => (what, Ok(format!("controller {id} deleted"))),
                     None => (what, Err(format!("no controller with id {id}"))),
                 }
+            }
+            Command::AdoptCluster {
+                cluster,
+                primary,
+                synchronous,
+            } => {
+                let what = format!(
+                    "adopt cluster {cluster}: primary {primary}, synchronous [{}]",
+                    synchronous.join(", ")
+                );
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if c.epoch != 0 {
+                    return (
+                        what,
+                        Err(format!(
+                            "cluster `{cluster}` is already at epoch {}",
+                            c.epoch
+                        )),
+                    );
+                }
+                if let Some(m) = std::iter::once(primary)
+                    .chain(synchronous)
+                    .find(|m| !c.members.contains_key(*m))
+                {
+                    return (what, Err(format!("`{m}` is not a member of `{cluster}`")));
+                }
+                if synchronous.contains(primary) {
+                    return (
+                        what,
+                        Err(format!(
+                            "the primary `{primary}` cannot be its own synchronous standby"
+                        )),
+                    );
+                }
+                c.epoch = 1;
+                c.epoch_index = log_index;
+                c.primary = Some(primary.clone());
+                c.synchronous = synchronous.iter().cloned().collect();
+                c.vouch = c.synchronous.clone();
+                (what, Ok(format!("cluster {cluster} adopted at epoch 1")))
+            }
+            Command::SetPaused {
+                cluster,
+                paused,
+                reason,
+            } => {
+                let what = format!(
+                    "{} cluster {cluster} ({reason})",
+                    if *paused { "pause" } else { "resume" }
+                );
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if c.paused == *paused {
+                    return (
+                        what,
+                        Err(format!(
+                            "cluster `{cluster}` is already {}",
+                            if *paused { "paused" } else { "running" }
+                        )),
+                    );
+                }
+                c.paused = *paused;
+                (
+                    what,
+                    Ok(format!(
+                        "cluster {cluster} {}",
+                        if *paused { "paused" } else { "resumed" }
+                    )),
+                )
             }
             // Handled in `apply` before reaching here.
             Command::Batch(_) => ("batch".into(), Err("nested batch".into())),

@@ -71,6 +71,19 @@ pub enum Command {
     SetControllerVoter { id: u64, voter: bool },
     /// A controller left the cluster.
     DeleteController { id: u64 },
+    /// Adopt a running database cluster: record its primary and synchronous standbys at epoch 1.
+    /// Refused once the cluster has an epoch.
+    AdoptCluster {
+        cluster: String,
+        primary: String,
+        synchronous: Vec<String>,
+    },
+    /// Maintenance mode on or off for a cluster.
+    SetPaused {
+        cluster: String,
+        paused: bool,
+        reason: String,
+    },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

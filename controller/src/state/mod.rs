@@ -8,7 +8,7 @@
 mod apply;
 mod command;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -134,6 +134,37 @@ pub struct DbMember {
 pub struct DbCluster {
     pub name: String,
     pub members: BTreeMap<String, DbMember>,
+    /// The cluster's epoch (DESIGN.md, safety point 1): bumped and committed by every role change
+    /// before any agent is told to act on it. 0 until Triad adopts the running cluster.
+    pub epoch: u64,
+    /// The log index of the entry that set `epoch`: agents order commands by (epoch, index).
+    pub epoch_index: u64,
+    /// The member that is primary at `epoch`.
+    pub primary: Option<String>,
+    /// Members known to hold every acknowledged commit (DESIGN.md, point 5): only these may be
+    /// promoted automatically.
+    pub synchronous: BTreeSet<String>,
+    /// Members whose vouch lets the primary keep writing when the controllers are unreachable
+    /// (DESIGN.md, point 3); normally the synchronous standby.
+    pub vouch: BTreeSet<String>,
+    /// Maintenance mode: no automatic role changes while set.
+    pub paused: bool,
+}
+
+impl DbCluster {
+    /// A cluster as configured, not yet adopted.
+    pub fn new(name: &str, members: BTreeMap<String, DbMember>) -> Self {
+        DbCluster {
+            name: name.to_string(),
+            members,
+            epoch: 0,
+            epoch_index: 0,
+            primary: None,
+            synchronous: BTreeSet::new(),
+            vouch: BTreeSet::new(),
+            paused: false,
+        }
+    }
 }
 
 /// One line of the audit log: who did what, as what, from where, when, and how it ended.

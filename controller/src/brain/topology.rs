@@ -1,0 +1,179 @@
+//! Adoption of a running database cluster: when a configured cluster has no epoch yet and its
+//! agents report exactly one primary, the leader records that primary and the standbys it
+//! replicates to synchronously, at epoch 1. Nothing is promoted or fenced here: this only writes
+//! down what already is, so that every later role change has an epoch to bump.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::AgentObservation;
+use crate::state::{Command, State};
+
+/// The adoption commands the observations justify.
+pub fn decide(
+    state: &State,
+    obs: &HashMap<String, AgentObservation>,
+    now: Instant,
+    fresh: Duration,
+) -> Vec<Command> {
+    let mut out = Vec::new();
+    for c in state
+        .clusters
+        .values()
+        .filter(|c| c.epoch == 0 && !c.paused)
+    {
+        // Every member must be freshly observed: an unheard member might be a second primary.
+        let mut seen = Vec::new();
+        for m in c.members.values() {
+            let db = obs
+                .get(&m.agent)
+                .filter(|o| now.saturating_duration_since(o.last_seen) < fresh)
+                .and_then(|o| o.db.as_ref())
+                .filter(|d| d.cluster == c.name && d.member == m.name);
+            match db {
+                Some(d) => seen.push(d),
+                None => break,
+            }
+        }
+        if seen.len() != c.members.len() {
+            continue;
+        }
+        let primaries: Vec<_> = seen
+            .iter()
+            .filter(|d| d.up && d.role == "primary")
+            .collect();
+        let [primary] = primaries[..] else { continue };
+        let synchronous = primary
+            .replicas
+            .iter()
+            .filter(|r| {
+                r.sync_state == "sync"
+                    && c.members.contains_key(&r.name)
+                    && r.name != primary.member
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        out.push(Command::AdoptCluster {
+            cluster: c.name.clone(),
+            primary: primary.member.clone(),
+            synchronous,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use triad_proto::v1::{DbStatus, ReplicaStatus};
+
+    use super::*;
+    use crate::brain::AgentHelloInfo;
+    use crate::state::{DbCluster, DbMember, HostFacts};
+
+    fn state() -> State {
+        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
+            .iter()
+            .map(|m| {
+                (
+                    m.to_string(),
+                    DbMember {
+                        name: m.to_string(),
+                        site: m.to_string(),
+                        agent: format!("agent-{m}"),
+                    },
+                )
+            })
+            .collect();
+        let mut s = State::default();
+        s.clusters
+            .insert("customs".into(), DbCluster::new("customs", members));
+        s
+    }
+
+    fn obs(
+        member: &str,
+        role: &str,
+        replicas: &[(&str, &str)],
+        now: Instant,
+    ) -> (String, AgentObservation) {
+        (
+            format!("agent-{member}"),
+            AgentObservation {
+                hello: AgentHelloInfo {
+                    site: member.into(),
+                    host: "h".into(),
+                    version: "t".into(),
+                    facts: HostFacts::default(),
+                },
+                last_seen: now,
+                last_seen_ms: 0,
+                streams: 1,
+                cpu_percent: 0.0,
+                memory_used_bytes: 0,
+                db: Some(DbStatus {
+                    cluster: "customs".into(),
+                    member: member.into(),
+                    up: true,
+                    role: role.into(),
+                    replicas: replicas
+                        .iter()
+                        .map(|(n, s)| ReplicaStatus {
+                            name: n.to_string(),
+                            sync_state: s.to_string(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+            },
+        )
+    }
+
+    #[test]
+    fn adopts_the_single_primary_and_its_synchronous_standby() {
+        let now = Instant::now();
+        let o = HashMap::from([
+            obs("dc", "primary", &[("ndc", "sync"), ("dr", "async")], now),
+            obs("ndc", "standby", &[], now),
+            obs("dr", "standby", &[], now),
+        ]);
+        let cmds = decide(&state(), &o, now, Duration::from_secs(3));
+        assert_eq!(
+            cmds,
+            vec![Command::AdoptCluster {
+                cluster: "customs".into(),
+                primary: "dc".into(),
+                synchronous: vec!["ndc".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn never_adopts_two_primaries_or_an_unheard_member() {
+        let now = Instant::now();
+        let two = HashMap::from([
+            obs("dc", "primary", &[], now),
+            obs("ndc", "primary", &[], now),
+            obs("dr", "standby", &[], now),
+        ]);
+        assert!(decide(&state(), &two, now, Duration::from_secs(3)).is_empty());
+        let missing = HashMap::from([
+            obs("dc", "primary", &[], now),
+            obs("ndc", "standby", &[], now),
+        ]);
+        assert!(decide(&state(), &missing, now, Duration::from_secs(3)).is_empty());
+        let mut adopted = state();
+        adopted.clusters.get_mut("customs").unwrap().epoch = 1;
+        let fine = HashMap::from([
+            obs("dc", "primary", &[], now),
+            obs("ndc", "standby", &[], now),
+            obs("dr", "standby", &[], now),
+        ]);
+        assert!(
+            decide(&adopted, &fine, now, Duration::from_secs(3)).is_empty(),
+            "adopted once only"
+        );
+    }
+}
