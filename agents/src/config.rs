@@ -37,6 +37,14 @@ pub struct AgentConfig {
     /// The database member on this host, if any.
     #[serde(default)]
     pub database: Option<DatabaseConfig>,
+    /// Where the agent keeps its own state (the epoch file). Default `/var/lib/triad/agent`;
+    /// relative paths are relative to the config file's directory. Created when missing.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/triad/agent")
 }
 
 /// The database member this agent watches.
@@ -125,7 +133,12 @@ impl AgentConfig {
             msg: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key] {
+        for p in [
+            &mut cfg.tls.ca,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+            &mut cfg.state_dir,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -13,6 +13,7 @@ pub mod facts;
 pub mod http;
 pub mod link;
 pub mod metrics;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -61,6 +62,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             }
         });
     }
+    let target = Arc::new(target::Target::open(&cfg.state_dir).map_err(|e| Error::Io {
+        context: format!("state_dir {}", cfg.state_dir.display()),
+        source: e,
+    })?);
     let db = Arc::new(RwLock::new(None));
     if let Some(dbc) = &cfg.database {
         let driver: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
@@ -77,16 +82,19 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         };
         tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = driver.kind(), "watching the database member");
         tokio::spawn(observe_db(
-            driver,
+            driver.clone(),
             db.clone(),
+            target.clone(),
             metrics.clone(),
             Duration::from_millis(dbc.observe_interval_ms),
         ));
+        tokio::spawn(write_canary(driver, db.clone(), target.clone()));
     }
     let links = Arc::new(Links {
         status: Mutex::new(BTreeMap::new()),
     });
     let params = Arc::new(LinkParams {
+        target: target.clone(),
         db: db.clone(),
         followed: Mutex::default(),
         cfg: cfg.clone(),
@@ -116,12 +124,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
 async fn observe_db(
     driver: Arc<dyn drivers::DatabaseDriver>,
     out: Arc<RwLock<Option<drivers::DbStatus>>>,
+    target: Arc<target::Target>,
     metrics: Arc<AgentMetrics>,
     every: Duration,
 ) {
     let mut last_role = String::new();
     loop {
-        let st = driver.observe().await;
+        let mut st = driver.observe().await;
+        match target.epoch() {
+            Some(e) => st.agent_epoch = e,
+            None => st.epoch_unknown = true,
+        }
         if st.role != last_role {
             tracing::info!(member = %st.member, role = %st.role, error = %st.error, "database member observed");
             last_role = st.role.clone();
@@ -129,6 +142,54 @@ async fn observe_db(
         metrics.observe_db(&st);
         *out.write().expect("db lock poisoned") = Some(st);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Writes the canary every 100 ms while this member is the primary both by the accepted target
+/// state and by observation, stamped with the accepted epoch.
+async fn write_canary(
+    driver: Arc<dyn drivers::DatabaseDriver>,
+    db: Arc<RwLock<Option<drivers::DbStatus>>>,
+    target: Arc<target::Target>,
+) {
+    let mut seq = 0u64;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (Some(t), Some(epoch)) = (target.current(), target.epoch()) else {
+            continue;
+        };
+        let observed = db.read().expect("db lock poisoned").clone();
+        let Some(obs) = observed else { continue };
+        if t.role != "primary" || t.epoch != epoch || obs.role != "primary" {
+            continue;
+        }
+        seq = seq.max(obs.canary_seq) + 1;
+        // Bounded: a commit waiting for a lost synchronous standby must not stall the loop.
+        let r = tokio::time::timeout(
+            Duration::from_secs(1),
+            driver.write_canary(seq, epoch, &t.member),
+        )
+        .await;
+        match r {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!("canary writes succeed again");
+                }
+                failing = false;
+            }
+            Ok(Err(e)) if !failing => {
+                tracing::warn!("canary write failed: {e}");
+                failing = true;
+            }
+            Err(_) if !failing => {
+                tracing::warn!("canary write did not commit within 1 s");
+                failing = true;
+            }
+            _ => {}
+        }
     }
 }
 

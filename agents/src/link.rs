@@ -59,6 +59,8 @@ pub struct LinkParams {
     pub metrics: Arc<AgentMetrics>,
     /// The latest observation of this host's database member, if it has one.
     pub db: Arc<RwLock<Option<triad_proto::v1::DbStatus>>>,
+    /// Target states from the controllers, checked against and recorded in the epoch file.
+    pub target: Arc<crate::target::Target>,
 }
 
 /// Starts a link to `addr` unless one runs already.
@@ -174,6 +176,10 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
                                 ensure_following(p, other);
                             }
                         }
+                    }
+                    Some(controller_message::Msg::Assignment(a)) => {
+                        drop(map);
+                        p.target.receive(a);
                     }
                     Some(controller_message::Msg::Ack(_)) => {
                         s.acks += 1;

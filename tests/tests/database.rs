@@ -9,6 +9,10 @@ use triad_tests::{wait_for, Deployment, LocalDb};
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_members_are_observed_and_routed() -> Result<()> {
     let mut d = Deployment::with_db(LocalDb::Simulated)?;
+    // dr's agent finds an epoch file it cannot read: it must stay fenced, whatever it is told.
+    let dr_state = d.dir().join("data/agent-dr");
+    std::fs::create_dir_all(&dr_state)?;
+    std::fs::write(dr_state.join("epoch"), "triad-epoch v1\nepoch 3\ncheck 4\n")?;
     d.start_controllers()?;
     d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
     for site in ["dc", "ndc", "dr"] {
@@ -50,6 +54,29 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
         },
     )
     .await?;
+    // The leader's target state reaches the agents; each persists epoch 1 before accepting it,
+    // except dr, whose unreadable epoch file keeps it fenced. Only the primary writes the canary.
+    wait_for(
+        "agents at epoch 1, dr fenced, the canary written on dc",
+        Duration::from_secs(10),
+        || async {
+            let v = d.status().await.ok()?;
+            let m = &v.clusters["customs"];
+            let get = |n: &str| m.iter().find(|x| x.name == n);
+            let ok = get("dc")?.agent_epoch == Some(1)
+                && get("ndc")?.agent_epoch == Some(1)
+                && get("dr")?.agent_epoch.is_none()
+                && get("dc")?.canary_seq > 0;
+            ok.then_some(())
+        },
+    )
+    .await?;
+    let epoch_file = std::fs::read_to_string(d.dir().join("data/agent-dc/epoch"))?;
+    ensure!(epoch_file.contains("epoch 1"), "{epoch_file}");
+    ensure!(
+        std::fs::read_to_string(dr_state.join("epoch"))?.contains("check 4"),
+        "dr's file untouched"
+    );
     let table = d.triadctl(&["status"])?;
     let table = String::from_utf8_lossy(&table.stdout);
     ensure!(
@@ -194,6 +221,38 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
         },
     )
     .await?;
+
+    // Every agent persisted epoch 1; the primary's canary reaches both standbys through
+    // replication, and its age there is the replication delay as the database sees it.
+    let first = wait_for(
+        "the canary on every member",
+        Duration::from_secs(10),
+        || async {
+            let v = d.status().await.ok()?;
+            let m = v.clusters.get("customs")?.clone();
+            m.iter()
+                .all(|x| {
+                    x.agent_epoch == Some(1)
+                        && x.canary_seq > 0
+                        && (0.0..2.0).contains(&x.canary_age_seconds)
+                })
+                .then_some(m.iter().map(|x| x.canary_seq).min().unwrap_or(0))
+        },
+    )
+    .await?;
+    wait_for("the canary advancing", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        v.clusters["customs"]
+            .iter()
+            .all(|x| x.canary_seq > first + 5)
+            .then_some(())
+    })
+    .await?;
+    let dr = d.pg_connect("dr").await?;
+    let row = dr
+        .query_one("SELECT epoch, origin FROM triad.canary WHERE id = 1", &[])
+        .await?;
+    ensure!(row.get::<_, i64>(0) == 1 && row.get::<_, String>(1) == "dc");
 
     // Maintenance mode, through triadctl, recorded and audited.
     let out = d.triadctl(&["pause", "--cluster", "customs", "--reason", "patching ndc"])?;

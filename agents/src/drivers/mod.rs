@@ -8,7 +8,7 @@ mod simulated;
 
 pub use postgres::PostgresDriver;
 pub use simulated::SimulatedDriver;
-pub use triad_proto::v1::{DbStatus, ReplicaStatus};
+pub use triad_proto::v1::{Assignment, DbStatus, ReplicaStatus};
 
 /// A database member on this host.
 #[async_trait::async_trait]
@@ -19,6 +19,11 @@ pub trait DatabaseDriver: Send + Sync {
     /// Observes the member: role, timeline, WAL positions, and (on a primary) its standbys. An
     /// unreachable server is an observation too (`up = false`, `role = "down"`), not an error.
     async fn observe(&self) -> DbStatus;
+
+    /// Writes the canary row (sequence, epoch, origin; the time is the database's) on a primary.
+    /// Every member reads it back in [`DatabaseDriver::observe`]: its age on a standby is the
+    /// replication delay as the database itself sees it.
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String>;
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

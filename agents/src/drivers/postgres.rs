@@ -13,6 +13,25 @@ pub struct PostgresDriver {
     member: String,
     conninfo: String,
     client: Mutex<Option<Client>>,
+    /// A second connection for canary writes, so that a write waiting for a synchronous standby
+    /// never delays observation.
+    writer: Mutex<Option<Client>>,
+}
+
+const CANARY_DDL: &str = "CREATE SCHEMA IF NOT EXISTS triad; \
+     CREATE TABLE IF NOT EXISTS triad.canary (id int PRIMARY KEY, seq bigint NOT NULL, \
+     at timestamptz NOT NULL, epoch bigint NOT NULL, origin text NOT NULL)";
+
+const CANARY_UPSERT: &str = "INSERT INTO triad.canary (id, seq, at, epoch, origin) \
+     VALUES (1, $1, clock_timestamp(), $2, $3) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, \
+     at = excluded.at, epoch = excluded.epoch, origin = excluded.origin";
+
+async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 impl PostgresDriver {
@@ -23,6 +42,7 @@ impl PostgresDriver {
             member: member.into(),
             conninfo: conninfo.into(),
             client: Mutex::new(None),
+            writer: Mutex::new(None),
         }
     }
 
@@ -33,6 +53,7 @@ impl PostgresDriver {
             driver: "postgres".into(),
             role: "down".into(),
             replay_delay_seconds: -1.0,
+            canary_age_seconds: -1.0,
             observed_ms: now_ms(),
             ..Default::default()
         }
@@ -92,6 +113,23 @@ impl PostgresDriver {
                 })
                 .collect();
         }
+        let row = client
+            .query_one("SELECT to_regclass('triad.canary') IS NOT NULL", &[])
+            .await?;
+        if row.get::<_, bool>(0) {
+            if let Some(r) = client
+                .query_opt(
+                    "SELECT seq, epoch, origin, extract(epoch FROM clock_timestamp() - at)::float8 FROM triad.canary WHERE id = 1",
+                    &[],
+                )
+                .await?
+            {
+                st.canary_seq = r.get::<_, i64>(0) as u64;
+                st.canary_epoch = r.get::<_, i64>(1) as u64;
+                st.canary_origin = r.get(2);
+                st.canary_age_seconds = r.get(3);
+            }
+        }
         Ok(())
     }
 }
@@ -106,11 +144,8 @@ impl DatabaseDriver for PostgresDriver {
         let mut st = self.base();
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            match tokio_postgres::connect(&self.conninfo, NoTls).await {
-                Ok((client, conn)) => {
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+            match connect(&self.conninfo).await {
+                Ok(client) => {
                     *guard = Some(client);
                 }
                 Err(e) => {
@@ -128,5 +163,30 @@ impl DatabaseDriver for PostgresDriver {
             *guard = None;
         }
         st
+    }
+
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
+        let mut guard = self.writer.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let client = connect(&self.conninfo)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            client
+                .batch_execute(CANARY_DDL)
+                .await
+                .map_err(|e| format!("creating triad.canary: {e}"))?;
+            *guard = Some(client);
+        }
+        let Some(client) = guard.as_ref() else {
+            return Err("no connection".into());
+        };
+        let r = client
+            .execute(CANARY_UPSERT, &[&(seq as i64), &(epoch as i64), &origin])
+            .await;
+        if let Err(e) = r {
+            *guard = None;
+            return Err(e.to_string());
+        }
+        Ok(())
     }
 }

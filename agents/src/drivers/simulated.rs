@@ -11,6 +11,8 @@ pub struct SimulatedDriver {
     member: String,
     primary: bool,
     started: Instant,
+    /// The canary as last written on the simulated primary: (seq, epoch, origin, when).
+    canary: std::sync::Mutex<Option<(u64, u64, String, Instant)>>,
 }
 
 impl SimulatedDriver {
@@ -21,6 +23,7 @@ impl SimulatedDriver {
             member: member.into(),
             primary,
             started: Instant::now(),
+            canary: std::sync::Mutex::new(None),
         }
     }
 }
@@ -53,6 +56,35 @@ impl DatabaseDriver for SimulatedDriver {
             replicas: Vec::new(),
             error: String::new(),
             observed_ms: now_ms(),
+            ..self.canary_fields()
+        }
+    }
+
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
+        if !self.primary {
+            return Err("cannot write: a standby is read-only".into());
+        }
+        *self.canary.lock().expect("canary lock poisoned") =
+            Some((seq, epoch, origin.to_string(), Instant::now()));
+        Ok(())
+    }
+}
+
+impl SimulatedDriver {
+    /// Members do not share a simulated database, so only the primary sees its own canary.
+    fn canary_fields(&self) -> DbStatus {
+        match &*self.canary.lock().expect("canary lock poisoned") {
+            Some((seq, epoch, origin, at)) => DbStatus {
+                canary_seq: *seq,
+                canary_epoch: *epoch,
+                canary_origin: origin.clone(),
+                canary_age_seconds: at.elapsed().as_secs_f64(),
+                ..Default::default()
+            },
+            None => DbStatus {
+                canary_age_seconds: -1.0,
+                ..Default::default()
+            },
         }
     }
 }

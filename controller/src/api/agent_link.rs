@@ -13,7 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
 use triad_proto::v1::{
-    agent_message, controller_message, AgentMessage, ControllerMessage, HeartbeatAck, LeaderInfo,
+    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck,
+    LeaderInfo,
 };
 
 use super::auth;
@@ -54,6 +55,35 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
                 .collect(),
         })),
     }
+}
+
+/// The committed target state of the database member on agent `name`'s host, if it hosts one
+/// of an adopted cluster.
+fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
+    let g = ctx.state.read().expect("state lock poisoned");
+    g.state
+        .clusters
+        .values()
+        .filter(|c| c.epoch > 0)
+        .find_map(|c| {
+            let m = c.members.values().find(|m| m.agent == name)?;
+            let primary = c.primary.clone().unwrap_or_default();
+            Some(Assignment {
+                cluster: c.name.clone(),
+                member: m.name.clone(),
+                epoch: c.epoch,
+                log_index: c.epoch_index,
+                role: if primary == m.name {
+                    "primary"
+                } else {
+                    "standby"
+                }
+                .into(),
+                primary,
+                vouch: c.vouch.iter().cloned().collect(),
+                paused: c.paused,
+            })
+        })
 }
 
 /// What, when it changes, the agent must hear about: the leader and the membership.
@@ -137,6 +167,7 @@ impl AgentLinkApi {
         tokio::spawn(async move {
             let mut metrics = ctx.raft.metrics();
             let mut last_sent = None;
+            let mut last_assignment: Option<Assignment> = None;
             loop {
                 let key = leader_key(&ctx);
                 if last_sent.as_ref() != Some(&key) {
@@ -145,6 +176,24 @@ impl AgentLinkApi {
                         break;
                     }
                 }
+                // Only the leader sends target states: a follower's applied state may lag.
+                let assignment = if ctx.is_leader() {
+                    assignment_for(&ctx, &name)
+                } else {
+                    None
+                };
+                if let Some(a) = assignment
+                    .as_ref()
+                    .filter(|a| last_assignment.as_ref() != Some(*a))
+                {
+                    let msg = ControllerMessage {
+                        msg: Some(controller_message::Msg::Assignment(a.clone())),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        break;
+                    }
+                }
+                last_assignment = assignment;
                 tokio::select! {
                     changed = metrics.changed() => if changed.is_err() { break },
                     msg = inbound.message() => match msg {

@@ -168,7 +168,8 @@ impl LocalDeployment {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let controllers: Vec<String> = self.controllers.iter().map(|c| q(&c.grpc_addr)).collect();
         format!(
-            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nstate_dir = {state}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            state = q(&self.dir.join(format!("data/{}", a.name)).display().to_string()),
             site = a.site,
             name = q(&a.name),
             site_q = q(&a.site),
@@ -198,7 +199,7 @@ impl LocalDeployment {
             (LocalDb::Postgres { ports }, Some(i)) => format!(
                 "{head}driver = \"postgres\"\nconninfo = {}\n",
                 q(&format!(
-                    "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+                    "host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2",
                     ports[i]
                 ))
             ),

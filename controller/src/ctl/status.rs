@@ -11,7 +11,7 @@ use crate::context::now_ms;
 use crate::error::Result;
 
 /// One controller, as it answered for itself (or did not).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ControllerView {
     pub id: u64,
     pub site: String,
@@ -29,7 +29,7 @@ pub struct ControllerView {
 }
 
 /// One agent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AgentView {
     pub name: String,
     pub site: String,
@@ -43,7 +43,7 @@ pub struct AgentView {
 }
 
 /// One database cluster member (roles and epochs arrive with the database work).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MemberView {
     pub name: String,
     pub site: String,
@@ -63,10 +63,16 @@ pub struct MemberView {
     pub sync_state: String,
     pub driver: String,
     pub error: String,
+    /// The epoch the member's agent has persisted; `None` when its epoch file is unreadable
+    /// (the agent is fenced).
+    pub agent_epoch: Option<u64>,
+    /// The canary as read on this member: sequence and age in seconds (-1: none read).
+    pub canary_seq: u64,
+    pub canary_age_seconds: f64,
 }
 
 /// A database cluster's committed topology.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ClusterView {
     /// 0 until Triad adopts the running cluster.
     pub epoch: u64,
@@ -77,7 +83,7 @@ pub struct ClusterView {
 }
 
 /// The whole picture.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatusView {
     pub answered_by: u64,
     pub stale: bool,
@@ -195,6 +201,9 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                         sync_state: replica.map(|r| r.sync_state.clone()).unwrap_or_default(),
                         driver: obs.map(|o| o.driver.clone()).unwrap_or_default(),
                         error: obs.map(|o| o.error.clone()).unwrap_or_default(),
+                        agent_epoch: obs.filter(|o| !o.epoch_unknown).map(|o| o.agent_epoch),
+                        canary_seq: obs.map(|o| o.canary_seq).unwrap_or(0),
+                        canary_age_seconds: obs.map(|o| o.canary_age_seconds).unwrap_or(-1.0),
                     }
                 })
                 .collect();
@@ -374,7 +383,7 @@ pub fn render(v: &StatusView) -> String {
             None => out.push_str(&format!("  {name}\n")),
         }
         out.push_str(&format!(
-            "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10}  {}\n",
+            "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {}\n",
             "MEMBER",
             "SITE",
             "ROLE",
@@ -384,6 +393,8 @@ pub fn render(v: &StatusView) -> String {
             "WAL POSITION",
             "LAG BYTES",
             "DELAY",
+            "CANARY",
+            "EPOCH",
             "AGENT"
         ));
         for m in members {
@@ -403,8 +414,18 @@ pub fn render(v: &StatusView) -> String {
             } else {
                 "DOWN"
             };
+            let canary = if m.canary_age_seconds < 0.0 {
+                "-".to_string()
+            } else {
+                format!("{:.2}s", m.canary_age_seconds)
+            };
+            let epoch = match m.agent_epoch {
+                Some(e) => e.to_string(),
+                None if m.role == "unknown" => "-".to_string(),
+                None => "FENCED".to_string(),
+            };
             out.push_str(&format!(
-                "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10}  {} ({})\n",
+                "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {} ({})\n",
                 m.name,
                 m.site,
                 m.role,
@@ -418,6 +439,8 @@ pub fn render(v: &StatusView) -> String {
                 format_lsn(m.wal_lsn),
                 lag,
                 delay,
+                canary,
+                epoch,
                 m.agent,
                 if m.agent_up { "up" } else { "down" }
             ));

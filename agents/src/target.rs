@@ -1,0 +1,125 @@
+//! The target state the controllers assign to this host's database member, ordered by
+//! (epoch, log index) and recorded in the epoch file before anything acts on it (DESIGN.md,
+//! "Safety of role changes", point 1). Only what passed this gate drives the canary now, and the
+//! promote and fence commands with the failover work.
+
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use triad_proto::v1::Assignment;
+
+use crate::epoch::{Epoch, EpochStore};
+
+/// The accepted target state and the epoch file behind it.
+pub struct Target {
+    epochs: Mutex<EpochStore>,
+    current: RwLock<Option<Assignment>>,
+}
+
+impl Target {
+    /// Opens the epoch file in `state_dir` (created when missing).
+    pub fn open(state_dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(state_dir)?;
+        let store = EpochStore::open(&state_dir.join("epoch"));
+        if let Epoch::Unknown(why) = store.epoch() {
+            tracing::warn!("fenced: {why}");
+        }
+        Ok(Target {
+            epochs: Mutex::new(store),
+            current: RwLock::new(None),
+        })
+    }
+
+    /// Accepts `a` if it is not older than what was accepted; persists a higher epoch first.
+    pub fn receive(&self, a: Assignment) {
+        let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
+        if let Err(refusal) = epochs.check(a.epoch) {
+            tracing::warn!(cluster = %a.cluster, epoch = a.epoch, "refused a target state: {refusal}");
+            return;
+        }
+        let mut current = self.current.write().expect("target lock poisoned");
+        if let Some(cur) = current.as_ref() {
+            if (a.epoch, a.log_index) < (cur.epoch, cur.log_index) {
+                tracing::debug!(
+                    epoch = a.epoch,
+                    index = a.log_index,
+                    "ignored an older target state"
+                );
+                return;
+            }
+        }
+        // Durable before it counts: fsync of the file and of its directory.
+        if let Err(e) = epochs.advance(a.epoch) {
+            tracing::error!(
+                "cannot persist epoch {}: {e}; the target state is not accepted",
+                a.epoch
+            );
+            return;
+        }
+        if current.as_ref().map(|c| (c.epoch, &c.role, c.paused))
+            != Some((a.epoch, &a.role, a.paused))
+        {
+            tracing::info!(cluster = %a.cluster, member = %a.member, epoch = a.epoch, role = %a.role, "target state accepted");
+        }
+        *current = Some(a);
+    }
+
+    /// The accepted target state.
+    pub fn current(&self) -> Option<Assignment> {
+        self.current.read().expect("target lock poisoned").clone()
+    }
+
+    /// The persisted epoch: `Some(n)`, or `None` when the epoch file is unreadable (fenced).
+    pub fn epoch(&self) -> Option<u64> {
+        match self.epochs.lock().expect("epoch lock poisoned").epoch() {
+            Epoch::Known(n) => Some(*n),
+            Epoch::Unknown(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(epoch: u64, index: u64, role: &str) -> Assignment {
+        Assignment {
+            cluster: "c".into(),
+            member: "m".into(),
+            epoch,
+            log_index: index,
+            role: role.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn newer_targets_win_older_are_refused_and_the_epoch_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Target::open(dir.path()).unwrap();
+        t.receive(a(2, 10, "primary"));
+        t.receive(a(1, 50, "standby")); // older epoch: refused
+        t.receive(a(2, 5, "standby")); // same epoch, older entry: ignored
+        assert_eq!(t.current().map(|c| c.role), Some("primary".into()));
+        assert_eq!(t.epoch(), Some(2));
+        drop(t);
+        let again = Target::open(dir.path()).unwrap();
+        assert_eq!(again.epoch(), Some(2), "the epoch survived a restart");
+        again.receive(a(1, 99, "primary"));
+        assert_eq!(
+            again.current(),
+            None,
+            "a stale epoch is refused after a restart too"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_epoch_file_refuses_every_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("epoch"), "not an epoch").unwrap();
+        let t = Target::open(dir.path()).unwrap();
+        t.receive(a(5, 1, "primary"));
+        assert_eq!(t.current(), None);
+        assert_eq!(t.epoch(), None);
+    }
+}
