@@ -68,6 +68,29 @@ pub struct DatabaseConfig {
     /// How often the member is observed, in milliseconds (default 200).
     #[serde(default = "default_observe")]
     pub observe_interval_ms: u64,
+    /// How other members reach this one to replicate from it, as libpq keywords
+    /// (`host=10.1.2.3 port=5432`). Required for switchovers.
+    #[serde(default)]
+    pub endpoint: String,
+    /// For `postgres`: the member's data directory, for stopping, starting and promoting it.
+    /// Required for switchovers.
+    #[serde(default)]
+    pub data_dir: PathBuf,
+    /// For `postgres`: the server binaries (`pg_ctl`, `pg_controldata`). Default: the highest
+    /// version under `/usr/lib/postgresql/*/bin`.
+    #[serde(default)]
+    pub bin_dir: PathBuf,
+    /// The operating-system user PostgreSQL runs as when the agent runs as root (default
+    /// `postgres`).
+    #[serde(default = "default_os_user")]
+    pub os_user: String,
+    /// The server log `pg_ctl start` appends to (default: `postgres.log` beside the data directory).
+    #[serde(default)]
+    pub log_file: PathBuf,
+}
+
+fn default_os_user() -> String {
+    "postgres".into()
 }
 
 fn default_driver() -> String {

@@ -67,33 +67,54 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         source: e,
     })?);
     let db = Arc::new(RwLock::new(None));
+    let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
     if let Some(dbc) = &cfg.database {
-        let driver: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
+        let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
             "simulated" => Arc::new(drivers::SimulatedDriver::new(
                 &dbc.cluster,
                 &dbc.member,
                 dbc.simulated_role == "primary",
             )),
-            _ => Arc::new(drivers::PostgresDriver::new(
-                &dbc.cluster,
-                &dbc.member,
-                &dbc.conninfo,
-            )),
+            _ => {
+                let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
+                    data_dir: dbc.data_dir.clone(),
+                    bin_dir: if dbc.bin_dir.as_os_str().is_empty() {
+                        drivers::default_bin_dir().unwrap_or_default()
+                    } else {
+                        dbc.bin_dir.clone()
+                    },
+                    os_user: dbc.os_user.clone(),
+                    log_file: if dbc.log_file.as_os_str().is_empty() {
+                        dbc.data_dir.with_file_name("postgres.log")
+                    } else {
+                        dbc.log_file.clone()
+                    },
+                });
+                Arc::new(drivers::PostgresDriver::new(
+                    &dbc.cluster,
+                    &dbc.member,
+                    &dbc.conninfo,
+                    local,
+                ))
+            }
         };
-        tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = driver.kind(), "watching the database member");
+        tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = d.kind(), "watching the database member");
         tokio::spawn(observe_db(
-            driver.clone(),
+            d.clone(),
             db.clone(),
             target.clone(),
             metrics.clone(),
             Duration::from_millis(dbc.observe_interval_ms),
+            dbc.endpoint.clone(),
         ));
-        tokio::spawn(write_canary(driver, db.clone(), target.clone()));
+        tokio::spawn(write_canary(d.clone(), db.clone(), target.clone()));
+        driver = Some(d);
     }
     let links = Arc::new(Links {
         status: Mutex::new(BTreeMap::new()),
     });
     let params = Arc::new(LinkParams {
+        driver: driver.clone(),
         target: target.clone(),
         db: db.clone(),
         followed: Mutex::default(),
@@ -127,10 +148,12 @@ async fn observe_db(
     target: Arc<target::Target>,
     metrics: Arc<AgentMetrics>,
     every: Duration,
+    endpoint: String,
 ) {
     let mut last_role = String::new();
     loop {
         let mut st = driver.observe().await;
+        st.endpoint = endpoint.clone();
         match target.epoch() {
             Some(e) => st.agent_epoch = e,
             None => st.epoch_unknown = true,

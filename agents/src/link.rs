@@ -61,6 +61,56 @@ pub struct LinkParams {
     pub db: Arc<RwLock<Option<triad_proto::v1::DbStatus>>>,
     /// Target states from the controllers, checked against and recorded in the epoch file.
     pub target: Arc<crate::target::Target>,
+    /// The database driver, for the commands the leader sends.
+    pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
+}
+
+/// Runs one command from the leader, after the epoch gate, and reports the result on the stream
+/// it came from.
+async fn execute(
+    p: Arc<LinkParams>,
+    cmd: triad_proto::v1::AgentCommand,
+    tx: mpsc::Sender<AgentMessage>,
+) {
+    use triad_proto::v1::agent_command::Kind;
+    let started = Instant::now();
+    let outcome: std::result::Result<u64, String> = async {
+        let driver = p.driver.clone().ok_or("this agent has no database")?;
+        p.target.admit(cmd.epoch)?;
+        match cmd.kind.clone().ok_or("empty command")? {
+            Kind::StopPrimary(_) => driver.stop_primary().await,
+            Kind::Promote(_) => driver.promote().await.map(|_| 0),
+            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|_| 0),
+            Kind::SetSynchronous(s) => driver.set_synchronous(&s.names).await.map(|_| 0),
+            Kind::Restart(_) => driver.restart().await.map(|_| 0),
+        }
+    }
+    .await;
+    let what = format!("{:?}", cmd.kind);
+    match &outcome {
+        Ok(_) => tracing::info!(
+            id = cmd.id,
+            epoch = cmd.epoch,
+            ms = started.elapsed().as_millis() as u64,
+            "command done: {what}"
+        ),
+        Err(e) => tracing::warn!(
+            id = cmd.id,
+            epoch = cmd.epoch,
+            "command failed: {what}: {e}"
+        ),
+    }
+    let result = triad_proto::v1::CommandResult {
+        id: cmd.id,
+        ok: outcome.is_ok(),
+        detail: outcome.as_ref().err().cloned().unwrap_or_default(),
+        lsn: outcome.unwrap_or(0),
+    };
+    let _ = tx
+        .send(AgentMessage {
+            msg: Some(agent_message::Msg::Result(result)),
+        })
+        .await;
 }
 
 /// Starts a link to `addr` unless one runs already.
@@ -180,6 +230,10 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
                     Some(controller_message::Msg::Assignment(a)) => {
                         drop(map);
                         p.target.receive(a);
+                    }
+                    Some(controller_message::Msg::Command(cmd)) => {
+                        drop(map);
+                        tokio::spawn(execute(p.clone(), cmd, tx.clone()));
                     }
                     Some(controller_message::Msg::Ack(_)) => {
                         s.acks += 1;

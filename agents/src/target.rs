@@ -64,6 +64,16 @@ impl Target {
         *current = Some(a);
     }
 
+    /// Gate for a command at `epoch`: refused if older than the persisted epoch or if the epoch
+    /// file is unreadable; a higher epoch is persisted before the command may run.
+    pub fn admit(&self, epoch: u64) -> Result<(), String> {
+        let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
+        epochs.check(epoch).map_err(|r| r.to_string())?;
+        epochs
+            .advance(epoch)
+            .map_err(|e| format!("cannot persist epoch {epoch}: {e}"))
+    }
+
     /// The accepted target state.
     pub fn current(&self) -> Option<Assignment> {
         self.current.read().expect("target lock poisoned").clone()

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::ServerState;
 use rocksdb::DB;
 
-use crate::brain::Observations;
+use crate::brain::{CommandBus, Observations};
 use crate::config::ControllerConfig;
 use crate::metrics::Metrics;
 use crate::raft::{PeerNetwork, Proposer, Raft, SharedState};
@@ -26,6 +26,8 @@ pub struct Ctx {
     pub net: PeerNetwork,
     /// Soft state: what agents reported to this controller.
     pub obs: Observations,
+    /// Commands to agents and their results (used on the leader).
+    pub bus: CommandBus,
     pub metrics: Arc<Metrics>,
 }
 

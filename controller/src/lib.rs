@@ -109,6 +109,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         proposer,
         net,
         obs: Default::default(),
+        bus: Default::default(),
         metrics: metrics.clone(),
     });
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));

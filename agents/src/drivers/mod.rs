@@ -4,9 +4,11 @@
 //! which sees only [`DbStatus`].
 
 mod postgres;
+mod postgres_ctl;
 mod simulated;
 
-pub use postgres::PostgresDriver;
+pub use postgres::{PgLocal, PostgresDriver};
+pub use postgres_ctl::default_bin_dir;
 pub use simulated::SimulatedDriver;
 pub use triad_proto::v1::{Assignment, DbStatus, ReplicaStatus};
 
@@ -24,6 +26,22 @@ pub trait DatabaseDriver: Send + Sync {
     /// Every member reads it back in [`DatabaseDriver::observe`]: its age on a standby is the
     /// replication delay as the database itself sees it.
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String>;
+
+    /// Stops the primary cleanly: its connected standbys receive every record up to the shutdown
+    /// checkpoint, whose position is returned.
+    async fn stop_primary(&self) -> Result<u64, String>;
+
+    /// Promotes this standby (replay is resumed first if it was paused).
+    async fn promote(&self) -> Result<(), String>;
+
+    /// Starts this stopped member as a standby of the primary at `primary_conninfo`.
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<(), String>;
+
+    /// Sets a primary's synchronous standbys (empty: asynchronous).
+    async fn set_synchronous(&self, names: &[String]) -> Result<(), String>;
+
+    /// Starts this stopped member again as it was.
+    async fn restart(&self) -> Result<(), String>;
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -2,9 +2,12 @@
 //! ordinary client connection (tokio-postgres). Promotion, fencing and rejoining come with the
 //! failover work; they will live here too.
 
+use std::path::PathBuf;
 use tokio::sync::Mutex;
+
 use tokio_postgres::{Client, NoTls};
 
+use super::postgres_ctl;
 use super::{now_ms, DatabaseDriver, DbStatus, ReplicaStatus};
 
 /// A PostgreSQL member reached with a libpq-style connection string.
@@ -16,6 +19,17 @@ pub struct PostgresDriver {
     /// A second connection for canary writes, so that a write waiting for a synchronous standby
     /// never delays observation.
     writer: Mutex<Option<Client>>,
+    /// Where the server lives on this host, for the commands that stop, start and promote it.
+    local: Option<PgLocal>,
+}
+
+/// The member's files on this host.
+#[derive(Debug, Clone)]
+pub struct PgLocal {
+    pub data_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub os_user: String,
+    pub log_file: PathBuf,
 }
 
 const CANARY_DDL: &str = "CREATE SCHEMA IF NOT EXISTS triad; \
@@ -36,14 +50,21 @@ async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
 
 impl PostgresDriver {
     /// A driver for `member` of `cluster`; connects lazily and reconnects after failures.
-    pub fn new(cluster: &str, member: &str, conninfo: &str) -> Self {
+    pub fn new(cluster: &str, member: &str, conninfo: &str, local: Option<PgLocal>) -> Self {
         PostgresDriver {
             cluster: cluster.into(),
             member: member.into(),
             conninfo: conninfo.into(),
             client: Mutex::new(None),
             writer: Mutex::new(None),
+            local,
         }
+    }
+
+    fn local(&self) -> Result<PgLocal, String> {
+        self.local
+            .clone()
+            .ok_or_else(|| "database.data_dir is not configured on this agent".to_string())
     }
 
     fn base(&self) -> DbStatus {
@@ -165,6 +186,117 @@ impl DatabaseDriver for PostgresDriver {
         st
     }
 
+    async fn stop_primary(&self) -> Result<u64, String> {
+        let l = self.local()?;
+        // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
+        // ship everything up to it before they exit.
+        blocking(move || {
+            postgres_ctl::run(
+                &l.bin_dir,
+                &l.os_user,
+                "pg_ctl",
+                &[
+                    "-D",
+                    &l.data_dir.display().to_string(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ],
+            )?;
+            let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
+            if state != "shut down" {
+                return Err(format!(
+                    "after stopping, the cluster state is `{state}`, not `shut down`"
+                ));
+            }
+            Ok(lsn)
+        })
+        .await
+    }
+
+    async fn promote(&self) -> Result<(), String> {
+        let client = connect(&self.conninfo)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        // Paused replay would hold back what the new primary has received.
+        client
+            .batch_execute("SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()")
+            .await
+            .map_err(|e| e.to_string())?;
+        // A base backup copies its primary's synchronous_standby_names; promoted with it, this
+        // member would wait for standbys that are not there (possibly itself). It starts
+        // asynchronous; the controller makes a standby synchronous once one follows it.
+        set_sync_names(&client, "").await?;
+        let row = client
+            .query_one("SELECT pg_promote(true, 60)", &[])
+            .await
+            .map_err(|e| format!("pg_promote: {e}"))?;
+        if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err("pg_promote did not finish within 60 s".into())
+        }
+    }
+
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<(), String> {
+        let l = self.local()?;
+        let conninfo = format!("{primary_conninfo} application_name={}", self.member);
+        blocking(move || {
+            let auto = l.data_dir.join("postgresql.auto.conf");
+            let text =
+                std::fs::read_to_string(&auto).map_err(|e| format!("{}: {e}", auto.display()))?;
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
+                .map(String::from)
+                .collect();
+            lines.push(format!(
+                "primary_conninfo = '{}'",
+                conninfo.replace('\'', "''")
+            ));
+            // Rewriting in place keeps the file's owner (the database user).
+            std::fs::write(&auto, lines.join("\n") + "\n")
+                .map_err(|e| format!("{}: {e}", auto.display()))?;
+            let signal = l.data_dir.join("standby.signal");
+            std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
+            start(&l)
+        })
+        .await
+    }
+
+    async fn set_synchronous(&self, names: &[String]) -> Result<(), String> {
+        // Names are member names, checked when configured; quoted as identifiers all the same.
+        if names.iter().any(|n| {
+            !n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            return Err(format!("refusing unusual standby names {names:?}"));
+        }
+        let value = match names.len() {
+            0 => String::new(),
+            n => format!(
+                "FIRST {n} ({})",
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let client = connect(&self.conninfo)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        set_sync_names(&client, &value).await
+    }
+
+    async fn restart(&self) -> Result<(), String> {
+        let l = self.local()?;
+        blocking(move || start(&l)).await
+    }
+
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
@@ -189,4 +321,47 @@ impl DatabaseDriver for PostgresDriver {
         }
         Ok(())
     }
+}
+
+/// Runs blocking work (child processes, file edits) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn start(l: &PgLocal) -> Result<(), String> {
+    postgres_ctl::run(
+        &l.bin_dir,
+        &l.os_user,
+        "pg_ctl",
+        &[
+            "-D",
+            &l.data_dir.display().to_string(),
+            "-l",
+            &l.log_file.display().to_string(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+    )
+    .map(|_| ())
+}
+
+/// `ALTER SYSTEM` runs outside a transaction block, so it cannot share a batch with the reload.
+async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
+    client
+        .batch_execute(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = '{value}'"
+        ))
+        .await
+        .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
+    client
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .map_err(|e| format!("reload: {e}"))?;
+    Ok(())
 }

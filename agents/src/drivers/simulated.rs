@@ -1,6 +1,7 @@
 //! An in-process simulated database member, for demos and tests on machines without PostgreSQL.
 //! A primary's position advances as if written to; a standby follows a little behind.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{now_ms, DatabaseDriver, DbStatus};
@@ -9,7 +10,8 @@ use super::{now_ms, DatabaseDriver, DbStatus};
 pub struct SimulatedDriver {
     cluster: String,
     member: String,
-    primary: bool,
+    primary: std::sync::atomic::AtomicBool,
+    up: std::sync::atomic::AtomicBool,
     started: Instant,
     /// The canary as last written on the simulated primary: (seq, epoch, origin, when).
     canary: std::sync::Mutex<Option<(u64, u64, String, Instant)>>,
@@ -21,7 +23,8 @@ impl SimulatedDriver {
         SimulatedDriver {
             cluster: cluster.into(),
             member: member.into(),
-            primary,
+            primary: primary.into(),
+            up: true.into(),
             started: Instant::now(),
             canary: std::sync::Mutex::new(None),
         }
@@ -35,9 +38,22 @@ impl DatabaseDriver for SimulatedDriver {
     }
 
     async fn observe(&self) -> DbStatus {
+        let primary = self.primary.load(Ordering::SeqCst);
+        if !self.up.load(Ordering::SeqCst) {
+            return DbStatus {
+                cluster: self.cluster.clone(),
+                member: self.member.clone(),
+                driver: "simulated".into(),
+                role: "down".into(),
+                replay_delay_seconds: -1.0,
+                canary_age_seconds: -1.0,
+                observed_ms: now_ms(),
+                ..Default::default()
+            };
+        }
         // 64 kB of WAL per second; a standby is 8 kB (an eighth of a second) behind.
         let written = self.started.elapsed().as_millis() as u64 * 64;
-        let lsn = if self.primary {
+        let lsn = if primary {
             written
         } else {
             written.saturating_sub(8192)
@@ -47,12 +63,12 @@ impl DatabaseDriver for SimulatedDriver {
             member: self.member.clone(),
             driver: "simulated".into(),
             up: true,
-            role: if self.primary { "primary" } else { "standby" }.into(),
+            role: if primary { "primary" } else { "standby" }.into(),
             timeline: 1,
             wal_lsn: lsn,
-            receive_lsn: if self.primary { 0 } else { lsn },
-            replay_lsn: if self.primary { 0 } else { lsn },
-            replay_delay_seconds: if self.primary { -1.0 } else { 0.125 },
+            receive_lsn: if primary { 0 } else { lsn },
+            replay_lsn: if primary { 0 } else { lsn },
+            replay_delay_seconds: if primary { -1.0 } else { 0.125 },
             replicas: Vec::new(),
             error: String::new(),
             observed_ms: now_ms(),
@@ -60,9 +76,34 @@ impl DatabaseDriver for SimulatedDriver {
         }
     }
 
+    async fn stop_primary(&self) -> Result<u64, String> {
+        self.up.store(false, Ordering::SeqCst);
+        Ok(self.lsn())
+    }
+
+    async fn promote(&self) -> Result<(), String> {
+        self.primary.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn rejoin(&self, _primary_conninfo: &str) -> Result<(), String> {
+        self.primary.store(false, Ordering::SeqCst);
+        self.up.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn set_synchronous(&self, _names: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn restart(&self) -> Result<(), String> {
+        self.up.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
-        if !self.primary {
-            return Err("cannot write: a standby is read-only".into());
+        if !self.primary.load(Ordering::SeqCst) || !self.up.load(Ordering::SeqCst) {
+            return Err("cannot write: not a running primary".into());
         }
         *self.canary.lock().expect("canary lock poisoned") =
             Some((seq, epoch, origin.to_string(), Instant::now()));
@@ -71,6 +112,10 @@ impl DatabaseDriver for SimulatedDriver {
 }
 
 impl SimulatedDriver {
+    fn lsn(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 * 64
+    }
+
     /// Members do not share a simulated database, so only the primary sees its own canary.
     fn canary_fields(&self) -> DbStatus {
         match &*self.canary.lock().expect("canary lock poisoned") {

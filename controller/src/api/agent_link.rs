@@ -164,6 +164,7 @@ impl AgentLinkApi {
 
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
+        let token = ctx.bus.register(&name, tx.clone());
         tokio::spawn(async move {
             let mut metrics = ctx.raft.metrics();
             let mut last_sent = None;
@@ -205,6 +206,7 @@ impl AgentLinkApi {
                                 break;
                             }
                         }
+                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Result(r)) })) => ctx.bus.complete(r),
                         Ok(Some(_)) => {
                             let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow the hello"))).await;
                             break;
@@ -213,6 +215,7 @@ impl AgentLinkApi {
                     },
                 }
             }
+            ctx.bus.unregister(&name, token);
             ctx.obs.disconnected(&name);
             tracing::info!(agent = %name, "agent stream closed");
         });

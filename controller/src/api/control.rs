@@ -479,6 +479,43 @@ impl Control for ControlApi {
         result
     }
 
+    async fn switchover(
+        &self,
+        req: Request<pb::SwitchoverRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &[Role::Admin, Role::Noc], "a switchover")?;
+            let r = req.into_inner();
+            check_name("--cluster", &r.cluster)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            check_name("--to", &r.to).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !self.ctx.is_leader() {
+                return Err(not_leader(&self.ctx));
+            }
+            crate::brain::switchover::precheck(&self.ctx, &r.cluster, &r.to)
+                .map_err(|why| Status::failed_precondition(format!("switchover refused: {why}")))?;
+            // Run to the end even if the caller goes away: a half-done switchover must finish or
+            // roll back, not stop where the connection broke.
+            let task = tokio::spawn(crate::brain::switchover::run(
+                self.ctx.clone(),
+                caller.actor(),
+                r.cluster,
+                r.to,
+            ));
+            match task.await {
+                Ok(Ok(o)) => Ok(Response::new(pb::MutationReply {
+                    log_index: o.epoch,
+                    message: format!("workflow {}: epoch {}\n{}", o.workflow, o.epoch, o.summary),
+                })),
+                Ok(Err(why)) => Err(Status::aborted(format!("switchover: {why}"))),
+                Err(e) => Err(Status::internal(format!("switchover task: {e}"))),
+            }
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/Switchover", &result);
+        result
+    }
+
     async fn audit(
         &self,
         req: Request<pb::AuditRequest>,

@@ -45,6 +45,16 @@ enum Cmd {
     /// Give people roles (overriding their certificate's), or disable them.
     #[command(subcommand)]
     User(UserCmd),
+    /// Hand the primary role to a caught-up standby with no acknowledged write lost: pre-checks,
+    /// stop writes, wait for the target, commit the new epoch, promote, rejoin the old primary as
+    /// a standby, restore synchronous replication. Prints each step's timing.
+    Switchover {
+        #[arg(long)]
+        cluster: String,
+        /// The member to make primary.
+        #[arg(long)]
+        to: String,
+    },
     /// Maintenance mode: no automatic role changes for the cluster until `resume`.
     Pause {
         #[arg(long)]
@@ -220,6 +230,12 @@ async fn run(args: Args) -> Result<(), Error> {
             "{}",
             admin::user_delete(&client(&args.config)?, &name).await?
         ),
+        Cmd::Switchover { cluster, to } => {
+            println!(
+                "{}",
+                admin::switchover(&client(&args.config)?, &cluster, &to).await?
+            )
+        }
         Cmd::Pause { cluster, reason } => {
             println!(
                 "{}",

@@ -2,14 +2,17 @@
 //! changes the world only by proposing commands. It keeps nothing that a new leader could not
 //! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
 
+mod commands;
 mod liveness;
 mod observations;
+pub mod switchover;
 mod topology;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use commands::CommandBus;
 pub use liveness::decide as decide_liveness;
 pub use observations::{AgentHelloInfo, AgentObservation, Observations};
 

@@ -95,6 +95,21 @@ pub async fn set_paused(
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
 
+/// `triadctl switchover`.
+pub async fn switchover(client: &Client, cluster: &str, to: &str) -> Result<String> {
+    let req = pb::SwitchoverRequest {
+        cluster: cluster.into(),
+        to: to.into(),
+    };
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.switchover(req).await }
+        })
+        .await?;
+    Ok(r.message)
+}
+
 /// One audit line, for `-o json`.
 #[derive(Serialize)]
 pub struct AuditLine {

@@ -193,15 +193,19 @@ impl LocalDeployment {
         match (&self.db, index) {
             (LocalDb::None, _) | (_, None) => String::new(),
             (LocalDb::Simulated, Some(i)) => format!(
-                "{head}driver = \"simulated\"\nsimulated_role = {}\n",
-                q(if i == 0 { "primary" } else { "standby" })
+                "{head}driver = \"simulated\"\nsimulated_role = {}\nendpoint = {}\n",
+                q(if i == 0 { "primary" } else { "standby" }),
+                q(&format!("host=simulated-{}", a.site))
             ),
             (LocalDb::Postgres { ports }, Some(i)) => format!(
-                "{head}driver = \"postgres\"\nconninfo = {}\n",
+                "{head}driver = \"postgres\"\nconninfo = {}\nendpoint = {}\ndata_dir = {}\nlog_file = {}\n",
                 q(&format!(
                     "host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2",
                     ports[i]
-                ))
+                )),
+                q(&format!("host=127.0.0.1 port={} user=postgres", ports[i])),
+                q(&self.dir.join(format!("postgres/{}/data", a.site)).display().to_string()),
+                q(&self.dir.join(format!("postgres/{}/postgres.log", a.site)).display().to_string())
             ),
         }
     }

@@ -483,6 +483,9 @@ fn primary_settings(primary: &PgMember) -> Result<String> {
          # keeps enough WAL for a standby that was stopped for a while to catch up\n\
          wal_keep_size = '256MB'\n\
          hot_standby = on\n\
+         # a standby whose primary went away retries every 5 s by default, and a promotion\n\
+         # requested meanwhile waits for that retry: keep it short\n\
+         wal_retrieve_retry_interval = '100ms'\n\
          synchronous_commit = on\n\
          synchronous_standby_names = 'FIRST 1 (ndc)'\n\
          fsync = on\n",

@@ -1,7 +1,9 @@
 //! `State::apply`: pure and deterministic. It validates every command against the state it is
 //! applied to, because two proposers can race: a refused command changes nothing and says why.
 
-use super::{AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State};
+use super::{
+    AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State, Workflow, WorkflowStep,
+};
 
 impl State {
     /// Applies one proposal carried by the log entry at `log_index`, appending the audit entries it
@@ -238,6 +240,158 @@ impl State {
                         if *paused { "paused" } else { "resumed" }
                     )),
                 )
+            }
+            Command::StartWorkflow {
+                cluster,
+                kind,
+                from,
+                to,
+            } => {
+                let what = format!("start {kind} of {cluster} from {from} to {to}");
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if c.epoch == 0 {
+                    return (what, Err(format!("cluster `{cluster}` is not adopted yet")));
+                }
+                if c.paused {
+                    return (
+                        what,
+                        Err(format!("cluster `{cluster}` is paused (maintenance)")),
+                    );
+                }
+                if let Some(w) = c.workflow {
+                    return (
+                        what,
+                        Err(format!("workflow {w} is still under way on `{cluster}`")),
+                    );
+                }
+                if c.primary.as_deref() != Some(from.as_str()) {
+                    return (
+                        what,
+                        Err(format!("`{from}` is not the primary of `{cluster}`")),
+                    );
+                }
+                if !c.members.contains_key(to) || to == from {
+                    return (
+                        what,
+                        Err(format!("`{to}` is not another member of `{cluster}`")),
+                    );
+                }
+                self.last_workflow_id += 1;
+                let id = self.last_workflow_id;
+                c.workflow = Some(id);
+                self.workflows.insert(
+                    id,
+                    Workflow {
+                        id,
+                        kind: kind.clone(),
+                        cluster: cluster.clone(),
+                        from: from.clone(),
+                        to: to.clone(),
+                        requested_by: p.actor.name.clone(),
+                        started_ms: p.at_ms,
+                        steps: Vec::new(),
+                        finished: None,
+                    },
+                );
+                while self.workflows.len() > 1000 {
+                    let Some(oldest) = self.workflows.keys().next().copied() else {
+                        break;
+                    };
+                    if self.workflows[&oldest].finished.is_none() {
+                        break;
+                    }
+                    self.workflows.remove(&oldest);
+                }
+                (what, Ok(format!("workflow {id}")))
+            }
+            Command::RecordStep {
+                workflow,
+                name,
+                note,
+            } => {
+                let what = format!("workflow {workflow}: {name} {note}");
+                match self.workflows.get_mut(workflow) {
+                    Some(w) if w.finished.is_none() => {
+                        w.steps.push(WorkflowStep {
+                            name: name.clone(),
+                            at_ms: p.at_ms,
+                            note: note.clone(),
+                        });
+                        (what, Ok("recorded".into()))
+                    }
+                    Some(_) => (what, Err(format!("workflow {workflow} has ended"))),
+                    None => (what, Err(format!("no workflow {workflow}"))),
+                }
+            }
+            Command::SwitchPrimary {
+                cluster,
+                workflow,
+                primary,
+            } => {
+                let what =
+                    format!("switch primary of {cluster} to {primary} (workflow {workflow})");
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if c.workflow != Some(*workflow) {
+                    return (
+                        what,
+                        Err(format!(
+                            "workflow {workflow} is not the one under way on `{cluster}`"
+                        )),
+                    );
+                }
+                if !c.members.contains_key(primary) {
+                    return (
+                        what,
+                        Err(format!("`{primary}` is not a member of `{cluster}`")),
+                    );
+                }
+                c.epoch += 1;
+                c.epoch_index = log_index;
+                c.primary = Some(primary.clone());
+                c.synchronous.clear();
+                c.vouch.clear();
+                (
+                    what,
+                    Ok(format!("{cluster} epoch {}: primary {primary}", c.epoch)),
+                )
+            }
+            Command::SetSynchronous { cluster, members } => {
+                let what = format!(
+                    "set synchronous standbys of {cluster} to [{}]",
+                    members.join(", ")
+                );
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if let Some(m) = members
+                    .iter()
+                    .find(|m| !c.members.contains_key(*m) || c.primary.as_ref() == Some(*m))
+                {
+                    return (what, Err(format!("`{m}` is not a standby of `{cluster}`")));
+                }
+                c.synchronous = members.iter().cloned().collect();
+                c.vouch = c.synchronous.clone();
+                (what, Ok("recorded".into()))
+            }
+            Command::FinishWorkflow { workflow, outcome } => {
+                let what = format!("finish workflow {workflow}: {outcome}");
+                let Some(w) = self.workflows.get_mut(workflow) else {
+                    return (what, Err(format!("no workflow {workflow}")));
+                };
+                if w.finished.is_some() {
+                    return (what, Err(format!("workflow {workflow} has already ended")));
+                }
+                w.finished = Some((p.at_ms, outcome.clone()));
+                if let Some(c) = self.clusters.get_mut(&w.cluster) {
+                    if c.workflow == Some(*workflow) {
+                        c.workflow = None;
+                    }
+                }
+                (what, Ok("finished".into()))
             }
             // Handled in `apply` before reaching here.
             Command::Batch(_) => ("batch".into(), Err("nested batch".into())),

@@ -84,6 +84,35 @@ pub enum Command {
         paused: bool,
         reason: String,
     },
+    /// Start a workflow on a cluster; refused while another runs, while paused, or before adoption.
+    StartWorkflow {
+        cluster: String,
+        kind: String,
+        from: String,
+        to: String,
+    },
+    /// Record a workflow step (started or finished).
+    RecordStep {
+        workflow: u64,
+        name: String,
+        note: String,
+    },
+    /// The role change itself: epoch + 1, `primary` becomes primary. The synchronous set and the
+    /// vouchers are emptied (removing members is recorded first, DESIGN.md point 5); they are
+    /// recorded again once the new primary confirms a synchronous standby.
+    SwitchPrimary {
+        cluster: String,
+        workflow: u64,
+        primary: String,
+    },
+    /// Record the synchronous set after the primary confirmed it (adding: reconfigure, confirm,
+    /// record).
+    SetSynchronous {
+        cluster: String,
+        members: Vec<String>,
+    },
+    /// End a workflow with its outcome.
+    FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

@@ -149,6 +149,34 @@ pub struct DbCluster {
     pub vouch: BTreeSet<String>,
     /// Maintenance mode: no automatic role changes while set.
     pub paused: bool,
+    /// The workflow (switchover, failover, rejoin) under way, if any: one at a time.
+    pub workflow: Option<u64>,
+}
+
+/// One recorded step of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStep {
+    pub name: String,
+    pub at_ms: u64,
+    pub note: String,
+}
+
+/// A long operation on a database cluster. Every step is committed before and after it runs, so
+/// that a new leader can see how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub id: u64,
+    /// `switchover`.
+    pub kind: String,
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+    /// Who asked (certificate name, or the controller).
+    pub requested_by: String,
+    pub started_ms: u64,
+    pub steps: Vec<WorkflowStep>,
+    /// When it ended and how (`completed`, `rolled back: ...`, `failed: ...`).
+    pub finished: Option<(u64, String)>,
 }
 
 impl DbCluster {
@@ -163,6 +191,7 @@ impl DbCluster {
             synchronous: BTreeSet::new(),
             vouch: BTreeSet::new(),
             paused: false,
+            workflow: None,
         }
     }
 }
@@ -195,6 +224,9 @@ pub struct State {
     pub users: BTreeMap<String, Role>,
     /// The seq of the last audit entry written.
     pub audit_seq: u64,
+    /// Workflows, by id (bounded: finished ones beyond the newest 1000 are dropped).
+    pub workflows: BTreeMap<u64, Workflow>,
+    pub last_workflow_id: u64,
 }
 
 impl State {

@@ -1,0 +1,105 @@
+//! Running PostgreSQL's own tools on this host (`pg_ctl`, `pg_controldata`) as the database's
+//! operating-system user: PostgreSQL refuses to run as root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when this process's effective uid is 0 (read from /proc, no unsafe code).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The highest version's server binaries under /usr/lib/postgresql.
+pub fn default_bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("pg_ctl").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, p)| p)
+}
+
+/// Runs `bin_dir/program args` (as `os_user` when we are root), returning stdout or an error
+/// naming what failed with its output.
+pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+    let exe = bin_dir.join(program);
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", os_user, "--"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(args)
+        .current_dir("/")
+        .env_remove("PGDATA")
+        .env_remove("PGPORT")
+        .env_remove("PGHOST");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("running {}: {e}", exe.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ))
+    }
+}
+
+/// Parses a WAL position written as `16/B374D848`.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The latest checkpoint's position and the cluster state, from `pg_controldata`.
+pub fn control_data(
+    bin_dir: &Path,
+    os_user: &str,
+    data_dir: &Path,
+) -> Result<(u64, String), String> {
+    let out = run(
+        bin_dir,
+        os_user,
+        "pg_controldata",
+        &["-D", &data_dir.display().to_string()],
+    )?;
+    let field = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let lsn = field("Latest checkpoint location")
+        .and_then(|v| parse_lsn(&v))
+        .ok_or("pg_controldata: no checkpoint location")?;
+    let state = field("Database cluster state").unwrap_or_default();
+    Ok((lsn, state))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lsn_parsing() {
+        assert_eq!(super::parse_lsn("0/3000028"), Some(0x3000028));
+        assert_eq!(
+            super::parse_lsn("16/B374D848"),
+            Some((0x16 << 32) | 0xB374D848)
+        );
+        assert_eq!(super::parse_lsn("nonsense"), None);
+    }
+}

@@ -1,0 +1,454 @@
+//! Planned switchover: hand the primary role to a caught-up standby with no acknowledged write
+//! lost. Every step is recorded in the replicated workflow before and after it runs.
+//!
+//! The order is the safety argument (DESIGN.md, "Safety of role changes"):
+//! 1. the old primary is stopped cleanly first, so nothing can commit on it any more and its
+//!    standbys receive everything up to its shutdown checkpoint;
+//! 2. the target must hold that checkpoint (received and replayed) before anything changes;
+//! 3. the new epoch is committed before the promote command goes out, and every command carries
+//!    it, so an agent acting on an older epoch is refused;
+//! 4. the synchronous set is emptied when the epoch changes (removing: record first) and recorded
+//!    again only after the new primary confirms its synchronous standby (adding: reconfigure,
+//!    confirm, record).
+//!
+//! Before the epoch changes, any failure rolls back by restarting the old primary as it was.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use triad_proto::v1::{agent_command, AgentCommand, DbStatus};
+
+use crate::context::Ctx;
+use crate::state::{Actor, Command, DbCluster, Response};
+
+/// How far behind (bytes, flushed and replayed) a target may be and still be switched to.
+pub const MAX_TARGET_LAG: i64 = 16 << 20;
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished switchover reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub workflow: u64,
+    pub epoch: u64,
+    pub summary: String,
+}
+
+fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
+    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    ctx.obs
+        .snapshot()
+        .get(agent)
+        .filter(|o| o.last_seen.elapsed() < fresh)
+        .and_then(|o| o.db.clone())
+}
+
+fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
+    ctx.state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .clusters
+        .get(name)
+        .cloned()
+}
+
+/// The pre-checks, each with the reason it fails; returns (from, from agent, to agent, target endpoint).
+pub fn precheck(
+    ctx: &Ctx,
+    name: &str,
+    to: &str,
+) -> Result<(String, String, String, String), String> {
+    if !ctx.is_leader() {
+        return Err("this controller is not the leader".into());
+    }
+    let c = cluster(ctx, name).ok_or_else(|| format!("no cluster named `{name}`"))?;
+    if c.epoch == 0 {
+        return Err(format!("`{name}` is not adopted yet (no primary recorded)"));
+    }
+    if c.paused {
+        return Err(format!(
+            "`{name}` is paused (maintenance); `triadctl resume --cluster {name}` first"
+        ));
+    }
+    if let Some(w) = c.workflow {
+        return Err(format!("workflow {w} is still under way on `{name}`"));
+    }
+    let from = c.primary.clone().ok_or("no primary recorded")?;
+    if from == to {
+        return Err(format!("`{to}` is already the primary"));
+    }
+    let to_member = c
+        .members
+        .get(to)
+        .ok_or_else(|| format!("`{to}` is not a member of `{name}`"))?;
+    let from_member = c
+        .members
+        .get(&from)
+        .ok_or("the recorded primary is not a member")?;
+    let from_db = fresh_db(ctx, &from_member.agent)
+        .ok_or_else(|| format!("no fresh report from `{from}`'s agent"))?;
+    let to_db = fresh_db(ctx, &to_member.agent)
+        .ok_or_else(|| format!("no fresh report from `{to}`'s agent"))?;
+    if !(from_db.up && from_db.role == "primary") {
+        return Err(format!(
+            "`{from}` is not running as primary ({})",
+            from_db.role
+        ));
+    }
+    if !(to_db.up && to_db.role == "standby") {
+        return Err(format!("`{to}` is not a running standby ({})", to_db.role));
+    }
+    let replica = from_db
+        .replicas
+        .iter()
+        .find(|r| r.name == to)
+        .ok_or_else(|| format!("`{to}` is not streaming from `{from}`"))?;
+    if replica.state != "streaming" {
+        return Err(format!(
+            "`{to}` is not streaming (state `{}`)",
+            replica.state
+        ));
+    }
+    if replica.flush_lag_bytes < 0 || replica.flush_lag_bytes > MAX_TARGET_LAG {
+        return Err(format!(
+            "`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})",
+            replica.flush_lag_bytes
+        ));
+    }
+    if replica.replay_lag_bytes < 0 || replica.replay_lag_bytes > MAX_TARGET_LAG {
+        return Err(format!(
+            "`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})",
+            replica.replay_lag_bytes
+        ));
+    }
+    if to_db.endpoint.is_empty() || from_db.endpoint.is_empty() {
+        return Err("the agents do not report replication endpoints (database.endpoint)".into());
+    }
+    Ok((
+        from,
+        from_member.agent.clone(),
+        to_member.agent.clone(),
+        to_db.endpoint,
+    ))
+}
+
+async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, String> {
+    match ctx
+        .proposer
+        .propose(ctx.proposal(actor.clone(), command))
+        .await
+    {
+        Ok(c) => match c.response {
+            Response::Ok(m) => Ok(m),
+            Response::Rejected(why) => Err(why),
+            other => Err(format!("unexpected response {other:?}")),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
+    AgentCommand {
+        id: 0,
+        cluster: cluster.into(),
+        epoch,
+        log_index: index,
+        kind: Some(kind),
+    }
+}
+
+/// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
+pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
+    let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
+    let started = Instant::now();
+    propose(
+        &ctx,
+        &actor,
+        Command::StartWorkflow {
+            cluster: name.clone(),
+            kind: "switchover".into(),
+            from: from.clone(),
+            to: to.clone(),
+        },
+    )
+    .await?;
+    let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
+    let wf = c.workflow.ok_or("the workflow was not recorded")?;
+    let mut log = Vec::new();
+    let step = |name: &'static str, note: String| Command::RecordStep {
+        workflow: wf,
+        name: name.into(),
+        note,
+    };
+
+    // 1. Stop writes on the old primary.
+    propose(&ctx, &actor, step("stop-writes", "started".into())).await?;
+    let t = Instant::now();
+    let stopped = ctx
+        .bus
+        .call(
+            &from_agent,
+            command(
+                &name,
+                c.epoch,
+                c.epoch_index,
+                agent_command::Kind::StopPrimary(Default::default()),
+            ),
+            STEP_TIMEOUT,
+        )
+        .await;
+    let final_lsn = match stopped {
+        Ok(r) => r.lsn,
+        Err(e) => {
+            return rollback(
+                &ctx,
+                &actor,
+                wf,
+                &name,
+                &from_agent,
+                &c,
+                format!("stopping {from}: {e}"),
+            )
+            .await
+        }
+    };
+    log.push(format!(
+        "stop writes on {from}: {} ms (final position {})",
+        t.elapsed().as_millis(),
+        crate::ctl::status::format_lsn(final_lsn)
+    ));
+    propose(
+        &ctx,
+        &actor,
+        step("stop-writes", format!("done, final position {final_lsn}")),
+    )
+    .await?;
+
+    // 2. The target must hold everything the old primary wrote.
+    let t = Instant::now();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(d) = fresh_db(&ctx, &to_agent) {
+            if d.receive_lsn >= final_lsn && d.replay_lsn >= final_lsn {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return rollback(
+                &ctx,
+                &actor,
+                wf,
+                &name,
+                &from_agent,
+                &c,
+                format!("{to} did not reach the final position in time"),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    log.push(format!(
+        "{to} holds the final position: {} ms",
+        t.elapsed().as_millis()
+    ));
+    propose(
+        &ctx,
+        &actor,
+        step("caught-up", format!("{to} at or past {final_lsn}")),
+    )
+    .await?;
+
+    // 3. The new epoch, committed before any promote goes out.
+    propose(
+        &ctx,
+        &actor,
+        Command::SwitchPrimary {
+            cluster: name.clone(),
+            workflow: wf,
+            primary: to.clone(),
+        },
+    )
+    .await?;
+    let c2 = cluster(&ctx, &name).ok_or("cluster vanished")?;
+    log.push(format!("epoch {} committed", c2.epoch));
+
+    // 4. Promote.
+    let t = Instant::now();
+    let promoted = ctx
+        .bus
+        .call(
+            &to_agent,
+            command(
+                &name,
+                c2.epoch,
+                c2.epoch_index,
+                agent_command::Kind::Promote(Default::default()),
+            ),
+            STEP_TIMEOUT,
+        )
+        .await;
+    if let Err(e) = promoted {
+        let outcome = format!(
+            "failed: promoting {to}: {e}; {from} is stopped, {to} did not confirm promotion"
+        );
+        let _ = propose(
+            &ctx,
+            &actor,
+            Command::FinishWorkflow {
+                workflow: wf,
+                outcome: outcome.clone(),
+            },
+        )
+        .await;
+        return Err(outcome);
+    }
+    log.push(format!("promote {to}: {} ms", t.elapsed().as_millis()));
+    propose(&ctx, &actor, step("promoted", to.clone())).await?;
+
+    // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
+    let t = Instant::now();
+    let canary_deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < canary_deadline {
+        if fresh_db(&ctx, &to_agent)
+            .is_some_and(|d| d.canary_epoch == c2.epoch && d.canary_origin == to)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outage_ms = started.elapsed().as_millis();
+    log.push(format!("first canary on {to} at epoch {} after {} ms (write outage about {outage_ms} ms since the switchover began)", c2.epoch, t.elapsed().as_millis()));
+
+    // 5. The old primary rejoins as a standby of the new one.
+    let t = Instant::now();
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin {
+        primary_conninfo: to_endpoint,
+    });
+    let mut errors = Vec::new();
+    match ctx
+        .bus
+        .call(
+            &from_agent,
+            command(&name, c2.epoch, c2.epoch_index, rejoin),
+            STEP_TIMEOUT,
+        )
+        .await
+    {
+        Ok(_) => {
+            log.push(format!(
+                "{from} rejoined as a standby: {} ms",
+                t.elapsed().as_millis()
+            ));
+            propose(&ctx, &actor, step("rejoined", from.clone())).await?;
+            // 6. Synchronous replication again: reconfigure, confirm, then record.
+            let t = Instant::now();
+            let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous {
+                names: vec![from.clone()],
+            });
+            match ctx
+                .bus
+                .call(
+                    &to_agent,
+                    command(&name, c2.epoch, c2.epoch_index, set),
+                    STEP_TIMEOUT,
+                )
+                .await
+            {
+                Ok(_) => {
+                    let deadline = Instant::now() + STEP_TIMEOUT;
+                    let mut confirmed = false;
+                    while Instant::now() < deadline {
+                        let ok = fresh_db(&ctx, &to_agent).is_some_and(|d| {
+                            d.replicas.iter().any(|r| {
+                                r.name == from && r.sync_state == "sync" && r.flush_lag_bytes == 0
+                            })
+                        });
+                        if ok {
+                            confirmed = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if confirmed {
+                        propose(
+                            &ctx,
+                            &actor,
+                            Command::SetSynchronous {
+                                cluster: name.clone(),
+                                members: vec![from.clone()],
+                            },
+                        )
+                        .await?;
+                        log.push(format!(
+                            "{from} is synchronous again: {} ms",
+                            t.elapsed().as_millis()
+                        ));
+                    } else {
+                        errors.push(format!("{from} did not become synchronous"));
+                    }
+                }
+                Err(e) => errors.push(format!("setting {from} synchronous: {e}")),
+            }
+        }
+        Err(e) => errors.push(format!("rejoining {from}: {e}")),
+    }
+    let outcome = if errors.is_empty() {
+        "completed".to_string()
+    } else {
+        format!("completed with problems: {}", errors.join("; "))
+    };
+    propose(
+        &ctx,
+        &actor,
+        Command::FinishWorkflow {
+            workflow: wf,
+            outcome: outcome.clone(),
+        },
+    )
+    .await?;
+    log.push(format!("{outcome} in {} ms", started.elapsed().as_millis()));
+    Ok(Outcome {
+        workflow: wf,
+        epoch: c2.epoch,
+        summary: log.join("\n"),
+    })
+}
+
+/// Before the epoch changed: start the old primary again as it was and end the workflow.
+async fn rollback(
+    ctx: &Ctx,
+    actor: &Actor,
+    wf: u64,
+    name: &str,
+    from_agent: &str,
+    c: &DbCluster,
+    why: String,
+) -> Result<Outcome, String> {
+    let restarted = ctx
+        .bus
+        .call(
+            from_agent,
+            command(
+                name,
+                c.epoch,
+                c.epoch_index,
+                agent_command::Kind::Restart(Default::default()),
+            ),
+            STEP_TIMEOUT,
+        )
+        .await;
+    let outcome = match restarted {
+        Ok(_) => format!("rolled back: {why}; the old primary runs again"),
+        Err(e) => format!("rolled back: {why}; restarting the old primary failed too: {e}"),
+    };
+    let _ = propose(
+        ctx,
+        actor,
+        Command::FinishWorkflow {
+            workflow: wf,
+            outcome: outcome.clone(),
+        },
+    )
+    .await;
+    Err(outcome)
+}
