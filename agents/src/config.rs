@@ -123,45 +123,27 @@ fn default_log_format() -> String {
 }
 
 fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
-    Error::ConfigKey {
-        key: key.into(),
-        msg: msg.into(),
-    }
+    Error::ConfigKey { key: key.into(), msg: msg.into() }
 }
 
 fn check_name(key: &str, v: &str) -> Result<()> {
-    let ok = !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(key_err(
-            key,
-            format!("`{v}` must be 1-64 characters of letters, digits, '-', '_' or '.'"),
-        ))
+        Err(key_err(key, format!("`{v}` must be 1-64 characters of letters, digits, '-', '_' or '.'")))
     }
 }
 
 impl AgentConfig {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: AgentConfig = toml::from_str(&text)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.tls.ca,
-            &mut cfg.tls.cert,
-            &mut cfg.tls.key,
-            &mut cfg.state_dir,
-        ] {
+        for p in [&mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key, &mut cfg.state_dir] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -181,33 +163,20 @@ impl AgentConfig {
             return Err(key_err("controllers", "must list at least one controller"));
         }
         for (i, c) in self.controllers.iter().enumerate() {
-            c.parse::<SocketAddr>().map_err(|_| {
-                key_err(
-                    format!("controllers[{i}]"),
-                    format!("`{c}` is not an IP:PORT address"),
-                )
-            })?;
+            c.parse::<SocketAddr>()
+                .map_err(|_| key_err(format!("controllers[{i}]"), format!("`{c}` is not an IP:PORT address")))?;
         }
-        self.http_addr.parse::<SocketAddr>().map_err(|_| {
-            key_err(
-                "http_addr",
-                format!("`{}` is not an IP:PORT address", self.http_addr),
-            )
-        })?;
+        self.http_addr
+            .parse::<SocketAddr>()
+            .map_err(|_| key_err("http_addr", format!("`{}` is not an IP:PORT address", self.http_addr)))?;
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
-            return Err(key_err(
-                "heartbeat_interval_ms",
-                "must be between 10 and 60000",
-            ));
+            return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
         }
         if self.reconnect_backoff_max_ms < 50 {
             return Err(key_err("reconnect_backoff_max_ms", "must be at least 50"));
         }
         if self.log_format != "text" && self.log_format != "json" {
-            return Err(key_err(
-                "log_format",
-                format!("`{}` is neither `text` nor `json`", self.log_format),
-            ));
+            return Err(key_err("log_format", format!("`{}` is neither `text` nor `json`", self.log_format)));
         }
         if let Some(db) = &self.database {
             check_name("database.cluster", &db.cluster)?;
@@ -215,17 +184,11 @@ impl AgentConfig {
             match db.driver.as_str() {
                 "postgres" => {
                     if db.conninfo.trim().is_empty() {
-                        return Err(key_err(
-                            "database.conninfo",
-                            "is required with driver `postgres`",
-                        ));
+                        return Err(key_err("database.conninfo", "is required with driver `postgres`"));
                     }
-                    db.conninfo.parse::<tokio_postgres::Config>().map_err(|e| {
-                        key_err(
-                            "database.conninfo",
-                            format!("not a valid connection string: {e}"),
-                        )
-                    })?;
+                    db.conninfo
+                        .parse::<tokio_postgres::Config>()
+                        .map_err(|e| key_err("database.conninfo", format!("not a valid connection string: {e}")))?;
                 }
                 "simulated" => {
                     if db.simulated_role != "primary" && db.simulated_role != "standby" {
@@ -236,29 +199,16 @@ impl AgentConfig {
                     }
                 }
                 other => {
-                    return Err(key_err(
-                        "database.driver",
-                        format!("`{other}` is neither `postgres` nor `simulated`"),
-                    ))
+                    return Err(key_err("database.driver", format!("`{other}` is neither `postgres` nor `simulated`")))
                 }
             }
             if !(20..=60_000).contains(&db.observe_interval_ms) {
-                return Err(key_err(
-                    "database.observe_interval_ms",
-                    "must be between 20 and 60000",
-                ));
+                return Err(key_err("database.observe_interval_ms", "must be between 20 and 60000"));
             }
         }
-        for (key, p) in [
-            ("tls.ca", &self.tls.ca),
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
-        ] {
+        for (key, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
             if !p.is_file() {
-                return Err(key_err(
-                    key,
-                    format!("{} is not a readable file", p.display()),
-                ));
+                return Err(key_err(key, format!("{} is not a readable file", p.display())));
             }
         }
         Ok(())

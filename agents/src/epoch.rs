@@ -58,10 +58,7 @@ impl EpochStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Epoch::Known(0),
             Err(e) => Epoch::Unknown(format!("{}: {e}", path.display())),
         };
-        EpochStore {
-            path: path.to_path_buf(),
-            epoch,
-        }
+        EpochStore { path: path.to_path_buf(), epoch }
     }
 
     /// What is known.
@@ -73,10 +70,7 @@ impl EpochStore {
     pub fn check(&self, epoch: u64) -> Result<(), Refusal> {
         match &self.epoch {
             Epoch::Unknown(why) => Err(Refusal::Unknown(why.clone())),
-            Epoch::Known(seen) if epoch < *seen => Err(Refusal::Stale {
-                got: epoch,
-                seen: *seen,
-            }),
+            Epoch::Known(seen) if epoch < *seen => Err(Refusal::Stale { got: epoch, seen: *seen }),
             Epoch::Known(_) => Ok(()),
         }
     }
@@ -147,10 +141,7 @@ mod tests {
         fs::write(&path, "triad-epoch v1\nepoch 9\ncheck 8\n").unwrap();
         let mut s = EpochStore::open(&path);
         assert!(matches!(s.epoch(), Epoch::Unknown(_)));
-        assert!(
-            matches!(s.check(100), Err(Refusal::Unknown(_))),
-            "fenced, whatever the epoch"
-        );
+        assert!(matches!(s.check(100), Err(Refusal::Unknown(_))), "fenced, whatever the epoch");
         fs::write(&path, "garbage").unwrap();
         assert!(matches!(EpochStore::open(&path).epoch(), Epoch::Unknown(_)));
         s.confirm(9).unwrap();

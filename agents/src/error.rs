@@ -8,10 +8,7 @@ pub enum Error {
     #[error("config key `{key}`: {msg}")]
     ConfigKey { key: String, msg: String },
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("{}", status_text(.0))]

@@ -32,10 +32,7 @@ pub async fn sample_load(out: Arc<RwLock<HostLoad>>, every: Duration) {
         let load = HostLoad {
             cpu_percent: sys.global_cpu_usage(),
             memory_used_bytes: sys.used_memory(),
-            disk_used_bytes: disks
-                .iter()
-                .map(|d| d.total_space().saturating_sub(d.available_space()))
-                .sum(),
+            disk_used_bytes: disks.iter().map(|d| d.total_space().saturating_sub(d.available_space())).sum(),
             load_1m: System::load_average().one,
         };
         *out.write().expect("load lock poisoned") = load;

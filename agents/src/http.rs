@@ -26,34 +26,23 @@ fn role_check(s: &HttpState, role: &str) -> (axum::http::StatusCode, String) {
     use axum::http::StatusCode;
     let db = s.db.read().expect("db lock poisoned").clone();
     match db {
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no database on this host\n".into(),
-        ),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no database on this host\n".into()),
         Some(st) => {
             let age = crate::drivers::now_ms().saturating_sub(st.observed_ms);
             if st.up && st.role == role && age < 2_000 {
                 (StatusCode::OK, format!("{} is {role}\n", st.member))
             } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{} is {} (observed {age} ms ago)\n", st.member, st.role),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{} is {} (observed {age} ms ago)\n", st.member, st.role))
             }
         }
     }
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(&'static str, &'static str); 1], String) {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
 }
 
-async fn status(
-    State(s): State<HttpState>,
-) -> Json<std::collections::BTreeMap<String, LinkStatus>> {
+async fn status(State(s): State<HttpState>) -> Json<std::collections::BTreeMap<String, LinkStatus>> {
     Json(s.links.status.lock().expect("links lock poisoned").clone())
 }
 
@@ -63,14 +52,8 @@ pub async fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
-        .route(
-            "/primary",
-            get(|State(s): State<HttpState>| async move { role_check(&s, "primary") }),
-        )
-        .route(
-            "/replica",
-            get(|State(s): State<HttpState>| async move { role_check(&s, "standby") }),
-        )
+        .route("/primary", get(|State(s): State<HttpState>| async move { role_check(&s, "primary") }))
+        .route("/replica", get(|State(s): State<HttpState>| async move { role_check(&s, "standby") }))
         .with_state(state);
     axum::serve(listener, app).await
 }

@@ -28,10 +28,7 @@ use crate::metrics::AgentMetrics;
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::ConfigKey {
-            key: key.into(),
-            msg: format!("{}: {e}", p.display()),
-        })
+        std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
     };
     let tls = triad_proto::tls::client_tls(
         &read("tls.ca", &cfg.tls.ca)?,
@@ -40,10 +37,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     );
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
         .await
-        .map_err(|e| Error::Io {
-            context: format!("http_addr {}", cfg.http_addr),
-            source: e,
-        })?;
+        .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
     let metrics = Arc::new(AgentMetrics::new());
     let facts = facts::host_facts();
     metrics.memory_total.set(facts.memory_total_bytes as i64);
@@ -62,19 +56,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             }
         });
     }
-    let target = Arc::new(target::Target::open(&cfg.state_dir).map_err(|e| Error::Io {
-        context: format!("state_dir {}", cfg.state_dir.display()),
-        source: e,
-    })?);
+    let target = Arc::new(
+        target::Target::open(&cfg.state_dir)
+            .map_err(|e| Error::Io { context: format!("state_dir {}", cfg.state_dir.display()), source: e })?,
+    );
     let db = Arc::new(RwLock::new(None));
     let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
     if let Some(dbc) = &cfg.database {
         let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
-            "simulated" => Arc::new(drivers::SimulatedDriver::new(
-                &dbc.cluster,
-                &dbc.member,
-                dbc.simulated_role == "primary",
-            )),
+            "simulated" => {
+                Arc::new(drivers::SimulatedDriver::new(&dbc.cluster, &dbc.member, dbc.simulated_role == "primary"))
+            }
             _ => {
                 let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
                     data_dir: dbc.data_dir.clone(),
@@ -90,12 +82,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                         dbc.log_file.clone()
                     },
                 });
-                Arc::new(drivers::PostgresDriver::new(
-                    &dbc.cluster,
-                    &dbc.member,
-                    &dbc.conninfo,
-                    local,
-                ))
+                Arc::new(drivers::PostgresDriver::new(&dbc.cluster, &dbc.member, &dbc.conninfo, local))
             }
         };
         tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = d.kind(), "watching the database member");
@@ -110,9 +97,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         tokio::spawn(write_canary(d.clone(), db.clone(), target.clone()));
         driver = Some(d);
     }
-    let links = Arc::new(Links {
-        status: Mutex::new(BTreeMap::new()),
-    });
+    let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
     let params = Arc::new(LinkParams {
         driver: driver.clone(),
         target: target.clone(),
@@ -129,10 +114,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link::ensure_following(&params, addr);
     }
     tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
-    let http = tokio::spawn(http::serve(
-        listener,
-        http::HttpState { links, metrics, db },
-    ));
+    let http = tokio::spawn(http::serve(listener, http::HttpState { links, metrics, db }));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },
@@ -191,11 +173,7 @@ async fn write_canary(
         }
         seq = seq.max(obs.canary_seq) + 1;
         // Bounded: a commit waiting for a lost synchronous standby must not stall the loop.
-        let r = tokio::time::timeout(
-            Duration::from_secs(1),
-            driver.write_canary(seq, epoch, &t.member),
-        )
-        .await;
+        let r = tokio::time::timeout(Duration::from_secs(1), driver.write_canary(seq, epoch, &t.member)).await;
         match r {
             Ok(Ok(())) => {
                 if failing {
@@ -236,10 +214,7 @@ pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

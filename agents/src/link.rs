@@ -11,8 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use triad_proto::v1::agent_link_client::AgentLinkClient;
 use triad_proto::v1::{
-    agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, HostFacts,
-    HostLoad,
+    agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, HostFacts, HostLoad,
 };
 
 use crate::config::AgentConfig;
@@ -67,11 +66,7 @@ pub struct LinkParams {
 
 /// Runs one command from the leader, after the epoch gate, and reports the result on the stream
 /// it came from.
-async fn execute(
-    p: Arc<LinkParams>,
-    cmd: triad_proto::v1::AgentCommand,
-    tx: mpsc::Sender<AgentMessage>,
-) {
+async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mpsc::Sender<AgentMessage>) {
     use triad_proto::v1::agent_command::Kind;
     let started = Instant::now();
     let outcome: std::result::Result<u64, String> = async {
@@ -94,11 +89,7 @@ async fn execute(
             ms = started.elapsed().as_millis() as u64,
             "command done: {what}"
         ),
-        Err(e) => tracing::warn!(
-            id = cmd.id,
-            epoch = cmd.epoch,
-            "command failed: {what}: {e}"
-        ),
+        Err(e) => tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command failed: {what}: {e}"),
     }
     let result = triad_proto::v1::CommandResult {
         id: cmd.id,
@@ -106,20 +97,12 @@ async fn execute(
         detail: outcome.as_ref().err().cloned().unwrap_or_default(),
         lsn: outcome.unwrap_or(0),
     };
-    let _ = tx
-        .send(AgentMessage {
-            msg: Some(agent_message::Msg::Result(result)),
-        })
-        .await;
+    let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
 
 /// Starts a link to `addr` unless one runs already.
 pub fn ensure_following(p: &Arc<LinkParams>, addr: &str) {
-    let new = p
-        .followed
-        .lock()
-        .expect("followed lock poisoned")
-        .insert(addr.to_string());
+    let new = p.followed.lock().expect("followed lock poisoned").insert(addr.to_string());
     if new {
         p.metrics.connected.with_label_values(&[addr]).set(0);
         tokio::spawn(follow(p.clone(), addr.to_string()));
@@ -176,9 +159,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             facts: Some(p.facts.clone()),
         })),
     };
-    tx.send(hello)
-        .await
-        .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
+    tx.send(hello).await.map_err(|_| Error::Protocol("outbound stream closed".into()))?;
     let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
     let interval = Duration::from_millis(p.cfg.heartbeat_interval_ms);
     let mut ticker = tokio::time::interval(interval);

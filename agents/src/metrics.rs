@@ -30,8 +30,7 @@ pub struct AgentMetrics {
 macro_rules! reg {
     ($r:expr, $m:expr) => {{
         let m = $m.expect("valid metric");
-        $r.register(Box::new(m.clone()))
-            .expect("metric registered once");
+        $r.register(Box::new(m.clone())).expect("metric registered once");
         m
     }};
 }
@@ -44,84 +43,39 @@ impl AgentMetrics {
             connected: reg!(
                 r,
                 IntGaugeVec::new(
-                    Opts::new(
-                        "triad_agent_controller_connected",
-                        "1 while the stream to this controller is open"
-                    ),
+                    Opts::new("triad_agent_controller_connected", "1 while the stream to this controller is open"),
                     &["controller"]
                 )
             ),
             leader_id: reg!(
                 r,
-                IntGauge::new(
-                    "triad_agent_leader_id",
-                    "The leader the controllers last reported, 0 if none"
-                )
+                IntGauge::new("triad_agent_leader_id", "The leader the controllers last reported, 0 if none")
             ),
             heartbeats: reg!(
                 r,
-                IntCounter::new(
-                    "triad_agent_heartbeats_sent_total",
-                    "Heartbeats sent, over all streams"
-                )
+                IntCounter::new("triad_agent_heartbeats_sent_total", "Heartbeats sent, over all streams")
             ),
-            acks: reg!(
-                r,
-                IntCounter::new(
-                    "triad_agent_heartbeat_acks_total",
-                    "Heartbeat acknowledgements received"
-                )
-            ),
-            reconnects: reg!(
-                r,
-                IntCounter::new(
-                    "triad_agent_reconnects_total",
-                    "Streams that ended and were retried"
-                )
-            ),
-            cpu_ratio: reg!(
-                r,
-                Gauge::new("triad_host_cpu_usage_ratio", "Host CPU usage, 0 to 1")
-            ),
-            memory_used: reg!(
-                r,
-                IntGauge::new("triad_host_memory_used_bytes", "Host memory in use")
-            ),
-            memory_total: reg!(
-                r,
-                IntGauge::new("triad_host_memory_total_bytes", "Host memory")
-            ),
-            disk_used: reg!(
-                r,
-                IntGauge::new(
-                    "triad_host_disk_used_bytes",
-                    "Disk space in use over all disks"
-                )
-            ),
+            acks: reg!(r, IntCounter::new("triad_agent_heartbeat_acks_total", "Heartbeat acknowledgements received")),
+            reconnects: reg!(r, IntCounter::new("triad_agent_reconnects_total", "Streams that ended and were retried")),
+            cpu_ratio: reg!(r, Gauge::new("triad_host_cpu_usage_ratio", "Host CPU usage, 0 to 1")),
+            memory_used: reg!(r, IntGauge::new("triad_host_memory_used_bytes", "Host memory in use")),
+            memory_total: reg!(r, IntGauge::new("triad_host_memory_total_bytes", "Host memory")),
+            disk_used: reg!(r, IntGauge::new("triad_host_disk_used_bytes", "Disk space in use over all disks")),
             load1: reg!(r, Gauge::new("triad_host_load1", "One-minute load average")),
             db_up: reg!(
                 r,
-                IntGaugeVec::new(
-                    Opts::new("triad_db_up", "1 if the database member answers"),
-                    &["cluster", "member"]
-                )
+                IntGaugeVec::new(Opts::new("triad_db_up", "1 if the database member answers"), &["cluster", "member"])
             ),
             db_is_primary: reg!(
                 r,
                 IntGaugeVec::new(
-                    Opts::new(
-                        "triad_db_is_primary",
-                        "1 if the member is a primary, 0 if a standby or down"
-                    ),
+                    Opts::new("triad_db_is_primary", "1 if the member is a primary, 0 if a standby or down"),
                     &["cluster", "member"]
                 )
             ),
             db_timeline: reg!(
                 r,
-                IntGaugeVec::new(
-                    Opts::new("triad_db_timeline", "The member's timeline"),
-                    &["cluster", "member"]
-                )
+                IntGaugeVec::new(Opts::new("triad_db_timeline", "The member's timeline"), &["cluster", "member"])
             ),
             db_wal_position: reg!(
                 r,
@@ -146,20 +100,14 @@ impl AgentMetrics {
             db_replica_lag: reg!(
                 r,
                 IntGaugeVec::new(
-                    Opts::new(
-                        "triad_db_replica_replay_lag_bytes",
-                        "Primary: bytes a standby has not replayed"
-                    ),
+                    Opts::new("triad_db_replica_replay_lag_bytes", "Primary: bytes a standby has not replayed"),
                     &["cluster", "member", "replica"]
                 )
             ),
             db_replica_sync: reg!(
                 r,
                 IntGaugeVec::new(
-                    Opts::new(
-                        "triad_db_replica_sync",
-                        "Primary: 1 if the standby is synchronous"
-                    ),
+                    Opts::new("triad_db_replica_sync", "Primary: 1 if the standby is synchronous"),
                     &["cluster", "member", "replica"]
                 )
             ),
@@ -171,26 +119,14 @@ impl AgentMetrics {
     pub fn observe_db(&self, st: &triad_proto::v1::DbStatus) {
         let l = [st.cluster.as_str(), st.member.as_str()];
         self.db_up.with_label_values(&l).set(st.up as i64);
-        self.db_is_primary
-            .with_label_values(&l)
-            .set((st.role == "primary") as i64);
-        self.db_timeline
-            .with_label_values(&l)
-            .set(st.timeline as i64);
-        self.db_wal_position
-            .with_label_values(&l)
-            .set(st.wal_lsn as i64);
-        self.db_replay_delay
-            .with_label_values(&l)
-            .set(st.replay_delay_seconds);
+        self.db_is_primary.with_label_values(&l).set((st.role == "primary") as i64);
+        self.db_timeline.with_label_values(&l).set(st.timeline as i64);
+        self.db_wal_position.with_label_values(&l).set(st.wal_lsn as i64);
+        self.db_replay_delay.with_label_values(&l).set(st.replay_delay_seconds);
         for r in &st.replicas {
             let l = [st.cluster.as_str(), st.member.as_str(), r.name.as_str()];
-            self.db_replica_lag
-                .with_label_values(&l)
-                .set(r.replay_lag_bytes);
-            self.db_replica_sync
-                .with_label_values(&l)
-                .set((r.sync_state == "sync") as i64);
+            self.db_replica_lag.with_label_values(&l).set(r.replay_lag_bytes);
+            self.db_replica_sync.with_label_values(&l).set((r.sync_state == "sync") as i64);
         }
     }
 

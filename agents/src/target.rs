@@ -24,10 +24,7 @@ impl Target {
         if let Epoch::Unknown(why) = store.epoch() {
             tracing::warn!("fenced: {why}");
         }
-        Ok(Target {
-            epochs: Mutex::new(store),
-            current: RwLock::new(None),
-        })
+        Ok(Target { epochs: Mutex::new(store), current: RwLock::new(None) })
     }
 
     /// Accepts `a` if it is not older than what was accepted; persists a higher epoch first.
@@ -40,25 +37,16 @@ impl Target {
         let mut current = self.current.write().expect("target lock poisoned");
         if let Some(cur) = current.as_ref() {
             if (a.epoch, a.log_index) < (cur.epoch, cur.log_index) {
-                tracing::debug!(
-                    epoch = a.epoch,
-                    index = a.log_index,
-                    "ignored an older target state"
-                );
+                tracing::debug!(epoch = a.epoch, index = a.log_index, "ignored an older target state");
                 return;
             }
         }
         // Durable before it counts: fsync of the file and of its directory.
         if let Err(e) = epochs.advance(a.epoch) {
-            tracing::error!(
-                "cannot persist epoch {}: {e}; the target state is not accepted",
-                a.epoch
-            );
+            tracing::error!("cannot persist epoch {}: {e}; the target state is not accepted", a.epoch);
             return;
         }
-        if current.as_ref().map(|c| (c.epoch, &c.role, c.paused))
-            != Some((a.epoch, &a.role, a.paused))
-        {
+        if current.as_ref().map(|c| (c.epoch, &c.role, c.paused)) != Some((a.epoch, &a.role, a.paused)) {
             tracing::info!(cluster = %a.cluster, member = %a.member, epoch = a.epoch, role = %a.role, "target state accepted");
         }
         *current = Some(a);
@@ -69,9 +57,7 @@ impl Target {
     pub fn admit(&self, epoch: u64) -> Result<(), String> {
         let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
         epochs.check(epoch).map_err(|r| r.to_string())?;
-        epochs
-            .advance(epoch)
-            .map_err(|e| format!("cannot persist epoch {epoch}: {e}"))
+        epochs.advance(epoch).map_err(|e| format!("cannot persist epoch {epoch}: {e}"))
     }
 
     /// The accepted target state.
@@ -116,11 +102,7 @@ mod tests {
         let again = Target::open(dir.path()).unwrap();
         assert_eq!(again.epoch(), Some(2), "the epoch survived a restart");
         again.receive(a(1, 99, "primary"));
-        assert_eq!(
-            again.current(),
-            None,
-            "a stale epoch is refused after a restart too"
-        );
+        assert_eq!(again.current(), None, "a stale epoch is refused after a restart too");
     }
 
     #[test]

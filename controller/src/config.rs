@@ -99,9 +99,7 @@ pub struct AgentPolicy {
 
 impl Default for AgentPolicy {
     fn default() -> Self {
-        AgentPolicy {
-            down_after_ms: 3000,
-        }
+        AgentPolicy { down_after_ms: 3000 }
     }
 }
 
@@ -157,47 +155,33 @@ fn default_log_format() -> String {
 }
 
 fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
-    Error::ConfigKey {
-        key: key.into(),
-        msg: msg.into(),
-    }
+    Error::ConfigKey { key: key.into(), msg: msg.into() }
 }
 
 /// Checks that `value` is an `IP:PORT` socket address.
 pub fn check_addr(key: &str, value: &str) -> Result<SocketAddr> {
-    value
-        .parse::<SocketAddr>()
-        .map_err(|_| key_err(key, format!("`{value}` is not an IP:PORT address")))
+    value.parse::<SocketAddr>().map_err(|_| key_err(key, format!("`{value}` is not an IP:PORT address")))
 }
 
 /// Checks a name used as an identifier (site, cluster, member, agent, user).
 pub fn check_name(key: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if ok {
         Ok(())
     } else {
-        Err(key_err(
-            key,
-            format!("`{value}` must be 1-64 characters of letters, digits, '-', '_' or '.'"),
-        ))
+        Err(key_err(key, format!("`{value}` must be 1-64 characters of letters, digits, '-', '_' or '.'")))
     }
 }
 
 impl ControllerConfig {
     /// Reads, parses and validates `path`; relative paths inside are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let mut cfg: ControllerConfig = toml::from_str(&text).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: ControllerConfig = toml::from_str(&text)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.validate()?;
@@ -205,12 +189,7 @@ impl ControllerConfig {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.data_dir,
-            &mut self.tls.ca,
-            &mut self.tls.cert,
-            &mut self.tls.key,
-        ] {
+        for p in [&mut self.data_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -229,21 +208,11 @@ impl ControllerConfig {
         check_addr("grpc_addr", &self.grpc_addr)?;
         check_addr("http_addr", &self.http_addr)?;
         if self.log_format != "text" && self.log_format != "json" {
-            return Err(key_err(
-                "log_format",
-                format!("`{}` is neither `text` nor `json`", self.log_format),
-            ));
+            return Err(key_err("log_format", format!("`{}` is neither `text` nor `json`", self.log_format)));
         }
-        for (key, p) in [
-            ("tls.ca", &self.tls.ca),
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
-        ] {
+        for (key, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
             if !p.is_file() {
-                return Err(key_err(
-                    key,
-                    format!("{} is not a readable file", p.display()),
-                ));
+                return Err(key_err(key, format!("{} is not a readable file", p.display())));
             }
         }
         let r = &self.raft;
@@ -260,16 +229,10 @@ impl ControllerConfig {
             ));
         }
         if r.election_timeout_max_ms <= r.election_timeout_min_ms {
-            return Err(key_err(
-                "raft.election_timeout_max_ms",
-                "must be greater than raft.election_timeout_min_ms",
-            ));
+            return Err(key_err("raft.election_timeout_max_ms", "must be greater than raft.election_timeout_min_ms"));
         }
         if r.snapshot_every_entries < 100 {
-            return Err(key_err(
-                "raft.snapshot_every_entries",
-                "must be at least 100",
-            ));
+            return Err(key_err("raft.snapshot_every_entries", "must be at least 100"));
         }
         if self.agents.down_after_ms < 100 {
             return Err(key_err("agents.down_after_ms", "must be at least 100"));
@@ -278,10 +241,7 @@ impl ControllerConfig {
         for (i, s) in self.sites.iter().enumerate() {
             check_name(&format!("sites[{i}].name"), &s.name)?;
             if !site_names.insert(s.name.as_str()) {
-                return Err(key_err(
-                    format!("sites[{i}].name"),
-                    format!("site `{}` is listed twice", s.name),
-                ));
+                return Err(key_err(format!("sites[{i}].name"), format!("site `{}` is listed twice", s.name)));
             }
         }
         let known_site = |key: String, site: &str| -> Result<()> {
@@ -293,50 +253,30 @@ impl ControllerConfig {
         };
         known_site("site".into(), &self.site)?;
         if self.peers.is_empty() {
-            return Err(key_err(
-                "peers",
-                "must list the initial controllers, this one included",
-            ));
+            return Err(key_err("peers", "must list the initial controllers, this one included"));
         }
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();
         for (i, p) in self.peers.iter().enumerate() {
             if p.id == 0 {
-                return Err(key_err(
-                    format!("peers[{i}].id"),
-                    "must be a positive integer",
-                ));
+                return Err(key_err(format!("peers[{i}].id"), "must be a positive integer"));
             }
             if !ids.insert(p.id) {
-                return Err(key_err(
-                    format!("peers[{i}].id"),
-                    format!("id {} is listed twice", p.id),
-                ));
+                return Err(key_err(format!("peers[{i}].id"), format!("id {} is listed twice", p.id)));
             }
             known_site(format!("peers[{i}].site"), &p.site)?;
             check_addr(&format!("peers[{i}].grpc_addr"), &p.grpc_addr)?;
             check_addr(&format!("peers[{i}].http_addr"), &p.http_addr)?;
             if !addrs.insert(p.grpc_addr.as_str()) {
-                return Err(key_err(
-                    format!("peers[{i}].grpc_addr"),
-                    format!("{} is listed twice", p.grpc_addr),
-                ));
+                return Err(key_err(format!("peers[{i}].grpc_addr"), format!("{} is listed twice", p.grpc_addr)));
             }
         }
         match self.peers.iter().find(|p| p.id == self.id) {
-            None => {
-                return Err(key_err(
-                    "peers",
-                    format!("this controller (id {}) is not listed", self.id),
-                ))
-            }
+            None => return Err(key_err("peers", format!("this controller (id {}) is not listed", self.id))),
             Some(me) if me.grpc_addr != self.grpc_addr || me.site != self.site => {
                 return Err(key_err(
                     "peers",
-                    format!(
-                        "the entry for id {} disagrees with this controller's site or grpc_addr",
-                        self.id
-                    ),
+                    format!("the entry for id {} disagrees with this controller's site or grpc_addr", self.id),
                 ))
             }
             Some(_) => {}
@@ -345,26 +285,17 @@ impl ControllerConfig {
         for (i, c) in self.clusters.iter().enumerate() {
             check_name(&format!("clusters[{i}].name"), &c.name)?;
             if !cluster_names.insert(c.name.as_str()) {
-                return Err(key_err(
-                    format!("clusters[{i}].name"),
-                    format!("cluster `{}` is listed twice", c.name),
-                ));
+                return Err(key_err(format!("clusters[{i}].name"), format!("cluster `{}` is listed twice", c.name)));
             }
             if c.members.is_empty() {
-                return Err(key_err(
-                    format!("clusters[{i}].members"),
-                    "a cluster needs at least one member",
-                ));
+                return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));
             }
             let mut members = BTreeSet::new();
             for (j, m) in c.members.iter().enumerate() {
                 let key = format!("clusters[{i}].members[{j}]");
                 check_name(&format!("{key}.name"), &m.name)?;
                 if !members.insert(m.name.as_str()) {
-                    return Err(key_err(
-                        format!("{key}.name"),
-                        format!("member `{}` is listed twice", m.name),
-                    ));
+                    return Err(key_err(format!("{key}.name"), format!("member `{}` is listed twice", m.name)));
                 }
                 known_site(format!("{key}.site"), &m.site)?;
                 check_name(&format!("{key}.agent"), &m.agent)?;

@@ -28,25 +28,20 @@ pub struct Ctx {
     pub obs: Observations,
     /// Commands to agents and their results (used on the leader).
     pub bus: CommandBus,
+    /// Clusters whose workflow a task on this controller is running, so recovery leaves them alone.
+    pub running: std::sync::Mutex<std::collections::HashSet<String>>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for timestamps carried in proposals.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Ctx {
     /// Wraps `command` with its author and the current time.
     pub fn proposal(&self, actor: Actor, command: Command) -> Proposal {
-        Proposal {
-            at_ms: now_ms(),
-            actor,
-            command,
-        }
+        Proposal { at_ms: now_ms(), actor, command }
     }
 
     /// True while this controller is the Raft leader.
@@ -58,12 +53,8 @@ impl Ctx {
     pub fn leader(&self) -> (Option<u64>, Option<String>) {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader;
-        let addr = id.and_then(|id| {
-            m.membership_config
-                .nodes()
-                .find(|(n, _)| **n == id)
-                .map(|(_, node)| node.addr.clone())
-        });
+        let addr =
+            id.and_then(|id| m.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, node)| node.addr.clone()));
         (id, addr)
     }
 }

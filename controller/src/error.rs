@@ -17,10 +17,7 @@ pub enum Error {
     Raft(String),
     /// This controller is not the leader; the leader's id and address when known.
     #[error("not the leader{}", leader_hint(.leader_id, .leader_addr))]
-    NotLeader {
-        leader_id: Option<u64>,
-        leader_addr: Option<String>,
-    },
+    NotLeader { leader_id: Option<u64>, leader_addr: Option<String> },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("unauthenticated: {0}")]
@@ -33,10 +30,7 @@ pub enum Error {
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// A gRPC call failed (boxed: a Status is large and errors travel by value).
@@ -59,10 +53,7 @@ fn rpc_message(s: &tonic::Status) -> String {
 impl Error {
     /// An I/O error with what was being done when it happened.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 

@@ -41,23 +41,16 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
     let tls = tls::TlsFiles::load(&cfg.tls)?;
     tls.check_own_identity(cfg.id)?;
     // Bind before touching the data directory, so that a port in use is reported cleanly.
-    let grpc_listener = TcpListener::bind(&cfg.grpc_addr)
-        .await
-        .map_err(|e| Error::io(format!("grpc_addr {}", cfg.grpc_addr), e))?;
-    let http_listener = TcpListener::bind(&cfg.http_addr)
-        .await
-        .map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
+    let grpc_listener =
+        TcpListener::bind(&cfg.grpc_addr).await.map_err(|e| Error::io(format!("grpc_addr {}", cfg.grpc_addr), e))?;
+    let http_listener =
+        TcpListener::bind(&cfg.http_addr).await.map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
     let db = open_db(&cfg.data_dir.join("raft"))?;
 
     let metrics = Arc::new(metrics::Metrics::new());
     let log_store = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(
-        db.clone(),
-        &cfg.data_dir.join("snapshots"),
-        metrics.apply_seconds.clone(),
-    )?;
+    let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), metrics.apply_seconds.clone())?;
     let state = sm.shared();
     let net = PeerNetwork::new(tls.client());
     let raft_config = openraft::Config {
@@ -77,23 +70,14 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
 
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| Error::Raft(e.to_string()))?;
+    let initialized = raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))?;
     if !initialized && !cfg.join {
         // Every founding controller initialises with the same membership: openraft documents this
         // as safe, and it means the cluster forms whichever of them starts first.
-        let members: BTreeMap<u64, BasicNode> = cfg
-            .peers
-            .iter()
-            .map(|p| (p.id, BasicNode::new(&p.grpc_addr)))
-            .collect();
+        let members: BTreeMap<u64, BasicNode> =
+            cfg.peers.iter().map(|p| (p.id, BasicNode::new(&p.grpc_addr))).collect();
         match raft.initialize(members).await {
-            Ok(()) => tracing::info!(
-                "initialised a new cluster of {} controllers",
-                cfg.peers.len()
-            ),
+            Ok(()) => tracing::info!("initialised a new cluster of {} controllers", cfg.peers.len()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(Error::Raft(format!("initialising the cluster: {e}"))),
         }
@@ -110,6 +94,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         net,
         obs: Default::default(),
         bus: Default::default(),
+        running: Default::default(),
         metrics: metrics.clone(),
     });
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
@@ -120,17 +105,8 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tracing::info!(id = cfg.id, site = %cfg.site, grpc = %cfg.grpc_addr, http = %cfg.http_addr, "controller serving");
-    let grpc = tokio::spawn(api::serve_grpc(
-        ctx.clone(),
-        grpc_listener,
-        tls.server(),
-        stopped(stop_rx.clone()),
-    ));
-    let http = tokio::spawn(api::serve_http(
-        ctx.clone(),
-        http_listener,
-        stopped(stop_rx),
-    ));
+    let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
+    let http = tokio::spawn(api::serve_http(ctx.clone(), http_listener, stopped(stop_rx)));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -167,10 +143,7 @@ pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

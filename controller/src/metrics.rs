@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use openraft::ServerState;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::raft::Raft;
 
@@ -32,22 +30,13 @@ pub struct Metrics {
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
 
-fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::IntGaugeVec {
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
     let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
 
@@ -58,34 +47,30 @@ impl Metrics {
         // error (a duplicate), which the unit test catches.
         let registry = Registry::new();
         let apply_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "triad_raft_apply_duration_seconds",
-                "Time to apply one batch of committed entries",
-            )
-            .buckets(vec![
-                0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
-            ]),
+            HistogramOpts::new("triad_raft_apply_duration_seconds", "Time to apply one batch of committed entries")
+                .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5]),
         )
         .expect("valid histogram");
-        registry
-            .register(Box::new(apply_seconds.clone()))
-            .expect("metric registered once");
+        registry.register(Box::new(apply_seconds.clone())).expect("metric registered once");
         let grpc_requests = IntCounterVec::new(
-            Opts::new(
-                "triad_grpc_requests_total",
-                "gRPC requests served, by method and status code",
-            ),
+            Opts::new("triad_grpc_requests_total", "gRPC requests served, by method and status code"),
             &["method", "code"],
         )
         .expect("valid counter");
-        registry
-            .register(Box::new(grpc_requests.clone()))
-            .expect("metric registered once");
+        registry.register(Box::new(grpc_requests.clone())).expect("metric registered once");
         Metrics {
             raft_term: gauge(&registry, "triad_raft_term", "Current Raft term"),
             raft_is_leader: gauge(&registry, "triad_raft_is_leader", "1 if this controller is the Raft leader"),
-            raft_leader_id: gauge(&registry, "triad_raft_leader_id", "Id of the leader this controller knows, 0 if none"),
-            raft_last_log_index: gauge(&registry, "triad_raft_last_log_index", "Index of the last entry in the local log"),
+            raft_leader_id: gauge(
+                &registry,
+                "triad_raft_leader_id",
+                "Id of the leader this controller knows, 0 if none",
+            ),
+            raft_last_log_index: gauge(
+                &registry,
+                "triad_raft_last_log_index",
+                "Index of the last entry in the local log",
+            ),
             raft_commit_index: gauge(
                 &registry,
                 "triad_raft_commit_index",
@@ -94,12 +79,26 @@ impl Metrics {
             raft_applied_index: gauge(&registry, "triad_raft_applied_index", "Index of the last applied entry"),
             raft_voters: gauge(&registry, "triad_raft_voters", "Voters in the current membership"),
             apply_seconds,
-            agents_connected: gauge(&registry, "triad_agents_connected", "Agents with a live stream to this controller"),
+            agents_connected: gauge(
+                &registry,
+                "triad_agents_connected",
+                "Agents with a live stream to this controller",
+            ),
             agents_up: gauge(&registry, "triad_agents_up", "Registered agents recorded as up"),
             agents_down: gauge(&registry, "triad_agents_down", "Registered agents recorded as down"),
             grpc_requests,
-            db_epoch: gauge_vec(&registry, "triad_db_epoch", "The cluster's committed epoch (0: not adopted yet)", &["cluster"]),
-            db_paused: gauge_vec(&registry, "triad_db_paused", "1 while the cluster is in maintenance mode", &["cluster"]),
+            db_epoch: gauge_vec(
+                &registry,
+                "triad_db_epoch",
+                "The cluster's committed epoch (0: not adopted yet)",
+                &["cluster"],
+            ),
+            db_paused: gauge_vec(
+                &registry,
+                "triad_db_paused",
+                "1 while the cluster is in maintenance mode",
+                &["cluster"],
+            ),
             registry,
         }
     }
@@ -135,23 +134,13 @@ pub async fn follow_raft(raft: Raft, metrics: std::sync::Arc<Metrics>) {
         {
             let m = rx.borrow().clone();
             metrics.raft_term.set(m.current_term as i64);
-            metrics
-                .raft_is_leader
-                .set((m.state == ServerState::Leader) as i64);
-            metrics
-                .raft_leader_id
-                .set(m.current_leader.unwrap_or(0) as i64);
-            metrics
-                .raft_last_log_index
-                .set(m.last_log_index.unwrap_or(0) as i64);
+            metrics.raft_is_leader.set((m.state == ServerState::Leader) as i64);
+            metrics.raft_leader_id.set(m.current_leader.unwrap_or(0) as i64);
+            metrics.raft_last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
             metrics.raft_applied_index.set(applied as i64);
-            metrics
-                .raft_commit_index
-                .set(commit_index(&m).unwrap_or(applied) as i64);
-            metrics
-                .raft_voters
-                .set(m.membership_config.voter_ids().count() as i64);
+            metrics.raft_commit_index.set(commit_index(&m).unwrap_or(applied) as i64);
+            metrics.raft_voters.set(m.membership_config.voter_ids().count() as i64);
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },

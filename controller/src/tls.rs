@@ -17,13 +17,9 @@ pub struct TlsFiles {
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
     if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
-        return Err(Error::Tls(format!(
-            "{key} {} is not a PEM file",
-            path.display()
-        )));
+        return Err(Error::Tls(format!("{key} {} is not a PEM file", path.display())));
     }
     Ok(bytes)
 }
@@ -41,12 +37,9 @@ impl TlsFiles {
     /// Checks that our own certificate is a controller's (`peer`) for controller `id`: peers check
     /// that Raft messages come from the node their certificate names.
     pub fn check_own_identity(&self, id: u64) -> Result<()> {
-        let der = x509_parser::pem::parse_x509_pem(&self.cert)
-            .map_err(|e| Error::Tls(format!("tls.cert: {e}")))?
-            .1
-            .contents;
-        let (cn, ou) = crate::api::auth::identity_of(&der)
-            .map_err(|e| Error::Tls(format!("tls.cert: {e}")))?;
+        let der =
+            x509_parser::pem::parse_x509_pem(&self.cert).map_err(|e| Error::Tls(format!("tls.cert: {e}")))?.1.contents;
+        let (cn, ou) = crate::api::auth::identity_of(&der).map_err(|e| Error::Tls(format!("tls.cert: {e}")))?;
         let want = format!("controller-{id}");
         if cn != want || ou != "peer" {
             return Err(Error::ConfigKey {

@@ -30,12 +30,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// `clients` concurrent writers for `secs` seconds against `leader`; returns (commits, latencies).
-async fn load(
-    channels: &[ControlClient<Channel>],
-    clients: usize,
-    secs: f64,
-    tag: &str,
-) -> (usize, Vec<Duration>) {
+async fn load(channels: &[ControlClient<Channel>], clients: usize, secs: f64, tag: &str) -> (usize, Vec<Duration>) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for t in 0..clients {
@@ -46,10 +41,7 @@ async fn load(
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let start = Instant::now();
-                let req = PutUserRequest {
-                    name: format!("{tag}-{t}-{i}"),
-                    role: "noc".into(),
-                };
+                let req = PutUserRequest { name: format!("{tag}-{t}-{i}"), role: "noc".into() };
                 if c.put_user(req).await.is_ok() {
                     lat.push(start.elapsed());
                 }
@@ -67,10 +59,7 @@ async fn load(
 }
 
 async fn run() -> Result<()> {
-    let secs: f64 = std::env::var("TRIAD_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
+    let secs: f64 = std::env::var("TRIAD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let mut d = Deployment::new()?;
     d.start_controllers()?;
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
@@ -115,10 +104,7 @@ async fn run() -> Result<()> {
         let mut i = 0;
         loop {
             i += 1;
-            if d.put_user(&format!("post-kill-{trial}-{i}"), "noc")
-                .await
-                .is_ok()
-            {
+            if d.put_user(&format!("post-kill-{trial}-{i}"), "noc").await.is_ok() {
                 break;
             }
             if at.elapsed() > Duration::from_secs(30) {
@@ -127,62 +113,37 @@ async fn run() -> Result<()> {
         }
         let outage = at.elapsed();
         let new = d
-            .wait_leader(
-                &[1, 2, 3]
-                    .into_iter()
-                    .filter(|id| *id != leader)
-                    .collect::<Vec<_>>(),
-                Duration::from_secs(10),
-            )
+            .wait_leader(&[1, 2, 3].into_iter().filter(|id| *id != leader).collect::<Vec<_>>(), Duration::from_secs(10))
             .await?;
         trials.push((leader, new, outage));
         d.start_controller(leader)?;
         // Let the restarted controller catch up before the next trial.
-        let target = d
-            .node_status(new)
-            .await
-            .map(|s| s.last_applied)
-            .unwrap_or(0);
+        let target = d.node_status(new).await.map(|s| s.last_applied).unwrap_or(0);
         triad_tests::wait_for("catch-up", Duration::from_secs(30), || async {
             (d.node_status(leader).await?.last_applied >= target).then_some(())
         })
         .await?;
     }
     println!();
-    println!(
-        "{:>6} {:>12} {:>12} {:>26}",
-        "trial", "old leader", "new leader", "kill -> next commit (ms)"
-    );
+    println!("{:>6} {:>12} {:>12} {:>26}", "trial", "old leader", "new leader", "kill -> next commit (ms)");
     for (i, (old, new, outage)) in trials.iter().enumerate() {
-        println!(
-            "{:>6} {:>12} {:>12} {:>26.0}",
-            i + 1,
-            old,
-            new,
-            outage.as_secs_f64() * 1e3
-        );
+        println!("{:>6} {:>12} {:>12} {:>26.0}", i + 1, old, new, outage.as_secs_f64() * 1e3);
     }
 
     // Restart of the whole cluster with everything written above: kill -9 all three, start them,
     // and time until a leader serves the complete state again.
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
     let users = d.state_of(leader).await.map(|s| s.users.len()).unwrap_or(0);
-    let log = d
-        .node_status(leader)
-        .await
-        .map(|s| s.last_log_index)
-        .unwrap_or(0);
+    let log = d.node_status(leader).await.map(|s| s.last_log_index).unwrap_or(0);
     for id in [1, 2, 3] {
         d.kill(&format!("controller-{id}"))?;
     }
     let started = Instant::now();
     d.start_controllers()?;
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(60)).await?;
-    triad_tests::wait_for(
-        "the full state after restart",
-        Duration::from_secs(60),
-        || async { (d.state_of(leader).await?.users.len() >= users).then_some(()) },
-    )
+    triad_tests::wait_for("the full state after restart", Duration::from_secs(60), || async {
+        (d.state_of(leader).await?.users.len() >= users).then_some(())
+    })
     .await?;
     println!();
     println!(
@@ -193,8 +154,5 @@ async fn run() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
 }

@@ -32,10 +32,7 @@ pub fn bin_dir() -> PathBuf {
     }
     // Test binaries live in target/<profile>/deps; the programs in target/<profile>.
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
 }
 
 /// The path of a workspace binary; panics with the fix when it has not been built.
@@ -76,6 +73,8 @@ pub struct Deployment {
     pub client: Client,
     /// Real PostgreSQL members, when the deployment has them; stopped on drop.
     pub pg: Option<PgCluster>,
+    /// Extra environment for controllers started from now on (e.g. FAILPOINTS).
+    pub controller_env: Vec<(String, String)>,
 }
 
 impl Deployment {
@@ -88,30 +87,20 @@ impl Deployment {
     pub fn with_db(db: LocalDb) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("triad-test-").tempdir()?;
         // tempdir() makes the directory 0700; PostgreSQL runs as `postgres` and must enter it.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let mut plan = LocalDeployment::plan(dir.path())?;
         plan.db = db;
         plan.write()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
         let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
-        Ok(Deployment {
-            plan,
-            _dir: dir,
-            procs: BTreeMap::new(),
-            client,
-            pg: None,
-        })
+        Ok(Deployment { plan, _dir: dir, procs: BTreeMap::new(), client, pg: None, controller_env: Vec::new() })
     }
 
     /// A deployment with real PostgreSQL members (primary `dc`, synchronous standby `ndc`,
     /// asynchronous standby `dr`), created and started; controllers and agents are not started.
     pub async fn with_postgres() -> Result<Self> {
-        let bin = triad_controller::ctl::postgres::find_bin_dir().ok_or_else(|| {
-            anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)")
-        })?;
+        let bin = triad_controller::ctl::postgres::find_bin_dir()
+            .ok_or_else(|| anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)"))?;
         let ports = [free_port()?, free_port()?, free_port()?];
         let mut d = Self::with_db(LocalDb::Postgres { ports })?;
         let cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
@@ -124,13 +113,8 @@ impl Deployment {
 
     /// A client connection to a PostgreSQL member's database `customs`.
     pub async fn pg_connect(&self, member: &str) -> Result<tokio_postgres::Client> {
-        let m = self
-            .pg
-            .as_ref()
-            .ok_or_else(|| anyhow!("no PostgreSQL here"))?
-            .member(member)?;
-        let (client, conn) =
-            tokio_postgres::connect(&m.conninfo("customs"), tokio_postgres::NoTls).await?;
+        let m = self.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL here"))?.member(member)?;
+        let (client, conn) = tokio_postgres::connect(&m.conninfo("customs"), tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -142,6 +126,7 @@ impl Deployment {
     }
 
     fn spawn(&mut self, key: &str, program: &Path, config: &Path) -> Result<()> {
+        let env = if key.starts_with("controller-") { self.controller_env.clone() } else { Vec::new() };
         if let Some(mut old) = self.procs.remove(key) {
             if old.try_wait()?.is_none() {
                 bail!("{key} is already running");
@@ -155,6 +140,7 @@ impl Deployment {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -166,10 +152,7 @@ impl Deployment {
     }
 
     /// Rewrites the founding controllers' configs through `f` (before they start).
-    pub fn tune_controllers(
-        &mut self,
-        f: impl Fn(&mut triad_controller::config::ControllerConfig),
-    ) -> Result<()> {
+    pub fn tune_controllers(&mut self, f: impl Fn(&mut triad_controller::config::ControllerConfig)) -> Result<()> {
         for peer in self.plan.controllers.clone() {
             let mut cfg = self.plan.controller_config(&peer, false);
             f(&mut cfg);
@@ -217,10 +200,7 @@ impl Deployment {
     /// Sends `sig` to the whole process group of `key` (a database's or agent's children die too)
     /// and waits for it to exit.
     pub fn signal(&mut self, key: &str, sig: Signal) -> Result<()> {
-        let child = self
-            .procs
-            .get_mut(key)
-            .ok_or_else(|| anyhow!("{key} was not started"))?;
+        let child = self.procs.get_mut(key).ok_or_else(|| anyhow!("{key} was not started"))?;
         let _ = killpg(Pid::from_raw(child.id() as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
         while child.try_wait()?.is_none() {
@@ -241,10 +221,7 @@ impl Deployment {
 
     /// True while `key` runs.
     pub fn running(&mut self, key: &str) -> bool {
-        self.procs
-            .get_mut(key)
-            .map(|c| matches!(c.try_wait(), Ok(None)))
-            .unwrap_or(false)
+        self.procs.get_mut(key).map(|c| matches!(c.try_wait(), Ok(None))).unwrap_or(false)
     }
 
     /// The gRPC address of controller `id`.
@@ -264,22 +241,13 @@ impl Deployment {
 
     /// Controller `id`'s view of itself, if it answers.
     pub async fn node_status(&self, id: u64) -> Option<pb::NodeStatusReply> {
-        let addr = self
-            .plan
-            .controllers
-            .iter()
-            .find(|c| c.id == id)?
-            .grpc_addr
-            .clone();
+        let addr = self.plan.controllers.iter().find(|c| c.id == id)?.grpc_addr.clone();
         let mut c = self.client.control(&addr).await.ok()?;
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            c.node_status(pb::NodeStatusRequest {}),
-        )
-        .await
-        .ok()?
-        .ok()
-        .map(|r| r.into_inner())
+        tokio::time::timeout(Duration::from_secs(2), c.node_status(pb::NodeStatusRequest {}))
+            .await
+            .ok()?
+            .ok()
+            .map(|r| r.into_inner())
     }
 
     /// Controller `id`'s applied state, if it answers.
@@ -316,10 +284,7 @@ impl Deployment {
 
     /// Runs `triadctl ARGS` with this deployment's config.
     pub fn triadctl(&self, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(bin("triadctl"))
-            .args(args)
-            .env("TRIAD_CONFIG", self.plan.ctl_config_path())
-            .output()?)
+        Ok(Command::new(bin("triadctl")).args(args).env("TRIAD_CONFIG", self.plan.ctl_config_path()).output()?)
     }
 
     /// Puts a user through the admin's client; returns the log index.
@@ -327,10 +292,7 @@ impl Deployment {
         let r = self
             .client
             .on_leader(|mut c| {
-                let req = pb::PutUserRequest {
-                    name: name.into(),
-                    role: role.into(),
-                };
+                let req = pb::PutUserRequest { name: name.into(), role: role.into() };
                 async move { c.put_user(req).await }
             })
             .await?;
@@ -341,26 +303,17 @@ impl Deployment {
     pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).await?;
-        let code = buf
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((code, body))
     }
 
     /// The tail of a process's log, for failure messages.
     pub fn log_tail(&self, key: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir().join("logs").join(format!("{key}.log")))
-            .unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir().join("logs").join(format!("{key}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -381,13 +334,9 @@ impl Drop for Deployment {
             }
             if panicking {
                 let text =
-                    std::fs::read_to_string(self.plan.dir.join("logs").join(format!("{key}.log")))
-                        .unwrap_or_default();
+                    std::fs::read_to_string(self.plan.dir.join("logs").join(format!("{key}.log"))).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
-                eprintln!(
-                    "---- last lines of {key} ----\n{}",
-                    lines[lines.len().saturating_sub(25)..].join("\n")
-                );
+                eprintln!("---- last lines of {key} ----\n{}", lines[lines.len().saturating_sub(25)..].join("\n"));
             }
         }
     }

@@ -9,27 +9,16 @@ use triad_tests::{wait_for, Deployment};
 const ALL: [u64; 3] = [1, 2, 3];
 
 async fn users_on(d: &Deployment, id: u64) -> Option<BTreeSet<String>> {
-    Some(
-        d.state_of(id)
-            .await?
-            .users
-            .into_iter()
-            .map(|u| u.name)
-            .collect(),
-    )
+    Some(d.state_of(id).await?.users.into_iter().map(|u| u.name).collect())
 }
 
 /// Waits until every controller in `ids` holds every user in `want`.
 async fn wait_users(d: &Deployment, ids: &[u64], want: &BTreeSet<String>) -> Result<()> {
     for id in ids {
-        wait_for(
-            &format!("controller {id} to hold {} users", want.len()),
-            Duration::from_secs(20),
-            || async {
-                let have = users_on(d, *id).await?;
-                want.is_subset(&have).then_some(())
-            },
-        )
+        wait_for(&format!("controller {id} to hold {} users", want.len()), Duration::from_secs(20), || async {
+            let have = users_on(d, *id).await?;
+            want.is_subset(&have).then_some(())
+        })
         .await?;
     }
     Ok(())
@@ -44,13 +33,7 @@ async fn three_controllers_elect_a_leader_and_a_commit_reaches_all() -> Result<(
     // Write through a follower: it forwards to the leader.
     let follower = ALL.iter().copied().find(|id| *id != leader).unwrap();
     let mut c = d.control(follower).await?;
-    let r = c
-        .put_user(triad_proto::v1::PutUserRequest {
-            name: "bob".into(),
-            role: "noc".into(),
-        })
-        .await?
-        .into_inner();
+    let r = c.put_user(triad_proto::v1::PutUserRequest { name: "bob".into(), role: "noc".into() }).await?.into_inner();
     ensure!(r.log_index > 0, "a committed write has a log index");
     let want = BTreeSet::from(["bob".to_string()]);
     wait_users(&d, &ALL, &want).await?;
@@ -58,24 +41,18 @@ async fn three_controllers_elect_a_leader_and_a_commit_reaches_all() -> Result<(
     for id in ALL {
         let s = d.state_of(id).await.unwrap();
         ensure!(
-            s.clusters
-                .iter()
-                .any(|c| c.name == "customs" && c.members.len() == 3),
+            s.clusters.iter().any(|c| c.name == "customs" && c.members.len() == 3),
             "controller {id} lacks the cluster"
         );
         ensure!(s.controllers.len() == 3 && s.sites.len() == 3);
     }
     // The write is in the replicated audit log, with who did it.
-    let audit = d
-        .control(leader)
-        .await?
-        .audit(triad_proto::v1::AuditRequest { limit: 20 })
-        .await?
-        .into_inner();
+    let audit = d.control(leader).await?.audit(triad_proto::v1::AuditRequest { limit: 20 }).await?.into_inner();
     ensure!(
-        audit.entries.iter().any(|e| e.actor == "admin"
-            && e.role == "admin"
-            && e.action.contains("put user bob role=noc: ok")),
+        audit
+            .entries
+            .iter()
+            .any(|e| e.actor == "admin" && e.role == "admin" && e.action.contains("put user bob role=noc: ok")),
         "audit: {:?}",
         audit.entries
     );
@@ -111,11 +88,9 @@ async fn leader_killed_a_new_one_takes_over_nothing_is_lost_and_it_catches_up() 
     d.start_controller(old)?;
     wait_users(&d, &[old], &want).await?;
     let leader_applied = d.node_status(new).await.unwrap().last_applied;
-    wait_for(
-        "the restarted controller to apply as far as the leader",
-        Duration::from_secs(20),
-        || async { (d.node_status(old).await?.last_applied >= leader_applied).then_some(()) },
-    )
+    wait_for("the restarted controller to apply as far as the leader", Duration::from_secs(20), || async {
+        (d.node_status(old).await?.last_applied >= leader_applied).then_some(())
+    })
     .await?;
     Ok(())
 }
@@ -131,13 +106,8 @@ async fn all_three_killed_and_restarted_keep_their_state() -> Result<()> {
         d.put_user(&name, "noc").await?;
         want.insert(name);
     }
-    let audit_before = d
-        .control(1)
-        .await?
-        .audit(triad_proto::v1::AuditRequest { limit: 1000 })
-        .await?
-        .into_inner()
-        .entries;
+    let audit_before =
+        d.control(1).await?.audit(triad_proto::v1::AuditRequest { limit: 1000 }).await?.into_inner().entries;
     for id in ALL {
         d.kill(&format!("controller-{id}"))?;
     }
@@ -145,21 +115,10 @@ async fn all_three_killed_and_restarted_keep_their_state() -> Result<()> {
     d.wait_leader(&ALL, Duration::from_secs(30)).await?;
     wait_users(&d, &ALL, &want).await?;
     // The audit history survived too, entry for entry.
-    let audit_after = d
-        .control(1)
-        .await?
-        .audit(triad_proto::v1::AuditRequest { limit: 1000 })
-        .await?
-        .into_inner()
-        .entries;
+    let audit_after =
+        d.control(1).await?.audit(triad_proto::v1::AuditRequest { limit: 1000 }).await?.into_inner().entries;
     for e in &audit_before {
-        ensure!(
-            audit_after
-                .iter()
-                .any(|a| a.seq == e.seq && a.action == e.action),
-            "audit entry {} lost",
-            e.seq
-        );
+        ensure!(audit_after.iter().any(|a| a.seq == e.seq && a.action == e.action), "audit entry {} lost", e.seq);
     }
     Ok(())
 }

@@ -18,71 +18,41 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
     for site in ["dc", "ndc", "dr"] {
         d.start_agent(site)?;
     }
-    let v = wait_for(
-        "three observed members",
-        Duration::from_secs(30),
-        || async {
-            let v = d.status().await.ok()?;
-            let m = v.clusters.get("customs")?;
-            (m.len() == 3 && m.iter().all(|m| m.healthy && m.driver == "simulated")).then_some(v)
-        },
-    )
+    let v = wait_for("three observed members", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let m = v.clusters.get("customs")?;
+        (m.len() == 3 && m.iter().all(|m| m.healthy && m.driver == "simulated")).then_some(v)
+    })
     .await?;
     let members = &v.clusters["customs"];
-    let role = |n: &str| {
-        members
-            .iter()
-            .find(|m| m.name == n)
-            .map(|m| m.role.clone())
-            .unwrap_or_default()
-    };
-    ensure!(
-        role("dc") == "primary" && role("ndc") == "standby" && role("dr") == "standby",
-        "{members:?}"
-    );
-    ensure!(
-        members.iter().all(|m| m.lag_bytes.is_some()),
-        "lag is known for every member"
-    );
-    wait_for(
-        "the simulated cluster adopted",
-        Duration::from_secs(10),
-        || async {
-            let v = d.status().await.ok()?;
-            let c = v.cluster_state.get("customs")?;
-            (c.epoch == 1 && c.primary == "dc").then_some(())
-        },
-    )
+    let role = |n: &str| members.iter().find(|m| m.name == n).map(|m| m.role.clone()).unwrap_or_default();
+    ensure!(role("dc") == "primary" && role("ndc") == "standby" && role("dr") == "standby", "{members:?}");
+    ensure!(members.iter().all(|m| m.lag_bytes.is_some()), "lag is known for every member");
+    wait_for("the simulated cluster adopted", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.epoch == 1 && c.primary == "dc").then_some(())
+    })
     .await?;
     // The leader's target state reaches the agents; each persists epoch 1 before accepting it,
     // except dr, whose unreadable epoch file keeps it fenced. Only the primary writes the canary.
-    wait_for(
-        "agents at epoch 1, dr fenced, the canary written on dc",
-        Duration::from_secs(10),
-        || async {
-            let v = d.status().await.ok()?;
-            let m = &v.clusters["customs"];
-            let get = |n: &str| m.iter().find(|x| x.name == n);
-            let ok = get("dc")?.agent_epoch == Some(1)
-                && get("ndc")?.agent_epoch == Some(1)
-                && get("dr")?.agent_epoch.is_none()
-                && get("dc")?.canary_seq > 0;
-            ok.then_some(())
-        },
-    )
+    wait_for("agents at epoch 1, dr fenced, the canary written on dc", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let m = &v.clusters["customs"];
+        let get = |n: &str| m.iter().find(|x| x.name == n);
+        let ok = get("dc")?.agent_epoch == Some(1)
+            && get("ndc")?.agent_epoch == Some(1)
+            && get("dr")?.agent_epoch.is_none()
+            && get("dc")?.canary_seq > 0;
+        ok.then_some(())
+    })
     .await?;
     let epoch_file = std::fs::read_to_string(d.dir().join("data/agent-dc/epoch"))?;
     ensure!(epoch_file.contains("epoch 1"), "{epoch_file}");
-    ensure!(
-        std::fs::read_to_string(dr_state.join("epoch"))?.contains("check 4"),
-        "dr's file untouched"
-    );
+    ensure!(std::fs::read_to_string(dr_state.join("epoch"))?.contains("check 4"), "dr's file untouched");
     let table = d.triadctl(&["status"])?;
     let table = String::from_utf8_lossy(&table.stdout);
-    ensure!(
-        table.contains("primary") && table.contains("standby"),
-        "{table}"
-    );
+    ensure!(table.contains("primary") && table.contains("standby"), "{table}");
 
     // The health endpoints route writers: only dc answers /primary.
     for a in &d.plan.agents {
@@ -91,28 +61,17 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
         if a.site == "dc" {
             ensure!(p == 200 && r == 503, "dc: /primary {p}, /replica {r}");
         } else {
-            ensure!(
-                p == 503 && r == 200,
-                "{}: /primary {p}, /replica {r}",
-                a.site
-            );
+            ensure!(p == 503 && r == 200, "{}: /primary {p}, /replica {r}", a.site);
         }
         let (_, metrics) = Deployment::http_get(&a.http_addr, "/metrics").await?;
-        ensure!(
-            metrics.contains("triad_db_up{cluster=\"customs\",member=\""),
-            "db metrics on {}",
-            a.name
-        );
+        ensure!(metrics.contains("triad_db_up{cluster=\"customs\",member=\""), "db metrics on {}", a.name);
     }
 
     // A member whose agent stops is no longer shown as healthy.
     d.signal("agent-dr", nix::sys::signal::Signal::SIGTERM)?;
     wait_for("dr shown as unknown", Duration::from_secs(15), || async {
         let v = d.status().await.ok()?;
-        v.clusters["customs"]
-            .iter()
-            .any(|m| m.name == "dr" && !m.healthy && m.role == "unknown")
-            .then_some(())
+        v.clusters["customs"].iter().any(|m| m.name == "dr" && !m.healthy && m.role == "unknown").then_some(())
     })
     .await?;
     Ok(())
@@ -126,160 +85,90 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     for site in ["dc", "ndc", "dr"] {
         d.start_agent(site)?;
     }
-    let v = wait_for(
-        "dc primary, ndc synchronous, dr asynchronous",
-        Duration::from_secs(30),
-        || async {
-            let v = d.status().await.ok()?;
-            let m = v.clusters.get("customs")?;
-            let get = |n: &str| m.iter().find(|x| x.name == n);
-            let ok = get("dc")?.role == "primary"
-                && get("ndc")?.role == "standby"
-                && get("ndc")?.sync_state == "sync"
-                && get("dr")?.role == "standby"
-                && get("dr")?.sync_state == "async"
-                && m.iter()
-                    .all(|x| x.healthy && x.driver == "postgres" && x.timeline == 1);
-            ok.then_some(v)
-        },
-    )
+    let v = wait_for("dc primary, ndc synchronous, dr asynchronous", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let m = v.clusters.get("customs")?;
+        let get = |n: &str| m.iter().find(|x| x.name == n);
+        let ok = get("dc")?.role == "primary"
+            && get("ndc")?.role == "standby"
+            && get("ndc")?.sync_state == "sync"
+            && get("dr")?.role == "standby"
+            && get("dr")?.sync_state == "async"
+            && m.iter().all(|x| x.healthy && x.driver == "postgres" && x.timeline == 1);
+        ok.then_some(v)
+    })
     .await?;
     ensure!(v.clusters["customs"].iter().all(|m| m.wal_lsn > 0));
 
     // Writes on the primary reach both standbys, and the positions follow.
     let dc = d.pg_connect("dc").await?;
-    let before = v.clusters["customs"]
-        .iter()
-        .find(|m| m.name == "dc")
-        .unwrap()
-        .wal_lsn;
+    let before = v.clusters["customs"].iter().find(|m| m.name == "dc").unwrap().wal_lsn;
     for _ in 0..20 {
-        dc.execute("INSERT INTO orders (note) VALUES ('test')", &[])
-            .await?;
+        dc.execute("INSERT INTO orders (note) VALUES ('test')", &[]).await?;
     }
-    let count: i64 = dc
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await?
-        .get(0);
+    let count: i64 = dc.query_one("SELECT count(*) FROM orders", &[]).await?.get(0);
     for standby in ["ndc", "dr"] {
         let c = d.pg_connect(standby).await?;
-        wait_for(
-            &format!("{standby} to replay the rows"),
-            Duration::from_secs(10),
-            || async {
-                let n: i64 = c
-                    .query_one("SELECT count(*) FROM orders", &[])
-                    .await
-                    .ok()?
-                    .get(0);
-                (n == count).then_some(())
-            },
-        )
+        wait_for(&format!("{standby} to replay the rows"), Duration::from_secs(10), || async {
+            let n: i64 = c.query_one("SELECT count(*) FROM orders", &[]).await.ok()?.get(0);
+            (n == count).then_some(())
+        })
         .await?;
     }
-    wait_for(
-        "positions past the writes, lag back to zero",
-        Duration::from_secs(10),
-        || async {
-            let v = d.status().await.ok()?;
-            let m = &v.clusters["customs"];
-            (m.iter().all(|x| x.wal_lsn > before) && m.iter().all(|x| x.lag_bytes == Some(0)))
-                .then_some(())
-        },
-    )
+    wait_for("positions past the writes, lag back to zero", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let m = &v.clusters["customs"];
+        (m.iter().all(|x| x.wal_lsn > before) && m.iter().all(|x| x.lag_bytes == Some(0))).then_some(())
+    })
     .await?;
-    let dc_http = d
-        .plan
-        .agents
-        .iter()
-        .find(|a| a.site == "dc")
-        .unwrap()
-        .http_addr
-        .clone();
-    let ndc_http = d
-        .plan
-        .agents
-        .iter()
-        .find(|a| a.site == "ndc")
-        .unwrap()
-        .http_addr
-        .clone();
+    let dc_http = d.plan.agents.iter().find(|a| a.site == "dc").unwrap().http_addr.clone();
+    let ndc_http = d.plan.agents.iter().find(|a| a.site == "ndc").unwrap().http_addr.clone();
     ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 200);
     ensure!(Deployment::http_get(&ndc_http, "/primary").await?.0 == 503);
     ensure!(Deployment::http_get(&ndc_http, "/replica").await?.0 == 200);
 
     // The running cluster is adopted: its primary and synchronous standby are committed at
     // epoch 1, and the synchronous standby is the one that vouches.
-    wait_for(
-        "the cluster adopted at epoch 1",
-        Duration::from_secs(10),
-        || async {
-            let v = d.status().await.ok()?;
-            let c = v.cluster_state.get("customs")?;
-            (c.epoch == 1 && c.primary == "dc" && c.synchronous == ["ndc"] && c.vouch == ["ndc"])
-                .then_some(())
-        },
-    )
+    wait_for("the cluster adopted at epoch 1", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.epoch == 1 && c.primary == "dc" && c.synchronous == ["ndc"] && c.vouch == ["ndc"]).then_some(())
+    })
     .await?;
 
     // Every agent persisted epoch 1; the primary's canary reaches both standbys through
     // replication, and its age there is the replication delay as the database sees it.
-    let first = wait_for(
-        "the canary on every member",
-        Duration::from_secs(10),
-        || async {
-            let v = d.status().await.ok()?;
-            let m = v.clusters.get("customs")?.clone();
-            m.iter()
-                .all(|x| {
-                    x.agent_epoch == Some(1)
-                        && x.canary_seq > 0
-                        && (0.0..2.0).contains(&x.canary_age_seconds)
-                })
-                .then_some(m.iter().map(|x| x.canary_seq).min().unwrap_or(0))
-        },
-    )
+    let first = wait_for("the canary on every member", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let m = v.clusters.get("customs")?.clone();
+        m.iter()
+            .all(|x| x.agent_epoch == Some(1) && x.canary_seq > 0 && (0.0..2.0).contains(&x.canary_age_seconds))
+            .then_some(m.iter().map(|x| x.canary_seq).min().unwrap_or(0))
+    })
     .await?;
     wait_for("the canary advancing", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
-        v.clusters["customs"]
-            .iter()
-            .all(|x| x.canary_seq > first + 5)
-            .then_some(())
+        v.clusters["customs"].iter().all(|x| x.canary_seq > first + 5).then_some(())
     })
     .await?;
     let dr = d.pg_connect("dr").await?;
-    let row = dr
-        .query_one("SELECT epoch, origin FROM triad.canary WHERE id = 1", &[])
-        .await?;
+    let row = dr.query_one("SELECT epoch, origin FROM triad.canary WHERE id = 1", &[]).await?;
     ensure!(row.get::<_, i64>(0) == 1 && row.get::<_, String>(1) == "dc");
 
     // Maintenance mode, through triadctl, recorded and audited.
     let out = d.triadctl(&["pause", "--cluster", "customs", "--reason", "patching ndc"])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     ensure!(d.status().await?.cluster_state["customs"].paused);
     let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
-    ensure!(
-        table.contains("PAUSED") && table.contains("epoch 1"),
-        "{table}"
-    );
+    ensure!(table.contains("PAUSED") && table.contains("epoch 1"), "{table}");
     let out = d.triadctl(&["pause", "--cluster", "nosuch"])?;
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nosuch"));
     let out = d.triadctl(&["resume", "--cluster", "customs"])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     ensure!(!d.status().await?.cluster_state["customs"].paused);
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit"])?.stdout).into_owned();
     ensure!(
-        audit.contains("pause cluster customs (patching ndc): ok")
-            && audit.contains("adopt cluster customs"),
+        audit.contains("pause cluster customs (patching ndc): ok") && audit.contains("adopt cluster customs"),
         "{audit}"
     );
 
@@ -287,10 +176,7 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     d.pg.as_ref().unwrap().stop("dc", "immediate")?;
     wait_for("dc reported down", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
-        v.clusters["customs"]
-            .iter()
-            .any(|m| m.name == "dc" && m.role == "down" && !m.healthy)
-            .then_some(())
+        v.clusters["customs"].iter().any(|m| m.name == "dc" && m.role == "down" && !m.healthy).then_some(())
     })
     .await?;
     ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 503);

@@ -21,16 +21,12 @@ impl Drop for KillOnDrop {
 fn alive(pid: i32) -> bool {
     // Signal 0 checks existence; a zombie not yet reaped by its parent counts as gone.
     kill(Pid::from_raw(pid), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("triad-demo-test-")
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("triad-demo-test-").tempdir()?;
     let demo_dir = dir.path().join("demo");
     let log = std::fs::File::create(dir.path().join("demo.out"))?;
     let mut demo = KillOnDrop(
@@ -49,21 +45,13 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
     })
     .await
     .with_context(|| std::fs::read_to_string(dir.path().join("demo.out")).unwrap_or_default())?;
-    let pids: Vec<i32> = doc["pids"]
-        .as_array()
-        .context("pids")?
-        .iter()
-        .filter_map(|p| p.as_i64())
-        .map(|p| p as i32)
-        .collect();
-    ensure!(
-        pids.len() == 6,
-        "three controllers and three agents: {pids:?}"
-    );
+    let pids: Vec<i32> =
+        doc["pids"].as_array().context("pids")?.iter().filter_map(|p| p.as_i64()).map(|p| p as i32).collect();
+    ensure!(pids.len() == 6, "three controllers and three agents: {pids:?}");
     ensure!(pids.iter().all(|p| alive(*p)));
-    ensure!(doc["controllers"].as_array().is_some_and(|c| c.len() == 3
-        && c.iter()
-            .all(|c| c["grpc_addr"].is_string() && c["http_addr"].is_string())));
+    ensure!(doc["controllers"]
+        .as_array()
+        .is_some_and(|c| c.len() == 3 && c.iter().all(|c| c["grpc_addr"].is_string() && c["http_addr"].is_string())));
     ensure!(doc["agents"].as_array().is_some_and(|a| a.len() == 3));
 
     // triadctl, pointed at the demo's config, sees a leader, three agents up and the cluster.
@@ -71,33 +59,18 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
         .args(["status", "-o", "json"])
         .env("TRIAD_CONFIG", demo_dir.join("triadctl.toml"))
         .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     ensure!(status["leader_id"].as_u64().is_some_and(|l| l > 0));
-    ensure!(status["agents"]
-        .as_array()
-        .is_some_and(|a| a.len() == 3 && a.iter().all(|a| a["up"] == true)));
-    ensure!(status["clusters"]["customs"]
-        .as_array()
-        .is_some_and(|m| m.len() == 3));
-    let table = Command::new(bin("triadctl"))
-        .arg("status")
-        .env("TRIAD_CONFIG", demo_dir.join("triadctl.toml"))
-        .output()?;
+    ensure!(status["agents"].as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|a| a["up"] == true)));
+    ensure!(status["clusters"]["customs"].as_array().is_some_and(|m| m.len() == 3));
+    let table =
+        Command::new(bin("triadctl")).arg("status").env("TRIAD_CONFIG", demo_dir.join("triadctl.toml")).output()?;
     let table = String::from_utf8_lossy(&table.stdout);
-    ensure!(
-        table.contains("leader") && table.contains("agent-ndc") && table.contains("customs"),
-        "{table}"
-    );
+    ensure!(table.contains("leader") && table.contains("agent-ndc") && table.contains("customs"), "{table}");
 
     // The controllers' metrics endpoint answers with triad_* metrics.
-    let http = doc["controllers"][0]["http_addr"]
-        .as_str()
-        .context("http_addr")?;
+    let http = doc["controllers"][0]["http_addr"].as_str().context("http_addr")?;
     let body = http_get(http, "/metrics").await?;
     for m in [
         "triad_raft_term",
@@ -108,12 +81,8 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
     ] {
         ensure!(body.contains(m), "metric {m} missing");
     }
-    let agent_http = doc["agents"][0]["http_addr"]
-        .as_str()
-        .context("agent http_addr")?;
-    ensure!(http_get(agent_http, "/metrics")
-        .await?
-        .contains("triad_agent_controller_connected"));
+    let agent_http = doc["agents"][0]["http_addr"].as_str().context("agent http_addr")?;
+    ensure!(http_get(agent_http, "/metrics").await?.contains("triad_agent_controller_connected"));
 
     // SIGTERM: everything stops, nothing is left behind.
     kill(Pid::from_raw(demo.0.id() as i32), Signal::SIGTERM)?;
@@ -132,8 +101,7 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
 async fn http_get(addr: &str, path: &str) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
     ensure!(

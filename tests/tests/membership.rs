@@ -31,36 +31,19 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
         "--http-addr",
         &joiner.http_addr,
     ])?;
-    ensure!(
-        out.status.success(),
-        "cluster add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s4 = wait_for(
-        "controller 4 to be a voter with the data",
-        Duration::from_secs(20),
-        || async {
-            let st = d.node_status(4).await?;
-            let users = d.state_of(4).await?.users.len();
-            (st.voters.contains(&4) && users >= 10).then_some(st)
-        },
-    )
+    ensure!(out.status.success(), "cluster add failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s4 = wait_for("controller 4 to be a voter with the data", Duration::from_secs(20), || async {
+        let st = d.node_status(4).await?;
+        let users = d.state_of(4).await?.users.len();
+        (st.voters.contains(&4) && users >= 10).then_some(st)
+    })
     .await?;
     ensure!(s4.voters.len() == 4, "voters: {:?}", s4.voters);
     // The record follows on every controller (controller 4 applies it a moment after the leader).
-    wait_for(
-        "controller 4 recorded as a voter",
-        Duration::from_secs(10),
-        || async {
-            let rec = d
-                .state_of(4)
-                .await?
-                .controllers
-                .into_iter()
-                .find(|c| c.id == 4)?;
-            rec.voter.then_some(())
-        },
-    )
+    wait_for("controller 4 recorded as a voter", Duration::from_secs(10), || async {
+        let rec = d.state_of(4).await?.controllers.into_iter().find(|c| c.id == 4)?;
+        rec.voter.then_some(())
+    })
     .await?;
 
     // Agents configured before controller 4 existed learn of it and open a stream to it, so that
@@ -68,20 +51,14 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
     for site in ["dc", "ndc", "dr"] {
         d.start_agent(site)?;
     }
-    wait_for(
-        "every agent streaming to controller 4",
-        Duration::from_secs(20),
-        || async { (d.node_status(4).await?.connected_agents == 3).then_some(()) },
-    )
+    wait_for("every agent streaming to controller 4", Duration::from_secs(20), || async {
+        (d.node_status(4).await?.connected_agents == 3).then_some(())
+    })
     .await?;
 
     // Remove controller 3.
     let out = d.triadctl(&["cluster", "remove", "--id", "3"])?;
-    ensure!(
-        out.status.success(),
-        "cluster remove failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "cluster remove failed: {}", String::from_utf8_lossy(&out.stderr));
     wait_for("voters {1, 2, 4}", Duration::from_secs(20), || async {
         let st = d.node_status(1).await?;
         (st.voters == vec![1, 2, 4]).then_some(())
@@ -94,18 +71,9 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
     d.kill("controller-1")?;
     d.wait_leader(&[2, 4], Duration::from_secs(30)).await?;
     d.put_user("after-removal", "soc").await?;
-    wait_for(
-        "the write on controller 4",
-        Duration::from_secs(10),
-        || async {
-            d.state_of(4)
-                .await?
-                .users
-                .iter()
-                .any(|u| u.name == "after-removal")
-                .then_some(())
-        },
-    )
+    wait_for("the write on controller 4", Duration::from_secs(10), || async {
+        d.state_of(4).await?.users.iter().any(|u| u.name == "after-removal").then_some(())
+    })
     .await?;
     Ok(())
 }

@@ -18,10 +18,7 @@ async fn channel(addr: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Res
         .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
         .domain_name(triad_proto::tls::CONTROLLER_SAN);
     if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(cert)?,
-            std::fs::read(key)?,
-        ));
+        tls = tls.identity(Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
     }
     Ok(Endpoint::from_shared(format!("https://{addr}"))?
         .tls_config(tls)?
@@ -36,10 +33,7 @@ async fn as_identity(d: &Deployment, addr: &str, name: &str) -> Result<ControlCl
     let ch = channel(
         addr,
         &certs.join("ca.pem"),
-        Some((
-            &certs.join(format!("{name}.pem")),
-            &certs.join(format!("{name}.key")),
-        )),
+        Some((&certs.join(format!("{name}.pem")), &certs.join(format!("{name}.key")))),
     )
     .await?;
     Ok(ControlClient::new(ch))
@@ -70,46 +64,19 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     let other = d.dir().join("other-ca");
     certs::init(&other, "other", false)?;
     certs::issue(&other, &other, "admin", "mallory", &[])?;
-    let mut mallory = ControlClient::new(
-        channel(
-            &addr,
-            &ca,
-            Some((&other.join("mallory.pem"), &other.join("mallory.key"))),
-        )
-        .await?,
-    );
-    let r = mallory
-        .put_user(pb::PutUserRequest {
-            name: "mallory".into(),
-            role: "admin".into(),
-        })
-        .await;
+    let mut mallory =
+        ControlClient::new(channel(&addr, &ca, Some((&other.join("mallory.pem"), &other.join("mallory.key")))).await?);
+    let r = mallory.put_user(pb::PutUserRequest { name: "mallory".into(), role: "admin".into() }).await;
     ensure!(r.is_err(), "a certificate from another CA was accepted");
 
     // Roles: each identity gets what its role allows, and a clear refusal otherwise.
-    for (role, name) in [
-        ("auditor", "audrey"),
-        ("noc", "nick"),
-        ("soc", "sam"),
-        ("admin", "carol"),
-    ] {
+    for (role, name) in [("auditor", "audrey"), ("noc", "nick"), ("soc", "sam"), ("admin", "carol")] {
         certs::issue(&certs_dir, &certs_dir, role, name, &[])?;
     }
     let mut audrey = as_identity(&d, &addr, "audrey").await?;
-    audrey
-        .state(pb::StateRequest {})
-        .await
-        .context("an auditor may read state")?;
-    audrey
-        .audit(pb::AuditRequest { limit: 5 })
-        .await
-        .context("an auditor may read the audit log")?;
-    let denied = audrey
-        .put_user(pb::PutUserRequest {
-            name: "x".into(),
-            role: "noc".into(),
-        })
-        .await;
+    audrey.state(pb::StateRequest {}).await.context("an auditor may read state")?;
+    audrey.audit(pb::AuditRequest { limit: 5 }).await.context("an auditor may read the audit log")?;
+    let denied = audrey.put_user(pb::PutUserRequest { name: "x".into(), role: "noc".into() }).await;
     let status = denied.expect_err("an auditor may not change users");
     ensure!(status.code() == Code::PermissionDenied);
     ensure!(
@@ -127,10 +94,7 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
             http_addr: "127.0.0.1:2".into(),
         })
         .await;
-    ensure!(
-        code(r) == Code::PermissionDenied,
-        "noc may not change membership"
-    );
+    ensure!(code(r) == Code::PermissionDenied, "noc may not change membership");
     let mut sam = as_identity(&d, &addr, "sam").await?;
     ensure!(
         code(sam.audit(pb::AuditRequest { limit: 5 }).await) == Code::PermissionDenied,
@@ -140,40 +104,16 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     // Machine identities: an agent may not use the operator API, an operator not the peer protocol.
     let mut agent = as_identity(&d, &addr, "agent-dc").await?;
     ensure!(code(agent.state(pb::StateRequest {}).await) == Code::PermissionDenied);
-    let admin_ch = channel(
-        &addr,
-        &ca,
-        Some((&certs_dir.join("admin.pem"), &certs_dir.join("admin.key"))),
-    )
-    .await?;
-    let r = PeerClient::new(admin_ch)
-        .append_entries(pb::RaftPayload {
-            data: vec![1, 2, 3],
-        })
-        .await;
-    ensure!(
-        code(r) == Code::PermissionDenied,
-        "an admin may not speak Raft"
-    );
+    let admin_ch = channel(&addr, &ca, Some((&certs_dir.join("admin.pem"), &certs_dir.join("admin.key")))).await?;
+    let r = PeerClient::new(admin_ch).append_entries(pb::RaftPayload { data: vec![1, 2, 3] }).await;
+    ensure!(code(r) == Code::PermissionDenied, "an admin may not speak Raft");
 
     // A controller speaks Raft only as itself: controller-1's certificate cannot ask for votes
     // as controller 2.
-    let c1 = channel(
-        &addr,
-        &ca,
-        Some((
-            &certs_dir.join("controller-1.pem"),
-            &certs_dir.join("controller-1.key"),
-        )),
-    )
-    .await?;
-    let forged: openraft::raft::VoteRequest<u64> =
-        openraft::raft::VoteRequest::new(openraft::Vote::new(99, 2), None);
-    let r = PeerClient::new(c1)
-        .vote(pb::RaftPayload {
-            data: triad_controller::raft::encode(&forged),
-        })
-        .await;
+    let c1 =
+        channel(&addr, &ca, Some((&certs_dir.join("controller-1.pem"), &certs_dir.join("controller-1.key")))).await?;
+    let forged: openraft::raft::VoteRequest<u64> = openraft::raft::VoteRequest::new(openraft::Vote::new(99, 2), None);
+    let r = PeerClient::new(c1).vote(pb::RaftPayload { data: triad_controller::raft::encode(&forged) }).await;
     let status = r.expect_err("a forged sender is refused");
     ensure!(
         status.code() == Code::PermissionDenied && status.message().contains("controller 2"),
@@ -182,15 +122,8 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     );
 
     // An agent stream claiming another agent's name is refused.
-    let agent_ch = channel(
-        &addr,
-        &ca,
-        Some((
-            &certs_dir.join("agent-dc.pem"),
-            &certs_dir.join("agent-dc.key"),
-        )),
-    )
-    .await?;
+    let agent_ch =
+        channel(&addr, &ca, Some((&certs_dir.join("agent-dc.pem"), &certs_dir.join("agent-dc.key")))).await?;
     let hello = pb::AgentMessage {
         msg: Some(pb::agent_message::Msg::Hello(pb::AgentHello {
             name: "agent-ndc".into(),
@@ -200,82 +133,32 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
             facts: None,
         })),
     };
-    let r = AgentLinkClient::new(agent_ch)
-        .attach(tokio_stream_iter(vec![hello]))
-        .await;
-    ensure!(
-        code(r) == Code::PermissionDenied,
-        "an agent may not claim another's name"
-    );
+    let r = AgentLinkClient::new(agent_ch).attach(tokio_stream_iter(vec![hello])).await;
+    ensure!(code(r) == Code::PermissionDenied, "an agent may not claim another's name");
 
     // An admin disables carol (an admin by certificate): she is refused from then on.
     let mut carol = as_identity(&d, &addr, "carol").await?;
-    carol
-        .state(pb::StateRequest {})
-        .await
-        .context("carol works before")?;
+    carol.state(pb::StateRequest {}).await.context("carol works before")?;
     d.put_user("carol", "disabled").await?;
-    let r = carol
-        .put_user(pb::PutUserRequest {
-            name: "carol".into(),
-            role: "admin".into(),
-        })
-        .await;
+    let r = carol.put_user(pb::PutUserRequest { name: "carol".into(), role: "admin".into() }).await;
     let status = r.expect_err("a disabled identity is refused");
-    ensure!(
-        status.code() == Code::PermissionDenied && status.message().contains("disabled"),
-        "{}",
-        status.message()
-    );
+    ensure!(status.code() == Code::PermissionDenied && status.message().contains("disabled"), "{}", status.message());
 
     // Bad input changes nothing and says what is wrong.
     let mut admin = d.control(leader).await?;
-    let before = admin
-        .state(pb::StateRequest {})
-        .await?
-        .into_inner()
-        .users
-        .len();
-    let r = admin
-        .put_user(pb::PutUserRequest {
-            name: "eve".into(),
-            role: "root".into(),
-        })
-        .await;
+    let before = admin.state(pb::StateRequest {}).await?.into_inner().users.len();
+    let r = admin.put_user(pb::PutUserRequest { name: "eve".into(), role: "root".into() }).await;
     let status = r.expect_err("an unknown role is refused");
-    ensure!(
-        status.code() == Code::InvalidArgument && status.message().contains("root"),
-        "{}",
-        status.message()
-    );
-    let r = admin
-        .put_user(pb::PutUserRequest {
-            name: "bad name!".into(),
-            role: "noc".into(),
-        })
-        .await;
+    ensure!(status.code() == Code::InvalidArgument && status.message().contains("root"), "{}", status.message());
+    let r = admin.put_user(pb::PutUserRequest { name: "bad name!".into(), role: "noc".into() }).await;
     ensure!(code(r) == Code::InvalidArgument);
-    let r = admin
-        .delete_user(pb::DeleteUserRequest {
-            name: "nobody".into(),
-        })
-        .await;
-    ensure!(
-        code(r) == Code::FailedPrecondition,
-        "deleting a missing user is refused"
-    );
-    let after = admin
-        .state(pb::StateRequest {})
-        .await?
-        .into_inner()
-        .users
-        .len();
+    let r = admin.delete_user(pb::DeleteUserRequest { name: "nobody".into() }).await;
+    ensure!(code(r) == Code::FailedPrecondition, "deleting a missing user is refused");
+    let after = admin.state(pb::StateRequest {}).await?.into_inner().users.len();
     ensure!(before == after, "refused calls changed nothing");
     Ok(())
 }
 
-fn tokio_stream_iter(
-    v: Vec<pb::AgentMessage>,
-) -> impl tonic::codegen::tokio_stream::Stream<Item = pb::AgentMessage> {
+fn tokio_stream_iter(v: Vec<pb::AgentMessage>) -> impl tonic::codegen::tokio_stream::Stream<Item = pb::AgentMessage> {
     tonic::codegen::tokio_stream::iter(v)
 }

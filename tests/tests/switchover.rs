@@ -15,21 +15,14 @@ const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
 async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<i64>>>) {
     while !stop.load(Ordering::Relaxed) {
         for ci in &conninfos {
-            let Ok((client, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await
-            else {
+            let Ok((client, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await else {
                 continue;
             };
             tokio::spawn(async move {
                 let _ = conn.await;
             });
             while !stop.load(Ordering::Relaxed) {
-                match client
-                    .query_one(
-                        "INSERT INTO orders (note) VALUES ('switchover') RETURNING id",
-                        &[],
-                    )
-                    .await
-                {
+                match client.query_one("INSERT INTO orders (note) VALUES ('switchover') RETURNING id", &[]).await {
                     Ok(row) => {
                         acked.lock().unwrap().insert(row.get::<_, i64>(0));
                     }
@@ -48,21 +41,16 @@ async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
     while !stop.load(Ordering::Relaxed) {
         let mut writable = 0;
         for ci in &conninfos {
-            let Ok(Ok((client, conn))) = tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio_postgres::connect(ci, tokio_postgres::NoTls),
-            )
-            .await
+            let Ok(Ok((client, conn))) =
+                tokio::time::timeout(Duration::from_millis(500), tokio_postgres::connect(ci, tokio_postgres::NoTls))
+                    .await
             else {
                 continue;
             };
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            if let Ok(row) = client
-                .query_one("SELECT NOT pg_is_in_recovery()", &[])
-                .await
-            {
+            if let Ok(row) = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await {
                 if row.get::<_, bool>(0) {
                     writable += 1;
                 }
@@ -77,37 +65,21 @@ async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
 async fn switch(d: &Deployment, to: &str, epoch: u64, sync: &str) -> Result<()> {
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", to])?;
     let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "switchover to {to}: {}{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(
-        text.contains(&format!("epoch {epoch}")) && text.contains("completed"),
-        "{text}"
-    );
+    ensure!(out.status.success(), "switchover to {to}: {}{text}", String::from_utf8_lossy(&out.stderr));
+    ensure!(text.contains(&format!("epoch {epoch}")) && text.contains("completed"), "{text}");
     eprintln!("switchover to {to}:\n{text}");
-    wait_for(
-        &format!("{to} primary at epoch {epoch}, {sync} synchronous"),
-        Duration::from_secs(20),
-        || async {
-            let v = d.status().await.ok()?;
-            let c = v.cluster_state.get("customs")?;
-            let m = &v.clusters["customs"];
-            let role = |n: &str| {
-                m.iter()
-                    .find(|x| x.name == n)
-                    .map(|x| x.role.clone())
-                    .unwrap_or_default()
-            };
-            (c.epoch == epoch
-                && c.primary == to
-                && c.synchronous == [sync]
-                && role(to) == "primary"
-                && role(sync) == "standby")
-                .then_some(())
-        },
-    )
+    wait_for(&format!("{to} primary at epoch {epoch}, {sync} synchronous"), Duration::from_secs(20), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let m = &v.clusters["customs"];
+        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+        (c.epoch == epoch
+            && c.primary == to
+            && c.synchronous == [sync]
+            && role(to) == "primary"
+            && role(sync) == "standby")
+            .then_some(())
+    })
     .await?;
     Ok(())
 }
@@ -126,17 +98,12 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     })
     .await?;
     let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> = MEMBERS
-        .iter()
-        .map(|m| pg.member(m).map(|m| m.conninfo("customs")))
-        .collect::<Result<_, _>>()?;
+    let conninfos: Vec<String> =
+        MEMBERS.iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
 
     // A refused switchover changes nothing and says why.
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "dc"])?;
-    ensure!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("already the primary")
-    );
+    ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already the primary"));
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "nowhere"])?;
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a member"));
 
@@ -144,10 +111,8 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
     let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async {
-        (acked.lock().unwrap().len() > 20).then_some(())
-    })
-    .await?;
+    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 20).then_some(()) })
+        .await?;
 
     switch(&d, "ndc", 2, "dc").await?;
     let mid = acked.lock().unwrap().len();
@@ -165,36 +130,26 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     w.await?;
     let worst = c.await?;
-    ensure!(
-        worst <= 1,
-        "{worst} members were writable at the same moment"
-    );
+    ensure!(worst <= 1, "{worst} members were writable at the same moment");
 
     // Every acknowledged write is on the primary, and on its synchronous standby.
     let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
     for member in ["dc", "ndc"] {
         let client = d.pg_connect(member).await?;
-        let have: BTreeSet<i64> = wait_for(
-            &format!("{member} to hold every acknowledged write"),
-            Duration::from_secs(10),
-            || async {
+        let have: BTreeSet<i64> =
+            wait_for(&format!("{member} to hold every acknowledged write"), Duration::from_secs(10), || async {
                 let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
                 let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
                 acked.iter().all(|id| have.contains(id)).then_some(have)
-            },
-        )
-        .await?;
+            })
+            .await?;
         ensure!(have.len() >= acked.len());
     }
     eprintln!("{} acknowledged writes, none lost", acked.len());
 
     // The history: two completed switchovers, audited with who asked.
-    let audit =
-        String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "200"])?.stdout).into_owned();
-    ensure!(
-        audit.contains("start switchover of customs from dc to ndc: ok"),
-        "{audit}"
-    );
+    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "200"])?.stdout).into_owned();
+    ensure!(audit.contains("start switchover of customs from dc to ndc: ok"), "{audit}");
     ensure!(audit.contains("switch primary of customs to dc"), "{audit}");
     Ok(())
 }

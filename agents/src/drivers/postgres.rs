@@ -61,10 +61,16 @@ impl PostgresDriver {
         }
     }
 
+    /// `Some(true)` for a running standby, `Some(false)` for a running primary, `None` when
+    /// the server does not answer.
+    async fn running_role(&self) -> Result<Option<bool>, String> {
+        let Ok(client) = connect(&self.conninfo).await else { return Ok(None) };
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?;
+        Ok(Some(row.get(0)))
+    }
+
     fn local(&self) -> Result<PgLocal, String> {
-        self.local
-            .clone()
-            .ok_or_else(|| "database.data_dir is not configured on this agent".to_string())
+        self.local.clone().ok_or_else(|| "database.data_dir is not configured on this agent".to_string())
     }
 
     fn base(&self) -> DbStatus {
@@ -82,10 +88,7 @@ impl PostgresDriver {
 
     async fn query(&self, client: &Client, st: &mut DbStatus) -> Result<(), tokio_postgres::Error> {
         let row = client
-            .query_one(
-                "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())",
-                &[],
-            )
+            .query_one("SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())", &[])
             .await?;
         let in_recovery: bool = row.get(0);
         st.timeline = row.get::<_, i32>(1) as u32;
@@ -108,9 +111,7 @@ impl PostgresDriver {
             st.replay_delay_seconds = row.get(2);
         } else {
             st.role = "primary".into();
-            let row = client
-                .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
-                .await?;
+            let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
             st.wal_lsn = row.get::<_, i64>(0) as u64;
             let rows = client
                 .query(
@@ -134,9 +135,7 @@ impl PostgresDriver {
                 })
                 .collect();
         }
-        let row = client
-            .query_one("SELECT to_regclass('triad.canary') IS NOT NULL", &[])
-            .await?;
+        let row = client.query_one("SELECT to_regclass('triad.canary') IS NOT NULL", &[]).await?;
         if row.get::<_, bool>(0) {
             if let Some(r) = client
                 .query_opt(
@@ -188,29 +187,21 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn stop_primary(&self) -> Result<u64, String> {
         let l = self.local()?;
+        // Idempotent: a member already stopped cleanly reports its shutdown checkpoint again.
         // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
         // ship everything up to it before they exit.
         blocking(move || {
-            postgres_ctl::run(
-                &l.bin_dir,
-                &l.os_user,
-                "pg_ctl",
-                &[
-                    "-D",
-                    &l.data_dir.display().to_string(),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    "60",
-                    "stop",
-                ],
-            )?;
+            if is_running(&l) {
+                postgres_ctl::run(
+                    &l.bin_dir,
+                    &l.os_user,
+                    "pg_ctl",
+                    &["-D", &l.data_dir.display().to_string(), "-m", "fast", "-w", "-t", "60", "stop"],
+                )?;
+            }
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
             if state != "shut down" {
-                return Err(format!(
-                    "after stopping, the cluster state is `{state}`, not `shut down`"
-                ));
+                return Err(format!("after stopping, the cluster state is `{state}`, not `shut down`"));
             }
             Ok(lsn)
         })
@@ -218,9 +209,13 @@ impl DatabaseDriver for PostgresDriver {
     }
 
     async fn promote(&self) -> Result<(), String> {
-        let client = connect(&self.conninfo)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        // Idempotent: a member already out of recovery has nothing left to do.
+        let in_recovery: bool =
+            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+        if !in_recovery {
+            return Ok(());
+        }
         // Paused replay would hold back what the new primary has received.
         client
             .batch_execute("SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()")
@@ -230,10 +225,7 @@ impl DatabaseDriver for PostgresDriver {
         // member would wait for standbys that are not there (possibly itself). It starts
         // asynchronous; the controller makes a standby synchronous once one follows it.
         set_sync_names(&client, "").await?;
-        let row = client
-            .query_one("SELECT pg_promote(true, 60)", &[])
-            .await
-            .map_err(|e| format!("pg_promote: {e}"))?;
+        let row = client.query_one("SELECT pg_promote(true, 60)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
         if row.get::<_, bool>(0) {
             Ok(())
         } else {
@@ -244,22 +236,21 @@ impl DatabaseDriver for PostgresDriver {
     async fn rejoin(&self, primary_conninfo: &str) -> Result<(), String> {
         let l = self.local()?;
         let conninfo = format!("{primary_conninfo} application_name={}", self.member);
+        if self.running_role().await? == Some(true) {
+            // Already a running standby: nothing to do (a recovering leader may repeat this step).
+            return Ok(());
+        }
+        if self.running_role().await? == Some(false) {
+            return Err(format!("{} is running as a primary; refusing to turn it into a standby", self.member));
+        }
         blocking(move || {
             let auto = l.data_dir.join("postgresql.auto.conf");
-            let text =
-                std::fs::read_to_string(&auto).map_err(|e| format!("{}: {e}", auto.display()))?;
-            let mut lines: Vec<String> = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
-                .map(String::from)
-                .collect();
-            lines.push(format!(
-                "primary_conninfo = '{}'",
-                conninfo.replace('\'', "''")
-            ));
+            let text = std::fs::read_to_string(&auto).map_err(|e| format!("{}: {e}", auto.display()))?;
+            let mut lines: Vec<String> =
+                text.lines().filter(|l| !l.trim_start().starts_with("primary_conninfo")).map(String::from).collect();
+            lines.push(format!("primary_conninfo = '{}'", conninfo.replace('\'', "''")));
             // Rewriting in place keeps the file's owner (the database user).
-            std::fs::write(&auto, lines.join("\n") + "\n")
-                .map_err(|e| format!("{}: {e}", auto.display()))?;
+            std::fs::write(&auto, lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", auto.display()))?;
             let signal = l.data_dir.join("standby.signal");
             std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
             start(&l)
@@ -269,52 +260,33 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn set_synchronous(&self, names: &[String]) -> Result<(), String> {
         // Names are member names, checked when configured; quoted as identifiers all the same.
-        if names.iter().any(|n| {
-            !n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        }) {
+        if names.iter().any(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
             return Err(format!("refusing unusual standby names {names:?}"));
         }
         let value = match names.len() {
             0 => String::new(),
-            n => format!(
-                "FIRST {n} ({})",
-                names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            n => format!("FIRST {n} ({})", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")),
         };
-        let client = connect(&self.conninfo)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
         set_sync_names(&client, &value).await
     }
 
     async fn restart(&self) -> Result<(), String> {
         let l = self.local()?;
-        blocking(move || start(&l)).await
+        blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
     }
 
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&self.conninfo)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            client
-                .batch_execute(CANARY_DDL)
-                .await
-                .map_err(|e| format!("creating triad.canary: {e}"))?;
+            let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+            client.batch_execute(CANARY_DDL).await.map_err(|e| format!("creating triad.canary: {e}"))?;
             *guard = Some(client);
         }
         let Some(client) = guard.as_ref() else {
             return Err("no connection".into());
         };
-        let r = client
-            .execute(CANARY_UPSERT, &[&(seq as i64), &(epoch as i64), &origin])
-            .await;
+        let r = client.execute(CANARY_UPSERT, &[&(seq as i64), &(epoch as i64), &origin]).await;
         if let Err(e) = r {
             *guard = None;
             return Err(e.to_string());
@@ -324,12 +296,8 @@ impl DatabaseDriver for PostgresDriver {
 }
 
 /// Runs blocking work (child processes, file edits) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| e.to_string())?
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
 }
 
 fn start(l: &PgLocal) -> Result<(), String> {
@@ -337,16 +305,7 @@ fn start(l: &PgLocal) -> Result<(), String> {
         &l.bin_dir,
         &l.os_user,
         "pg_ctl",
-        &[
-            "-D",
-            &l.data_dir.display().to_string(),
-            "-l",
-            &l.log_file.display().to_string(),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
+        &["-D", &l.data_dir.display().to_string(), "-l", &l.log_file.display().to_string(), "-w", "-t", "60", "start"],
     )
     .map(|_| ())
 }
@@ -354,14 +313,14 @@ fn start(l: &PgLocal) -> Result<(), String> {
 /// `ALTER SYSTEM` runs outside a transaction block, so it cannot share a batch with the reload.
 async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
     client
-        .batch_execute(&format!(
-            "ALTER SYSTEM SET synchronous_standby_names = '{value}'"
-        ))
+        .batch_execute(&format!("ALTER SYSTEM SET synchronous_standby_names = '{value}'"))
         .await
         .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
-    client
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .map_err(|e| format!("reload: {e}"))?;
+    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| format!("reload: {e}"))?;
     Ok(())
+}
+
+/// Whether the postmaster of `l` runs (`pg_ctl status`).
+fn is_running(l: &PgLocal) -> bool {
+    postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
 }

@@ -8,11 +8,7 @@ use std::process::Command;
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -39,14 +35,8 @@ pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Resul
     } else {
         Command::new(&exe)
     };
-    cmd.args(args)
-        .current_dir("/")
-        .env_remove("PGDATA")
-        .env_remove("PGPORT")
-        .env_remove("PGHOST");
-    let out = cmd
-        .output()
-        .map_err(|e| format!("running {}: {e}", exe.display()))?;
+    cmd.args(args).current_dir("/").env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
+    let out = cmd.output().map_err(|e| format!("running {}: {e}", exe.display()))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -67,22 +57,10 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
 }
 
 /// The latest checkpoint's position and the cluster state, from `pg_controldata`.
-pub fn control_data(
-    bin_dir: &Path,
-    os_user: &str,
-    data_dir: &Path,
-) -> Result<(u64, String), String> {
-    let out = run(
-        bin_dir,
-        os_user,
-        "pg_controldata",
-        &["-D", &data_dir.display().to_string()],
-    )?;
+pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u64, String), String> {
+    let out = run(bin_dir, os_user, "pg_controldata", &["-D", &data_dir.display().to_string()])?;
     let field = |name: &str| {
-        out.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
+        out.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
     };
     let lsn = field("Latest checkpoint location")
         .and_then(|v| parse_lsn(&v))
@@ -96,10 +74,7 @@ mod tests {
     #[test]
     fn lsn_parsing() {
         assert_eq!(super::parse_lsn("0/3000028"), Some(0x3000028));
-        assert_eq!(
-            super::parse_lsn("16/B374D848"),
-            Some((0x16 << 32) | 0xB374D848)
-        );
+        assert_eq!(super::parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374D848));
         assert_eq!(super::parse_lsn("nonsense"), None);
     }
 }

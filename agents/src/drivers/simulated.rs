@@ -53,11 +53,7 @@ impl DatabaseDriver for SimulatedDriver {
         }
         // 64 kB of WAL per second; a standby is 8 kB (an eighth of a second) behind.
         let written = self.started.elapsed().as_millis() as u64 * 64;
-        let lsn = if primary {
-            written
-        } else {
-            written.saturating_sub(8192)
-        };
+        let lsn = if primary { written } else { written.saturating_sub(8192) };
         DbStatus {
             cluster: self.cluster.clone(),
             member: self.member.clone(),
@@ -105,8 +101,7 @@ impl DatabaseDriver for SimulatedDriver {
         if !self.primary.load(Ordering::SeqCst) || !self.up.load(Ordering::SeqCst) {
             return Err("cannot write: not a running primary".into());
         }
-        *self.canary.lock().expect("canary lock poisoned") =
-            Some((seq, epoch, origin.to_string(), Instant::now()));
+        *self.canary.lock().expect("canary lock poisoned") = Some((seq, epoch, origin.to_string(), Instant::now()));
         Ok(())
     }
 }
@@ -126,10 +121,7 @@ impl SimulatedDriver {
                 canary_age_seconds: at.elapsed().as_secs_f64(),
                 ..Default::default()
             },
-            None => DbStatus {
-                canary_age_seconds: -1.0,
-                ..Default::default()
-            },
+            None => DbStatus { canary_age_seconds: -1.0, ..Default::default() },
         }
     }
 }

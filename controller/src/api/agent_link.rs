@@ -13,8 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
 use triad_proto::v1::{
-    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck,
-    LeaderInfo,
+    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck, LeaderInfo,
 };
 
 use super::auth;
@@ -48,11 +47,7 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
             leader_id: leader_id.unwrap_or(0),
             leader_addr: leader_addr.unwrap_or_default(),
             term: m.current_term,
-            controllers: m
-                .membership_config
-                .nodes()
-                .map(|(_, n)| n.addr.clone())
-                .collect(),
+            controllers: m.membership_config.nodes().map(|(_, n)| n.addr.clone()).collect(),
         })),
     }
 }
@@ -61,29 +56,20 @@ fn leader_info(ctx: &Ctx) -> ControllerMessage {
 /// of an adopted cluster.
 fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
     let g = ctx.state.read().expect("state lock poisoned");
-    g.state
-        .clusters
-        .values()
-        .filter(|c| c.epoch > 0)
-        .find_map(|c| {
-            let m = c.members.values().find(|m| m.agent == name)?;
-            let primary = c.primary.clone().unwrap_or_default();
-            Some(Assignment {
-                cluster: c.name.clone(),
-                member: m.name.clone(),
-                epoch: c.epoch,
-                log_index: c.epoch_index,
-                role: if primary == m.name {
-                    "primary"
-                } else {
-                    "standby"
-                }
-                .into(),
-                primary,
-                vouch: c.vouch.iter().cloned().collect(),
-                paused: c.paused,
-            })
+    g.state.clusters.values().filter(|c| c.epoch > 0).find_map(|c| {
+        let m = c.members.values().find(|m| m.agent == name)?;
+        let primary = c.primary.clone().unwrap_or_default();
+        Some(Assignment {
+            cluster: c.name.clone(),
+            member: m.name.clone(),
+            epoch: c.epoch,
+            log_index: c.epoch_index,
+            role: if primary == m.name { "primary" } else { "standby" }.into(),
+            primary,
+            vouch: c.vouch.iter().cloned().collect(),
+            paused: c.paused,
         })
+    })
 }
 
 /// What, when it changes, the agent must hear about: the leader and the membership.
@@ -97,10 +83,7 @@ fn leader_key(ctx: &Ctx) -> (Option<u64>, Option<openraft::LogId<u64>>) {
 impl AgentLink for AgentLinkApi {
     type AttachStream = OutStream;
 
-    async fn attach(
-        &self,
-        req: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<OutStream>, Status> {
+    async fn attach(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
         let result = self.open(req).await;
         self.ctx.metrics.rpc("AgentLink/Attach", &result);
         result
@@ -108,10 +91,7 @@ impl AgentLink for AgentLinkApi {
 }
 
 impl AgentLinkApi {
-    async fn open(
-        &self,
-        req: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<OutStream>, Status> {
+    async fn open(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
         let caller = auth::caller(&req, &self.ctx.state)?;
         auth::require(&caller, &[Role::Agent], "an agent stream")?;
         let mut inbound = req.into_inner();
@@ -120,11 +100,7 @@ impl AgentLinkApi {
             .map_err(|_| Status::deadline_exceeded("no hello within 5 s"))??;
         let hello = match first.and_then(|m| m.msg) {
             Some(agent_message::Msg::Hello(h)) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message on an agent stream must be a hello",
-                ))
-            }
+            _ => return Err(Status::invalid_argument("the first message on an agent stream must be a hello")),
         };
         if hello.name != caller.name {
             return Err(Status::permission_denied(format!(
@@ -135,10 +111,7 @@ impl AgentLinkApi {
         check_name("site", &hello.site).map_err(|e| Status::invalid_argument(e.to_string()))?;
         {
             let g = self.ctx.state.read().expect("state lock poisoned");
-            if g.state.seeded
-                && !g.state.sites.is_empty()
-                && !g.state.sites.contains_key(&hello.site)
-            {
+            if g.state.seeded && !g.state.sites.is_empty() && !g.state.sites.contains_key(&hello.site) {
                 return Err(Status::invalid_argument(format!(
                     "site `{}` is not a site of this deployment",
                     hello.site
@@ -178,18 +151,9 @@ impl AgentLinkApi {
                     }
                 }
                 // Only the leader sends target states: a follower's applied state may lag.
-                let assignment = if ctx.is_leader() {
-                    assignment_for(&ctx, &name)
-                } else {
-                    None
-                };
-                if let Some(a) = assignment
-                    .as_ref()
-                    .filter(|a| last_assignment.as_ref() != Some(*a))
-                {
-                    let msg = ControllerMessage {
-                        msg: Some(controller_message::Msg::Assignment(a.clone())),
-                    };
+                let assignment = if ctx.is_leader() { assignment_for(&ctx, &name) } else { None };
+                if let Some(a) = assignment.as_ref().filter(|a| last_assignment.as_ref() != Some(*a)) {
+                    let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a.clone())) };
                     if tx.send(Ok(msg)).await.is_err() {
                         break;
                     }

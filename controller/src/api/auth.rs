@@ -21,18 +21,13 @@ pub struct Caller {
 impl Caller {
     /// The caller as recorded in proposals and the audit log.
     pub fn actor(&self) -> Actor {
-        Actor {
-            name: self.name.clone(),
-            role: self.role,
-            origin: self.origin.clone(),
-        }
+        Actor { name: self.name.clone(), role: self.role, origin: self.origin.clone() }
     }
 }
 
 /// Reads the common name and OU of a DER certificate.
 pub fn identity_of(der: &[u8]) -> Result<(String, String), String> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
     let subject = cert.subject();
     let cn = subject
         .iter_common_name()
@@ -49,34 +44,16 @@ pub fn identity_of(der: &[u8]) -> Result<(String, String), String> {
 
 /// Authenticates the caller of `req`.
 pub fn caller<T>(req: &Request<T>, state: &SharedState) -> Result<Caller, Status> {
-    let origin = req
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let der = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let origin = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let der = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
     let (name, ou) = identity_of(der.as_ref()).map_err(Status::unauthenticated)?;
     let cert_role = Role::parse(&ou)
         .filter(|r| *r != Role::System && *r != Role::Disabled)
-        .ok_or_else(|| {
-            Status::unauthenticated(format!(
-                "certificate role `{ou}` is not one of {}",
-                Role::NAMES
-            ))
-        })?;
-    let role = state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .effective_role(&name, cert_role);
+        .ok_or_else(|| Status::unauthenticated(format!("certificate role `{ou}` is not one of {}", Role::NAMES)))?;
+    let role = state.read().expect("state lock poisoned").state.effective_role(&name, cert_role);
     if role == Role::Disabled {
-        return Err(Status::permission_denied(format!(
-            "identity `{name}` is disabled"
-        )));
+        return Err(Status::permission_denied(format!("identity `{name}` is disabled")));
     }
     Ok(Caller { name, role, origin })
 }

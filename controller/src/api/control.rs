@@ -31,50 +31,27 @@ impl ControlApi {
         ControlApi { ctx }
     }
 
-    fn authorise<T>(
-        &self,
-        req: &Request<T>,
-        allowed: &[Role],
-        what: &str,
-    ) -> Result<Caller, Status> {
+    fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
         auth::require(&caller, allowed, what)?;
         Ok(caller)
     }
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
-        let Committed {
-            log_index,
-            response,
-        } = self
-            .ctx
-            .proposer
-            .propose(self.ctx.proposal(caller.actor(), command))
-            .await
-            .map_err(to_status)?;
+        let Committed { log_index, response } =
+            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
         match response {
             Applied::Ok(msg) => Ok((log_index, msg)),
             Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
-            other => Err(Status::internal(format!(
-                "unexpected state machine response {other:?}"
-            ))),
+            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
         }
     }
 
     fn membership_reply(&self, message: String) -> pb::MembershipReply {
         let m = self.ctx.raft.metrics().borrow().clone();
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
-        let learners = m
-            .membership_config
-            .nodes()
-            .map(|(id, _)| *id)
-            .filter(|id| !voters.contains(id))
-            .collect();
-        pb::MembershipReply {
-            voters: voters.into_iter().collect(),
-            learners,
-            message,
-        }
+        let learners = m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect();
+        pb::MembershipReply { voters: voters.into_iter().collect(), learners, message }
     }
 
     async fn add_controller_inner(
@@ -98,16 +75,9 @@ impl ControlApi {
         }
         let m = self.ctx.raft.metrics().borrow().clone();
         let is_voter = m.membership_config.voter_ids().any(|id| id == r.id);
-        let learner_addr = m
-            .membership_config
-            .nodes()
-            .find(|(id, _)| **id == r.id)
-            .map(|(_, n)| n.addr.clone());
+        let learner_addr = m.membership_config.nodes().find(|(id, _)| **id == r.id).map(|(_, n)| n.addr.clone());
         if is_voter {
-            return Err(Status::already_exists(format!(
-                "controller {} is already a voter",
-                r.id
-            )));
+            return Err(Status::already_exists(format!("controller {} is already a voter", r.id)));
         }
         match learner_addr {
             // A second `cluster add` for the same learner resumes an add that timed out.
@@ -131,9 +101,7 @@ impl ControlApi {
                     .raft
                     .add_learner(r.id, BasicNode::new(&r.grpc_addr), false)
                     .await
-                    .map_err(|e| {
-                        Status::unavailable(format!("adding controller {} as a learner: {e}", r.id))
-                    })?;
+                    .map_err(|e| Status::unavailable(format!("adding controller {} as a learner: {e}", r.id)))?;
             }
         }
         self.wait_caught_up(r.id, &r.grpc_addr).await?;
@@ -141,17 +109,8 @@ impl ControlApi {
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
             .await
-            .map_err(|e| {
-                Status::unavailable(format!("promoting controller {} to voter: {e}", r.id))
-            })?;
-        self.propose(
-            &caller,
-            Command::SetControllerVoter {
-                id: r.id,
-                voter: true,
-            },
-        )
-        .await?;
+            .map_err(|e| Status::unavailable(format!("promoting controller {} to voter: {e}", r.id)))?;
+        self.propose(&caller, Command::SetControllerVoter { id: r.id, voter: true }).await?;
         Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
     }
 
@@ -164,12 +123,8 @@ impl ControlApi {
             {
                 let m = rx.borrow().clone();
                 let last = m.last_log_index.unwrap_or(0);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).copied().flatten())
-                    .map(|l| l.index)
-                    .unwrap_or(0);
+                let matched =
+                    m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).map(|l| l.index).unwrap_or(0);
                 if matched + 8 >= last && matched > 0 {
                     return Ok(());
                 }
@@ -202,14 +157,10 @@ impl ControlApi {
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
         let is_member = m.membership_config.nodes().any(|(n, _)| *n == id);
         if !is_member {
-            return Err(Status::not_found(format!(
-                "controller {id} is not a member"
-            )));
+            return Err(Status::not_found(format!("controller {id} is not a member")));
         }
         if voters.len() == 1 && voters.contains(&id) {
-            return Err(Status::failed_precondition(
-                "refusing to remove the last voter",
-            ));
+            return Err(Status::failed_precondition("refusing to remove the last voter"));
         }
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -222,8 +173,7 @@ impl ControlApi {
             .await
             .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
         // If this leader removed itself it steps down; the proposer forwards to the next leader.
-        self.propose(&caller, Command::DeleteController { id })
-            .await?;
+        self.propose(&caller, Command::DeleteController { id }).await?;
         Ok(self.membership_reply(format!("controller {id} removed")))
     }
 }
@@ -250,10 +200,7 @@ fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
 
 #[tonic::async_trait]
 impl Control for ControlApi {
-    async fn node_status(
-        &self,
-        req: Request<pb::NodeStatusRequest>,
-    ) -> Result<Response<pb::NodeStatusReply>, Status> {
+    async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
         let result = self.authorise(&req, READERS, "reading status").map(|_| {
             let m = self.ctx.raft.metrics().borrow().clone();
             let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
@@ -268,12 +215,7 @@ impl Control for ControlApi {
                 last_applied: applied,
                 commit_index: crate::metrics::commit_index(&m).unwrap_or(applied),
                 leader_id: m.current_leader.unwrap_or(0),
-                learners: m
-                    .membership_config
-                    .nodes()
-                    .map(|(id, _)| *id)
-                    .filter(|id| !voters.contains(id))
-                    .collect(),
+                learners: m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect(),
                 voters: voters.into_iter().collect(),
                 connected_agents: self.ctx.obs.connected_count() as u32,
             })
@@ -282,10 +224,7 @@ impl Control for ControlApi {
         result
     }
 
-    async fn state(
-        &self,
-        req: Request<pb::StateRequest>,
-    ) -> Result<Response<pb::StateReply>, Status> {
+    async fn state(&self, req: Request<pb::StateRequest>) -> Result<Response<pb::StateReply>, Status> {
         let result = self.authorise(&req, READERS, "reading state").map(|_| {
             let obs = self.ctx.obs.snapshot();
             let stale = !self.ctx.is_leader();
@@ -299,10 +238,7 @@ impl Control for ControlApi {
                 sites: s
                     .sites
                     .values()
-                    .map(|x| pb::SiteRecord {
-                        name: x.name.clone(),
-                        description: x.description.clone(),
-                    })
+                    .map(|x| pb::SiteRecord { name: x.name.clone(), description: x.description.clone() })
                     .collect(),
                 controllers: s
                     .controllers
@@ -349,21 +285,10 @@ impl Control for ControlApi {
                             .collect(),
                     })
                     .collect(),
-                users: s
-                    .users
-                    .iter()
-                    .map(|(n, r)| pb::UserRecord {
-                        name: n.clone(),
-                        role: r.to_string(),
-                    })
-                    .collect(),
+                users: s.users.iter().map(|(n, r)| pb::UserRecord { name: n.clone(), role: r.to_string() }).collect(),
                 // Only observations from agents heard recently: a silent agent's last report
                 // would otherwise show a dead member as healthy.
-                db: obs
-                    .values()
-                    .filter(|o| o.last_seen.elapsed() < fresh)
-                    .filter_map(|o| o.db.clone())
-                    .collect(),
+                db: obs.values().filter(|o| o.last_seen.elapsed() < fresh).filter_map(|o| o.db.clone()).collect(),
             })
         });
         self.ctx.metrics.rpc("Control/State", &result);
@@ -388,25 +313,15 @@ impl Control for ControlApi {
         result
     }
 
-    async fn put_user(
-        &self,
-        req: Request<pb::PutUserRequest>,
-    ) -> Result<Response<pb::MutationReply>, Status> {
+    async fn put_user(&self, req: Request<pb::PutUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
             let r = req.into_inner();
             check_name("name", &r.name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let role = Role::parse(&r.role)
-                .filter(|r| r.is_user_role())
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "role `{}` must be one of admin, noc, soc, auditor, disabled",
-                        r.role
-                    ))
-                })?;
-            let (log_index, message) = self
-                .propose(&caller, Command::PutUser { name: r.name, role })
-                .await?;
+            let role = Role::parse(&r.role).filter(|r| r.is_user_role()).ok_or_else(|| {
+                Status::invalid_argument(format!("role `{}` must be one of admin, noc, soc, auditor, disabled", r.role))
+            })?;
+            let (log_index, message) = self.propose(&caller, Command::PutUser { name: r.name, role }).await?;
             Ok(Response::new(pb::MutationReply { log_index, message }))
         }
         .await;
@@ -414,10 +329,7 @@ impl Control for ControlApi {
         result
     }
 
-    async fn delete_user(
-        &self,
-        req: Request<pb::DeleteUserRequest>,
-    ) -> Result<Response<pb::MutationReply>, Status> {
+    async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin], "changing users")?;
             let name = req.into_inner().name;
@@ -430,48 +342,21 @@ impl Control for ControlApi {
         result
     }
 
-    async fn set_paused(
-        &self,
-        req: Request<pb::SetPausedRequest>,
-    ) -> Result<Response<pb::MutationReply>, Status> {
+    async fn set_paused(&self, req: Request<pb::SetPausedRequest>) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
-            let caller = self.authorise(
-                &req,
-                &[Role::Admin, Role::Noc],
-                "pausing or resuming a cluster",
-            )?;
+            let caller = self.authorise(&req, &[Role::Admin, Role::Noc], "pausing or resuming a cluster")?;
             let r = req.into_inner();
-            check_name("--cluster", &r.cluster)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            if !self
-                .ctx
-                .state
-                .read()
-                .expect("state lock poisoned")
-                .state
-                .clusters
-                .contains_key(&r.cluster)
-            {
-                return Err(Status::not_found(format!(
-                    "no cluster named `{}`",
-                    r.cluster
-                )));
+            check_name("--cluster", &r.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !self.ctx.state.read().expect("state lock poisoned").state.clusters.contains_key(&r.cluster) {
+                return Err(Status::not_found(format!("no cluster named `{}`", r.cluster)));
             }
             let reason = if r.reason.trim().is_empty() {
                 "no reason given".to_string()
             } else {
                 r.reason.chars().take(200).collect()
             };
-            let (log_index, message) = self
-                .propose(
-                    &caller,
-                    Command::SetPaused {
-                        cluster: r.cluster,
-                        paused: r.paused,
-                        reason,
-                    },
-                )
-                .await?;
+            let (log_index, message) =
+                self.propose(&caller, Command::SetPaused { cluster: r.cluster, paused: r.paused, reason }).await?;
             Ok(Response::new(pb::MutationReply { log_index, message }))
         }
         .await;
@@ -479,15 +364,11 @@ impl Control for ControlApi {
         result
     }
 
-    async fn switchover(
-        &self,
-        req: Request<pb::SwitchoverRequest>,
-    ) -> Result<Response<pb::MutationReply>, Status> {
+    async fn switchover(&self, req: Request<pb::SwitchoverRequest>) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin, Role::Noc], "a switchover")?;
             let r = req.into_inner();
-            check_name("--cluster", &r.cluster)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            check_name("--cluster", &r.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
             check_name("--to", &r.to).map_err(|e| Status::invalid_argument(e.to_string()))?;
             if !self.ctx.is_leader() {
                 return Err(not_leader(&self.ctx));
@@ -496,12 +377,7 @@ impl Control for ControlApi {
                 .map_err(|why| Status::failed_precondition(format!("switchover refused: {why}")))?;
             // Run to the end even if the caller goes away: a half-done switchover must finish or
             // roll back, not stop where the connection broke.
-            let task = tokio::spawn(crate::brain::switchover::run(
-                self.ctx.clone(),
-                caller.actor(),
-                r.cluster,
-                r.to,
-            ));
+            let task = tokio::spawn(crate::brain::switchover::run(self.ctx.clone(), caller.actor(), r.cluster, r.to));
             match task.await {
                 Ok(Ok(o)) => Ok(Response::new(pb::MutationReply {
                     log_index: o.epoch,
@@ -516,10 +392,7 @@ impl Control for ControlApi {
         result
     }
 
-    async fn audit(
-        &self,
-        req: Request<pb::AuditRequest>,
-    ) -> Result<Response<pb::AuditReply>, Status> {
+    async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
         let result = (|| {
             self.authorise(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;
             let limit = match req.get_ref().limit {

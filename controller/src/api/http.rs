@@ -12,14 +12,8 @@ use tokio::net::TcpListener;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-async fn metrics(
-    State(ctx): State<Arc<Ctx>>,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    (
-        StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
-        ctx.metrics.render(),
-    )
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], ctx.metrics.render())
 }
 
 async fn healthz() -> &'static str {
@@ -28,14 +22,8 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, String) {
     match ctx.leader() {
-        (Some(id), _) => (
-            StatusCode::OK,
-            format!("ready: leader is controller {id}\n"),
-        ),
-        (None, _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no leader known\n".into(),
-        ),
+        (Some(id), _) => (StatusCode::OK, format!("ready: leader is controller {id}\n")),
+        (None, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader known\n".into()),
     }
 }
 
@@ -50,8 +38,5 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(ctx);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::io("http server", e))
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(|e| Error::io("http server", e))
 }

@@ -40,9 +40,7 @@ pub async fn serve_grpc(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(
-            PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max),
-        )
+        .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
         .add_service(ControlServer::new(control::ControlApi::new(ctx.clone())))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -53,16 +51,9 @@ pub async fn serve_grpc(
 /// The gRPC status for an error, at the edge.
 pub fn to_status(e: Error) -> Status {
     match e {
-        Error::NotLeader {
-            leader_id,
-            leader_addr,
-        } => {
+        Error::NotLeader { leader_id, leader_addr } => {
             let mut s = Status::failed_precondition(
-                Error::NotLeader {
-                    leader_id,
-                    leader_addr: leader_addr.clone(),
-                }
-                .to_string(),
+                Error::NotLeader { leader_id, leader_addr: leader_addr.clone() }.to_string(),
             );
             if let Some(addr) = leader_addr.and_then(|a| a.parse().ok()) {
                 s.metadata_mut().insert(LEADER_ADDR_KEY, addr);
@@ -82,8 +73,5 @@ pub fn to_status(e: Error) -> Status {
 /// A refusal naming the leader, for calls that must run on it.
 pub fn not_leader(ctx: &Ctx) -> Status {
     let (leader_id, leader_addr) = ctx.leader();
-    to_status(Error::NotLeader {
-        leader_id,
-        leader_addr,
-    })
+    to_status(Error::NotLeader { leader_id, leader_addr })
 }

@@ -42,17 +42,13 @@ impl PeerApi {
     }
 
     fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
-        decode(bytes)
-            .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+        decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerApi {
-    async fn append_entries(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let result = async {
             let caller = self.check(&req)?;
             let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
@@ -79,10 +75,7 @@ impl Peer for PeerApi {
         result
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let result = async {
             let caller = self.check(&req)?;
             let rpc: openraft::raft::InstallSnapshotRequest<crate::raft::TypeConfig> =
@@ -96,10 +89,7 @@ impl Peer for PeerApi {
         result
     }
 
-    async fn forward(
-        &self,
-        req: Request<ForwardRequest>,
-    ) -> Result<Response<ForwardReply>, Status> {
+    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         let result = async {
             self.check(&req)?;
             let proposal: Proposal = Self::payload(&req.into_inner().proposal)?;
@@ -109,9 +99,7 @@ impl Peer for PeerApi {
                 Ok(r) => Ok((r.log_id.index, r.data)),
                 Err(e) => Err(e.to_string()),
             };
-            Ok(Response::new(ForwardReply {
-                response: encode(&res),
-            }))
+            Ok(Response::new(ForwardReply { response: encode(&res) }))
         }
         .await;
         self.ctx.metrics.rpc("Peer/Forward", &result);

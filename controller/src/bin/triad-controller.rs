@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     triad_controller::init_logging(&cfg.log_format);
+    // Failpoints for tests (FAILPOINTS=name=action;...): stop a workflow between two steps.
+    let _failpoints = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

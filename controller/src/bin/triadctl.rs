@@ -163,7 +163,9 @@ enum UserCmd {
 
 fn client(config: &Option<PathBuf>) -> Result<client::Client, Error> {
     let path = config.clone().ok_or_else(|| {
-        Error::InvalidArgument("no triadctl config: pass --config FILE or set TRIAD_CONFIG (the demo writes DIR/triadctl.toml)".into())
+        Error::InvalidArgument(
+            "no triadctl config: pass --config FILE or set TRIAD_CONFIG (the demo writes DIR/triadctl.toml)".into(),
+        )
     })?;
     client::Client::new(client::CtlConfig::load(&path)?)
 }
@@ -181,72 +183,33 @@ async fn run(args: Args) -> Result<(), Error> {
                 Output::Table => print!("{}", status::render(&v)),
             }
         }
-        Cmd::Certs(CertsCmd::Init {
-            dir,
-            deployment,
-            force,
-        }) => {
+        Cmd::Certs(CertsCmd::Init { dir, deployment, force }) => {
             let p = certs::init(&dir, &deployment, force)?;
             println!("created the CA: {}", p.display());
         }
-        Cmd::Certs(CertsCmd::Issue {
-            dir,
-            role,
-            name,
-            out,
-            san,
-        }) => {
+        Cmd::Certs(CertsCmd::Issue { dir, role, name, out, san }) => {
             let out = out.unwrap_or_else(|| dir.clone());
             let (cert, key) = certs::issue(&dir, &out, &role, &name, &san)?;
-            println!(
-                "issued {name} ({role}): {} {}",
-                cert.display(),
-                key.display()
-            );
+            println!("issued {name} ({role}): {} {}", cert.display(), key.display());
         }
-        Cmd::Cluster(ClusterCmd::Add {
-            id,
-            site,
-            grpc_addr,
-            http_addr,
-        }) => {
-            println!(
-                "{}",
-                admin::cluster_add(&client(&args.config)?, id, &site, &grpc_addr, &http_addr)
-                    .await?
-            );
+        Cmd::Cluster(ClusterCmd::Add { id, site, grpc_addr, http_addr }) => {
+            println!("{}", admin::cluster_add(&client(&args.config)?, id, &site, &grpc_addr, &http_addr).await?);
         }
         Cmd::Cluster(ClusterCmd::Remove { id }) => {
-            println!(
-                "{}",
-                admin::cluster_remove(&client(&args.config)?, id).await?
-            );
+            println!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);
         }
-        Cmd::User(UserCmd::Put { name, role }) => println!(
-            "{}",
-            admin::user_put(&client(&args.config)?, &name, &role).await?
-        ),
-        Cmd::User(UserCmd::Delete { name }) => println!(
-            "{}",
-            admin::user_delete(&client(&args.config)?, &name).await?
-        ),
+        Cmd::User(UserCmd::Put { name, role }) => {
+            println!("{}", admin::user_put(&client(&args.config)?, &name, &role).await?)
+        }
+        Cmd::User(UserCmd::Delete { name }) => println!("{}", admin::user_delete(&client(&args.config)?, &name).await?),
         Cmd::Switchover { cluster, to } => {
-            println!(
-                "{}",
-                admin::switchover(&client(&args.config)?, &cluster, &to).await?
-            )
+            println!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
         }
         Cmd::Pause { cluster, reason } => {
-            println!(
-                "{}",
-                admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?
-            )
+            println!("{}", admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?)
         }
         Cmd::Resume { cluster, reason } => {
-            println!(
-                "{}",
-                admin::set_paused(&client(&args.config)?, &cluster, false, &reason).await?
-            )
+            println!("{}", admin::set_paused(&client(&args.config)?, &cluster, false, &reason).await?)
         }
         Cmd::Audit { limit, output } => {
             let lines = admin::audit(&client(&args.config)?, limit).await?;

@@ -24,10 +24,7 @@ impl CommandBus {
     /// An agent's stream opened; returns a token for [`CommandBus::unregister`].
     pub fn register(&self, agent: &str, tx: Outbound) -> u64 {
         let token = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.streams
-            .lock()
-            .expect("bus lock poisoned")
-            .insert(agent.to_string(), (token, tx));
+        self.streams.lock().expect("bus lock poisoned").insert(agent.to_string(), (token, tx));
         token
     }
 
@@ -39,25 +36,20 @@ impl CommandBus {
         }
     }
 
+    /// True while `agent` has a stream to this controller.
+    pub fn has_stream(&self, agent: &str) -> bool {
+        self.streams.lock().expect("bus lock poisoned").contains_key(agent)
+    }
+
     /// A result arrived.
     pub fn complete(&self, result: CommandResult) {
-        if let Some(tx) = self
-            .pending
-            .lock()
-            .expect("bus lock poisoned")
-            .remove(&result.id)
-        {
+        if let Some(tx) = self.pending.lock().expect("bus lock poisoned").remove(&result.id) {
             let _ = tx.send(result);
         }
     }
 
     /// Sends `cmd` (its id is assigned here) to `agent` and waits up to `timeout` for the result.
-    pub async fn call(
-        &self,
-        agent: &str,
-        mut cmd: AgentCommand,
-        timeout: Duration,
-    ) -> Result<CommandResult, String> {
+    pub async fn call(&self, agent: &str, mut cmd: AgentCommand, timeout: Duration) -> Result<CommandResult, String> {
         cmd.id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let tx = self
             .streams
@@ -67,14 +59,9 @@ impl CommandBus {
             .map(|(_, tx)| tx.clone())
             .ok_or_else(|| format!("agent `{agent}` has no stream to the leader"))?;
         let (done, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("bus lock poisoned")
-            .insert(cmd.id, done);
+        self.pending.lock().expect("bus lock poisoned").insert(cmd.id, done);
         let id = cmd.id;
-        let msg = ControllerMessage {
-            msg: Some(controller_message::Msg::Command(cmd)),
-        };
+        let msg = ControllerMessage { msg: Some(controller_message::Msg::Command(cmd)) };
         if tx.send(Ok(msg)).await.is_err() {
             self.pending.lock().expect("bus lock poisoned").remove(&id);
             return Err(format!("agent `{agent}`'s stream closed"));
@@ -84,13 +71,8 @@ impl CommandBus {
         match r {
             Ok(Ok(result)) if result.ok => Ok(result),
             Ok(Ok(result)) => Err(format!("agent `{agent}`: {}", result.detail)),
-            Ok(Err(_)) => Err(format!(
-                "agent `{agent}`'s stream closed before it answered"
-            )),
-            Err(_) => Err(format!(
-                "agent `{agent}` did not answer within {} s",
-                timeout.as_secs()
-            )),
+            Ok(Err(_)) => Err(format!("agent `{agent}`'s stream closed before it answered")),
+            Err(_) => Err(format!("agent `{agent}` did not answer within {} s", timeout.as_secs())),
         }
     }
 }

@@ -28,17 +28,9 @@ pub fn decide(
             continue;
         }
         match state.agents.get(name) {
-            Some(rec)
-                if rec.site == o.hello.site
-                    && rec.host == o.hello.host
-                    && rec.facts == o.hello.facts =>
-            {
+            Some(rec) if rec.site == o.hello.site && rec.host == o.hello.host && rec.facts == o.hello.facts => {
                 if !rec.up {
-                    out.push(Command::SetAgentUp {
-                        name: name.clone(),
-                        up: true,
-                        reason: "heartbeats resumed".into(),
-                    });
+                    out.push(Command::SetAgentUp { name: name.clone(), up: true, reason: "heartbeats resumed".into() });
                 }
             }
             _ => out.push(Command::RegisterAgent {
@@ -136,9 +128,6 @@ mod tests {
         state.agents.insert("a".into(), rec(true));
         let none = HashMap::new();
         assert!(decide(&state, &none, t0 + Duration::from_secs(1), t0, d).is_empty());
-        assert_eq!(
-            decide(&state, &none, t0 + Duration::from_secs(3), t0, d).len(),
-            1
-        );
+        assert_eq!(decide(&state, &none, t0 + Duration::from_secs(3), t0, d).len(), 1);
     }
 }

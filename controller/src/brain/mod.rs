@@ -25,14 +25,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// The seed the first leader writes: sites, controllers and clusters from its configuration.
 pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
     Seed {
-        sites: cfg
-            .sites
-            .iter()
-            .map(|s| Site {
-                name: s.name.clone(),
-                description: s.description.clone(),
-            })
-            .collect(),
+        sites: cfg.sites.iter().map(|s| Site { name: s.name.clone(), description: s.description.clone() }).collect(),
         controllers: cfg
             .peers
             .iter()
@@ -55,11 +48,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                         .map(|m| {
                             (
                                 m.name.clone(),
-                                DbMember {
-                                    name: m.name.clone(),
-                                    site: m.site.clone(),
-                                    agent: m.agent.clone(),
-                                },
+                                DbMember { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() },
                             )
                         })
                         .collect(),
@@ -105,6 +94,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             commands.extend(topology::decide(&g.state, &obs, now, down_after));
             (g.state.seeded, commands)
         };
+        recover_workflows(&ctx);
         let mut todo = Vec::new();
         if !seeded {
             todo.push(Command::Seed(seed_from_config(&ctx.cfg)));
@@ -115,11 +105,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             if refused.contains(&key) {
                 continue;
             }
-            match ctx
-                .proposer
-                .propose(ctx.proposal(Actor::system(ctx.id), command))
-                .await
-            {
+            match ctx.proposer.propose(ctx.proposal(Actor::system(ctx.id), command)).await {
                 Ok(c) => {
                     if let Response::Rejected(why) = c.response {
                         tracing::warn!("brain: refused: {why}");
@@ -132,14 +118,31 @@ pub async fn run(ctx: Arc<Ctx>) {
     }
 }
 
+/// Starts recovery of every unfinished workflow that no task on this controller is running.
+fn recover_workflows(ctx: &Arc<Ctx>) {
+    let unfinished: Vec<(String, u64)> = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        g.state.clusters.values().filter_map(|c| Some((c.name.clone(), c.workflow?))).collect()
+    };
+    for (cluster, wf) in unfinished {
+        if !ctx.running.lock().expect("running lock poisoned").insert(cluster.clone()) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            match switchover::recover(ctx.clone(), wf).await {
+                Ok(outcome) => tracing::info!(workflow = wf, "recovered: {outcome}"),
+                Err(e) => tracing::warn!(workflow = wf, "recovery: {e}"),
+            }
+            ctx.running.lock().expect("running lock poisoned").remove(&cluster);
+        });
+    }
+}
+
 fn export_gauges(ctx: &Ctx) {
     let g = ctx.state.read().expect("state lock poisoned");
     let up = g.state.agents.values().filter(|a| a.up).count();
     ctx.metrics.agents_up.set(up as i64);
-    ctx.metrics
-        .agents_down
-        .set((g.state.agents.len() - up) as i64);
-    ctx.metrics
-        .agents_connected
-        .set(ctx.obs.connected_count() as i64);
+    ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);
+    ctx.metrics.agents_connected.set(ctx.obs.connected_count() as i64);
 }

@@ -40,17 +40,15 @@ impl Observations {
     /// An agent opened a stream and said hello.
     pub fn connected(&self, name: &str, hello: AgentHelloInfo, now_ms: u64) {
         let mut map = self.agents.lock().expect("observations lock poisoned");
-        let entry = map
-            .entry(name.to_string())
-            .or_insert_with(|| AgentObservation {
-                hello: hello.clone(),
-                last_seen: Instant::now(),
-                last_seen_ms: now_ms,
-                streams: 0,
-                cpu_percent: 0.0,
-                memory_used_bytes: 0,
-                db: None,
-            });
+        let entry = map.entry(name.to_string()).or_insert_with(|| AgentObservation {
+            hello: hello.clone(),
+            last_seen: Instant::now(),
+            last_seen_ms: now_ms,
+            streams: 0,
+            cpu_percent: 0.0,
+            memory_used_bytes: 0,
+            db: None,
+        });
         entry.hello = hello;
         entry.streams += 1;
         entry.last_seen = Instant::now();
@@ -86,19 +84,11 @@ impl Observations {
 
     /// A copy of every observation.
     pub fn snapshot(&self) -> HashMap<String, AgentObservation> {
-        self.agents
-            .lock()
-            .expect("observations lock poisoned")
-            .clone()
+        self.agents.lock().expect("observations lock poisoned").clone()
     }
 
     /// Agents with at least one open stream.
     pub fn connected_count(&self) -> usize {
-        self.agents
-            .lock()
-            .expect("observations lock poisoned")
-            .values()
-            .filter(|o| o.streams > 0)
-            .count()
+        self.agents.lock().expect("observations lock poisoned").values().filter(|o| o.streams > 0).count()
     }
 }

@@ -35,29 +35,15 @@ pub struct Outcome {
 
 fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
     let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
-    ctx.obs
-        .snapshot()
-        .get(agent)
-        .filter(|o| o.last_seen.elapsed() < fresh)
-        .and_then(|o| o.db.clone())
+    ctx.obs.snapshot().get(agent).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone())
 }
 
 fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
-    ctx.state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .clusters
-        .get(name)
-        .cloned()
+    ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
 }
 
 /// The pre-checks, each with the reason it fails; returns (from, from agent, to agent, target endpoint).
-pub fn precheck(
-    ctx: &Ctx,
-    name: &str,
-    to: &str,
-) -> Result<(String, String, String, String), String> {
+pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> Result<(String, String, String, String), String> {
     if !ctx.is_leader() {
         return Err("this controller is not the leader".into());
     }
@@ -66,9 +52,7 @@ pub fn precheck(
         return Err(format!("`{name}` is not adopted yet (no primary recorded)"));
     }
     if c.paused {
-        return Err(format!(
-            "`{name}` is paused (maintenance); `triadctl resume --cluster {name}` first"
-        ));
+        return Err(format!("`{name}` is paused (maintenance); `triadctl resume --cluster {name}` first"));
     }
     if let Some(w) = c.workflow {
         return Err(format!("workflow {w} is still under way on `{name}`"));
@@ -77,23 +61,12 @@ pub fn precheck(
     if from == to {
         return Err(format!("`{to}` is already the primary"));
     }
-    let to_member = c
-        .members
-        .get(to)
-        .ok_or_else(|| format!("`{to}` is not a member of `{name}`"))?;
-    let from_member = c
-        .members
-        .get(&from)
-        .ok_or("the recorded primary is not a member")?;
-    let from_db = fresh_db(ctx, &from_member.agent)
-        .ok_or_else(|| format!("no fresh report from `{from}`'s agent"))?;
-    let to_db = fresh_db(ctx, &to_member.agent)
-        .ok_or_else(|| format!("no fresh report from `{to}`'s agent"))?;
+    let to_member = c.members.get(to).ok_or_else(|| format!("`{to}` is not a member of `{name}`"))?;
+    let from_member = c.members.get(&from).ok_or("the recorded primary is not a member")?;
+    let from_db = fresh_db(ctx, &from_member.agent).ok_or_else(|| format!("no fresh report from `{from}`'s agent"))?;
+    let to_db = fresh_db(ctx, &to_member.agent).ok_or_else(|| format!("no fresh report from `{to}`'s agent"))?;
     if !(from_db.up && from_db.role == "primary") {
-        return Err(format!(
-            "`{from}` is not running as primary ({})",
-            from_db.role
-        ));
+        return Err(format!("`{from}` is not running as primary ({})", from_db.role));
     }
     if !(to_db.up && to_db.role == "standby") {
         return Err(format!("`{to}` is not a running standby ({})", to_db.role));
@@ -104,40 +77,22 @@ pub fn precheck(
         .find(|r| r.name == to)
         .ok_or_else(|| format!("`{to}` is not streaming from `{from}`"))?;
     if replica.state != "streaming" {
-        return Err(format!(
-            "`{to}` is not streaming (state `{}`)",
-            replica.state
-        ));
+        return Err(format!("`{to}` is not streaming (state `{}`)", replica.state));
     }
     if replica.flush_lag_bytes < 0 || replica.flush_lag_bytes > MAX_TARGET_LAG {
-        return Err(format!(
-            "`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})",
-            replica.flush_lag_bytes
-        ));
+        return Err(format!("`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})", replica.flush_lag_bytes));
     }
     if replica.replay_lag_bytes < 0 || replica.replay_lag_bytes > MAX_TARGET_LAG {
-        return Err(format!(
-            "`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})",
-            replica.replay_lag_bytes
-        ));
+        return Err(format!("`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})", replica.replay_lag_bytes));
     }
     if to_db.endpoint.is_empty() || from_db.endpoint.is_empty() {
         return Err("the agents do not report replication endpoints (database.endpoint)".into());
     }
-    Ok((
-        from,
-        from_member.agent.clone(),
-        to_member.agent.clone(),
-        to_db.endpoint,
-    ))
+    Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
 }
 
 async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, String> {
-    match ctx
-        .proposer
-        .propose(ctx.proposal(actor.clone(), command))
-        .await
-    {
+    match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
         Ok(c) => match c.response {
             Response::Ok(m) => Ok(m),
             Response::Rejected(why) => Err(why),
@@ -147,39 +102,44 @@ async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, S
     }
 }
 
+/// A test hook between two steps: with `FAILPOINTS=<name>=return` the workflow stops right there,
+/// as if its leader had died, leaving the recorded workflow for the next leader to finish.
+fn failpoint(name: &str) -> Result<(), String> {
+    fail::fail_point!(name, |_| Err(format!("stopped at failpoint {name}")));
+    Ok(())
+}
+
 fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
-    AgentCommand {
-        id: 0,
-        cluster: cluster.into(),
-        epoch,
-        log_index: index,
-        kind: Some(kind),
-    }
+    AgentCommand { id: 0, cluster: cluster.into(), epoch, log_index: index, kind: Some(kind) }
 }
 
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
 pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
+    if !ctx.running.lock().expect("running lock poisoned").insert(name.clone()) {
+        return Err(format!("a workflow on `{name}` is already running on this controller"));
+    }
+    let result = run_steps(ctx.clone(), actor, name.clone(), to).await;
+    // A workflow stopped by a failpoint stays marked as running here, like a task that died with
+    // its leader: only the next leader finishes it.
+    if !matches!(&result, Err(e) if e.starts_with("stopped at failpoint")) {
+        ctx.running.lock().expect("running lock poisoned").remove(&name);
+    }
+    result
+}
+
+async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
     let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
     let started = Instant::now();
     propose(
         &ctx,
         &actor,
-        Command::StartWorkflow {
-            cluster: name.clone(),
-            kind: "switchover".into(),
-            from: from.clone(),
-            to: to.clone(),
-        },
+        Command::StartWorkflow { cluster: name.clone(), kind: "switchover".into(), from: from.clone(), to: to.clone() },
     )
     .await?;
     let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
     let wf = c.workflow.ok_or("the workflow was not recorded")?;
     let mut log = Vec::new();
-    let step = |name: &'static str, note: String| Command::RecordStep {
-        workflow: wf,
-        name: name.into(),
-        note,
-    };
+    let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
 
     // 1. Stop writes on the old primary.
     propose(&ctx, &actor, step("stop-writes", "started".into())).await?;
@@ -188,41 +148,21 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
         .bus
         .call(
             &from_agent,
-            command(
-                &name,
-                c.epoch,
-                c.epoch_index,
-                agent_command::Kind::StopPrimary(Default::default()),
-            ),
+            command(&name, c.epoch, c.epoch_index, agent_command::Kind::StopPrimary(Default::default())),
             STEP_TIMEOUT,
         )
         .await;
     let final_lsn = match stopped {
         Ok(r) => r.lsn,
-        Err(e) => {
-            return rollback(
-                &ctx,
-                &actor,
-                wf,
-                &name,
-                &from_agent,
-                &c,
-                format!("stopping {from}: {e}"),
-            )
-            .await
-        }
+        Err(e) => return rollback(&ctx, &actor, wf, &name, &from_agent, &c, format!("stopping {from}: {e}")).await,
     };
     log.push(format!(
         "stop writes on {from}: {} ms (final position {})",
         t.elapsed().as_millis(),
         crate::ctl::status::format_lsn(final_lsn)
     ));
-    propose(
-        &ctx,
-        &actor,
-        step("stop-writes", format!("done, final position {final_lsn}")),
-    )
-    .await?;
+    propose(&ctx, &actor, step("stop-writes", format!("done, final position {final_lsn}"))).await?;
+    failpoint("switchover-after-stop-writes")?;
 
     // 2. The target must hold everything the old primary wrote.
     let t = Instant::now();
@@ -247,30 +187,14 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    log.push(format!(
-        "{to} holds the final position: {} ms",
-        t.elapsed().as_millis()
-    ));
-    propose(
-        &ctx,
-        &actor,
-        step("caught-up", format!("{to} at or past {final_lsn}")),
-    )
-    .await?;
+    log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
+    propose(&ctx, &actor, step("caught-up", format!("{to} at or past {final_lsn}"))).await?;
 
     // 3. The new epoch, committed before any promote goes out.
-    propose(
-        &ctx,
-        &actor,
-        Command::SwitchPrimary {
-            cluster: name.clone(),
-            workflow: wf,
-            primary: to.clone(),
-        },
-    )
-    .await?;
+    propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
     let c2 = cluster(&ctx, &name).ok_or("cluster vanished")?;
     log.push(format!("epoch {} committed", c2.epoch));
+    failpoint("switchover-after-new-epoch")?;
 
     // 4. Promote.
     let t = Instant::now();
@@ -278,90 +202,56 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
         .bus
         .call(
             &to_agent,
-            command(
-                &name,
-                c2.epoch,
-                c2.epoch_index,
-                agent_command::Kind::Promote(Default::default()),
-            ),
+            command(&name, c2.epoch, c2.epoch_index, agent_command::Kind::Promote(Default::default())),
             STEP_TIMEOUT,
         )
         .await;
     if let Err(e) = promoted {
-        let outcome = format!(
-            "failed: promoting {to}: {e}; {from} is stopped, {to} did not confirm promotion"
-        );
-        let _ = propose(
-            &ctx,
-            &actor,
-            Command::FinishWorkflow {
-                workflow: wf,
-                outcome: outcome.clone(),
-            },
-        )
-        .await;
+        let outcome = format!("failed: promoting {to}: {e}; {from} is stopped, {to} did not confirm promotion");
+        let _ = propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
         return Err(outcome);
     }
     log.push(format!("promote {to}: {} ms", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("promoted", to.clone())).await?;
+    failpoint("switchover-after-promote")?;
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
     let t = Instant::now();
     let canary_deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < canary_deadline {
-        if fresh_db(&ctx, &to_agent)
-            .is_some_and(|d| d.canary_epoch == c2.epoch && d.canary_origin == to)
-        {
+        if fresh_db(&ctx, &to_agent).is_some_and(|d| d.canary_epoch == c2.epoch && d.canary_origin == to) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let outage_ms = started.elapsed().as_millis();
-    log.push(format!("first canary on {to} at epoch {} after {} ms (write outage about {outage_ms} ms since the switchover began)", c2.epoch, t.elapsed().as_millis()));
+    log.push(format!(
+        "first canary on {to} at epoch {} after {} ms (write outage about {outage_ms} ms since the switchover began)",
+        c2.epoch,
+        t.elapsed().as_millis()
+    ));
 
     // 5. The old primary rejoins as a standby of the new one.
     let t = Instant::now();
-    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin {
-        primary_conninfo: to_endpoint,
-    });
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
     let mut errors = Vec::new();
-    match ctx
-        .bus
-        .call(
-            &from_agent,
-            command(&name, c2.epoch, c2.epoch_index, rejoin),
-            STEP_TIMEOUT,
-        )
-        .await
-    {
+    match ctx.bus.call(&from_agent, command(&name, c2.epoch, c2.epoch_index, rejoin), STEP_TIMEOUT).await {
         Ok(_) => {
-            log.push(format!(
-                "{from} rejoined as a standby: {} ms",
-                t.elapsed().as_millis()
-            ));
+            log.push(format!("{from} rejoined as a standby: {} ms", t.elapsed().as_millis()));
             propose(&ctx, &actor, step("rejoined", from.clone())).await?;
             // 6. Synchronous replication again: reconfigure, confirm, then record.
             let t = Instant::now();
-            let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous {
-                names: vec![from.clone()],
-            });
-            match ctx
-                .bus
-                .call(
-                    &to_agent,
-                    command(&name, c2.epoch, c2.epoch_index, set),
-                    STEP_TIMEOUT,
-                )
-                .await
-            {
+            let set =
+                agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![from.clone()] });
+            match ctx.bus.call(&to_agent, command(&name, c2.epoch, c2.epoch_index, set), STEP_TIMEOUT).await {
                 Ok(_) => {
                     let deadline = Instant::now() + STEP_TIMEOUT;
                     let mut confirmed = false;
                     while Instant::now() < deadline {
                         let ok = fresh_db(&ctx, &to_agent).is_some_and(|d| {
-                            d.replicas.iter().any(|r| {
-                                r.name == from && r.sync_state == "sync" && r.flush_lag_bytes == 0
-                            })
+                            d.replicas
+                                .iter()
+                                .any(|r| r.name == from && r.sync_state == "sync" && r.flush_lag_bytes == 0)
                         });
                         if ok {
                             confirmed = true;
@@ -373,16 +263,10 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
                         propose(
                             &ctx,
                             &actor,
-                            Command::SetSynchronous {
-                                cluster: name.clone(),
-                                members: vec![from.clone()],
-                            },
+                            Command::SetSynchronous { cluster: name.clone(), members: vec![from.clone()] },
                         )
                         .await?;
-                        log.push(format!(
-                            "{from} is synchronous again: {} ms",
-                            t.elapsed().as_millis()
-                        ));
+                        log.push(format!("{from} is synchronous again: {} ms", t.elapsed().as_millis()));
                     } else {
                         errors.push(format!("{from} did not become synchronous"));
                     }
@@ -397,21 +281,94 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
     } else {
         format!("completed with problems: {}", errors.join("; "))
     };
-    propose(
-        &ctx,
-        &actor,
-        Command::FinishWorkflow {
-            workflow: wf,
-            outcome: outcome.clone(),
-        },
-    )
-    .await?;
+    propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     log.push(format!("{outcome} in {} ms", started.elapsed().as_millis()));
-    Ok(Outcome {
-        workflow: wf,
-        epoch: c2.epoch,
-        summary: log.join("\n"),
-    })
+    Ok(Outcome { workflow: wf, epoch: c2.epoch, summary: log.join("\n") })
+}
+
+/// Finishes a switchover that its leader left half done (it died, or a failpoint stopped it),
+/// from what the replicated state says happened. The epoch decides the direction: before the
+/// new epoch was committed nothing was promoted, so the old primary is restarted (roll back);
+/// after it, the target is (or may be) primary, so the remaining steps run (roll forward).
+/// Every agent step is idempotent, so repeating one the old leader already ran is harmless.
+pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
+    let actor = Actor::system(ctx.id);
+    let w =
+        ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no such workflow")?;
+    let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
+    let agent_of = |m: &str| c.members.get(m).map(|m| m.agent.clone()).ok_or(format!("`{m}` is not a member"));
+    let (from_agent, to_agent) = (agent_of(&w.from)?, agent_of(&w.to)?);
+    tracing::warn!(workflow = wf, cluster = %w.cluster, "recovering a workflow left unfinished by a previous leader");
+    // Agents need a moment to open their streams to a leader that was just elected.
+    wait_for_stream(&ctx, &from_agent).await;
+    wait_for_stream(&ctx, &to_agent).await;
+    if c.primary.as_deref() == Some(w.from.as_str()) {
+        let why = format!("the leader changed before the new epoch was committed (controller {} took over)", ctx.id);
+        return rollback(&ctx, &actor, wf, &w.cluster, &from_agent, &c, why).await.map(|o| o.summary);
+    }
+    if c.primary.as_deref() != Some(w.to.as_str()) {
+        let outcome = format!("abandoned: the primary is now {:?}", c.primary);
+        propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+        return Err(outcome);
+    }
+    let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
+    let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
+    ctx.bus
+        .call(&to_agent, cmd(agent_command::Kind::Promote(Default::default())), STEP_TIMEOUT)
+        .await
+        .map_err(|e| format!("promoting {} on recovery: {e}", w.to))?;
+    propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
+    let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
+    let mut problems = Vec::new();
+    match ctx.bus.call(&from_agent, cmd(rejoin), STEP_TIMEOUT).await {
+        Ok(_) => {
+            propose(&ctx, &actor, step("rejoined", format!("{} (on recovery)", w.from))).await?;
+            let set =
+                agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![w.from.clone()] });
+            if let Err(e) = ctx.bus.call(&to_agent, cmd(set), STEP_TIMEOUT).await {
+                problems.push(format!("setting {} synchronous: {e}", w.from));
+            } else if confirm_sync(&ctx, &to_agent, &w.from).await {
+                propose(
+                    &ctx,
+                    &actor,
+                    Command::SetSynchronous { cluster: w.cluster.clone(), members: vec![w.from.clone()] },
+                )
+                .await?;
+            } else {
+                problems.push(format!("{} did not become synchronous", w.from));
+            }
+        }
+        Err(e) => problems.push(format!("rejoining {}: {e}", w.from)),
+    }
+    let outcome = if problems.is_empty() {
+        format!("completed by controller {} after a leader change", ctx.id)
+    } else {
+        format!("completed by controller {} after a leader change, with problems: {}", ctx.id, problems.join("; "))
+    };
+    propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    Ok(outcome)
+}
+
+async fn wait_for_stream(ctx: &Ctx, agent: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctx.bus.has_stream(agent) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn confirm_sync(ctx: &Ctx, primary_agent: &str, standby: &str) -> bool {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while Instant::now() < deadline {
+        let ok = fresh_db(ctx, primary_agent).is_some_and(|d| {
+            d.replicas.iter().any(|r| r.name == standby && r.sync_state == "sync" && r.flush_lag_bytes == 0)
+        });
+        if ok {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Before the epoch changed: start the old primary again as it was and end the workflow.
@@ -428,12 +385,7 @@ async fn rollback(
         .bus
         .call(
             from_agent,
-            command(
-                name,
-                c.epoch,
-                c.epoch_index,
-                agent_command::Kind::Restart(Default::default()),
-            ),
+            command(name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default())),
             STEP_TIMEOUT,
         )
         .await;
@@ -441,14 +393,6 @@ async fn rollback(
         Ok(_) => format!("rolled back: {why}; the old primary runs again"),
         Err(e) => format!("rolled back: {why}; restarting the old primary failed too: {e}"),
     };
-    let _ = propose(
-        ctx,
-        actor,
-        Command::FinishWorkflow {
-            workflow: wf,
-            outcome: outcome.clone(),
-        },
-    )
-    .await;
+    let _ = propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
     Err(outcome)
 }

@@ -10,18 +10,9 @@ use super::AgentObservation;
 use crate::state::{Command, State};
 
 /// The adoption commands the observations justify.
-pub fn decide(
-    state: &State,
-    obs: &HashMap<String, AgentObservation>,
-    now: Instant,
-    fresh: Duration,
-) -> Vec<Command> {
+pub fn decide(state: &State, obs: &HashMap<String, AgentObservation>, now: Instant, fresh: Duration) -> Vec<Command> {
     let mut out = Vec::new();
-    for c in state
-        .clusters
-        .values()
-        .filter(|c| c.epoch == 0 && !c.paused)
-    {
+    for c in state.clusters.values().filter(|c| c.epoch == 0 && !c.paused) {
         // Every member must be freshly observed: an unheard member might be a second primary.
         let mut seen = Vec::new();
         for m in c.members.values() {
@@ -38,26 +29,15 @@ pub fn decide(
         if seen.len() != c.members.len() {
             continue;
         }
-        let primaries: Vec<_> = seen
-            .iter()
-            .filter(|d| d.up && d.role == "primary")
-            .collect();
+        let primaries: Vec<_> = seen.iter().filter(|d| d.up && d.role == "primary").collect();
         let [primary] = primaries[..] else { continue };
         let synchronous = primary
             .replicas
             .iter()
-            .filter(|r| {
-                r.sync_state == "sync"
-                    && c.members.contains_key(&r.name)
-                    && r.name != primary.member
-            })
+            .filter(|r| r.sync_state == "sync" && c.members.contains_key(&r.name) && r.name != primary.member)
             .map(|r| r.name.clone())
             .collect();
-        out.push(Command::AdoptCluster {
-            cluster: c.name.clone(),
-            primary: primary.member.clone(),
-            synchronous,
-        });
+        out.push(Command::AdoptCluster { cluster: c.name.clone(), primary: primary.member.clone(), synchronous });
     }
     out
 }
@@ -76,28 +56,15 @@ mod tests {
         let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
             .iter()
             .map(|m| {
-                (
-                    m.to_string(),
-                    DbMember {
-                        name: m.to_string(),
-                        site: m.to_string(),
-                        agent: format!("agent-{m}"),
-                    },
-                )
+                (m.to_string(), DbMember { name: m.to_string(), site: m.to_string(), agent: format!("agent-{m}") })
             })
             .collect();
         let mut s = State::default();
-        s.clusters
-            .insert("customs".into(), DbCluster::new("customs", members));
+        s.clusters.insert("customs".into(), DbCluster::new("customs", members));
         s
     }
 
-    fn obs(
-        member: &str,
-        role: &str,
-        replicas: &[(&str, &str)],
-        now: Instant,
-    ) -> (String, AgentObservation) {
+    fn obs(member: &str, role: &str, replicas: &[(&str, &str)], now: Instant) -> (String, AgentObservation) {
         (
             format!("agent-{member}"),
             AgentObservation {
@@ -159,10 +126,7 @@ mod tests {
             obs("dr", "standby", &[], now),
         ]);
         assert!(decide(&state(), &two, now, Duration::from_secs(3)).is_empty());
-        let missing = HashMap::from([
-            obs("dc", "primary", &[], now),
-            obs("ndc", "standby", &[], now),
-        ]);
+        let missing = HashMap::from([obs("dc", "primary", &[], now), obs("ndc", "standby", &[], now)]);
         assert!(decide(&state(), &missing, now, Duration::from_secs(3)).is_empty());
         let mut adopted = state();
         adopted.clusters.get_mut("customs").unwrap().epoch = 1;
@@ -171,9 +135,6 @@ mod tests {
             obs("ndc", "standby", &[], now),
             obs("dr", "standby", &[], now),
         ]);
-        assert!(
-            decide(&adopted, &fine, now, Duration::from_secs(3)).is_empty(),
-            "adopted once only"
-        );
+        assert!(decide(&adopted, &fine, now, Duration::from_secs(3)).is_empty(), "adopted once only");
     }
 }

@@ -8,51 +8,28 @@ use super::client::Client;
 use crate::error::Result;
 
 /// `triadctl cluster add`: the new controller must already be running with `join = true`.
-pub async fn cluster_add(
-    client: &Client,
-    id: u64,
-    site: &str,
-    grpc_addr: &str,
-    http_addr: &str,
-) -> Result<String> {
-    let req = pb::AddControllerRequest {
-        id,
-        site: site.into(),
-        grpc_addr: grpc_addr.into(),
-        http_addr: http_addr.into(),
-    };
+pub async fn cluster_add(client: &Client, id: u64, site: &str, grpc_addr: &str, http_addr: &str) -> Result<String> {
+    let req =
+        pb::AddControllerRequest { id, site: site.into(), grpc_addr: grpc_addr.into(), http_addr: http_addr.into() };
     let r = client
         .on_leader(|mut c| {
             let req = req.clone();
             async move { c.add_controller(req).await }
         })
         .await?;
-    Ok(format!(
-        "{}\nvoters: {:?}  learners: {:?}",
-        r.message, r.voters, r.learners
-    ))
+    Ok(format!("{}\nvoters: {:?}  learners: {:?}", r.message, r.voters, r.learners))
 }
 
 /// `triadctl cluster remove`.
 pub async fn cluster_remove(client: &Client, id: u64) -> Result<String> {
-    let r = client
-        .on_leader(|mut c| async move {
-            c.remove_controller(pb::RemoveControllerRequest { id })
-                .await
-        })
-        .await?;
-    Ok(format!(
-        "{}\nvoters: {:?}  learners: {:?}",
-        r.message, r.voters, r.learners
-    ))
+    let r =
+        client.on_leader(|mut c| async move { c.remove_controller(pb::RemoveControllerRequest { id }).await }).await?;
+    Ok(format!("{}\nvoters: {:?}  learners: {:?}", r.message, r.voters, r.learners))
 }
 
 /// `triadctl user put`.
 pub async fn user_put(client: &Client, name: &str, role: &str) -> Result<String> {
-    let req = pb::PutUserRequest {
-        name: name.into(),
-        role: role.into(),
-    };
+    let req = pb::PutUserRequest { name: name.into(), role: role.into() };
     let r = client
         .on_leader(|mut c| {
             let req = req.clone();
@@ -75,17 +52,8 @@ pub async fn user_delete(client: &Client, name: &str) -> Result<String> {
 }
 
 /// `triadctl pause` / `triadctl resume`.
-pub async fn set_paused(
-    client: &Client,
-    cluster: &str,
-    paused: bool,
-    reason: &str,
-) -> Result<String> {
-    let req = pb::SetPausedRequest {
-        cluster: cluster.into(),
-        paused,
-        reason: reason.into(),
-    };
+pub async fn set_paused(client: &Client, cluster: &str, paused: bool, reason: &str) -> Result<String> {
+    let req = pb::SetPausedRequest { cluster: cluster.into(), paused, reason: reason.into() };
     let r = client
         .on_leader(|mut c| {
             let req = req.clone();
@@ -97,10 +65,7 @@ pub async fn set_paused(
 
 /// `triadctl switchover`.
 pub async fn switchover(client: &Client, cluster: &str, to: &str) -> Result<String> {
-    let req = pb::SwitchoverRequest {
-        cluster: cluster.into(),
-        to: to.into(),
-    };
+    let req = pb::SwitchoverRequest { cluster: cluster.into(), to: to.into() };
     let r = client
         .on_leader(|mut c| {
             let req = req.clone();
@@ -142,10 +107,7 @@ pub async fn audit(client: &Client, limit: u32) -> Result<Vec<AuditLine>> {
 
 /// The audit lines as a table.
 pub fn render_audit(lines: &[AuditLine]) -> String {
-    let mut out = format!(
-        "{:>6} {:<24} {:<16} {:<8} {:<22} {}\n",
-        "SEQ", "WHEN (UTC)", "WHO", "ROLE", "FROM", "WHAT"
-    );
+    let mut out = format!("{:>6} {:<24} {:<16} {:<8} {:<22} {}\n", "SEQ", "WHEN (UTC)", "WHO", "ROLE", "FROM", "WHAT");
     for l in lines {
         let when = time::OffsetDateTime::from_unix_timestamp_nanos(l.at_ms as i128 * 1_000_000)
             .map(|t| {

@@ -9,8 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -37,11 +37,8 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<()> {
     if private {
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    let mut f = opts.open(path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    f.write_all(contents.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Creates a new CA in `dir`. Refuses to overwrite an existing one unless `force`.
@@ -59,18 +56,12 @@ pub fn init(dir: &Path, deployment: &str, force: bool) -> Result<PathBuf> {
     dn.push(DnType::OrganizationName, "Triad");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(3650);
     let key = KeyPair::generate().map_err(|e| tls_err("generating the CA key", e))?;
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| tls_err("signing the CA certificate", e))?;
+    let cert = params.self_signed(&key).map_err(|e| tls_err("signing the CA certificate", e))?;
     write_file(&ca_key_path(dir), &key.serialize_pem(), true)?;
     write_file(&ca_cert_path(dir), &cert.pem(), false)?;
     Ok(ca_cert_path(dir))
@@ -78,38 +69,22 @@ pub fn init(dir: &Path, deployment: &str, force: bool) -> Result<PathBuf> {
 
 /// Issues a certificate for `name` with `role`, signed by the CA in `dir`; writes `NAME.pem` and
 /// `NAME.key` into `out` and returns their paths.
-pub fn issue(
-    dir: &Path,
-    out: &Path,
-    role: &str,
-    name: &str,
-    extra_sans: &[String],
-) -> Result<(PathBuf, PathBuf)> {
+pub fn issue(dir: &Path, out: &Path, role: &str, name: &str, extra_sans: &[String]) -> Result<(PathBuf, PathBuf)> {
     let role = Role::parse(role)
         .filter(|r| !matches!(r, Role::System | Role::Disabled))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("--role `{role}` is not one of {}", Role::NAMES))
-        })?;
+        .ok_or_else(|| Error::InvalidArgument(format!("--role `{role}` is not one of {}", Role::NAMES)))?;
     check_name("--name", name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let ca_pem = fs::read_to_string(ca_cert_path(dir)).map_err(|e| {
-        Error::io(
-            format!(
-                "reading {} (run `triadctl certs init` first)",
-                ca_cert_path(dir).display()
-            ),
-            e,
-        )
+        Error::io(format!("reading {} (run `triadctl certs init` first)", ca_cert_path(dir).display()), e)
     })?;
     let ca_key_pem = fs::read_to_string(ca_key_path(dir))
         .map_err(|e| Error::io(format!("reading {}", ca_key_path(dir).display()), e))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| tls_err("reading the CA key", e))?;
-    let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem)
-        .map_err(|e| tls_err("reading the CA certificate", e))?;
+    let ca_params =
+        CertificateParams::from_ca_cert_pem(&ca_pem).map_err(|e| tls_err("reading the CA certificate", e))?;
     // Re-signing the CA's own parameters with its key yields an issuer with the same name and key,
     // which is all that signing needs.
-    let ca = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| tls_err("loading the CA", e))?;
+    let ca = ca_params.self_signed(&ca_key).map_err(|e| tls_err("loading the CA", e))?;
 
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -117,52 +92,33 @@ pub fn issue(
     dn.push(DnType::OrganizationalUnitName, role.as_str());
     dn.push(DnType::OrganizationName, "Triad");
     params.distinguished_name = dn;
-    let mut sans = vec![SanType::DnsName(
-        name.try_into()
-            .map_err(|e| tls_err("name as DNS name", e))?,
-    )];
+    let mut sans = vec![SanType::DnsName(name.try_into().map_err(|e| tls_err("name as DNS name", e))?)];
     match role {
-        Role::Peer => sans.push(SanType::DnsName(
-            triad_proto::tls::CONTROLLER_SAN
-                .try_into()
-                .map_err(|e| tls_err("san", e))?,
-        )),
-        Role::Agent => sans.push(SanType::DnsName(
-            triad_proto::tls::AGENT_SAN
-                .try_into()
-                .map_err(|e| tls_err("san", e))?,
-        )),
+        Role::Peer => {
+            sans.push(SanType::DnsName(triad_proto::tls::CONTROLLER_SAN.try_into().map_err(|e| tls_err("san", e))?))
+        }
+        Role::Agent => {
+            sans.push(SanType::DnsName(triad_proto::tls::AGENT_SAN.try_into().map_err(|e| tls_err("san", e))?))
+        }
         _ => {}
     }
     for s in extra_sans {
         if s == triad_proto::tls::CONTROLLER_SAN && role != Role::Peer {
-            return Err(Error::InvalidArgument(format!(
-                "--san {s} is reserved for controllers (role peer)"
-            )));
+            return Err(Error::InvalidArgument(format!("--san {s} is reserved for controllers (role peer)")));
         }
         match s.parse::<std::net::IpAddr>() {
             Ok(ip) => sans.push(SanType::IpAddress(ip)),
-            Err(_) => sans.push(SanType::DnsName(
-                s.as_str().try_into().map_err(|e| tls_err("--san", e))?,
-            )),
+            Err(_) => sans.push(SanType::DnsName(s.as_str().try_into().map_err(|e| tls_err("--san", e))?)),
         }
     }
     params.subject_alt_names = sans;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(825);
     let key = KeyPair::generate().map_err(|e| tls_err("generating a key", e))?;
-    let cert = params
-        .signed_by(&key, &ca, &ca_key)
-        .map_err(|e| tls_err("signing the certificate", e))?;
+    let cert = params.signed_by(&key, &ca, &ca_key).map_err(|e| tls_err("signing the certificate", e))?;
     fs::create_dir_all(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let cert_path = out.join(format!("{name}.pem"));
     let key_path = out.join(format!("{name}.key"));
@@ -179,27 +135,14 @@ mod tests {
     fn issued_certificates_carry_identity_and_role() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), "test", false).unwrap();
-        assert!(
-            init(dir.path(), "test", false).is_err(),
-            "an existing CA is not overwritten"
-        );
+        assert!(init(dir.path(), "test", false).is_err(), "an existing CA is not overwritten");
         let (cert, _) = issue(dir.path(), dir.path(), "noc", "alice", &[]).unwrap();
         let pem = fs::read_to_string(cert).unwrap();
-        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-            .unwrap()
-            .1
-            .contents;
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents;
         let (cn, ou) = crate::api::auth::identity_of(&der).unwrap();
         assert_eq!((cn.as_str(), ou.as_str()), ("alice", "noc"));
         assert!(issue(dir.path(), dir.path(), "root", "bob", &[]).is_err());
         assert!(issue(dir.path(), dir.path(), "noc", "bad name", &[]).is_err());
-        assert!(issue(
-            dir.path(),
-            dir.path(),
-            "noc",
-            "eve",
-            &["controller.triad".into()]
-        )
-        .is_err());
+        assert!(issue(dir.path(), dir.path(), "noc", "eve", &["controller.triad".into()]).is_err());
     }
 }

@@ -28,14 +28,10 @@ pub struct CtlConfig {
 impl CtlConfig {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let mut cfg: CtlConfig = toml::from_str(&text).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut cfg: CtlConfig = toml::from_str(&text)
+            .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key] {
             if p.is_relative() {
@@ -65,16 +61,10 @@ impl Client {
     /// Loads the certificates named in `cfg`.
     pub fn new(cfg: CtlConfig) -> Result<Self> {
         let read = |key: &str, p: &Path| {
-            std::fs::read(p).map_err(|e| Error::ConfigKey {
-                key: key.into(),
-                msg: format!("{}: {e}", p.display()),
-            })
+            std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
         };
-        let tls = triad_proto::tls::client_tls(
-            &read("ca", &cfg.ca)?,
-            &read("cert", &cfg.cert)?,
-            &read("key", &cfg.key)?,
-        );
+        let tls =
+            triad_proto::tls::client_tls(&read("ca", &cfg.ca)?, &read("cert", &cfg.cert)?, &read("key", &cfg.key)?);
         Ok(Client { cfg, tls })
     }
 
@@ -99,10 +89,7 @@ impl Client {
                 Err(e) => last = Some(format!("{addr}: {e}")),
             }
         }
-        Err(Error::Unavailable(format!(
-            "no controller answered ({})",
-            last.unwrap_or_default()
-        )))
+        Err(Error::Unavailable(format!("no controller answered ({})", last.unwrap_or_default())))
     }
 
     /// Runs `call` on any controller, following "not the leader" refusals to the leader.
@@ -115,15 +102,8 @@ impl Client {
         for _ in 0..10 {
             match call(client.clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(s)
-                    if s.code() == tonic::Code::FailedPrecondition
-                        && s.message().starts_with("not the leader") =>
-                {
-                    match s
-                        .metadata()
-                        .get(LEADER_ADDR_KEY)
-                        .and_then(|v| v.to_str().ok())
-                    {
+                Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message().starts_with("not the leader") => {
+                    match s.metadata().get(LEADER_ADDR_KEY).and_then(|v| v.to_str().ok()) {
                         Some(leader) if leader != addr => {
                             addr = leader.to_string();
                             client = self.control(&addr).await?;

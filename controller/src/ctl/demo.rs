@@ -53,8 +53,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
 /// Prepares `dir`: it must be empty, missing, or an earlier demo's directory (which is cleared).
 fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         if entries.next().is_some() {
             if !dir.join("demo.json").exists() {
                 return Err(Error::InvalidArgument(format!(
@@ -62,17 +61,14 @@ fn prepare_dir(dir: &Path) -> Result<()> {
                     dir.display()
                 )));
             }
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
         }
     }
-    std::fs::create_dir_all(dir.join("logs"))
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }
 
 fn spawn(bin: &Path, config: &Path, log: &Path, label: &str) -> Result<Proc> {
-    let out = std::fs::File::create(log)
-        .map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
+    let out = std::fs::File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
     let err = out.try_clone().map_err(|e| Error::io("log file", e))?;
     let child = Command::new(bin)
         .arg("--config")
@@ -86,10 +82,7 @@ fn spawn(bin: &Path, config: &Path, log: &Path, label: &str) -> Result<Proc> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Error::io(format!("starting {}", bin.display()), e))?;
-    Ok(Proc {
-        label: label.to_string(),
-        child,
-    })
+    Ok(Proc { label: label.to_string(), child })
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
@@ -104,10 +97,7 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(Error::Unavailable(format!(
-        "timed out after {}s waiting for {what}",
-        timeout.as_secs()
-    )))
+    Err(Error::Unavailable(format!("timed out after {}s waiting for {what}", timeout.as_secs())))
 }
 
 /// Stops every process: SIGTERM, then SIGKILL after a grace period.
@@ -129,23 +119,13 @@ async fn stop_all(procs: &mut [Proc]) {
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
-    let dir = if dir.is_absolute() {
-        dir
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Error::io("cwd", e))?
-            .join(dir)
-    };
+    let dir = if dir.is_absolute() { dir } else { std::env::current_dir().map_err(|e| Error::io("cwd", e))?.join(dir) };
     let controller_bin = find_binary("triad-controller")?;
     let agent_bin = find_binary("triad-agent")?;
     prepare_dir(&dir)?;
     let mut plan = LocalDeployment::plan(&dir)?;
     println!("Triad demo in {}", dir.display());
-    let pg_bin = if simulated {
-        None
-    } else {
-        postgres::find_bin_dir()
-    };
+    let pg_bin = if simulated { None } else { postgres::find_bin_dir() };
     let pg = match pg_bin {
         None if simulated => {
             println!("  --simulated: the `{CLUSTER}` members are simulated inside the agents.");
@@ -154,9 +134,7 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
         }
         None => {
             println!();
-            println!(
-                "  !!! No PostgreSQL server binaries on PATH or under /usr/lib/postgresql/*/bin."
-            );
+            println!("  !!! No PostgreSQL server binaries on PATH or under /usr/lib/postgresql/*/bin.");
             println!("  !!! Falling back to SIMULATED database members (as with --simulated).");
             println!();
             plan.db = LocalDb::Simulated;
@@ -184,33 +162,18 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     };
     plan.write()?;
 
-    let workload = pg
-        .as_ref()
-        .map(|c| Workload::start(c.members[0].conninfo("customs")));
+    let workload = pg.as_ref().map(|c| Workload::start(c.members[0].conninfo("customs")));
     let mut procs: Vec<Proc> = Vec::new();
-    let result = start_and_serve(
-        &plan,
-        &controller_bin,
-        &agent_bin,
-        &mut procs,
-        pg.as_deref(),
-        workload.as_ref(),
-    )
-    .await;
+    let result =
+        start_and_serve(&plan, &controller_bin, &agent_bin, &mut procs, pg.as_deref(), workload.as_ref()).await;
     println!("\nstopping {} processes ...", procs.len());
     if let Some(w) = &workload {
         w.stop();
-        println!(
-            "  the write workload committed {} rows ({} attempts failed)",
-            w.ok(),
-            w.failed()
-        );
+        println!("  the write workload committed {} rows ({} attempts failed)", w.ok(), w.failed());
     }
     stop_all(&mut procs).await;
     if let Some(c) = pg {
-        let errors = tokio::task::spawn_blocking(move || c.stop_all())
-            .await
-            .unwrap_or_default();
+        let errors = tokio::task::spawn_blocking(move || c.stop_all()).await.unwrap_or_default();
         for e in errors {
             eprintln!("  stopping PostgreSQL: {e}");
         }
@@ -251,10 +214,7 @@ impl Workload {
                     f.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                match c
-                    .execute("INSERT INTO orders (note) VALUES ('demo')", &[])
-                    .await
-                {
+                match c.execute("INSERT INTO orders (note) VALUES ('demo')", &[]).await {
                     Ok(_) => o.fetch_add(1, Ordering::Relaxed),
                     Err(_) => {
                         client = None;
@@ -352,12 +312,8 @@ async fn start_and_serve(
 }
 
 fn write_demo_json(plan: &LocalDeployment, procs: &[Proc], pg: Option<&PgCluster>) -> Result<()> {
-    let pid_of = |label_prefix: &str| {
-        procs
-            .iter()
-            .find(|p| p.label.starts_with(label_prefix))
-            .and_then(|p| p.child.id())
-    };
+    let pid_of =
+        |label_prefix: &str| procs.iter().find(|p| p.label.starts_with(label_prefix)).and_then(|p| p.child.id());
     let doc = json!({
         "dir": plan.dir,
         "triadctl_config": plan.ctl_config_path(),
@@ -378,54 +334,30 @@ fn write_demo_json(plan: &LocalDeployment, procs: &[Proc], pg: Option<&PgCluster
         "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
     });
     let path = plan.dir.join("demo.json");
-    let text =
-        serde_json::to_string_pretty(&doc).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-async fn print_summary(
-    plan: &LocalDeployment,
-    client: &Client,
-    pg: Option<&PgCluster>,
-    workload: Option<&Workload>,
-) {
+async fn print_summary(plan: &LocalDeployment, client: &Client, pg: Option<&PgCluster>, workload: Option<&Workload>) {
     println!("\nRunning:");
     for c in &plan.controllers {
-        println!(
-            "  controller {} ({:<3})  gRPC {}  metrics http://{}/metrics",
-            c.id, c.site, c.grpc_addr, c.http_addr
-        );
+        println!("  controller {} ({:<3})  gRPC {}  metrics http://{}/metrics", c.id, c.site, c.grpc_addr, c.http_addr);
     }
     for a in &plan.agents {
-        println!(
-            "  {:<16} ({:<3})  metrics http://{}/metrics",
-            a.name, a.site, a.http_addr
-        );
+        println!("  {:<16} ({:<3})  metrics http://{}/metrics", a.name, a.site, a.http_addr);
     }
     if let Some(c) = pg {
         for m in &c.members {
-            println!(
-                "  postgres {:<7} ({:<3})  127.0.0.1:{}  ({})",
-                m.name,
-                m.name,
-                m.port,
-                m.conninfo("customs")
-            );
+            println!("  postgres {:<7} ({:<3})  127.0.0.1:{}  ({})", m.name, m.name, m.port, m.conninfo("customs"));
         }
     }
     if let Some(w) = workload {
-        println!(
-            "  write workload: one row into customs.orders every 100 ms on dc ({} so far)",
-            w.ok()
-        );
+        println!("  write workload: one row into customs.orders every 100 ms on dc ({} so far)", w.ok());
     }
     if let Ok(v) = status::gather(client).await {
         println!("\n{}", status::render(&v));
     }
-    println!(
-        "Every address and pid is in {}.",
-        plan.dir.join("demo.json").display()
-    );
+    println!("Every address and pid is in {}.", plan.dir.join("demo.json").display());
     println!("Next, in another terminal:");
     println!("  export TRIAD_CONFIG={}", plan.ctl_config_path().display());
     println!("  triadctl status");

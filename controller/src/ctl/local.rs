@@ -6,19 +6,15 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    AgentPolicy, ClusterConfig, ControllerConfig, MemberConfig, PeerConfig, RaftTiming, SiteConfig,
-    TlsConfig,
+    AgentPolicy, ClusterConfig, ControllerConfig, MemberConfig, PeerConfig, RaftTiming, SiteConfig, TlsConfig,
 };
 use crate::ctl::certs;
 use crate::ctl::client::CtlConfig;
 use crate::error::{Error, Result};
 
 /// The three sites of the reference deployment.
-pub const SITES: [(&str, &str); 3] = [
-    ("dc", "primary data centre"),
-    ("ndc", "near data centre (synchronous, DWDM)"),
-    ("dr", "remote recovery site"),
-];
+pub const SITES: [(&str, &str); 3] =
+    [("dc", "primary data centre"), ("ndc", "near data centre (synchronous, DWDM)"), ("dr", "remote recovery site")];
 
 /// The demo's database cluster.
 pub const CLUSTER: &str = "customs";
@@ -26,9 +22,7 @@ pub const CLUSTER: &str = "customs";
 /// A free TCP port on loopback, as the kernel hands them out.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(l.local_addr()
-        .map_err(|e| Error::io("finding a free port", e))?
-        .port())
+    Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
 }
 
 /// One agent of a local deployment.
@@ -77,12 +71,7 @@ impl LocalDeployment {
                 http_addr: format!("127.0.0.1:{}", free_port()?),
             });
         }
-        Ok(LocalDeployment {
-            dir: dir.to_path_buf(),
-            controllers,
-            agents,
-            db: LocalDb::None,
-        })
+        Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents, db: LocalDb::None })
     }
 
     pub fn certs_dir(&self) -> PathBuf {
@@ -126,13 +115,7 @@ impl LocalDeployment {
                 self.controllers.clone()
             },
             join,
-            sites: SITES
-                .iter()
-                .map(|(n, d)| SiteConfig {
-                    name: n.to_string(),
-                    description: d.to_string(),
-                })
-                .collect(),
+            sites: SITES.iter().map(|(n, d)| SiteConfig { name: n.to_string(), description: d.to_string() }).collect(),
             clusters: vec![ClusterConfig {
                 name: CLUSTER.into(),
                 members: SITES
@@ -150,15 +133,8 @@ impl LocalDeployment {
     /// Writes a controller's configuration file.
     pub fn write_controller_config(&self, cfg: &ControllerConfig) -> Result<PathBuf> {
         let path = self.controller_config_path(cfg.id);
-        let text = toml::to_string(cfg)
-            .map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
-        write(
-            &path,
-            &format!(
-                "# Controller {} of a local Triad deployment.\n{text}",
-                cfg.id
-            ),
-        )?;
+        let text = toml::to_string(cfg).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        write(&path, &format!("# Controller {} of a local Triad deployment.\n{text}", cfg.id))?;
         Ok(path)
     }
 
@@ -185,11 +161,7 @@ impl LocalDeployment {
     fn agent_db_text(&self, a: &LocalAgent) -> String {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let index = SITES.iter().position(|(s, _)| *s == a.site);
-        let head = format!(
-            "\n[database]\ncluster = {}\nmember = {}\n",
-            q(CLUSTER),
-            q(&a.site)
-        );
+        let head = format!("\n[database]\ncluster = {}\nmember = {}\n", q(CLUSTER), q(&a.site));
         match (&self.db, index) {
             (LocalDb::None, _) | (_, None) => String::new(),
             (LocalDb::Simulated, Some(i)) => format!(
@@ -199,10 +171,7 @@ impl LocalDeployment {
             ),
             (LocalDb::Postgres { ports }, Some(i)) => format!(
                 "{head}driver = \"postgres\"\nconninfo = {}\nendpoint = {}\ndata_dir = {}\nlog_file = {}\n",
-                q(&format!(
-                    "host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2",
-                    ports[i]
-                )),
+                q(&format!("host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2", ports[i])),
                 q(&format!("host=127.0.0.1 port={} user=postgres", ports[i])),
                 q(&self.dir.join(format!("postgres/{}/data", a.site)).display().to_string()),
                 q(&self.dir.join(format!("postgres/{}/postgres.log", a.site)).display().to_string())
@@ -224,31 +193,22 @@ impl LocalDeployment {
         }
         certs::issue(&certs, &certs, "admin", "admin", &[])?;
         let ctl = CtlConfig {
-            controllers: self
-                .controllers
-                .iter()
-                .map(|c| c.grpc_addr.clone())
-                .collect(),
+            controllers: self.controllers.iter().map(|c| c.grpc_addr.clone()).collect(),
             ca: certs::ca_cert_path(&certs),
             cert: certs.join("admin.pem"),
             key: certs.join("admin.key"),
         };
-        let text = toml::to_string(&ctl)
-            .map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
+        let text = toml::to_string(&ctl).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
         write(
             &self.ctl_config_path(),
-            &format!(
-                "# triadctl: export TRIAD_CONFIG={}\n{text}",
-                self.ctl_config_path().display()
-            ),
+            &format!("# triadctl: export TRIAD_CONFIG={}\n{text}", self.ctl_config_path().display()),
         )
     }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }

@@ -61,9 +61,8 @@ pub fn find_bin_dir() -> Option<PathBuf> {
             // Debian puts symlinks to some of the binaries (not pg_basebackup) in /usr/local/bin:
             // the real directory is where pg_ctl points.
             let mut candidates = vec![dir.clone()];
-            if let Some(real) = fs::canonicalize(dir.join("pg_ctl"))
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
+            if let Some(real) =
+                fs::canonicalize(dir.join("pg_ctl")).ok().and_then(|p| p.parent().map(Path::to_path_buf))
             {
                 if real != dir {
                     candidates.push(real);
@@ -78,30 +77,18 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
-            let major = e
-                .file_name()
-                .to_str()?
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()?;
+            let major = e.file_name().to_str()?.split('.').next()?.parse::<u32>().ok()?;
             Some((major, e.path().join("bin")))
         })
         .filter(|(major, _)| *major >= MIN_MAJOR)
         .collect();
     versions.sort();
-    versions
-        .into_iter()
-        .rev()
-        .map(|(_, bin)| bin)
-        .find(|bin| usable_bin_dir(bin))
+    versions.into_iter().rev().map(|(_, bin)| bin).find(|bin| usable_bin_dir(bin))
 }
 
 /// Whether `dir` holds every server binary we run, of version 15 or later.
 fn usable_bin_dir(dir: &Path) -> bool {
-    let complete = ["initdb", "pg_ctl", "pg_basebackup", "postgres"]
-        .iter()
-        .all(|b| dir.join(b).is_file());
+    let complete = ["initdb", "pg_ctl", "pg_basebackup", "postgres"].iter().all(|b| dir.join(b).is_file());
     if !complete {
         return false;
     }
@@ -147,20 +134,13 @@ impl PgMember {
 
     /// libpq-style keyword/value connection string for tokio-postgres.
     pub fn conninfo(&self, dbname: &str) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname={} connect_timeout=2",
-            self.port,
-            conninfo_value(dbname)
-        )
+        format!("host=127.0.0.1 port={} user=postgres dbname={} connect_timeout=2", self.port, conninfo_value(dbname))
     }
 }
 
 /// A value for a keyword/value connection string: bare when it is a plain word, else quoted.
 fn conninfo_value(v: &str) -> String {
-    if !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-    {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -183,11 +163,7 @@ impl PgCluster {
             members: MEMBERS
                 .iter()
                 .zip(ports)
-                .map(|(name, port)| PgMember {
-                    name: name.to_string(),
-                    dir: root.join(name),
-                    port,
-                })
+                .map(|(name, port)| PgMember { name: name.to_string(), dir: root.join(name), port })
                 .collect(),
         }
     }
@@ -236,10 +212,7 @@ impl PgCluster {
             &format!("initdb of {}", primary.name),
         )?;
 
-        append_file(
-            &primary.data_dir().join("postgresql.conf"),
-            &primary_settings(primary)?,
-        )?;
+        append_file(&primary.data_dir().join("postgresql.conf"), &primary_settings(primary)?)?;
         // A local demo: trust every local user on the socket and on 127.0.0.1, replication
         // included. Nothing here listens beyond loopback.
         write_file(
@@ -254,11 +227,7 @@ impl PgCluster {
         // The schema, before the server first starts, with only the server's own binaries (psql
         // may be absent). Single-user mode would wait for `ndc` forever without the override.
         for (db, sql, what) in [
-            (
-                "template1",
-                format!("CREATE DATABASE {DATABASE}\n"),
-                "creating database customs",
-            ),
+            ("template1", format!("CREATE DATABASE {DATABASE}\n"), "creating database customs"),
             (DATABASE, format!("{ORDERS_DDL}\n"), "creating table orders"),
         ] {
             run_pg(
@@ -309,8 +278,7 @@ impl PgCluster {
             // primary_conninfo without an application_name. postgresql.auto.conf is read last, so
             // our lines there win; we drop the ones -R wrote so each setting appears once.
             let auto = standby.data_dir().join("postgresql.auto.conf");
-            let old = fs::read_to_string(&auto)
-                .map_err(|e| Error::io(format!("reading {}", auto.display()), e))?;
+            let old = fs::read_to_string(&auto).map_err(|e| Error::io(format!("reading {}", auto.display()), e))?;
             write_file(&auto, &standby_auto_conf(&old, standby, primary)?)?;
             fix_owner(&standby.dir)?;
             self.start(&standby.name)?;
@@ -379,9 +347,7 @@ impl PgCluster {
     /// already stopped: that is success.
     pub fn stop(&self, member: &str, mode: &str) -> Result<()> {
         if !matches!(mode, "fast" | "immediate") {
-            return Err(Error::InvalidArgument(format!(
-                "stop mode `{mode}`: expected `fast` or `immediate`"
-            )));
+            return Err(Error::InvalidArgument(format!("stop mode `{mode}`: expected `fast` or `immediate`")));
         }
         let m = self.member(member)?;
         if self.postmaster_pid(member).is_none() {
@@ -394,16 +360,7 @@ impl PgCluster {
         run_pg(
             &self.bin_dir,
             "pg_ctl",
-            [
-                os("-D"),
-                m.data_dir().as_os_str(),
-                os("-m"),
-                os(mode),
-                os("-w"),
-                os("-t"),
-                os(timeout_s),
-                os("stop"),
-            ],
+            [os("-D"), m.data_dir().as_os_str(), os("-m"), os(mode), os("-w"), os("-t"), os(timeout_s), os("stop")],
             None,
             &format!("pg_ctl stop -m {mode} of {}", m.name),
         )
@@ -498,12 +455,7 @@ fn primary_settings(primary: &PgMember) -> Result<String> {
 /// A standby's postgresql.auto.conf: what pg_basebackup -R wrote, without its primary_conninfo
 /// and any port or socket directory, plus ours.
 fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Result<String> {
-    const OURS: [&str; 4] = [
-        "primary_conninfo",
-        "port",
-        "unix_socket_directories",
-        "cluster_name",
-    ];
+    const OURS: [&str; 4] = ["primary_conninfo", "port", "unix_socket_directories", "cluster_name"];
     let mut out: String = old
         .lines()
         .filter(|line| {
@@ -529,12 +481,8 @@ fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Resul
 /// backslashes or white space are refused rather than escaped: unix_socket_directories is a
 /// comma-separated list with its own quoting, and these are our own temporary directories.
 fn conf_path(p: &Path) -> Result<String> {
-    let s = p
-        .to_str()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is not valid UTF-8", p.display())))?;
-    if s.chars()
-        .any(|c| matches!(c, '\'' | '"' | ',' | '\\') || c.is_whitespace() || c.is_control())
-    {
+    let s = p.to_str().ok_or_else(|| Error::InvalidArgument(format!("{} is not valid UTF-8", p.display())))?;
+    if s.chars().any(|c| matches!(c, '\'' | '"' | ',' | '\\') || c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidArgument(format!(
             "{s}: PostgreSQL member directories may not contain quotes, commas, backslashes or \
              white space"
@@ -597,10 +545,7 @@ fn fix_owner(dir: &Path) -> Result<()> {
 
 /// Whether our effective uid is 0, from `/proc/self/status` (no unsafe, no extra nix feature).
 fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| effective_uid(&s))
-        .is_some_and(|uid| uid == 0)
+    fs::read_to_string("/proc/self/status").ok().and_then(|s| effective_uid(&s)).is_some_and(|uid| uid == 0)
 }
 
 /// The effective uid in a `/proc/PID/status` text: the second field of its `Uid:` line (real,
@@ -638,24 +583,16 @@ fn run_pg<'a>(
             cmd.env_remove(&key);
         }
     }
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     tracing::debug!("{what}: {cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(format!("{what}: running {}", exe.display()), e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("{what}: running {}", exe.display()), e))?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // Small enough to fit a pipe's buffer; a write error shows up as the child's failure.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io(format!("{what}: waiting for {program}"), e))?;
+    let out = child.wait_with_output().map_err(|e| Error::io(format!("{what}: waiting for {program}"), e))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         return Ok(stdout);
@@ -694,8 +631,7 @@ fn append_file(path: &Path, text: &str) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Replaces a file's contents in place, so an existing file keeps its owner and mode.
@@ -708,41 +644,20 @@ mod tests {
     use super::*;
 
     fn cluster() -> PgCluster {
-        PgCluster::plan(
-            Path::new("/usr/lib/postgresql/15/bin"),
-            Path::new("/tmp/t/pg"),
-            [5501, 5502, 5503],
-        )
+        PgCluster::plan(Path::new("/usr/lib/postgresql/15/bin"), Path::new("/tmp/t/pg"), [5501, 5502, 5503])
     }
 
     #[test]
     fn plan_lays_out_members_in_order_and_creates_nothing() {
-        let c = PgCluster::plan(
-            Path::new("/opt/pg/bin"),
-            Path::new("/nonexistent/triad-plan"),
-            [5501, 5502, 5503],
-        );
+        let c = PgCluster::plan(Path::new("/opt/pg/bin"), Path::new("/nonexistent/triad-plan"), [5501, 5502, 5503]);
         assert_eq!(c.bin_dir, PathBuf::from("/opt/pg/bin"));
-        let got: Vec<(&str, u16)> = c
-            .members
-            .iter()
-            .map(|m| (m.name.as_str(), m.port))
-            .collect();
+        let got: Vec<(&str, u16)> = c.members.iter().map(|m| (m.name.as_str(), m.port)).collect();
         assert_eq!(got, vec![("dc", 5501), ("ndc", 5502), ("dr", 5503)]);
         let ndc = c.member("ndc").unwrap();
         assert_eq!(ndc.dir, PathBuf::from("/nonexistent/triad-plan/ndc"));
-        assert_eq!(
-            ndc.data_dir(),
-            PathBuf::from("/nonexistent/triad-plan/ndc/data")
-        );
-        assert_eq!(
-            ndc.socket_dir(),
-            PathBuf::from("/nonexistent/triad-plan/ndc/sock")
-        );
-        assert_eq!(
-            ndc.log_file(),
-            PathBuf::from("/nonexistent/triad-plan/ndc/postgres.log")
-        );
+        assert_eq!(ndc.data_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/data"));
+        assert_eq!(ndc.socket_dir(), PathBuf::from("/nonexistent/triad-plan/ndc/sock"));
+        assert_eq!(ndc.log_file(), PathBuf::from("/nonexistent/triad-plan/ndc/postgres.log"));
         assert!(!Path::new("/nonexistent/triad-plan").exists());
         assert!(c.member("xx").is_err());
         assert_eq!(c.postmaster_pid("dc"), None);
@@ -772,19 +687,13 @@ mod tests {
 
     #[test]
     fn parses_versions_uids_and_proc_stat() {
-        assert_eq!(
-            parse_major_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
-            Some(15)
-        );
+        assert_eq!(parse_major_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some(15));
         assert_eq!(parse_major_version("pg_ctl (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_major_version("something else"), None);
         let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
         assert_eq!(effective_uid(status), Some(0));
         assert_eq!(effective_uid("Uid:\t0\t1000\t0\t0\n"), Some(1000));
-        assert_eq!(
-            parse_proc_stat("4242 (postgres) S 1 4242 4242 0 -1"),
-            Some(("postgres", 'S'))
-        );
+        assert_eq!(parse_proc_stat("4242 (postgres) S 1 4242 4242 0 -1"), Some(("postgres", 'S')));
         assert_eq!(parse_proc_stat("7 (a (b) c) Z 1"), Some(("a (b) c", 'Z')));
     }
 
@@ -797,15 +706,8 @@ mod tests {
         assert!(matches!(long.validate(), Err(Error::InvalidArgument(_))));
         let comma = PgCluster::plan(Path::new("/b"), Path::new("/tmp/a,b"), [5501, 5502, 5503]);
         assert!(matches!(comma.validate(), Err(Error::InvalidArgument(_))));
-        assert!(
-            PgCluster::plan(Path::new("/b"), Path::new("/nonexistent/ok"), [1, 2, 3])
-                .validate()
-                .is_ok()
-        );
-        assert!(matches!(
-            cluster().stop("dc", "smart"),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(PgCluster::plan(Path::new("/b"), Path::new("/nonexistent/ok"), [1, 2, 3]).validate().is_ok());
+        assert!(matches!(cluster().stop("dc", "smart"), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

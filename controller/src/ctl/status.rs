@@ -103,12 +103,8 @@ pub struct StatusView {
 pub async fn gather(client: &Client) -> Result<StatusView> {
     let (_, mut any) = client.any().await?;
     let state = any.state(pb::StateRequest {}).await?.into_inner();
-    let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> = client
-        .cfg
-        .controllers
-        .iter()
-        .map(|a| (a.clone(), None))
-        .collect();
+    let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> =
+        client.cfg.controllers.iter().map(|a| (a.clone(), None)).collect();
     for c in &state.controllers {
         addrs.insert(c.grpc_addr.clone(), Some(c));
     }
@@ -118,10 +114,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             let mut c = client.control(&addr).await?;
             Ok::<_, crate::Error>(c.node_status(pb::NodeStatusRequest {}).await?.into_inner())
         };
-        let node = tokio::time::timeout(Duration::from_secs(3), answer)
-            .await
-            .ok()
-            .and_then(|r| r.ok());
+        let node = tokio::time::timeout(Duration::from_secs(3), answer).await.ok().and_then(|r| r.ok());
         controllers.push(match node {
             Some(n) => ControllerView {
                 id: n.id,
@@ -154,16 +147,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         });
     }
     controllers.sort_by_key(|c| (c.id == 0, c.id));
-    let leader_id = controllers
-        .iter()
-        .find(|c| c.role == "leader")
-        .map(|c| c.id)
-        .unwrap_or(0);
-    let up: BTreeMap<&str, bool> = state
-        .agents
-        .iter()
-        .map(|a| (a.name.as_str(), a.up))
-        .collect();
+    let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);
+    let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
     let clusters = state
         .clusters
         .iter()
@@ -172,24 +157,15 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 .members
                 .iter()
                 .map(|m| {
-                    let obs = state
-                        .db
-                        .iter()
-                        .find(|d| d.cluster == c.name && d.member == m.name);
-                    let primary = state
-                        .db
-                        .iter()
-                        .find(|d| d.cluster == c.name && d.role == "primary");
-                    let replica =
-                        primary.and_then(|p| p.replicas.iter().find(|r| r.name == m.name));
+                    let obs = state.db.iter().find(|d| d.cluster == c.name && d.member == m.name);
+                    let primary = state.db.iter().find(|d| d.cluster == c.name && d.role == "primary");
+                    let replica = primary.and_then(|p| p.replicas.iter().find(|r| r.name == m.name));
                     MemberView {
                         name: m.name.clone(),
                         site: m.site.clone(),
                         agent: m.agent.clone(),
                         agent_up: up.get(m.agent.as_str()).copied().unwrap_or(false),
-                        role: obs
-                            .map(|o| o.role.clone())
-                            .unwrap_or_else(|| "unknown".into()),
+                        role: obs.map(|o| o.role.clone()).unwrap_or_else(|| "unknown".into()),
                         healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
                         timeline: obs.map(|o| o.timeline).unwrap_or(0),
                         wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
@@ -250,16 +226,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 )
             })
             .collect(),
-        sites: state
-            .sites
-            .iter()
-            .map(|x| (x.name.clone(), x.description.clone()))
-            .collect(),
-        users: state
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.role.clone()))
-            .collect(),
+        sites: state.sites.iter().map(|x| (x.name.clone(), x.description.clone())).collect(),
+        users: state.users.iter().map(|u| (u.name.clone(), u.role.clone())).collect(),
     })
 }
 
@@ -287,30 +255,13 @@ pub fn render(v: &StatusView) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "CONTROLLERS (leader: {}; state from controller {}{})\n",
-        if v.leader_id == 0 {
-            "none".to_string()
-        } else {
-            v.leader_id.to_string()
-        },
+        if v.leader_id == 0 { "none".to_string() } else { v.leader_id.to_string() },
         v.answered_by,
-        if v.stale {
-            ", a follower: may lag slightly"
-        } else {
-            ""
-        }
+        if v.stale { ", a follower: may lag slightly" } else { "" }
     ));
     out.push_str(&format!(
         "  {:<4} {:<6} {:<22} {:<10} {:<12} {:<6} {:>6} {:>12} {:>12} {:>7}\n",
-        "ID",
-        "SITE",
-        "ADDRESS",
-        "REACHABLE",
-        "ROLE",
-        "VOTER",
-        "TERM",
-        "LAST APPLIED",
-        "COMMIT",
-        "AGENTS"
+        "ID", "SITE", "ADDRESS", "REACHABLE", "ROLE", "VOTER", "TERM", "LAST APPLIED", "COMMIT", "AGENTS"
     ));
     for c in &v.controllers {
         out.push_str(&format!(
@@ -366,19 +317,11 @@ pub fn render(v: &StatusView) -> String {
                 c.primary,
                 c.synchronous.join(", "),
                 c.vouch.join(", "),
-                if c.paused {
-                    "  PAUSED (maintenance)"
-                } else {
-                    ""
-                }
+                if c.paused { "  PAUSED (maintenance)" } else { "" }
             )),
             Some(c) => out.push_str(&format!(
                 "  {name}  not adopted yet (waiting to observe exactly one primary){}\n",
-                if c.paused {
-                    "  PAUSED (maintenance)"
-                } else {
-                    ""
-                }
+                if c.paused { "  PAUSED (maintenance)" } else { "" }
             )),
             None => out.push_str(&format!("  {name}\n")),
         }
@@ -398,15 +341,9 @@ pub fn render(v: &StatusView) -> String {
             "AGENT"
         ));
         for m in members {
-            let lag = m
-                .lag_bytes
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into());
-            let delay = if m.replay_delay_seconds < 0.0 {
-                "-".to_string()
-            } else {
-                format!("{:.1}s", m.replay_delay_seconds)
-            };
+            let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+            let delay =
+                if m.replay_delay_seconds < 0.0 { "-".to_string() } else { format!("{:.1}s", m.replay_delay_seconds) };
             let health = if m.healthy {
                 "ok"
             } else if m.role == "unknown" {
@@ -414,11 +351,8 @@ pub fn render(v: &StatusView) -> String {
             } else {
                 "DOWN"
             };
-            let canary = if m.canary_age_seconds < 0.0 {
-                "-".to_string()
-            } else {
-                format!("{:.2}s", m.canary_age_seconds)
-            };
+            let canary =
+                if m.canary_age_seconds < 0.0 { "-".to_string() } else { format!("{:.2}s", m.canary_age_seconds) };
             let epoch = match m.agent_epoch {
                 Some(e) => e.to_string(),
                 None if m.role == "unknown" => "-".to_string(),
@@ -430,11 +364,7 @@ pub fn render(v: &StatusView) -> String {
                 m.site,
                 m.role,
                 health,
-                if m.sync_state.is_empty() {
-                    "-"
-                } else {
-                    m.sync_state.as_str()
-                },
+                if m.sync_state.is_empty() { "-" } else { m.sync_state.as_str() },
                 m.timeline,
                 format_lsn(m.wal_lsn),
                 lag,

@@ -10,9 +10,7 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
-};
+use openraft::{Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::store::{be_key, from_be_key, CF_LOGS, CF_META};
@@ -52,15 +50,11 @@ impl LogStore {
 
     fn cf_logs(&self) -> &rocksdb::ColumnFamily {
         // Invariant: `open_db` creates every column family this module names.
-        self.db
-            .cf_handle(CF_LOGS)
-            .expect("logs column family exists")
+        self.db.cf_handle(CF_LOGS).expect("logs column family exists")
     }
 
     fn cf_meta(&self) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(CF_META)
-            .expect("meta column family exists")
+        self.db.cf_handle(CF_META).expect("meta column family exists")
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -95,10 +89,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let start_key = be_key(start);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf_logs(),
-            IteratorMode::From(&start_key, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf(self.cf_logs(), IteratorMode::From(&start_key, Direction::Forward)) {
             let (key, value) = item.map_err(read_err)?;
             let Some(index) = from_be_key(&key) else {
                 continue;
@@ -118,10 +109,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id = self.get_meta::<LogId<NodeId>>(KEY_LAST_PURGED)?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -141,15 +129,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     // The committed id lets a restarted node re-apply the log past its last snapshot at once,
     // before any leader tells it the commit index. Losing the latest value only delays that.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        self.db
-            .put_cf(self.cf_meta(), KEY_COMMITTED, encode(&committed))
-            .map_err(write_err)
+        self.db.put_cf(self.cf_meta(), KEY_COMMITTED, encode(&committed)).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self
-            .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
-            .flatten())
+        Ok(self.get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -185,9 +169,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         // Record the purge point first: a crash between the two writes leaves extra entries
         // (harmless), never a hole that `get_log_state` could not explain.
-        self.db
-            .put_cf_opt(self.cf_meta(), KEY_LAST_PURGED, encode(&log_id), &synced())
-            .map_err(write_err)?;
+        self.db.put_cf_opt(self.cf_meta(), KEY_LAST_PURGED, encode(&log_id), &synced()).map_err(write_err)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf_logs(), be_key(0), be_key(log_id.index + 1));
         self.db.write_opt(batch, &synced()).map_err(write_err)

@@ -6,13 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use openraft::BasicNode;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -36,10 +34,7 @@ pub struct PeerNetwork {
 impl PeerNetwork {
     /// A network that authenticates with `tls`.
     pub fn new(tls: PeerTls) -> Self {
-        PeerNetwork {
-            tls,
-            channels: Arc::default(),
-        }
+        PeerNetwork { tls, channels: Arc::default() }
     }
 
     /// The channel to the controller at `addr` (`IP:PORT`), created on first use.
@@ -70,10 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConn {
-        PeerConn {
-            target,
-            client: self.client(&node.addr).map_err(|e| e.to_string()),
-        }
+        PeerConn { target, client: self.client(&node.addr).map_err(|e| e.to_string()) }
     }
 }
 
@@ -112,17 +104,11 @@ impl PeerConn {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
-            Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&Msg(
-                    "rpc timed out".into(),
-                ))))
-            }
+            Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Msg("rpc timed out".into())))),
             Ok(Err(status)) => {
                 let e = Msg(format!("{:?}: {}", status.code(), status.message()));
                 return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Unknown => {
-                        RPCError::Unreachable(Unreachable::new(&e))
-                    }
+                    tonic::Code::Unavailable | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&e)),
                     _ => RPCError::Network(NetworkError::new(&e)),
                 });
             }
@@ -146,10 +132,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> std::result::Result<
-        AppendEntriesResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId>>,
-    > {
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(&rpc, &option, Rpc::Append).await
     }
 
@@ -168,8 +151,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>
-    {
+    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(&rpc, &option, Rpc::Vote).await
     }
 }

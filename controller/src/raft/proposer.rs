@@ -53,8 +53,7 @@ impl Proposer {
             .send(Pending { proposal, reply })
             .await
             .map_err(|_| Error::Unavailable("the controller is shutting down".into()))?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the controller is shutting down".into()))?
+        rx.await.map_err(|_| Error::Unavailable("the controller is shutting down".into()))?
     }
 }
 
@@ -101,23 +100,14 @@ async fn submit(id: NodeId, raft: &Raft, net: &PeerNetwork, mut batch: Vec<Pendi
         Ok(c) if batch.len() == 1 => {
             let _ = batch.remove(0).reply.send(Ok(c));
         }
-        Ok(Committed {
-            log_index,
-            response: Response::Batch(responses),
-        }) if responses.len() == batch.len() => {
+        Ok(Committed { log_index, response: Response::Batch(responses) }) if responses.len() == batch.len() => {
             for (p, response) in batch.into_iter().zip(responses) {
-                let _ = p.reply.send(Ok(Committed {
-                    log_index,
-                    response,
-                }));
+                let _ = p.reply.send(Ok(Committed { log_index, response }));
             }
         }
         Ok(other) => {
             for p in batch {
-                let _ = p.reply.send(Err(Error::Raft(format!(
-                    "batch answered with {:?}",
-                    other.response
-                ))));
+                let _ = p.reply.send(Err(Error::Raft(format!("batch answered with {:?}", other.response))));
             }
         }
     }
@@ -128,21 +118,13 @@ async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Commi
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         let err = match raft.client_write(entry.clone()).await {
-            Ok(resp) => {
-                return Ok(Committed {
-                    log_index: resp.log_id.index,
-                    response: resp.data,
-                })
-            }
+            Ok(resp) => return Ok(Committed { log_index: resp.log_id.index, response: resp.data }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                 Some(node) => match forward(net, &node.addr, entry).await {
                     Ok(c) => return Ok(c),
                     Err(e) => e,
                 },
-                None => Error::NotLeader {
-                    leader_id: None,
-                    leader_addr: None,
-                },
+                None => Error::NotLeader { leader_id: None, leader_addr: None },
             },
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 return Err(Error::Raft(e.to_string()))
@@ -158,19 +140,11 @@ async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Commi
 
 async fn forward(net: &PeerNetwork, addr: &str, entry: &Proposal) -> Result<Committed> {
     let mut client = net.client(addr)?;
-    let reply = client
-        .forward(ForwardRequest {
-            proposal: encode(entry),
-        })
-        .await?
-        .into_inner();
-    let result: std::result::Result<(u64, Response), String> = decode(&reply.response)
-        .map_err(|e| Error::Raft(format!("undecodable forward reply: {e}")))?;
+    let reply = client.forward(ForwardRequest { proposal: encode(entry) }).await?.into_inner();
+    let result: std::result::Result<(u64, Response), String> =
+        decode(&reply.response).map_err(|e| Error::Raft(format!("undecodable forward reply: {e}")))?;
     match result {
-        Ok((log_index, response)) => Ok(Committed {
-            log_index,
-            response,
-        }),
+        Ok((log_index, response)) => Ok(Committed { log_index, response }),
         Err(msg) => Err(Error::Unavailable(msg)),
     }
 }

@@ -28,10 +28,7 @@ fn read_record(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let len = u64::from_le_bytes(len);
     // A corrupt length must not become a huge allocation.
     if len > 1 << 30 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("snapshot record of {len} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("snapshot record of {len} bytes")));
     }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf)?;
@@ -108,10 +105,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.bin");
         let meta = SnapshotMeta::default();
-        let state = State {
-            audit_seq: 2,
-            ..Default::default()
-        };
+        let state = State { audit_seq: 2, ..Default::default() };
         let audit: Vec<AuditEntry> = (1..=2)
             .map(|seq| AuditEntry {
                 seq,
@@ -135,9 +129,6 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let mut r = Reader::open(&path).unwrap();
         r.next_audit().unwrap();
-        assert!(
-            r.next_audit().is_err(),
-            "a truncated file is an error, not a shorter history"
-        );
+        assert!(r.next_audit().is_err(), "a truncated file is an error, not a shorter history");
     }
 }

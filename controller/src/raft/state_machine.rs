@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
@@ -83,14 +83,9 @@ fn synced() -> WriteOptions {
 /// The newest `limit` audit entries, newest first.
 pub fn read_audit(db: &DB, limit: usize) -> crate::Result<Vec<AuditEntry>> {
     let mut out = Vec::new();
-    for item in db
-        .iterator_cf(cf(db, CF_AUDIT), IteratorMode::End)
-        .take(limit)
-    {
+    for item in db.iterator_cf(cf(db, CF_AUDIT), IteratorMode::End).take(limit) {
         let (_, v) = item?;
-        out.push(
-            decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt audit entry: {e}")))?,
-        );
+        out.push(decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt audit entry: {e}")))?);
     }
     Ok(out)
 }
@@ -107,11 +102,7 @@ fn audit_upto(db: &DB, last: u64) -> impl Iterator<Item = std::io::Result<AuditE
 
 /// Snapshot ids come from the leader; only a tame subset of characters reaches a file name.
 fn file_name(snapshot_id: &str) -> String {
-    let safe: String = snapshot_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(64)
-        .collect();
+    let safe: String = snapshot_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
     format!("snapshot-{safe}.bin")
 }
 
@@ -122,8 +113,7 @@ fn prune(dir: &Path, keep: Option<&str>) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let stale = name.ends_with(".tmp")
-            || (name.starts_with("snapshot-") && Some(name.as_str()) != keep);
+        let stale = name.ends_with(".tmp") || (name.starts_with("snapshot-") && Some(name.as_str()) != keep);
         if stale {
             let _ = std::fs::remove_file(e.path());
         }
@@ -133,17 +123,11 @@ fn prune(dir: &Path, keep: Option<&str>) {
 impl StateMachineStore {
     /// Opens the state machine on `db`, with snapshot files in `snap_dir`, restoring the last
     /// snapshot if there is one.
-    pub fn open(
-        db: Arc<DB>,
-        snap_dir: &Path,
-        apply_seconds: prometheus::Histogram,
-    ) -> crate::Result<Self> {
+    pub fn open(db: Arc<DB>, snap_dir: &Path, apply_seconds: prometheus::Histogram) -> crate::Result<Self> {
         std::fs::create_dir_all(snap_dir)
             .map_err(|e| crate::Error::io(format!("creating {}", snap_dir.display()), e))?;
         let mut applied = Applied::default();
-        let current = db
-            .get_cf(cf(&db, CF_SM), KEY_SNAPSHOT_FILE)?
-            .map(|n| String::from_utf8_lossy(&n).into_owned());
+        let current = db.get_cf(cf(&db, CF_SM), KEY_SNAPSHOT_FILE)?.map(|n| String::from_utf8_lossy(&n).into_owned());
         if let Some(name) = &current {
             let path = snap_dir.join(name);
             let r = snapshot_file::Reader::open(&path)
@@ -169,11 +153,7 @@ impl StateMachineStore {
 
     /// Records `name` as the current snapshot (synced, which also makes every earlier unsynced
     /// audit write durable) and removes older files.
-    fn make_current(
-        &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        name: &str,
-    ) -> StorageResult<()> {
+    fn make_current(&self, meta: &SnapshotMeta<NodeId, BasicNode>, name: &str) -> StorageResult<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_SM), KEY_SNAPSHOT_META, encode(meta));
         batch.put_cf(cf(&self.db, CF_SM), KEY_SNAPSHOT_FILE, name.as_bytes());
@@ -193,11 +173,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, state.audit_seq),
             None => "empty".to_string(),
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
         let name = file_name(&meta.snapshot_id);
         let path = self.snap_dir.join(&name);
         let (db, m) = (self.db.clone(), meta.clone());
@@ -213,19 +189,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         .map_err(snap_err)?;
         self.make_current(&meta, &name)?;
         let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
         let g = self.shared.read().expect("state lock poisoned");
         Ok((g.last_applied, g.membership.clone()))
     }
@@ -304,15 +275,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let path = self.snap_dir.join(&name);
         let tmp = path.with_extension("tmp");
         snapshot.flush().await.map_err(snap_err)?;
-        snapshot
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(snap_err)?;
+        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(snap_err)?;
         {
             let mut out = tokio::fs::File::create(&tmp).await.map_err(snap_err)?;
-            tokio::io::copy(&mut snapshot, &mut out)
-                .await
-                .map_err(snap_err)?;
+            tokio::io::copy(&mut snapshot, &mut out).await.map_err(snap_err)?;
             out.sync_all().await.map_err(snap_err)?;
         }
         tokio::fs::rename(&tmp, &path).await.map_err(snap_err)?;
@@ -332,8 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             while let Some(a) = r.next_audit()? {
                 batch.put_cf(audit, be_key(a.seq), encode(&a));
                 if batch.len() >= 1000 {
-                    db.write(std::mem::take(&mut batch))
-                        .map_err(std::io::Error::other)?;
+                    db.write(std::mem::take(&mut batch)).map_err(std::io::Error::other)?;
                 }
             }
             db.write(batch).map_err(std::io::Error::other)?;
@@ -361,10 +326,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(sm_read_err)?;
         let path = self.snap_dir.join(String::from_utf8_lossy(&name).as_ref());
         let file = tokio::fs::File::open(&path).await.map_err(sm_read_err)?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 

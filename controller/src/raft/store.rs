@@ -24,8 +24,7 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
     opts.create_missing_column_families(true);
     // The log is written by one task at a time; a small memtable keeps restarts quick.
     opts.set_write_buffer_size(16 << 20);
-    let cfs = [CF_LOGS, CF_META, CF_SM, CF_AUDIT]
-        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [CF_LOGS, CF_META, CF_SM, CF_AUDIT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
     Ok(Arc::new(db))
 }

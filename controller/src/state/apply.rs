@@ -1,21 +1,14 @@
 //! `State::apply`: pure and deterministic. It validates every command against the state it is
 //! applied to, because two proposers can race: a refused command changes nothing and says why.
 
-use super::{
-    AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State, Workflow, WorkflowStep,
-};
+use super::{AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State, Workflow, WorkflowStep};
 
 impl State {
     /// Applies one proposal carried by the log entry at `log_index`, appending the audit entries it
     /// produces to `audit`.
     pub fn apply(&mut self, log_index: u64, p: &Proposal, audit: &mut Vec<AuditEntry>) -> Response {
         if let Command::Batch(items) = &p.command {
-            return Response::Batch(
-                items
-                    .iter()
-                    .map(|item| self.apply(log_index, item, audit))
-                    .collect(),
-            );
+            return Response::Batch(items.iter().map(|item| self.apply(log_index, item, audit)).collect());
         }
         let (what, result) = self.apply_one(log_index, p);
         let response = match result {
@@ -64,28 +57,20 @@ impl State {
                 }
                 (what, Ok("seeded".into()))
             }
-            Command::RegisterAgent {
-                name,
-                site,
-                host,
-                facts,
-            } => {
+            Command::RegisterAgent { name, site, host, facts } => {
                 let what = format!("register agent {name} site={site} host={host}");
                 if !self.sites.is_empty() && !self.sites.contains_key(site) {
                     return (what, Err(format!("unknown site `{site}`")));
                 }
-                let rec = self
-                    .agents
-                    .entry(name.clone())
-                    .or_insert_with(|| AgentRecord {
-                        name: name.clone(),
-                        site: site.clone(),
-                        host: host.clone(),
-                        facts: facts.clone(),
-                        up: false,
-                        since_ms: p.at_ms,
-                        registered_ms: p.at_ms,
-                    });
+                let rec = self.agents.entry(name.clone()).or_insert_with(|| AgentRecord {
+                    name: name.clone(),
+                    site: site.clone(),
+                    host: host.clone(),
+                    facts: facts.clone(),
+                    up: false,
+                    since_ms: p.at_ms,
+                    registered_ms: p.at_ms,
+                });
                 rec.site = site.clone();
                 rec.host = host.clone();
                 rec.facts = facts.clone();
@@ -96,16 +81,10 @@ impl State {
                 (what, Ok(format!("agent {name} registered")))
             }
             Command::SetAgentUp { name, up, reason } => {
-                let what = format!(
-                    "mark agent {name} {} ({reason})",
-                    if *up { "up" } else { "down" }
-                );
+                let what = format!("mark agent {name} {} ({reason})", if *up { "up" } else { "down" });
                 match self.agents.get_mut(name) {
                     None => (what, Err(format!("no agent named `{name}`"))),
-                    Some(rec) if rec.up == *up => (
-                        what,
-                        Err(format!("agent `{name}` is already {}", updown(*up))),
-                    ),
+                    Some(rec) if rec.up == *up => (what, Err(format!("agent `{name}` is already {}", updown(*up)))),
                     Some(rec) => {
                         rec.up = *up;
                         rec.since_ms = p.at_ms;
@@ -129,25 +108,13 @@ impl State {
                 }
             }
             Command::PutController(rec) => {
-                let what = format!(
-                    "put controller {} site={} addr={}",
-                    rec.id, rec.site, rec.grpc_addr
-                );
+                let what = format!("put controller {} site={} addr={}", rec.id, rec.site, rec.grpc_addr);
                 if !self.sites.is_empty() && !self.sites.contains_key(&rec.site) {
                     return (what, Err(format!("unknown site `{}`", rec.site)));
                 }
-                if let Some(other) = self
-                    .controllers
-                    .values()
-                    .find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr)
+                if let Some(other) = self.controllers.values().find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr)
                 {
-                    return (
-                        what,
-                        Err(format!(
-                            "controller {} already uses {}",
-                            other.id, rec.grpc_addr
-                        )),
-                    );
+                    return (what, Err(format!("controller {} already uses {}", other.id, rec.grpc_addr)));
                 }
                 self.controllers.insert(rec.id, rec.clone());
                 (what, Ok(format!("controller {} recorded", rec.id)))
@@ -169,40 +136,20 @@ impl State {
                     None => (what, Err(format!("no controller with id {id}"))),
                 }
             }
-            Command::AdoptCluster {
-                cluster,
-                primary,
-                synchronous,
-            } => {
-                let what = format!(
-                    "adopt cluster {cluster}: primary {primary}, synchronous [{}]",
-                    synchronous.join(", ")
-                );
+            Command::AdoptCluster { cluster, primary, synchronous } => {
+                let what =
+                    format!("adopt cluster {cluster}: primary {primary}, synchronous [{}]", synchronous.join(", "));
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
                 };
                 if c.epoch != 0 {
-                    return (
-                        what,
-                        Err(format!(
-                            "cluster `{cluster}` is already at epoch {}",
-                            c.epoch
-                        )),
-                    );
+                    return (what, Err(format!("cluster `{cluster}` is already at epoch {}", c.epoch)));
                 }
-                if let Some(m) = std::iter::once(primary)
-                    .chain(synchronous)
-                    .find(|m| !c.members.contains_key(*m))
-                {
+                if let Some(m) = std::iter::once(primary).chain(synchronous).find(|m| !c.members.contains_key(*m)) {
                     return (what, Err(format!("`{m}` is not a member of `{cluster}`")));
                 }
                 if synchronous.contains(primary) {
-                    return (
-                        what,
-                        Err(format!(
-                            "the primary `{primary}` cannot be its own synchronous standby"
-                        )),
-                    );
+                    return (what, Err(format!("the primary `{primary}` cannot be its own synchronous standby")));
                 }
                 c.epoch = 1;
                 c.epoch_index = log_index;
@@ -211,42 +158,21 @@ impl State {
                 c.vouch = c.synchronous.clone();
                 (what, Ok(format!("cluster {cluster} adopted at epoch 1")))
             }
-            Command::SetPaused {
-                cluster,
-                paused,
-                reason,
-            } => {
-                let what = format!(
-                    "{} cluster {cluster} ({reason})",
-                    if *paused { "pause" } else { "resume" }
-                );
+            Command::SetPaused { cluster, paused, reason } => {
+                let what = format!("{} cluster {cluster} ({reason})", if *paused { "pause" } else { "resume" });
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
                 };
                 if c.paused == *paused {
                     return (
                         what,
-                        Err(format!(
-                            "cluster `{cluster}` is already {}",
-                            if *paused { "paused" } else { "running" }
-                        )),
+                        Err(format!("cluster `{cluster}` is already {}", if *paused { "paused" } else { "running" })),
                     );
                 }
                 c.paused = *paused;
-                (
-                    what,
-                    Ok(format!(
-                        "cluster {cluster} {}",
-                        if *paused { "paused" } else { "resumed" }
-                    )),
-                )
+                (what, Ok(format!("cluster {cluster} {}", if *paused { "paused" } else { "resumed" })))
             }
-            Command::StartWorkflow {
-                cluster,
-                kind,
-                from,
-                to,
-            } => {
+            Command::StartWorkflow { cluster, kind, from, to } => {
                 let what = format!("start {kind} of {cluster} from {from} to {to}");
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
@@ -255,28 +181,16 @@ impl State {
                     return (what, Err(format!("cluster `{cluster}` is not adopted yet")));
                 }
                 if c.paused {
-                    return (
-                        what,
-                        Err(format!("cluster `{cluster}` is paused (maintenance)")),
-                    );
+                    return (what, Err(format!("cluster `{cluster}` is paused (maintenance)")));
                 }
                 if let Some(w) = c.workflow {
-                    return (
-                        what,
-                        Err(format!("workflow {w} is still under way on `{cluster}`")),
-                    );
+                    return (what, Err(format!("workflow {w} is still under way on `{cluster}`")));
                 }
                 if c.primary.as_deref() != Some(from.as_str()) {
-                    return (
-                        what,
-                        Err(format!("`{from}` is not the primary of `{cluster}`")),
-                    );
+                    return (what, Err(format!("`{from}` is not the primary of `{cluster}`")));
                 }
                 if !c.members.contains_key(to) || to == from {
-                    return (
-                        what,
-                        Err(format!("`{to}` is not another member of `{cluster}`")),
-                    );
+                    return (what, Err(format!("`{to}` is not another member of `{cluster}`")));
                 }
                 self.last_workflow_id += 1;
                 let id = self.last_workflow_id;
@@ -306,70 +220,41 @@ impl State {
                 }
                 (what, Ok(format!("workflow {id}")))
             }
-            Command::RecordStep {
-                workflow,
-                name,
-                note,
-            } => {
+            Command::RecordStep { workflow, name, note } => {
                 let what = format!("workflow {workflow}: {name} {note}");
                 match self.workflows.get_mut(workflow) {
                     Some(w) if w.finished.is_none() => {
-                        w.steps.push(WorkflowStep {
-                            name: name.clone(),
-                            at_ms: p.at_ms,
-                            note: note.clone(),
-                        });
+                        w.steps.push(WorkflowStep { name: name.clone(), at_ms: p.at_ms, note: note.clone() });
                         (what, Ok("recorded".into()))
                     }
                     Some(_) => (what, Err(format!("workflow {workflow} has ended"))),
                     None => (what, Err(format!("no workflow {workflow}"))),
                 }
             }
-            Command::SwitchPrimary {
-                cluster,
-                workflow,
-                primary,
-            } => {
-                let what =
-                    format!("switch primary of {cluster} to {primary} (workflow {workflow})");
+            Command::SwitchPrimary { cluster, workflow, primary } => {
+                let what = format!("switch primary of {cluster} to {primary} (workflow {workflow})");
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
                 };
                 if c.workflow != Some(*workflow) {
-                    return (
-                        what,
-                        Err(format!(
-                            "workflow {workflow} is not the one under way on `{cluster}`"
-                        )),
-                    );
+                    return (what, Err(format!("workflow {workflow} is not the one under way on `{cluster}`")));
                 }
                 if !c.members.contains_key(primary) {
-                    return (
-                        what,
-                        Err(format!("`{primary}` is not a member of `{cluster}`")),
-                    );
+                    return (what, Err(format!("`{primary}` is not a member of `{cluster}`")));
                 }
                 c.epoch += 1;
                 c.epoch_index = log_index;
                 c.primary = Some(primary.clone());
                 c.synchronous.clear();
                 c.vouch.clear();
-                (
-                    what,
-                    Ok(format!("{cluster} epoch {}: primary {primary}", c.epoch)),
-                )
+                (what, Ok(format!("{cluster} epoch {}: primary {primary}", c.epoch)))
             }
             Command::SetSynchronous { cluster, members } => {
-                let what = format!(
-                    "set synchronous standbys of {cluster} to [{}]",
-                    members.join(", ")
-                );
+                let what = format!("set synchronous standbys of {cluster} to [{}]", members.join(", "));
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
                 };
-                if let Some(m) = members
-                    .iter()
-                    .find(|m| !c.members.contains_key(*m) || c.primary.as_ref() == Some(*m))
+                if let Some(m) = members.iter().find(|m| !c.members.contains_key(*m) || c.primary.as_ref() == Some(*m))
                 {
                     return (what, Err(format!("`{m}` is not a standby of `{cluster}`")));
                 }
@@ -413,27 +298,13 @@ mod tests {
     use crate::state::{Actor, HostFacts, Role};
 
     fn prop(at_ms: u64, command: Command) -> Proposal {
-        Proposal {
-            at_ms,
-            actor: Actor {
-                name: "alice".into(),
-                role: Role::Admin,
-                origin: "test".into(),
-            },
-            command,
-        }
+        Proposal { at_ms, actor: Actor { name: "alice".into(), role: Role::Admin, origin: "test".into() }, command }
     }
 
     #[test]
     fn apply_is_deterministic_and_audited() {
         let cmds = [
-            prop(
-                1,
-                Command::PutUser {
-                    name: "bob".into(),
-                    role: Role::Noc,
-                },
-            ),
+            prop(1, Command::PutUser { name: "bob".into(), role: Role::Noc }),
             prop(
                 2,
                 Command::RegisterAgent {
@@ -443,29 +314,14 @@ mod tests {
                     facts: HostFacts::default(),
                 },
             ),
-            prop(
-                3,
-                Command::SetAgentUp {
-                    name: "a1".into(),
-                    up: false,
-                    reason: "silent".into(),
-                },
-            ),
-            prop(
-                4,
-                Command::DeleteUser {
-                    name: "nobody".into(),
-                },
-            ),
+            prop(3, Command::SetAgentUp { name: "a1".into(), up: false, reason: "silent".into() }),
+            prop(4, Command::DeleteUser { name: "nobody".into() }),
         ];
         let run = || {
             let mut s = State::default();
             let mut audit = Vec::new();
-            let responses: Vec<_> = cmds
-                .iter()
-                .enumerate()
-                .map(|(i, c)| s.apply(i as u64 + 1, c, &mut audit))
-                .collect();
+            let responses: Vec<_> =
+                cmds.iter().enumerate().map(|(i, c)| s.apply(i as u64 + 1, c, &mut audit)).collect();
             (s, audit, responses)
         };
         let (a, audit_a, resp_a) = run();
@@ -487,39 +343,15 @@ mod tests {
         let mut audit = Vec::new();
         s.apply(
             1,
-            &prop(
-                1,
-                Command::Seed(crate::state::Seed {
-                    sites: vec![],
-                    controllers: vec![],
-                    clusters: vec![],
-                }),
-            ),
+            &prop(1, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })),
             &mut audit,
         );
         let before = s.clone();
-        let r = s.apply(
-            2,
-            &prop(
-                2,
-                Command::PutUser {
-                    name: "x".into(),
-                    role: Role::Peer,
-                },
-            ),
-            &mut audit,
-        );
+        let r = s.apply(2, &prop(2, Command::PutUser { name: "x".into(), role: Role::Peer }), &mut audit);
         assert!(matches!(r, Response::Rejected(_)));
         let r2 = s.apply(
             3,
-            &prop(
-                3,
-                Command::Seed(crate::state::Seed {
-                    sites: vec![],
-                    controllers: vec![],
-                    clusters: vec![],
-                }),
-            ),
+            &prop(3, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })),
             &mut audit,
         );
         assert!(matches!(r2, Response::Rejected(_)));
@@ -534,28 +366,13 @@ mod tests {
         let batch = prop(
             5,
             Command::Batch(vec![
-                prop(
-                    5,
-                    Command::PutUser {
-                        name: "u".into(),
-                        role: Role::Soc,
-                    },
-                ),
-                prop(
-                    5,
-                    Command::PutUser {
-                        name: "u".into(),
-                        role: Role::Auditor,
-                    },
-                ),
+                prop(5, Command::PutUser { name: "u".into(), role: Role::Soc }),
+                prop(5, Command::PutUser { name: "u".into(), role: Role::Auditor }),
             ]),
         );
         let r = s.apply(7, &batch, &mut audit);
         assert!(matches!(r, Response::Batch(ref v) if v.len() == 2));
         assert_eq!(s.users["u"], Role::Auditor);
-        assert_eq!(
-            audit.iter().map(|a| a.log_index).collect::<Vec<_>>(),
-            vec![7, 7]
-        );
+        assert_eq!(audit.iter().map(|a| a.log_index).collect::<Vec<_>>(), vec![7, 7]);
     }
 }

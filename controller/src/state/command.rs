@@ -18,11 +18,7 @@ pub struct Actor {
 impl Actor {
     /// The controller itself, deciding on its own (liveness, seeding).
     pub fn system(controller_id: u64) -> Actor {
-        Actor {
-            name: format!("controller-{controller_id}"),
-            role: Role::System,
-            origin: "brain".into(),
-        }
+        Actor { name: format!("controller-{controller_id}"), role: Role::System, origin: "brain".into() }
     }
 }
 
@@ -49,18 +45,9 @@ pub enum Command {
     /// Initial sites, controllers and clusters; applied once, refused afterwards.
     Seed(Seed),
     /// An agent introduced itself (or its host facts changed); it is up from now.
-    RegisterAgent {
-        name: String,
-        site: String,
-        host: String,
-        facts: HostFacts,
-    },
+    RegisterAgent { name: String, site: String, host: String, facts: HostFacts },
     /// The leader judged an agent up or down.
-    SetAgentUp {
-        name: String,
-        up: bool,
-        reason: String,
-    },
+    SetAgentUp { name: String, up: bool, reason: String },
     /// Give a client identity a role (or `disabled`).
     PutUser { name: String, role: Role },
     /// Remove a client identity's override; its certificate's role applies again.
@@ -73,44 +60,20 @@ pub enum Command {
     DeleteController { id: u64 },
     /// Adopt a running database cluster: record its primary and synchronous standbys at epoch 1.
     /// Refused once the cluster has an epoch.
-    AdoptCluster {
-        cluster: String,
-        primary: String,
-        synchronous: Vec<String>,
-    },
+    AdoptCluster { cluster: String, primary: String, synchronous: Vec<String> },
     /// Maintenance mode on or off for a cluster.
-    SetPaused {
-        cluster: String,
-        paused: bool,
-        reason: String,
-    },
+    SetPaused { cluster: String, paused: bool, reason: String },
     /// Start a workflow on a cluster; refused while another runs, while paused, or before adoption.
-    StartWorkflow {
-        cluster: String,
-        kind: String,
-        from: String,
-        to: String,
-    },
+    StartWorkflow { cluster: String, kind: String, from: String, to: String },
     /// Record a workflow step (started or finished).
-    RecordStep {
-        workflow: u64,
-        name: String,
-        note: String,
-    },
+    RecordStep { workflow: u64, name: String, note: String },
     /// The role change itself: epoch + 1, `primary` becomes primary. The synchronous set and the
     /// vouchers are emptied (removing members is recorded first, DESIGN.md point 5); they are
     /// recorded again once the new primary confirms a synchronous standby.
-    SwitchPrimary {
-        cluster: String,
-        workflow: u64,
-        primary: String,
-    },
+    SwitchPrimary { cluster: String, workflow: u64, primary: String },
     /// Record the synchronous set after the primary confirmed it (adding: reconfigure, confirm,
     /// record).
-    SetSynchronous {
-        cluster: String,
-        members: Vec<String>,
-    },
+    SetSynchronous { cluster: String, members: Vec<String> },
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited

@@ -65,10 +65,7 @@ impl Role {
 
     /// Roles a human user may be given in the `users` table.
     pub fn is_user_role(self) -> bool {
-        matches!(
-            self,
-            Role::Admin | Role::Noc | Role::Soc | Role::Auditor | Role::Disabled
-        )
+        matches!(self, Role::Admin | Role::Noc | Role::Soc | Role::Auditor | Role::Disabled)
     }
 }
 

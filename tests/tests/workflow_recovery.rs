@@ -1,0 +1,111 @@
+//! Workflows survive their leader: a switchover stopped between two steps (a failpoint, then the
+//! leader killed) is finished by the next leader — rolled back before the new epoch was
+//! committed, rolled forward after — and never leaves two writable primaries or loses a write.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use triad_tests::{wait_for, Deployment};
+
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
+    let mut d = Deployment::with_postgres().await?;
+    d.controller_env.push(("FAILPOINTS".into(), format!("{failpoint}=return")));
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    wait_for("the cluster adopted, dc synchronous with ndc", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.epoch == 1 && c.synchronous == ["ndc"]).then_some(())
+    })
+    .await?;
+    let dc = d.pg_connect("dc").await?;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(dc.query_one("INSERT INTO orders (note) VALUES ('before') RETURNING id", &[]).await?.get(0));
+    }
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.contains("failpoint"), "the failpoint stopped the switchover: {err}");
+    Ok((d, ids))
+}
+
+async fn kill_leader(d: &mut Deployment) -> Result<u64> {
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await?;
+    d.kill(&format!("controller-{leader}"))?;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    d.wait_leader(&rest, Duration::from_secs(20)).await
+}
+
+async fn has_all(d: &Deployment, member: &str, ids: &[i64]) -> Result<()> {
+    let c = d.pg_connect(member).await?;
+    let rows = c.query("SELECT id FROM orders", &[]).await?;
+    let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    ensure!(ids.iter().all(|id| have.contains(id)), "{member} lost acknowledged writes");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_before_the_new_epoch_rolls_back() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, ids) = setup("switchover-after-stop-writes").await?;
+    // The old primary is stopped and nothing was promoted: no writable member at all.
+    wait_for("dc stopped", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        v.clusters["customs"].iter().any(|m| m.name == "dc" && m.role == "down").then_some(())
+    })
+    .await?;
+    let new = kill_leader(&mut d).await?;
+    wait_for("the new leader restarted dc as primary at epoch 1", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let m = &v.clusters["customs"];
+        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+        (c.epoch == 1 && c.primary == "dc" && role("dc") == "primary" && role("ndc") == "standby").then_some(())
+    })
+    .await?;
+    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
+    ensure!(audit.contains("rolled back") && audit.contains(&format!("controller {new} took over")), "{audit}");
+    let dc = d.pg_connect("dc").await?;
+    dc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
+    has_all(&d, "dc", &ids).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_the_new_epoch_rolls_forward() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, ids) = setup("switchover-after-new-epoch").await?;
+    wait_for("epoch 2 committed with ndc primary, dc stopped", Duration::from_secs(10), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.epoch == 2 && c.primary == "ndc").then_some(())
+    })
+    .await?;
+    let new = kill_leader(&mut d).await?;
+    wait_for("the new leader finished: ndc primary, dc its synchronous standby", Duration::from_secs(40), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let m = &v.clusters["customs"];
+        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+        (c.epoch == 2
+            && c.primary == "ndc"
+            && c.synchronous == ["dc"]
+            && role("ndc") == "primary"
+            && role("dc") == "standby")
+            .then_some(())
+    })
+    .await?;
+    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
+    ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
+    let ndc = d.pg_connect("ndc").await?;
+    ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
+    has_all(&d, "ndc", &ids).await?;
+    Ok(())
+}
