@@ -26,6 +26,10 @@ pub struct Metrics {
     /// Per database cluster (label `cluster`, a configured and so bounded set).
     pub db_epoch: prometheus::IntGaugeVec,
     pub db_paused: prometheus::IntGaugeVec,
+    /// Workflows that ended, by kind (`switchover`...) and outcome (`completed`, `rolled_back`,
+    /// `failed`), counted by this controller since it started.
+    pub workflows: IntCounterVec,
+    pub workflow_seconds: prometheus::HistogramVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -99,6 +103,25 @@ impl Metrics {
                 "1 while the cluster is in maintenance mode",
                 &["cluster"],
             ),
+            workflows: {
+                let c = IntCounterVec::new(
+                    Opts::new("triad_workflows_total", "Workflows ended, by kind and outcome"),
+                    &["kind", "outcome"],
+                )
+                .expect("valid counter");
+                registry.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
+            workflow_seconds: {
+                let h = prometheus::HistogramVec::new(
+                    HistogramOpts::new("triad_workflow_duration_seconds", "Duration of ended workflows, by kind")
+                        .buckets(vec![0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                    &["kind"],
+                )
+                .expect("valid histogram");
+                registry.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
             registry,
         }
     }

@@ -147,7 +147,22 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     }
     eprintln!("{} acknowledged writes, none lost", acked.len());
 
-    // The history: two completed switchovers, audited with who asked.
+    // The history: two completed switchovers with their steps, audited with who asked.
+    let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let h = history.as_array().cloned().unwrap_or_default();
+    ensure!(h.len() == 2, "{history}");
+    ensure!(
+        h.iter().all(|w| w["outcome"] == "completed"
+            && w["requested_by"] == "admin"
+            && w["steps"].as_array().is_some_and(|s| s.len() >= 5)),
+        "{history}"
+    );
+    ensure!(h[0]["to"] == "dc" && h[1]["to"] == "ndc", "newest first: {history}");
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
+    let http = d.plan.controllers.iter().find(|c| c.id == leader).unwrap().http_addr.clone();
+    let (_, metrics) = Deployment::http_get(&http, "/metrics").await?;
+    ensure!(metrics.contains("triad_workflows_total{kind=\"switchover\",outcome=\"completed\"} 2"), "workflow metrics");
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "200"])?.stdout).into_owned();
     ensure!(audit.contains("start switchover of customs from dc to ndc: ok"), "{audit}");
     ensure!(audit.contains("switch primary of customs to dc"), "{audit}");

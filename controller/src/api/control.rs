@@ -392,6 +392,39 @@ impl Control for ControlApi {
         result
     }
 
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+        let result = self.authorise(&req, READERS, "reading history").map(|_| {
+            let cluster = req.get_ref().cluster.clone();
+            let g = self.ctx.state.read().expect("state lock poisoned");
+            let workflows = g
+                .state
+                .workflows
+                .values()
+                .rev()
+                .filter(|w| cluster.is_empty() || w.cluster == cluster)
+                .map(|w| pb::WorkflowRecord {
+                    id: w.id,
+                    kind: w.kind.clone(),
+                    cluster: w.cluster.clone(),
+                    from: w.from.clone(),
+                    to: w.to.clone(),
+                    requested_by: w.requested_by.clone(),
+                    started_ms: w.started_ms,
+                    steps: w
+                        .steps
+                        .iter()
+                        .map(|s| pb::WorkflowStepRecord { name: s.name.clone(), at_ms: s.at_ms, note: s.note.clone() })
+                        .collect(),
+                    finished_ms: w.finished.as_ref().map(|f| f.0).unwrap_or(0),
+                    outcome: w.finished.as_ref().map(|f| f.1.clone()).unwrap_or_else(|| "under way".into()),
+                })
+                .collect();
+            Response::new(pb::HistoryReply { workflows })
+        });
+        self.ctx.metrics.rpc("Control/History", &result);
+        result
+    }
+
     async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
         let result = (|| {
             self.authorise(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;

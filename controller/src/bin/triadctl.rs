@@ -55,6 +55,16 @@ enum Cmd {
         #[arg(long)]
         to: String,
     },
+    /// Role changes (switchovers, failovers, rejoins): who or what decided, each step's timing,
+    /// the outcome. Newest first.
+    History {
+        /// Only this cluster.
+        #[arg(long, default_value = "")]
+        cluster: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Maintenance mode: no automatic role changes for the cluster until `resume`.
     Pause {
         #[arg(long)]
@@ -204,6 +214,13 @@ async fn run(args: Args) -> Result<(), Error> {
         Cmd::User(UserCmd::Delete { name }) => println!("{}", admin::user_delete(&client(&args.config)?, &name).await?),
         Cmd::Switchover { cluster, to } => {
             println!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
+        }
+        Cmd::History { cluster, output } => {
+            let lines = admin::history(&client(&args.config)?, &cluster).await?;
+            match output {
+                Output::Json => println!("{}", json(&lines)),
+                Output::Table => print!("{}", admin::render_history(&lines)),
+            }
         }
         Cmd::Pause { cluster, reason } => {
             println!("{}", admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?)

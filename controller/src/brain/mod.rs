@@ -65,11 +65,12 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut caught_up = false;
     // Commands the state machine refused, so that the same refusal is not proposed every tick.
     let mut refused: HashSet<String> = HashSet::new();
+    let mut counted: HashSet<u64> = HashSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        export_gauges(&ctx);
+        export_gauges(&ctx, &mut counted);
         if !ctx.is_leader() {
             leader_since = None;
             caught_up = false;
@@ -139,8 +140,24 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
     }
 }
 
-fn export_gauges(ctx: &Ctx) {
+fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
     let g = ctx.state.read().expect("state lock poisoned");
+    for w in g.state.workflows.values() {
+        let Some((finished_ms, outcome)) = &w.finished else { continue };
+        if !counted.insert(w.id) {
+            continue;
+        }
+        let class = if outcome.starts_with("completed") {
+            "completed"
+        } else if outcome.starts_with("rolled back") {
+            "rolled_back"
+        } else {
+            "failed"
+        };
+        ctx.metrics.workflows.with_label_values(&[&w.kind, class]).inc();
+        let secs = finished_ms.saturating_sub(w.started_ms) as f64 / 1000.0;
+        ctx.metrics.workflow_seconds.with_label_values(&[&w.kind]).observe(secs);
+    }
     let up = g.state.agents.values().filter(|a| a.up).count();
     ctx.metrics.agents_up.set(up as i64);
     ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);

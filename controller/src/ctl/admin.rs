@@ -75,6 +75,87 @@ pub async fn switchover(client: &Client, cluster: &str, to: &str) -> Result<Stri
     Ok(r.message)
 }
 
+/// One workflow, for `triadctl history`.
+#[derive(Serialize)]
+pub struct HistoryLine {
+    pub id: u64,
+    pub kind: String,
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+    pub requested_by: String,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub duration_ms: u64,
+    pub outcome: String,
+    /// (step, milliseconds since the workflow started, note)
+    pub steps: Vec<(String, u64, String)>,
+}
+
+/// `triadctl history`: newest first.
+pub async fn history(client: &Client, cluster: &str) -> Result<Vec<HistoryLine>> {
+    let (_, mut c) = client.any().await?;
+    let r = c.history(pb::HistoryRequest { cluster: cluster.into() }).await?.into_inner();
+    Ok(r.workflows
+        .into_iter()
+        .map(|w| HistoryLine {
+            duration_ms: w.finished_ms.saturating_sub(w.started_ms),
+            steps: w.steps.into_iter().map(|s| (s.name, s.at_ms.saturating_sub(w.started_ms), s.note)).collect(),
+            id: w.id,
+            kind: w.kind,
+            cluster: w.cluster,
+            from: w.from,
+            to: w.to,
+            requested_by: w.requested_by,
+            started_ms: w.started_ms,
+            finished_ms: w.finished_ms,
+            outcome: w.outcome,
+        })
+        .collect())
+}
+
+/// The history as text.
+pub fn render_history(lines: &[HistoryLine]) -> String {
+    if lines.is_empty() {
+        return "no workflows yet\n".into();
+    }
+    let mut out = String::new();
+    for w in lines {
+        out.push_str(&format!(
+            "#{} {} of {} from {} to {}, asked by {}, started {}: {}{}\n",
+            w.id,
+            w.kind,
+            w.cluster,
+            w.from,
+            w.to,
+            w.requested_by,
+            when(w.started_ms),
+            w.outcome,
+            if w.finished_ms > 0 { format!(" after {} ms", w.duration_ms) } else { String::new() }
+        ));
+        for (name, at, note) in &w.steps {
+            out.push_str(&format!("    +{at:>6} ms  {name:<12} {note}\n"));
+        }
+    }
+    out
+}
+
+fn when(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 /// One audit line, for `-o json`.
 #[derive(Serialize)]
 pub struct AuditLine {
