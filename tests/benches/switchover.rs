@@ -1,0 +1,135 @@
+//! Write outage of a planned switchover on real PostgreSQL, as an outside writer and as Triad's
+//! canary see it, over repeated trials alternating dc → ndc → dc under continuous writes.
+//!
+//! ```text
+//! cargo bench --profile dev -p triad-tests --bench switchover \
+//!   --config 'profile.dev.package.triad-controller.opt-level=2' \
+//!   --config 'profile.dev.package.triad-proto.opt-level=2' \
+//!   --config 'profile.dev.package.triad-agent.opt-level=2'
+//! ```
+//! `TRIAD_BENCH_TRIALS` sets the number of switchovers (default 10).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use triad_tests::{wait_for, Deployment};
+
+/// Writes as fast as one client can to whichever member accepts writes, recording when each
+/// acknowledged write returned and its id.
+async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<(Instant, i64)>>>) {
+    while !stop.load(Ordering::Relaxed) {
+        for ci in &conninfos {
+            let Ok(Ok((client, conn))) =
+                tokio::time::timeout(Duration::from_millis(300), tokio_postgres::connect(ci, tokio_postgres::NoTls))
+                    .await
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            while !stop.load(Ordering::Relaxed) {
+                match client.query_one("INSERT INTO orders (note) VALUES ('bench') RETURNING id", &[]).await {
+                    Ok(row) => acks.lock().unwrap().push((Instant::now(), row.get(0))),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn run() -> Result<()> {
+    let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let mut d = Deployment::with_postgres().await?;
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    wait_for("adoption", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        (v.cluster_state.get("customs")?.synchronous == ["ndc"]).then_some(())
+    })
+    .await?;
+    let pg = d.pg.as_ref().unwrap();
+    let conninfos: Vec<String> =
+        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let w = tokio::spawn(writer(conninfos, stop.clone(), acks.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!("Planned switchover under continuous writes, real PostgreSQL 15, 3 controllers, {trials} trials");
+    println!("{:>6} {:>10} {:>14} {:>16} {:>12}", "trial", "to", "writer gap ms", "canary outage ms", "total ms");
+    let (mut gaps, mut canaries) = (Vec::new(), Vec::new());
+    for t in 0..trials {
+        let to = if t % 2 == 0 { "ndc" } else { "dc" };
+        let from = if to == "ndc" { "dc" } else { "ndc" };
+        let started = Instant::now();
+        let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", to])?;
+        let total = started.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!("switchover {t} failed: {}{text}", String::from_utf8_lossy(&out.stderr));
+        }
+        let canary: f64 = text
+            .split("write outage about ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN);
+        // The largest gap between consecutive acknowledged writes during the switchover.
+        let gap = {
+            let acks = acks.lock().unwrap();
+            let during: Vec<Instant> =
+                acks.iter().map(|a| a.0).filter(|a| *a >= started - Duration::from_millis(200)).collect();
+            during.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default().as_secs_f64() * 1e3
+        };
+        println!(
+            "{:>6} {:>10} {:>14.0} {:>16.0} {:>12.0}",
+            t + 1,
+            format!("{from}→{to}"),
+            gap,
+            canary,
+            total.as_secs_f64() * 1e3
+        );
+        gaps.push(gap);
+        canaries.push(canary);
+        // Let the old primary settle as a synchronous standby before the next trial.
+        wait_for("synchronous again", Duration::from_secs(30), || async {
+            let v = d.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            (c.primary == to && c.synchronous == [from]).then_some(())
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    // Zero loss: every acknowledged write is on the final primary.
+    let final_primary = if trials % 2 == 1 { "ndc" } else { "dc" };
+    let client = d.pg_connect(final_primary).await?;
+    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let acked: Vec<i64> = acks.lock().unwrap().iter().map(|a| a.1).collect();
+    let lost = acked.iter().filter(|id| !have.contains(id)).count();
+    println!();
+    println!("writer gap  p50 {:>6.0} ms  max {:>6.0} ms", pct(&mut gaps.clone(), 0.5), pct(&mut gaps, 1.0));
+    println!("canary      p50 {:>6.0} ms  max {:>6.0} ms", pct(&mut canaries.clone(), 0.5), pct(&mut canaries, 1.0));
+    println!("{} acknowledged writes, {lost} lost", acked.len());
+    if lost > 0 {
+        bail!("{lost} acknowledged writes lost");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
