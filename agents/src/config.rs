@@ -41,6 +41,21 @@ pub struct AgentConfig {
     /// relative paths are relative to the config file's directory. Created when missing.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Commands run on events.
+    #[serde(default)]
+    pub hooks: HooksConfig,
+}
+
+/// Commands the agent runs on events, with the details in their environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Run (program and arguments, no shell) whenever the cluster's primary changes, once the
+    /// agent has accepted the new epoch. Environment: TRIAD_CLUSTER, TRIAD_EPOCH, TRIAD_PRIMARY,
+    /// TRIAD_PRIMARY_ENDPOINT, TRIAD_MEMBER (this host's member) and TRIAD_ROLE (its role).
+    /// Default: none.
+    #[serde(default)]
+    pub on_role_change: Vec<String>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -143,6 +158,13 @@ impl AgentConfig {
         let mut cfg: AgentConfig = toml::from_str(&text)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(db) = cfg.database.as_mut() {
+            for p in [&mut db.data_dir, &mut db.bin_dir, &mut db.log_file] {
+                if !p.as_os_str().is_empty() && p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         for p in [&mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key, &mut cfg.state_dir] {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -57,7 +57,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         });
     }
     let target = Arc::new(
-        target::Target::open(&cfg.state_dir)
+        target::Target::open(&cfg.state_dir, cfg.hooks.on_role_change.clone())
             .map_err(|e| Error::Io { context: format!("state_dir {}", cfg.state_dir.display()), source: e })?,
     );
     let db = Arc::new(RwLock::new(None));

@@ -14,17 +14,19 @@ use crate::epoch::{Epoch, EpochStore};
 pub struct Target {
     epochs: Mutex<EpochStore>,
     current: RwLock<Option<Assignment>>,
+    /// `hooks.on_role_change`: program and arguments.
+    hook: Vec<String>,
 }
 
 impl Target {
     /// Opens the epoch file in `state_dir` (created when missing).
-    pub fn open(state_dir: &Path) -> std::io::Result<Self> {
+    pub fn open(state_dir: &Path, hook: Vec<String>) -> std::io::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let store = EpochStore::open(&state_dir.join("epoch"));
         if let Epoch::Unknown(why) = store.epoch() {
             tracing::warn!("fenced: {why}");
         }
-        Ok(Target { epochs: Mutex::new(store), current: RwLock::new(None) })
+        Ok(Target { epochs: Mutex::new(store), current: RwLock::new(None), hook })
     }
 
     /// Accepts `a` if it is not older than what was accepted; persists a higher epoch first.
@@ -49,7 +51,38 @@ impl Target {
         if current.as_ref().map(|c| (c.epoch, &c.role, c.paused)) != Some((a.epoch, &a.role, a.paused)) {
             tracing::info!(cluster = %a.cluster, member = %a.member, epoch = a.epoch, role = %a.role, "target state accepted");
         }
+        let changed = current.as_ref().is_some_and(|c| c.epoch != a.epoch && c.primary != a.primary);
+        if changed {
+            self.run_hook(&a);
+        }
         *current = Some(a);
+    }
+
+    /// Runs `hooks.on_role_change` for the accepted target `a`, without waiting for it.
+    fn run_hook(&self, a: &Assignment) {
+        let Some((program, args)) = self.hook.split_first() else { return };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("TRIAD_CLUSTER", &a.cluster)
+            .env("TRIAD_EPOCH", a.epoch.to_string())
+            .env("TRIAD_PRIMARY", &a.primary)
+            .env("TRIAD_PRIMARY_ENDPOINT", &a.primary_endpoint)
+            .env("TRIAD_MEMBER", &a.member)
+            .env("TRIAD_ROLE", &a.role)
+            .stdin(std::process::Stdio::null());
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let program = program.clone();
+                tokio::spawn(async move {
+                    match child.wait().await {
+                        Ok(s) if s.success() => tracing::info!("role-change hook `{program}` ran"),
+                        Ok(s) => tracing::warn!("role-change hook `{program}` exited with {s}"),
+                        Err(e) => tracing::warn!("role-change hook `{program}`: {e}"),
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot run the role-change hook `{program}`: {e}"),
+        }
     }
 
     /// Gate for a command at `epoch`: refused if older than the persisted epoch or if the epoch
@@ -92,14 +125,14 @@ mod tests {
     #[test]
     fn newer_targets_win_older_are_refused_and_the_epoch_is_on_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Target::open(dir.path()).unwrap();
+        let t = Target::open(dir.path(), Vec::new()).unwrap();
         t.receive(a(2, 10, "primary"));
         t.receive(a(1, 50, "standby")); // older epoch: refused
         t.receive(a(2, 5, "standby")); // same epoch, older entry: ignored
         assert_eq!(t.current().map(|c| c.role), Some("primary".into()));
         assert_eq!(t.epoch(), Some(2));
         drop(t);
-        let again = Target::open(dir.path()).unwrap();
+        let again = Target::open(dir.path(), Vec::new()).unwrap();
         assert_eq!(again.epoch(), Some(2), "the epoch survived a restart");
         again.receive(a(1, 99, "primary"));
         assert_eq!(again.current(), None, "a stale epoch is refused after a restart too");
@@ -109,7 +142,7 @@ mod tests {
     fn an_unreadable_epoch_file_refuses_every_target() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("epoch"), "not an epoch").unwrap();
-        let t = Target::open(dir.path()).unwrap();
+        let t = Target::open(dir.path(), Vec::new()).unwrap();
         t.receive(a(5, 1, "primary"));
         assert_eq!(t.current(), None);
         assert_eq!(t.epoch(), None);

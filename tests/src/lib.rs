@@ -102,7 +102,7 @@ impl Deployment {
         let bin = triad_controller::ctl::postgres::find_bin_dir()
             .ok_or_else(|| anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)"))?;
         let ports = [free_port()?, free_port()?, free_port()?];
-        let mut d = Self::with_db(LocalDb::Postgres { ports })?;
+        let mut d = Self::with_db(LocalDb::Postgres { ports, bin_dir: bin.clone() })?;
         let cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
         // Stored before it starts, so that a failure half way still stops what did start.
         d.pg = Some(cluster);

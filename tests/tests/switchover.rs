@@ -87,6 +87,16 @@ async fn switch(d: &Deployment, to: &str, epoch: u64, sync: &str) -> Result<()> 
 #[tokio::test(flavor = "multi_thread")]
 async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
+    // A role-change hook on every agent records what it was told.
+    let hooks = d.dir().join("hooks");
+    std::fs::create_dir_all(&hooks)?;
+    for site in MEMBERS {
+        let path = d.plan.agent_config_path(&format!("agent-{site}"));
+        let mut text = std::fs::read_to_string(&path)?;
+        let script = format!("env | grep ^TRIAD_ | sort > {}/hook-$TRIAD_MEMBER-$TRIAD_EPOCH.env", hooks.display());
+        text.push_str(&format!("\n[hooks]\non_role_change = [\"/bin/sh\", \"-c\", {script:?}]\n"));
+        std::fs::write(&path, text)?;
+    }
     d.start_controllers()?;
     d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
     for site in MEMBERS {
@@ -106,6 +116,21 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already the primary"));
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "nowhere"])?;
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a member"));
+
+    // Writers find the primary: `triadctl endpoint`, and `--watch` for every change.
+    let dc_port = pg.member("dc")?.port;
+    let out = d.triadctl(&["endpoint", "--cluster", "customs", "-o", "json"])?;
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        e["primary"] == "dc" && e["endpoint"].as_str().is_some_and(|s| s.contains(&format!("port={dc_port}"))),
+        "{e}"
+    );
+    let watch_out = d.dir().join("endpoint-watch.out");
+    let mut watcher = std::process::Command::new(triad_tests::bin("triadctl"))
+        .args(["endpoint", "--cluster", "customs", "--watch"])
+        .env("TRIAD_CONFIG", d.plan.ctl_config_path())
+        .stdout(std::fs::File::create(&watch_out)?)
+        .spawn()?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -146,6 +171,21 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
         ensure!(have.len() >= acked.len());
     }
     eprintln!("{} acknowledged writes, none lost", acked.len());
+
+    // The watcher saw dc, then ndc, then dc again; it stops cleanly on SIGTERM.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(watcher.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
+    let status = watcher.wait()?;
+    ensure!(status.success(), "endpoint --watch exit {status}");
+    let lines: Vec<String> = std::fs::read_to_string(&watch_out)?.lines().map(String::from).collect();
+    let primaries: Vec<&str> = lines.iter().filter_map(|l| l.split("primary ").nth(1)?.split(' ').next()).collect();
+    ensure!(primaries == ["dc", "ndc", "dc"], "endpoint --watch printed {lines:?}");
+    // Every agent ran its hook for each new epoch, with the new primary in its environment.
+    for member in MEMBERS {
+        let env2 = std::fs::read_to_string(hooks.join(format!("hook-{member}-2.env")))?;
+        ensure!(env2.contains("TRIAD_PRIMARY=ndc") && env2.contains("TRIAD_EPOCH=2"), "{member}: {env2}");
+        let env3 = std::fs::read_to_string(hooks.join(format!("hook-{member}-3.env")))?;
+        ensure!(env3.contains("TRIAD_PRIMARY=dc") && env3.contains(&format!("port={dc_port}")), "{member}: {env3}");
+    }
 
     // The history: two completed switchovers with their steps, audited with who asked.
     let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;

@@ -14,6 +14,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
     let mut d = Deployment::with_postgres().await?;
     d.controller_env.push(("FAILPOINTS".into(), format!("{failpoint}=return")));
+    d.controller_env.push(("TRIAD_TEST_FAILPOINTS".into(), "1".into()));
     d.start_controllers()?;
     d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
     for site in ["dc", "ndc", "dr"] {

@@ -59,7 +59,9 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
     g.state.clusters.values().filter(|c| c.epoch > 0).find_map(|c| {
         let m = c.members.values().find(|m| m.agent == name)?;
         let primary = c.primary.clone().unwrap_or_default();
+        let primary_endpoint = c.members.get(&primary).map(|p| p.endpoint.clone()).unwrap_or_default();
         Some(Assignment {
+            primary_endpoint,
             cluster: c.name.clone(),
             member: m.name.clone(),
             epoch: c.epoch,

@@ -281,6 +281,7 @@ impl Control for ControlApi {
                                 name: m.name.clone(),
                                 site: m.site.clone(),
                                 agent: m.agent.clone(),
+                                endpoint: m.endpoint.clone(),
                             })
                             .collect(),
                     })

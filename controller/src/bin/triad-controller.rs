@@ -32,8 +32,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     triad_controller::init_logging(&cfg.log_format);
-    // Failpoints for tests (FAILPOINTS=name=action;...): stop a workflow between two steps.
-    let _failpoints = fail::FailScenario::setup();
+    // Failpoints for tests (FAILPOINTS=name=action;...) stop a workflow between two steps. They
+    // are honoured only with TRIAD_TEST_FAILPOINTS=1, so a stray FAILPOINTS variable cannot break
+    // a production controller.
+    let _failpoints = (std::env::var("TRIAD_TEST_FAILPOINTS").as_deref() == Ok("1")).then(|| {
+        tracing::warn!("TRIAD_TEST_FAILPOINTS=1: failpoints from FAILPOINTS are active (tests only)");
+        fail::FailScenario::setup()
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

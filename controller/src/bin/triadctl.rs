@@ -55,6 +55,18 @@ enum Cmd {
         #[arg(long)]
         to: String,
     },
+    /// Where writers go: the cluster's committed primary and how to reach it. With --watch, a
+    /// line for every change until Ctrl-C.
+    Endpoint {
+        #[arg(long)]
+        cluster: String,
+        /// Keep watching and print every change.
+        #[arg(long)]
+        watch: bool,
+        /// Output format (one JSON object per line with --watch).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Role changes (switchovers, failovers, rejoins): who or what decided, each step's timing,
     /// the outcome. Newest first.
     History {
@@ -95,8 +107,8 @@ enum Cmd {
         /// Directory for certificates, configs, data, logs and demo.json.
         #[arg(long, default_value = "triad-demo")]
         dir: PathBuf,
-        /// Use the simulated database driver instead of PostgreSQL. Accepted now; the database
-        /// members join the demo with the database work, until then the flag only prints a note.
+        /// Simulated database members inside the agents instead of PostgreSQL (also the
+        /// fallback, said loudly, when no PostgreSQL server binaries are found).
         #[arg(long)]
         simulated: bool,
     },
@@ -214,6 +226,33 @@ async fn run(args: Args) -> Result<(), Error> {
         Cmd::User(UserCmd::Delete { name }) => println!("{}", admin::user_delete(&client(&args.config)?, &name).await?),
         Cmd::Switchover { cluster, to } => {
             println!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
+        }
+        Cmd::Endpoint { cluster, watch, output } => {
+            let c = client(&args.config)?;
+            let show = |v: &admin::EndpointView| match output {
+                Output::Json => println!("{}", serde_json::to_string(v).unwrap_or_default()),
+                Output::Table => println!("{}", admin::render_endpoint(v)),
+            };
+            let mut last = admin::endpoint(&c, &cluster).await?;
+            show(&last);
+            if watch {
+                let stop = triad_controller::shutdown_signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
+                            // A controller may be briefly unreachable during an election.
+                            if let Ok(v) = admin::endpoint(&c, &cluster).await {
+                                if v != last {
+                                    show(&v);
+                                    last = v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
         Cmd::History { cluster, output } => {
             let lines = admin::history(&client(&args.config)?, &cluster).await?;

@@ -48,7 +48,12 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                         .map(|m| {
                             (
                                 m.name.clone(),
-                                DbMember { name: m.name.clone(), site: m.site.clone(), agent: m.agent.clone() },
+                                DbMember {
+                                    name: m.name.clone(),
+                                    site: m.site.clone(),
+                                    agent: m.agent.clone(),
+                                    endpoint: String::new(),
+                                },
                             )
                         })
                         .collect(),
@@ -162,4 +167,8 @@ fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
     ctx.metrics.agents_up.set(up as i64);
     ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);
     ctx.metrics.agents_connected.set(ctx.obs.connected_count() as i64);
+    for c in g.state.clusters.values() {
+        ctx.metrics.db_epoch.with_label_values(&[&c.name]).set(c.epoch as i64);
+        ctx.metrics.db_paused.with_label_values(&[&c.name]).set(c.paused as i64);
+    }
 }

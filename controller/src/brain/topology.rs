@@ -12,6 +12,21 @@ use crate::state::{Command, State};
 /// The adoption commands the observations justify.
 pub fn decide(state: &State, obs: &HashMap<String, AgentObservation>, now: Instant, fresh: Duration) -> Vec<Command> {
     let mut out = Vec::new();
+    // Endpoints follow what the agents report (they are configuration, kept where writers can
+    // read them consistently).
+    for c in state.clusters.values() {
+        for m in c.members.values() {
+            let reported = obs
+                .get(&m.agent)
+                .filter(|o| now.saturating_duration_since(o.last_seen) < fresh)
+                .and_then(|o| o.db.as_ref())
+                .filter(|d| d.cluster == c.name && d.member == m.name && !d.endpoint.is_empty())
+                .map(|d| d.endpoint.clone());
+            if let Some(endpoint) = reported.filter(|e| *e != m.endpoint && e.len() <= 200) {
+                out.push(Command::SetMemberEndpoint { cluster: c.name.clone(), member: m.name.clone(), endpoint });
+            }
+        }
+    }
     for c in state.clusters.values().filter(|c| c.epoch == 0 && !c.paused) {
         // Every member must be freshly observed: an unheard member might be a second primary.
         let mut seen = Vec::new();
@@ -56,7 +71,15 @@ mod tests {
         let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
             .iter()
             .map(|m| {
-                (m.to_string(), DbMember { name: m.to_string(), site: m.to_string(), agent: format!("agent-{m}") })
+                (
+                    m.to_string(),
+                    DbMember {
+                        name: m.to_string(),
+                        site: m.to_string(),
+                        agent: format!("agent-{m}"),
+                        endpoint: String::new(),
+                    },
+                )
             })
             .collect();
         let mut s = State::default();

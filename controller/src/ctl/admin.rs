@@ -75,6 +75,45 @@ pub async fn switchover(client: &Client, cluster: &str, to: &str) -> Result<Stri
     Ok(r.message)
 }
 
+/// Where writers go: the committed primary and how to reach it.
+#[derive(Serialize, PartialEq, Clone)]
+pub struct EndpointView {
+    pub cluster: String,
+    pub epoch: u64,
+    pub primary: String,
+    /// libpq keywords (`host=... port=...`), as the primary's agent reports it.
+    pub endpoint: String,
+    pub paused: bool,
+}
+
+/// `triadctl endpoint`.
+pub async fn endpoint(client: &Client, cluster: &str) -> Result<EndpointView> {
+    let (_, mut c) = client.any().await?;
+    let state = c.state(pb::StateRequest {}).await?.into_inner();
+    let cl = state
+        .clusters
+        .into_iter()
+        .find(|c| c.name == cluster)
+        .ok_or_else(|| crate::Error::InvalidArgument(format!("no cluster named `{cluster}`")))?;
+    let endpoint = cl.members.iter().find(|m| m.name == cl.primary).map(|m| m.endpoint.clone()).unwrap_or_default();
+    Ok(EndpointView { cluster: cl.name, epoch: cl.epoch, primary: cl.primary, endpoint, paused: cl.paused })
+}
+
+/// The endpoint as one line.
+pub fn render_endpoint(v: &EndpointView) -> String {
+    if v.primary.is_empty() {
+        return format!("{}: no primary recorded yet (epoch {})", v.cluster, v.epoch);
+    }
+    format!(
+        "{}: primary {} at {} (epoch {}){}",
+        v.cluster,
+        v.primary,
+        if v.endpoint.is_empty() { "an unknown address" } else { &v.endpoint },
+        v.epoch,
+        if v.paused { " PAUSED" } else { "" }
+    )
+}
+
 /// One workflow, for `triadctl history`.
 #[derive(Serialize)]
 pub struct HistoryLine {

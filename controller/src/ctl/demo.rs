@@ -142,7 +142,7 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
         }
         Some(bin) => {
             let ports = [free_port()?, free_port()?, free_port()?];
-            plan.db = LocalDb::Postgres { ports };
+            plan.db = LocalDb::Postgres { ports, bin_dir: bin.clone() };
             let cluster = Arc::new(PgCluster::plan(&bin, &dir.join("postgres"), ports));
             println!(
                 "  starting PostgreSQL from {}: primary dc, synchronous standby ndc, asynchronous standby dr ...",
@@ -162,7 +162,7 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     };
     plan.write()?;
 
-    let workload = pg.as_ref().map(|c| Workload::start(c.members[0].conninfo("customs")));
+    let workload = pg.as_ref().map(|c| Workload::start(c.members.iter().map(|m| m.conninfo("customs")).collect()));
     let mut procs: Vec<Proc> = Vec::new();
     let result =
         start_and_serve(&plan, &controller_bin, &agent_bin, &mut procs, pg.as_deref(), workload.as_ref()).await;
@@ -182,8 +182,9 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     result
 }
 
-/// The demo's small continuous write workload: one row into `customs.orders` every 100 ms on the
-/// primary, as an application server would write.
+/// The demo's small continuous write workload: one row into `customs.orders` every 100 ms on
+/// whichever member accepts writes (it follows the primary through a switchover), as an
+/// application server would write.
 struct Workload {
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -191,7 +192,7 @@ struct Workload {
 }
 
 impl Workload {
-    fn start(conninfo: String) -> Self {
+    fn start(conninfos: Vec<String>) -> Self {
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (o, f) = (ok.clone(), failed.clone());
         let task = tokio::spawn(async move {
@@ -200,15 +201,18 @@ impl Workload {
             loop {
                 tick.tick().await;
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
-                        Ok((c, conn)) => {
-                            tokio::spawn(async move {
-                                let _ = conn.await;
-                            });
-                            Some(c)
+                    client = None;
+                    for ci in &conninfos {
+                        let Ok((c, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await else { continue };
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        let writable = c.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.is_ok_and(|r| r.get(0));
+                        if writable {
+                            client = Some(c);
+                            break;
                         }
-                        Err(_) => None,
-                    };
+                    }
                 }
                 let Some(c) = &client else {
                     f.fetch_add(1, Ordering::Relaxed);

@@ -40,8 +40,9 @@ pub enum LocalDb {
     None,
     /// In-process simulated members (`dc` primary, the others standbys).
     Simulated,
-    /// Real PostgreSQL members listening on 127.0.0.1 at these ports (dc, ndc, dr).
-    Postgres { ports: [u16; 3] },
+    /// Real PostgreSQL members listening on 127.0.0.1 at these ports (dc, ndc, dr), run from
+    /// the server binaries in `bin_dir`.
+    Postgres { ports: [u16; 3], bin_dir: PathBuf },
 }
 
 /// The plan of a local deployment rooted at `dir`.
@@ -169,12 +170,13 @@ impl LocalDeployment {
                 q(if i == 0 { "primary" } else { "standby" }),
                 q(&format!("host=simulated-{}", a.site))
             ),
-            (LocalDb::Postgres { ports }, Some(i)) => format!(
-                "{head}driver = \"postgres\"\nconninfo = {}\nendpoint = {}\ndata_dir = {}\nlog_file = {}\n",
+            (LocalDb::Postgres { ports, bin_dir }, Some(i)) => format!(
+                "{head}driver = \"postgres\"\nconninfo = {}\nendpoint = {}\ndata_dir = {}\nlog_file = {}\nbin_dir = {}\n",
                 q(&format!("host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2", ports[i])),
                 q(&format!("host=127.0.0.1 port={} user=postgres", ports[i])),
                 q(&self.dir.join(format!("postgres/{}/data", a.site)).display().to_string()),
-                q(&self.dir.join(format!("postgres/{}/postgres.log", a.site)).display().to_string())
+                q(&self.dir.join(format!("postgres/{}/postgres.log", a.site)).display().to_string()),
+                q(&bin_dir.display().to_string())
             ),
         }
     }

@@ -158,6 +158,16 @@ impl State {
                 c.vouch = c.synchronous.clone();
                 (what, Ok(format!("cluster {cluster} adopted at epoch 1")))
             }
+            Command::SetMemberEndpoint { cluster, member, endpoint } => {
+                let what = format!("set endpoint of {cluster}/{member} to `{endpoint}`");
+                match self.clusters.get_mut(cluster).and_then(|c| c.members.get_mut(member)) {
+                    Some(m) => {
+                        m.endpoint = endpoint.clone();
+                        (what, Ok("recorded".into()))
+                    }
+                    None => (what, Err(format!("no member `{member}` in `{cluster}`"))),
+                }
+            }
             Command::SetPaused { cluster, paused, reason } => {
                 let what = format!("{} cluster {cluster} ({reason})", if *paused { "pause" } else { "resume" });
                 let Some(c) = self.clusters.get_mut(cluster) else {

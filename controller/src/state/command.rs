@@ -61,6 +61,8 @@ pub enum Command {
     /// Adopt a running database cluster: record its primary and synchronous standbys at epoch 1.
     /// Refused once the cluster has an epoch.
     AdoptCluster { cluster: String, primary: String, synchronous: Vec<String> },
+    /// A member's agent reports a new endpoint.
+    SetMemberEndpoint { cluster: String, member: String, endpoint: String },
     /// Maintenance mode on or off for a cluster.
     SetPaused { cluster: String, paused: bool, reason: String },
     /// Start a workflow on a cluster; refused while another runs, while paused, or before adoption.

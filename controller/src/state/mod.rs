@@ -124,6 +124,9 @@ pub struct DbMember {
     pub name: String,
     pub site: String,
     pub agent: String,
+    /// How clients and standbys reach it (libpq keywords), as its agent reports it.
+    #[serde(default)]
+    pub endpoint: String,
 }
 
 /// A database cluster.
