@@ -73,11 +73,15 @@ async fn switch(d: &Deployment, to: &str, epoch: u64, sync: &str) -> Result<()> 
         let c = v.cluster_state.get("customs")?;
         let m = &v.clusters["customs"];
         let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+        let tl = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.timeline).unwrap_or_default();
+        // Each promotion starts a new timeline: 2 after the first switchover, 3 after the second.
         (c.epoch == epoch
             && c.primary == to
             && c.synchronous == [sync]
             && role(to) == "primary"
-            && role(sync) == "standby")
+            && role(sync) == "standby"
+            && tl(to) == epoch as u32
+            && tl(sync) == epoch as u32)
             .then_some(())
     })
     .await?;

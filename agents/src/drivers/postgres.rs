@@ -88,7 +88,15 @@ impl PostgresDriver {
 
     async fn query(&self, client: &Client, st: &mut DbStatus) -> Result<(), tokio_postgres::Error> {
         let row = client
-            .query_one("SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())", &[])
+            // The checkpoint's timeline lags a promotion until the next checkpoint: a primary's
+            // current WAL file name and a standby's WAL receiver know the timeline at once.
+            .query_one(
+                "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
+                   THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), \
+                                 (SELECT timeline_id FROM pg_control_checkpoint())) \
+                   ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+                &[],
+            )
             .await?;
         let in_recovery: bool = row.get(0);
         st.timeline = row.get::<_, i32>(1) as u32;
