@@ -78,6 +78,7 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
             Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|_| 0),
             Kind::SetSynchronous(s) => driver.set_synchronous(&s.names).await.map(|_| 0),
             Kind::Restart(_) => driver.restart().await.map(|_| 0),
+            Kind::Follow(f) => driver.follow(&f.primary_conninfo).await.map(|_| 0),
         }
     }
     .await;

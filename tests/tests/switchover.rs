@@ -81,8 +81,10 @@ async fn switch(d: &Deployment, to: &str, epoch: u64, sync: &str) -> Result<()> 
             && role(to) == "primary"
             && role(sync) == "standby"
             && tl(to) == epoch as u32
-            && tl(sync) == epoch as u32)
-            .then_some(())
+            && tl(sync) == epoch as u32
+            // dr follows the new primary directly, asynchronously.
+            && m.iter().any(|x| x.name == "dr" && x.sync_state == "async"))
+        .then_some(())
     })
     .await?;
     Ok(())

@@ -42,6 +42,9 @@ pub trait DatabaseDriver: Send + Sync {
 
     /// Starts this stopped member again as it was.
     async fn restart(&self) -> Result<(), String>;
+
+    /// Points this running standby at the primary at `primary_conninfo`.
+    async fn follow(&self, primary_conninfo: &str) -> Result<(), String>;
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -279,6 +279,23 @@ impl DatabaseDriver for PostgresDriver {
         set_sync_names(&client, &value).await
     }
 
+    async fn follow(&self, primary_conninfo: &str) -> Result<(), String> {
+        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let in_recovery: bool =
+            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+        if !in_recovery {
+            return Err(format!("{} is running as a primary; refusing to make it follow another", self.member));
+        }
+        // primary_conninfo is reloadable since PostgreSQL 13: the WAL receiver reconnects.
+        let conninfo = format!("{primary_conninfo} application_name={}", self.member).replace('\'', "''");
+        client
+            .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'"))
+            .await
+            .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
+        client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| format!("reload: {e}"))?;
+        Ok(())
+    }
+
     async fn restart(&self) -> Result<(), String> {
         let l = self.local()?;
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await

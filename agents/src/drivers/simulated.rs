@@ -92,6 +92,13 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
+    async fn follow(&self, _primary_conninfo: &str) -> Result<(), String> {
+        if self.primary.load(Ordering::SeqCst) {
+            return Err("running as a primary".into());
+        }
+        Ok(())
+    }
+
     async fn restart(&self) -> Result<(), String> {
         self.up.store(true, Ordering::SeqCst);
         Ok(())

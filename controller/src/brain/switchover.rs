@@ -276,6 +276,14 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
         }
         Err(e) => errors.push(format!("rejoining {from}: {e}")),
     }
+    // 7. The other standbys follow the new primary directly.
+    let t = Instant::now();
+    let others = follow_others(&ctx, &c2, &[from.as_str(), to.as_str()], &name).await;
+    if !others.followed.is_empty() {
+        log.push(format!("{} follow {to}: {} ms", others.followed.join(", "), t.elapsed().as_millis()));
+        propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
+    }
+    errors.extend(others.problems);
     let outcome = if errors.is_empty() {
         "completed".to_string()
     } else {
@@ -341,6 +349,8 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
         }
         Err(e) => problems.push(format!("rejoining {}: {e}", w.from)),
     }
+    let others = follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;
+    problems.extend(others.problems);
     let outcome = if problems.is_empty() {
         format!("completed by controller {} after a leader change", ctx.id)
     } else {
@@ -348,6 +358,27 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     };
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     Ok(outcome)
+}
+
+/// Which other standbys were repointed, and what went wrong.
+struct Followed {
+    followed: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Points every member other than `skip` (the old and the new primary) at the new primary.
+async fn follow_others(ctx: &Ctx, c: &DbCluster, skip: &[&str; 2], name: &str) -> Followed {
+    let mut out = Followed { followed: Vec::new(), problems: Vec::new() };
+    let primary = c.primary.clone().unwrap_or_default();
+    let endpoint = c.members.get(&primary).map(|m| m.endpoint.clone()).unwrap_or_default();
+    for m in c.members.values().filter(|m| !skip.contains(&m.name.as_str())) {
+        let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });
+        match ctx.bus.call(&m.agent, command(name, c.epoch, c.epoch_index, follow), STEP_TIMEOUT).await {
+            Ok(_) => out.followed.push(m.name.clone()),
+            Err(e) => out.problems.push(format!("{} did not follow {primary}: {e}", m.name)),
+        }
+    }
+    out
 }
 
 async fn wait_for_stream(ctx: &Ctx, agent: &str) {
