@@ -136,6 +136,15 @@ pub struct ClusterConfig {
     pub name: String,
     /// Its members.
     pub members: Vec<MemberConfig>,
+    /// `relaxed` (default): when the synchronous standby is lost, Triad records that and lets the
+    /// primary commit asynchronously (automatic failover is then off) until it returns. `strict`:
+    /// commits wait for the synchronous standby.
+    #[serde(default = "default_sync_mode")]
+    pub synchronous_mode: String,
+}
+
+fn default_sync_mode() -> String {
+    "relaxed".into()
 }
 
 /// A database cluster member as configured.
@@ -286,6 +295,12 @@ impl ControllerConfig {
             check_name(&format!("clusters[{i}].name"), &c.name)?;
             if !cluster_names.insert(c.name.as_str()) {
                 return Err(key_err(format!("clusters[{i}].name"), format!("cluster `{}` is listed twice", c.name)));
+            }
+            if c.synchronous_mode != "relaxed" && c.synchronous_mode != "strict" {
+                return Err(key_err(
+                    format!("clusters[{i}].synchronous_mode"),
+                    format!("`{}` is neither `relaxed` nor `strict`", c.synchronous_mode),
+                ));
             }
             if c.members.is_empty() {
                 return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));

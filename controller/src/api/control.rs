@@ -273,6 +273,8 @@ impl Control for ControlApi {
                         synchronous: c.synchronous.iter().cloned().collect(),
                         vouch: c.vouch.iter().cloned().collect(),
                         paused: c.paused,
+                        want_synchronous: c.want_synchronous.iter().cloned().collect(),
+                        strict: c.strict,
                         name: c.name.clone(),
                         members: c
                             .members

@@ -6,6 +6,7 @@ mod commands;
 mod liveness;
 mod observations;
 pub mod switchover;
+mod synchronous;
 mod topology;
 
 use std::collections::HashSet;
@@ -41,7 +42,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
             .clusters
             .iter()
             .map(|c| {
-                DbCluster::new(
+                let mut cluster = DbCluster::new(
                     &c.name,
                     c.members
                         .iter()
@@ -57,7 +58,9 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                             )
                         })
                         .collect(),
-                )
+                );
+                cluster.strict = c.synchronous_mode == "strict";
+                cluster
             })
             .collect(),
     }
@@ -71,6 +74,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     // Commands the state machine refused, so that the same refusal is not proposed every tick.
     let mut refused: HashSet<String> = HashSet::new();
     let mut counted: HashSet<u64> = HashSet::new();
+    let mut missing = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,6 +105,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             (g.state.seeded, commands)
         };
         recover_workflows(&ctx);
+        keep_synchronous(&ctx, &mut missing);
         let mut todo = Vec::new();
         if !seeded {
             todo.push(Command::Seed(seed_from_config(&ctx.cfg)));
@@ -122,6 +127,123 @@ pub async fn run(ctx: Arc<Ctx>) {
             }
         }
     }
+}
+
+/// Keeps each cluster's synchronous set true to what its primary does (see `synchronous.rs`):
+/// drop a lost standby (record, then reconfigure), restore a returning one (reconfigure,
+/// confirm, then record). One change per cluster at a time.
+fn keep_synchronous(ctx: &Arc<Ctx>, missing: &mut std::collections::HashMap<(String, String), Instant>) {
+    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    let obs = ctx.obs.snapshot();
+    let actions = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        let reports = g
+            .state
+            .clusters
+            .values()
+            .filter_map(|c| {
+                let agent = &c.members.get(c.primary.as_ref()?)?.agent;
+                let o = obs.get(agent).filter(|o| o.last_seen.elapsed() < fresh)?;
+                Some((c.name.clone(), o.db.clone().filter(|d| d.cluster == c.name)?))
+            })
+            .collect();
+        synchronous::decide(&g.state, &reports, Instant::now(), missing)
+    };
+    for action in actions {
+        let cluster = match &action {
+            synchronous::SyncAction::Drop { cluster, .. } | synchronous::SyncAction::Restore { cluster, .. } => {
+                cluster.clone()
+            }
+        };
+        let key = format!("sync:{cluster}");
+        if !ctx.running.lock().expect("running lock poisoned").insert(key.clone()) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = apply_sync_action(&ctx, action).await {
+                tracing::warn!("synchronous set of {cluster}: {e}");
+            }
+            ctx.running.lock().expect("running lock poisoned").remove(&key);
+        });
+    }
+}
+
+async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result<(), String> {
+    use triad_proto::v1::{agent_command, AgentCommand, SetSynchronous};
+    let actor = Actor::system(ctx.id);
+    let (cluster, names) = match &action {
+        synchronous::SyncAction::Drop { cluster, remaining, .. } => (cluster.clone(), remaining.clone()),
+        synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
+    };
+    let c = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .clusters
+        .get(&cluster)
+        .cloned()
+        .ok_or("no such cluster")?;
+    let primary = c.primary.clone().ok_or("no primary")?;
+    let agent = c.members.get(&primary).map(|m| m.agent.clone()).ok_or("primary is not a member")?;
+    let reconfigure = || AgentCommand {
+        id: 0,
+        cluster: cluster.clone(),
+        epoch: c.epoch,
+        log_index: c.epoch_index,
+        kind: Some(agent_command::Kind::SetSynchronous(SetSynchronous { names: names.clone() })),
+    };
+    let propose = |command: Command| async {
+        match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
+            Ok(c) => match c.response {
+                Response::Ok(_) => Ok(()),
+                Response::Rejected(why) => Err(why),
+                other => Err(format!("{other:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match action {
+        synchronous::SyncAction::Drop { member, .. } => {
+            // Record first: from here on nothing counts on `member` holding every commit.
+            propose(Command::DropSynchronous {
+                cluster: cluster.clone(),
+                member: member.clone(),
+                reason: format!("not streaming for {} s", synchronous::GRACE.as_secs()),
+            })
+            .await?;
+            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await?;
+            tracing::warn!(cluster = %cluster, member = %member, "synchronous standby lost: the primary commits asynchronously");
+        }
+        synchronous::SyncAction::Restore { member, members, .. } => {
+            // Reconfigure first, confirm, then record.
+            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+                let ok = ctx
+                    .obs
+                    .snapshot()
+                    .get(&agent)
+                    .filter(|o| o.last_seen.elapsed() < fresh)
+                    .and_then(|o| o.db.clone())
+                    .is_some_and(|d| {
+                        d.replicas.iter().any(|r| r.name == member && r.sync_state == "sync" && r.flush_lag_bytes == 0)
+                    });
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{member} did not become synchronous and flushed within 10 s"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            propose(Command::SetSynchronous { cluster: cluster.clone(), members }).await?;
+            tracing::info!(cluster = %cluster, member = %member, "synchronous standby restored");
+        }
+    }
+    Ok(())
 }
 
 /// Starts recovery of every unfinished workflow that no task on this controller is running.

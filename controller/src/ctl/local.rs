@@ -127,6 +127,7 @@ impl LocalDeployment {
                         agent: format!("agent-{s}"),
                     })
                     .collect(),
+                synchronous_mode: "relaxed".into(),
             }],
         }
     }

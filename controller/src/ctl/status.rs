@@ -80,6 +80,9 @@ pub struct ClusterView {
     pub synchronous: Vec<String>,
     pub vouch: Vec<String>,
     pub paused: bool,
+    /// The synchronous standbys it should have; one missing from `synchronous` was lost.
+    pub want_synchronous: Vec<String>,
+    pub strict: bool,
 }
 
 /// The whole picture.
@@ -222,6 +225,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                         synchronous: c.synchronous.clone(),
                         vouch: c.vouch.clone(),
                         paused: c.paused,
+                        want_synchronous: c.want_synchronous.clone(),
+                        strict: c.strict,
                     },
                 )
             })
@@ -340,6 +345,21 @@ pub fn render(v: &StatusView) -> String {
             "EPOCH",
             "AGENT"
         ));
+        if let Some(c) = v.cluster_state.get(name) {
+            let lost: Vec<&String> = c.want_synchronous.iter().filter(|m| !c.synchronous.contains(m)).collect();
+            if !lost.is_empty() {
+                let lost: Vec<&str> = lost.iter().map(|s| s.as_str()).collect();
+                out.push_str(&format!(
+                    "  !! synchronous standby lost: {} ({})\n",
+                    lost.join(", "),
+                    if c.strict {
+                        "strict: commits wait for it"
+                    } else {
+                        "relaxed: the primary commits asynchronously until it returns"
+                    }
+                ));
+            }
+        }
         for m in members {
             let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
             let delay =

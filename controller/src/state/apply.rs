@@ -156,6 +156,7 @@ impl State {
                 c.primary = Some(primary.clone());
                 c.synchronous = synchronous.iter().cloned().collect();
                 c.vouch = c.synchronous.clone();
+                c.want_synchronous = c.synchronous.clone();
                 (what, Ok(format!("cluster {cluster} adopted at epoch 1")))
             }
             Command::SetMemberEndpoint { cluster, member, endpoint } => {
@@ -270,7 +271,30 @@ impl State {
                 }
                 c.synchronous = members.iter().cloned().collect();
                 c.vouch = c.synchronous.clone();
+                if !members.is_empty() {
+                    c.want_synchronous = c.synchronous.clone();
+                }
                 (what, Ok("recorded".into()))
+            }
+            Command::DropSynchronous { cluster, member, reason } => {
+                let what = format!("drop {member} from the synchronous standbys of {cluster} ({reason})");
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if c.strict {
+                    return (what, Err(format!("`{cluster}` is strict: commits wait for its synchronous standby")));
+                }
+                if !c.synchronous.remove(member) {
+                    return (what, Err(format!("`{member}` is not a synchronous standby of `{cluster}`")));
+                }
+                c.vouch.remove(member);
+                (
+                    what,
+                    Ok(format!(
+                        "{cluster} synchronous [{}]",
+                        c.synchronous.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                )
             }
             Command::FinishWorkflow { workflow, outcome } => {
                 let what = format!("finish workflow {workflow}: {outcome}");

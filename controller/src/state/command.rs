@@ -76,6 +76,9 @@ pub enum Command {
     /// Record the synchronous set after the primary confirmed it (adding: reconfigure, confirm,
     /// record).
     SetSynchronous { cluster: String, members: Vec<String> },
+    /// A synchronous standby was lost (relaxed mode): record first that it no longer holds every
+    /// commit, then the primary is reconfigured. It stays wanted, to be restored when it returns.
+    DropSynchronous { cluster: String, member: String, reason: String },
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited

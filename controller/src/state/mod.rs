@@ -147,6 +147,12 @@ pub struct DbCluster {
     /// Members whose vouch lets the primary keep writing when the controllers are unreachable
     /// (DESIGN.md, point 3); normally the synchronous standby.
     pub vouch: BTreeSet<String>,
+    /// The synchronous standbys the cluster should have: kept when a standby is dropped from
+    /// `synchronous` because it was lost, so that it is made synchronous again when it returns.
+    pub want_synchronous: BTreeSet<String>,
+    /// `strict`: when the synchronous standby is lost, commits wait for it. Otherwise (default)
+    /// it is dropped and the primary runs asynchronously until it returns.
+    pub strict: bool,
     /// Maintenance mode: no automatic role changes while set.
     pub paused: bool,
     /// The workflow (switchover, failover, rejoin) under way, if any: one at a time.
@@ -190,6 +196,8 @@ impl DbCluster {
             primary: None,
             synchronous: BTreeSet::new(),
             vouch: BTreeSet::new(),
+            want_synchronous: BTreeSet::new(),
+            strict: false,
             paused: false,
             workflow: None,
         }

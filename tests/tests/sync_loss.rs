@@ -1,0 +1,64 @@
+//! The synchronous standby lost (relaxed mode, the default): Triad records it is no longer
+//! synchronous, then lets the primary commit asynchronously; when it returns it is reconfigured,
+//! confirmed and recorded as synchronous again.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use triad_tests::{wait_for, Deployment};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_synchronous_standby_is_dropped_then_restored_in_the_safe_order() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    wait_for("adopted with ndc synchronous", Duration::from_secs(30), || async {
+        let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+        (c.epoch == 1 && c.synchronous == ["ndc"]).then_some(())
+    })
+    .await?;
+    let dc = d.pg_connect("dc").await?;
+    dc.execute("INSERT INTO orders (note) VALUES ('with ndc')", &[]).await?;
+
+    // ndc goes away: a commit on dc waits for it at first, then goes through once Triad has
+    // recorded that ndc is no longer synchronous and reconfigured dc.
+    d.pg.as_ref().unwrap().stop("ndc", "immediate")?;
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        dc.execute("INSERT INTO orders (note) VALUES ('without ndc')", &[]),
+    )
+    .await;
+    ensure!(matches!(r, Ok(Ok(1))), "the commit went through asynchronously: {r:?}");
+    eprintln!("commit waited {:?} for the synchronous standby to be dropped", started.elapsed());
+    let v = d.status().await?;
+    let c = &v.cluster_state["customs"];
+    ensure!(c.synchronous.is_empty() && c.vouch.is_empty(), "recorded: {:?}", c.synchronous);
+    let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    ensure!(table.contains("synchronous standby lost: ndc (relaxed"), "{table}");
+    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "50"])?.stdout).into_owned();
+    ensure!(audit.contains("drop ndc from the synchronous standbys of customs"), "{audit}");
+
+    // ndc returns: synchronous again, recorded only once dc reports it sync and flushed.
+    d.pg.as_ref().unwrap().start("ndc")?;
+    wait_for("ndc synchronous again", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let ndc = v.clusters["customs"].iter().find(|m| m.name == "ndc")?.clone();
+        (c.synchronous == ["ndc"] && c.vouch == ["ndc"] && ndc.sync_state == "sync").then_some(())
+    })
+    .await?;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        dc.execute("INSERT INTO orders (note) VALUES ('with ndc again')", &[]),
+    )
+    .await;
+    ensure!(matches!(r, Ok(Ok(1))), "{r:?}");
+    let ndc = d.pg_connect("ndc").await?;
+    let n: i64 = ndc.query_one("SELECT count(*) FROM orders WHERE note = 'with ndc again'", &[]).await?.get(0);
+    ensure!(n == 1, "a synchronous commit is on ndc when it returns");
+    Ok(())
+}
