@@ -236,3 +236,15 @@ impl AgentConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The documented example parses: every key in it exists (unknown keys are refused).
+    #[test]
+    fn the_example_config_parses() {
+        let cfg: super::AgentConfig =
+            toml::from_str(include_str!("../../deploy/agent.example.toml")).expect("deploy/agent.example.toml");
+        assert!(cfg.database.is_some());
+        assert!(!cfg.hooks.on_role_change.is_empty());
+    }
+}

@@ -319,3 +319,24 @@ impl ControllerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example parses: every key in it exists (unknown keys are refused).
+    #[test]
+    fn the_example_config_parses() {
+        let cfg: ControllerConfig = toml::from_str(include_str!("../../deploy/controller.example.toml"))
+            .expect("deploy/controller.example.toml");
+        assert_eq!(cfg.peers.len(), 3);
+        assert!(cfg.clusters.iter().all(|c| c.synchronous_mode == "relaxed" || c.synchronous_mode == "strict"));
+    }
+
+    #[test]
+    fn the_example_ctl_config_parses() {
+        let cfg: crate::ctl::client::CtlConfig =
+            toml::from_str(include_str!("../../deploy/triadctl.example.toml")).expect("deploy/triadctl.example.toml");
+        assert!(!cfg.controllers.is_empty());
+    }
+}
