@@ -219,25 +219,8 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
         synchronous::SyncAction::Restore { member, members, .. } => {
             // Reconfigure first, confirm, then record.
             ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
-                let ok = ctx
-                    .obs
-                    .snapshot()
-                    .get(&agent)
-                    .filter(|o| o.last_seen.elapsed() < fresh)
-                    .and_then(|o| o.db.clone())
-                    .is_some_and(|d| {
-                        d.replicas.iter().any(|r| r.name == member && r.sync_state == "sync" && r.flush_lag_bytes == 0)
-                    });
-                if ok {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("{member} did not become synchronous and flushed within 10 s"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if !switchover::confirm_sync(ctx, &agent, &member).await {
+                return Err(format!("{member} did not become synchronous and flushed in time"));
             }
             propose(Command::SetSynchronous { cluster: cluster.clone(), members }).await?;
             tracing::info!(cluster = %cluster, member = %member, "synchronous standby restored");

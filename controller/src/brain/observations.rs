@@ -82,6 +82,13 @@ impl Observations {
         }
     }
 
+    /// The latest database report of `agent`, if it was heard within `fresh`. Copies only that
+    /// agent's report, unlike [`Observations::snapshot`].
+    pub fn fresh_db(&self, agent: &str, fresh: std::time::Duration) -> Option<triad_proto::v1::DbStatus> {
+        let map = self.agents.lock().expect("observations lock poisoned");
+        map.get(agent).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone())
+    }
+
     /// A copy of every observation.
     pub fn snapshot(&self) -> HashMap<String, AgentObservation> {
         self.agents.lock().expect("observations lock poisoned").clone()

@@ -33,9 +33,9 @@ pub struct Outcome {
     pub summary: String,
 }
 
-fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
-    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
-    ctx.obs.snapshot().get(agent).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone())
+/// The agent's database report, if it is fresh (heard within `agents.down_after_ms`).
+pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
+    ctx.obs.fresh_db(agent, Duration::from_millis(ctx.cfg.agents.down_after_ms))
 }
 
 fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
@@ -245,20 +245,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
                 agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![from.clone()] });
             match ctx.bus.call(&to_agent, command(&name, c2.epoch, c2.epoch_index, set), STEP_TIMEOUT).await {
                 Ok(_) => {
-                    let deadline = Instant::now() + STEP_TIMEOUT;
-                    let mut confirmed = false;
-                    while Instant::now() < deadline {
-                        let ok = fresh_db(&ctx, &to_agent).is_some_and(|d| {
-                            d.replicas
-                                .iter()
-                                .any(|r| r.name == from && r.sync_state == "sync" && r.flush_lag_bytes == 0)
-                        });
-                        if ok {
-                            confirmed = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    let confirmed = confirm_sync(&ctx, &to_agent, &from).await;
                     if confirmed {
                         propose(
                             &ctx,
@@ -388,7 +375,8 @@ async fn wait_for_stream(ctx: &Ctx, agent: &str) {
     }
 }
 
-async fn confirm_sync(ctx: &Ctx, primary_agent: &str, standby: &str) -> bool {
+/// Waits until the primary on `primary_agent` reports `standby` as `sync` and fully flushed.
+pub(crate) async fn confirm_sync(ctx: &Ctx, primary_agent: &str, standby: &str) -> bool {
     let deadline = Instant::now() + STEP_TIMEOUT;
     while Instant::now() < deadline {
         let ok = fresh_db(ctx, primary_agent).is_some_and(|d| {
