@@ -17,14 +17,17 @@
 //! - Single-user mode (`postgres --single`) waits for synchronous replication like any backend, so
 //!   the setup SQL runs with `synchronous_standby_names` overridden to empty.
 
-use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
+
+mod process;
+mod settings;
+
+use process::*;
+use settings::*;
 
 /// The database the demo's write workload uses.
 pub const DATABASE: &str = "customs";
@@ -422,221 +425,6 @@ fn parse_proc_stat(stat: &str) -> Option<(&str, char)> {
     let comm = stat.get(open + 1..close)?;
     let state = stat.get(close + 1..)?.trim_start().chars().next()?;
     Some((comm, state))
-}
-
-/// The settings appended to the primary's postgresql.conf. Standbys inherit them through
-/// pg_basebackup (wal_log_hints must be on everywhere from the start for pg_rewind).
-fn primary_settings(primary: &PgMember) -> Result<String> {
-    Ok(format!(
-        "\n# --- Triad local demo ---\n\
-         listen_addresses = '127.0.0.1'\n\
-         port = {port}\n\
-         unix_socket_directories = '{sock}'\n\
-         cluster_name = 'customs-{name}'\n\
-         wal_level = replica\n\
-         wal_log_hints = on\n\
-         max_wal_senders = 10\n\
-         max_replication_slots = 10\n\
-         # keeps enough WAL for a standby that was stopped for a while to catch up\n\
-         wal_keep_size = '256MB'\n\
-         hot_standby = on\n\
-         # a standby whose primary went away retries every 5 s by default, and a promotion\n\
-         # requested meanwhile waits for that retry: keep it short\n\
-         wal_retrieve_retry_interval = '100ms'\n\
-         synchronous_commit = on\n\
-         synchronous_standby_names = 'FIRST 1 (ndc)'\n\
-         fsync = on\n",
-        port = primary.port,
-        sock = conf_path(&primary.socket_dir())?,
-        name = primary.name,
-    ))
-}
-
-/// A standby's postgresql.auto.conf: what pg_basebackup -R wrote, without its primary_conninfo
-/// and any port or socket directory, plus ours.
-fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Result<String> {
-    const OURS: [&str; 4] = ["primary_conninfo", "port", "unix_socket_directories", "cluster_name"];
-    let mut out: String = old
-        .lines()
-        .filter(|line| {
-            let key = line.split('=').next().unwrap_or("").trim();
-            !OURS.contains(&key)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    out.push_str(&format!(
-        "primary_conninfo = 'host=127.0.0.1 port={pport} user=postgres application_name={name}'\n\
-         port = {port}\n\
-         unix_socket_directories = '{sock}'\n\
-         cluster_name = 'customs-{name}'\n",
-        pport = primary.port,
-        name = standby.name,
-        port = standby.port,
-        sock = conf_path(&standby.socket_dir())?,
-    ));
-    Ok(out)
-}
-
-/// A path as it can be written inside a quoted postgresql.conf value. Paths with quotes, commas,
-/// backslashes or white space are refused rather than escaped: unix_socket_directories is a
-/// comma-separated list with its own quoting, and these are our own temporary directories.
-fn conf_path(p: &Path) -> Result<String> {
-    let s = p.to_str().ok_or_else(|| Error::InvalidArgument(format!("{} is not valid UTF-8", p.display())))?;
-    if s.chars().any(|c| matches!(c, '\'' | '"' | ',' | '\\') || c.is_whitespace() || c.is_control()) {
-        return Err(Error::InvalidArgument(format!(
-            "{s}: PostgreSQL member directories may not contain quotes, commas, backslashes or \
-             white space"
-        )));
-    }
-    Ok(s.to_string())
-}
-
-/// Creates a member's directories and hands them to `postgres` when we are root.
-fn prepare_member_dir(m: &PgMember) -> Result<()> {
-    for d in [m.dir.clone(), m.data_dir(), m.socket_dir()] {
-        fs::create_dir_all(&d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
-    }
-    fs::set_permissions(m.data_dir(), fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(format!("chmod 0700 {}", m.data_dir().display()), e))?;
-    fix_owner(&m.dir)?;
-    if running_as_root() {
-        // Every directory above the member's must be searchable by postgres; a tempdir is 0700.
-        let ok = Command::new("runuser")
-            .args(["-u", "postgres", "--", "test", "-w"])
-            .arg(&m.dir)
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| Error::io("running runuser (to check directory access)", e))?
-            .success();
-        if !ok {
-            return Err(Error::InvalidArgument(format!(
-                "the postgres user cannot write to {}: every directory above it must be \
-                 searchable by postgres (a tempfile::tempdir() is mode 0700; chmod it 0755)",
-                m.dir.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `chown -R postgres:postgres dir` when we are root; nothing otherwise (we run as ourselves).
-fn fix_owner(dir: &Path) -> Result<()> {
-    if !running_as_root() {
-        return Ok(());
-    }
-    let out = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::io("running chown", e))?;
-    if !out.status.success() {
-        return Err(Error::Unavailable(format!(
-            "chown -R postgres:postgres {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Whether our effective uid is 0, from `/proc/self/status` (no unsafe, no extra nix feature).
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status").ok().and_then(|s| effective_uid(&s)).is_some_and(|uid| uid == 0)
-}
-
-/// The effective uid in a `/proc/PID/status` text: the second field of its `Uid:` line (real,
-/// effective, saved, filesystem). PostgreSQL refuses to run when its effective uid is 0.
-fn effective_uid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-/// Runs `bin_dir/program args` (as `postgres` through `runuser` when we are root), from `/`,
-/// without any inherited `PG*` environment, feeding it `input` on stdin. Returns its stdout; a
-/// failure names `what` and carries the program's output.
-fn run_pg<'a>(
-    bin_dir: &Path,
-    program: &str,
-    args: impl IntoIterator<Item = &'a OsStr>,
-    input: Option<&str>,
-    what: &str,
-) -> Result<String> {
-    let exe = bin_dir.join(program);
-    let mut cmd = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.args(args).current_dir("/");
-    for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(|k| k.starts_with("PG")) {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    tracing::debug!("{what}: {cmd:?}");
-    let mut child = cmd.spawn().map_err(|e| Error::io(format!("{what}: running {}", exe.display()), e))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // Small enough to fit a pipe's buffer; a write error shows up as the child's failure.
-        let _ = stdin.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| Error::io(format!("{what}: waiting for {program}"), e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        return Ok(stdout);
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let mut msg = format!("{what} failed ({})", out.status);
-    for text in [stderr.trim(), stdout.trim()] {
-        if !text.is_empty() {
-            msg.push_str(": ");
-            msg.push_str(&last_chars(text, 4000));
-        }
-    }
-    Err(Error::Unavailable(msg))
-}
-
-/// At most the last `n` characters of `s`.
-fn last_chars(s: &str, n: usize) -> String {
-    let count = s.chars().count();
-    s.chars().skip(count.saturating_sub(n)).collect()
-}
-
-/// The last `n` lines of a log file, or a note saying why there are none.
-fn log_tail(path: &Path, n: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        }
-        Err(e) => format!("(cannot read the log: {e})"),
-    }
-}
-
-fn append_file(path: &Path, text: &str) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
-}
-
-/// Replaces a file's contents in place, so an existing file keeps its owner and mode.
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]
