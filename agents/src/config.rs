@@ -26,7 +26,9 @@ pub struct AgentConfig {
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
-    /// Cap of the exponential reconnect backoff in milliseconds (default 2000).
+    /// Cap of the exponential reconnect backoff in milliseconds (default 500). The controllers'
+    /// lease period must cover two election timeouts plus this cap, so that an election alone
+    /// never makes a lease lapse; they check it with `lease.agent_backoff_max_ms`.
     #[serde(default = "default_backoff")]
     pub reconnect_backoff_max_ms: u64,
     /// Log format: `text` (default) or `json`.
@@ -44,6 +46,38 @@ pub struct AgentConfig {
     /// Commands run on events.
     #[serde(default)]
     pub hooks: HooksConfig,
+    /// How the primary's lease is enforced on this host.
+    #[serde(default)]
+    pub lease: LeaseConfig,
+}
+
+/// Enforcing the primary's lease (DESIGN.md, point 2). The lease period itself (P) is the
+/// controllers' (`lease.period_ms` in their config) and comes with every grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// Fence this long before the lease ends, so that the immediate stop has finished by then;
+    /// also the lateness of a check that makes the agent fence at once (default 500).
+    pub fence_lead_ms: u64,
+    /// How often the lease is checked, in milliseconds (default 50).
+    pub check_interval_ms: u64,
+    /// `required` (fence a primary when no watchdog can be armed), `automatic` (default: use the
+    /// device when present, else run unguarded and say so) or `off`.
+    pub watchdog: String,
+    /// The watchdog device (default `/dev/watchdog`); its timeout (softdog's `soft_margin`) must
+    /// be shorter than the lease.
+    pub watchdog_device: PathBuf,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            fence_lead_ms: 500,
+            check_interval_ms: 50,
+            watchdog: "automatic".into(),
+            watchdog_device: PathBuf::from("/dev/watchdog"),
+        }
+    }
 }
 
 /// Commands the agent runs on events, with the details in their environment.
@@ -131,7 +165,7 @@ fn default_heartbeat() -> u64 {
     200
 }
 fn default_backoff() -> u64 {
-    2000
+    500
 }
 fn default_log_format() -> String {
     "text".into()
@@ -196,6 +230,19 @@ impl AgentConfig {
         }
         if self.reconnect_backoff_max_ms < 50 {
             return Err(key_err("reconnect_backoff_max_ms", "must be at least 50"));
+        }
+        let l = &self.lease;
+        if !(10..=1000).contains(&l.check_interval_ms) {
+            return Err(key_err("lease.check_interval_ms", "must be between 10 and 1000"));
+        }
+        if l.fence_lead_ms < 2 * l.check_interval_ms {
+            return Err(key_err(
+                "lease.fence_lead_ms",
+                format!("must be at least twice lease.check_interval_ms ({} ms)", l.check_interval_ms),
+            ));
+        }
+        if !["required", "automatic", "off"].contains(&l.watchdog.as_str()) {
+            return Err(key_err("lease.watchdog", format!("`{}` is not `required`, `automatic` or `off`", l.watchdog)));
         }
         if self.log_format != "text" && self.log_format != "json" {
             return Err(key_err("log_format", format!("`{}` is neither `text` nor `json`", self.log_format)));

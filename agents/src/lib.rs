@@ -11,9 +11,11 @@ pub mod epoch;
 mod error;
 pub mod facts;
 pub mod http;
+pub mod lease;
 pub mod link;
 pub mod metrics;
 pub mod target;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,6 +62,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         target::Target::open(&cfg.state_dir, cfg.hooks.on_role_change.clone())
             .map_err(|e| Error::Io { context: format!("state_dir {}", cfg.state_dir.display()), source: e })?,
     );
+    // An agent that has persisted an epoch (or cannot read it) is under lease from the start.
+    let lease = Arc::new(lease::Lease::open(&cfg.state_dir, target.epoch() != Some(0)));
     let db = Arc::new(RwLock::new(None));
     let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
     if let Some(dbc) = &cfg.database {
@@ -90,10 +94,20 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             d.clone(),
             db.clone(),
             target.clone(),
+            lease.clone(),
             metrics.clone(),
             Duration::from_millis(dbc.observe_interval_ms),
-            dbc.endpoint.clone(),
+            (dbc.endpoint.clone(), watchdog::describe(&cfg.lease)),
         ));
+        let guard = lease::Guard {
+            lease: lease.clone(),
+            target: target.clone(),
+            db: db.clone(),
+            driver: d.clone(),
+            metrics: metrics.clone(),
+            cfg: cfg.lease.clone(),
+        };
+        tokio::spawn(guard.run());
         tokio::spawn(write_canary(d.clone(), db.clone(), target.clone()));
         driver = Some(d);
     }
@@ -101,7 +115,9 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let params = Arc::new(LinkParams {
         driver: driver.clone(),
         target: target.clone(),
+        lease: lease.clone(),
         db: db.clone(),
+        renew: tokio::sync::Notify::new(),
         followed: Mutex::default(),
         cfg: cfg.clone(),
         tls,
@@ -128,14 +144,21 @@ async fn observe_db(
     driver: Arc<dyn drivers::DatabaseDriver>,
     out: Arc<RwLock<Option<drivers::DbStatus>>>,
     target: Arc<target::Target>,
+    lease: Arc<lease::Lease>,
     metrics: Arc<AgentMetrics>,
     every: Duration,
-    endpoint: String,
+    (endpoint, watchdog): (String, &'static str),
 ) {
     let mut last_role = String::new();
     loop {
         let mut st = driver.observe().await;
         st.endpoint = endpoint.clone();
+        let l = lease.snapshot();
+        st.lease_armed = l.armed;
+        st.lease_remaining_ms = l.remaining_ms(l.epoch, lease::boot_ms());
+        st.fenced_reason = l.fenced_reason;
+        st.fenced_ms = l.fenced_ms;
+        st.watchdog = watchdog.into();
         match target.epoch() {
             Some(e) => st.agent_epoch = e,
             None => st.epoch_unknown = true,

@@ -60,6 +60,10 @@ pub struct LinkParams {
     pub db: Arc<RwLock<Option<triad_proto::v1::DbStatus>>>,
     /// Target states from the controllers, checked against and recorded in the epoch file.
     pub target: Arc<crate::target::Target>,
+    /// The primary's lease, renewed by the leader's acks.
+    pub lease: Arc<crate::lease::Lease>,
+    /// Wakes every stream to send a heartbeat now (a lease to ask for).
+    pub renew: tokio::sync::Notify,
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
 }
@@ -69,16 +73,22 @@ pub struct LinkParams {
 async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mpsc::Sender<AgentMessage>) {
     use triad_proto::v1::agent_command::Kind;
     let started = Instant::now();
-    let outcome: std::result::Result<u64, String> = async {
+    let outcome: std::result::Result<(u64, String), String> = async {
         let driver = p.driver.clone().ok_or("this agent has no database")?;
         p.target.admit(cmd.epoch)?;
+        let done = |r: std::result::Result<(), String>| r.map(|_| (0, String::new()));
         match cmd.kind.clone().ok_or("empty command")? {
-            Kind::StopPrimary(_) => driver.stop_primary().await,
-            Kind::Promote(_) => driver.promote().await.map(|_| 0),
-            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|_| 0),
-            Kind::SetSynchronous(s) => driver.set_synchronous(&s.names).await.map(|_| 0),
-            Kind::Restart(_) => driver.restart().await.map(|_| 0),
-            Kind::Follow(f) => driver.follow(&f.primary_conninfo).await.map(|_| 0),
+            Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
+            Kind::Promote(_) => {
+                // A new primary opens for writes only under a lease at its epoch; the leader
+                // grants one only after a quorum confirmed it still leads and the epoch holds.
+                wait_for_lease(&p, cmd.epoch).await?;
+                done(driver.promote().await)
+            }
+            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
+            Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
+            Kind::Restart(_) => done(driver.restart().await),
+            Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
         }
     }
     .await;
@@ -92,13 +102,35 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
         ),
         Err(e) => tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command failed: {what}: {e}"),
     }
-    let result = triad_proto::v1::CommandResult {
-        id: cmd.id,
-        ok: outcome.is_ok(),
-        detail: outcome.as_ref().err().cloned().unwrap_or_default(),
-        lsn: outcome.unwrap_or(0),
+    let result = match outcome {
+        Ok((lsn, detail)) => triad_proto::v1::CommandResult { id: cmd.id, ok: true, detail, lsn },
+        Err(detail) => triad_proto::v1::CommandResult { id: cmd.id, ok: false, detail, lsn: 0 },
     };
     let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
+}
+
+/// Waits (a few seconds at most) until this agent holds a lease at `epoch`.
+async fn wait_for_lease(p: &LinkParams, epoch: u64) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = p.lease.snapshot();
+        if st.remaining_ms(epoch, crate::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no lease at epoch {epoch} within 5 s; not promoting"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The epoch at which this agent asks for a lease: the accepted target's, while it makes this
+/// member the primary at the persisted epoch.
+fn lease_epoch(p: &LinkParams) -> u64 {
+    match (p.target.current(), p.target.epoch()) {
+        (Some(t), Some(e)) if t.role == "primary" && t.epoch == e => e,
+        _ => 0,
+    }
 }
 
 /// Starts a link to `addr` unless one runs already.
@@ -166,64 +198,105 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    // Send times (CLOCK_BOOTTIME) of the heartbeats that asked for a lease, by seq: a grant
+    // counts from the moment its request left.
+    let mut asked: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
     let mut last_heard = Instant::now();
     // A controller that stops answering (a cut link, a stopped process) is noticed within a few
     // heartbeats rather than at the TCP timeout.
     let silence = (interval * 5).max(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
-                if last_heard.elapsed() > silence {
-                    return Err(Error::Protocol(format!("controller silent for {} ms", last_heard.elapsed().as_millis())));
-                }
-                seq += 1;
-                let load = *p.load.read().expect("load lock poisoned");
-                let hb = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(AgentHeartbeat { seq, load: Some(load), db: p.db.read().expect("db lock poisoned").clone() })) };
-                if tx.send(hb).await.is_err() {
-                    return Err(Error::Protocol("outbound stream closed".into()));
-                }
-                p.metrics.heartbeats.inc();
-            }
+            _ = ticker.tick() => {}
+            // A member just made primary asks for its lease at once rather than at the next tick.
+            _ = p.renew.notified() => {}
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Err(Error::Protocol("controller closed the stream".into())) };
                 last_heard = Instant::now();
-                let mut map = p.links.status.lock().expect("links lock poisoned");
-                let s = map.entry(addr.to_string()).or_default();
-                if !s.connected {
-                    s.connected = true;
-                    s.last_error.clear();
-                    p.metrics.connected.with_label_values(&[addr]).set(1);
-                }
-                match msg.msg {
-                    Some(controller_message::Msg::Leader(l)) => {
-                        tracing::info!(controller = %addr, leader = l.leader_id, term = l.term, "leader info");
-                        s.controller_id = l.controller_id;
-                        s.leader_id = l.leader_id;
-                        s.leader_addr = l.leader_addr;
-                        s.term = l.term;
-                        p.metrics.leader_id.set(l.leader_id as i64);
-                        drop(map);
-                        for other in &l.controllers {
-                            if other.parse::<std::net::SocketAddr>().is_ok() {
-                                ensure_following(p, other);
-                            }
-                        }
-                    }
-                    Some(controller_message::Msg::Assignment(a)) => {
-                        drop(map);
-                        p.target.receive(a);
-                    }
-                    Some(controller_message::Msg::Command(cmd)) => {
-                        drop(map);
-                        tokio::spawn(execute(p.clone(), cmd, tx.clone()));
-                    }
-                    Some(controller_message::Msg::Ack(_)) => {
-                        s.acks += 1;
-                        p.metrics.acks.inc();
-                    }
-                    None => {}
+                handle(p, addr, msg, &tx, &asked);
+                continue;
+            }
+        }
+        if last_heard.elapsed() > silence {
+            return Err(Error::Protocol(format!("controller silent for {} ms", last_heard.elapsed().as_millis())));
+        }
+        seq += 1;
+        let load = *p.load.read().expect("load lock poisoned");
+        let lease_epoch = lease_epoch(p);
+        if lease_epoch > 0 {
+            asked.push_back((seq, crate::lease::boot_ms()));
+            while asked.len() > 64 {
+                asked.pop_front();
+            }
+        }
+        let db = p.db.read().expect("db lock poisoned").clone();
+        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch };
+        if tx.send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) }).await.is_err() {
+            return Err(Error::Protocol("outbound stream closed".into()));
+        }
+        p.metrics.heartbeats.inc();
+    }
+}
+
+/// Handles one message from the controller at `addr`.
+fn handle(
+    p: &Arc<LinkParams>,
+    addr: &str,
+    msg: triad_proto::v1::ControllerMessage,
+    tx: &mpsc::Sender<AgentMessage>,
+    asked: &std::collections::VecDeque<(u64, u64)>,
+) {
+    let mut map = p.links.status.lock().expect("links lock poisoned");
+    let s = map.entry(addr.to_string()).or_default();
+    if !s.connected {
+        s.connected = true;
+        s.last_error.clear();
+        p.metrics.connected.with_label_values(&[addr]).set(1);
+    }
+    match msg.msg {
+        Some(controller_message::Msg::Leader(l)) => {
+            tracing::info!(controller = %addr, leader = l.leader_id, term = l.term, "leader info");
+            s.controller_id = l.controller_id;
+            s.leader_id = l.leader_id;
+            s.leader_addr = l.leader_addr;
+            s.term = l.term;
+            p.metrics.leader_id.set(l.leader_id as i64);
+            drop(map);
+            for other in &l.controllers {
+                if other.parse::<std::net::SocketAddr>().is_ok() {
+                    ensure_following(p, other);
                 }
             }
         }
+        Some(controller_message::Msg::Assignment(a)) => {
+            drop(map);
+            let (epoch, period) = (a.epoch, a.lease_ms);
+            let was = lease_epoch(p);
+            p.target.receive(a);
+            let now = lease_epoch(p);
+            if now == epoch {
+                p.lease.first(epoch, period);
+            }
+            if now != was && now != 0 {
+                p.renew.notify_waiters();
+            }
+        }
+        Some(controller_message::Msg::Command(cmd)) => {
+            drop(map);
+            tokio::spawn(execute(p.clone(), cmd, tx.clone()));
+        }
+        Some(controller_message::Msg::Ack(ack)) => {
+            s.acks += 1;
+            p.metrics.acks.inc();
+            drop(map);
+            if ack.lease_ms > 0 {
+                if let Some(&(_, sent)) = asked.iter().find(|(n, _)| *n == ack.seq) {
+                    p.lease.granted(ack.lease_epoch, sent, ack.lease_ms);
+                }
+            } else if !ack.lease_refused.is_empty() {
+                tracing::debug!(controller = %addr, "lease not granted: {}", ack.lease_refused);
+            }
+        }
+        None => {}
     }
 }

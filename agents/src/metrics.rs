@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics: its links to the controllers and its host.
 
-use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric the agent exports.
 pub struct AgentMetrics {
@@ -25,6 +25,11 @@ pub struct AgentMetrics {
     /// On a primary, per standby (`replica`: the standby's name, a bounded set).
     pub db_replica_lag: IntGaugeVec,
     pub db_replica_sync: IntGaugeVec,
+    /// The primary's lease: seconds left (-0.001 when none is held).
+    pub lease_remaining: Gauge,
+    /// Fences, by reason (`lease`, `stale_epoch`, `epoch_unknown`, `clock`, `late_tick`,
+    /// `watchdog`: a bounded set).
+    pub fences: IntCounterVec,
 }
 
 macro_rules! reg {
@@ -109,6 +114,20 @@ impl AgentMetrics {
                 IntGaugeVec::new(
                     Opts::new("triad_db_replica_sync", "Primary: 1 if the standby is synchronous"),
                     &["cluster", "member", "replica"]
+                )
+            ),
+            lease_remaining: reg!(
+                r,
+                Gauge::new(
+                    "triad_agent_lease_remaining_seconds",
+                    "Seconds left of the primary's lease (negative: none)"
+                )
+            ),
+            fences: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new("triad_agent_fences_total", "Times the agent stopped its primary to honour the lease"),
+                    &["reason"]
                 )
             ),
             registry: r,

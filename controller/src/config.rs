@@ -34,6 +34,12 @@ pub struct ControllerConfig {
     /// Agent liveness.
     #[serde(default)]
     pub agents: AgentPolicy,
+    /// The primary's lease (DESIGN.md, safety points 2 and 4).
+    #[serde(default)]
+    pub lease: LeaseTiming,
+    /// Automatic failover (DESIGN.md, safety points 5, 6 and 9).
+    #[serde(default)]
+    pub failover: FailoverPolicy,
     /// The controllers that form the cluster when it is first started, this one included. Only
     /// read when the data directory is empty; afterwards membership changes with
     /// `triadctl cluster add/remove`.
@@ -67,23 +73,87 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
-    /// Leader heartbeat interval in milliseconds (default 100).
+    /// Leader heartbeat interval in milliseconds (default 50).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout in milliseconds (default 500).
+    /// Lower bound of the randomised election timeout in milliseconds (default 250).
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout in milliseconds (default 1000).
+    /// Upper bound of the randomised election timeout in milliseconds (default 500).
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and allow the log before it to be purged) every this many entries
     /// (default 10000). Bounds restart time: at most this many entries are replayed.
     pub snapshot_every_entries: u64,
 }
 
+/// The primary's lease. The agent of the primary counts a lease from its own request; the leader
+/// grants one only after a quorum of controllers confirmed it still leads, and promotes another
+/// member only once every lease it (or, for a new leader, its predecessor) granted has certainly
+/// ended: P(1+rho)+m after its last grant, and 2P(1+rho)+m after its own election.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseTiming {
+    /// P, in milliseconds (default 1500). Must be at least twice `raft.election_timeout_max_ms`
+    /// plus `lease.agent_backoff_max_ms`, so that an election alone never makes a lease lapse.
+    pub period_ms: u64,
+    /// rho: how much faster or slower any two hosts' clocks may run, as a fraction (default
+    /// 0.001, i.e. 1000 ppm: ten times what an ordinary quartz oscillator drifts).
+    pub clock_drift: f64,
+    /// m: the margin added to every wait, covering messages in flight and scheduling (default 200).
+    pub margin_ms: u64,
+    /// The largest `reconnect_backoff_max_ms` of any agent (default 500, the agents' default):
+    /// counted in the check of `period_ms`.
+    pub agent_backoff_max_ms: u64,
+}
+
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        LeaseTiming { period_ms: 1500, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 500 }
+    }
+}
+
+impl LeaseTiming {
+    /// How long after a grant the lease has certainly ended on the agent: P(1+rho)+m.
+    pub fn expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            (self.period_ms as f64 * (1.0 + self.clock_drift)).ceil() as u64 + self.margin_ms,
+        )
+    }
+
+    /// How long a new leader waits after its election: 2P(1+rho)+m.
+    pub fn new_leader_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            (2.0 * self.period_ms as f64 * (1.0 + self.clock_drift)).ceil() as u64 + self.margin_ms,
+        )
+    }
+}
+
+/// When the leader fails over on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverPolicy {
+    /// Fail over automatically when the primary is lost (default true). Maintenance mode
+    /// (`triadctl pause`) turns it off per cluster.
+    pub automatic: bool,
+    /// The primary is lost when its agent has not been heard for this long, or has reported the
+    /// server stopped for this long, in milliseconds (default 600) — and no standby still
+    /// streams from it.
+    pub primary_lost_after_ms: u64,
+    /// At least this long between two automatic failovers of one cluster, in milliseconds
+    /// (default 300000: five minutes). Anti-flapping; a manual failover is not limited.
+    pub min_interval_ms: u64,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy { automatic: true, primary_lost_after_ms: 600, min_interval_ms: 300_000 }
+    }
+}
+
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
             snapshot_every_entries: 10_000,
         }
     }
@@ -245,6 +315,26 @@ impl ControllerConfig {
         }
         if self.agents.down_after_ms < 100 {
             return Err(key_err("agents.down_after_ms", "must be at least 100"));
+        }
+        let l = &self.lease;
+        let floor = 2 * r.election_timeout_max_ms + l.agent_backoff_max_ms;
+        if l.period_ms < floor {
+            return Err(key_err(
+                "lease.period_ms",
+                format!(
+                    "must be at least 2 x raft.election_timeout_max_ms + lease.agent_backoff_max_ms ({floor} ms), \
+                     or an election alone could make the primary's lease lapse"
+                ),
+            ));
+        }
+        if !(0.0..0.1).contains(&l.clock_drift) {
+            return Err(key_err("lease.clock_drift", "must be at least 0 and below 0.1"));
+        }
+        if l.margin_ms < 10 {
+            return Err(key_err("lease.margin_ms", "must be at least 10"));
+        }
+        if self.failover.primary_lost_after_ms < 100 {
+            return Err(key_err("failover.primary_lost_after_ms", "must be at least 100"));
         }
         let mut site_names = BTreeSet::new();
         for (i, s) in self.sites.iter().enumerate() {

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::ServerState;
 use rocksdb::DB;
 
-use crate::brain::{CommandBus, Observations};
+use crate::brain::{CommandBus, Leases, Observations};
 use crate::config::ControllerConfig;
 use crate::metrics::Metrics;
 use crate::raft::{PeerNetwork, Proposer, Raft, SharedState};
@@ -30,6 +30,8 @@ pub struct Ctx {
     pub bus: CommandBus,
     /// Clusters whose workflow a task on this controller is running, so recovery leaves them alone.
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The leases this controller granted while leading (soft state).
+    pub leases: Leases,
     pub metrics: Arc<Metrics>,
 }
 

@@ -95,6 +95,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         obs: Default::default(),
         bus: Default::default(),
         running: Default::default(),
+        leases: Default::default(),
         metrics: metrics.clone(),
     });
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));

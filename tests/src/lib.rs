@@ -3,6 +3,8 @@
 //! every file when the test ends, whether it passed or not.
 #![forbid(unsafe_code)]
 
+pub mod workload;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::os::unix::process::CommandExt;
@@ -222,6 +224,53 @@ impl Deployment {
     /// True while `key` runs.
     pub fn running(&mut self, key: &str) -> bool {
         self.procs.get_mut(key).map(|c| matches!(c.try_wait(), Ok(None))).unwrap_or(false)
+    }
+
+    /// Prints status, history and the recent logs of `keys`, to explain a failed wait.
+    pub fn diagnose(&self, keys: &[&str]) -> Result<()> {
+        let d = self;
+        eprintln!("{}", String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout));
+        eprintln!("{}", String::from_utf8_lossy(&d.triadctl(&["history", "--cluster", "customs"])?.stdout));
+        for key in keys {
+            let tail = d.log_tail(key, 4000);
+            let lines: Vec<&str> = tail
+                .lines()
+                .filter(|l| !l.contains("openraft::replication") && !l.contains("replication_handler"))
+                .filter(|l| !l.contains("automatic failover is blocked"))
+                .collect();
+            eprintln!("--- {key}\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+        }
+        let port = d.pg.as_ref().map(|p| p.member("dc").map(|m| m.port)).transpose()?.unwrap_or(0);
+        let ss = std::process::Command::new("ss").args(["-tanpo"]).output()?;
+        let text = String::from_utf8_lossy(&ss.stdout).into_owned();
+        let on_port: Vec<&str> = text.lines().filter(|l| l.contains(&format!(":{port} "))).collect();
+        eprintln!("--- sockets on dc's port {port}\n{}", on_port.join("\n"));
+        for m in ["dc", "ndc", "dr"] {
+            let log = std::fs::read_to_string(d.dir().join(format!("postgres/{m}/postgres.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    [
+                        "starting",
+                        "FATAL",
+                        "PANIC",
+                        "ready to",
+                        "redo",
+                        "shut down",
+                        "timeline",
+                        "bind",
+                        "socket",
+                        "rewind",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
+                })
+                .collect();
+            eprintln!("--- postgres {m}\n{}", lines[..lines.len().min(40)].join("\n"));
+            let auto = std::fs::read_to_string(d.dir().join(format!("postgres/{m}/data/postgresql.auto.conf")));
+            eprintln!("--- postgres {m}: postgresql.auto.conf\n{}", auto.unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// The gRPC address of controller `id`.

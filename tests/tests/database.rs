@@ -158,14 +158,21 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     // Maintenance mode, through triadctl, recorded and audited.
     let out = d.triadctl(&["pause", "--cluster", "customs", "--reason", "patching ndc"])?;
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    ensure!(d.status().await?.cluster_state["customs"].paused);
+    // Status may come from a follower a heartbeat behind: wait for it to apply the change.
+    wait_for("paused", Duration::from_secs(5), || async {
+        d.status().await.ok()?.cluster_state.get("customs")?.paused.then_some(())
+    })
+    .await?;
     let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
     ensure!(table.contains("PAUSED") && table.contains("epoch 1"), "{table}");
     let out = d.triadctl(&["pause", "--cluster", "nosuch"])?;
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nosuch"));
     let out = d.triadctl(&["resume", "--cluster", "customs"])?;
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    ensure!(!d.status().await?.cluster_state["customs"].paused);
+    wait_for("resumed", Duration::from_secs(5), || async {
+        (!d.status().await.ok()?.cluster_state.get("customs")?.paused).then_some(())
+    })
+    .await?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit"])?.stdout).into_owned();
     ensure!(
         audit.contains("pause cluster customs (patching ndc): ok") && audit.contains("adopt cluster customs"),

@@ -7,64 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use triad_tests::workload::{checker, writer};
 use triad_tests::{wait_for, Deployment};
 
 const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
 
-/// Writes continuously to whichever member accepts writes; returns the ids acknowledged.
-async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<i64>>>) {
-    while !stop.load(Ordering::Relaxed) {
-        for ci in &conninfos {
-            let Ok((client, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            while !stop.load(Ordering::Relaxed) {
-                match client.query_one("INSERT INTO orders (note) VALUES ('switchover') RETURNING id", &[]).await {
-                    Ok(row) => {
-                        acked.lock().unwrap().insert(row.get::<_, i64>(0));
-                    }
-                    Err(_) => break,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Samples every member: the most members ever writable (not in recovery) at the same moment.
-async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
-    let mut worst = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let mut writable = 0;
-        for ci in &conninfos {
-            let Ok(Ok((client, conn))) =
-                tokio::time::timeout(Duration::from_millis(500), tokio_postgres::connect(ci, tokio_postgres::NoTls))
-                    .await
-            else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            if let Ok(row) = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await {
-                if row.get::<_, bool>(0) {
-                    writable += 1;
-                }
-            }
-        }
-        worst = worst.max(writable);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    worst
-}
-
 async fn switch(d: &Deployment, to: &str, epoch: u64, sync: &str) -> Result<()> {
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", to])?;
     let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
     ensure!(out.status.success(), "switchover to {to}: {}{text}", String::from_utf8_lossy(&out.stderr));
     ensure!(text.contains(&format!("epoch {epoch}")) && text.contains("completed"), "{text}");
     eprintln!("switchover to {to}:\n{text}");

@@ -5,6 +5,7 @@
 
 mod postgres;
 mod postgres_ctl;
+mod postgres_rewind;
 mod simulated;
 
 pub use postgres::{PgLocal, PostgresDriver};
@@ -34,8 +35,9 @@ pub trait DatabaseDriver: Send + Sync {
     /// Promotes this standby (replay is resumed first if it was paused).
     async fn promote(&self) -> Result<(), String>;
 
-    /// Starts this stopped member as a standby of the primary at `primary_conninfo`.
-    async fn rejoin(&self, primary_conninfo: &str) -> Result<(), String>;
+    /// Starts this stopped member as a standby of the primary at `primary_conninfo`; a former
+    /// primary is rewound first, its discarded WAL saved and reported (the returned text).
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, String>;
 
     /// Sets a primary's synchronous standbys (empty: asynchronous).
     async fn set_synchronous(&self, names: &[String]) -> Result<(), String>;
@@ -45,6 +47,10 @@ pub trait DatabaseDriver: Send + Sync {
 
     /// Points this running standby at the primary at `primary_conninfo`.
     async fn follow(&self, primary_conninfo: &str) -> Result<(), String>;
+
+    /// Fences this member: stops it at once (no checkpoint, every session cut), so that nothing
+    /// can commit on it any more. Idempotent. Used when the primary's lease is about to lapse.
+    async fn fence(&self) -> Result<(), String>;
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -107,7 +107,8 @@ impl PostgresDriver {
                 .query_one(
                     "SELECT coalesce((pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, 0), \
                             coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0), \
-                            coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, -1)",
+                            coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, -1), \
+                            coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)",
                     &[],
                 )
                 .await?;
@@ -117,6 +118,7 @@ impl PostgresDriver {
             // position, read from the standby's own WAL, still counts.
             st.wal_lsn = st.receive_lsn.max(st.replay_lsn);
             st.replay_delay_seconds = row.get(2);
+            st.receiver_streaming = row.get(3);
         } else {
             st.role = "primary".into();
             let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
@@ -178,6 +180,10 @@ impl DatabaseDriver for PostgresDriver {
                 }
                 Err(e) => {
                     st.error = format!("connect: {e}");
+                    // Unreachable is not stopped: only the postmaster's absence on this host is.
+                    if let Some(l) = self.local.clone() {
+                        st.stopped = blocking(move || Ok(!is_running(&l))).await.unwrap_or(false);
+                    }
                     return st;
                 }
             }
@@ -241,17 +247,38 @@ impl DatabaseDriver for PostgresDriver {
         }
     }
 
-    async fn rejoin(&self, primary_conninfo: &str) -> Result<(), String> {
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, String> {
         let l = self.local()?;
         let conninfo = format!("{primary_conninfo} application_name={}", self.member);
         if self.running_role().await? == Some(true) {
             // Already a running standby: nothing to do (a recovering leader may repeat this step).
-            return Ok(());
+            return Ok("already a running standby".into());
         }
         if self.running_role().await? == Some(false) {
             return Err(format!("{} is running as a primary; refusing to turn it into a standby", self.member));
         }
+        let (member, source) = (self.member.clone(), format!("{primary_conninfo} dbname=postgres"));
+        // A just-promoted primary names its new timeline in pg_control only after its next
+        // checkpoint; pg_rewind reads it there and would find "the same timeline, no rewind
+        // required" and leave the diverged WAL in place.
+        let src = connect(&source).await.map_err(|e| format!("connecting to the new primary: {e}"))?;
+        src.batch_execute("CHECKPOINT").await.map_err(|e| format!("CHECKPOINT on the new primary: {e}"))?;
         blocking(move || {
+            // A member that was a primary (stopped, or crashed as one) may hold WAL the new
+            // primary never had, so it is rewound first. A standby.signal left by an earlier attempt would make pg_rewind's single-user
+            // recovery refuse to run; it is written again below.
+            let signal = l.data_dir.join("standby.signal");
+            if signal.exists() {
+                std::fs::remove_file(&signal).map_err(|e| format!("{}: {e}", signal.display()))?;
+            }
+            let (_, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
+            // A standby (stopped cleanly or not) holds only WAL it received: nothing to rewind,
+            // and a rewind's single-user recovery would end its recovery and write WAL of its own.
+            let report = if state == "shut down in recovery" || state == "in archive recovery" {
+                "was a standby: nothing to rewind".to_string()
+            } else {
+                super::postgres_rewind::rewind(&l, &source, &member)?
+            };
             let auto = l.data_dir.join("postgresql.auto.conf");
             let text = std::fs::read_to_string(&auto).map_err(|e| format!("{}: {e}", auto.display()))?;
             let mut lines: Vec<String> =
@@ -261,7 +288,8 @@ impl DatabaseDriver for PostgresDriver {
             std::fs::write(&auto, lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", auto.display()))?;
             let signal = l.data_dir.join("standby.signal");
             std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
-            start(&l)
+            start(&l)?;
+            Ok(report)
         })
         .await
     }
@@ -296,6 +324,24 @@ impl DatabaseDriver for PostgresDriver {
         Ok(())
     }
 
+    async fn fence(&self) -> Result<(), String> {
+        let l = self.local()?;
+        // Immediate: no shutdown checkpoint to wait for, and no session gets to commit after the
+        // postmaster's SIGQUIT. Recovery on the next start replays the WAL.
+        blocking(move || {
+            if is_running(&l) {
+                postgres_ctl::run(
+                    &l.bin_dir,
+                    &l.os_user,
+                    "pg_ctl",
+                    &["-D", &l.data_dir.display().to_string(), "-m", "immediate", "-w", "-t", "10", "stop"],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn restart(&self) -> Result<(), String> {
         let l = self.local()?;
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
@@ -325,14 +371,36 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
 }
 
+/// Starts the server. The port of a server stopped moments ago (immediately, as a fence does)
+/// can stay taken by its connections' TCP TIME-WAIT state for up to a minute; the start is
+/// retried meanwhile rather than failed.
 fn start(l: &PgLocal) -> Result<(), String> {
-    postgres_ctl::run(
-        &l.bin_dir,
-        &l.os_user,
-        "pg_ctl",
-        &["-D", &l.data_dir.display().to_string(), "-l", &l.log_file.display().to_string(), "-w", "-t", "60", "start"],
-    )
-    .map(|_| ())
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let r = postgres_ctl::run(
+            &l.bin_dir,
+            &l.os_user,
+            "pg_ctl",
+            &[
+                "-D",
+                &l.data_dir.display().to_string(),
+                "-l",
+                &l.log_file.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        let Err(e) = r else { return Ok(()) };
+        let log = std::fs::read_to_string(&l.log_file).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(6).collect();
+        if !tail.iter().any(|line| line.contains("Address already in use")) || std::time::Instant::now() > deadline {
+            return Err(e);
+        }
+        tracing::warn!("the server's port is still taken by its previous run's connections; retrying in 2 s");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
 }
 
 /// `ALTER SYSTEM` runs outside a transaction block, so it cannot share a batch with the reload.

@@ -24,9 +24,7 @@ pub fn default_bin_dir() -> Option<PathBuf> {
     dirs.pop().map(|(_, p)| p)
 }
 
-/// Runs `bin_dir/program args` (as `os_user` when we are root), returning stdout or an error
-/// naming what failed with its output.
-pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<std::process::Output, String> {
     let exe = bin_dir.join(program);
     let mut cmd = if running_as_root() {
         let mut c = Command::new("runuser");
@@ -36,7 +34,13 @@ pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Resul
         Command::new(&exe)
     };
     cmd.args(args).current_dir("/").env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
-    let out = cmd.output().map_err(|e| format!("running {}: {e}", exe.display()))?;
+    cmd.output().map_err(|e| format!("running {}: {e}", exe.display()))
+}
+
+/// Runs `bin_dir/program args` (as `os_user` when we are root), returning stdout or an error
+/// naming what failed with its output.
+pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+    let out = output(bin_dir, os_user, program, args)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -47,6 +51,17 @@ pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Resul
             String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&out.stdout).trim()
         ))
+    }
+}
+
+/// Like [`run`], returning stdout and stderr together (the tools log their findings on stderr).
+pub fn run_all(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+    let out = output(bin_dir, os_user, program, args)?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{program} failed ({}): {}", out.status, text.trim()))
     }
 }
 

@@ -45,6 +45,7 @@ impl DatabaseDriver for SimulatedDriver {
                 member: self.member.clone(),
                 driver: "simulated".into(),
                 role: "down".into(),
+                stopped: true,
                 replay_delay_seconds: -1.0,
                 canary_age_seconds: -1.0,
                 observed_ms: now_ms(),
@@ -82,10 +83,10 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
-    async fn rejoin(&self, _primary_conninfo: &str) -> Result<(), String> {
+    async fn rejoin(&self, _primary_conninfo: &str) -> Result<String, String> {
         self.primary.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok("simulated: nothing to rewind".into())
     }
 
     async fn set_synchronous(&self, _names: &[String]) -> Result<(), String> {
@@ -101,6 +102,11 @@ impl DatabaseDriver for SimulatedDriver {
 
     async fn restart(&self) -> Result<(), String> {
         self.up.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn fence(&self) -> Result<(), String> {
+        self.up.store(false, Ordering::SeqCst);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use triad_proto::v1::{
 };
 
 use super::auth;
-use crate::brain::AgentHelloInfo;
+use crate::brain::{lease, AgentHelloInfo};
 use crate::config::check_name;
 use crate::context::{now_ms, Ctx};
 use crate::state::{HostFacts, Role};
@@ -70,6 +70,7 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
             primary,
             vouch: c.vouch.iter().cloned().collect(),
             paused: c.paused,
+            lease_ms: 0,
         })
     })
 }
@@ -155,7 +156,11 @@ impl AgentLinkApi {
                 // Only the leader sends target states: a follower's applied state may lag.
                 let assignment = if ctx.is_leader() { assignment_for(&ctx, &name) } else { None };
                 if let Some(a) = assignment.as_ref().filter(|a| last_assignment.as_ref() != Some(*a)) {
-                    let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a.clone())) };
+                    let mut a = a.clone();
+                    if a.role == "primary" {
+                        a.lease_ms = lease::with_target_state(&ctx, &a.cluster).await;
+                    }
+                    let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
                     if tx.send(Ok(msg)).await.is_err() {
                         break;
                     }
@@ -167,7 +172,14 @@ impl AgentLinkApi {
                         Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
                             let load = hb.load.unwrap_or_default();
                             ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
-                            let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(HeartbeatAck { seq: hb.seq })) };
+                            let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
+                            if hb.lease_epoch > 0 {
+                                match lease::grant(&ctx, &name, hb.lease_epoch).await {
+                                    Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, hb.lease_epoch),
+                                    Err(why) => ack.lease_refused = why,
+                                }
+                            }
+                            let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(ack)) };
                             if tx.send(Ok(ack)).await.is_err() {
                                 break;
                             }

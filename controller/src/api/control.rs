@@ -275,6 +275,7 @@ impl Control for ControlApi {
                         paused: c.paused,
                         want_synchronous: c.want_synchronous.iter().cloned().collect(),
                         strict: c.strict,
+                        failover_blocked: c.failover_blocked.clone(),
                         name: c.name.clone(),
                         members: c
                             .members
@@ -292,6 +293,11 @@ impl Control for ControlApi {
                 // Only observations from agents heard recently: a silent agent's last report
                 // would otherwise show a dead member as healthy.
                 db: obs.values().filter(|o| o.last_seen.elapsed() < fresh).filter_map(|o| o.db.clone()).collect(),
+                lease: Some(pb::LeaseSettings {
+                    period_ms: self.ctx.cfg.lease.period_ms,
+                    clock_drift: self.ctx.cfg.lease.clock_drift,
+                    margin_ms: self.ctx.cfg.lease.margin_ms,
+                }),
             })
         });
         self.ctx.metrics.rpc("Control/State", &result);

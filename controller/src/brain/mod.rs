@@ -3,8 +3,11 @@
 //! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
 
 mod commands;
+mod failover;
+pub mod lease;
 mod liveness;
 mod observations;
+mod rejoin;
 pub mod switchover;
 mod synchronous;
 mod topology;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use commands::CommandBus;
+pub use lease::Leases;
 pub use liveness::decide as decide_liveness;
 pub use observations::{AgentHelloInfo, AgentObservation, Observations};
 
@@ -75,17 +79,25 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut refused: HashSet<String> = HashSet::new();
     let mut counted: HashSet<u64> = HashSet::new();
     let mut missing = std::collections::HashMap::new();
+    let mut primary_down_since = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         export_gauges(&ctx, &mut counted);
         if !ctx.is_leader() {
+            if leader_since.is_some() {
+                ctx.leases.set_leading(None);
+            }
             leader_since = None;
             caught_up = false;
             continue;
         }
-        let since = *leader_since.get_or_insert_with(Instant::now);
+        let since = *leader_since.get_or_insert_with(|| {
+            let now = Instant::now();
+            ctx.leases.set_leading(Some(now));
+            now
+        });
         if !caught_up {
             // Decide only on a state that includes everything committed before this term.
             if let Err(e) = ctx.raft.ensure_linearizable().await {
@@ -106,6 +118,12 @@ pub async fn run(ctx: Arc<Ctx>) {
         };
         recover_workflows(&ctx);
         keep_synchronous(&ctx, &mut missing);
+        // Judge only once agents had time to report to this leader: a primary it has not heard
+        // from yet is not thereby lost.
+        if since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4 {
+            failover::tick(&ctx, &mut primary_down_since);
+            rejoin::tick(&ctx);
+        }
         let mut todo = Vec::new();
         if !seeded {
             todo.push(Command::Seed(seed_from_config(&ctx.cfg)));

@@ -23,7 +23,7 @@ use crate::state::{Actor, Command, DbCluster, Response};
 
 /// How far behind (bytes, flushed and replayed) a target may be and still be switched to.
 pub const MAX_TARGET_LAG: i64 = 16 << 20;
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a finished switchover reports.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> Result<(String, String, Stri
     Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
 }
 
-async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, String> {
+pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, String> {
     match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
         Ok(c) => match c.response {
             Response::Ok(m) => Ok(m),
@@ -109,7 +109,7 @@ fn failpoint(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
+pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
     AgentCommand { id: 0, cluster: cluster.into(), epoch, log_index: index, kind: Some(kind) }
 }
 
@@ -291,6 +291,15 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     let w =
         ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no such workflow")?;
     let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
+    if w.kind == "failover" {
+        return recover_failover(ctx, actor, &w, &c).await;
+    }
+    if w.kind == "rejoin" {
+        // A rejoin changes no epoch; the member is simply judged again.
+        let outcome = format!("abandoned: the leader changed (controller {} took over)", ctx.id);
+        propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+        return Ok(outcome);
+    }
     let agent_of = |m: &str| c.members.get(m).map(|m| m.agent.clone()).ok_or(format!("`{m}` is not a member"));
     let (from_agent, to_agent) = (agent_of(&w.from)?, agent_of(&w.to)?);
     tracing::warn!(workflow = wf, cluster = %w.cluster, "recovering a workflow left unfinished by a previous leader");
@@ -347,14 +356,31 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     Ok(outcome)
 }
 
+/// A failover its leader left: after the new epoch it can only go forward (promote, follow);
+/// before it nothing changed, so it is closed and the detector judges the cluster afresh.
+async fn recover_failover(
+    ctx: Arc<Ctx>,
+    actor: Actor,
+    w: &crate::state::Workflow,
+    c: &DbCluster,
+) -> Result<String, String> {
+    if c.primary.as_deref() == Some(w.to.as_str()) {
+        wait_for_stream(&ctx, &c.members.get(&w.to).map(|m| m.agent.clone()).unwrap_or_default()).await;
+        return super::failover::finish(ctx, actor, w.id, Instant::now()).await;
+    }
+    let outcome = format!("abandoned: the leader changed before the new epoch (controller {} took over)", ctx.id);
+    propose(&ctx, &actor, Command::FinishWorkflow { workflow: w.id, outcome: outcome.clone() }).await?;
+    Ok(outcome)
+}
+
 /// Which other standbys were repointed, and what went wrong.
-struct Followed {
-    followed: Vec<String>,
-    problems: Vec<String>,
+pub(crate) struct Followed {
+    pub followed: Vec<String>,
+    pub problems: Vec<String>,
 }
 
 /// Points every member other than `skip` (the old and the new primary) at the new primary.
-async fn follow_others(ctx: &Ctx, c: &DbCluster, skip: &[&str; 2], name: &str) -> Followed {
+pub(crate) async fn follow_others(ctx: &Ctx, c: &DbCluster, skip: &[&str; 2], name: &str) -> Followed {
     let mut out = Followed { followed: Vec::new(), problems: Vec::new() };
     let primary = c.primary.clone().unwrap_or_default();
     let endpoint = c.members.get(&primary).map(|m| m.endpoint.clone()).unwrap_or_default();

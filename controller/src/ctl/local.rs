@@ -19,8 +19,27 @@ pub const SITES: [(&str, &str); 3] =
 /// The demo's database cluster.
 pub const CLUSTER: &str = "customs";
 
-/// A free TCP port on loopback, as the kernel hands them out.
+/// A free TCP port on loopback.
+///
+/// Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): a client that
+/// keeps reconnecting to a stopped server's port inside that range can be given the very same
+/// port as its own source port and connect to itself, and the server then cannot bind its port
+/// when it starts again.
 pub fn free_port() -> Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, span) = (10_000u16, low.saturating_sub(10_000).max(1));
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..span as u32 {
+        let port = first + ((seed.wrapping_add(i.wrapping_mul(7919))) % span as u32) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
     Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
 }
@@ -108,6 +127,8 @@ impl LocalDeployment {
             },
             raft: RaftTiming::default(),
             agents: AgentPolicy::default(),
+            lease: Default::default(),
+            failover: Default::default(),
             peers: if join {
                 let mut all = self.controllers.clone();
                 all.push(peer.clone());

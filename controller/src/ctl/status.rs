@@ -69,6 +69,13 @@ pub struct MemberView {
     /// The canary as read on this member: sequence and age in seconds (-1: none read).
     pub canary_seq: u64,
     pub canary_age_seconds: f64,
+    /// The agent's lease on this member: milliseconds left (-1: none held).
+    pub lease_remaining_ms: i64,
+    /// Why and when (ms since the Unix epoch) its agent last fenced it; empty/0: never.
+    pub fenced_reason: String,
+    pub fenced_ms: u64,
+    /// `available`, `unguarded` or `off`.
+    pub watchdog: String,
 }
 
 /// A database cluster's committed topology.
@@ -83,6 +90,16 @@ pub struct ClusterView {
     /// The synchronous standbys it should have; one missing from `synchronous` was lost.
     pub want_synchronous: Vec<String>,
     pub strict: bool,
+    /// Why automatic failover would not happen now (empty: it would).
+    pub failover_blocked: String,
+}
+
+/// The lease timing the controllers enforce.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeaseView {
+    pub period_ms: u64,
+    pub clock_drift: f64,
+    pub margin_ms: u64,
 }
 
 /// The whole picture.
@@ -100,6 +117,7 @@ pub struct StatusView {
     pub users: BTreeMap<String, String>,
     /// Site name → description.
     pub sites: BTreeMap<String, String>,
+    pub lease: LeaseView,
 }
 
 /// Gathers status from the controllers.
@@ -183,6 +201,10 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                         agent_epoch: obs.filter(|o| !o.epoch_unknown).map(|o| o.agent_epoch),
                         canary_seq: obs.map(|o| o.canary_seq).unwrap_or(0),
                         canary_age_seconds: obs.map(|o| o.canary_age_seconds).unwrap_or(-1.0),
+                        lease_remaining_ms: obs.map(|o| o.lease_remaining_ms).unwrap_or(-1),
+                        fenced_reason: obs.map(|o| o.fenced_reason.clone()).unwrap_or_default(),
+                        fenced_ms: obs.map(|o| o.fenced_ms).unwrap_or(0),
+                        watchdog: obs.map(|o| o.watchdog.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();
@@ -227,12 +249,17 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                         paused: c.paused,
                         want_synchronous: c.want_synchronous.clone(),
                         strict: c.strict,
+                        failover_blocked: c.failover_blocked.clone(),
                     },
                 )
             })
             .collect(),
         sites: state.sites.iter().map(|x| (x.name.clone(), x.description.clone())).collect(),
         users: state.users.iter().map(|u| (u.name.clone(), u.role.clone())).collect(),
+        lease: state
+            .lease
+            .map(|l| LeaseView { period_ms: l.period_ms, clock_drift: l.clock_drift, margin_ms: l.margin_ms })
+            .unwrap_or_default(),
     })
 }
 
@@ -310,7 +337,10 @@ pub fn render(v: &StatusView) -> String {
             ));
         }
     }
-    out.push_str("\nDATABASE CLUSTERS\n");
+    out.push_str(&format!(
+        "\nDATABASE CLUSTERS (lease P {} ms, clock drift rho {}, margin m {} ms)\n",
+        v.lease.period_ms, v.lease.clock_drift, v.lease.margin_ms
+    ));
     if v.clusters.is_empty() {
         out.push_str("  (none configured)\n");
     }
@@ -345,6 +375,13 @@ pub fn render(v: &StatusView) -> String {
             "EPOCH",
             "AGENT"
         ));
+        if let Some(c) = v.cluster_state.get(name).filter(|c| c.epoch > 0) {
+            if c.failover_blocked.is_empty() {
+                out.push_str("  automatic failover: ready\n");
+            } else {
+                out.push_str(&format!("  !! automatic failover blocked: {}\n", c.failover_blocked));
+            }
+        }
         if let Some(c) = v.cluster_state.get(name) {
             let lost: Vec<&String> = c.want_synchronous.iter().filter(|m| !c.synchronous.contains(m)).collect();
             if !lost.is_empty() {
@@ -396,6 +433,17 @@ pub fn render(v: &StatusView) -> String {
             ));
             if !m.error.is_empty() {
                 out.push_str(&format!("      {}: {}\n", m.name, m.error));
+            }
+            if m.role == "primary" {
+                let lease = if m.lease_remaining_ms < 0 {
+                    "NO LEASE".to_string()
+                } else {
+                    format!("{:.1}s left", m.lease_remaining_ms as f64 / 1000.0)
+                };
+                out.push_str(&format!("      {}: lease {lease}; watchdog {}\n", m.name, m.watchdog));
+            }
+            if m.fenced_ms > 0 {
+                out.push_str(&format!("      {}: FENCED {}: {}\n", m.name, ago(m.fenced_ms), m.fenced_reason));
             }
         }
     }

@@ -255,7 +255,13 @@ impl State {
                 }
                 c.epoch += 1;
                 c.epoch_index = log_index;
-                c.primary = Some(primary.clone());
+                // The roles swap: the old primary is wanted as a synchronous standby in the place
+                // of the new one, and made one when it follows (reconfigure, confirm, record).
+                if let Some(old) = c.primary.replace(primary.clone()) {
+                    if c.want_synchronous.remove(primary) {
+                        c.want_synchronous.insert(old);
+                    }
+                }
                 c.synchronous.clear();
                 c.vouch.clear();
                 (what, Ok(format!("{cluster} epoch {}: primary {primary}", c.epoch)))
@@ -295,6 +301,18 @@ impl State {
                         c.synchronous.iter().cloned().collect::<Vec<_>>().join(", ")
                     )),
                 )
+            }
+            Command::SetFailoverBlocked { cluster, reason } => {
+                let what = if reason.is_empty() {
+                    format!("automatic failover of {cluster} possible again")
+                } else {
+                    format!("automatic failover of {cluster} blocked: {reason}")
+                };
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                c.failover_blocked = reason.clone();
+                (what.clone(), Ok(what))
             }
             Command::FinishWorkflow { workflow, outcome } => {
                 let what = format!("finish workflow {workflow}: {outcome}");

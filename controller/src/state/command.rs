@@ -79,6 +79,9 @@ pub enum Command {
     /// A synchronous standby was lost (relaxed mode): record first that it no longer holds every
     /// commit, then the primary is reconfigured. It stays wanted, to be restored when it returns.
     DropSynchronous { cluster: String, member: String, reason: String },
+    /// The leader's judgement of whether automatic failover could happen now (empty: it could),
+    /// recorded when it changes.
+    SetFailoverBlocked { cluster: String, reason: String },
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited

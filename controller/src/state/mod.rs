@@ -157,6 +157,10 @@ pub struct DbCluster {
     pub paused: bool,
     /// The workflow (switchover, failover, rejoin) under way, if any: one at a time.
     pub workflow: Option<u64>,
+    /// Why automatic failover would not happen now, as the leader last judged it (empty: it
+    /// would). Shown in status, so that nobody learns it only when the primary is lost.
+    #[serde(default)]
+    pub failover_blocked: String,
 }
 
 /// One recorded step of a workflow.
@@ -200,6 +204,7 @@ impl DbCluster {
             strict: false,
             paused: false,
             workflow: None,
+            failover_blocked: String::new(),
         }
     }
 }

@@ -1,0 +1,171 @@
+//! Bringing a stopped former primary back as a standby of the new one (DESIGN.md, point 8):
+//! `pg_rewind`, falling back to a fresh base backup — and before either, saving the WAL it is
+//! about to discard and reporting the transactions in it, so that nothing vanishes silently.
+//!
+//! With synchronous replication none of those transactions was acknowledged to a client (each
+//! commit waited for the synchronous standby, which became the new primary and holds it); they
+//! are the ones in flight when the primary was lost. The report says how many and which.
+
+use std::path::{Path, PathBuf};
+
+use super::postgres::PgLocal;
+use super::postgres_ctl::{self, parse_lsn};
+
+/// How many of the newest WAL segments are saved before a rewind (16 MB each by default).
+const SAVED_SEGMENTS: usize = 8;
+
+/// Rewinds (or re-copies) the stopped member at `l` from the primary at `source` (libpq keywords,
+/// with a database name). Returns what was discarded, for the workflow's record.
+pub fn rewind(l: &PgLocal, source: &str, member: &str) -> Result<String, String> {
+    let data = l.data_dir.display().to_string();
+    let saved = save_newest_wal(l)?;
+    // Both pg_rewind and a base backup copy the source's configuration files over this
+    // member's own (its port, its paths): they are kept and put back.
+    let config = ConfigFiles::keep(&l.data_dir)?;
+    let result = rewind_or_copy(l, &data, source, member, &saved);
+    config.restore(&l.data_dir)?;
+    result
+}
+
+/// This member's own configuration files, as they were before a rewind.
+struct ConfigFiles(Vec<(&'static str, Vec<u8>)>);
+
+impl ConfigFiles {
+    const NAMES: [&'static str; 4] = ["postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf"];
+
+    fn keep(data: &Path) -> Result<Self, String> {
+        let mut files = Vec::new();
+        for name in Self::NAMES {
+            match std::fs::read(data.join(name)) {
+                Ok(bytes) => files.push((name, bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("keeping {name}: {e}")),
+            }
+        }
+        Ok(ConfigFiles(files))
+    }
+
+    /// Writes them back in place (rewriting keeps each file's owner and mode).
+    fn restore(&self, data: &Path) -> Result<(), String> {
+        for (name, bytes) in &self.0 {
+            std::fs::write(data.join(name), bytes).map_err(|e| format!("restoring {name}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn rewind_or_copy(l: &PgLocal, data: &str, source: &str, member: &str, saved: &Path) -> Result<String, String> {
+    let saved = saved.to_path_buf();
+    match postgres_ctl::run_all(&l.bin_dir, &l.os_user, "pg_rewind", &["-D", data, "--source-server", source]) {
+        Ok(out) if out.contains("no rewind required") => {
+            let _ = std::fs::remove_dir_all(&saved);
+            Ok("no rewind required: nothing was discarded".into())
+        }
+        Ok(out) => Ok(report(l, &out, &saved)),
+        Err(e) => {
+            tracing::warn!(member, "pg_rewind failed, falling back to a base backup: {e}");
+            base_backup(l, source)?;
+            Ok(format!(
+                "pg_rewind failed ({}); re-copied with a base backup. The old data directory's newest WAL is saved in {}",
+                e.lines().last().unwrap_or(""),
+                saved.display()
+            ))
+        }
+    }
+}
+
+/// Copies the newest WAL segments into `<data_dir>/../discarded-wal/<time>/`.
+fn save_newest_wal(l: &PgLocal) -> Result<PathBuf, String> {
+    let wal = l.data_dir.join("pg_wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)
+        .map_err(|e| format!("{}: {e}", wal.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == 24 && n.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .collect();
+    segments.sort();
+    let keep = segments.split_off(segments.len().saturating_sub(SAVED_SEGMENTS));
+    let root = l.data_dir.parent().unwrap_or(Path::new("/")).join("discarded-wal");
+    let dir = root.join(super::now_ms().to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for s in &keep {
+        let to = dir.join(s.file_name().unwrap_or_default());
+        std::fs::copy(s, &to).map_err(|e| format!("saving {}: {e}", s.display()))?;
+    }
+    // pg_waldump runs as the database user and must read them.
+    let _ = std::process::Command::new("chown").args(["-R", &l.os_user]).arg(&root).status();
+    Ok(dir)
+}
+
+/// From pg_rewind's output ("servers diverged at WAL location X on timeline N"), the
+/// transactions committed after X in the saved WAL.
+fn report(l: &PgLocal, rewind_out: &str, saved: &Path) -> String {
+    let diverged = rewind_out.lines().find_map(|line| {
+        let rest = line.split("servers diverged at WAL location ").nth(1)?;
+        let (lsn, tli) = rest.split_once(" on timeline ")?;
+        Some((lsn.trim().to_string(), tli.trim().trim_end_matches('.').to_string()))
+    });
+    let Some((lsn, tli)) = diverged else {
+        return format!("rewound; the newest WAL before the rewind is saved in {}", saved.display());
+    };
+    let dump = postgres_ctl::run_all(
+        &l.bin_dir,
+        &l.os_user,
+        "pg_waldump",
+        &["-p", &saved.display().to_string(), "-s", &lsn, "-t", &tli, "-r", "Transaction"],
+    );
+    // pg_waldump ends with an error at the end of valid WAL: its output is what counts.
+    let text = match dump {
+        Ok(t) => t,
+        Err(e) => e,
+    };
+    let mut xids = Vec::new();
+    let mut last = None;
+    for line in text.lines().filter(|l| l.contains("desc: COMMIT")) {
+        if let Some(tx) = field(line, "tx: ") {
+            xids.push(tx);
+        }
+        last = field(line, "lsn: ").and_then(|s| parse_lsn(&s)).or(last);
+    }
+    let end = last.map(|e| format!(" to {}", format_lsn(e))).unwrap_or_default();
+    format!(
+        "rewound: WAL from {lsn}{end} on timeline {tli} discarded and saved in {}; {} transaction(s) committed there \
+         were never acknowledged by the synchronous standby{}",
+        saved.display(),
+        xids.len(),
+        if xids.is_empty() { String::new() } else { format!(" (xids {})", xids.join(", ")) }
+    )
+}
+
+fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    let rest = line.split(key).nth(1)?;
+    Some(rest.split([',', ' ']).next()?.to_string())
+}
+
+/// Replaces the data directory with a fresh base backup of the primary at `source`; the old one is
+/// kept beside it (`data.old-<time>`).
+fn base_backup(l: &PgLocal, source: &str) -> Result<(), String> {
+    let old = l.data_dir.with_extension(format!("old-{}", super::now_ms()));
+    std::fs::rename(&l.data_dir, &old).map_err(|e| format!("moving the old data directory aside: {e}"))?;
+    let data = l.data_dir.display().to_string();
+    let r = postgres_ctl::run(
+        &l.bin_dir,
+        &l.os_user,
+        "pg_basebackup",
+        &["-D", &data, "-d", source, "-X", "stream", "-c", "fast", "--no-password"],
+    );
+    if let Err(e) = r {
+        let _ = std::fs::remove_dir_all(&l.data_dir);
+        let _ = std::fs::rename(&old, &l.data_dir);
+        return Err(format!("base backup failed: {e}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The primary's lease, and the guard that fences the database when it is about to lapse
+//! (DESIGN.md, "Safety of role changes", point 2).
+//!
+//! The agent of the primary asks for its lease in every heartbeat and counts a grant from the
+//! moment it *sent* that heartbeat, on `CLOCK_BOOTTIME`: the leader granted it later than that,
+//! so the agent's lease always ends before the leader's idea of it (the leader waits
+//! P(1+rho)+m after its last grant before promoting anyone else). `CLOCK_BOOTTIME` keeps counting
+//! while the host is suspended, unlike `Instant` (CLOCK_MONOTONIC), so a host that wakes up finds
+//! its lease gone rather than seemingly intact.
+//!
+//! The guard checks every `lease.check_interval_ms`. Once the member is under lease (armed), a
+//! running primary is fenced (stopped immediately) when:
+//! - its lease has less than `lease.fence_lead_ms` left, so that the stop finishes before the
+//!   lease ends;
+//! - the accepted target state makes another member primary (a stale primary);
+//! - the epoch file is unreadable;
+//! - a check ran late by more than the fence lead, or the boot-time clock jumped past the
+//!   monotonic one (the host was suspended): fence first, ask after;
+//! - the watchdog is `required` and none can be armed.
+//!
+//! The lease is also written to `state_dir/lease` with the kernel's boot id, so that an agent
+//! restarted on the same boot keeps the lease it held; after a reboot (a new boot id), or with no
+//! such file, an agent that has seen an epoch holds no lease and a primary it finds is fenced.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use nix::time::{clock_gettime, ClockId};
+
+use crate::config::LeaseConfig;
+use crate::drivers::{now_ms, DatabaseDriver, DbStatus};
+use crate::metrics::AgentMetrics;
+use crate::target::Target;
+use crate::watchdog::Watchdog;
+
+fn clock_ms(id: ClockId) -> u64 {
+    // Both clocks exist on every Linux this runs on (2.6.39+); a failure is not recoverable.
+    let t = clock_gettime(id).expect("CLOCK_BOOTTIME and CLOCK_MONOTONIC are available");
+    t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+}
+
+/// Milliseconds on `CLOCK_BOOTTIME`: monotonic, and counting while the host is suspended.
+pub fn boot_ms() -> u64 {
+    clock_ms(ClockId::CLOCK_BOOTTIME)
+}
+
+fn mono_ms() -> u64 {
+    clock_ms(ClockId::CLOCK_MONOTONIC)
+}
+
+/// The kernel's id of this boot: a lease persisted under another boot id is void.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// What the agent holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaseState {
+    /// The member is under lease: a primary without one is fenced. False only until the first
+    /// lease of an agent that has never seen an epoch (a cluster not adopted yet).
+    pub armed: bool,
+    /// The epoch the lease is for.
+    pub epoch: u64,
+    /// When it ends, on `CLOCK_BOOTTIME` (0: none held).
+    pub until_boot_ms: u64,
+    /// P, as the leader last granted it.
+    pub period_ms: u64,
+    /// Why and when (wall clock, ms) the guard last fenced.
+    pub fenced_reason: String,
+    pub fenced_ms: u64,
+}
+
+impl LeaseState {
+    /// Milliseconds left at `epoch` (-1: none).
+    pub fn remaining_ms(&self, epoch: u64, now_boot: u64) -> i64 {
+        if self.epoch != epoch || self.until_boot_ms == 0 {
+            return -1;
+        }
+        (self.until_boot_ms as i64 - now_boot as i64).max(-1)
+    }
+}
+
+/// The lease, shared by the links (which renew it) and the guard (which enforces it).
+pub struct Lease {
+    state: Mutex<LeaseState>,
+    file: PathBuf,
+    boot_id: String,
+}
+
+const MAGIC: &str = "triad-lease v1";
+
+impl Lease {
+    /// Reads `state_dir/lease`. `adopted` (the agent has persisted an epoch) arms the lease at
+    /// once: a primary found now must hold a lease, whatever happened while no agent ran.
+    pub fn open(state_dir: &Path, adopted: bool) -> Lease {
+        let file = state_dir.join("lease");
+        let boot_id = boot_id();
+        let mut st = LeaseState { armed: adopted, ..Default::default() };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let fields: Vec<&str> = text.lines().collect();
+            if let [MAGIC, boot, epoch, until, period] = fields[..] {
+                let num = |s: &str, k: &str| s.strip_prefix(k).and_then(|v| v.parse::<u64>().ok());
+                if boot.strip_prefix("boot ") == Some(boot_id.as_str()) {
+                    if let (Some(e), Some(u), Some(p)) =
+                        (num(epoch, "epoch "), num(until, "until "), num(period, "period "))
+                    {
+                        st = LeaseState { armed: true, epoch: e, until_boot_ms: u, period_ms: p, ..st };
+                    }
+                }
+            }
+        }
+        if st.until_boot_ms > boot_ms() {
+            tracing::info!(
+                epoch = st.epoch,
+                left_ms = st.until_boot_ms - boot_ms(),
+                "kept the lease held before a restart"
+            );
+        }
+        Lease { state: Mutex::new(st), file, boot_id }
+    }
+
+    /// A grant at `epoch` for `period_ms` from `sent_boot_ms`, when the request left this agent.
+    pub fn granted(&self, epoch: u64, sent_boot_ms: u64, period_ms: u64) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        if epoch < st.epoch {
+            return;
+        }
+        let until = sent_boot_ms + period_ms;
+        if epoch > st.epoch || until > st.until_boot_ms {
+            st.epoch = epoch;
+            st.until_boot_ms = until;
+        }
+        st.period_ms = period_ms;
+        st.armed = true;
+        self.persist(&st);
+    }
+
+    /// The first lease of a primary that has never held one (the cluster was just adopted),
+    /// counted from receiving the target state that made it primary: the leader counts the
+    /// sending of that state as a grant, and its margin covers the time in flight.
+    pub fn first(&self, epoch: u64, period_ms: u64) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        if st.armed || period_ms == 0 {
+            return;
+        }
+        *st = LeaseState { armed: true, epoch, until_boot_ms: boot_ms() + period_ms, period_ms, ..st.clone() };
+        tracing::info!(epoch, "under lease from now on");
+        self.persist(&st);
+    }
+
+    /// A copy of what is held.
+    pub fn snapshot(&self) -> LeaseState {
+        self.state.lock().expect("lease lock poisoned").clone()
+    }
+
+    fn record_fence(&self, reason: &str) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        st.fenced_reason = reason.to_string();
+        st.fenced_ms = now_ms();
+    }
+
+    /// Written on every grant, without fsync: it only has to survive the agent's process (the page
+    /// cache outlives it); after a host crash the boot id differs and the file is void anyway.
+    fn persist(&self, st: &LeaseState) {
+        let text = format!(
+            "{MAGIC}\nboot {}\nepoch {}\nuntil {}\nperiod {}\n",
+            self.boot_id, st.epoch, st.until_boot_ms, st.period_ms
+        );
+        let tmp = self.file.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.file)) {
+            tracing::warn!("cannot record the lease in {}: {e}", self.file.display());
+        }
+    }
+}
+
+/// Everything the guard watches.
+pub struct Guard {
+    pub lease: Arc<Lease>,
+    pub target: Arc<Target>,
+    pub db: Arc<RwLock<Option<DbStatus>>>,
+    pub driver: Arc<dyn DatabaseDriver>,
+    pub metrics: Arc<AgentMetrics>,
+    pub cfg: LeaseConfig,
+}
+
+/// One check's clocks: how late it ran, how far the boot-time clock ran ahead of the monotonic
+/// one since the last check, and the boot-time clock now.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    late_ms: u64,
+    jump_ms: i64,
+    now_boot: u64,
+}
+
+/// Why the guard fences now, with a short class for the metric's label; `None`: it need not.
+fn fence_reason(
+    st: &LeaseState,
+    target: Option<&triad_proto::v1::Assignment>,
+    epoch: Option<u64>,
+    tick: Tick,
+    lead_ms: u64,
+    watchdog_problem: Option<&str>,
+) -> Option<(&'static str, String)> {
+    let Tick { late_ms, jump_ms, now_boot } = tick;
+    let Some(epoch) = epoch else {
+        return Some(("epoch_unknown", "the epoch file is unreadable".into()));
+    };
+    if let Some(t) = target.filter(|t| t.role != "primary") {
+        return Some(("stale_epoch", format!("epoch {} makes `{}` the primary", t.epoch, t.primary)));
+    }
+    if jump_ms > 50 {
+        return Some((
+            "clock",
+            format!("the boot-time clock ran {jump_ms} ms ahead of the monotonic clock (suspended?)"),
+        ));
+    }
+    if late_ms > lead_ms {
+        return Some(("late_tick", format!("the lease check ran {late_ms} ms late")));
+    }
+    if let Some(p) = watchdog_problem {
+        return Some(("watchdog", p.to_string()));
+    }
+    let at = target.map(|t| t.epoch).unwrap_or(epoch);
+    let left = st.remaining_ms(at, now_boot);
+    if left < lead_ms as i64 {
+        let why = if left < 0 { format!("no lease at epoch {at}") } else { format!("the lease ends in {left} ms") };
+        return Some(("lease", why));
+    }
+    None
+}
+
+impl Guard {
+    /// Runs forever.
+    pub async fn run(self) {
+        let every = Duration::from_millis(self.cfg.check_interval_ms);
+        let mut watchdog = Watchdog::new(&self.cfg);
+        let (mut last_boot, mut last_mono) = (boot_ms(), mono_ms());
+        // The role last seen while the server answered: a primary that stops answering is still
+        // treated as one until the agent confirms it stopped.
+        let mut last_role = String::new();
+        let mut fenced_at_obs: Option<u64> = None;
+        loop {
+            tokio::time::sleep(every).await;
+            let (now_boot, now_mono) = (boot_ms(), mono_ms());
+            let (gap_boot, gap_mono) = (now_boot - last_boot, now_mono - last_mono);
+            (last_boot, last_mono) = (now_boot, now_mono);
+            let late_ms = gap_boot.saturating_sub(self.cfg.check_interval_ms);
+            let jump_ms = gap_boot as i64 - gap_mono as i64;
+
+            let obs = self.db.read().expect("db lock poisoned").clone();
+            let st = self.lease.snapshot();
+            self.metrics.lease_remaining.set(st.remaining_ms(st.epoch, now_boot) as f64 / 1000.0);
+            let Some(obs) = obs else { continue };
+            if obs.up {
+                last_role = obs.role.clone();
+            } else if obs.stopped {
+                // Whatever it was, it is stopped; only this agent starts it again, and the next
+                // observations say as what.
+                last_role.clear();
+            }
+            let maybe_primary = obs.role == "primary" || (last_role == "primary" && !obs.stopped);
+            if !maybe_primary {
+                watchdog.disarm();
+                continue;
+            }
+            if !st.armed {
+                // Not adopted yet: no controller has spoken for this member, no lease applies.
+                continue;
+            }
+            let wd_problem = watchdog.keep_alive(st.period_ms);
+            let target = self.target.current();
+            let Some((class, reason)) = fence_reason(
+                &st,
+                target.as_ref(),
+                self.target.epoch(),
+                Tick { late_ms, jump_ms, now_boot },
+                self.cfg.fence_lead_ms,
+                wd_problem.as_deref(),
+            ) else {
+                continue;
+            };
+            // One fence per observation: wait until the observer has looked again.
+            if fenced_at_obs.is_some_and(|at| obs.observed_ms <= at) {
+                continue;
+            }
+            fenced_at_obs = Some(now_ms());
+            tracing::error!(member = %obs.member, reason = %reason, "fencing the primary");
+            self.lease.record_fence(&reason);
+            self.metrics.fences.with_label_values(&[class]).inc();
+            match self.driver.fence().await {
+                Ok(()) => tracing::warn!(member = %obs.member, "fenced: the server is stopped"),
+                Err(e) => tracing::error!(member = %obs.member, "fencing failed: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triad_proto::v1::Assignment;
+
+    fn held(epoch: u64, until: u64) -> LeaseState {
+        LeaseState { armed: true, epoch, until_boot_ms: until, period_ms: 1500, ..Default::default() }
+    }
+
+    fn t(late_ms: u64, jump_ms: i64, now_boot: u64) -> Tick {
+        Tick { late_ms, jump_ms, now_boot }
+    }
+
+    fn primary(epoch: u64) -> Assignment {
+        Assignment { epoch, role: "primary".into(), primary: "dc".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_held_lease_keeps_the_primary_running() {
+        let r = fence_reason(&held(3, 10_000), Some(&primary(3)), Some(3), t(0, 0, 9_000), 500, None);
+        assert_eq!(r, None);
+    }
+
+    #[test]
+    fn every_reason_to_fence() {
+        let p = primary(3);
+        let class = |r: Option<(&'static str, String)>| r.map(|(c, _)| c);
+        // About to lapse: fence early enough for the stop to finish.
+        assert_eq!(class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_600), 500, None)), Some("lease"));
+        // A lease for an older epoch is no lease.
+        assert_eq!(class(fence_reason(&held(2, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, None)), Some("lease"));
+        // Another member is primary at the accepted epoch.
+        let standby = Assignment { role: "standby".into(), primary: "ndc".into(), epoch: 4, ..Default::default() };
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&standby), Some(4), t(0, 0, 9_000), 500, None)),
+            Some("stale_epoch")
+        );
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&p), None, t(0, 0, 9_000), 500, None)),
+            Some("epoch_unknown")
+        );
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 400, 9_000), 500, None)),
+            Some("clock")
+        );
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(700, 0, 9_000), 500, None)),
+            Some("late_tick")
+        );
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, Some("no watchdog"))),
+            Some("watchdog")
+        );
+    }
+
+    #[test]
+    fn grants_count_from_the_send_time_and_survive_a_restart_on_the_same_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), true);
+        assert_eq!(l.snapshot().remaining_ms(1, boot_ms()), -1, "an adopted agent starts without a lease");
+        let sent = boot_ms();
+        l.granted(1, sent, 60_000);
+        l.granted(0, sent, 90_000); // an older epoch does not extend it
+        assert_eq!(l.snapshot().until_boot_ms, sent + 60_000);
+        drop(l);
+        let again = Lease::open(dir.path(), true);
+        assert_eq!(again.snapshot().until_boot_ms, sent + 60_000);
+        std::fs::write(dir.path().join("lease"), "triad-lease v1\nboot other\nepoch 1\nuntil 99999999999\nperiod 1\n")
+            .unwrap();
+        let rebooted = Lease::open(dir.path(), true);
+        assert_eq!(rebooted.snapshot().until_boot_ms, 0, "a lease from another boot is void");
+        assert!(rebooted.snapshot().armed);
+    }
+
+    #[test]
+    fn an_agent_never_adopted_is_unarmed_until_its_first_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), false);
+        assert!(!l.snapshot().armed);
+        l.first(1, 1500);
+        let st = l.snapshot();
+        assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
+    }
+}

@@ -1,0 +1,381 @@
+//! Automatic failover: when the primary is lost, promote its synchronous standby — only after
+//! every lease the primary could hold has ended — and point the other standbys at it.
+//!
+//! The safety argument, point by point (DESIGN.md, "Safety of role changes"):
+//! - *When is a primary lost* (point 6): its agent has been silent, or has reported the server
+//!   stopped, for `failover.primary_lost_after_ms`; **and** no standby reports a WAL receiver
+//!   that still streams (a standby streams only from a running primary). A primary that serves
+//!   but lost its path to the controllers is therefore not failed over.
+//! - *No lost commits* (point 5): only a member of the committed synchronous set is a candidate;
+//!   with synchronous replication every acknowledged commit is on it. With no synchronous member
+//!   (relaxed mode after the standby was lost) there is no candidate: no failover, and the reason
+//!   is recorded for status.
+//! - *Wait out the lease* (point 4): the new epoch is committed only after
+//!   [`super::Leases::all_ended_at`], unless the old primary's agent itself reports its server
+//!   confirmed stopped.
+//! - *Epoch first* (point 1): the new epoch is committed before the promote command goes out,
+//!   and the candidate promotes only once it holds a lease at that epoch.
+//! - *Anti-flapping* (point 9): none while the cluster is paused, and at least
+//!   `failover.min_interval_ms` between two automatic failovers of a cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use triad_proto::v1::{agent_command, DbStatus};
+
+use super::observations::AgentObservation;
+use super::switchover::{command, propose, STEP_TIMEOUT};
+use crate::config::FailoverPolicy;
+use crate::context::{now_ms, Ctx};
+use crate::state::{Actor, Command, DbCluster, State};
+
+/// What the detector concluded for one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// Why automatic failover could not happen now (empty: it could).
+    pub blocked: String,
+    /// The primary is lost and `to` should take over; `why` says how it was judged lost.
+    pub failover: Option<(String, String)>,
+}
+
+/// The healthy synchronous standbys, best position first, or why there is none.
+fn candidates(c: &DbCluster, report: &dyn Fn(&str) -> Option<DbStatus>) -> Result<Vec<(String, u64)>, String> {
+    if c.synchronous.is_empty() {
+        return Err("no synchronous standby is recorded: a failover could lose acknowledged commits".into());
+    }
+    let mut problems = Vec::new();
+    let mut ok = Vec::new();
+    for m in &c.synchronous {
+        let Some(member) = c.members.get(m) else { continue };
+        match report(&member.agent) {
+            None => problems.push(format!("`{m}`'s agent is silent")),
+            Some(d) if d.epoch_unknown => problems.push(format!("`{m}`'s agent is fenced (epoch unknown)")),
+            Some(d) if !(d.up && d.role == "standby") => problems.push(format!("`{m}` is not a running standby")),
+            Some(d) if d.agent_epoch != c.epoch => {
+                problems.push(format!("`{m}`'s agent is at epoch {}, not {}", d.agent_epoch, c.epoch))
+            }
+            Some(d) => ok.push((m.clone(), d.wal_lsn)),
+        }
+    }
+    if ok.is_empty() {
+        return Err(format!("no synchronous standby can take over: {}", problems.join("; ")));
+    }
+    ok.sort_by_key(|c| std::cmp::Reverse(c.1));
+    Ok(ok)
+}
+
+/// Judges every adopted cluster: is its primary lost, and could it be failed over?
+/// `down_since` remembers, per cluster, since when its primary's agent reports it stopped.
+pub fn judge(
+    state: &State,
+    obs: &HashMap<String, AgentObservation>,
+    policy: &FailoverPolicy,
+    fresh: Duration,
+    now: Instant,
+    now_ms: u64,
+    down_since: &mut HashMap<String, Instant>,
+) -> HashMap<String, Judgement> {
+    let report =
+        |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
+    let mut out = HashMap::new();
+    for c in state.clusters.values().filter(|c| c.epoch > 0) {
+        let Some(primary) = c.primary.clone() else { continue };
+        let Some(pm) = c.members.get(&primary) else { continue };
+        let mut blocked = Vec::new();
+        if !policy.automatic {
+            blocked.push("automatic failover is off (failover.automatic = false)".to_string());
+        }
+        if c.paused {
+            blocked.push("the cluster is paused (maintenance)".into());
+        }
+        let last = state
+            .workflows
+            .values()
+            .filter(|w| w.cluster == c.name && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+            // One abandoned before it changed anything does not count.
+            .filter(|w| !w.finished.as_ref().is_some_and(|(_, o)| o.starts_with("abandoned")))
+            .map(|w| w.started_ms)
+            .max();
+        if let Some(last) = last.filter(|l| now_ms.saturating_sub(*l) < policy.min_interval_ms) {
+            blocked.push(format!(
+                "the last automatic failover was {} s ago (failover.min_interval_ms is {} s)",
+                now_ms.saturating_sub(last) / 1000,
+                policy.min_interval_ms / 1000
+            ));
+        }
+        let found = candidates(c, &report);
+        if let Err(why) = &found {
+            blocked.push(why.clone());
+        }
+        // Point 6: the primary's agent silent, or reporting the server stopped, long enough...
+        let lost_after = Duration::from_millis(policy.primary_lost_after_ms);
+        let silent = obs.get(&pm.agent).map(|o| now.saturating_duration_since(o.last_seen)).unwrap_or(Duration::MAX);
+        let stopped = report(&pm.agent).is_some_and(|d| !d.up && d.stopped);
+        if stopped {
+            down_since.entry(c.name.clone()).or_insert(now);
+        } else {
+            down_since.remove(&c.name);
+        }
+        let stopped_for = down_since.get(&c.name).map(|t| now.saturating_duration_since(*t)).unwrap_or_default();
+        let gone = if silent >= lost_after {
+            Some(format!("`{primary}`'s agent silent for {} ms", silent.as_millis()))
+        } else if stopped && stopped_for >= lost_after {
+            Some(format!("`{primary}` reported stopped for {} ms", stopped_for.as_millis()))
+        } else {
+            None
+        };
+        // ...and no standby still streams from it.
+        let streaming: Vec<&str> = c
+            .members
+            .values()
+            .filter(|m| m.name != primary)
+            .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming))
+            .map(|m| m.name.as_str())
+            .collect();
+        let failover = match (gone, found) {
+            (Some(why), Ok(cands)) if blocked.is_empty() && streaming.is_empty() && c.workflow.is_none() => {
+                Some((cands[0].0.clone(), format!("{why}; no standby streams from it")))
+            }
+            _ => None,
+        };
+        out.insert(c.name.clone(), Judgement { blocked: blocked.join("; "), failover });
+    }
+    out
+}
+
+/// Runs the failover of `name` from its primary to `to`, as `actor`; returns a summary.
+pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> Result<String, String> {
+    let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
+    let from = c.primary.clone().ok_or("no primary recorded")?;
+    let from_agent = c.members.get(&from).map(|m| m.agent.clone()).ok_or("the primary is not a member")?;
+    let started = Instant::now();
+    tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
+    propose(
+        &ctx,
+        &actor,
+        Command::StartWorkflow { cluster: name.clone(), kind: "failover".into(), from: from.clone(), to: to.clone() },
+    )
+    .await?;
+    let wf = cluster(&ctx, &name).and_then(|c| c.workflow).ok_or("the workflow was not recorded")?;
+    let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
+    propose(&ctx, &actor, step("detected", why)).await?;
+
+    // Point 4: every lease the old primary could hold must have ended, unless its own agent
+    // confirms the server is stopped.
+    let t = Instant::now();
+    let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or("no longer the leader")?;
+    // Only what the old primary's agent reports from now on counts: its last report before it
+    // fell silent still says "running primary".
+    let heard_since =
+        |t: Instant| ctx.obs.snapshot().get(&from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
+    loop {
+        let confirmed = heard_since(started).is_some_and(|d| !d.up && d.stopped);
+        if confirmed || Instant::now() >= ended {
+            let note = if confirmed {
+                format!("{from}'s agent confirms it stopped (after {} ms)", t.elapsed().as_millis())
+            } else {
+                format!("waited {} ms for every lease to end", t.elapsed().as_millis())
+            };
+            propose(&ctx, &actor, step("lease-ended", note)).await?;
+            break;
+        }
+        // The primary came back (its agent renews the lease and a standby streams again):
+        // nothing was changed yet, so the failover is simply abandoned.
+        if heard_since(started).is_some_and(|d| d.up && d.role == "primary") {
+            let outcome = format!("abandoned: {from} is back as a running primary");
+            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+            return Err(outcome);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Point 1: the new epoch, committed before any promote goes out.
+    propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
+    finish(ctx, actor, wf, started).await
+}
+
+/// The steps after the new epoch: promote, point the other standbys at the new primary, end the
+/// workflow. Also how a new leader completes a failover its predecessor left after the epoch.
+pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> Result<String, String> {
+    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+    let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
+    let to_agent = c.members.get(&w.to).map(|m| m.agent.clone()).ok_or("the target is not a member")?;
+    let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
+    let t = Instant::now();
+    let promote = command(&w.cluster, c.epoch, c.epoch_index, agent_command::Kind::Promote(Default::default()));
+    // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
+    // is forward, and the brain's recovery retries it.
+    ctx.bus.call(&to_agent, promote, STEP_TIMEOUT).await.map_err(|e| format!("promoting {}: {e}", w.to))?;
+    propose(&ctx, &actor, step("promoted", format!("{} at epoch {} in {} ms", w.to, c.epoch, t.elapsed().as_millis())))
+        .await?;
+    let others = super::switchover::follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;
+    if !others.followed.is_empty() {
+        propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
+    }
+    let mut outcome = format!(
+        "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",
+        w.to,
+        c.epoch,
+        started.elapsed().as_millis(),
+        w.from
+    );
+    if !others.problems.is_empty() {
+        outcome = format!("{outcome}; problems: {}", others.problems.join("; "));
+    }
+    propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    tracing::warn!(cluster = %w.cluster, "failover {outcome}");
+    Ok(outcome)
+}
+
+fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
+    ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
+}
+
+/// The brain's step: judge, record a changed verdict, start a failover when one is due.
+pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
+    let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms).max(Duration::from_millis(500));
+    let judgements = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        judge(&g.state, &ctx.obs.snapshot(), &ctx.cfg.failover, fresh, Instant::now(), now_ms(), down_since)
+    };
+    for (name, j) in judgements {
+        let recorded = cluster(ctx, &name).map(|c| c.failover_blocked).unwrap_or_default();
+        if recorded != j.blocked && ctx.running.lock().expect("running lock poisoned").insert(format!("judge:{name}")) {
+            let (ctx, reason, cluster) = (ctx.clone(), j.blocked.clone(), name.clone());
+            tokio::spawn(async move {
+                if !reason.is_empty() {
+                    tracing::error!(cluster = %cluster, "automatic failover is blocked: {reason}");
+                }
+                let cmd = Command::SetFailoverBlocked { cluster: cluster.clone(), reason };
+                if let Err(e) = propose(&ctx, &Actor::system(ctx.id), cmd).await {
+                    tracing::warn!("recording the failover verdict: {e}");
+                }
+                ctx.running.lock().expect("running lock poisoned").remove(&format!("judge:{cluster}"));
+            });
+        }
+        let Some((to, why)) = j.failover else { continue };
+        if !ctx.running.lock().expect("running lock poisoned").insert(name.clone()) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let actor = Actor::system(ctx.id);
+            if let Err(e) = run(ctx.clone(), actor, name.clone(), to, why).await {
+                tracing::error!(cluster = %name, "failover: {e}");
+            }
+            ctx.running.lock().expect("running lock poisoned").remove(&name);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::brain::AgentHelloInfo;
+    use crate::state::DbMember;
+
+    fn state(synchronous: &[&str]) -> State {
+        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
+            .iter()
+            .map(|m| {
+                let member = DbMember {
+                    name: m.to_string(),
+                    site: m.to_string(),
+                    agent: m.to_string(),
+                    endpoint: String::new(),
+                };
+                (m.to_string(), member)
+            })
+            .collect();
+        let mut c = DbCluster::new("customs", members);
+        c.epoch = 1;
+        c.primary = Some("dc".into());
+        c.synchronous = synchronous.iter().map(|s| s.to_string()).collect();
+        let mut s = State::default();
+        s.clusters.insert("customs".into(), c);
+        s
+    }
+
+    fn seen(at: Instant, db: DbStatus) -> AgentObservation {
+        AgentObservation {
+            hello: AgentHelloInfo {
+                site: String::new(),
+                host: String::new(),
+                version: String::new(),
+                facts: Default::default(),
+            },
+            last_seen: at,
+            last_seen_ms: 0,
+            streams: 1,
+            cpu_percent: 0.0,
+            memory_used_bytes: 0,
+            db: Some(db),
+        }
+    }
+
+    fn standby(member: &str, streaming: bool) -> DbStatus {
+        DbStatus {
+            member: member.into(),
+            up: true,
+            role: "standby".into(),
+            agent_epoch: 1,
+            receiver_streaming: streaming,
+            ..Default::default()
+        }
+    }
+
+    fn judge_at(s: &State, obs: &HashMap<String, AgentObservation>, now: Instant) -> Judgement {
+        let policy = FailoverPolicy::default();
+        let mut down = HashMap::new();
+        judge(s, obs, &policy, Duration::from_secs(1), now, 10_000_000, &mut down).remove("customs").unwrap()
+    }
+
+    #[test]
+    fn a_silent_primary_with_no_streaming_standby_fails_over_to_the_synchronous_one() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(5);
+        let s = state(&["ndc"]);
+        let mut obs = HashMap::from([
+            ("dc".to_string(), seen(t0, DbStatus { up: true, role: "primary".into(), ..Default::default() })),
+            ("ndc".to_string(), seen(now, standby("ndc", false))),
+            ("dr".to_string(), seen(now, standby("dr", false))),
+        ]);
+        let j = judge_at(&s, &obs, now);
+        assert_eq!(j.blocked, "");
+        assert_eq!(j.failover.map(|f| f.0), Some("ndc".to_string()));
+        // A standby still streaming means the primary runs: only its agent's path is cut.
+        obs.insert("dr".into(), seen(now, standby("dr", true)));
+        assert_eq!(judge_at(&s, &obs, now).failover, None);
+    }
+
+    #[test]
+    fn no_synchronous_member_or_a_pause_blocks_it_and_says_why() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(5);
+        let obs = HashMap::from([("ndc".to_string(), seen(now, standby("ndc", false)))]);
+        let j = judge_at(&state(&[]), &obs, now);
+        assert!(j.failover.is_none() && j.blocked.contains("no synchronous standby"), "{j:?}");
+        let mut paused = state(&["ndc"]);
+        paused.clusters.get_mut("customs").unwrap().paused = true;
+        let j = judge_at(&paused, &obs, now);
+        assert!(j.failover.is_none() && j.blocked.contains("paused"), "{j:?}");
+        // The synchronous standby's agent at an older epoch is no candidate.
+        let behind =
+            HashMap::from([("ndc".to_string(), seen(now, DbStatus { agent_epoch: 0, ..standby("ndc", false) }))]);
+        let j = judge_at(&state(&["ndc"]), &behind, now);
+        assert!(j.failover.is_none() && j.blocked.contains("epoch 0"), "{j:?}");
+    }
+
+    #[test]
+    fn a_primary_heard_recently_is_not_lost() {
+        let now = Instant::now();
+        let obs = HashMap::from([
+            ("dc".to_string(), seen(now, DbStatus { up: true, role: "primary".into(), ..Default::default() })),
+            ("ndc".to_string(), seen(now, standby("ndc", false))),
+        ]);
+        assert_eq!(judge_at(&state(&["ndc"]), &obs, now).failover, None);
+    }
+}

@@ -1,0 +1,98 @@
+//! Granting the primary's lease, and knowing when every lease granted has ended (DESIGN.md,
+//! "Safety of role changes", points 2 and 4).
+//!
+//! The argument: the agent counts a grant from its own request's send time, which precedes the
+//! grant. The leader grants only after `ensure_linearizable` — a heartbeat round acknowledged by a
+//! quorum *after* the request arrived — shows it still leads, and only if the committed state
+//! still makes that agent's member the primary at the asked epoch. So every grant comes from the
+//! one current leader, and ends on the agent's clock at most P after that round. This leader
+//! therefore promotes another member only P(1+rho)+m after its last grant (rho: the clocks' rate
+//! difference; m: messages in flight), and a new leader, which cannot know what its predecessor
+//! granted, only 2P(1+rho)+m after its election: the predecessor's last successful round was at
+//! the latest when this leader was elected, plus at most P of a lease counted from before it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::context::Ctx;
+
+/// This controller's memory of its grants: soft state, lost (safely) with leadership.
+#[derive(Default)]
+pub struct Leases {
+    /// Per cluster, when this leader last granted its primary a lease.
+    granted: Mutex<HashMap<String, Instant>>,
+    /// When this controller last became leader (set by the brain).
+    leading_since: Mutex<Option<Instant>>,
+}
+
+impl Leases {
+    /// Records that this controller leads since `at` (or no longer leads).
+    pub fn set_leading(&self, at: Option<Instant>) {
+        let mut l = self.leading_since.lock().expect("lease lock poisoned");
+        if at.is_none() {
+            self.granted.lock().expect("lease lock poisoned").clear();
+        }
+        *l = at;
+    }
+
+    fn record(&self, cluster: &str) {
+        self.granted.lock().expect("lease lock poisoned").insert(cluster.to_string(), Instant::now());
+    }
+
+    /// When every lease on `cluster` that any leader granted has certainly ended, by this
+    /// controller's clock; `None` when it does not lead.
+    pub fn all_ended_at(&self, ctx: &Ctx, cluster: &str) -> Option<Instant> {
+        let since = (*self.leading_since.lock().expect("lease lock poisoned"))?;
+        let mut at = since + ctx.cfg.lease.new_leader_wait();
+        if let Some(g) = self.granted.lock().expect("lease lock poisoned").get(cluster) {
+            at = at.max(*g + ctx.cfg.lease.expiry());
+        }
+        Some(at)
+    }
+}
+
+/// How long the quorum round behind a grant may take: a grant that late is better refused.
+fn round_timeout(ctx: &Ctx) -> Duration {
+    Duration::from_millis(ctx.cfg.lease.period_ms / 3)
+}
+
+/// Decides the lease `agent` asked for at `epoch`: `Ok(P)` when granted.
+pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
+    if !ctx.is_leader() {
+        return Err("not the leader".into());
+    }
+    match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("leadership not confirmed: {e}")),
+        Err(_) => return Err("leadership not confirmed in time".into()),
+    }
+    let cluster = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        let c = g
+            .state
+            .clusters
+            .values()
+            .find(|c| c.primary.as_ref().and_then(|p| c.members.get(p)).is_some_and(|m| m.agent == agent))
+            .ok_or_else(|| format!("agent `{agent}` does not host a primary"))?;
+        if c.epoch != epoch {
+            return Err(format!("epoch {epoch} is not current (the cluster is at epoch {})", c.epoch));
+        }
+        c.name.clone()
+    };
+    ctx.leases.record(&cluster);
+    Ok(ctx.cfg.lease.period_ms)
+}
+
+/// The lease an agent's target state carries when it makes the agent's member primary: counted by
+/// an agent that never held one from receiving it, so it counts as a grant here. Zero when
+/// leadership cannot be confirmed.
+pub async fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
+    match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => {
+            ctx.leases.record(cluster);
+            ctx.cfg.lease.period_ms
+        }
+        _ => 0,
+    }
+}

@@ -1,0 +1,141 @@
+//! The return of a member that is neither the primary nor running: typically the old primary
+//! after a failover, back with its site (DESIGN.md, point 8). Its agent never starts PostgreSQL
+//! on its own; the leader has it rewound and started as a standby of the current primary, in a
+//! recorded `rejoin` workflow whose steps carry the WAL the member discarded. The synchronous
+//! set is then restored by `synchronous.rs` (reconfigure, confirm, record) if it is wanted there.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use triad_proto::v1::agent_command;
+
+use super::observations::AgentObservation;
+use super::switchover::{command, propose};
+use crate::context::Ctx;
+use crate::state::{Actor, Command, State};
+
+/// Rewinding copies what differs; a base backup of a large database takes longer still.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// After a failed rejoin, the member is left alone this long (the failure is in the history).
+const RETRY_AFTER_MS: u64 = 30_000;
+
+/// Members to rejoin: (cluster, member, agent, primary endpoint). A member qualifies when its
+/// agent is heard, its epoch is the cluster's, it reports the server confirmed stopped, and the
+/// primary runs and reports an endpoint; never while paused or while a workflow runs, nor within
+/// `RETRY_AFTER_MS` of a failed rejoin of the same member.
+pub fn due(
+    state: &State,
+    obs: &HashMap<String, AgentObservation>,
+    fresh: Duration,
+    now: Instant,
+    now_ms: u64,
+) -> Vec<(String, String, String, String)> {
+    let failed_recently = |cluster: &str, member: &str| {
+        state.workflows.values().any(|w| {
+            w.kind == "rejoin"
+                && w.cluster == cluster
+                && w.to == member
+                && w.finished
+                    .as_ref()
+                    .is_some_and(|(at, o)| o.starts_with("failed") && now_ms.saturating_sub(*at) < RETRY_AFTER_MS)
+        })
+    };
+    let report =
+        |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
+    let mut out = Vec::new();
+    for c in state.clusters.values().filter(|c| c.epoch > 0 && !c.paused && c.workflow.is_none()) {
+        let Some(primary) = c.primary.as_ref().and_then(|p| c.members.get(p)) else { continue };
+        let Some(p) = report(&primary.agent).filter(|d| d.up && d.role == "primary" && !d.endpoint.is_empty()) else {
+            continue;
+        };
+        for m in c.members.values().filter(|m| m.name != primary.name) {
+            let stopped = report(&m.agent).is_some_and(|d| !d.up && d.stopped && d.agent_epoch == c.epoch);
+            if stopped && !failed_recently(&c.name, &m.name) {
+                out.push((c.name.clone(), m.name.clone(), m.agent.clone(), p.endpoint.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs one rejoin as a recorded workflow.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    cluster: String,
+    member: String,
+    agent: String,
+    endpoint: String,
+) -> Result<String, String> {
+    let actor = Actor::system(ctx.id);
+    let c = ctx.state.read().expect("state lock poisoned").state.clusters.get(&cluster).cloned().ok_or("no cluster")?;
+    let primary = c.primary.clone().ok_or("no primary")?;
+    propose(
+        &ctx,
+        &actor,
+        Command::StartWorkflow {
+            cluster: cluster.clone(),
+            kind: "rejoin".into(),
+            from: primary.clone(),
+            to: member.clone(),
+        },
+    )
+    .await?;
+    let wf = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .clusters
+        .get(&cluster)
+        .and_then(|c| c.workflow)
+        .ok_or("the workflow was not recorded")?;
+    let started = Instant::now();
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
+    let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT).await;
+    let outcome = match result {
+        Ok(r) => {
+            let note = if r.detail.is_empty() { "started as a standby".to_string() } else { r.detail };
+            propose(&ctx, &actor, Command::RecordStep { workflow: wf, name: "rewound".into(), note: note.clone() })
+                .await?;
+            // Finish only once the agent reports the member running: its report from before the
+            // rejoin still says "stopped", and would start another.
+            let asked = Instant::now();
+            let deadline = asked + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let o = ctx.obs.snapshot().remove(&agent).filter(|o| o.last_seen > asked).and_then(|o| o.db);
+                if o.is_some_and(|d| d.up) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            format!("completed: {member} follows {primary} ({} ms); {note}", started.elapsed().as_millis())
+        }
+        Err(e) => format!("failed: {e}"),
+    };
+    propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    Ok(outcome)
+}
+
+/// The brain's step: start a rejoin for each member that is due, one workflow per cluster.
+pub fn tick(ctx: &Arc<Ctx>) {
+    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    let due = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now(), crate::context::now_ms())
+    };
+    for (cluster, member, agent, endpoint) in due {
+        if !ctx.running.lock().expect("running lock poisoned").insert(cluster.clone()) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            match run(ctx.clone(), cluster.clone(), member.clone(), agent, endpoint).await {
+                Ok(outcome) => tracing::info!(cluster = %cluster, member = %member, "rejoin {outcome}"),
+                Err(e) => tracing::warn!(cluster = %cluster, member = %member, "rejoin: {e}"),
+            }
+            ctx.running.lock().expect("running lock poisoned").remove(&cluster);
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! A write workload and a split-brain checker for tests on real PostgreSQL, and killing a
+//! member's server the way a lost site loses it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Writes continuously to whichever member accepts writes; returns the ids acknowledged.
+pub async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<i64>>>) {
+    while !stop.load(Ordering::Relaxed) {
+        for ci in &conninfos {
+            let Ok((client, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            while !stop.load(Ordering::Relaxed) {
+                match client.query_one("INSERT INTO orders (note) VALUES ('workload') RETURNING id", &[]).await {
+                    Ok(row) => {
+                        acked.lock().unwrap().insert(row.get::<_, i64>(0));
+                    }
+                    Err(_) => break,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Samples every member: the most members ever writable (not in recovery) at the same moment.
+pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
+    let mut worst = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut writable = 0;
+        for ci in &conninfos {
+            let Ok(Ok((client, conn))) =
+                tokio::time::timeout(Duration::from_millis(500), tokio_postgres::connect(ci, tokio_postgres::NoTls))
+                    .await
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            if let Ok(row) = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await {
+                if row.get::<_, bool>(0) {
+                    writable += 1;
+                }
+            }
+        }
+        worst = worst.max(writable);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worst
+}
+
+/// SIGKILLs the postmaster of the data directory `data` and every process it started, as the
+/// loss of its host would: nothing gets to shut down cleanly.
+pub fn kill_postgres(data: &Path) -> Result<()> {
+    let pidfile = std::fs::read_to_string(data.join("postmaster.pid"))?;
+    let pid: i32 =
+        pidfile.lines().next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| anyhow!("bad postmaster.pid"))?;
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The parent pid is the second field after the parenthesised command name.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() {
+                children.push(child);
+            }
+        }
+    }
+    kill(Pid::from_raw(pid), Signal::SIGKILL)?;
+    for c in children {
+        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    }
+    Ok(())
+}
