@@ -15,36 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use triad_tests::workload::{pct, timed_writer};
 use triad_tests::{wait_for, Deployment};
-
-/// Writes as fast as one client can to whichever member accepts writes, recording when each
-/// acknowledged write returned and its id.
-async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<(Instant, i64)>>>) {
-    while !stop.load(Ordering::Relaxed) {
-        for ci in &conninfos {
-            let Ok(Ok((client, conn))) =
-                tokio::time::timeout(Duration::from_millis(300), tokio_postgres::connect(ci, tokio_postgres::NoTls))
-                    .await
-            else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            while !stop.load(Ordering::Relaxed) {
-                match client.query_one("INSERT INTO orders (note) VALUES ('bench') RETURNING id", &[]).await {
-                    Ok(row) => acks.lock().unwrap().push((Instant::now(), row.get(0))),
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 async fn run() -> Result<()> {
     let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -64,7 +36,7 @@ async fn run() -> Result<()> {
         ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(Mutex::new(Vec::new()));
-    let w = tokio::spawn(writer(conninfos, stop.clone(), acks.clone()));
+    let w = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!("Planned switchover under continuous writes, real PostgreSQL 15, 3 controllers, {trials} trials");

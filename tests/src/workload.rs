@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use nix::sys::signal::{kill, Signal};
@@ -84,4 +84,34 @@ pub fn kill_postgres(data: &Path) -> Result<()> {
         let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
     }
     Ok(())
+}
+
+/// Writes as fast as one client can to whichever member accepts writes, recording when each
+/// acknowledged write returned and its id.
+pub async fn timed_writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<(Instant, i64)>>>) {
+    while !stop.load(Ordering::Relaxed) {
+        for ci in &conninfos {
+            let Ok(Ok((client, conn))) =
+                tokio::time::timeout(Duration::from_millis(300), tokio_postgres::connect(ci, tokio_postgres::NoTls))
+                    .await
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            while !stop.load(Ordering::Relaxed) {
+                match client.query_one("INSERT INTO orders (note) VALUES ('timed') RETURNING id", &[]).await {
+                    Ok(row) => acks.lock().unwrap().push((Instant::now(), row.get(0))),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The `p` quantile (0 to 1) of `v`, sorting it.
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }

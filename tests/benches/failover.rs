@@ -1,0 +1,132 @@
+//! Write outage of an automatic failover on real PostgreSQL: the primary's whole site (agent,
+//! postmaster and its children, controller) SIGKILLed under continuous writes, then brought back
+//! (it rejoins as a standby and becomes synchronous again) before the next trial, which loses the
+//! other site. Trials alternate dc → ndc → dc; each says whether the Raft leader died with the site.
+//!
+//! ```text
+//! cargo bench --profile dev -p triad-tests --bench failover \
+//!   --config 'profile.dev.package.triad-controller.opt-level=2' \
+//!   --config 'profile.dev.package.triad-proto.opt-level=2' \
+//!   --config 'profile.dev.package.triad-agent.opt-level=2'
+//! ```
+//! `TRIAD_BENCH_TRIALS` sets the number of failovers (default 10). The minimum interval between
+//! automatic failovers is lowered to 1 s for the run; every other setting is the default.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use triad_tests::workload::{kill_postgres, pct, timed_writer};
+use triad_tests::{wait_for, Deployment};
+
+async fn run() -> Result<()> {
+    let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10).max(1);
+    let mut d = Deployment::with_postgres().await?;
+    d.tune_controllers(|c| c.failover.min_interval_ms = 1000)?;
+    d.start_controllers()?;
+    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+    for site in ["dc", "ndc", "dr"] {
+        d.start_agent(site)?;
+    }
+    wait_for("adoption, failover ready", Duration::from_secs(30), || async {
+        let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+        (c.synchronous == ["ndc"] && c.failover_blocked.is_empty()).then_some(())
+    })
+    .await?;
+    let pg = d.pg.as_ref().unwrap();
+    let conninfos: Vec<String> =
+        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let data = |m: &str| pg.member(m).map(|m| m.dir.join("data"));
+    let (dc_data, ndc_data) = (data("dc")?, data("ndc")?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let w = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!("Automatic failover after the primary site is SIGKILLed, real PostgreSQL 15, {trials} trials");
+    println!("{:>6} {:>10} {:>12} {:>14} {:>14}", "trial", "failover", "leader died", "writer gap ms", "promoted ms");
+    let (mut gaps, mut gaps_leader, mut promoted) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 0..trials {
+        let (from, to, id, from_data) =
+            if t % 2 == 0 { ("dc", "ndc", 1, &dc_data) } else { ("ndc", "dc", 2, &ndc_data) };
+        let epoch = d.status().await?.cluster_state["customs"].epoch;
+        let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await?;
+        let killed = Instant::now();
+        d.kill(&format!("agent-{from}"))?;
+        kill_postgres(from_data)?;
+        d.kill(&format!("controller-{id}"))?;
+        wait_for("the new primary", Duration::from_secs(30), || async {
+            let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+            (c.epoch == epoch + 1 && c.primary == to).then_some(())
+        })
+        .await?;
+        let seen = killed.elapsed().as_secs_f64() * 1e3;
+        // The longest time between consecutive acknowledged writes from just before the kill
+        // until writes flow on the new primary (what an application sees).
+        let gap = wait_for("writes on the new primary", Duration::from_secs(30), || async {
+            let acks = acks.lock().unwrap();
+            let around: Vec<Instant> =
+                acks.iter().map(|a| a.0).filter(|a| *a >= killed - Duration::from_millis(200)).collect();
+            let flowing = around.last().is_some_and(|l| *l > killed + Duration::from_millis(seen as u64));
+            flowing.then(|| around.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default().as_secs_f64() * 1e3)
+        })
+        .await?;
+        let leader_died = leader == id;
+        println!(
+            "{:>6} {:>10} {:>12} {:>14.0} {:>14.0}",
+            t + 1,
+            format!("{from}→{to}"),
+            if leader_died { "yes" } else { "no" },
+            gap,
+            seen
+        );
+        if leader_died {
+            gaps_leader.push(gap)
+        } else {
+            gaps.push(gap)
+        }
+        promoted.push(seen);
+        // The lost site returns: rejoined, synchronous again, before the next trial.
+        d.start_controller(id)?;
+        d.start_agent(from)?;
+        wait_for("the old primary synchronous again", Duration::from_secs(180), || async {
+            let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+            (c.synchronous == [from] && c.failover_blocked.is_empty()).then_some(())
+        })
+        .await?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    let final_primary = if trials % 2 == 1 { "ndc" } else { "dc" };
+    let client = d.pg_connect(final_primary).await?;
+    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let acked: Vec<i64> = acks.lock().unwrap().iter().map(|a| a.1).collect();
+    let lost = acked.iter().filter(|id| !have.contains(id)).count();
+    println!();
+    for (what, v) in [("leader survived", &mut gaps), ("leader died", &mut gaps_leader)] {
+        if !v.is_empty() {
+            println!(
+                "writer gap, {what:<16} p50 {:>6.0} ms  max {:>6.0} ms  ({} trials)",
+                pct(&mut v.clone(), 0.5),
+                pct(v, 1.0),
+                v.len()
+            );
+        }
+    }
+    println!(
+        "new primary seen in status  p50 {:>6.0} ms  max {:>6.0} ms",
+        pct(&mut promoted.clone(), 0.5),
+        pct(&mut promoted, 1.0)
+    );
+    println!("{} acknowledged writes, {lost} lost", acked.len());
+    if lost > 0 {
+        bail!("{lost} acknowledged writes lost");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
