@@ -205,14 +205,7 @@ impl DatabaseDriver for PostgresDriver {
         // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
         // ship everything up to it before they exit.
         blocking(move || {
-            if is_running(&l) {
-                postgres_ctl::run(
-                    &l.bin_dir,
-                    &l.os_user,
-                    "pg_ctl",
-                    &["-D", &l.data_dir.display().to_string(), "-m", "fast", "-w", "-t", "60", "stop"],
-                )?;
-            }
+            stop(&l, "fast", 60)?;
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
             if state != "shut down" {
                 return Err(format!("after stopping, the cluster state is `{state}`, not `shut down`"));
@@ -328,18 +321,7 @@ impl DatabaseDriver for PostgresDriver {
         let l = self.local()?;
         // Immediate: no shutdown checkpoint to wait for, and no session gets to commit after the
         // postmaster's SIGQUIT. Recovery on the next start replays the WAL.
-        blocking(move || {
-            if is_running(&l) {
-                postgres_ctl::run(
-                    &l.bin_dir,
-                    &l.os_user,
-                    "pg_ctl",
-                    &["-D", &l.data_dir.display().to_string(), "-m", "immediate", "-w", "-t", "10", "stop"],
-                )?;
-            }
-            Ok(())
-        })
-        .await
+        blocking(move || stop(&l, "immediate", 10)).await
     }
 
     async fn restart(&self) -> Result<(), String> {
@@ -410,6 +392,20 @@ async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
     client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| format!("reload: {e}"))?;
+    Ok(())
+}
+
+/// Stops the server of `l` in shutdown `mode`, waiting up to `secs`; nothing when it is not running.
+fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<(), String> {
+    if is_running(l) {
+        let data = l.data_dir.display().to_string();
+        postgres_ctl::run(
+            &l.bin_dir,
+            &l.os_user,
+            "pg_ctl",
+            &["-D", &data, "-m", mode, "-w", "-t", &secs.to_string(), "stop"],
+        )?;
+    }
     Ok(())
 }
 

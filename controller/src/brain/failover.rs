@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::{agent_command, DbStatus};
 
 use super::observations::AgentObservation;
-use super::switchover::{command, propose, STEP_TIMEOUT};
+use super::switchover::{cluster, command, propose, STEP_TIMEOUT};
 use crate::config::FailoverPolicy;
 use crate::context::{now_ms, Ctx};
 use crate::state::{Actor, Command, DbCluster, State};
@@ -226,10 +226,6 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     tracing::warn!(cluster = %w.cluster, "failover {outcome}");
     Ok(outcome)
-}
-
-fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
-    ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
 }
 
 /// The brain's step: judge, record a changed verdict, start a failover when one is due.

@@ -194,15 +194,7 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
         synchronous::SyncAction::Drop { cluster, remaining, .. } => (cluster.clone(), remaining.clone()),
         synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
     };
-    let c = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .clusters
-        .get(&cluster)
-        .cloned()
-        .ok_or("no such cluster")?;
+    let c = switchover::cluster(ctx, &cluster).ok_or("no such cluster")?;
     let primary = c.primary.clone().ok_or("no primary")?;
     let agent = c.members.get(&primary).map(|m| m.agent.clone()).ok_or("primary is not a member")?;
     let reconfigure = || AgentCommand {

@@ -69,7 +69,7 @@ pub async fn run(
     endpoint: String,
 ) -> Result<String, String> {
     let actor = Actor::system(ctx.id);
-    let c = ctx.state.read().expect("state lock poisoned").state.clusters.get(&cluster).cloned().ok_or("no cluster")?;
+    let c = super::switchover::cluster(&ctx, &cluster).ok_or("no cluster")?;
     let primary = c.primary.clone().ok_or("no primary")?;
     propose(
         &ctx,
@@ -82,15 +82,8 @@ pub async fn run(
         },
     )
     .await?;
-    let wf = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .clusters
-        .get(&cluster)
-        .and_then(|c| c.workflow)
-        .ok_or("the workflow was not recorded")?;
+    let wf =
+        super::switchover::cluster(&ctx, &cluster).and_then(|c| c.workflow).ok_or("the workflow was not recorded")?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
     let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT).await;

@@ -38,7 +38,8 @@ pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
     ctx.obs.fresh_db(agent, Duration::from_millis(ctx.cfg.agents.down_after_ms))
 }
 
-fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
+/// A copy of cluster `name` as applied on this controller.
+pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
     ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
 }
 
