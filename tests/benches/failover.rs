@@ -25,11 +25,7 @@ async fn run() -> Result<()> {
     let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10).max(1);
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.failover.min_interval_ms = 1000)?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     wait_for("adoption, failover ready", Duration::from_secs(30), || async {
         let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
         (c.synchronous == ["ndc"] && c.failover_blocked.is_empty()).then_some(())

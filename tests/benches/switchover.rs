@@ -21,11 +21,7 @@ use triad_tests::{wait_for, Deployment};
 async fn run() -> Result<()> {
     let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let mut d = Deployment::with_postgres().await?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     wait_for("adoption", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         (v.cluster_state.get("customs")?.synchronous == ["ndc"]).then_some(())

@@ -177,6 +177,16 @@ impl Deployment {
         Ok(())
     }
 
+    /// Starts the three founding controllers, waits for a leader, then starts every site's agent.
+    pub async fn start_all(&mut self) -> Result<()> {
+        self.start_controllers()?;
+        self.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+        for site in ["dc", "ndc", "dr"] {
+            self.start_agent(site)?;
+        }
+        Ok(())
+    }
+
     /// Starts the agent of `site`.
     pub fn start_agent(&mut self, site: &str) -> Result<()> {
         let name = format!("agent-{site}");

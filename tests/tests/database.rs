@@ -13,11 +13,7 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
     let dr_state = d.dir().join("data/agent-dr");
     std::fs::create_dir_all(&dr_state)?;
     std::fs::write(dr_state.join("epoch"), "triad-epoch v1\nepoch 3\ncheck 4\n")?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     let v = wait_for("three observed members", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         let m = v.clusters.get("customs")?;
@@ -80,11 +76,7 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_postgres_members_are_observed_with_their_replication_state() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     let v = wait_for("dc primary, ndc synchronous, dr asynchronous", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         let m = v.clusters.get("customs")?;

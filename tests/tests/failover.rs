@@ -18,11 +18,7 @@ const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in MEMBERS {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     // Adopted, ndc synchronous, the primary under lease, and failover ready (nothing blocks it).
     wait_for("the cluster adopted, dc under lease, failover ready", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;

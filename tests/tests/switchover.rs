@@ -56,11 +56,7 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
         text.push_str(&format!("\n[hooks]\non_role_change = [\"/bin/sh\", \"-c\", {script:?}]\n"));
         std::fs::write(&path, text)?;
     }
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in MEMBERS {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     wait_for("the cluster adopted", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         (v.cluster_state.get("customs")?.epoch == 1).then_some(())

@@ -10,11 +10,7 @@ use triad_tests::{wait_for, Deployment};
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_synchronous_standby_is_dropped_then_restored_in_the_safe_order() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     wait_for("adopted with ndc synchronous", Duration::from_secs(30), || async {
         let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
         (c.epoch == 1 && c.synchronous == ["ndc"]).then_some(())

@@ -15,11 +15,7 @@ async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
     let mut d = Deployment::with_postgres().await?;
     d.controller_env.push(("FAILPOINTS".into(), format!("{failpoint}=return")));
     d.controller_env.push(("TRIAD_TEST_FAILPOINTS".into(), "1".into()));
-    d.start_controllers()?;
-    d.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
-    for site in ["dc", "ndc", "dr"] {
-        d.start_agent(site)?;
-    }
+    d.start_all().await?;
     wait_for("the cluster adopted, dc synchronous with ndc", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         let c = v.cluster_state.get("customs")?;
