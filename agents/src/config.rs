@@ -23,6 +23,14 @@ pub struct AgentConfig {
     pub controllers: Vec<String>,
     /// Address for `/metrics`, `/healthz` and `/status`, `IP:PORT`.
     pub http_addr: String,
+    /// Where this agent's failsafe service listens, `IP:PORT` (DESIGN.md, point 3): when the
+    /// controllers cannot renew the primary's lease, the primary's agent asks the agents of the
+    /// vouch set (normally the synchronous standby's) here to vouch for it, over mutual TLS. Other
+    /// agents dial this very address, so it must be one they reach (not `0.0.0.0`). Empty
+    /// (default): this agent vouches for nobody, and a primary whose vouch set names this
+    /// agent's member fences as soon as the controllers cannot renew its lease.
+    #[serde(default)]
+    pub vouch_addr: String,
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
@@ -225,6 +233,18 @@ impl AgentConfig {
         self.http_addr
             .parse::<SocketAddr>()
             .map_err(|_| key_err("http_addr", format!("`{}` is not an IP:PORT address", self.http_addr)))?;
+        if !self.vouch_addr.is_empty() {
+            let addr = self
+                .vouch_addr
+                .parse::<SocketAddr>()
+                .map_err(|_| key_err("vouch_addr", format!("`{}` is not an IP:PORT address", self.vouch_addr)))?;
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(key_err(
+                    "vouch_addr",
+                    format!("`{addr}` is dialled by other agents: give a reachable address and a port"),
+                ));
+            }
+        }
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
             return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
         }

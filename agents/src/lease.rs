@@ -66,6 +66,9 @@ pub struct LeaseState {
     pub until_boot_ms: u64,
     /// P, as the leader last granted it.
     pub period_ms: u64,
+    /// The lease held came from the vouch set (failsafe), not from the controllers; and who.
+    pub failsafe: bool,
+    pub vouched_by: Vec<String>,
     /// Why and when (wall clock, ms) the guard last fenced.
     pub fenced_reason: String,
     pub fenced_ms: u64,
@@ -133,7 +136,34 @@ impl Lease {
         }
         st.period_ms = period_ms;
         st.armed = true;
+        if st.failsafe {
+            tracing::info!(epoch, "the controllers renew the lease again");
+        }
+        st.failsafe = false;
+        st.vouched_by.clear();
         self.persist(&st);
+    }
+
+    /// Every member of the vouch set vouched for this primary at `epoch`, for `period_ms` from
+    /// `sent_boot_ms`, when the round's requests left (DESIGN.md, point 3). Extends a lease still
+    /// held; never revives a lapsed one, since the guard fenced the server when it lapsed.
+    pub fn vouched(&self, epoch: u64, sent_boot_ms: u64, period_ms: u64, by: Vec<String>) -> bool {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        if epoch != st.epoch || st.until_boot_ms <= sent_boot_ms || !st.armed {
+            return false;
+        }
+        let until = sent_boot_ms + period_ms;
+        if until <= st.until_boot_ms {
+            return false;
+        }
+        if !st.failsafe {
+            tracing::warn!(epoch, vouched_by = ?by, "failsafe: the controllers do not renew the lease; the vouch set does");
+        }
+        st.until_boot_ms = until;
+        st.failsafe = true;
+        st.vouched_by = by;
+        self.persist(&st);
+        true
     }
 
     /// The first lease of a primary that has never held one (the cluster was just adopted),

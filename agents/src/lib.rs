@@ -15,6 +15,7 @@ pub mod lease;
 pub mod link;
 pub mod metrics;
 pub mod target;
+pub mod vouch;
 pub mod watchdog;
 
 use std::collections::BTreeMap;
@@ -32,11 +33,9 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
         std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
     };
-    let tls = triad_proto::tls::client_tls(
-        &read("tls.ca", &cfg.tls.ca)?,
-        &read("tls.cert", &cfg.tls.cert)?,
-        &read("tls.key", &cfg.tls.key)?,
-    );
+    let (ca, cert, key) =
+        (read("tls.ca", &cfg.tls.ca)?, read("tls.cert", &cfg.tls.cert)?, read("tls.key", &cfg.tls.key)?);
+    let tls = triad_proto::tls::client_tls(&ca, &cert, &key);
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
         .await
         .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
@@ -65,6 +64,28 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     // An agent that has persisted an epoch (or cannot read it) is under lease from the start.
     let lease = Arc::new(lease::Lease::open(&cfg.state_dir, target.epoch() != Some(0)));
     let db = Arc::new(RwLock::new(None));
+    let vouches = Arc::new(vouch::Vouches::new());
+    if !cfg.vouch_addr.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&cfg.vouch_addr)
+            .await
+            .map_err(|e| Error::Io { context: format!("vouch_addr {}", cfg.vouch_addr), source: e })?;
+        let service = vouch::VouchService {
+            target: target.clone(),
+            db: db.clone(),
+            vouches: vouches.clone(),
+            metrics: metrics.clone(),
+        };
+        let server = tonic::transport::Server::builder()
+            .tls_config(triad_proto::tls::server_tls(&ca, &cert, &key))?
+            .add_service(triad_proto::v1::vouch_server::VouchServer::new(service));
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if let Err(e) = server.serve_with_incoming(incoming).await {
+                tracing::error!("the failsafe service stopped: {e}");
+            }
+        });
+        tracing::info!(addr = %cfg.vouch_addr, "failsafe service listening");
+    }
     let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
     if let Some(dbc) = &cfg.database {
         let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
@@ -108,6 +129,15 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             cfg: cfg.lease.clone(),
         };
         tokio::spawn(guard.run());
+        let failsafe = vouch::Failsafe {
+            lease: lease.clone(),
+            target: target.clone(),
+            tls: triad_proto::tls::agent_client_tls(&ca, &cert, &key),
+            metrics: metrics.clone(),
+            every: Duration::from_millis(cfg.heartbeat_interval_ms),
+            fence_lead_ms: cfg.lease.fence_lead_ms,
+        };
+        tokio::spawn(failsafe.run());
         tokio::spawn(write_canary(d.clone(), db.clone(), target.clone()));
         driver = Some(d);
     }
@@ -116,6 +146,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         driver: driver.clone(),
         target: target.clone(),
         lease: lease.clone(),
+        vouches,
         db: db.clone(),
         renew: tokio::sync::Notify::new(),
         followed: Mutex::default(),
@@ -158,6 +189,9 @@ async fn observe_db(
         st.lease_remaining_ms = l.remaining_ms(l.epoch, lease::boot_ms());
         st.fenced_reason = l.fenced_reason;
         st.fenced_ms = l.fenced_ms;
+        st.lease_failsafe = l.failsafe && st.lease_remaining_ms > 0;
+        st.vouched_by = if st.lease_failsafe { l.vouched_by } else { Vec::new() };
+        metrics.lease_failsafe.set(st.lease_failsafe as i64);
         st.watchdog = watchdog.into();
         match target.epoch() {
             Some(e) => st.agent_epoch = e,

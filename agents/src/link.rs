@@ -62,6 +62,8 @@ pub struct LinkParams {
     pub target: Arc<crate::target::Target>,
     /// The primary's lease, renewed by the leader's acks.
     pub lease: Arc<crate::lease::Lease>,
+    /// When this agent last vouched for a primary: it promotes only after that has expired.
+    pub vouches: Arc<crate::vouch::Vouches>,
     /// Wakes every stream to send a heartbeat now (a lease to ask for).
     pub renew: tokio::sync::Notify,
     /// The database driver, for the commands the leader sends.
@@ -80,6 +82,10 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
         match cmd.kind.clone().ok_or("empty command")? {
             Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
             Kind::Promote(_) => {
+                // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
+                // the hold; the target state carries it and was accepted before this command.
+                let hold = p.target.current().map(|t| t.vouch_hold_ms).unwrap_or(0);
+                p.vouches.wait_clear(hold).await;
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch).await?;
@@ -190,6 +196,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             host: p.cfg.host.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             facts: Some(p.facts.clone()),
+            vouch_addr: p.cfg.vouch_addr.clone(),
         })),
     };
     tx.send(hello).await.map_err(|_| Error::Protocol("outbound stream closed".into()))?;

@@ -30,6 +30,12 @@ pub struct AgentMetrics {
     /// Fences, by reason (`lease`, `stale_epoch`, `epoch_unknown`, `clock`, `late_tick`,
     /// `watchdog`: a bounded set).
     pub fences: IntCounterVec,
+    /// Vouches this agent was asked for, by `result` (`given`, `refused`).
+    pub vouches: IntCounterVec,
+    /// Failsafe rounds of the primary's agent, by `result` (`vouched`, `refused`, `unreachable`).
+    pub failsafe_rounds: IntCounterVec,
+    /// 1 while the primary's lease comes from its vouch set rather than the controllers.
+    pub lease_failsafe: IntGauge,
 }
 
 macro_rules! reg {
@@ -128,6 +134,30 @@ impl AgentMetrics {
                 IntCounterVec::new(
                     Opts::new("triad_agent_fences_total", "Times the agent stopped its primary to honour the lease"),
                     &["reason"]
+                )
+            ),
+            vouches: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new("triad_agent_vouches_total", "Vouch requests from a primary's agent, by answer"),
+                    &["result"]
+                )
+            ),
+            failsafe_rounds: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "triad_agent_failsafe_rounds_total",
+                        "Rounds in which the primary's agent asked its vouch set to vouch, by outcome"
+                    ),
+                    &["result"]
+                )
+            ),
+            lease_failsafe: reg!(
+                r,
+                IntGauge::new(
+                    "triad_agent_lease_failsafe",
+                    "1 while the primary's lease comes from its vouch set (controllers unreachable)"
                 )
             ),
             registry: r,

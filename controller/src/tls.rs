@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::ServerTlsConfig;
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
@@ -55,9 +55,7 @@ impl TlsFiles {
 
     /// Server side: present our certificate and require a client certificate from the CA.
     pub fn server(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert, &self.key))
-            .client_ca_root(Certificate::from_pem(&self.ca))
+        triad_proto::tls::server_tls(&self.ca, &self.cert, &self.key)
     }
 
     /// Client side, for dialling other controllers.

@@ -370,6 +370,17 @@ impl Deployment {
         Ok((code, body))
     }
 
+    /// The value of one series (`name` or `name{labels}`, as exposed) on `site`'s agent's
+    /// `/metrics`; `None` when the agent does not answer or does not export it.
+    pub async fn agent_metric(&self, site: &str, series: &str) -> Option<f64> {
+        let a = self.plan.agents.iter().find(|a| a.site == site)?;
+        let (code, body) = Self::http_get(&a.http_addr, "/metrics").await.ok()?;
+        if code != 200 {
+            return None;
+        }
+        body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// The tail of a process's log, for failure messages.
     pub fn log_tail(&self, key: &str, lines: usize) -> String {
         let text = std::fs::read_to_string(self.dir().join("logs").join(format!("{key}.log"))).unwrap_or_default();

@@ -130,7 +130,7 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
             site: "ndc".into(),
             host: "h".into(),
             version: "t".into(),
-            facts: None,
+            ..Default::default()
         })),
     };
     let r = AgentLinkClient::new(agent_ch).attach(tokio_stream_iter(vec![hello])).await;

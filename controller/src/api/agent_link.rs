@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
 use triad_proto::v1::{
-    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck, LeaderInfo,
+    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck, LeaderInfo, Voucher,
 };
 
 use super::auth;
@@ -69,6 +69,14 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
             role: if primary == m.name { "primary" } else { "standby" }.into(),
             primary,
             vouch: c.vouch.iter().cloned().collect(),
+            vouchers: c
+                .vouch
+                .iter()
+                .filter_map(|v| c.members.get(v))
+                .map(|v| Voucher { member: v.name.clone(), addr: ctx.obs.vouch_addr(&v.agent) })
+                .collect(),
+            vouch_ms: ctx.cfg.lease.period_ms,
+            vouch_hold_ms: ctx.cfg.lease.expiry().as_millis() as u64,
             paused: c.paused,
             lease_ms: 0,
         })
@@ -121,11 +129,18 @@ impl AgentLinkApi {
                 )));
             }
         }
+        if !hello.vouch_addr.is_empty() && hello.vouch_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "vouch_addr `{}` is not an IP:PORT address",
+                hello.vouch_addr
+            )));
+        }
         let f = hello.facts.clone().unwrap_or_default();
         let info = AgentHelloInfo {
             site: hello.site.clone(),
             host: hello.host.clone(),
             version: hello.version.clone(),
+            vouch_addr: hello.vouch_addr.clone(),
             facts: HostFacts {
                 os: f.os,
                 kernel: f.kernel,

@@ -5,7 +5,6 @@
 //! callers whose certificate lacks a usable identity, or whose role does not allow the call.
 
 use tonic::{Request, Status};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::raft::SharedState;
 use crate::state::{Actor, Role};
@@ -25,22 +24,7 @@ impl Caller {
     }
 }
 
-/// Reads the common name and OU of a DER certificate.
-pub fn identity_of(der: &[u8]) -> Result<(String, String), String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
-    let subject = cert.subject();
-    let cn = subject
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .ok_or("client certificate has no common name")?;
-    let ou = subject
-        .iter_organizational_unit()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .ok_or("client certificate has no organisational unit (role)")?;
-    Ok((cn.to_string(), ou.to_string()))
-}
+pub use triad_proto::tls::identity_of;
 
 /// Authenticates the caller of `req`.
 pub fn caller<T>(req: &Request<T>, state: &SharedState) -> Result<Caller, Status> {

@@ -301,6 +301,7 @@ mod tests {
                 site: String::new(),
                 host: String::new(),
                 version: String::new(),
+                vouch_addr: String::new(),
                 facts: Default::default(),
             },
             last_seen: at,

@@ -69,6 +69,7 @@ mod tests {
                 site: "dc".into(),
                 host: "h1".into(),
                 version: "t".into(),
+                vouch_addr: String::new(),
                 facts: HostFacts::default(),
             },
             last_seen,

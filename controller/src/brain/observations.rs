@@ -14,6 +14,8 @@ pub struct AgentHelloInfo {
     pub host: String,
     pub version: String,
     pub facts: HostFacts,
+    /// Where its failsafe service listens (empty: none).
+    pub vouch_addr: String,
 }
 
 /// The latest from one agent.
@@ -87,6 +89,12 @@ impl Observations {
     pub fn fresh_db(&self, agent: &str, fresh: std::time::Duration) -> Option<triad_proto::v1::DbStatus> {
         let map = self.agents.lock().expect("observations lock poisoned");
         map.get(agent).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone())
+    }
+
+    /// Where agent `name` said its failsafe service listens (empty: unknown or none).
+    pub fn vouch_addr(&self, name: &str) -> String {
+        let map = self.agents.lock().expect("observations lock poisoned");
+        map.get(name).map(|o| o.hello.vouch_addr.clone()).unwrap_or_default()
     }
 
     /// A copy of every observation.

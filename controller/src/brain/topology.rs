@@ -95,6 +95,7 @@ mod tests {
                     site: member.into(),
                     host: "h".into(),
                     version: "t".into(),
+                    vouch_addr: String::new(),
                     facts: HostFacts::default(),
                 },
                 last_seen: now,

@@ -50,6 +50,8 @@ pub struct LocalAgent {
     pub name: String,
     pub site: String,
     pub http_addr: String,
+    /// Its failsafe service, where the primary's agent asks for vouches.
+    pub vouch_addr: String,
 }
 
 /// The database members of a local deployment, one per site, watched by that site's agent.
@@ -89,6 +91,7 @@ impl LocalDeployment {
                 name: format!("agent-{site}"),
                 site: site.to_string(),
                 http_addr: format!("127.0.0.1:{}", free_port()?),
+                vouch_addr: format!("127.0.0.1:{}", free_port()?),
             });
         }
         Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents, db: LocalDb::None })
@@ -167,7 +170,7 @@ impl LocalDeployment {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let controllers: Vec<String> = self.controllers.iter().map(|c| q(&c.grpc_addr)).collect();
         format!(
-            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nstate_dir = {state}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nvouch_addr = {vouch}\nstate_dir = {state}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
             state = q(&self.dir.join(format!("data/{}", a.name)).display().to_string()),
             site = a.site,
             name = q(&a.name),
@@ -175,6 +178,7 @@ impl LocalDeployment {
             host = q(&format!("{}-host", a.site)),
             ctrls = controllers.join(", "),
             http = q(&a.http_addr),
+            vouch = q(&a.vouch_addr),
             ca = q(&certs::ca_cert_path(&certs).display().to_string()),
             cert = q(&certs.join(format!("{}.pem", a.name)).display().to_string()),
             key = q(&certs.join(format!("{}.key", a.name)).display().to_string()),

@@ -71,6 +71,9 @@ pub struct MemberView {
     pub canary_age_seconds: f64,
     /// The agent's lease on this member: milliseconds left (-1: none held).
     pub lease_remaining_ms: i64,
+    /// The members that vouch for it while the controllers cannot renew its lease (failsafe,
+    /// DESIGN.md point 3); empty when the controllers renew it.
+    pub vouched_by: Vec<String>,
     /// Why and when (ms since the Unix epoch) its agent last fenced it; empty/0: never.
     pub fenced_reason: String,
     pub fenced_ms: u64,
@@ -202,6 +205,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                         canary_seq: obs.map(|o| o.canary_seq).unwrap_or(0),
                         canary_age_seconds: obs.map(|o| o.canary_age_seconds).unwrap_or(-1.0),
                         lease_remaining_ms: obs.map(|o| o.lease_remaining_ms).unwrap_or(-1),
+                        vouched_by: obs.filter(|o| o.lease_failsafe).map(|o| o.vouched_by.clone()).unwrap_or_default(),
                         fenced_reason: obs.map(|o| o.fenced_reason.clone()).unwrap_or_default(),
                         fenced_ms: obs.map(|o| o.fenced_ms).unwrap_or(0),
                         watchdog: obs.map(|o| o.watchdog.clone()).unwrap_or_default(),
@@ -439,6 +443,14 @@ pub fn render(v: &StatusView) -> String {
                     "NO LEASE".to_string()
                 } else {
                     format!("{:.1}s left", m.lease_remaining_ms as f64 / 1000.0)
+                };
+                let lease = if m.vouched_by.is_empty() {
+                    lease
+                } else {
+                    format!(
+                        "{lease} (FAILSAFE: vouched by {}, the controllers do not renew it)",
+                        m.vouched_by.join(", ")
+                    )
                 };
                 out.push_str(&format!("      {}: lease {lease}; watchdog {}\n", m.name, m.watchdog));
             }

@@ -1,0 +1,182 @@
+//! The failsafe (DESIGN.md, "Safety of role changes", point 3) on real PostgreSQL and real
+//! processes: with two of three controllers killed nothing can renew the primary's lease, yet the
+//! primary keeps serving on its voucher's word (the synchronous standby's agent, asked over
+//! mutual TLS) for many lease periods, and nothing is promoted. When the voucher is lost as well,
+//! the primary fences before its last vouch could have expired. After the heal, the synchronous
+//! standby holds every acknowledged write.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use triad_tests::workload::checker;
+use triad_tests::{wait_for, Deployment};
+
+/// What the writer to dc saw.
+#[derive(Default)]
+struct Seen {
+    acked: BTreeSet<i64>,
+    last_ok: Option<Instant>,
+    /// Failed writes (connection refused, terminated) and when the first was.
+    errors: usize,
+    first_error: Option<Instant>,
+}
+
+/// Writes to dc only, every few milliseconds, noting every acknowledgement and every failure.
+async fn write_dc(conninfo: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let fail = |seen: &Mutex<Seen>| {
+        let mut s = seen.lock().unwrap();
+        s.errors += 1;
+        s.first_error.get_or_insert_with(Instant::now);
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let connect = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
+        let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
+            fail(&seen);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        while !stop.load(Ordering::Relaxed) {
+            match client.query_one("INSERT INTO orders (note) VALUES ('failsafe') RETURNING id", &[]).await {
+                Ok(row) => {
+                    let mut s = seen.lock().unwrap();
+                    s.acked.insert(row.get::<_, i64>(0));
+                    s.last_ok = Some(Instant::now());
+                }
+                Err(_) => {
+                    fail(&seen);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_it() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    let v = wait_for("dc under lease, ndc synchronous and vouching", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
+        (c.epoch == 1 && c.synchronous == ["ndc"] && c.vouch == ["ndc"] && dc.lease_remaining_ms > 0).then_some(v)
+    })
+    .await?;
+    let (period, expiry) = (v.lease.period_ms, v.lease.period_ms + v.lease.margin_ms + v.lease.period_ms / 100);
+
+    let pg = d.pg.as_ref().unwrap();
+    let conninfos: Vec<String> =
+        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = tokio::spawn(write_dc(conninfos[0].clone(), stop.clone(), seen.clone()));
+    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
+    wait_for("writes flowing", Duration::from_secs(10), || async {
+        (seen.lock().unwrap().acked.len() > 50).then_some(())
+    })
+    .await?;
+
+    // Two of three controllers killed, the leader among them: no quorum, no renewal.
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
+    let other = if leader == 1 { 2 } else { 1 };
+    let lost = Instant::now();
+    d.kill(&format!("controller-{leader}"))?;
+    d.kill(&format!("controller-{other}"))?;
+    eprintln!("controllers {leader} and {other} killed");
+    wait_for("dc's lease coming from its voucher", Duration::from_secs(10), || async {
+        (d.agent_metric("dc", "triad_agent_lease_failsafe").await? == 1.0).then_some(())
+    })
+    .await?;
+    // Three whole lease periods without the controllers: the primary goes on serving.
+    let before = seen.lock().unwrap().acked.len();
+    wait_for("three lease periods without a quorum", Duration::from_secs(30), || async {
+        (lost.elapsed() > Duration::from_millis(3 * period)).then_some(())
+    })
+    .await?;
+    {
+        let s = seen.lock().unwrap();
+        ensure!(s.errors == 0, "{} writes to dc failed while its voucher vouched", s.errors);
+        ensure!(s.acked.len() > before + 100, "dc acknowledged only {} writes meanwhile", s.acked.len() - before);
+    }
+    ensure!(d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "dc fenced");
+    let given = d.agent_metric("ndc", r#"triad_agent_vouches_total{result="given"}"#).await.unwrap_or(0.0);
+    ensure!(given >= 5.0, "ndc vouched {given} times");
+    // The surviving controller shows it (a stale read, marked so).
+    let asked = Instant::now();
+    let text = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    eprintln!("status from the surviving controller in {} ms", asked.elapsed().as_millis());
+    ensure!(text.contains("FAILSAFE: vouched by ndc"), "{text}");
+
+    // The voucher is lost as well: nothing vouches any more, and dc fences before its last vouch
+    // (asked at the latest now) could have expired.
+    let cut = Instant::now();
+    d.kill("agent-ndc")?;
+    let fenced = wait_for("dc fenced", Duration::from_secs(15), || async {
+        (d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await? >= 1.0).then_some(())
+    })
+    .await;
+    if fenced.is_err() {
+        d.diagnose(&["agent-dc"])?;
+    }
+    fenced?;
+    eprintln!("dc fenced {} ms after its voucher was lost", cut.elapsed().as_millis());
+    {
+        let s = seen.lock().unwrap();
+        let last_ok = s.last_ok.expect("writes were acknowledged");
+        ensure!(
+            last_ok < cut + Duration::from_millis(expiry),
+            "dc acknowledged a write {} ms after its voucher was lost (vouches last {period} ms)",
+            last_ok.duration_since(cut).as_millis()
+        );
+        let first = s.first_error.map(|e| e.saturating_duration_since(lost).as_millis() as i64);
+        ensure!(
+            s.first_error.is_some_and(|e| e > cut),
+            "writes failed before the voucher was lost: first at {first:?} ms after the quorum was lost, the voucher lost at {} ms",
+            cut.duration_since(lost).as_millis()
+        );
+    }
+    let open = tokio_postgres::connect(&conninfos[0], tokio_postgres::NoTls).await;
+    ensure!(open.is_err(), "dc's server still accepts connections after the fence");
+
+    // The heal: controllers and voucher return; a primary writes again and has every
+    // acknowledged write (the synchronous standby had them all).
+    d.start_controller(leader)?;
+    d.start_controller(other)?;
+    d.start_agent("ndc")?;
+    let healed = wait_for("a primary under lease again", Duration::from_secs(90), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let p = v.clusters["customs"].iter().find(|m| m.name == c.primary)?.clone();
+        if p.role != "primary" || p.lease_remaining_ms <= 0 {
+            return None;
+        }
+        // Observations trail by an interval: ask the server itself.
+        let client = d.pg_connect(&p.name).await.ok()?;
+        let row = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.ok()?;
+        row.get::<_, bool>(0).then_some(p.name)
+    })
+    .await;
+    if healed.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-ndc", "agent-dc"])?;
+    }
+    let primary = healed?;
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    let worst = c.await?;
+    ensure!(worst <= 1, "{worst} members were writable at the same moment");
+    let acked: Vec<i64> = seen.lock().unwrap().acked.iter().copied().collect();
+    let client = d.pg_connect(&primary).await?;
+    let rows = client.query("SELECT id FROM orders", &[]).await?;
+    let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    ensure!(missing == 0, "{missing} of {} acknowledged writes are missing on {primary}", acked.len());
+    eprintln!("{} acknowledged writes, all on the primary {primary} after the heal", acked.len());
+    Ok(())
+}
