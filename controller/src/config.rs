@@ -73,11 +73,11 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
-    /// Leader heartbeat interval in milliseconds (default 100).
+    /// Leader heartbeat interval in milliseconds (default 50).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout in milliseconds (default 500).
+    /// Lower bound of the randomised election timeout in milliseconds (default 250).
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout in milliseconds (default 1000).
+    /// Upper bound of the randomised election timeout in milliseconds (default 500).
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and allow the log before it to be purged) every this many entries
     /// (default 10000). Bounds restart time: at most this many entries are replayed.
@@ -91,7 +91,7 @@ pub struct RaftTiming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseTiming {
-    /// P, in milliseconds (default 2500). Must be at least twice `raft.election_timeout_max_ms`
+    /// P, in milliseconds (default 1500). Must be at least twice `raft.election_timeout_max_ms`
     /// plus `lease.agent_backoff_max_ms`, so that an election alone never makes a lease lapse.
     pub period_ms: u64,
     /// rho: how much faster or slower any two hosts' clocks may run, as a fraction (default
@@ -106,7 +106,7 @@ pub struct LeaseTiming {
 
 impl Default for LeaseTiming {
     fn default() -> Self {
-        LeaseTiming { period_ms: 2500, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 500 }
+        LeaseTiming { period_ms: 1500, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 500 }
     }
 }
 
@@ -151,9 +151,9 @@ impl Default for FailoverPolicy {
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
             snapshot_every_entries: 10_000,
         }
     }

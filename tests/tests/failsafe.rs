@@ -118,8 +118,10 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     // (asked at the latest now) could have expired.
     let cut = Instant::now();
     d.kill("agent-ndc")?;
+    // Fenced: the agent counted it, and the server stopped taking writes.
     let fenced = wait_for("dc fenced", Duration::from_secs(15), || async {
-        (d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await? >= 1.0).then_some(())
+        let counted = d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await? >= 1.0;
+        (counted && seen.lock().unwrap().first_error.is_some()).then_some(())
     })
     .await;
     if fenced.is_err() {

@@ -1,5 +1,5 @@
-//! Membership at run time: a controller joins as a learner, catches up and votes; a removed one no
-//! longer counts toward the quorum.
+//! Membership at run time: a controller joins as a learner, catches up and votes; the leader
+//! removes itself, hands over, and no longer counts toward the quorum.
 
 use std::time::Duration;
 
@@ -56,23 +56,33 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
     })
     .await?;
 
-    // Remove controller 3.
-    let out = d.triadctl(&["cluster", "remove", "--id", "3"])?;
+    // Remove the leader itself, the hard case: it must hand over and its removal must still be
+    // recorded (by the next leader) rather than hang on an entry it can no longer commit.
+    let removed = d.wait_leader(&[1, 2, 3, 4], Duration::from_secs(10)).await?;
+    let id = removed.to_string();
+    let out = d.triadctl(&["cluster", "remove", "--id", &id])?;
     ensure!(out.status.success(), "cluster remove failed: {}", String::from_utf8_lossy(&out.stderr));
-    wait_for("voters {1, 2, 4}", Duration::from_secs(20), || async {
-        let st = d.node_status(1).await?;
-        (st.voters == vec![1, 2, 4]).then_some(())
+    let rest: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|i| *i != removed).collect();
+    wait_for("the removed leader out of the voters", Duration::from_secs(20), || async {
+        let st = d.node_status(rest[0]).await?;
+        (st.voters == rest).then_some(())
+    })
+    .await?;
+    wait_for("its record deleted", Duration::from_secs(20), || async {
+        (!d.state_of(rest[0]).await?.controllers.iter().any(|c| c.id == removed)).then_some(())
     })
     .await?;
 
-    // With 3 and 1 both dead, {2, 4} is a majority of {1, 2, 4} (it would not be of {1, 2, 3, 4}):
-    // writes still commit, so 3 no longer counts.
-    d.kill("controller-3")?;
-    d.kill("controller-1")?;
-    d.wait_leader(&[2, 4], Duration::from_secs(30)).await?;
+    // With the removed one and one more dead, the two left are a majority of the three voters
+    // (they would not be of four): writes still commit, so the removed one no longer counts.
+    let other = rest[0];
+    let alive: Vec<u64> = rest[1..].to_vec();
+    d.kill(&format!("controller-{removed}"))?;
+    d.kill(&format!("controller-{other}"))?;
+    d.wait_leader(&alive, Duration::from_secs(30)).await?;
     d.put_user("after-removal", "soc").await?;
-    wait_for("the write on controller 4", Duration::from_secs(10), || async {
-        d.state_of(4).await?.users.iter().any(|u| u.name == "after-removal").then_some(())
+    wait_for("the write on a surviving controller", Duration::from_secs(10), || async {
+        d.state_of(alive[0]).await?.users.iter().any(|u| u.name == "after-removal").then_some(())
     })
     .await?;
     Ok(())

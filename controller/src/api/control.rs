@@ -172,8 +172,23 @@ impl ControlApi {
             .change_membership(change, false)
             .await
             .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
-        // If this leader removed itself it steps down; the proposer forwards to the next leader.
-        self.propose(&caller, Command::DeleteController { id }).await?;
+        // If this leader removed itself it steps down, and an entry it accepted meanwhile may
+        // never commit: deleting the record is idempotent, so retry (the proposer forwards to
+        // the next leader) until the record is gone, whoever's write removed it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let result = self.propose(&caller, Command::DeleteController { id }).await;
+            let gone = !self.ctx.state.read().expect("state lock poisoned").state.controllers.contains_key(&id);
+            match result {
+                Ok(_) => break,
+                Err(_) if gone => break,
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::warn!(id, "recording the removal of controller {id} again: {}", e.message());
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
         Ok(self.membership_reply(format!("controller {id} removed")))
     }
 }

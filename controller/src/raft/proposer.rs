@@ -19,6 +19,9 @@ const MAX_BATCH: usize = 1024;
 const IN_FLIGHT: usize = 4;
 /// How long a write waits for a leader during an election before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long one attempt may take to commit. A leader that has just removed itself from the
+/// membership can accept an entry it will never commit; without a bound the write would hang.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// A committed proposal: where it landed and what applying it said.
 #[derive(Debug, Clone)]
@@ -114,10 +117,21 @@ async fn submit(id: NodeId, raft: &Raft, net: &PeerNetwork, mut batch: Vec<Pendi
 }
 
 /// Writes one entry through the local Raft, or forwards it to the leader; waits out elections.
+///
+/// An entry is retried only when it cannot have been appended (no leader, or the leader said to
+/// forward). An attempt that timed out may still commit later, so it is reported as such rather
+/// than proposed twice; callers whose command is idempotent may check and retry.
 async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Committed> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
-        let err = match raft.client_write(entry.clone()).await {
+        let attempt = tokio::time::timeout(COMMIT_WAIT, raft.client_write(entry.clone())).await.map_err(|_| {
+            Error::Unavailable(format!(
+                "the write was not committed within {} s (this controller may have lost leadership); it may still \
+                 commit",
+                COMMIT_WAIT.as_secs()
+            ))
+        })?;
+        let err = match attempt {
             Ok(resp) => return Ok(Committed { log_index: resp.log_id.index, response: resp.data }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                 Some(node) => match forward(net, &node.addr, entry).await {
@@ -140,7 +154,16 @@ async fn write(raft: &Raft, net: &PeerNetwork, entry: &Proposal) -> Result<Commi
 
 async fn forward(net: &PeerNetwork, addr: &str, entry: &Proposal) -> Result<Committed> {
     let mut client = net.client(addr)?;
-    let reply = client.forward(ForwardRequest { proposal: encode(entry) }).await?.into_inner();
+    let call = client.forward(ForwardRequest { proposal: encode(entry) });
+    let reply = tokio::time::timeout(COMMIT_WAIT, call)
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "the leader at {addr} did not answer a forwarded write within {} s; it may still commit",
+                COMMIT_WAIT.as_secs()
+            ))
+        })??
+        .into_inner();
     let result: std::result::Result<(u64, Response), String> =
         decode(&reply.response).map_err(|e| Error::Raft(format!("undecodable forward reply: {e}")))?;
     match result {
