@@ -3,6 +3,7 @@
 //! every file when the test ends, whether it passed or not.
 #![forbid(unsafe_code)]
 
+pub mod netns;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,9 @@ pub struct Deployment {
     pub pg: Option<PgCluster>,
     /// Extra environment for controllers started from now on (e.g. FAILPOINTS).
     pub controller_env: Vec<(String, String)>,
+    /// The sites' network namespaces, when the deployment runs in them: every process starts
+    /// in its site's namespace. Removed after every process has stopped.
+    pub net: Option<netns::Net>,
 }
 
 impl Deployment {
@@ -87,25 +91,50 @@ impl Deployment {
 
     /// Like [`Deployment::new`], with database members of the given kind watched by the agents.
     pub fn with_db(db: LocalDb) -> Result<Self> {
+        Self::with_db_on(db, None)
+    }
+
+    fn with_db_on(db: LocalDb, net: Option<netns::Net>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("triad-test-").tempdir()?;
         // tempdir() makes the directory 0700; PostgreSQL runs as `postgres` and must enter it.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let mut plan = LocalDeployment::plan(dir.path())?;
+        let mut plan = match &net {
+            Some(n) => LocalDeployment::plan_on(dir.path(), n.addrs())?,
+            None => LocalDeployment::plan(dir.path())?,
+        };
         plan.db = db;
         plan.write()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
         let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
-        Ok(Deployment { plan, _dir: dir, procs: BTreeMap::new(), client, pg: None, controller_env: Vec::new() })
+        Ok(Deployment { plan, _dir: dir, procs: BTreeMap::new(), client, pg: None, controller_env: Vec::new(), net })
     }
 
     /// A deployment with real PostgreSQL members (primary `dc`, synchronous standby `ndc`,
     /// asynchronous standby `dr`), created and started; controllers and agents are not started.
     pub async fn with_postgres() -> Result<Self> {
+        Self::with_postgres_on(None).await
+    }
+
+    /// Like [`Deployment::with_postgres`], with every site in its own network namespaces
+    /// ([`netns::Net`]): each controller, each host's agent and database, so that a test can cut
+    /// a site's links. Needs root.
+    pub async fn with_postgres_in_namespaces() -> Result<Self> {
+        Self::with_postgres_on(Some(netns::Net::create()?)).await
+    }
+
+    async fn with_postgres_on(net: Option<netns::Net>) -> Result<Self> {
         let bin = triad_controller::ctl::postgres::find_bin_dir()
             .ok_or_else(|| anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)"))?;
         let ports = [free_port()?, free_port()?, free_port()?];
-        let mut d = Self::with_db(LocalDb::Postgres { ports, bin_dir: bin.clone() })?;
-        let cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
+        let places = net.as_ref().map(|n| {
+            let addrs = n.addrs();
+            [0, 1, 2].map(|i| (addrs[i].1.clone(), Some(n.host_ns(["dc", "ndc", "dr"][i]))))
+        });
+        let mut d = Self::with_db_on(LocalDb::Postgres { ports, bin_dir: bin.clone() }, net)?;
+        let mut cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
+        if let Some(places) = places {
+            cluster = cluster.placed(places);
+        }
         // Stored before it starts, so that a failure half way still stops what did start.
         d.pg = Some(cluster);
         let pg = d.pg.as_ref().expect("just set");
@@ -138,7 +167,24 @@ impl Deployment {
             .create(true)
             .append(true)
             .open(self.dir().join("logs").join(format!("{key}.log")))?;
-        let child = Command::new(program)
+        // In namespaces: `ip netns exec` enters the namespace and execs the program, so the child
+        // is the program itself (its pid, its process group).
+        let netns = self.net.as_ref().and_then(|n| match key.strip_prefix("controller-") {
+            Some(id) => {
+                let site = self.plan.controllers.iter().find(|c| c.id.to_string() == id).map(|c| c.site.clone())?;
+                Some(n.controller_ns(&site))
+            }
+            None => key.strip_prefix("agent-").map(|site| n.host_ns(site)),
+        });
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = cmd
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info,openraft=warn")
@@ -361,13 +407,34 @@ impl Deployment {
     /// GET `path` from an HTTP address; returns the status code and body.
     pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        // Bounded: an address behind a cut link never answers.
         let mut buf = String::new();
-        s.read_to_string(&mut buf).await?;
+        tokio::time::timeout(Duration::from_secs(2), async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+            s.read_to_string(&mut buf).await
+        })
+        .await
+        .map_err(|_| anyhow!("GET http://{addr}{path}: no answer within 2 s"))??;
         let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((code, body))
+    }
+
+    /// Makes founding controller `id` the Raft leader: kills whichever controller leads and
+    /// restarts it once another has been elected, until the election lands on `id`.
+    pub async fn make_leader(&mut self, id: u64) -> Result<()> {
+        for _ in 0..30 {
+            let leader = self.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await?;
+            if leader == id {
+                return Ok(());
+            }
+            self.kill(&format!("controller-{leader}"))?;
+            let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+            self.wait_leader(&others, Duration::from_secs(10)).await?;
+            self.start_controller(leader)?;
+        }
+        bail!("controller {id} never won an election")
     }
 
     /// The value of one series (`name` or `name{labels}`, as exposed) on `site`'s agent's

@@ -22,11 +22,14 @@ pub async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mu
                 let _ = conn.await;
             });
             while !stop.load(Ordering::Relaxed) {
-                match client.query_one("INSERT INTO orders (note) VALUES ('workload') RETURNING id", &[]).await {
-                    Ok(row) => {
+                // Bounded: behind a cut link a query never returns. A write whose answer did
+                // not come is not acknowledged.
+                let insert = client.query_one("INSERT INTO orders (note) VALUES ('workload') RETURNING id", &[]);
+                match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    Ok(Ok(row)) => {
                         acked.lock().unwrap().insert(row.get::<_, i64>(0));
                     }
-                    Err(_) => break,
+                    _ => break,
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -50,7 +53,8 @@ pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            if let Ok(row) = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await {
+            let ask = client.query_one("SELECT NOT pg_is_in_recovery()", &[]);
+            if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
                 if row.get::<_, bool>(0) {
                     writable += 1;
                 }
@@ -60,6 +64,52 @@ pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worst
+}
+
+/// What a [`single_writer`] saw.
+#[derive(Default)]
+pub struct Seen {
+    pub acked: BTreeSet<i64>,
+    pub last_ok: Option<Instant>,
+    /// Failed writes (refused, terminated, unanswered for 2 s) and when the first was.
+    pub errors: usize,
+    pub first_error: Option<Instant>,
+}
+
+/// Writes to one member only, every few milliseconds, noting every acknowledgement and every
+/// failure: for tests where that member must go on serving (or must stop).
+pub async fn single_writer(conninfo: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let fail = |seen: &Mutex<Seen>| {
+        let mut s = seen.lock().unwrap();
+        s.errors += 1;
+        s.first_error.get_or_insert_with(Instant::now);
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let connect = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
+        let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
+            fail(&seen);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        while !stop.load(Ordering::Relaxed) {
+            let insert = client.query_one("INSERT INTO orders (note) VALUES ('single') RETURNING id", &[]);
+            match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                Ok(Ok(row)) => {
+                    let mut s = seen.lock().unwrap();
+                    s.acked.insert(row.get::<_, i64>(0));
+                    s.last_ok = Some(Instant::now());
+                }
+                _ => {
+                    fail(&seen);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// SIGKILLs the postmaster of the data directory `data` and every process it started, as the

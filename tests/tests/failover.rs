@@ -3,6 +3,7 @@
 //! standby in ndc takes over once the old primary's lease has certainly ended; every acknowledged
 //! write is on it; two members are never writable at once; dr follows the new primary. When the
 //! lost site returns, its old primary rejoins as a standby (rewound) and becomes synchronous again.
+//! The Raft leader is in the lost site.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,8 +43,13 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
         .await?;
 
+    // The Raft leader is moved into dc first, so that it dies with the site: the next leader
+    // cannot know what it granted and waits 2P(1+rho)+m after its election (the case where the
+    // leader survives is tests/tests/partition.rs).
+    d.make_leader(1).await?;
     // The primary site is lost: agent, database and controller, all at once.
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
+    ensure!(leader == 1, "controller {leader} leads, not dc's");
     let lost_at = Instant::now();
     d.kill("agent-dc")?;
     kill_postgres(&dc_data)?;

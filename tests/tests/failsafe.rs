@@ -11,52 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::checker;
+use triad_tests::workload::{checker, single_writer, Seen};
 use triad_tests::{wait_for, Deployment};
-
-/// What the writer to dc saw.
-#[derive(Default)]
-struct Seen {
-    acked: BTreeSet<i64>,
-    last_ok: Option<Instant>,
-    /// Failed writes (connection refused, terminated) and when the first was.
-    errors: usize,
-    first_error: Option<Instant>,
-}
-
-/// Writes to dc only, every few milliseconds, noting every acknowledgement and every failure.
-async fn write_dc(conninfo: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
-    let fail = |seen: &Mutex<Seen>| {
-        let mut s = seen.lock().unwrap();
-        s.errors += 1;
-        s.first_error.get_or_insert_with(Instant::now);
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let connect = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
-        let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
-            fail(&seen);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        while !stop.load(Ordering::Relaxed) {
-            match client.query_one("INSERT INTO orders (note) VALUES ('failsafe') RETURNING id", &[]).await {
-                Ok(row) => {
-                    let mut s = seen.lock().unwrap();
-                    s.acked.insert(row.get::<_, i64>(0));
-                    s.last_ok = Some(Instant::now());
-                }
-                Err(_) => {
-                    fail(&seen);
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_it() -> Result<()> {
@@ -76,7 +32,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
         ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let w = tokio::spawn(write_dc(conninfos[0].clone(), stop.clone(), seen.clone()));
+    let w = tokio::spawn(single_writer(conninfos[0].clone(), stop.clone(), seen.clone()));
     let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
     wait_for("writes flowing", Duration::from_secs(10), || async {
         (seen.lock().unwrap().acked.len() > 50).then_some(())

@@ -146,8 +146,9 @@ fn format_lsn(lsn: u64) -> String {
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
-    let rest = line.split(key).nth(1)?;
-    Some(rest.split([',', ' ']).next()?.to_string())
+    // pg_waldump pads its columns: `tx:        755, lsn: 0/0402DB48`.
+    let rest = line.split(key).nth(1)?.trim_start();
+    Some(rest.split([',', ' ']).next()?.to_string()).filter(|v| !v.is_empty())
 }
 
 /// Replaces the data directory with a fresh base backup of the primary at `source`; the old one is
@@ -168,4 +169,19 @@ fn base_backup(l: &PgLocal, source: &str) -> Result<(), String> {
         return Err(format!("base backup failed: {e}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_padded_waldump_fields() {
+        let line = "rmgr: Transaction len (rec/tot):     34/    34, tx:        755, lsn: 0/0402DB48, prev 0/0402DB10, \
+                    desc: COMMIT 2026-11-22 09:15:27.412345 UTC";
+        assert_eq!(field(line, "tx: ").as_deref(), Some("755"));
+        assert_eq!(field(line, "lsn: ").and_then(|s| parse_lsn(&s)), Some(0x0402DB48));
+        assert_eq!(field("rmgr: XLOG tx: , lsn: 0/1", "tx: "), None);
+        assert_eq!(format_lsn(0x1_0402DB48), "1/402DB48");
+    }
 }

@@ -52,6 +52,8 @@ pub struct LocalAgent {
     pub http_addr: String,
     /// Its failsafe service, where the primary's agent asks for vouches.
     pub vouch_addr: String,
+    /// The host's address: its database member listens there.
+    pub host_ip: String,
 }
 
 /// The database members of a local deployment, one per site, watched by that site's agent.
@@ -78,20 +80,28 @@ pub struct LocalDeployment {
 impl LocalDeployment {
     /// One controller (ids from 1) and one agent per site of [`SITES`], on free loopback ports.
     pub fn plan(dir: &Path) -> Result<Self> {
+        let lo = || ("127.0.0.1".to_string(), "127.0.0.1".to_string());
+        Self::plan_on(dir, [lo(), lo(), lo()])
+    }
+
+    /// Like [`LocalDeployment::plan`], with each site's (controller address, host address) given,
+    /// in [`SITES`] order: for tests that give every site its own network.
+    pub fn plan_on(dir: &Path, addrs: [(String, String); 3]) -> Result<Self> {
         let mut controllers = Vec::new();
         let mut agents = Vec::new();
-        for (i, (site, _)) in SITES.iter().enumerate() {
+        for (i, ((site, _), (ctl_ip, host_ip))) in SITES.iter().zip(addrs).enumerate() {
             controllers.push(PeerConfig {
                 id: i as u64 + 1,
                 site: site.to_string(),
-                grpc_addr: format!("127.0.0.1:{}", free_port()?),
-                http_addr: format!("127.0.0.1:{}", free_port()?),
+                grpc_addr: format!("{ctl_ip}:{}", free_port()?),
+                http_addr: format!("{ctl_ip}:{}", free_port()?),
             });
             agents.push(LocalAgent {
                 name: format!("agent-{site}"),
                 site: site.to_string(),
-                http_addr: format!("127.0.0.1:{}", free_port()?),
-                vouch_addr: format!("127.0.0.1:{}", free_port()?),
+                http_addr: format!("{host_ip}:{}", free_port()?),
+                vouch_addr: format!("{host_ip}:{}", free_port()?),
+                host_ip,
             });
         }
         Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents, db: LocalDb::None })
@@ -198,8 +208,8 @@ impl LocalDeployment {
             ),
             (LocalDb::Postgres { ports, bin_dir }, Some(i)) => format!(
                 "{head}driver = \"postgres\"\nconninfo = {}\nendpoint = {}\ndata_dir = {}\nlog_file = {}\nbin_dir = {}\n",
-                q(&format!("host=127.0.0.1 port={} user=postgres dbname=customs connect_timeout=2", ports[i])),
-                q(&format!("host=127.0.0.1 port={} user=postgres", ports[i])),
+                q(&format!("host={} port={} user=postgres dbname=customs connect_timeout=2", a.host_ip, ports[i])),
+                q(&format!("host={} port={} user=postgres", a.host_ip, ports[i])),
                 q(&self.dir.join(format!("postgres/{}/data", a.site)).display().to_string()),
                 q(&self.dir.join(format!("postgres/{}/postgres.log", a.site)).display().to_string()),
                 q(&bin_dir.display().to_string())

@@ -89,14 +89,30 @@ pub(super) fn run_pg<'a>(
     input: Option<&str>,
     what: &str,
 ) -> Result<String> {
+    run_pg_in(None, bin_dir, program, args, input, what)
+}
+
+/// [`run_pg`] inside network namespace `netns` (`ip netns exec`), when given: a server started
+/// so stays in it.
+pub(super) fn run_pg_in<'a>(
+    netns: Option<&str>,
+    bin_dir: &Path,
+    program: &str,
+    args: impl IntoIterator<Item = &'a OsStr>,
+    input: Option<&str>,
+    what: &str,
+) -> Result<String> {
     let exe = bin_dir.join(program);
-    let mut cmd = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(ns) = netns {
+        argv.extend(["ip", "netns", "exec", ns].map(Into::into));
+    }
+    if running_as_root() {
+        argv.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+    }
+    argv.push(exe.clone().into_os_string());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     cmd.args(args).current_dir("/");
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(|k| k.starts_with("PG")) {

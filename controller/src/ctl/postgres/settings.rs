@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 pub(super) fn primary_settings(primary: &PgMember) -> Result<String> {
     Ok(format!(
         "\n# --- Triad local demo ---\n\
-         listen_addresses = '127.0.0.1'\n\
+         listen_addresses = '{host}'\n\
          port = {port}\n\
          unix_socket_directories = '{sock}'\n\
          cluster_name = 'customs-{name}'\n\
@@ -25,10 +25,17 @@ pub(super) fn primary_settings(primary: &PgMember) -> Result<String> {
          # a standby whose primary went away retries every 5 s by default, and a promotion\n\
          # requested meanwhile waits for that retry: keep it short\n\
          wal_retrieve_retry_interval = '100ms'\n\
+         # a silent partition (no reset, just no packets) is noticed by a standby's WAL receiver\n\
+         # only at wal_receiver_timeout (60 s by default), and Triad does not fail over while a\n\
+         # standby still streams from the primary: notice it within 2 s (the receiver pings the\n\
+         # primary after 1 s of silence), and dead standbys likewise on the primary's side\n\
+         wal_receiver_timeout = '2s'\n\
+         wal_sender_timeout = '2s'\n\
          synchronous_commit = on\n\
          synchronous_standby_names = 'FIRST 1 (ndc)'\n\
          fsync = on\n",
         port = primary.port,
+        host = primary.host,
         sock = conf_path(&primary.socket_dir())?,
         name = primary.name,
     ))
@@ -37,7 +44,7 @@ pub(super) fn primary_settings(primary: &PgMember) -> Result<String> {
 /// A standby's postgresql.auto.conf: what pg_basebackup -R wrote, without its primary_conninfo
 /// and any port or socket directory, plus ours.
 pub(super) fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMember) -> Result<String> {
-    const OURS: [&str; 4] = ["primary_conninfo", "port", "unix_socket_directories", "cluster_name"];
+    const OURS: [&str; 5] = ["primary_conninfo", "port", "unix_socket_directories", "cluster_name", "listen_addresses"];
     let mut out: String = old
         .lines()
         .filter(|line| {
@@ -47,11 +54,14 @@ pub(super) fn standby_auto_conf(old: &str, standby: &PgMember, primary: &PgMembe
         .map(|line| format!("{line}\n"))
         .collect();
     out.push_str(&format!(
-        "primary_conninfo = 'host=127.0.0.1 port={pport} user=postgres application_name={name}'\n\
+        "primary_conninfo = 'host={phost} port={pport} user=postgres application_name={name}'\n\
+         listen_addresses = '{host}'\n\
          port = {port}\n\
          unix_socket_directories = '{sock}'\n\
          cluster_name = 'customs-{name}'\n",
         pport = primary.port,
+        phost = primary.host,
+        host = standby.host,
         name = standby.name,
         port = standby.port,
         sock = conf_path(&standby.socket_dir())?,

@@ -1,0 +1,198 @@
+//! Real network partitions: every site's controller and host in network namespaces of their own,
+//! links cut with `ip link set … down` (tests/src/netns.rs), real PostgreSQL under writes.
+//!
+//! - Only the primary agent's path to the controllers cut: its synchronous standby vouches for it
+//!   (DESIGN.md point 3), so nothing fails over, nothing fences, no write fails.
+//! - The primary site isolated: its primary fences before ndc is promoted (the safety of points 2
+//!   and 4, seen from outside: the moment dc's server stops against the moment ndc accepts
+//!   writes); after the heal dc rejoins as a standby and what it discarded is reported.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use triad_tests::workload::{checker, single_writer, writer, Seen};
+use triad_tests::{wait_for, Deployment};
+
+/// Starts everything in namespaces and waits until dc is primary under lease with failover ready.
+async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
+    let mut d = Deployment::with_postgres_in_namespaces().await?;
+    d.start_all().await?;
+    let v = wait_for("dc under lease, ndc synchronous, failover ready", Duration::from_secs(40), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
+        (c.epoch == 1 && c.synchronous == ["ndc"] && c.failover_blocked.is_empty() && dc.lease_remaining_ms > 0)
+            .then_some(v)
+    })
+    .await?;
+    let pg = d.pg.as_ref().expect("with PostgreSQL");
+    let conninfos =
+        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    Ok((d, conninfos, v.lease.period_ms))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Result<()> {
+    let (d, conninfos, period) = ready().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = tokio::spawn(single_writer(conninfos[0].clone(), stop.clone(), seen.clone()));
+    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
+    wait_for("writes flowing", Duration::from_secs(10), || async {
+        (seen.lock().unwrap().acked.len() > 50).then_some(())
+    })
+    .await?;
+
+    let net = d.net.as_ref().expect("in namespaces");
+    net.cut_agent_path("dc", true)?;
+    let cut = Instant::now();
+    wait_for("dc's lease coming from its voucher", Duration::from_secs(10), || async {
+        (d.agent_metric("dc", "triad_agent_lease_failsafe").await? == 1.0).then_some(())
+    })
+    .await?;
+    // Three lease periods cut off: the controllers hear nothing from dc's agent, but ndc still
+    // streams from dc, so dc is not lost; and ndc vouches, so dc does not fence.
+    let before = seen.lock().unwrap().acked.len();
+    wait_for("three lease periods cut off", Duration::from_secs(30), || async {
+        (cut.elapsed() > Duration::from_millis(3 * period)).then_some(())
+    })
+    .await?;
+    let v = d.status().await?;
+    let cs = &v.cluster_state["customs"];
+    ensure!(cs.epoch == 1 && cs.primary == "dc", "the cluster moved: epoch {} primary {}", cs.epoch, cs.primary);
+    ensure!(d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "dc fenced");
+    {
+        let s = seen.lock().unwrap();
+        ensure!(s.errors == 0, "{} writes to dc failed while its agent was cut off", s.errors);
+        ensure!(s.acked.len() > before + 100, "dc acknowledged only {} writes meanwhile", s.acked.len() - before);
+    }
+
+    // Healed: the controllers renew the lease again.
+    net.cut_agent_path("dc", false)?;
+    wait_for("the controllers renewing dc's lease again", Duration::from_secs(20), || async {
+        (d.agent_metric("dc", "triad_agent_lease_failsafe").await? == 0.0).then_some(())
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    let worst = c.await?;
+    ensure!(worst <= 1, "{worst} members were writable at the same moment");
+    let s = seen.lock().unwrap();
+    ensure!(s.errors == 0, "{} writes to dc failed", s.errors);
+    eprintln!("{} writes, none failed, with dc's agent cut off for {} ms", s.acked.len(), cut.elapsed().as_millis());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() -> Result<()> {
+    let (d, conninfos, _) = ready().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
+    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
+    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
+        .await?;
+
+    // Watch from outside: when dc's server stops (its postmaster exits: the fence), and when ndc
+    // first accepts writes.
+    let pg = d.pg.clone().expect("with PostgreSQL");
+    let watching = Arc::new(AtomicBool::new(true));
+    let dc_stopped = {
+        let (pg, watching) = (pg.clone(), watching.clone());
+        tokio::spawn(async move {
+            while watching.load(Ordering::Relaxed) {
+                if pg.postmaster_pid("dc").is_none() {
+                    return Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            None
+        })
+    };
+    let ndc_writable = {
+        let (ci, watching) = (conninfos[1].clone(), watching.clone());
+        tokio::spawn(async move {
+            let (client, conn) = tokio_postgres::connect(&ci, tokio_postgres::NoTls).await.ok()?;
+            tokio::spawn(conn);
+            while watching.load(Ordering::Relaxed) {
+                let row = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.ok()?;
+                if row.get::<_, bool>(0) {
+                    return Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            None
+        })
+    };
+
+    let net = d.net.as_ref().expect("in namespaces");
+    let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
+    net.isolate("dc", true)?;
+    let cut = Instant::now();
+    eprintln!("site dc isolated (the Raft leader was controller {leader})");
+    let promoted = wait_for("ndc primary at epoch 2", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let ndc = v.clusters["customs"].iter().find(|m| m.name == "ndc")?.clone();
+        (c.epoch == 2 && c.primary == "ndc" && ndc.role == "primary").then_some(())
+    })
+    .await;
+    if promoted.is_err() {
+        d.diagnose(&["controller-2", "controller-3", "agent-ndc", "agent-dc"])?;
+    }
+    promoted?;
+    let ndc_at =
+        wait_for("ndc writable", Duration::from_secs(10), || async { ndc_writable.is_finished().then_some(()) }).await;
+    watching.store(false, Ordering::Relaxed);
+    ndc_at?;
+    let ndc_at = ndc_writable.await?.ok_or_else(|| anyhow::anyhow!("ndc never became writable"))?;
+    let dc_at = dc_stopped.await?.ok_or_else(|| anyhow::anyhow!("dc's server never stopped"))?;
+    eprintln!(
+        "dc fenced {} ms after the cut; ndc writable {} ms after the cut",
+        dc_at.duration_since(cut).as_millis(),
+        ndc_at.duration_since(cut).as_millis()
+    );
+    ensure!(
+        dc_at < ndc_at,
+        "ndc accepted writes {} ms before dc's server stopped",
+        dc_at.duration_since(ndc_at).as_millis()
+    );
+
+    // The heal: dc returns as ndc's standby (rewound if it had diverged), synchronous again.
+    net.isolate("dc", false)?;
+    let back = wait_for("dc back as ndc's synchronous standby", Duration::from_secs(120), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
+        (c.synchronous == ["dc"] && dc.role == "standby" && dc.sync_state == "sync").then_some(())
+    })
+    .await;
+    if back.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
+    }
+    back?;
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    let worst = c.await?;
+    ensure!(worst <= 1, "{worst} members were writable at the same moment");
+    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
+    for member in ["ndc", "dc"] {
+        let client = d.pg_connect(member).await?;
+        wait_for(&format!("{member} to hold every acknowledged write"), Duration::from_secs(15), || async {
+            let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
+            let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+            acked.iter().all(|id| have.contains(id)).then_some(())
+        })
+        .await?;
+    }
+    let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rejoin = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "rejoin").cloned()).unwrap_or_default();
+    let note = rejoin["steps"][0][2].as_str().unwrap_or_default();
+    ensure!(note.starts_with("rewound: WAL from") || note.starts_with("no rewind required"), "{history}");
+    eprintln!("{} acknowledged writes, none lost; rejoin: {note}", acked.len());
+    Ok(())
+}
