@@ -4,7 +4,7 @@
 //! other site. Trials alternate dc → ndc → dc. In every other pair of trials the Raft leader is
 //! first moved into the site about to be lost (its leader is killed and restarted until the
 //! election lands there), so the new leader's wait of 2P(1+rho)+m after its election is measured
-//! too; each trial says whether the leader died with the site.
+//! too; in the others it is moved to dr. Each trial says whether the leader died with the site.
 //!
 //! ```text
 //! cargo bench --profile dev -p triad-tests --bench failover \
@@ -51,8 +51,11 @@ async fn run() -> Result<()> {
     for t in 0..trials {
         let (from, to, id, from_data) =
             if t % 2 == 0 { ("dc", "ndc", 1, &dc_data) } else { ("ndc", "dc", 2, &ndc_data) };
-        if (t / 2) % 2 == 1 {
-            d.make_leader(id).await?;
+        // The leader goes into the site about to be lost, or into dr (never lost here).
+        let leader_should_die = (t / 2) % 2 == 1;
+        let wanted = if leader_should_die { id } else { 3 };
+        if d.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await? != wanted {
+            d.make_leader(wanted).await?;
             // Past the new leader's own wait, so that the trial measures only the loss.
             let elected = Instant::now();
             wait_for("the forced election settled", Duration::from_secs(30), || async {

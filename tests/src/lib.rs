@@ -392,6 +392,24 @@ impl Deployment {
         Ok(Command::new(bin("triadctl")).args(args).env("TRIAD_CONFIG", self.plan.ctl_config_path()).output()?)
     }
 
+    /// `triadctl ARGS` as another person: a certificate for `name` with `role` is issued (once)
+    /// and a triadctl config written for it.
+    pub fn triadctl_as(&self, name: &str, role: &str, args: &[&str]) -> Result<Output> {
+        let certs = self.plan.certs_dir();
+        let config = self.dir().join(format!("triadctl-{name}.toml"));
+        if !config.exists() {
+            certs::issue(&certs, &certs, role, name, &[])?;
+            let ctl = CtlConfig {
+                controllers: self.plan.controllers.iter().map(|c| c.grpc_addr.clone()).collect(),
+                ca: certs::ca_cert_path(&certs),
+                cert: certs.join(format!("{name}.pem")),
+                key: certs.join(format!("{name}.key")),
+            };
+            std::fs::write(&config, toml::to_string(&ctl)?)?;
+        }
+        Ok(Command::new(bin("triadctl")).args(args).env("TRIAD_CONFIG", &config).output()?)
+    }
+
     /// Puts a user through the admin's client; returns the log index.
     pub async fn put_user(&self, name: &str, role: &str) -> Result<u64> {
         let r = self

@@ -15,11 +15,14 @@ use crate::config::{check_addr, check_name};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::raft::{read_audit, Committed};
-use crate::state::{Command, ControllerRecord, Response as Applied, Role};
+use crate::state::{Command, ControllerRecord, Response as Applied, Role, APPROVER_ROLES};
 
 /// How long `cluster add` waits for a learner to catch up (less than triadctl's 30 s timeout, so
 /// that the operator gets this explanation rather than a bare timeout).
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long a failover request waits for its second approver.
+const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Serves operators.
 pub struct ControlApi {
@@ -249,6 +252,23 @@ impl Control for ControlApi {
             Response::new(pb::StateReply {
                 answered_by: self.ctx.id,
                 stale,
+                approvals: s
+                    .approvals
+                    .values()
+                    .map(|a| pb::ApprovalRecord {
+                        id: a.id,
+                        cluster: a.cluster.clone(),
+                        to: a.to.clone(),
+                        reason: a.reason.clone(),
+                        accept_data_loss: a.accept_data_loss,
+                        attested_dead: a.attested_dead.clone(),
+                        requested_by: a.requested_by.clone(),
+                        requested_ms: a.requested_ms,
+                        expires_ms: a.expires_ms,
+                        approved_by: a.approved_by.clone().unwrap_or_default(),
+                        state: a.state.clone(),
+                    })
+                    .collect(),
                 last_applied: g.last_applied.map(|l| l.index).unwrap_or(0),
                 sites: s
                     .sites
@@ -413,6 +433,78 @@ impl Control for ControlApi {
         }
         .await;
         self.ctx.metrics.rpc("Control/Switchover", &result);
+        result
+    }
+
+    async fn request_failover(&self, req: Request<pb::FailoverRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &APPROVER_ROLES, "requesting a failover")?;
+            let r = req.into_inner();
+            check_name("--cluster", &r.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            check_name("--to", &r.to).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            for m in &r.attested_dead {
+                check_name("--attest-dead", m).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            }
+            if r.reason.trim().is_empty() {
+                return Err(Status::invalid_argument("--reason is required: the approver reads it"));
+            }
+            if !self.ctx.is_leader() {
+                return Err(not_leader(&self.ctx));
+            }
+            // Checked now so that the requester learns at once; checked again when approved.
+            let draft = crate::state::Approval {
+                id: 0,
+                cluster: r.cluster.clone(),
+                to: r.to.clone(),
+                reason: r.reason.clone(),
+                accept_data_loss: r.accept_data_loss,
+                attested_dead: r.attested_dead.clone(),
+                requested_by: caller.name.clone(),
+                requested_ms: 0,
+                expires_ms: 0,
+                approved_by: None,
+                state: "pending".into(),
+            };
+            crate::brain::manual::precheck(&self.ctx, &draft)
+                .map_err(|why| Status::failed_precondition(format!("failover refused: {why}")))?;
+            let command = Command::RequestFailover {
+                cluster: r.cluster,
+                to: r.to,
+                reason: r.reason.chars().take(300).collect(),
+                accept_data_loss: r.accept_data_loss,
+                attested_dead: r.attested_dead,
+                ttl_ms: APPROVAL_TTL.as_millis() as u64,
+            };
+            let (log_index, message) = self.propose(&caller, command).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/RequestFailover", &result);
+        result
+    }
+
+    async fn approve(&self, req: Request<pb::ApprovalRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &APPROVER_ROLES, "approving a failover")?;
+            let id = req.into_inner().id;
+            let (log_index, message) = self.propose(&caller, Command::Approve { id }).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/Approve", &result);
+        result
+    }
+
+    async fn cancel_approval(&self, req: Request<pb::ApprovalRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &APPROVER_ROLES, "cancelling a failover request")?;
+            let id = req.into_inner().id;
+            let command = Command::SetApprovalState { id, state: "cancelled".into() };
+            let (log_index, message) = self.propose(&caller, command).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/CancelApproval", &result);
         result
     }
 

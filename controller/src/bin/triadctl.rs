@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use triad_controller::ctl::{admin, certs, client, demo, status};
+use triad_controller::ctl::{admin, certs, client, demo, failover, status};
 use triad_controller::Error;
 
 /// Inspect and drive a Triad deployment.
@@ -55,6 +56,38 @@ enum Cmd {
         #[arg(long)]
         to: String,
     },
+    /// Request a manual failover of a cluster whose primary is lost, to MEMBER. Nothing happens
+    /// until a second person (another admin or noc identity) runs `triadctl approve ID`; the
+    /// request lapses after 10 minutes. Refused while the primary runs (use switchover). A target
+    /// outside the synchronous set (e.g. dr) needs --accept-data-loss, and the workflow records
+    /// the data-loss window; a voucher whose agent cannot be reached must be named in
+    /// --attest-dead (the approver vouches for that too).
+    Failover {
+        #[arg(long)]
+        cluster: String,
+        /// The member to promote.
+        #[arg(long)]
+        to: String,
+        /// Why (shown to the approver, kept in the audit log and the history).
+        #[arg(long)]
+        reason: String,
+        /// Promote a member that may lack acknowledged commits.
+        #[arg(long)]
+        accept_data_loss: bool,
+        /// Members attested dead or fenced (comma-separated), e.g. both sites of a lost city.
+        #[arg(long, value_delimiter = ',')]
+        attest_dead: Vec<String>,
+    },
+    /// Approve someone else's failover request, then follow it to its end.
+    Approve {
+        /// The request's id, as `triadctl failover` printed it (also in `triadctl status`).
+        id: u64,
+        /// How long to follow it, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Cancel a failover request that has not started.
+    Cancel { id: u64 },
     /// Where writers go: the cluster's committed primary and how to reach it. With --watch, a
     /// line for every change until Ctrl-C.
     Endpoint {
@@ -227,6 +260,14 @@ async fn run(args: Args) -> Result<(), Error> {
         Cmd::Switchover { cluster, to } => {
             println!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
         }
+        Cmd::Failover { cluster, to, reason, accept_data_loss, attest_dead } => {
+            let c = client(&args.config)?;
+            println!("{}", failover::request(&c, &cluster, &to, &reason, accept_data_loss, &attest_dead).await?)
+        }
+        Cmd::Approve { id, wait } => {
+            println!("{}", failover::approve(&client(&args.config)?, id, Duration::from_secs(wait)).await?)
+        }
+        Cmd::Cancel { id } => println!("{}", failover::cancel(&client(&args.config)?, id).await?),
         Cmd::Endpoint { cluster, watch, output } => {
             let c = client(&args.config)?;
             let show = |v: &admin::EndpointView| match output {

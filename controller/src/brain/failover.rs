@@ -144,8 +144,36 @@ pub fn judge(
     out
 }
 
+/// What a manual failover adds to the automatic one's steps.
+#[derive(Debug, Clone, Default)]
+pub struct Manual {
+    /// Recorded first: who requested, who approved, why.
+    pub approved: String,
+    /// Set when the target is outside the vouch set (DESIGN.md point 3): the vouchers whose agents
+    /// must accept the new epoch before the promote (those attested dead excluded); after them,
+    /// P(1+rho)+m more, for the last vouch any of them gave to end.
+    pub await_vouchers: Option<Vec<String>>,
+    /// The data-loss window it accepts, when the target is not synchronous.
+    pub data_loss: Option<String>,
+}
+
+/// The step that lists the vouchers a promote outside the vouch set waits for.
+const AWAIT_VOUCHERS: &str = "await-vouchers";
+
 /// Runs the failover of `name` from its primary to `to`, as `actor`; returns a summary.
 pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> Result<String, String> {
+    run_with(ctx, actor, name, to, why, None).await
+}
+
+/// [`run`], for a manual failover when `manual` is given.
+pub async fn run_with(
+    ctx: Arc<Ctx>,
+    actor: Actor,
+    name: String,
+    to: String,
+    why: String,
+    manual: Option<Manual>,
+) -> Result<String, String> {
     let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
     let from = c.primary.clone().ok_or("no primary recorded")?;
     let from_agent = c.members.get(&from).map(|m| m.agent.clone()).ok_or("the primary is not a member")?;
@@ -159,6 +187,12 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: Str
     .await?;
     let wf = cluster(&ctx, &name).and_then(|c| c.workflow).ok_or("the workflow was not recorded")?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
+    if let Some(m) = &manual {
+        propose(&ctx, &actor, step("approved", m.approved.clone())).await?;
+        if let Some(loss) = &m.data_loss {
+            propose(&ctx, &actor, step("data-loss-window", loss.clone())).await?;
+        }
+    }
     propose(&ctx, &actor, step("detected", why)).await?;
 
     // Point 4: every lease the old primary could hold must have ended, unless its own agent
@@ -190,6 +224,10 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: Str
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Recorded before the epoch, so that a new leader finishing this workflow waits as well.
+    if let Some(list) = manual.as_ref().and_then(|m| m.await_vouchers.as_ref()) {
+        propose(&ctx, &actor, step(AWAIT_VOUCHERS, list.join(","))).await?;
+    }
     // Point 1: the new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
     finish(ctx, actor, wf, started).await
@@ -202,6 +240,10 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
     let to_agent = c.members.get(&w.to).map(|m| m.agent.clone()).ok_or("the target is not a member")?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
+    if let Some(list) = w.steps.iter().find(|s| s.name == AWAIT_VOUCHERS).map(|s| s.note.clone()) {
+        let waited = await_vouchers(&ctx, &c, &list).await?;
+        propose(&ctx, &actor, step("vouchers-acked", waited)).await?;
+    }
     let t = Instant::now();
     let promote = command(&w.cluster, c.epoch, c.epoch_index, agent_command::Kind::Promote(Default::default()));
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
@@ -226,6 +268,45 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     tracing::warn!(cluster = %w.cluster, "failover {outcome}");
     Ok(outcome)
+}
+
+/// Point 3, for a promote outside the vouch set: every listed voucher's agent reports the new
+/// epoch (so it vouches no more), then P(1+rho)+m passes (so any vouch it gave has ended).
+/// Waits as long as it takes: promoting without it could leave a vouched primary writing.
+async fn await_vouchers(ctx: &Ctx, c: &DbCluster, list: &str) -> Result<String, String> {
+    let t = Instant::now();
+    let members: Vec<&str> = list.split(',').filter(|m| !m.is_empty()).collect();
+    let mut logged = Instant::now() - Duration::from_secs(60);
+    loop {
+        if !ctx.is_leader() {
+            return Err("no longer the leader".into());
+        }
+        let behind: Vec<&str> = members
+            .iter()
+            .copied()
+            .filter(|m| {
+                let agent = c.members.get(*m).map(|x| x.agent.as_str()).unwrap_or_default();
+                let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+                !ctx.obs.fresh_db(agent, fresh).is_some_and(|d| d.agent_epoch >= c.epoch && !d.epoch_unknown)
+            })
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        if logged.elapsed() > Duration::from_secs(10) {
+            tracing::error!(cluster = %c.name, waiting_for = ?behind, "the promote waits for the vouchers to accept epoch {}", c.epoch);
+            logged = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked = t.elapsed();
+    tokio::time::sleep(ctx.cfg.lease.expiry()).await;
+    Ok(format!(
+        "[{list}] at epoch {} after {} ms; then waited {} ms for their last vouch to end",
+        c.epoch,
+        acked.as_millis(),
+        ctx.cfg.lease.expiry().as_millis()
+    ))
 }
 
 /// The brain's step: judge, record a changed verdict, start a failover when one is due.

@@ -6,6 +6,7 @@ mod commands;
 mod failover;
 pub mod lease;
 mod liveness;
+pub mod manual;
 mod observations;
 mod rejoin;
 pub mod switchover;
@@ -122,6 +123,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         // from yet is not thereby lost.
         if since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4 {
             failover::tick(&ctx, &mut primary_down_since);
+            manual::tick(&ctx);
             rejoin::tick(&ctx);
         }
         let mut todo = Vec::new();

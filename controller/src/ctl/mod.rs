@@ -5,6 +5,7 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod demo;
+pub mod failover;
 pub mod local;
 pub mod postgres;
 pub mod status;

@@ -121,6 +121,25 @@ pub struct StatusView {
     /// Site name → description.
     pub sites: BTreeMap<String, String>,
     pub lease: LeaseView,
+    /// Manual failover requests, newest last.
+    pub approvals: Vec<ApprovalView>,
+}
+
+/// A manual failover request and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalView {
+    pub id: u64,
+    pub cluster: String,
+    pub to: String,
+    pub reason: String,
+    pub accept_data_loss: bool,
+    pub attested_dead: Vec<String>,
+    pub requested_by: String,
+    pub requested_ms: u64,
+    pub expires_ms: u64,
+    pub approved_by: String,
+    /// `pending`, `approved`, `started`, `cancelled`, `expired`, or the outcome.
+    pub state: String,
 }
 
 /// Gathers status from the controllers.
@@ -264,6 +283,23 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             .lease
             .map(|l| LeaseView { period_ms: l.period_ms, clock_drift: l.clock_drift, margin_ms: l.margin_ms })
             .unwrap_or_default(),
+        approvals: state
+            .approvals
+            .iter()
+            .map(|a| ApprovalView {
+                id: a.id,
+                cluster: a.cluster.clone(),
+                to: a.to.clone(),
+                reason: a.reason.clone(),
+                accept_data_loss: a.accept_data_loss,
+                attested_dead: a.attested_dead.clone(),
+                requested_by: a.requested_by.clone(),
+                requested_ms: a.requested_ms,
+                expires_ms: a.expires_ms,
+                approved_by: a.approved_by.clone(),
+                state: a.state.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -457,6 +493,37 @@ pub fn render(v: &StatusView) -> String {
             if m.fenced_ms > 0 {
                 out.push_str(&format!("      {}: FENCED {}: {}\n", m.name, ago(m.fenced_ms), m.fenced_reason));
             }
+        }
+    }
+    let now = crate::context::now_ms();
+    let open: Vec<&ApprovalView> = v
+        .approvals
+        .iter()
+        .filter(|a| matches!(a.state.as_str(), "approved" | "started") || (a.state == "pending" && now < a.expires_ms))
+        .collect();
+    if !open.is_empty() {
+        out.push_str("\nFAILOVER REQUESTS (a second person approves: triadctl approve ID)\n");
+        for a in open {
+            let loss = if a.accept_data_loss { ", ACCEPTS DATA LOSS" } else { "" };
+            let dead = if a.attested_dead.is_empty() {
+                String::new()
+            } else {
+                format!(", attests dead: {}", a.attested_dead.join(", "))
+            };
+            let when = if a.state == "pending" {
+                format!("pending, lapses in {} s", a.expires_ms.saturating_sub(now) / 1000)
+            } else {
+                format!("{} (approved by {})", a.state, a.approved_by)
+            };
+            out.push_str(&format!(
+                "  {}  {} to {}{loss}{dead}: requested by {} {}: \"{}\"; {when}\n",
+                a.id,
+                a.cluster,
+                a.to,
+                a.requested_by,
+                ago(a.requested_ms),
+                a.reason
+            ));
         }
     }
     if !v.users.is_empty() {

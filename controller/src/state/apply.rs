@@ -330,6 +330,15 @@ impl State {
                 }
                 (what, Ok("finished".into()))
             }
+            Command::RequestFailover { cluster, to, reason, accept_data_loss, attested_dead, ttl_ms } => {
+                let what = format!("request failover of {cluster} to {to}");
+                let r = self.request_failover(p, (cluster, to, reason), *accept_data_loss, attested_dead, *ttl_ms);
+                (what, r)
+            }
+            Command::Approve { id } => (format!("approve request {id}"), self.approve(p, *id)),
+            Command::SetApprovalState { id, state } => {
+                (format!("request {id}: {state}"), self.set_approval_state(*id, state))
+            }
             // Handled in `apply` before reaching here.
             Command::Batch(_) => ("batch".into(), Err("nested batch".into())),
         }

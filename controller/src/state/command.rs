@@ -82,6 +82,19 @@ pub enum Command {
     /// The leader's judgement of whether automatic failover could happen now (empty: it could),
     /// recorded when it changes.
     SetFailoverBlocked { cluster: String, reason: String },
+    /// Ask for a manual failover of `cluster` to `to`; it waits for a second person's approval.
+    RequestFailover {
+        cluster: String,
+        to: String,
+        reason: String,
+        accept_data_loss: bool,
+        attested_dead: Vec<String>,
+        ttl_ms: u64,
+    },
+    /// A second person approves request `id`.
+    Approve { id: u64 },
+    /// A request cancelled, claimed by the leader (`started`), or ended with its outcome.
+    SetApprovalState { id: u64, state: String },
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited

@@ -6,6 +6,7 @@
 //! disk by the state-machine store, so that memory stays bounded however long the history grows.
 
 mod apply;
+mod approvals;
 mod command;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use approvals::{is_open, Approval, APPROVER_ROLES};
 pub use command::{Actor, Command, Proposal, Response, Seed};
 
 /// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
@@ -240,6 +242,11 @@ pub struct State {
     /// Workflows, by id (bounded: finished ones beyond the newest 1000 are dropped).
     pub workflows: BTreeMap<u64, Workflow>,
     pub last_workflow_id: u64,
+    /// Operations waiting for (or carried out after) a second approver, by id (the newest 200).
+    #[serde(default)]
+    pub approvals: BTreeMap<u64, Approval>,
+    #[serde(default)]
+    pub last_approval_id: u64,
 }
 
 impl State {

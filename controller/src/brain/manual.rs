@@ -1,0 +1,150 @@
+//! Manual failover: carried out by the leader once a second person approved the request
+//! (`triadctl failover`, then `triadctl approve`). The same workflow as the automatic failover —
+//! the old primary's leases waited out, the epoch first, the promote under a lease — with what an
+//! operator's decision adds:
+//! - it is refused while the primary runs and is reachable (that is a switchover's job);
+//! - the target may be outside the synchronous set (`dr`) only if the request accepts the data
+//!   loss, and the workflow records the data-loss window it accepts, as measured;
+//! - a target outside the vouch set promotes only after every voucher's agent accepted the new
+//!   epoch, plus P(1+rho)+m (DESIGN.md point 3). A voucher whose agent cannot be reached must be
+//!   attested dead or fenced by the request (e.g. a whole city lost), or the request is refused:
+//!   the old primary might still be writing on its vouch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::failover::{run_with, Manual};
+use super::switchover::{cluster, propose};
+use crate::context::Ctx;
+use crate::state::{Actor, Approval, Command, Role};
+
+/// Everything the leader checks before it acts on an approved request (and already when it is
+/// requested, so that an operator learns at once); the manual steps to add.
+pub fn precheck(ctx: &Ctx, a: &Approval) -> Result<(String, Manual), String> {
+    let c = cluster(ctx, &a.cluster).ok_or_else(|| format!("no cluster `{}`", a.cluster))?;
+    let from = c.primary.clone().ok_or("no primary is recorded")?;
+    if from == a.to {
+        return Err(format!("`{}` is the primary already", a.to));
+    }
+    let obs = ctx.obs.snapshot();
+    let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms).max(Duration::from_millis(500));
+    let agent_of = |m: &str| c.members.get(m).map(|x| x.agent.clone()).unwrap_or_default();
+    let report = |m: &str| obs.get(&agent_of(m)).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone());
+    // The primary must be lost (its agent silent, or its server confirmed stopped).
+    let why = match report(&from) {
+        Some(d) if d.up => {
+            return Err(format!("the primary `{from}` is running and its agent answers: use `triadctl switchover`"))
+        }
+        Some(d) if d.stopped => format!("`{from}`'s agent reports its server stopped"),
+        Some(_) => format!("`{from}` does not answer its agent"),
+        None => format!("`{from}`'s agent is silent"),
+    };
+    let target = report(&a.to).ok_or_else(|| format!("`{}`'s agent is silent", a.to))?;
+    if !(target.up && target.role == "standby") {
+        return Err(format!("`{}` is not a running standby", a.to));
+    }
+    if target.epoch_unknown || target.agent_epoch != c.epoch {
+        return Err(format!("`{}`'s agent is not at epoch {}", a.to, c.epoch));
+    }
+    let data_loss = if c.synchronous.contains(&a.to) {
+        None
+    } else if !a.accept_data_loss {
+        return Err(format!("`{}` is not synchronous and the request does not accept data loss", a.to));
+    } else {
+        Some(loss_window(&from, &a.to, obs.get(&agent_of(&from)).and_then(|o| o.db.as_ref()), &target))
+    };
+    let await_vouchers = if c.vouch.contains(&a.to) {
+        None
+    } else {
+        let mut list = Vec::new();
+        for v in c.vouch.iter().filter(|v| !a.attested_dead.contains(v)) {
+            let reachable = report(v).is_some_and(|d| !d.epoch_unknown && d.agent_epoch == c.epoch);
+            if !reachable {
+                return Err(format!(
+                    "`{v}` vouches for `{from}` and its agent cannot be reached: `{from}` may still be writing on its \
+                     vouch. Bring `{v}`'s agent back, or request again attesting `{v}` dead or fenced"
+                ));
+            }
+            list.push(v.clone());
+        }
+        Some(list)
+    };
+    let approved = format!(
+        "requested by {} ({}), approved by {}{}",
+        a.requested_by,
+        a.reason,
+        a.approved_by.clone().unwrap_or_default(),
+        if a.attested_dead.is_empty() {
+            String::new()
+        } else {
+            format!("; attested dead: {}", a.attested_dead.join(", "))
+        }
+    );
+    Ok((why, Manual { approved, await_vouchers, data_loss }))
+}
+
+/// What promoting `to` may lose, from the last reports of both: WAL bytes and canary rows.
+fn loss_window(
+    from: &str,
+    to: &str,
+    last: Option<&triad_proto::v1::DbStatus>,
+    target: &triad_proto::v1::DbStatus,
+) -> String {
+    match last {
+        Some(p) => format!(
+            "up to {} bytes of WAL: `{from}` last reported position {} and canary {} (at {} ms since the epoch); \
+             `{to}` has position {} and canary {}",
+            p.wal_lsn.saturating_sub(target.wal_lsn),
+            p.wal_lsn,
+            p.canary_seq,
+            p.observed_ms,
+            target.wal_lsn,
+            target.canary_seq
+        ),
+        None => format!("unknown: this leader never heard from `{from}`; `{to}` has position {}", target.wal_lsn),
+    }
+}
+
+/// The brain's step: carries out each approved request once.
+pub fn tick(ctx: &Arc<Ctx>) {
+    let approved: Vec<Approval> = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        g.state.approvals.values().filter(|a| a.state == "approved").cloned().collect()
+    };
+    for a in approved {
+        // The cluster's key, as every workflow task holds it: recovery leaves running ones alone.
+        let key = a.cluster.clone();
+        if !ctx.running.lock().expect("running lock poisoned").insert(key.clone()) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let system = Actor::system(ctx.id);
+            // Claimed first: a new leader never runs it again.
+            let claimed = propose(&ctx, &system, Command::SetApprovalState { id: a.id, state: "started".into() }).await;
+            if claimed.is_ok() {
+                let outcome = match precheck(&ctx, &a) {
+                    Err(why) => format!("refused: {why}"),
+                    Ok((why, manual)) => {
+                        let by = a.approved_by.clone().unwrap_or_default();
+                        let actor = Actor {
+                            name: format!("{} + {by}", a.requested_by),
+                            role: Role::System,
+                            origin: format!("request {}", a.id),
+                        };
+                        tracing::warn!(cluster = %a.cluster, to = %a.to, "manual failover approved by {by}");
+                        match run_with(ctx.clone(), actor, a.cluster.clone(), a.to.clone(), why, Some(manual)).await {
+                            Ok(o) => o,
+                            Err(e) => format!("failed: {e}"),
+                        }
+                    }
+                };
+                let cmd = Command::SetApprovalState { id: a.id, state: outcome };
+                if let Err(e) = propose(&ctx, &system, cmd).await {
+                    tracing::warn!(id = a.id, "recording the outcome of request {}: {e}", a.id);
+                }
+            }
+            ctx.running.lock().expect("running lock poisoned").remove(&key);
+        });
+    }
+}

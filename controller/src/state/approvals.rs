@@ -1,0 +1,223 @@
+//! Operations that need a second person (DESIGN.md, "Security": manual failover, failover to
+//! `dr`): one operator requests, a different one approves, and only then does the leader act.
+//! Requests and approvals are replicated like everything else, so a leader change neither loses
+//! an approval nor runs an approved operation twice.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Proposal, Role, State};
+
+/// A manual failover waiting for, or carried out after, its second approver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: u64,
+    pub cluster: String,
+    /// The member to promote.
+    pub to: String,
+    /// Why, as the requester wrote it.
+    pub reason: String,
+    /// The requester accepts losing acknowledged commits: the target is not in the synchronous
+    /// set, and the data-loss window is measured and reported.
+    pub accept_data_loss: bool,
+    /// Members the requester attests are dead or fenced (their agents cannot be reached to
+    /// acknowledge the new epoch, e.g. a whole city lost).
+    pub attested_dead: Vec<String>,
+    pub requested_by: String,
+    pub requested_ms: u64,
+    /// A request not approved by then lapses.
+    pub expires_ms: u64,
+    pub approved_by: Option<String>,
+    /// `pending`, `approved`, `started`, `cancelled`, or the outcome (`completed: ...`,
+    /// `refused: ...`, `failed: ...`).
+    pub state: String,
+}
+
+/// Roles that may request or approve a manual failover.
+pub const APPROVER_ROLES: [Role; 2] = [Role::Admin, Role::Noc];
+
+impl State {
+    /// A manual failover request: checked against the state, recorded as `pending`.
+    pub(super) fn request_failover(
+        &mut self,
+        p: &Proposal,
+        (cluster, to, reason): (&str, &str, &str),
+        accept_data_loss: bool,
+        attested_dead: &[String],
+        ttl_ms: u64,
+    ) -> Result<String, String> {
+        if !APPROVER_ROLES.contains(&p.actor.role) {
+            return Err(format!("role `{}` may not request a failover", p.actor.role));
+        }
+        let c = self.clusters.get(cluster).ok_or_else(|| format!("no cluster named `{cluster}`"))?;
+        if c.epoch == 0 {
+            return Err(format!("cluster `{cluster}` is not adopted yet"));
+        }
+        if !c.members.contains_key(to) || c.primary.as_deref() == Some(to) {
+            return Err(format!("`{to}` is not a standby of `{cluster}`"));
+        }
+        if let Some(m) = attested_dead.iter().find(|m| !c.members.contains_key(*m) || *m == to) {
+            return Err(format!("`{m}` cannot be attested dead: it is not another member of `{cluster}`"));
+        }
+        if !c.synchronous.contains(to) && !accept_data_loss {
+            return Err(format!(
+                "`{to}` is not a synchronous standby: it may lack acknowledged commits; request again accepting \
+                 the data loss if that is the decision"
+            ));
+        }
+        if let Some(open) = self.approvals.values().find(|a| a.cluster == cluster && is_open(a, p.at_ms)) {
+            return Err(format!("request {} on `{cluster}` is still {}", open.id, open.state));
+        }
+        self.last_approval_id += 1;
+        let id = self.last_approval_id;
+        self.approvals.insert(
+            id,
+            Approval {
+                id,
+                cluster: cluster.to_string(),
+                to: to.to_string(),
+                reason: reason.to_string(),
+                accept_data_loss,
+                attested_dead: attested_dead.to_vec(),
+                requested_by: p.actor.name.clone(),
+                requested_ms: p.at_ms,
+                expires_ms: p.at_ms + ttl_ms,
+                approved_by: None,
+                state: "pending".into(),
+            },
+        );
+        // Bounded history: the newest 200 requests.
+        while self.approvals.len() > 200 {
+            let Some(oldest) = self.approvals.keys().next().copied() else { break };
+            self.approvals.remove(&oldest);
+        }
+        Ok(format!("request {id}"))
+    }
+
+    /// The second person's approval: another identity, before the request lapses.
+    pub(super) fn approve(&mut self, p: &Proposal, id: u64) -> Result<String, String> {
+        if !APPROVER_ROLES.contains(&p.actor.role) {
+            return Err(format!("role `{}` may not approve a failover", p.actor.role));
+        }
+        let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
+        if a.state != "pending" {
+            return Err(format!("request {id} is {}, not pending", a.state));
+        }
+        if p.at_ms >= a.expires_ms {
+            a.state = "expired".into();
+            return Err(format!("request {id} expired; request again"));
+        }
+        if a.requested_by == p.actor.name {
+            return Err(format!("`{}` requested {id}: a second person must approve it", p.actor.name));
+        }
+        a.approved_by = Some(p.actor.name.clone());
+        a.state = "approved".into();
+        Ok(format!("request {id} approved"))
+    }
+
+    /// Cancelling (anyone allowed to approve), or the leader recording how far it got.
+    pub(super) fn set_approval_state(&mut self, id: u64, state: &str) -> Result<String, String> {
+        let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
+        let allowed = match state {
+            "cancelled" => a.state == "pending" || a.state == "approved",
+            // Claimed once: a new leader does not run it again (the workflow it started is
+            // recovered like any other).
+            "started" => a.state == "approved",
+            _ => a.state == "started" || a.state == "approved",
+        };
+        if !allowed {
+            return Err(format!("request {id} is {}; it cannot become {state}", a.state));
+        }
+        a.state = state.to_string();
+        Ok(format!("request {id} {state}"))
+    }
+}
+
+/// Pending or under way (not lapsed, not ended).
+pub fn is_open(a: &Approval, now_ms: u64) -> bool {
+    match a.state.as_str() {
+        "pending" => now_ms < a.expires_ms,
+        "approved" | "started" => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::state::{Actor, Command, DbCluster, DbMember, Response};
+
+    fn as_(name: &str, role: Role, at_ms: u64, command: Command) -> Proposal {
+        Proposal { at_ms, actor: Actor { name: name.into(), role, origin: "test".into() }, command }
+    }
+
+    fn state() -> State {
+        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
+            .iter()
+            .map(|m| {
+                let d = DbMember {
+                    name: m.to_string(),
+                    site: m.to_string(),
+                    agent: m.to_string(),
+                    endpoint: String::new(),
+                };
+                (m.to_string(), d)
+            })
+            .collect();
+        let mut c = DbCluster::new("customs", members);
+        (c.epoch, c.primary) = (1, Some("dc".into()));
+        c.synchronous.insert("ndc".into());
+        let mut s = State::default();
+        s.clusters.insert("customs".into(), c);
+        s
+    }
+
+    fn request(to: &str, accept: bool) -> Command {
+        Command::RequestFailover {
+            cluster: "customs".into(),
+            to: to.into(),
+            reason: "test".into(),
+            accept_data_loss: accept,
+            attested_dead: vec![],
+            ttl_ms: 1000,
+        }
+    }
+
+    fn apply(s: &mut State, p: Proposal) -> Response {
+        s.apply(1, &p, &mut Vec::new())
+    }
+
+    #[test]
+    fn a_request_needs_a_second_person_before_it_lapses() {
+        let mut s = state();
+        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.contains(what));
+        assert!(refused(apply(&mut s, as_("sam", Role::Soc, 1, request("ndc", false))), "may not request"));
+        assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, request("dr", false))), "not a synchronous"));
+        assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, request("dc", false))), "not a standby"));
+        assert_eq!(
+            apply(&mut s, as_("alice", Role::Admin, 10, request("ndc", false))),
+            Response::Ok("request 1".into())
+        );
+        assert!(refused(apply(&mut s, as_("carol", Role::Admin, 11, request("dr", true))), "still pending"));
+        let approve = |who: &str, role, at| as_(who, role, at, Command::Approve { id: 1 });
+        assert!(refused(apply(&mut s, approve("alice", Role::Admin, 20)), "second person"));
+        assert!(refused(apply(&mut s, approve("sam", Role::Soc, 20)), "may not approve"));
+        assert!(matches!(apply(&mut s, approve("bob", Role::Noc, 30)), Response::Ok(_)));
+        assert_eq!(s.approvals[&1].approved_by.as_deref(), Some("bob"));
+        // Claimed once; a second claim (a new leader) is refused.
+        let claim =
+            || as_("controller-1", Role::System, 40, Command::SetApprovalState { id: 1, state: "started".into() });
+        assert!(matches!(apply(&mut s, claim()), Response::Ok(_)));
+        assert!(refused(apply(&mut s, claim()), "cannot become started"));
+
+        let done =
+            as_("controller-1", Role::System, 45, Command::SetApprovalState { id: 1, state: "completed".into() });
+        assert!(matches!(apply(&mut s, done), Response::Ok(_)));
+        // Another one lapses unapproved.
+        assert_eq!(apply(&mut s, as_("alice", Role::Admin, 50, request("dr", true))), Response::Ok("request 2".into()));
+        let late = as_("bob", Role::Noc, 50 + 1000, Command::Approve { id: 2 });
+        assert!(refused(apply(&mut s, late), "expired"));
+        assert_eq!(s.approvals[&2].state, "expired");
+    }
+}

@@ -1,0 +1,163 @@
+//! Manual failover on real PostgreSQL (DESIGN.md, "Security": dangerous operations need a second
+//! approver): one operator requests, another approves, then the leader carries it out with the
+//! automatic failover's safety (leases waited out, epoch first) plus what the decision adds.
+//!
+//! - Refused while the primary runs; a target outside the synchronous set refused unless the data
+//!   loss is accepted; the requester cannot approve; with automatic failover off and dc lost, a
+//!   second person's approval promotes ndc with nothing lost.
+//! - Both sites of the city lost (dc, and ndc's agent and database): promoting dr needs the loss
+//!   accepted and the unreachable voucher attested dead; the workflow reports its data-loss window.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use triad_tests::workload::{checker, kill_postgres, writer};
+use triad_tests::{wait_for, Deployment};
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The request id `triadctl failover` printed.
+fn request_id(out: &std::process::Output) -> Result<String> {
+    let t = text(out);
+    ensure!(out.status.success(), "failover request failed: {t}");
+    let id = t.split("request ").nth(1).and_then(|r| r.split(',').next()).map(|s| s.trim().to_string());
+    id.filter(|i| i.parse::<u64>().is_ok()).ok_or_else(|| anyhow::anyhow!("no request id in: {t}"))
+}
+
+async fn ready(d: &Deployment) -> Result<()> {
+    wait_for("dc primary under lease, ndc synchronous", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
+        (c.epoch == 1 && c.synchronous == ["ndc"] && dc.lease_remaining_ms > 0).then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.tune_controllers(|c| c.failover.automatic = false)?;
+    d.start_all().await?;
+    ready(&d).await?;
+    let failover = ["failover", "--cluster", "customs", "--to", "ndc", "--reason", "dc lost (test)"];
+
+    // Refused while dc runs and its agent answers.
+    let out = d.triadctl(&failover)?;
+    ensure!(!out.status.success() && text(&out).contains("use `triadctl switchover`"), "{}", text(&out));
+
+    let pg = d.pg.as_ref().unwrap();
+    let conninfos: Vec<String> =
+        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let dc_data = pg.member("dc")?.dir.join("data");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
+    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
+    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
+        .await?;
+
+    // dc's site is lost; automatic failover is off, so nothing happens on its own.
+    d.kill("agent-dc")?;
+    kill_postgres(&dc_data)?;
+    d.kill("controller-1")?;
+    // dr is not synchronous: refused unless the loss is accepted.
+    let out = wait_for("the leader to see dc lost", Duration::from_secs(15), || async {
+        let out = d.triadctl(&["failover", "--cluster", "customs", "--to", "dr", "--reason", "t"]).ok()?;
+        (!text(&out).contains("is running")).then_some(out)
+    })
+    .await?;
+    ensure!(!out.status.success() && text(&out).contains("is not synchronous"), "{}", text(&out));
+    let v = d.status().await?;
+    ensure!(v.cluster_state["customs"].epoch == 1, "something failed over on its own");
+
+    let out = d.triadctl(&failover)?;
+    let id = request_id(&out)?;
+    let table = text(&d.triadctl(&["status"])?);
+    ensure!(table.contains("FAILOVER REQUESTS") && table.contains("pending"), "{table}");
+    // The requester cannot approve their own request.
+    let out = d.triadctl(&["approve", &id])?;
+    ensure!(!out.status.success() && text(&out).contains("a second person"), "{}", text(&out));
+    // Someone without a say cannot either.
+    let out = d.triadctl_as("sam", "soc", &["approve", &id])?;
+    ensure!(!out.status.success() && text(&out).contains("approving a failover needs"), "{}", text(&out));
+    let out = d.triadctl_as("bob", "noc", &["approve", &id])?;
+    ensure!(out.status.success() && text(&out).contains("completed: ndc is primary at epoch 2"), "{}", text(&out));
+
+    let mid = acked.lock().unwrap().len();
+    wait_for("writes on ndc", Duration::from_secs(15), || async {
+        (acked.lock().unwrap().len() > mid + 50).then_some(())
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    w.await?;
+    ensure!(c.await? <= 1, "two members were writable at the same moment");
+    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
+    let client = d.pg_connect("ndc").await?;
+    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    ensure!(missing == 0, "{missing} of {} acknowledged writes missing on ndc", acked.len());
+
+    let history: serde_json::Value =
+        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
+    let f = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "failover").cloned()).unwrap_or_default();
+    let steps: Vec<&str> =
+        f["steps"].as_array().map(|s| s.iter().filter_map(|x| x[0].as_str()).collect()).unwrap_or_default();
+    ensure!(steps.starts_with(&["approved", "detected", "lease-ended", "promoted"]), "{history}");
+    ensure!(f["requested_by"].as_str().is_some_and(|r| r.contains("admin") && r.contains("bob")), "{history}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_city_lost_dr_is_promoted_with_the_data_loss_window_reported() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    ready(&d).await?;
+    let pg = d.pg.as_ref().unwrap();
+    let (dc_data, ndc_data) = (pg.member("dc")?.dir.join("data"), pg.member("ndc")?.dir.join("data"));
+
+    // dc's site and ndc's host are lost (ndc's controller survives, so two voters of three
+    // remain; with five voters and witnesses the same holds when both controllers go).
+    d.kill("agent-dc")?;
+    kill_postgres(&dc_data)?;
+    d.kill("controller-1")?;
+    d.kill("agent-ndc")?;
+    kill_postgres(&ndc_data)?;
+    let dr = ["failover", "--cluster", "customs", "--to", "dr", "--reason", "city lost", "--accept-data-loss"];
+    // ndc vouched for dc and cannot be asked to stop: refused unless attested dead.
+    let out = wait_for("the leader to see dc lost", Duration::from_secs(15), || async {
+        let out = d.triadctl(&dr).ok()?;
+        (!text(&out).contains("is running")).then_some(out)
+    })
+    .await?;
+    ensure!(!out.status.success() && text(&out).contains("attesting `ndc` dead"), "{}", text(&out));
+    let mut attested = dr.to_vec();
+    attested.extend(["--attest-dead", "dc,ndc"]);
+    let id = request_id(&d.triadctl(&attested)?)?;
+    let out = d.triadctl_as("bob", "admin", &["approve", &id])?;
+    ensure!(out.status.success() && text(&out).contains("completed: dr is primary at epoch 2"), "{}", text(&out));
+    let client = d.pg_connect("dr").await?;
+    let row = client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await?;
+    ensure!(row.get::<_, bool>(0), "dr is not writable");
+
+    let history: serde_json::Value =
+        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
+    let f = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "failover").cloned()).unwrap_or_default();
+    let step = |name: &str| {
+        f["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x[0] == name))
+            .map(|x| x[2].as_str().unwrap_or("").to_string())
+    };
+    let loss = step("data-loss-window").unwrap_or_default();
+    ensure!(loss.starts_with("up to ") && loss.contains("bytes of WAL"), "{history}");
+    let vouchers = step("vouchers-acked").unwrap_or_default();
+    ensure!(vouchers.contains("waited") && vouchers.contains("last vouch"), "{history}");
+    eprintln!("data-loss window: {loss}");
+    Ok(())
+}
