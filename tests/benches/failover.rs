@@ -36,8 +36,7 @@ async fn run() -> Result<()> {
     })
     .await?;
     let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     let data = |m: &str| pg.member(m).map(|m| m.dir.join("data"));
     let (dc_data, ndc_data) = (data("dc")?, data("ndc")?);
     let stop = Arc::new(AtomicBool::new(false));

@@ -27,9 +27,7 @@ async fn run() -> Result<()> {
         (v.cluster_state.get("customs")?.synchronous == ["ndc"]).then_some(())
     })
     .await?;
-    let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(Mutex::new(Vec::new()));
     let w = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));

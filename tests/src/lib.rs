@@ -142,6 +142,23 @@ impl Deployment {
         Ok(d)
     }
 
+    /// Connection strings of the members `dc`, `ndc`, `dr` (database `customs`), in that order.
+    pub fn conninfos(&self) -> Result<Vec<String>> {
+        let pg = self.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL here"))?;
+        Ok(["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?)
+    }
+
+    /// Waits until `member` holds every id in `acked` (its replication may trail a moment).
+    pub async fn wait_holds_all(&self, member: &str, acked: &[i64], timeout: Duration) -> Result<()> {
+        let client = self.pg_connect(member).await?;
+        wait_for(&format!("{member} to hold every acknowledged write"), timeout, || async {
+            let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
+            let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+            acked.iter().all(|id| have.contains(id)).then_some(())
+        })
+        .await
+    }
+
     /// A client connection to a PostgreSQL member's database `customs`.
     pub async fn pg_connect(&self, member: &str) -> Result<tokio_postgres::Client> {
         let m = self.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL here"))?.member(member)?;

@@ -14,8 +14,6 @@ use anyhow::{ensure, Result};
 use triad_tests::workload::{checker, kill_postgres, writer};
 use triad_tests::{wait_for, Deployment};
 
-const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
-
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
@@ -33,8 +31,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     ensure!(table.contains("automatic failover: ready") && table.contains("lease P 1500 ms"), "{table}");
 
     let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        MEMBERS.iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     let dc_data = pg.member("dc")?.dir.join("data");
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -102,13 +99,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     ensure!(worst <= 1, "{worst} members were writable at the same moment");
     let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
     for member in ["ndc", "dc"] {
-        let client = d.pg_connect(member).await?;
-        wait_for(&format!("{member} to hold every acknowledged write"), Duration::from_secs(15), || async {
-            let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
-            let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-            acked.iter().all(|id| have.contains(id)).then_some(())
-        })
-        .await?;
+        d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
     }
     eprintln!("{} acknowledged writes, none lost", acked.len());
 

@@ -27,9 +27,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     .await?;
     let (period, expiry) = (v.lease.period_ms, v.lease.period_ms + v.lease.margin_ms + v.lease.period_ms / 100);
 
-    let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let w = tokio::spawn(single_writer(conninfos[0].clone(), stop.clone(), seen.clone()));

@@ -30,13 +30,18 @@ fn request_id(out: &std::process::Output) -> Result<String> {
 }
 
 async fn ready(d: &Deployment) -> Result<()> {
-    wait_for("dc primary under lease, ndc synchronous", Duration::from_secs(30), || async {
+    let r = wait_for("dc primary under lease, ndc synchronous", Duration::from_secs(30), || async {
         let v = d.status().await.ok()?;
         let c = v.cluster_state.get("customs")?;
         let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
         (c.epoch == 1 && c.synchronous == ["ndc"] && dc.lease_remaining_ms > 0).then_some(())
     })
-    .await
+    .await;
+    if r.is_err() {
+        eprintln!("{}", text(&d.triadctl(&["status"])?));
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
+    r
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,8 +57,7 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
     ensure!(!out.status.success() && text(&out).contains("use `triadctl switchover`"), "{}", text(&out));
 
     let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     let dc_data = pg.member("dc")?.dir.join("data");
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -129,12 +133,14 @@ async fn the_city_lost_dr_is_promoted_with_the_data_loss_window_reported() -> Re
     d.kill("agent-ndc")?;
     kill_postgres(&ndc_data)?;
     let dr = ["failover", "--cluster", "customs", "--to", "dr", "--reason", "city lost", "--accept-data-loss"];
-    // ndc vouched for dc and cannot be asked to stop: refused unless attested dead.
-    let out = wait_for("the leader to see dc lost", Duration::from_secs(15), || async {
-        let out = d.triadctl(&dr).ok()?;
-        (!text(&out).contains("is running")).then_some(out)
+    // Once the leader has recorded both agents down (not merely a heartbeat late)...
+    wait_for("dc's and ndc's agents recorded down", Duration::from_secs(20), || async {
+        let v = d.status().await.ok()?;
+        v.clusters["customs"].iter().filter(|m| m.name != "dr").all(|m| !m.agent_up).then_some(())
     })
     .await?;
+    // ...ndc, which vouched for dc and cannot be asked to stop, makes it refused unless attested dead.
+    let out = d.triadctl(&dr)?;
     ensure!(!out.status.success() && text(&out).contains("attesting `ndc` dead"), "{}", text(&out));
     let mut attested = dr.to_vec();
     attested.extend(["--attest-dead", "dc,ndc"]);

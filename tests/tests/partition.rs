@@ -28,9 +28,7 @@ async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
             .then_some(v)
     })
     .await?;
-    let pg = d.pg.as_ref().expect("with PostgreSQL");
-    let conninfos =
-        ["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
     Ok((d, conninfos, v.lease.period_ms))
 }
 
@@ -180,13 +178,7 @@ async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() 
     ensure!(worst <= 1, "{worst} members were writable at the same moment");
     let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
     for member in ["ndc", "dc"] {
-        let client = d.pg_connect(member).await?;
-        wait_for(&format!("{member} to hold every acknowledged write"), Duration::from_secs(15), || async {
-            let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
-            let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-            acked.iter().all(|id| have.contains(id)).then_some(())
-        })
-        .await?;
+        d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
     }
     let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
     let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;

@@ -63,8 +63,7 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
     })
     .await?;
     let pg = d.pg.as_ref().unwrap();
-    let conninfos: Vec<String> =
-        MEMBERS.iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?;
+    let conninfos = d.conninfos()?;
 
     // A refused switchover changes nothing and says why.
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "dc"])?;

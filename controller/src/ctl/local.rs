@@ -34,9 +34,14 @@ pub fn free_port() -> Result<u16> {
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
             ^ std::process::id().wrapping_mul(2_654_435_761);
+    // A port handed out is not bound until its process starts, so a later call (the same plan,
+    // or a test running beside it in this process) could get it again: never hand one out twice.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for i in 0..span as u32 {
         let port = first + ((seed.wrapping_add(i.wrapping_mul(7919))) % span as u32) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return Ok(port);
         }
     }
