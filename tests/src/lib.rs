@@ -148,6 +148,23 @@ impl Deployment {
         Ok(["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?)
     }
 
+    /// Waits until `member` is back as the synchronous standby (a standby, streaming `sync`, and
+    /// recorded as the only synchronous member); shows the controllers' and its agent's logs if not.
+    pub async fn wait_synchronous_again(&self, member: &str, timeout: Duration) -> Result<()> {
+        let back = wait_for(&format!("{member} back as the synchronous standby"), timeout, || async {
+            let v = self.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            let m = v.clusters["customs"].iter().find(|m| m.name == member)?.clone();
+            (c.synchronous == [member] && m.role == "standby" && m.sync_state == "sync").then_some(())
+        })
+        .await;
+        if back.is_err() {
+            let agent = format!("agent-{member}");
+            self.diagnose(&["controller-1", "controller-2", "controller-3", &agent])?;
+        }
+        back
+    }
+
     /// Waits until `member` holds every id in `acked` (its replication may trail a moment).
     pub async fn wait_holds_all(&self, member: &str, acked: &[i64], timeout: Duration) -> Result<()> {
         let client = self.pg_connect(member).await?;

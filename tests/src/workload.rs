@@ -38,6 +38,48 @@ pub async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mu
     }
 }
 
+/// The usual load of a role-change test: a [`writer`] to whichever member accepts writes and a
+/// [`checker`] beside it, until [`Workload::finish`].
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    writer: tokio::task::JoinHandle<()>,
+    checker: tokio::task::JoinHandle<usize>,
+}
+
+impl Workload {
+    /// Starts both and waits until more than `at_least` writes were acknowledged.
+    pub async fn start(conninfos: Vec<String>, at_least: usize) -> Result<Workload> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let w = Workload {
+            writer: tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone())),
+            checker: tokio::spawn(checker(conninfos, stop.clone())),
+            stop,
+            acked,
+        };
+        w.more("writes flowing", at_least, Duration::from_secs(10)).await?;
+        Ok(w)
+    }
+
+    /// Waits until more than `n` further writes were acknowledged (e.g. on a new primary).
+    pub async fn more(&self, what: &str, n: usize, timeout: Duration) -> Result<()> {
+        let from = self.acked.lock().unwrap().len();
+        crate::wait_for(what, timeout, || async { (self.acked.lock().unwrap().len() > from + n).then_some(()) }).await
+    }
+
+    /// Stops both; fails if two members were ever writable at the same moment. Returns the
+    /// acknowledged ids.
+    pub async fn finish(self) -> Result<Vec<i64>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.await?;
+        let worst = self.checker.await?;
+        anyhow::ensure!(worst <= 1, "{worst} members were writable at the same moment");
+        let acked = self.acked.lock().unwrap().iter().copied().collect();
+        Ok(acked)
+    }
+}
+
 /// Samples every member: the most members ever writable (not in recovery) at the same moment.
 pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
     let mut worst = 0;

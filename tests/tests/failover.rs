@@ -5,13 +5,10 @@
 //! lost site returns, its old primary rejoins as a standby (rewound) and becomes synchronous again.
 //! The Raft leader is in the lost site.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, kill_postgres, writer};
+use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -33,12 +30,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     let pg = d.pg.as_ref().unwrap();
     let conninfos = d.conninfos()?;
     let dc_data = pg.member("dc")?.dir.join("data");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
-        .await?;
+    let load = Workload::start(conninfos, 50).await?;
 
     // The Raft leader is moved into dc first, so that it dies with the site: the next leader
     // cannot know what it granted and waits 2P(1+rho)+m after its election (the case where the
@@ -65,11 +57,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     }
     promoted?;
     eprintln!("ndc is primary {} ms after the site was lost", lost_at.elapsed().as_millis());
-    let mid = acked.lock().unwrap().len();
-    wait_for("writes on ndc", Duration::from_secs(15), || async {
-        (acked.lock().unwrap().len() > mid + 50).then_some(())
-    })
-    .await?;
+    load.more("writes on ndc", 50, Duration::from_secs(15)).await?;
     // dr follows the new primary.
     wait_for("dr streaming from ndc", Duration::from_secs(20), || async {
         let v = d.status().await.ok()?;
@@ -81,23 +69,9 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     // own; the leader has it rewound and started as a standby of ndc, then synchronous again.
     d.start_controller(1)?;
     d.start_agent("dc")?;
-    let back = wait_for("dc back as ndc's synchronous standby", Duration::from_secs(150), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
-        (c.synchronous == ["dc"] && dc.role == "standby" && dc.sync_state == "sync").then_some(())
-    })
-    .await;
-    if back.is_err() {
-        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
-    }
-    back?;
+    d.wait_synchronous_again("dc", Duration::from_secs(150)).await?;
 
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let worst = c.await?;
-    ensure!(worst <= 1, "{worst} members were writable at the same moment");
-    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
+    let acked = load.finish().await?;
     for member in ["ndc", "dc"] {
         d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
     }

@@ -9,12 +9,10 @@
 //!   accepted and the unreachable voucher attested dead; the workflow reports its data-loss window.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, kill_postgres, writer};
+use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
 fn text(out: &std::process::Output) -> String {
@@ -59,12 +57,7 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
     let pg = d.pg.as_ref().unwrap();
     let conninfos = d.conninfos()?;
     let dc_data = pg.member("dc")?.dir.join("data");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
-        .await?;
+    let load = Workload::start(conninfos, 50).await?;
 
     // dc's site is lost; automatic failover is off, so nothing happens on its own.
     d.kill("agent-dc")?;
@@ -93,15 +86,8 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
     let out = d.triadctl_as("bob", "noc", &["approve", &id])?;
     ensure!(out.status.success() && text(&out).contains("completed: ndc is primary at epoch 2"), "{}", text(&out));
 
-    let mid = acked.lock().unwrap().len();
-    wait_for("writes on ndc", Duration::from_secs(15), || async {
-        (acked.lock().unwrap().len() > mid + 50).then_some(())
-    })
-    .await?;
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    ensure!(c.await? <= 1, "two members were writable at the same moment");
-    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
+    load.more("writes on ndc", 50, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
     let client = d.pg_connect("ndc").await?;
     let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
     let missing = acked.iter().filter(|id| !have.contains(id)).count();

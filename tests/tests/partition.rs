@@ -7,13 +7,12 @@
 //!   and 4, seen from outside: the moment dc's server stops against the moment ndc accepts
 //!   writes); after the heal dc rejoins as a standby and what it discarded is reported.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, single_writer, writer, Seen};
+use triad_tests::workload::{checker, single_writer, Seen, Workload};
 use triad_tests::{wait_for, Deployment};
 
 /// Starts everything in namespaces and waits until dc is primary under lease with failover ready.
@@ -87,12 +86,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
 #[tokio::test(flavor = "multi_thread")]
 async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() -> Result<()> {
     let (d, conninfos, _) = ready().await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 50).then_some(()) })
-        .await?;
+    let load = Workload::start(conninfos.clone(), 50).await?;
 
     // Watch from outside: when dc's server stops (its postmaster exits: the fence), and when ndc
     // first accepts writes.
@@ -161,22 +155,8 @@ async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() 
 
     // The heal: dc returns as ndc's standby (rewound if it had diverged), synchronous again.
     net.isolate("dc", false)?;
-    let back = wait_for("dc back as ndc's synchronous standby", Duration::from_secs(120), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
-        (c.synchronous == ["dc"] && dc.role == "standby" && dc.sync_state == "sync").then_some(())
-    })
-    .await;
-    if back.is_err() {
-        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
-    }
-    back?;
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let worst = c.await?;
-    ensure!(worst <= 1, "{worst} members were writable at the same moment");
-    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
+    d.wait_synchronous_again("dc", Duration::from_secs(120)).await?;
+    let acked = load.finish().await?;
     for member in ["ndc", "dc"] {
         d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
     }

@@ -2,12 +2,10 @@
 //! acknowledged write still there afterwards and never two writable members at once.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, writer};
+use triad_tests::workload::Workload;
 use triad_tests::{wait_for, Deployment};
 
 const MEMBERS: [&str; 3] = ["dc", "ndc", "dr"];
@@ -86,33 +84,16 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
         .stdout(std::fs::File::create(&watch_out)?)
         .spawn()?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let w = tokio::spawn(writer(conninfos.clone(), stop.clone(), acked.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async { (acked.lock().unwrap().len() > 20).then_some(()) })
-        .await?;
+    let load = Workload::start(conninfos.clone(), 20).await?;
 
     switch(&d, "ndc", 2, "dc").await?;
-    let mid = acked.lock().unwrap().len();
-    wait_for("writes on ndc", Duration::from_secs(10), || async {
-        (acked.lock().unwrap().len() > mid + 20).then_some(())
-    })
-    .await?;
+    load.more("writes on ndc", 20, Duration::from_secs(10)).await?;
     switch(&d, "dc", 3, "ndc").await?;
-    let mid = acked.lock().unwrap().len();
-    wait_for("writes on dc again", Duration::from_secs(10), || async {
-        (acked.lock().unwrap().len() > mid + 20).then_some(())
-    })
-    .await?;
+    load.more("writes on dc again", 20, Duration::from_secs(10)).await?;
 
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let worst = c.await?;
-    ensure!(worst <= 1, "{worst} members were writable at the same moment");
+    let acked = load.finish().await?;
 
     // Every acknowledged write is on the primary, and on its synchronous standby.
-    let acked: Vec<i64> = acked.lock().unwrap().iter().copied().collect();
     for member in ["dc", "ndc"] {
         let client = d.pg_connect(member).await?;
         let have: BTreeSet<i64> =

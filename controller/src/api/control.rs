@@ -452,20 +452,7 @@ impl Control for ControlApi {
                 return Err(not_leader(&self.ctx));
             }
             // Checked now so that the requester learns at once; checked again when approved.
-            let draft = crate::state::Approval {
-                id: 0,
-                cluster: r.cluster.clone(),
-                to: r.to.clone(),
-                reason: r.reason.clone(),
-                accept_data_loss: r.accept_data_loss,
-                attested_dead: r.attested_dead.clone(),
-                requested_by: caller.name.clone(),
-                requested_ms: 0,
-                expires_ms: 0,
-                approved_by: None,
-                state: "pending".into(),
-            };
-            crate::brain::manual::precheck(&self.ctx, &draft)
+            crate::brain::manual::precheck(&self.ctx, &r.cluster, &r.to, r.accept_data_loss, &r.attested_dead)
                 .map_err(|why| Status::failed_precondition(format!("failover refused: {why}")))?;
             let command = Command::RequestFailover {
                 cluster: r.cluster,

@@ -20,11 +20,18 @@ use crate::state::{Actor, Approval, Command, Role};
 
 /// Everything the leader checks before it acts on an approved request (and already when it is
 /// requested, so that an operator learns at once); the manual steps to add.
-pub fn precheck(ctx: &Ctx, a: &Approval) -> Result<(String, Manual), String> {
-    let c = cluster(ctx, &a.cluster).ok_or_else(|| format!("no cluster `{}`", a.cluster))?;
+/// `approved` is left for the caller to fill.
+pub fn precheck(
+    ctx: &Ctx,
+    name: &str,
+    to: &str,
+    accept_data_loss: bool,
+    attested_dead: &[String],
+) -> Result<(String, Manual), String> {
+    let c = cluster(ctx, name).ok_or_else(|| format!("no cluster `{name}`"))?;
     let from = c.primary.clone().ok_or("no primary is recorded")?;
-    if from == a.to {
-        return Err(format!("`{}` is the primary already", a.to));
+    if from == to {
+        return Err(format!("`{to}` is the primary already"));
     }
     let obs = ctx.obs.snapshot();
     let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms).max(Duration::from_millis(500));
@@ -39,25 +46,25 @@ pub fn precheck(ctx: &Ctx, a: &Approval) -> Result<(String, Manual), String> {
         Some(_) => format!("`{from}` does not answer its agent"),
         None => format!("`{from}`'s agent is silent"),
     };
-    let target = report(&a.to).ok_or_else(|| format!("`{}`'s agent is silent", a.to))?;
+    let target = report(to).ok_or_else(|| format!("`{to}`'s agent is silent"))?;
     if !(target.up && target.role == "standby") {
-        return Err(format!("`{}` is not a running standby", a.to));
+        return Err(format!("`{to}` is not a running standby"));
     }
     if target.epoch_unknown || target.agent_epoch != c.epoch {
-        return Err(format!("`{}`'s agent is not at epoch {}", a.to, c.epoch));
+        return Err(format!("`{to}`'s agent is not at epoch {}", c.epoch));
     }
-    let data_loss = if c.synchronous.contains(&a.to) {
+    let data_loss = if c.synchronous.contains(to) {
         None
-    } else if !a.accept_data_loss {
-        return Err(format!("`{}` is not synchronous and the request does not accept data loss", a.to));
+    } else if !accept_data_loss {
+        return Err(format!("`{to}` is not synchronous and the request does not accept data loss"));
     } else {
-        Some(loss_window(&from, &a.to, obs.get(&agent_of(&from)).and_then(|o| o.db.as_ref()), &target))
+        Some(loss_window(&from, to, obs.get(&agent_of(&from)).and_then(|o| o.db.as_ref()), &target))
     };
-    let await_vouchers = if c.vouch.contains(&a.to) {
+    let await_vouchers = if c.vouch.contains(to) {
         None
     } else {
         let mut list = Vec::new();
-        for v in c.vouch.iter().filter(|v| !a.attested_dead.contains(v)) {
+        for v in c.vouch.iter().filter(|v| !attested_dead.contains(v)) {
             let reachable = report(v).is_some_and(|d| !d.epoch_unknown && d.agent_epoch == c.epoch);
             if !reachable {
                 return Err(format!(
@@ -69,18 +76,7 @@ pub fn precheck(ctx: &Ctx, a: &Approval) -> Result<(String, Manual), String> {
         }
         Some(list)
     };
-    let approved = format!(
-        "requested by {} ({}), approved by {}{}",
-        a.requested_by,
-        a.reason,
-        a.approved_by.clone().unwrap_or_default(),
-        if a.attested_dead.is_empty() {
-            String::new()
-        } else {
-            format!("; attested dead: {}", a.attested_dead.join(", "))
-        }
-    );
-    Ok((why, Manual { approved, await_vouchers, data_loss }))
+    Ok((why, Manual { approved: String::new(), await_vouchers, data_loss }))
 }
 
 /// What promoting `to` may lose, from the last reports of both: WAL bytes and canary rows.
@@ -123,9 +119,20 @@ pub fn tick(ctx: &Arc<Ctx>) {
             // Claimed first: a new leader never runs it again.
             let claimed = propose(&ctx, &system, Command::SetApprovalState { id: a.id, state: "started".into() }).await;
             if claimed.is_ok() {
-                let outcome = match precheck(&ctx, &a) {
+                let outcome = match precheck(&ctx, &a.cluster, &a.to, a.accept_data_loss, &a.attested_dead) {
                     Err(why) => format!("refused: {why}"),
-                    Ok((why, manual)) => {
+                    Ok((why, mut manual)) => {
+                        manual.approved = format!(
+                            "requested by {} ({}), approved by {}{}",
+                            a.requested_by,
+                            a.reason,
+                            a.approved_by.clone().unwrap_or_default(),
+                            if a.attested_dead.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; attested dead: {}", a.attested_dead.join(", "))
+                            }
+                        );
                         let by = a.approved_by.clone().unwrap_or_default();
                         let actor = Actor {
                             name: format!("{} + {by}", a.requested_by),
