@@ -196,6 +196,22 @@ pub struct SiteConfig {
     /// Free text shown in status.
     #[serde(default)]
     pub description: String,
+    /// The city it is in (default: the site's own name, a city of its own). Sites in one city can
+    /// be lost together, so no city may hold more than two voting controllers (DESIGN.md point
+    /// 10); `triadctl status` says whether losing any one city leaves a quorum.
+    #[serde(default)]
+    pub city: String,
+}
+
+impl SiteConfig {
+    /// The city, or the site's name when none is given.
+    pub fn city_or_name(&self) -> &str {
+        if self.city.is_empty() {
+            &self.name
+        } else {
+            &self.city
+        }
+    }
 }
 
 /// A database cluster as configured.
@@ -369,6 +385,20 @@ impl ControllerConfig {
             if !addrs.insert(p.grpc_addr.as_str()) {
                 return Err(key_err(format!("peers[{i}].grpc_addr"), format!("{} is listed twice", p.grpc_addr)));
             }
+        }
+        let city = |site: &str| {
+            self.sites.iter().find(|s| s.name == site).map(|s| s.city_or_name().to_string()).unwrap_or(site.into())
+        };
+        for (i, s) in self.sites.iter().enumerate() {
+            if !s.city.is_empty() {
+                check_name(&format!("sites[{i}].city"), &s.city)?;
+            }
+        }
+        let cities: Vec<(u64, String)> = self.peers.iter().map(|p| (p.id, city(&p.site))).collect();
+        if let Some(why) =
+            crate::state::crowded(&crate::state::voters_by_city(cities.iter().map(|(id, c)| (*id, c.as_str()))))
+        {
+            return Err(key_err("peers", why));
         }
         match self.peers.iter().find(|p| p.id == self.id) {
             None => return Err(key_err("peers", format!("this controller (id {}) is not listed", self.id))),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
@@ -91,10 +91,10 @@ impl Deployment {
 
     /// Like [`Deployment::new`], with database members of the given kind watched by the agents.
     pub fn with_db(db: LocalDb) -> Result<Self> {
-        Self::with_db_on(db, None)
+        Self::with_db_on(db, None, &[])
     }
 
-    fn with_db_on(db: LocalDb, net: Option<netns::Net>) -> Result<Self> {
+    fn with_db_on(db: LocalDb, net: Option<netns::Net>, witnesses: &[(&str, &str)]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("triad-test-").tempdir()?;
         // tempdir() makes the directory 0700; PostgreSQL runs as `postgres` and must enter it.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
@@ -103,6 +103,11 @@ impl Deployment {
             None => LocalDeployment::plan(dir.path())?,
         };
         plan.db = db;
+        for (site, city) in witnesses {
+            // Witnesses run on loopback: the namespace harness has no network for their sites.
+            ensure!(net.is_none(), "witness controllers in network namespaces are not supported");
+            plan.add_witness(site, city)?;
+        }
         plan.write()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
         let client = Client::new(CtlConfig::load(&plan.ctl_config_path())?)?;
@@ -112,17 +117,23 @@ impl Deployment {
     /// A deployment with real PostgreSQL members (primary `dc`, synchronous standby `ndc`,
     /// asynchronous standby `dr`), created and started; controllers and agents are not started.
     pub async fn with_postgres() -> Result<Self> {
-        Self::with_postgres_on(None).await
+        Self::with_postgres_on(None, &[]).await
+    }
+
+    /// Like [`Deployment::with_postgres`], with founding witness controllers (voters with no
+    /// database, ids 4 and up) at sites of their own, given as (site, city).
+    pub async fn with_postgres_and_witnesses(witnesses: &[(&str, &str)]) -> Result<Self> {
+        Self::with_postgres_on(None, witnesses).await
     }
 
     /// Like [`Deployment::with_postgres`], with every site in its own network namespaces
     /// ([`netns::Net`]): each controller, each host's agent and database, so that a test can cut
     /// a site's links. Needs root.
     pub async fn with_postgres_in_namespaces() -> Result<Self> {
-        Self::with_postgres_on(Some(netns::Net::create()?)).await
+        Self::with_postgres_on(Some(netns::Net::create()?), &[]).await
     }
 
-    async fn with_postgres_on(net: Option<netns::Net>) -> Result<Self> {
+    async fn with_postgres_on(net: Option<netns::Net>, witnesses: &[(&str, &str)]) -> Result<Self> {
         let bin = triad_controller::ctl::postgres::find_bin_dir()
             .ok_or_else(|| anyhow!("PostgreSQL server binaries are required (scripts/test.sh installs them)"))?;
         let ports = [free_port()?, free_port()?, free_port()?];
@@ -130,7 +141,7 @@ impl Deployment {
             let addrs = n.addrs();
             [0, 1, 2].map(|i| (addrs[i].1.clone(), Some(n.host_ns(["dc", "ndc", "dr"][i]))))
         });
-        let mut d = Self::with_db_on(LocalDb::Postgres { ports, bin_dir: bin.clone() }, net)?;
+        let mut d = Self::with_db_on(LocalDb::Postgres { ports, bin_dir: bin.clone() }, net, witnesses)?;
         let mut cluster = PgCluster::plan(&bin, &d.dir().join("postgres"), ports);
         if let Some(places) = places {
             cluster = cluster.placed(places);
@@ -249,18 +260,23 @@ impl Deployment {
         self.spawn(&format!("controller-{id}"), &bin("triad-controller"), &cfg)
     }
 
-    /// Starts the three founding controllers.
+    /// The founding controllers' ids (1-3, and any witnesses after them).
+    pub fn founders(&self) -> Vec<u64> {
+        self.plan.controllers.iter().map(|c| c.id).collect()
+    }
+
+    /// Starts the founding controllers.
     pub fn start_controllers(&mut self) -> Result<()> {
-        for id in 1..=3 {
+        for id in self.founders() {
             self.start_controller(id)?;
         }
         Ok(())
     }
 
-    /// Starts the three founding controllers, waits for a leader, then starts every site's agent.
+    /// Starts the founding controllers, waits for a leader, then starts every site's agent.
     pub async fn start_all(&mut self) -> Result<()> {
         self.start_controllers()?;
-        self.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+        self.wait_leader(&self.founders(), Duration::from_secs(30)).await?;
         for site in ["dc", "ndc", "dr"] {
             self.start_agent(site)?;
         }
@@ -275,7 +291,15 @@ impl Deployment {
     }
 
     /// Plans controller `id` joining the running cluster: certificate and config (`join = true`).
-    pub fn plan_joiner(&mut self, id: u64, site: &str) -> Result<PeerConfig> {
+    /// A site the plan does not know yet is added in `city`.
+    pub fn plan_joiner(&mut self, id: u64, site: &str, city: &str) -> Result<PeerConfig> {
+        if !self.plan.sites.iter().any(|s| s.name == site) {
+            self.plan.sites.push(triad_controller::config::SiteConfig {
+                name: site.into(),
+                description: format!("joined in {city}"),
+                city: city.into(),
+            });
+        }
         let peer = PeerConfig {
             id,
             site: site.into(),
@@ -476,13 +500,14 @@ impl Deployment {
     /// Makes founding controller `id` the Raft leader: kills whichever controller leads and
     /// restarts it once another has been elected, until the election lands on `id`.
     pub async fn make_leader(&mut self, id: u64) -> Result<()> {
+        let founders = self.founders();
         for _ in 0..30 {
-            let leader = self.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await?;
+            let leader = self.wait_leader(&founders, Duration::from_secs(10)).await?;
             if leader == id {
                 return Ok(());
             }
             self.kill(&format!("controller-{leader}"))?;
-            let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+            let others: Vec<u64> = founders.iter().copied().filter(|i| *i != leader).collect();
             self.wait_leader(&others, Duration::from_secs(10)).await?;
             self.start_controller(leader)?;
         }

@@ -24,6 +24,8 @@ fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
         (good.replace("id = 1\n", "id = 0\n"), "id"),
         (format!("{good}\nbogus_key = 1\n"), "bogus_key"),
         (good.replace("log_format = \"text\"", "log_format = \"xml\""), "log_format"),
+        // dr moved into dc's and ndc's city: three voters in one city.
+        (good.replace("city = \"dr\"", "city = \"dhaka\""), "city `dhaka` would hold 3 of 3 voters"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         ensure!(text != &good, "case {i} did not change the config");

@@ -1,5 +1,6 @@
 //! Membership at run time: a controller joins as a learner, catches up and votes; the leader
-//! removes itself, hands over, and no longer counts toward the quorum.
+//! removes itself, hands over, and no longer counts toward the quorum. A third voter in one city
+//! is refused (DESIGN.md point 10); a witness at a new site in another city is recorded with it.
 
 use std::time::Duration;
 
@@ -15,23 +16,31 @@ async fn added_controller_catches_up_and_votes_removed_one_leaves_the_quorum() -
         d.put_user(&format!("early-{i}"), "noc").await?;
     }
 
-    // Controller 4 joins through triadctl, the way an operator adds one.
-    let joiner = d.plan_joiner(4, "dc")?;
+    // Controller 4 joins through triadctl, the way an operator adds one: in dc it would be the
+    // third voter in dc's and ndc's city, which is refused before anything changes.
+    let joiner = d.plan_joiner(4, "ctg", "chittagong")?;
     d.plan.controllers.push(joiner.clone());
+    let add = |d: &Deployment, site: &'static str, city: &'static str| {
+        let mut args = vec!["cluster", "add", "--id", "4", "--site", site];
+        if !city.is_empty() {
+            args.extend(["--city", city]);
+        }
+        args.extend(["--grpc-addr", &joiner.grpc_addr, "--http-addr", &joiner.http_addr]);
+        d.triadctl(&args)
+    };
+    let out = add(&d, "dc", "")?;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    ensure!(!out.status.success() && err.contains("city `dhaka` would hold 3 of 4 voters"), "{err}");
+    let out = add(&d, "ctg", "")?;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    ensure!(!out.status.success() && err.contains("give its --city"), "{err}");
+    ensure!(d.node_status(1).await.is_some_and(|s| s.learners.is_empty()), "a refused add left a learner");
     d.start_controller(4)?;
-    let out = d.triadctl(&[
-        "cluster",
-        "add",
-        "--id",
-        "4",
-        "--site",
-        "dc",
-        "--grpc-addr",
-        &joiner.grpc_addr,
-        "--http-addr",
-        &joiner.http_addr,
-    ])?;
+    let out = add(&d, "ctg", "chittagong")?;
     ensure!(out.status.success(), "cluster add failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v = d.status().await?;
+    let c4 = v.controllers.iter().find(|c| c.id == 4).cloned();
+    ensure!(c4.as_ref().is_some_and(|c| c.city == "chittagong" && c.witness), "controller 4: {c4:?}");
     let s4 = wait_for("controller 4 to be a voter with the data", Duration::from_secs(20), || async {
         let st = d.node_status(4).await?;
         let users = d.state_of(4).await?.users.len();

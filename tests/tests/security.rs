@@ -90,6 +90,7 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
         .add_controller(pb::AddControllerRequest {
             id: 9,
             site: "dc".into(),
+            city: String::new(),
             grpc_addr: "127.0.0.1:1".into(),
             http_addr: "127.0.0.1:2".into(),
         })

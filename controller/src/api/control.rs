@@ -15,7 +15,9 @@ use crate::config::{check_addr, check_name};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::raft::{read_audit, Committed};
-use crate::state::{Command, ControllerRecord, Response as Applied, Role, APPROVER_ROLES};
+use crate::state::{
+    crowded, voters_by_city, Command, ControllerRecord, Response as Applied, Role, Site, APPROVER_ROLES,
+};
 
 /// How long `cluster add` waits for a learner to catch up (less than triadctl's 30 s timeout, so
 /// that the operator gets this explanation rather than a bare timeout).
@@ -73,10 +75,14 @@ impl ControlApi {
         check_name("--site", &r.site).map_err(bad)?;
         check_addr("--grpc-addr", &r.grpc_addr).map_err(bad)?;
         check_addr("--http-addr", &r.http_addr).map_err(bad)?;
+        if !r.city.is_empty() {
+            check_name("--city", &r.city).map_err(bad)?;
+        }
         if !self.ctx.is_leader() {
             return Err(not_leader(&self.ctx));
         }
         let m = self.ctx.raft.metrics().borrow().clone();
+        let new_site = self.city_check(&r, m.membership_config.voter_ids())?;
         let is_voter = m.membership_config.voter_ids().any(|id| id == r.id);
         let learner_addr = m.membership_config.nodes().find(|(id, _)| **id == r.id).map(|(_, n)| n.addr.clone());
         if is_voter {
@@ -92,6 +98,9 @@ impl ControlApi {
             }
             Some(_) => {}
             None => {
+                if let Some(site) = new_site {
+                    self.propose(&caller, Command::PutSite(site)).await?;
+                }
                 let rec = ControllerRecord {
                     id: r.id,
                     site: r.site.clone(),
@@ -115,6 +124,53 @@ impl ControlApi {
             .map_err(|e| Status::unavailable(format!("promoting controller {} to voter: {e}", r.id)))?;
         self.propose(&caller, Command::SetControllerVoter { id: r.id, voter: true }).await?;
         Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
+    }
+
+    /// Checks the new controller's city (DESIGN.md point 10): known for a known site, given for a
+    /// new one, and holding at most two voters once it votes. Returns the site to record, if new.
+    fn city_check(
+        &self,
+        r: &pb::AddControllerRequest,
+        voters: impl Iterator<Item = u64>,
+    ) -> Result<Option<Site>, Status> {
+        let guard = self.ctx.state.read().expect("state lock poisoned");
+        let state = &guard.state;
+        let (city, new_site) = match state.sites.get(&r.site) {
+            Some(s) if !r.city.is_empty() && r.city != state.city_of(&s.name) => {
+                return Err(Status::invalid_argument(format!(
+                    "site `{}` is in city `{}`, not `{}`",
+                    r.site,
+                    state.city_of(&s.name),
+                    r.city
+                )))
+            }
+            Some(s) => (state.city_of(&s.name).to_string(), None),
+            None if state.sites.is_empty() => (r.site.clone(), None),
+            None if r.city.is_empty() => {
+                return Err(Status::invalid_argument(format!(
+                    "site `{}` is new: give its --city, so that voters can be counted per city",
+                    r.site
+                )))
+            }
+            None => (
+                r.city.clone(),
+                Some(Site {
+                    name: r.site.clone(),
+                    description: format!("controller site in {}", r.city),
+                    city: r.city.clone(),
+                }),
+            ),
+        };
+        let site_of = |id: u64| state.controllers.get(&id).map(|c| state.city_of(&c.site).to_string());
+        let mut cities: Vec<(u64, String)> = voters
+            .filter(|id| *id != r.id)
+            .map(|id| (id, site_of(id).unwrap_or_else(|| format!("controller-{id}"))))
+            .collect();
+        cities.push((r.id, city));
+        match crowded(&voters_by_city(cities.iter().map(|(id, c)| (*id, c.as_str())))) {
+            Some(why) => Err(Status::failed_precondition(why)),
+            None => Ok(new_site),
+        }
     }
 
     /// Waits until learner `id` holds the leader's log (within a few entries), or says clearly
@@ -273,7 +329,11 @@ impl Control for ControlApi {
                 sites: s
                     .sites
                     .values()
-                    .map(|x| pb::SiteRecord { name: x.name.clone(), description: x.description.clone() })
+                    .map(|x| pb::SiteRecord {
+                        name: x.name.clone(),
+                        description: x.description.clone(),
+                        city: x.city.clone(),
+                    })
                     .collect(),
                 controllers: s
                     .controllers

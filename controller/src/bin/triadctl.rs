@@ -182,14 +182,23 @@ enum CertsCmd {
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Add a controller: it must be running with `join = true`; it joins as a learner, catches up,
-    /// then becomes a voter.
+    /// then becomes a voter. Refused if its city would then hold more than two voters. A witness
+    /// (a controller with no database, so that losing one city leaves a quorum) is added the same
+    /// way, at a site of its own.
     Add {
+        /// Its Raft node id: unique, never reused.
         #[arg(long)]
         id: u64,
+        /// The site it runs in; a new site (e.g. a witness's) is recorded with `--city`.
         #[arg(long)]
         site: String,
+        /// The site's city: required for a new site, checked against a known one.
+        #[arg(long, default_value = "")]
+        city: String,
+        /// Its gRPC address, as in its config.
         #[arg(long)]
         grpc_addr: String,
+        /// Its HTTP address, as in its config.
         #[arg(long)]
         http_addr: String,
     },
@@ -247,8 +256,9 @@ async fn run(args: Args) -> Result<(), Error> {
             let (cert, key) = certs::issue(&dir, &out, &role, &name, &san)?;
             println!("issued {name} ({role}): {} {}", cert.display(), key.display());
         }
-        Cmd::Cluster(ClusterCmd::Add { id, site, grpc_addr, http_addr }) => {
-            println!("{}", admin::cluster_add(&client(&args.config)?, id, &site, &grpc_addr, &http_addr).await?);
+        Cmd::Cluster(ClusterCmd::Add { id, site, city, grpc_addr, http_addr }) => {
+            let req = triad_proto::v1::AddControllerRequest { id, site, city, grpc_addr, http_addr };
+            println!("{}", admin::cluster_add(&client(&args.config)?, req).await?);
         }
         Cmd::Cluster(ClusterCmd::Remove { id }) => {
             println!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);

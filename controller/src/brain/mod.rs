@@ -31,7 +31,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// The seed the first leader writes: sites, controllers and clusters from its configuration.
 pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
     Seed {
-        sites: cfg.sites.iter().map(|s| Site { name: s.name.clone(), description: s.description.clone() }).collect(),
+        sites: cfg
+            .sites
+            .iter()
+            .map(|s| Site { name: s.name.clone(), description: s.description.clone(), city: s.city_or_name().into() })
+            .collect(),
         controllers: cfg
             .peers
             .iter()

@@ -8,9 +8,7 @@ use super::client::Client;
 use crate::error::Result;
 
 /// `triadctl cluster add`: the new controller must already be running with `join = true`.
-pub async fn cluster_add(client: &Client, id: u64, site: &str, grpc_addr: &str, http_addr: &str) -> Result<String> {
-    let req =
-        pb::AddControllerRequest { id, site: site.into(), grpc_addr: grpc_addr.into(), http_addr: http_addr.into() };
+pub async fn cluster_add(client: &Client, req: pb::AddControllerRequest) -> Result<String> {
     let r = client
         .on_leader(|mut c| {
             let req = req.clone();

@@ -16,6 +16,14 @@ use crate::error::{Error, Result};
 pub const SITES: [(&str, &str); 3] =
     [("dc", "primary data centre"), ("ndc", "near data centre (synchronous, DWDM)"), ("dr", "remote recovery site")];
 
+/// The city of a reference site: `dc` and `ndc` share one (DESIGN.md point 10), `dr` is far away.
+pub fn reference_city(site: &str) -> &str {
+    match site {
+        "dc" | "ndc" => "dhaka",
+        other => other,
+    }
+}
+
 /// The demo's database cluster.
 pub const CLUSTER: &str = "customs";
 
@@ -77,6 +85,8 @@ pub enum LocalDb {
 #[derive(Debug, Clone)]
 pub struct LocalDeployment {
     pub dir: PathBuf,
+    /// The sites: [`SITES`], then any witness sites.
+    pub sites: Vec<SiteConfig>,
     pub controllers: Vec<PeerConfig>,
     pub agents: Vec<LocalAgent>,
     pub db: LocalDb,
@@ -109,7 +119,33 @@ impl LocalDeployment {
                 host_ip,
             });
         }
-        Ok(LocalDeployment { dir: dir.to_path_buf(), controllers, agents, db: LocalDb::None })
+        let sites = SITES
+            .iter()
+            .map(|(n, d)| SiteConfig {
+                name: n.to_string(),
+                description: d.to_string(),
+                city: reference_city(n).to_string(),
+            })
+            .collect();
+        Ok(LocalDeployment { dir: dir.to_path_buf(), sites, controllers, agents, db: LocalDb::None })
+    }
+
+    /// Adds a founding witness controller (a voter with no database) at a site of its own in
+    /// `city`, on loopback; call before [`LocalDeployment::write`].
+    pub fn add_witness(&mut self, site: &str, city: &str) -> Result<()> {
+        let id = self.controllers.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+        self.sites.push(SiteConfig {
+            name: site.into(),
+            description: format!("witness controller in {city}"),
+            city: city.into(),
+        });
+        self.controllers.push(PeerConfig {
+            id,
+            site: site.into(),
+            grpc_addr: format!("127.0.0.1:{}", free_port()?),
+            http_addr: format!("127.0.0.1:{}", free_port()?),
+        });
+        Ok(())
     }
 
     pub fn certs_dir(&self) -> PathBuf {
@@ -155,7 +191,7 @@ impl LocalDeployment {
                 self.controllers.clone()
             },
             join,
-            sites: SITES.iter().map(|(n, d)| SiteConfig { name: n.to_string(), description: d.to_string() }).collect(),
+            sites: self.sites.clone(),
             clusters: vec![ClusterConfig {
                 name: CLUSTER.into(),
                 members: SITES

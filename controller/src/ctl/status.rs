@@ -9,12 +9,17 @@ use triad_proto::v1 as pb;
 use super::client::Client;
 use crate::context::now_ms;
 use crate::error::Result;
+use crate::state::{voters_by_city, CityLoss};
 
 /// One controller, as it answered for itself (or did not).
 #[derive(Debug, Clone, Serialize)]
 pub struct ControllerView {
     pub id: u64,
     pub site: String,
+    /// The site's city (DESIGN.md point 10).
+    pub city: String,
+    /// True when no database member runs at its site: it only votes.
+    pub witness: bool,
     pub grpc_addr: String,
     pub voter: bool,
     pub reachable: bool,
@@ -123,6 +128,8 @@ pub struct StatusView {
     pub lease: LeaseView,
     /// Manual failover requests, newest last.
     pub approvals: Vec<ApprovalView>,
+    /// Whether losing any one city leaves the controllers a quorum (DESIGN.md point 10).
+    pub city_loss: String,
 }
 
 /// A manual failover request and where it stands.
@@ -162,6 +169,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             Some(n) => ControllerView {
                 id: n.id,
                 site: n.site,
+                city: String::new(),
+                witness: false,
                 grpc_addr: addr,
                 voter: n.voters.contains(&n.id),
                 reachable: true,
@@ -176,6 +185,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             None => ControllerView {
                 id: rec.map(|r| r.id).unwrap_or(0),
                 site: rec.map(|r| r.site.clone()).unwrap_or_default(),
+                city: String::new(),
+                witness: false,
                 grpc_addr: addr,
                 voter: rec.map(|r| r.voter).unwrap_or(false),
                 reachable: false,
@@ -190,6 +201,31 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         });
     }
     controllers.sort_by_key(|c| (c.id == 0, c.id));
+    let city_of = |site: &str| -> String {
+        let recorded = state.sites.iter().find(|s| s.name == site).map(|s| s.city.clone()).unwrap_or_default();
+        if recorded.is_empty() {
+            site.to_string()
+        } else {
+            recorded
+        }
+    };
+    let db_sites: std::collections::BTreeSet<&str> =
+        state.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.site.as_str())).collect();
+    for c in &mut controllers {
+        c.city = city_of(&c.site);
+        c.witness = !db_sites.contains(c.site.as_str());
+    }
+    let city_loss = CityLoss::judge(&voters_by_city(
+        state
+            .controllers
+            .iter()
+            .filter(|c| c.voter)
+            .map(|c| (c.id, city_of(&c.site)))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(id, city)| (*id, city.as_str())),
+    ))
+    .describe();
     let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);
     let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
     let clusters = state
@@ -239,6 +275,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         stale: state.stale,
         leader_id,
         controllers,
+        city_loss,
         agents: state
             .agents
             .iter()
@@ -332,24 +369,30 @@ pub fn render(v: &StatusView) -> String {
         if v.stale { ", a follower: may lag slightly" } else { "" }
     ));
     out.push_str(&format!(
-        "  {:<4} {:<6} {:<22} {:<10} {:<12} {:<6} {:>6} {:>12} {:>12} {:>7}\n",
-        "ID", "SITE", "ADDRESS", "REACHABLE", "ROLE", "VOTER", "TERM", "LAST APPLIED", "COMMIT", "AGENTS"
+        "  {:<4} {:<6} {:<10} {:<22} {:<10} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
+        "ID", "SITE", "CITY", "ADDRESS", "REACHABLE", "ROLE", "VOTER", "TERM", "LAST APPLIED", "COMMIT", "AGENTS"
     ));
     for c in &v.controllers {
         out.push_str(&format!(
-            "  {:<4} {:<6} {:<22} {:<10} {:<12} {:<6} {:>6} {:>12} {:>12} {:>7}\n",
+            "  {:<4} {:<6} {:<10} {:<22} {:<10} {:<12} {:<7} {:>6} {:>12} {:>12} {:>7}\n",
             c.id,
             c.site,
+            c.city,
             c.grpc_addr,
             if c.reachable { "yes" } else { "NO" },
             c.role,
-            if c.voter { "yes" } else { "no" },
+            match (c.voter, c.witness) {
+                (true, true) => "witness",
+                (true, false) => "yes",
+                (false, _) => "no",
+            },
             c.term,
             c.last_applied,
             c.commit_index,
             c.connected_agents
         ));
     }
+    out.push_str(&format!("  city loss: {}\n", v.city_loss));
     if !v.sites.is_empty() {
         let sites: Vec<String> = v.sites.iter().map(|(n, d)| format!("{n} ({d})")).collect();
         out.push_str(&format!("\nSITES  {}\n", sites.join(", ")));

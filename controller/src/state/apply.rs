@@ -107,6 +107,19 @@ impl State {
                     None => (what, Err(format!("no user named `{name}`"))),
                 }
             }
+            Command::PutSite(site) => {
+                let what = format!("put site {} city={}", site.name, site.city);
+                match self.sites.get(&site.name) {
+                    Some(old) if old.city != site.city => {
+                        (what, Err(format!("site `{}` is recorded in city `{}`", site.name, old.city)))
+                    }
+                    Some(_) => (what, Ok(format!("site {} already recorded", site.name))),
+                    None => {
+                        self.sites.insert(site.name.clone(), site.clone());
+                        (what, Ok(format!("site {} recorded in city {}", site.name, site.city)))
+                    }
+                }
+            }
             Command::PutController(rec) => {
                 let what = format!("put controller {} site={} addr={}", rec.id, rec.site, rec.grpc_addr);
                 if !self.sites.is_empty() && !self.sites.contains_key(&rec.site) {

@@ -52,6 +52,8 @@ pub enum Command {
     PutUser { name: String, role: Role },
     /// Remove a client identity's override; its certificate's role applies again.
     DeleteUser { name: String },
+    /// Record a site (e.g. a witness controller's); refused if it exists in another city.
+    PutSite(Site),
     /// Record a controller (a learner until `SetControllerVoter`).
     PutController(ControllerRecord),
     /// A controller became a voter, or stopped being one.

@@ -7,6 +7,7 @@
 
 mod apply;
 mod approvals;
+mod cities;
 mod command;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use approvals::{is_open, Approval, APPROVER_ROLES};
+pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
 
 /// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
@@ -82,6 +84,8 @@ impl fmt::Display for Role {
 pub struct Site {
     pub name: String,
     pub description: String,
+    /// The city it is in: sites of one city can be lost together (DESIGN.md point 10).
+    pub city: String,
 }
 
 /// A controller as recorded in the state (Raft membership itself lives in openraft).
