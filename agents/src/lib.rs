@@ -5,6 +5,7 @@
 // it everywhere would buy nothing on paths that are not hot.
 #![allow(clippy::result_large_err)]
 
+pub mod boot;
 pub mod config;
 pub mod drivers;
 pub mod epoch;
@@ -129,6 +130,13 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             cfg: cfg.lease.clone(),
         };
         tokio::spawn(guard.run());
+        let boot = boot::BootStart {
+            driver: d.clone(),
+            target: target.clone(),
+            lease: lease.clone(),
+            fence_lead_ms: cfg.lease.fence_lead_ms,
+        };
+        tokio::spawn(boot.run());
         let failsafe = vouch::Failsafe {
             lease: lease.clone(),
             target: target.clone(),

@@ -159,6 +159,27 @@ impl Deployment {
         Ok(["dc", "ndc", "dr"].iter().map(|m| pg.member(m).map(|m| m.conninfo("customs"))).collect::<Result<_, _>>()?)
     }
 
+    /// Waits until the reference cluster is adopted (epoch 1), `ndc` synchronous and `dc` primary
+    /// under lease, and (with `failover_ready`) nothing blocks automatic failover; shows status
+    /// and the logs if not. Returns the status seen.
+    pub async fn wait_ready(&self, failover_ready: bool) -> Result<StatusView> {
+        let r = wait_for("dc primary under lease, ndc synchronous", Duration::from_secs(40), || async {
+            let v = self.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
+            let failover = !failover_ready || c.failover_blocked.is_empty();
+            (c.epoch == 1 && c.primary == "dc" && c.synchronous == ["ndc"] && dc.lease_remaining_ms > 0 && failover)
+                .then_some(v)
+        })
+        .await;
+        if r.is_err() {
+            let out = self.triadctl(&["status"])?;
+            eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            self.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+        }
+        r
+    }
+
     /// Waits until `member` is back as the synchronous standby (a standby, streaming `sync`, and
     /// recorded as the only synchronous member); shows the controllers' and its agent's logs if not.
     pub async fn wait_synchronous_again(&self, member: &str, timeout: Duration) -> Result<()> {

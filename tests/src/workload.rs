@@ -207,3 +207,51 @@ pub fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
+
+/// Watches one member and notes the first moment it was seen writable (up and not in recovery):
+/// for tests where a server must stay down or read-only until something happens.
+pub struct WritableWatch {
+    stop: Arc<AtomicBool>,
+    first: Arc<Mutex<Option<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WritableWatch {
+    /// Starts polling `conninfo` every 20 ms.
+    pub fn start(conninfo: String) -> WritableWatch {
+        let (stop, first) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(None)));
+        let (s, f) = (stop.clone(), first.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let connect = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
+                if let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_millis(500), connect).await {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    let ask = client.query_one("SELECT NOT pg_is_in_recovery()", &[]);
+                    if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
+                        if row.get::<_, bool>(0) {
+                            f.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        WritableWatch { stop, first, task }
+    }
+
+    /// When the member was first seen writable, if it was.
+    pub fn first_writable(&self) -> Option<Instant> {
+        *self.first.lock().unwrap()
+    }
+
+    /// Stops watching; returns [`WritableWatch::first_writable`].
+    pub async fn finish(self) -> Option<Instant> {
+        self.stop.store(true, Ordering::Relaxed);
+        let first = self.first.clone();
+        let _ = self.task.await;
+        let seen = *first.lock().unwrap();
+        seen
+    }
+}

@@ -16,14 +16,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
     // Adopted, ndc synchronous, the primary under lease, and failover ready (nothing blocks it).
-    wait_for("the cluster adopted, dc under lease, failover ready", Duration::from_secs(30), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
-        (c.epoch == 1 && c.synchronous == ["ndc"] && c.failover_blocked.is_empty() && dc.lease_remaining_ms > 0)
-            .then_some(())
-    })
-    .await?;
+    d.wait_ready(true).await?;
     let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
     ensure!(table.contains("automatic failover: ready") && table.contains("lease P 1500 ms"), "{table}");
 

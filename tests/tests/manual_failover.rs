@@ -29,27 +29,12 @@ fn request_id(out: &std::process::Output) -> Result<String> {
     id.filter(|i| i.parse::<u64>().is_ok()).ok_or_else(|| anyhow::anyhow!("no request id in: {t}"))
 }
 
-async fn ready(d: &Deployment) -> Result<()> {
-    let r = wait_for("dc primary under lease, ndc synchronous", Duration::from_secs(30), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
-        (c.epoch == 1 && c.synchronous == ["ndc"] && dc.lease_remaining_ms > 0).then_some(())
-    })
-    .await;
-    if r.is_err() {
-        eprintln!("{}", text(&d.triadctl(&["status"])?));
-        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
-    }
-    r
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.failover.automatic = false)?;
     d.start_all().await?;
-    ready(&d).await?;
+    d.wait_ready(false).await?;
     let failover = ["failover", "--cluster", "customs", "--to", "ndc", "--reason", "dc lost (test)"];
 
     // Refused while dc runs and its agent answers.
@@ -109,10 +94,10 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
 async fn five_voters_the_city_lost_dr_is_promoted_with_the_data_loss_window_reported() -> Result<()> {
     let mut d = Deployment::with_postgres_and_witnesses(&[("ctg", "chittagong"), ("khl", "khulna")]).await?;
     d.start_all().await?;
-    ready(&d).await?;
+    d.wait_ready(false).await?;
     // The harder case: the leader dies with the city.
     d.make_leader(1).await?;
-    ready(&d).await?;
+    d.wait_ready(false).await?;
     let v = d.status().await?;
     ensure!(v.city_loss.starts_with("survivable"), "{}", v.city_loss);
     let witnesses: Vec<u64> = v.controllers.iter().filter(|c| c.witness && c.voter).map(|c| c.id).collect();

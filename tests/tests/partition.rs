@@ -19,14 +19,7 @@ use triad_tests::{wait_for, Deployment};
 async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
     let mut d = Deployment::with_postgres_in_namespaces().await?;
     d.start_all().await?;
-    let v = wait_for("dc under lease, ndc synchronous, failover ready", Duration::from_secs(40), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let dc = v.clusters["customs"].iter().find(|m| m.name == "dc")?.clone();
-        (c.epoch == 1 && c.synchronous == ["ndc"] && c.failover_blocked.is_empty() && dc.lease_remaining_ms > 0)
-            .then_some(v)
-    })
-    .await?;
+    let v = d.wait_ready(true).await?;
     let conninfos = d.conninfos()?;
     Ok((d, conninfos, v.lease.period_ms))
 }

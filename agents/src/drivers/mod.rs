@@ -48,6 +48,13 @@ pub trait DatabaseDriver: Send + Sync {
     /// Points this running standby at the primary at `primary_conninfo`.
     async fn follow(&self, primary_conninfo: &str) -> Result<(), String>;
 
+    /// True when this member is stopped on this host and would start as a primary (it is not
+    /// configured as a standby). The agent then starts it only under a lease at an epoch that
+    /// makes it primary (DESIGN.md point 8); a stopped standby is left to the leader's rejoin.
+    async fn stopped_as_primary(&self) -> bool {
+        false
+    }
+
     /// Fences this member: stops it at once (no checkpoint, every session cut), so that nothing
     /// can commit on it any more. Idempotent. Used when the primary's lease is about to lapse.
     async fn fence(&self) -> Result<(), String>;

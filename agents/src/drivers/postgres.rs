@@ -324,6 +324,11 @@ impl DatabaseDriver for PostgresDriver {
         blocking(move || stop(&l, "immediate", 10)).await
     }
 
+    async fn stopped_as_primary(&self) -> bool {
+        let Ok(l) = self.local() else { return false };
+        blocking(move || Ok(!is_running(&l) && !l.data_dir.join("standby.signal").exists())).await.unwrap_or(false)
+    }
+
     async fn restart(&self) -> Result<(), String> {
         let l = self.local()?;
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
