@@ -147,9 +147,18 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     let row = dr.query_one("SELECT epoch, origin FROM triad.canary WHERE id = 1", &[]).await?;
     ensure!(row.get::<_, i64>(0) == 1 && row.get::<_, String>(1) == "dc");
 
-    // Maintenance mode, through triadctl, recorded and audited.
+    // Maintenance mode, through triadctl, recorded and audited. It turns automatic failover off,
+    // so it is a request until a second person approves it.
     let out = d.triadctl(&["pause", "--cluster", "customs", "--reason", "patching ndc"])?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success() && said.contains("a second person"), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let id = said.split_whitespace().nth(1).map(|s| s.trim_end_matches(':').to_string()).unwrap_or_default();
+    ensure!(!d.status().await?.cluster_state["customs"].paused, "paused before anyone approved");
+    let out = d.triadctl(&["approve", &id])?;
+    ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("a second person"));
+    let out = d.triadctl_as("bob", "noc", &["approve", &id])?;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success() && said.contains("automatic failover off"), "{said}");
     // Status may come from a follower a heartbeat behind: wait for it to apply the change.
     wait_for("paused", Duration::from_secs(5), || async {
         d.status().await.ok()?.cluster_state.get("customs")?.paused.then_some(())
@@ -167,7 +176,10 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     .await?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit"])?.stdout).into_owned();
     ensure!(
-        audit.contains("pause cluster customs (patching ndc): ok") && audit.contains("adopt cluster customs"),
+        audit.contains("request pause of customs: ok")
+            && audit.contains(&format!("approve request {id}: ok"))
+            && audit.contains("resume cluster customs")
+            && audit.contains("adopt cluster customs"),
         "{audit}"
     );
 

@@ -63,7 +63,7 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
     let out = d.triadctl(&failover)?;
     let id = request_id(&out)?;
     let table = text(&d.triadctl(&["status"])?);
-    ensure!(table.contains("FAILOVER REQUESTS") && table.contains("pending"), "{table}");
+    ensure!(table.contains("REQUESTS TO APPROVE") && table.contains("pending"), "{table}");
     // The requester cannot approve their own request.
     let out = d.triadctl(&["approve", &id])?;
     ensure!(!out.status.success() && text(&out).contains("a second person"), "{}", text(&out));

@@ -4,31 +4,25 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::ServerState;
 use tonic::{Request, Response, Status};
 use triad_proto::v1 as pb;
 use triad_proto::v1::control_server::Control;
 
 use super::auth::{self, Caller, READERS};
 use super::{not_leader, to_status};
-use crate::config::{check_addr, check_name};
+use crate::config::check_name;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::raft::{read_audit, Committed};
-use crate::state::{
-    crowded, voters_by_city, Command, ControllerRecord, Response as Applied, Role, Site, APPROVER_ROLES,
-};
+use crate::state::{Command, Response as Applied, Role, APPROVER_ROLES};
 
-/// How long `cluster add` waits for a learner to catch up (less than triadctl's 30 s timeout, so
-/// that the operator gets this explanation rather than a bare timeout).
-const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// How long a failover request waits for its second approver.
+/// How long a failover or pause request waits for its second approver.
 const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Serves operators.
 pub struct ControlApi {
-    ctx: Arc<Ctx>,
+    pub(super) ctx: Arc<Ctx>,
 }
 
 impl ControlApi {
@@ -36,13 +30,13 @@ impl ControlApi {
         ControlApi { ctx }
     }
 
-    fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
+    pub(super) fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
         auth::require(&caller, allowed, what)?;
         Ok(caller)
     }
 
-    async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
+    pub(super) async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
         let Committed { log_index, response } =
             self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
         match response {
@@ -50,205 +44,6 @@ impl ControlApi {
             Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
             other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
         }
-    }
-
-    fn membership_reply(&self, message: String) -> pb::MembershipReply {
-        let m = self.ctx.raft.metrics().borrow().clone();
-        let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
-        let learners = m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect();
-        pb::MembershipReply { voters: voters.into_iter().collect(), learners, message }
-    }
-
-    async fn add_controller_inner(
-        &self,
-        req: Request<pb::AddControllerRequest>,
-    ) -> Result<pb::MembershipReply, Status> {
-        let caller = self.authorise(&req, &[Role::Admin], "adding a controller")?;
-        let r = req.into_inner();
-        let bad = |e: Error| match e {
-            Error::ConfigKey { key, msg } => Status::invalid_argument(format!("{key}: {msg}")),
-            other => Status::invalid_argument(other.to_string()),
-        };
-        if r.id == 0 {
-            return Err(Status::invalid_argument("id must be a positive integer"));
-        }
-        check_name("--site", &r.site).map_err(bad)?;
-        check_addr("--grpc-addr", &r.grpc_addr).map_err(bad)?;
-        check_addr("--http-addr", &r.http_addr).map_err(bad)?;
-        if !r.city.is_empty() {
-            check_name("--city", &r.city).map_err(bad)?;
-        }
-        if !self.ctx.is_leader() {
-            return Err(not_leader(&self.ctx));
-        }
-        let m = self.ctx.raft.metrics().borrow().clone();
-        let new_site = self.city_check(&r, m.membership_config.voter_ids())?;
-        let is_voter = m.membership_config.voter_ids().any(|id| id == r.id);
-        let learner_addr = m.membership_config.nodes().find(|(id, _)| **id == r.id).map(|(_, n)| n.addr.clone());
-        if is_voter {
-            return Err(Status::already_exists(format!("controller {} is already a voter", r.id)));
-        }
-        match learner_addr {
-            // A second `cluster add` for the same learner resumes an add that timed out.
-            Some(addr) if addr != r.grpc_addr => {
-                return Err(Status::already_exists(format!(
-                    "controller {} is a learner at {addr}, not {}; remove it first",
-                    r.id, r.grpc_addr
-                )))
-            }
-            Some(_) => {}
-            None => {
-                if let Some(site) = new_site {
-                    self.propose(&caller, Command::PutSite(site)).await?;
-                }
-                let rec = ControllerRecord {
-                    id: r.id,
-                    site: r.site.clone(),
-                    grpc_addr: r.grpc_addr.clone(),
-                    http_addr: r.http_addr.clone(),
-                    voter: false,
-                };
-                self.propose(&caller, Command::PutController(rec)).await?;
-                self.ctx
-                    .raft
-                    .add_learner(r.id, BasicNode::new(&r.grpc_addr), false)
-                    .await
-                    .map_err(|e| Status::unavailable(format!("adding controller {} as a learner: {e}", r.id)))?;
-            }
-        }
-        self.wait_caught_up(r.id, &r.grpc_addr).await?;
-        self.ctx
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
-            .await
-            .map_err(|e| Status::unavailable(format!("promoting controller {} to voter: {e}", r.id)))?;
-        self.propose(&caller, Command::SetControllerVoter { id: r.id, voter: true }).await?;
-        Ok(self.membership_reply(format!("controller {} caught up and is a voter", r.id)))
-    }
-
-    /// Checks the new controller's city (DESIGN.md point 10): known for a known site, given for a
-    /// new one, and holding at most two voters once it votes. Returns the site to record, if new.
-    fn city_check(
-        &self,
-        r: &pb::AddControllerRequest,
-        voters: impl Iterator<Item = u64>,
-    ) -> Result<Option<Site>, Status> {
-        let guard = self.ctx.state.read().expect("state lock poisoned");
-        let state = &guard.state;
-        let (city, new_site) = match state.sites.get(&r.site) {
-            Some(s) if !r.city.is_empty() && r.city != state.city_of(&s.name) => {
-                return Err(Status::invalid_argument(format!(
-                    "site `{}` is in city `{}`, not `{}`",
-                    r.site,
-                    state.city_of(&s.name),
-                    r.city
-                )))
-            }
-            Some(s) => (state.city_of(&s.name).to_string(), None),
-            None if state.sites.is_empty() => (r.site.clone(), None),
-            None if r.city.is_empty() => {
-                return Err(Status::invalid_argument(format!(
-                    "site `{}` is new: give its --city, so that voters can be counted per city",
-                    r.site
-                )))
-            }
-            None => (
-                r.city.clone(),
-                Some(Site {
-                    name: r.site.clone(),
-                    description: format!("controller site in {}", r.city),
-                    city: r.city.clone(),
-                }),
-            ),
-        };
-        let site_of = |id: u64| state.controllers.get(&id).map(|c| state.city_of(&c.site).to_string());
-        let mut cities: Vec<(u64, String)> = voters
-            .filter(|id| *id != r.id)
-            .map(|id| (id, site_of(id).unwrap_or_else(|| format!("controller-{id}"))))
-            .collect();
-        cities.push((r.id, city));
-        match crowded(&voters_by_city(cities.iter().map(|(id, c)| (*id, c.as_str())))) {
-            Some(why) => Err(Status::failed_precondition(why)),
-            None => Ok(new_site),
-        }
-    }
-
-    /// Waits until learner `id` holds the leader's log (within a few entries), or says clearly
-    /// why not: a learner that never catches up must not become a voter.
-    async fn wait_caught_up(&self, id: u64, addr: &str) -> Result<(), Status> {
-        let deadline = std::time::Instant::now() + CATCH_UP_TIMEOUT;
-        let mut rx = self.ctx.raft.metrics();
-        loop {
-            {
-                let m = rx.borrow().clone();
-                let last = m.last_log_index.unwrap_or(0);
-                let matched =
-                    m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).map(|l| l.index).unwrap_or(0);
-                if matched + 8 >= last && matched > 0 {
-                    return Ok(());
-                }
-                if m.state != ServerState::Leader {
-                    return Err(not_leader(&self.ctx));
-                }
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
-                return Err(Status::deadline_exceeded(format!(
-                    "controller {id} was added as a learner but has not caught up within {} s: is it running at {addr} \
-                     with `join = true`? Run the same `triadctl cluster add` again to resume, or \
-                     `triadctl cluster remove --id {id}` to undo",
-                    CATCH_UP_TIMEOUT.as_secs()
-                )));
-            }
-        }
-    }
-
-    async fn remove_controller_inner(
-        &self,
-        req: Request<pb::RemoveControllerRequest>,
-    ) -> Result<pb::MembershipReply, Status> {
-        let caller = self.authorise(&req, &[Role::Admin], "removing a controller")?;
-        let id = req.into_inner().id;
-        if !self.ctx.is_leader() {
-            return Err(not_leader(&self.ctx));
-        }
-        let m = self.ctx.raft.metrics().borrow().clone();
-        let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
-        let is_member = m.membership_config.nodes().any(|(n, _)| *n == id);
-        if !is_member {
-            return Err(Status::not_found(format!("controller {id} is not a member")));
-        }
-        if voters.len() == 1 && voters.contains(&id) {
-            return Err(Status::failed_precondition("refusing to remove the last voter"));
-        }
-        let change = if voters.contains(&id) {
-            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-        };
-        self.ctx
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
-        // If this leader removed itself it steps down, and an entry it accepted meanwhile may
-        // never commit: deleting the record is idempotent, so retry (the proposer forwards to
-        // the next leader) until the record is gone, whoever's write removed it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let result = self.propose(&caller, Command::DeleteController { id }).await;
-            let gone = !self.ctx.state.read().expect("state lock poisoned").state.controllers.contains_key(&id);
-            match result {
-                Ok(_) => break,
-                Err(_) if gone => break,
-                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
-                Err(e) => {
-                    tracing::warn!(id, "recording the removal of controller {id} again: {}", e.message());
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        }
-        Ok(self.membership_reply(format!("controller {id} removed")))
     }
 }
 
@@ -313,6 +108,7 @@ impl Control for ControlApi {
                     .values()
                     .map(|a| pb::ApprovalRecord {
                         id: a.id,
+                        action: a.action.clone(),
                         cluster: a.cluster.clone(),
                         to: a.to.clone(),
                         reason: a.reason.clone(),
@@ -459,8 +255,15 @@ impl Control for ControlApi {
             } else {
                 r.reason.chars().take(200).collect()
             };
-            let (log_index, message) =
-                self.propose(&caller, Command::SetPaused { cluster: r.cluster, paused: r.paused, reason }).await?;
+            // Pausing turns automatic failover off (DESIGN.md, "Security"): a request that a
+            // second person approves. Resuming turns it back on and is taken at once.
+            let command = if r.paused {
+                let ttl_ms = APPROVAL_TTL.as_millis() as u64;
+                Command::RequestPause { cluster: r.cluster, reason, ttl_ms }
+            } else {
+                Command::SetPaused { cluster: r.cluster, paused: false, reason }
+            };
+            let (log_index, message) = self.propose(&caller, command).await?;
             Ok(Response::new(pb::MutationReply { log_index, message }))
         }
         .await;

@@ -6,6 +6,7 @@ mod agent_link;
 pub mod auth;
 mod control;
 mod http;
+mod membership;
 mod peer;
 
 use std::sync::Arc;

@@ -110,7 +110,9 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Maintenance mode: no automatic role changes for the cluster until `resume`.
+    /// Maintenance mode: no automatic role changes for the cluster until `resume`. It turns
+    /// automatic failover off, so it is a request that a second person (admin or noc) approves
+    /// with `triadctl approve ID`.
     Pause {
         #[arg(long)]
         cluster: String,

@@ -105,7 +105,8 @@ fn loss_window(
 pub fn tick(ctx: &Arc<Ctx>) {
     let approved: Vec<Approval> = {
         let g = ctx.state.read().expect("state lock poisoned");
-        g.state.approvals.values().filter(|a| a.state == "approved").cloned().collect()
+        // Only failovers wait for the leader: a pause took effect with its approval.
+        g.state.approvals.values().filter(|a| a.state == "approved" && a.action == "failover").cloned().collect()
     };
     for a in approved {
         // The cluster's key, as every workflow task holds it: recovery leaves running ones alone.

@@ -58,6 +58,14 @@ pub async fn set_paused(client: &Client, cluster: &str, paused: bool, reason: &s
             async move { c.set_paused(req).await }
         })
         .await?;
+    if paused {
+        return Ok(format!(
+            "{}: pausing `{cluster}` turns automatic failover off, so a second person (admin or noc) approves it \
+             with `triadctl approve {}` within 10 minutes",
+            r.message,
+            r.message.trim_start_matches("request ")
+        ));
+    }
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
 

@@ -39,10 +39,10 @@ pub async fn request(
 
 /// `triadctl approve`: approves, then follows the failover until it ends (at most `wait`).
 pub async fn approve(client: &Client, id: u64, wait: Duration) -> Result<String> {
-    client.on_leader(|mut c| async move { c.approve(pb::ApprovalRequest { id }).await }).await?;
-    println!("request {id} approved; the leader carries it out");
+    let r = client.on_leader(|mut c| async move { c.approve(pb::ApprovalRequest { id }).await }).await?;
     let deadline = Instant::now() + wait;
     let mut shown = 0usize;
+    let mut first = true;
     loop {
         let (_, mut c) = client.any().await?;
         let state = c.state(pb::StateRequest {}).await?.into_inner();
@@ -50,6 +50,13 @@ pub async fn approve(client: &Client, id: u64, wait: Duration) -> Result<String>
         let Some(a) = a else {
             return Err(Error::Unavailable(format!("request {id} vanished")));
         };
+        if a.action == "pause" {
+            // A pause takes effect with its approval.
+            return Ok(r.message);
+        }
+        if std::mem::take(&mut first) {
+            println!("request {id} approved; the leader carries it out");
+        }
         // Progress: the steps of the newest failover of the cluster, as they are recorded.
         if let Ok(h) = c.history(pb::HistoryRequest { cluster: a.cluster.clone() }).await {
             let h = h.into_inner();

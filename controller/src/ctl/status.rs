@@ -136,6 +136,8 @@ pub struct StatusView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalView {
     pub id: u64,
+    /// `failover` or `pause`.
+    pub action: String,
     pub cluster: String,
     pub to: String,
     pub reason: String,
@@ -325,6 +327,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             .iter()
             .map(|a| ApprovalView {
                 id: a.id,
+                action: a.action.clone(),
                 cluster: a.cluster.clone(),
                 to: a.to.clone(),
                 reason: a.reason.clone(),
@@ -545,8 +548,20 @@ pub fn render(v: &StatusView) -> String {
         .filter(|a| matches!(a.state.as_str(), "approved" | "started") || (a.state == "pending" && now < a.expires_ms))
         .collect();
     if !open.is_empty() {
-        out.push_str("\nFAILOVER REQUESTS (a second person approves: triadctl approve ID)\n");
+        out.push_str("\nREQUESTS TO APPROVE (a second person approves: triadctl approve ID)\n");
         for a in open {
+            if a.action == "pause" {
+                out.push_str(&format!(
+                    "  {}  pause {} (automatic failover off): requested by {} {}: \"{}\"; pending, lapses in {} s\n",
+                    a.id,
+                    a.cluster,
+                    a.requested_by,
+                    ago(a.requested_ms),
+                    a.reason,
+                    a.expires_ms.saturating_sub(now) / 1000
+                ));
+                continue;
+            }
             let loss = if a.accept_data_loss { ", ACCEPTS DATA LOSS" } else { "" };
             let dead = if a.attested_dead.is_empty() {
                 String::new()
@@ -559,7 +574,7 @@ pub fn render(v: &StatusView) -> String {
                 format!("{} (approved by {})", a.state, a.approved_by)
             };
             out.push_str(&format!(
-                "  {}  {} to {}{loss}{dead}: requested by {} {}: \"{}\"; {when}\n",
+                "  {}  failover {} to {}{loss}{dead}: requested by {} {}: \"{}\"; {when}\n",
                 a.id,
                 a.cluster,
                 a.to,

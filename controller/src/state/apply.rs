@@ -1,7 +1,7 @@
 //! `State::apply`: pure and deterministic. It validates every command against the state it is
 //! applied to, because two proposers can race: a refused command changes nothing and says why.
 
-use super::{AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, State, Workflow, WorkflowStep};
+use super::{AgentRecord, AuditEntry, Command, DbCluster, Proposal, Response, Role, State, Workflow, WorkflowStep};
 
 impl State {
     /// Applies one proposal carried by the log entry at `log_index`, appending the audit entries it
@@ -184,6 +184,9 @@ impl State {
             }
             Command::SetPaused { cluster, paused, reason } => {
                 let what = format!("{} cluster {cluster} ({reason})", if *paused { "pause" } else { "resume" });
+                if *paused && p.actor.role != Role::System {
+                    return (what, Err("pausing turns automatic failover off: it needs a second approver".into()));
+                }
                 let Some(c) = self.clusters.get_mut(cluster) else {
                     return (what, Err(format!("no cluster named `{cluster}`")));
                 };
@@ -347,6 +350,9 @@ impl State {
                 let what = format!("request failover of {cluster} to {to}");
                 let r = self.request_failover(p, (cluster, to, reason), *accept_data_loss, attested_dead, *ttl_ms);
                 (what, r)
+            }
+            Command::RequestPause { cluster, reason, ttl_ms } => {
+                (format!("request pause of {cluster}"), self.request_pause(p, cluster, reason, *ttl_ms))
             }
             Command::Approve { id } => (format!("approve request {id}"), self.approve(p, *id)),
             Command::SetApprovalState { id, state } => {

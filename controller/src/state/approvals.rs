@@ -1,5 +1,7 @@
 //! Operations that need a second person (DESIGN.md, "Security": manual failover, failover to
-//! `dr`): one operator requests, a different one approves, and only then does the leader act.
+//! `dr`, disabling automatic failover): one operator requests, a different one approves, and only
+//! then does it happen. A failover is then carried out by the leader; a pause (maintenance mode,
+//! which turns automatic failover off) takes effect with the approval itself.
 //! Requests and approvals are replicated like everything else, so a leader change neither loses
 //! an approval nor runs an approved operation twice.
 
@@ -7,12 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Proposal, Role, State};
 
-/// A manual failover waiting for, or carried out after, its second approver.
+/// A manual failover or a pause waiting for, or carried out after, its second approver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub id: u64,
+    /// `failover` or `pause`.
+    pub action: String,
     pub cluster: String,
-    /// The member to promote.
+    /// The member to promote (a failover); empty for a pause.
     pub to: String,
     /// Why, as the requester wrote it.
     pub reason: String,
@@ -73,6 +77,7 @@ impl State {
             id,
             Approval {
                 id,
+                action: "failover".into(),
                 cluster: cluster.to_string(),
                 to: to.to_string(),
                 reason: reason.to_string(),
@@ -85,12 +90,58 @@ impl State {
                 state: "pending".into(),
             },
         );
-        // Bounded history: the newest 200 requests.
+        self.trim_approvals();
+        Ok(format!("request {id}"))
+    }
+
+    /// A request to pause a cluster (maintenance mode: automatic failover off), recorded as
+    /// `pending`; it takes effect when a second person approves it.
+    pub(super) fn request_pause(
+        &mut self,
+        p: &Proposal,
+        cluster: &str,
+        reason: &str,
+        ttl_ms: u64,
+    ) -> Result<String, String> {
+        if !APPROVER_ROLES.contains(&p.actor.role) {
+            return Err(format!("role `{}` may not request a pause", p.actor.role));
+        }
+        let c = self.clusters.get(cluster).ok_or_else(|| format!("no cluster named `{cluster}`"))?;
+        if c.paused {
+            return Err(format!("cluster `{cluster}` is already paused"));
+        }
+        if let Some(open) = self.approvals.values().find(|a| a.cluster == cluster && is_open(a, p.at_ms)) {
+            return Err(format!("request {} on `{cluster}` is still {}", open.id, open.state));
+        }
+        self.last_approval_id += 1;
+        let id = self.last_approval_id;
+        self.approvals.insert(
+            id,
+            Approval {
+                id,
+                action: "pause".into(),
+                cluster: cluster.to_string(),
+                to: String::new(),
+                reason: reason.to_string(),
+                accept_data_loss: false,
+                attested_dead: Vec::new(),
+                requested_by: p.actor.name.clone(),
+                requested_ms: p.at_ms,
+                expires_ms: p.at_ms + ttl_ms,
+                approved_by: None,
+                state: "pending".into(),
+            },
+        );
+        self.trim_approvals();
+        Ok(format!("request {id}"))
+    }
+
+    /// Bounded history: the newest 200 requests.
+    fn trim_approvals(&mut self) {
         while self.approvals.len() > 200 {
             let Some(oldest) = self.approvals.keys().next().copied() else { break };
             self.approvals.remove(&oldest);
         }
-        Ok(format!("request {id}"))
     }
 
     /// The second person's approval: another identity, before the request lapses.
@@ -110,6 +161,22 @@ impl State {
             return Err(format!("`{}` requested {id}: a second person must approve it", p.actor.name));
         }
         a.approved_by = Some(p.actor.name.clone());
+        if a.action == "pause" {
+            // Takes effect now, in this entry: nothing is left for a leader to carry out.
+            let cluster = a.cluster.clone();
+            let done = match self.clusters.get_mut(&cluster) {
+                Some(c) if c.paused => format!("completed: cluster {cluster} was already paused"),
+                Some(c) => {
+                    c.paused = true;
+                    format!("completed: cluster {cluster} paused, automatic failover off")
+                }
+                None => format!("refused: no cluster named `{cluster}`"),
+            };
+            if let Some(a) = self.approvals.get_mut(&id) {
+                a.state = done.clone();
+            }
+            return Ok(format!("request {id} approved: {done}"));
+        }
         a.state = "approved".into();
         Ok(format!("request {id} approved"))
     }
@@ -219,5 +286,26 @@ mod tests {
         let late = as_("bob", Role::Noc, 50 + 1000, Command::Approve { id: 2 });
         assert!(refused(apply(&mut s, late), "expired"));
         assert_eq!(s.approvals[&2].state, "expired");
+    }
+
+    #[test]
+    fn a_pause_takes_effect_only_with_a_second_persons_approval() {
+        let mut s = state();
+        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.contains(what));
+        let direct = Command::SetPaused { cluster: "customs".into(), paused: true, reason: "t".into() };
+        assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, direct)), "second approver"));
+        let pause = || Command::RequestPause { cluster: "customs".into(), reason: "patching".into(), ttl_ms: 1000 };
+        assert!(refused(apply(&mut s, as_("sam", Role::Soc, 1, pause())), "may not request"));
+        assert_eq!(apply(&mut s, as_("alice", Role::Admin, 10, pause())), Response::Ok("request 1".into()));
+        assert!(!s.clusters["customs"].paused, "a request alone pauses nothing");
+        assert!(refused(apply(&mut s, as_("alice", Role::Admin, 20, Command::Approve { id: 1 })), "second person"));
+        assert!(matches!(apply(&mut s, as_("bob", Role::Noc, 30, Command::Approve { id: 1 })), Response::Ok(_)));
+        assert!(s.clusters["customs"].paused);
+        assert!(s.approvals[&1].state.starts_with("completed"), "{}", s.approvals[&1].state);
+        // Resuming (automatic failover back on) needs no second person; pausing again does.
+        let resume = Command::SetPaused { cluster: "customs".into(), paused: false, reason: "done".into() };
+        assert!(matches!(apply(&mut s, as_("alice", Role::Admin, 40, resume)), Response::Ok(_)));
+        assert!(!s.clusters["customs"].paused);
+        assert_eq!(apply(&mut s, as_("alice", Role::Admin, 50, pause())), Response::Ok("request 2".into()));
     }
 }

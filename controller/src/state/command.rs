@@ -65,7 +65,9 @@ pub enum Command {
     AdoptCluster { cluster: String, primary: String, synchronous: Vec<String> },
     /// A member's agent reports a new endpoint.
     SetMemberEndpoint { cluster: String, member: String, endpoint: String },
-    /// Maintenance mode on or off for a cluster.
+    /// Maintenance mode on or off for a cluster. Turning it on turns automatic failover off, so a
+    /// person does that through [`Command::RequestPause`] and a second person's approval; only
+    /// resuming is taken directly.
     SetPaused { cluster: String, paused: bool, reason: String },
     /// Start a workflow on a cluster; refused while another runs, while paused, or before adoption.
     StartWorkflow { cluster: String, kind: String, from: String, to: String },
@@ -93,6 +95,9 @@ pub enum Command {
         attested_dead: Vec<String>,
         ttl_ms: u64,
     },
+    /// Ask to pause a cluster (maintenance mode, automatic failover off); a second person's
+    /// approval makes it so.
+    RequestPause { cluster: String, reason: String, ttl_ms: u64 },
     /// A second person approves request `id`.
     Approve { id: u64 },
     /// A request cancelled, claimed by the leader (`started`), or ended with its outcome.
