@@ -36,6 +36,26 @@ pub struct Approval {
     pub state: String,
 }
 
+impl Approval {
+    /// A request by `p`'s actor, pending until `ttl_ms` from now; the id is given when recorded.
+    fn pending(p: &Proposal, action: &str, cluster: &str, reason: &str, ttl_ms: u64) -> Approval {
+        Approval {
+            id: 0,
+            action: action.into(),
+            cluster: cluster.into(),
+            to: String::new(),
+            reason: reason.into(),
+            accept_data_loss: false,
+            attested_dead: Vec::new(),
+            requested_by: p.actor.name.clone(),
+            requested_ms: p.at_ms,
+            expires_ms: p.at_ms + ttl_ms,
+            approved_by: None,
+            state: "pending".into(),
+        }
+    }
+}
+
 /// Roles that may request or approve a manual failover.
 pub const APPROVER_ROLES: [Role; 2] = [Role::Admin, Role::Noc];
 
@@ -68,30 +88,9 @@ impl State {
                  the data loss if that is the decision"
             ));
         }
-        if let Some(open) = self.approvals.values().find(|a| a.cluster == cluster && is_open(a, p.at_ms)) {
-            return Err(format!("request {} on `{cluster}` is still {}", open.id, open.state));
-        }
-        self.last_approval_id += 1;
-        let id = self.last_approval_id;
-        self.approvals.insert(
-            id,
-            Approval {
-                id,
-                action: "failover".into(),
-                cluster: cluster.to_string(),
-                to: to.to_string(),
-                reason: reason.to_string(),
-                accept_data_loss,
-                attested_dead: attested_dead.to_vec(),
-                requested_by: p.actor.name.clone(),
-                requested_ms: p.at_ms,
-                expires_ms: p.at_ms + ttl_ms,
-                approved_by: None,
-                state: "pending".into(),
-            },
-        );
-        self.trim_approvals();
-        Ok(format!("request {id}"))
+        let mut a = Approval::pending(p, "failover", cluster, reason, ttl_ms);
+        (a.to, a.accept_data_loss, a.attested_dead) = (to.to_string(), accept_data_loss, attested_dead.to_vec());
+        self.record_request(a)
     }
 
     /// A request to pause a cluster (maintenance mode: automatic failover off), recorded as
@@ -110,38 +109,23 @@ impl State {
         if c.paused {
             return Err(format!("cluster `{cluster}` is already paused"));
         }
-        if let Some(open) = self.approvals.values().find(|a| a.cluster == cluster && is_open(a, p.at_ms)) {
-            return Err(format!("request {} on `{cluster}` is still {}", open.id, open.state));
-        }
-        self.last_approval_id += 1;
-        let id = self.last_approval_id;
-        self.approvals.insert(
-            id,
-            Approval {
-                id,
-                action: "pause".into(),
-                cluster: cluster.to_string(),
-                to: String::new(),
-                reason: reason.to_string(),
-                accept_data_loss: false,
-                attested_dead: Vec::new(),
-                requested_by: p.actor.name.clone(),
-                requested_ms: p.at_ms,
-                expires_ms: p.at_ms + ttl_ms,
-                approved_by: None,
-                state: "pending".into(),
-            },
-        );
-        self.trim_approvals();
-        Ok(format!("request {id}"))
+        self.record_request(Approval::pending(p, "pause", cluster, reason, ttl_ms))
     }
 
-    /// Bounded history: the newest 200 requests.
-    fn trim_approvals(&mut self) {
+    /// Records `a` under the next id, unless another request on its cluster is still open; keeps
+    /// the newest 200.
+    fn record_request(&mut self, mut a: Approval) -> Result<String, String> {
+        if let Some(open) = self.approvals.values().find(|o| o.cluster == a.cluster && is_open(o, a.requested_ms)) {
+            return Err(format!("request {} on `{}` is still {}", open.id, a.cluster, open.state));
+        }
+        self.last_approval_id += 1;
+        a.id = self.last_approval_id;
+        self.approvals.insert(a.id, a);
         while self.approvals.len() > 200 {
             let Some(oldest) = self.approvals.keys().next().copied() else { break };
             self.approvals.remove(&oldest);
         }
+        Ok(format!("request {}", self.last_approval_id))
     }
 
     /// The second person's approval: another identity, before the request lapses.
