@@ -72,16 +72,18 @@ impl BootStart {
     /// Runs once, at the agent's start.
     pub async fn run(self) {
         // A server that died just before the agent started may still look alive for a moment
-        // (its pid not yet reaped): look until it is either up or confirmed stopped.
+        // (its pid not yet reaped): look until it is either up or confirmed stopped. A postmaster
+        // that runs but never answers is not stopped; the guard and the leader judge that one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let obs = self.driver.observe().await;
-            if obs.up {
+            if obs.up || tokio::time::Instant::now() >= deadline {
                 return;
             }
             if obs.stopped {
                 break;
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if !self.driver.stopped_as_primary().await {
             return;
