@@ -394,10 +394,8 @@ impl ControllerConfig {
                 check_name(&format!("sites[{i}].city"), &s.city)?;
             }
         }
-        let cities: Vec<(u64, String)> = self.peers.iter().map(|p| (p.id, city(&p.site))).collect();
-        if let Some(why) =
-            crate::state::crowded(&crate::state::voters_by_city(cities.iter().map(|(id, c)| (*id, c.as_str()))))
-        {
+        let cities = crate::state::voters_by_city(self.peers.iter().map(|p| (p.id, city(&p.site))));
+        if let Some(why) = crate::state::crowded(&cities) {
             return Err(key_err("peers", why));
         }
         match self.peers.iter().find(|p| p.id == self.id) {

@@ -180,6 +180,30 @@ impl Deployment {
         r
     }
 
+    /// Waits until `member` is the committed primary at `epoch` and reports itself primary; shows
+    /// the logs of `diagnose` if not.
+    pub async fn wait_primary(&self, member: &str, epoch: u64, diagnose: &[&str]) -> Result<()> {
+        let promoted = wait_for(&format!("{member} primary at epoch {epoch}"), Duration::from_secs(30), || async {
+            let v = self.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            let m = v.clusters["customs"].iter().find(|m| m.name == member)?.clone();
+            (c.epoch == epoch && c.primary == member && m.role == "primary").then_some(())
+        })
+        .await;
+        if promoted.is_err() {
+            self.diagnose(diagnose)?;
+        }
+        promoted
+    }
+
+    /// Waits until `site`'s agent holds its lease from the vouch set (failsafe), not the controllers.
+    pub async fn wait_failsafe(&self, site: &str) -> Result<()> {
+        wait_for(&format!("{site}'s lease coming from its voucher"), Duration::from_secs(10), || async {
+            (self.agent_metric(site, "triad_agent_lease_failsafe").await? == 1.0).then_some(())
+        })
+        .await
+    }
+
     /// Waits until `member` is back as the synchronous standby (a standby, streaming `sync`, and
     /// recorded as the only synchronous member); shows the controllers' and its agent's logs if not.
     pub async fn wait_synchronous_again(&self, member: &str, timeout: Duration) -> Result<()> {

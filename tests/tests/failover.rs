@@ -38,17 +38,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     d.kill("controller-1")?;
     eprintln!("site dc lost (the Raft leader was controller {leader})");
 
-    let promoted = wait_for("ndc primary at epoch 2", Duration::from_secs(30), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let ndc = v.clusters["customs"].iter().find(|m| m.name == "ndc")?.clone();
-        (c.epoch == 2 && c.primary == "ndc" && ndc.role == "primary").then_some(())
-    })
-    .await;
-    if promoted.is_err() {
-        d.diagnose(&["controller-2", "controller-3", "agent-ndc"])?;
-    }
-    promoted?;
+    d.wait_primary("ndc", 2, &["controller-2", "controller-3", "agent-ndc"]).await?;
     eprintln!("ndc is primary {} ms after the site was lost", lost_at.elapsed().as_millis());
     load.more("writes on ndc", 50, Duration::from_secs(15)).await?;
     // dr follows the new primary.

@@ -37,11 +37,7 @@ async fn after_a_failover_the_restarted_old_primary_never_takes_a_write_and_rejo
     let load = Workload::start(conninfos.clone(), 50).await?;
 
     lose_dc_host(&mut d)?;
-    wait_for("ndc primary at epoch 2", Duration::from_secs(30), || async {
-        let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
-        (c.epoch == 2 && c.primary == "ndc").then_some(())
-    })
-    .await?;
+    d.wait_primary("ndc", 2, &["controller-1", "controller-2", "controller-3", "agent-ndc"]).await?;
     load.more("writes on ndc", 50, Duration::from_secs(20)).await?;
 
     let watch = WritableWatch::start(conninfos[0].clone());

@@ -39,10 +39,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
     let net = d.net.as_ref().expect("in namespaces");
     net.cut_agent_path("dc", true)?;
     let cut = Instant::now();
-    wait_for("dc's lease coming from its voucher", Duration::from_secs(10), || async {
-        (d.agent_metric("dc", "triad_agent_lease_failsafe").await? == 1.0).then_some(())
-    })
-    .await?;
+    d.wait_failsafe("dc").await?;
     // Three lease periods cut off: the controllers hear nothing from dc's agent, but ndc still
     // streams from dc, so dc is not lost; and ndc vouches, so dc does not fence.
     let before = seen.lock().unwrap().acked.len();
@@ -118,17 +115,7 @@ async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() 
     net.isolate("dc", true)?;
     let cut = Instant::now();
     eprintln!("site dc isolated (the Raft leader was controller {leader})");
-    let promoted = wait_for("ndc primary at epoch 2", Duration::from_secs(30), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let ndc = v.clusters["customs"].iter().find(|m| m.name == "ndc")?.clone();
-        (c.epoch == 2 && c.primary == "ndc" && ndc.role == "primary").then_some(())
-    })
-    .await;
-    if promoted.is_err() {
-        d.diagnose(&["controller-2", "controller-3", "agent-ndc", "agent-dc"])?;
-    }
-    promoted?;
+    d.wait_primary("ndc", 2, &["controller-2", "controller-3", "agent-ndc", "agent-dc"]).await?;
     let ndc_at =
         wait_for("ndc writable", Duration::from_secs(10), || async { ndc_writable.is_finished().then_some(()) }).await;
     watching.store(false, Ordering::Relaxed);

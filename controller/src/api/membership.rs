@@ -133,7 +133,7 @@ impl ControlApi {
             .map(|id| (id, site_of(id).unwrap_or_else(|| format!("controller-{id}"))))
             .collect();
         cities.push((r.id, city));
-        match crowded(&voters_by_city(cities.iter().map(|(id, c)| (*id, c.as_str())))) {
+        match crowded(&voters_by_city(cities)) {
             Some(why) => Err(Status::failed_precondition(why)),
             None => Ok(new_site),
         }

@@ -218,14 +218,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         c.witness = !db_sites.contains(c.site.as_str());
     }
     let city_loss = CityLoss::judge(&voters_by_city(
-        state
-            .controllers
-            .iter()
-            .filter(|c| c.voter)
-            .map(|c| (c.id, city_of(&c.site)))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(id, city)| (*id, city.as_str())),
+        state.controllers.iter().filter(|c| c.voter).map(|c| (c.id, city_of(&c.site))),
     ))
     .describe();
     let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);

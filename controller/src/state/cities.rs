@@ -14,10 +14,10 @@ use super::State;
 pub const MAX_VOTERS_PER_CITY: usize = 2;
 
 /// The voters of each city, from (controller id, city) pairs.
-pub fn voters_by_city<'a>(voters: impl IntoIterator<Item = (u64, &'a str)>) -> BTreeMap<String, Vec<u64>> {
+pub fn voters_by_city<S: AsRef<str>>(voters: impl IntoIterator<Item = (u64, S)>) -> BTreeMap<String, Vec<u64>> {
     let mut by_city: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (id, city) in voters {
-        by_city.entry(city.to_string()).or_default().push(id);
+        by_city.entry(city.as_ref().to_string()).or_default().push(id);
     }
     by_city
 }
