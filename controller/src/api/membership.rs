@@ -192,27 +192,20 @@ impl ControlApi {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.ctx
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| Status::unavailable(format!("removing controller {id}: {e}")))?;
-        // If this leader removed itself it steps down, and an entry it accepted meanwhile may
-        // never commit: deleting the record is idempotent, so retry (the proposer forwards to
-        // the next leader) until the record is gone, whoever's write removed it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let result = self.propose(&caller, Command::DeleteController { id }).await;
-            let gone = !self.ctx.state.read().expect("state lock poisoned").state.controllers.contains_key(&id);
-            match result {
-                Ok(_) => break,
-                Err(_) if gone => break,
-                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
-                Err(e) => {
-                    tracing::warn!(id, "recording the removal of controller {id} again: {}", e.message());
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Record first, while this controller surely leads, then change the membership: a leader
+        // that removes itself steps down and, no longer a member, may never learn who leads next,
+        // so nothing could be recorded after the change. Restored if the change fails.
+        let record = self.ctx.state.read().expect("state lock poisoned").state.controllers.get(&id).cloned();
+        if record.is_some() {
+            self.propose(&caller, Command::DeleteController { id }).await?;
+        }
+        if let Err(e) = self.ctx.raft.change_membership(change, false).await {
+            if let Some(rec) = record {
+                if let Err(restore) = self.propose(&caller, Command::PutController(rec)).await {
+                    tracing::warn!(id, "could not restore the record of controller {id}: {}", restore.message());
                 }
             }
+            return Err(Status::unavailable(format!("removing controller {id}: {e}")));
         }
         Ok(self.membership_reply(format!("controller {id} removed")))
     }
