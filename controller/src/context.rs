@@ -33,6 +33,10 @@ pub struct Ctx {
     /// The leases this controller granted while leading (soft state).
     pub leases: Leases,
     pub metrics: Arc<Metrics>,
+    /// Set to ask the process to stop and run again (an approved break-glass order).
+    pub restart: tokio::sync::watch::Sender<bool>,
+    /// Since when this controller has known no leader (`None` while it knows one).
+    pub leaderless_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for timestamps carried in proposals.

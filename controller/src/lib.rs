@@ -36,8 +36,18 @@ use crate::config::ControllerConfig;
 use crate::context::Ctx;
 use crate::raft::{open_db, LogStore, PeerNetwork, Proposer, Raft, StateMachineStore};
 
-/// Runs a controller until SIGINT or SIGTERM.
-pub async fn run(cfg: ControllerConfig) -> Result<()> {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM: the process ends.
+    Stopped,
+    /// A break-glass order was approved: run again, so that the store is rewritten before
+    /// openraft opens it (see `raft::break_glass`).
+    Restart,
+}
+
+/// Runs a controller until SIGINT or SIGTERM, or until a break-glass order asks for a restart.
+pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     let tls = tls::TlsFiles::load(&cfg.tls)?;
     tls.check_own_identity(cfg.id)?;
     // Bind before touching the data directory, so that a port in use is reported cleanly.
@@ -46,7 +56,8 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
     let http_listener =
         TcpListener::bind(&cfg.http_addr).await.map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
-    let db = open_db(&cfg.data_dir.join("raft"))?;
+    let db = open_store(&cfg.data_dir.join("raft")).await?;
+    raft::break_glass::reseed(&db, cfg.id, &cfg.grpc_addr)?;
 
     let metrics = Arc::new(metrics::Metrics::new());
     let log_store = LogStore::new(db.clone());
@@ -84,6 +95,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
     }
 
     let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+    let (restart_tx, mut restart_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         id: cfg.id,
         cfg: cfg.clone(),
@@ -97,7 +109,10 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
         running: Default::default(),
         leases: Default::default(),
         metrics: metrics.clone(),
+        restart: restart_tx,
+        leaderless_since: Default::default(),
     });
+    tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
     tokio::spawn(brain::run(ctx.clone()));
 
@@ -109,8 +124,11 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
     let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
     let http = tokio::spawn(api::serve_http(ctx.clone(), http_listener, stopped(stop_rx)));
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    let exit = tokio::select! {
+        _ = shutdown_signal() => Exit::Stopped,
+        _ = restart_rx.wait_for(|r| *r) => Exit::Restart,
+    };
+    tracing::info!("shutting down{}", if exit == Exit::Restart { " to restart (break-glass)" } else { "" });
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), raft.shutdown()).await;
     for task in [grpc, http] {
@@ -120,7 +138,21 @@ pub async fn run(cfg: ControllerConfig) -> Result<()> {
             Err(_) => tracing::warn!("a server did not stop within 3 s"),
         }
     }
-    Ok(())
+    Ok(exit)
+}
+
+/// Opens the store, waiting a little for a lock a previous run in this process (a restart for a
+/// break-glass order) may still hold while its last blocking task ends.
+async fn open_store(dir: &std::path::Path) -> Result<Arc<rocksdb::DB>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open_db(dir) {
+            Err(Error::Storage(e)) if e.contains("lock") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

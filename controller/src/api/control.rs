@@ -358,6 +358,21 @@ impl Control for ControlApi {
         result
     }
 
+    async fn break_glass(&self, req: Request<pb::BreakGlassRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = self.break_glass_inner(req).await.map(Response::new);
+        self.ctx.metrics.rpc("Control/BreakGlass", &result);
+        result
+    }
+
+    async fn approve_break_glass(
+        &self,
+        req: Request<pb::ApprovalRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
+        let result = self.approve_break_glass_inner(req).await.map(Response::new);
+        self.ctx.metrics.rpc("Control/ApproveBreakGlass", &result);
+        result
+    }
+
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
         let result = self.authorise(&req, READERS, "reading history").map(|_| {
             let cluster = req.get_ref().cluster.clone();

@@ -4,6 +4,7 @@
 
 mod agent_link;
 pub mod auth;
+mod break_glass;
 mod control;
 mod http;
 mod membership;
@@ -20,6 +21,7 @@ use triad_proto::v1::agent_link_server::AgentLinkServer;
 use triad_proto::v1::control_server::ControlServer;
 use triad_proto::v1::peer_server::PeerServer;
 
+pub use break_glass::track_leaderless;
 pub use http::serve as serve_http;
 
 use crate::context::Ctx;

@@ -29,16 +29,23 @@ impl PeerApi {
 
     /// A controller speaks Raft only as itself: the node id inside a Raft message must be the one
     /// its certificate names (`controller-<id>`), so one stolen peer key cannot pose as every node.
-    fn check_sender(caller: &auth::Caller, vote: &openraft::Vote<u64>) -> Result<(), Status> {
+    /// And a controller a break-glass order cut off is not heard at all: it may hold the lost
+    /// quorum's log and terms, and would only disturb the cluster that replaced it.
+    fn check_sender(&self, caller: &auth::Caller, vote: &openraft::Vote<u64>) -> Result<(), Status> {
         let id = vote.leader_id().voted_for().unwrap_or(0);
-        if caller.name == format!("controller-{id}") {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
+        if caller.name != format!("controller-{id}") {
+            return Err(Status::permission_denied(format!(
                 "certificate `{}` may not send Raft messages as controller {id}",
                 caller.name
-            )))
+            )));
         }
+        if self.ctx.state.read().expect("state lock poisoned").state.cut_off.contains(&id) {
+            return Err(Status::permission_denied(format!(
+                "controller {id} was cut off by a break-glass order: wipe its data directory and add it again with \
+                 `triadctl cluster add`"
+            )));
+        }
+        Ok(())
     }
 
     fn payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
@@ -53,7 +60,7 @@ impl Peer for PeerApi {
             let caller = self.check(&req)?;
             let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
                 Self::payload(&req.into_inner().data)?;
-            Self::check_sender(&caller, &rpc.vote)?;
+            self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.append_entries(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }
@@ -66,7 +73,7 @@ impl Peer for PeerApi {
         let result = async {
             let caller = self.check(&req)?;
             let rpc: openraft::raft::VoteRequest<u64> = Self::payload(&req.into_inner().data)?;
-            Self::check_sender(&caller, &rpc.vote)?;
+            self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.vote(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }
@@ -80,7 +87,7 @@ impl Peer for PeerApi {
             let caller = self.check(&req)?;
             let rpc: openraft::raft::InstallSnapshotRequest<crate::raft::TypeConfig> =
                 Self::payload(&req.into_inner().data)?;
-            Self::check_sender(&caller, &rpc.vote)?;
+            self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.install_snapshot(rpc).await;
             Ok(Response::new(RaftPayload { data: encode(&res) }))
         }

@@ -39,18 +39,25 @@ fn main() -> ExitCode {
         tracing::warn!("TRIAD_TEST_FAILPOINTS=1: failpoints from FAILPOINTS are active (tests only)");
         fail::FailScenario::setup()
     });
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("triad-controller: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(triad_controller::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("triad-controller: {e}");
-            ExitCode::FAILURE
+    // A break-glass order restarts the controller in place: a fresh runtime, so that every task
+    // of the old one (and with them the store's handles) is gone before the store is rewritten.
+    loop {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("triad-controller: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let exit = runtime.block_on(triad_controller::run(cfg.clone()));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        match exit {
+            Ok(triad_controller::Exit::Stopped) => return ExitCode::SUCCESS,
+            Ok(triad_controller::Exit::Restart) => tracing::warn!("restarting to carry out the break-glass order"),
+            Err(e) => {
+                eprintln!("triad-controller: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
 }

@@ -86,6 +86,14 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         wait: u64,
     },
+    /// The last resort when a city is lost and even the witnesses with it: the one controller left
+    /// (normally dr's) has no quorum, so nothing can be promoted. One person requests, attesting
+    /// that the other sites are dead or fenced; a second (admin or noc) approves; the controller
+    /// then restarts as the only voter, cuts the others off, raises the cluster's epoch by a
+    /// million (so a member that returns fences itself) and fails over to MEMBER accepting data
+    /// loss. See runbooks/break-glass.md.
+    #[command(subcommand)]
+    BreakGlass(BreakGlassCmd),
     /// Cancel a failover request that has not started.
     Cancel { id: u64 },
     /// Where writers go: the cluster's committed primary and how to reach it. With --watch, a
@@ -178,6 +186,33 @@ enum CertsCmd {
         /// Extra subject alternative names (DNS names or IP addresses).
         #[arg(long)]
         san: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreakGlassCmd {
+    /// Record a break-glass request on the stranded controller (refused while any leader is
+    /// known, and until it has known none for 10 s or five election timeouts).
+    Request {
+        #[arg(long)]
+        cluster: String,
+        /// The member to promote (normally dr).
+        #[arg(long)]
+        to: String,
+        /// Why the other sites are dead or fenced: who confirmed what, and how.
+        #[arg(long)]
+        attest: String,
+        /// The stranded controller's gRPC address (default: the first in the config that answers).
+        #[arg(long)]
+        controller: Option<String>,
+    },
+    /// Approve someone else's break-glass request (within 15 minutes); the controller restarts.
+    Approve {
+        /// The request's id, as `break-glass request` printed it.
+        id: u64,
+        /// The controller that recorded it (default: the first in the config that answers).
+        #[arg(long)]
+        controller: Option<String>,
     },
 }
 
@@ -278,6 +313,13 @@ async fn run(args: Args) -> Result<(), Error> {
         }
         Cmd::Approve { id, wait } => {
             println!("{}", failover::approve(&client(&args.config)?, id, Duration::from_secs(wait)).await?)
+        }
+        Cmd::BreakGlass(BreakGlassCmd::Request { cluster, to, attest, controller }) => {
+            let c = client(&args.config)?;
+            println!("{}", failover::break_glass_request(&c, controller.as_deref(), &cluster, &to, &attest).await?)
+        }
+        Cmd::BreakGlass(BreakGlassCmd::Approve { id, controller }) => {
+            println!("{}", failover::break_glass_approve(&client(&args.config)?, controller.as_deref(), id).await?)
         }
         Cmd::Cancel { id } => println!("{}", failover::cancel(&client(&args.config)?, id).await?),
         Cmd::Endpoint { cluster, watch, output } => {

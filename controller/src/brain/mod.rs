@@ -2,6 +2,7 @@
 //! changes the world only by proposing commands. It keeps nothing that a new leader could not
 //! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
 
+mod break_glass;
 mod commands;
 mod failover;
 pub mod lease;
@@ -85,6 +86,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut counted: HashSet<u64> = HashSet::new();
     let mut missing = std::collections::HashMap::new();
     let mut primary_down_since = std::collections::HashMap::new();
+    let mut break_glass_settled = false;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -121,6 +123,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             commands.extend(topology::decide(&g.state, &obs, now, down_after));
             (g.state.seeded, commands)
         };
+        break_glass::tick(&ctx, &mut break_glass_settled);
         recover_workflows(&ctx);
         keep_synchronous(&ctx, &mut missing);
         // Judge only once agents had time to report to this leader: a primary it has not heard

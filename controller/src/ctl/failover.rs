@@ -91,3 +91,33 @@ pub async fn cancel(client: &Client, id: u64) -> Result<String> {
     let r = client.on_leader(|mut c| async move { c.cancel_approval(pb::ApprovalRequest { id }).await }).await?;
     Ok(r.message)
 }
+
+/// The controller a break-glass command goes to: the one named, or the first that answers.
+async fn stranded_controller(
+    client: &Client,
+    controller: Option<&str>,
+) -> Result<triad_proto::v1::control_client::ControlClient<tonic::transport::Channel>> {
+    match controller {
+        Some(addr) => client.control(addr).await,
+        None => Ok(client.any().await?.1),
+    }
+}
+
+/// `triadctl break-glass request`: records the order on the stranded controller.
+pub async fn break_glass_request(
+    client: &Client,
+    controller: Option<&str>,
+    cluster: &str,
+    to: &str,
+    attestation: &str,
+) -> Result<String> {
+    let mut c = stranded_controller(client, controller).await?;
+    let req = pb::BreakGlassRequest { cluster: cluster.into(), to: to.into(), attestation: attestation.into() };
+    Ok(c.break_glass(req).await?.into_inner().message)
+}
+
+/// `triadctl break-glass approve`: the second person's approval; the controller restarts.
+pub async fn break_glass_approve(client: &Client, controller: Option<&str>, id: u64) -> Result<String> {
+    let mut c = stranded_controller(client, controller).await?;
+    Ok(c.approve_break_glass(pb::ApprovalRequest { id }).await?.into_inner().message)
+}

@@ -154,7 +154,7 @@ pub struct ApprovalView {
 /// Gathers status from the controllers.
 pub async fn gather(client: &Client) -> Result<StatusView> {
     let (_, mut any) = client.any().await?;
-    let state = any.state(pb::StateRequest {}).await?.into_inner();
+    let mut state = any.state(pb::StateRequest {}).await?.into_inner();
     let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> =
         client.cfg.controllers.iter().map(|a| (a.clone(), None)).collect();
     for c in &state.controllers {
@@ -203,6 +203,12 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         });
     }
     controllers.sort_by_key(|c| (c.id == 0, c.id));
+    // The leader's state is the one that counts (and only it has every agent's reports); a
+    // controller that knows no leader may be one a break-glass order cut off, with an old state.
+    if let Some(leader) = controllers.iter().find(|c| c.role == "leader" && c.id != state.answered_by) {
+        let mut c = client.control(&leader.grpc_addr).await?;
+        state = c.state(pb::StateRequest {}).await?.into_inner();
+    }
     let city_of = |site: &str| -> String {
         let recorded = state.sites.iter().find(|s| s.name == site).map(|s| s.city.clone()).unwrap_or_default();
         if recorded.is_empty() {

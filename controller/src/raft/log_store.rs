@@ -16,9 +16,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use super::store::{be_key, from_be_key, CF_LOGS, CF_META};
 use super::{decode, encode, NodeId, TypeConfig};
 
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(super) const KEY_VOTE: &[u8] = b"vote";
+pub(super) const KEY_COMMITTED: &[u8] = b"committed";
+pub(super) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 

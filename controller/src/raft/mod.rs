@@ -1,6 +1,7 @@
 //! openraft glue: the type configuration, the RocksDB log and state-machine stores, the gRPC
 //! network between controllers, and the proposer that batches commands into log entries.
 
+pub mod break_glass;
 mod log_store;
 mod network;
 mod proposer;

@@ -130,6 +130,8 @@ impl State {
                     return (what, Err(format!("controller {} already uses {}", other.id, rec.grpc_addr)));
                 }
                 self.controllers.insert(rec.id, rec.clone());
+                // Added back on purpose (with a wiped store): no longer cut off.
+                self.cut_off.remove(&rec.id);
                 (what, Ok(format!("controller {} recorded", rec.id)))
             }
             Command::SetControllerVoter { id, voter } => {
@@ -269,7 +271,7 @@ impl State {
                 if !c.members.contains_key(primary) {
                     return (what, Err(format!("`{primary}` is not a member of `{cluster}`")));
                 }
-                c.epoch += 1;
+                c.epoch = (c.epoch + 1).max(c.epoch_floor);
                 c.epoch_index = log_index;
                 // The roles swap: the old primary is wanted as a synchronous standby in the place
                 // of the new one, and made one when it follows (reconfigure, confirm, record).
@@ -357,6 +359,9 @@ impl State {
             Command::Approve { id } => (format!("approve request {id}"), self.approve(p, *id)),
             Command::SetApprovalState { id, state } => {
                 (format!("request {id}: {state}"), self.set_approval_state(*id, state))
+            }
+            Command::RecordBreakGlass(order) => {
+                (format!("record break-glass order {}", order.id), self.record_break_glass(p, order))
             }
             // Handled in `apply` before reaching here.
             Command::Batch(_) => ("batch".into(), Err("nested batch".into())),

@@ -114,7 +114,7 @@ impl State {
 
     /// Records `a` under the next id, unless another request on its cluster is still open; keeps
     /// the newest 200.
-    fn record_request(&mut self, mut a: Approval) -> Result<String, String> {
+    pub(super) fn record_request(&mut self, mut a: Approval) -> Result<String, String> {
         if let Some(open) = self.approvals.values().find(|o| o.cluster == a.cluster && is_open(o, a.requested_ms)) {
             return Err(format!("request {} on `{}` is still {}", open.id, a.cluster, open.state));
         }

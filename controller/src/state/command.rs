@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ControllerRecord, DbCluster, HostFacts, Role, Site};
+use super::{BreakGlassOrder, ControllerRecord, DbCluster, HostFacts, Role, Site};
 
 /// Who asked for a change, as the edge that received the request authenticated them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +73,8 @@ pub enum Command {
     StartWorkflow { cluster: String, kind: String, from: String, to: String },
     /// Record a workflow step (started or finished).
     RecordStep { workflow: u64, name: String, note: String },
-    /// The role change itself: epoch + 1, `primary` becomes primary. The synchronous set and the
+    /// The role change itself: epoch + 1 (or the cluster's epoch floor, after a break-glass),
+    /// `primary` becomes primary. The synchronous set and the
     /// vouchers are emptied (removing members is recorded first, DESIGN.md point 5); they are
     /// recorded again once the new primary confirms a synchronous standby.
     SwitchPrimary { cluster: String, workflow: u64, primary: String },
@@ -102,6 +103,9 @@ pub enum Command {
     Approve { id: u64 },
     /// A request cancelled, claimed by the leader (`started`), or ended with its outcome.
     SetApprovalState { id: u64, state: String },
+    /// The one controller left carried out a break-glass order on its store and leads again:
+    /// record it (cut the others off, raise the epoch floor, approve the failover it orders).
+    RecordBreakGlass(BreakGlassOrder),
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited

@@ -7,6 +7,7 @@
 
 mod apply;
 mod approvals;
+mod break_glass;
 mod cities;
 mod command;
 
@@ -16,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use approvals::{is_open, Approval, APPROVER_ROLES};
+pub use break_glass::{may_break_glass, BreakGlassOrder, EPOCH_JUMP};
 pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
 
@@ -167,6 +169,10 @@ pub struct DbCluster {
     /// would). Shown in status, so that nobody learns it only when the primary is lost.
     #[serde(default)]
     pub failover_blocked: String,
+    /// The next role change takes the epoch to at least this (break-glass: far above anything the
+    /// lost sites could have reached, so that a member returning from them fences itself).
+    #[serde(default)]
+    pub epoch_floor: u64,
 }
 
 /// One recorded step of a workflow.
@@ -211,6 +217,7 @@ impl DbCluster {
             paused: false,
             workflow: None,
             failover_blocked: String::new(),
+            epoch_floor: 0,
         }
     }
 }
@@ -251,6 +258,13 @@ pub struct State {
     pub approvals: BTreeMap<u64, Approval>,
     #[serde(default)]
     pub last_approval_id: u64,
+    /// Break-glass orders carried out (DESIGN.md point 10), by id.
+    #[serde(default)]
+    pub break_glass: BTreeMap<u64, BreakGlassOrder>,
+    /// Controllers a break-glass order cut off: their Raft messages are refused until one is
+    /// recorded again (`triadctl cluster add`, with a wiped store).
+    #[serde(default)]
+    pub cut_off: BTreeSet<u64>,
 }
 
 impl State {
