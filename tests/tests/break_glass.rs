@@ -91,6 +91,8 @@ async fn the_last_controller_breaks_the_glass_and_the_returning_site_fences_itse
     // Refused approvals changed nothing: the request is still pending.
     let out = d.triadctl(&request)?;
     ensure!(!out.status.success() && text(&out).contains(&format!("{id} is pending")), "{}", text(&out));
+    let table = text(&d.triadctl(&["status"])?);
+    ensure!(table.contains(&format!("BREAK-GLASS on controller 3: request {id} (customs to dr) pending")), "{table}");
 
     let watch_dc = WritableWatch::start(dc_conninfo);
     let out = d.triadctl_as("bob", "noc", &["break-glass", "approve", &id])?;

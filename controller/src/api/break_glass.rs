@@ -57,6 +57,23 @@ fn storage(e: crate::Error) -> Status {
 }
 
 impl ControlApi {
+    /// The order on this controller's disk, in a line for status (empty: none).
+    pub(super) fn break_glass_summary(&self) -> String {
+        match load_order(&self.ctx.db) {
+            Ok(None) => String::new(),
+            Ok(Some(o)) => format!(
+                "request {} ({} to {}) {}: requested by {}{}",
+                o.id,
+                o.cluster,
+                o.to,
+                o.state,
+                o.requested_by,
+                o.approved_by.map(|a| format!(", approved by {a}")).unwrap_or_default()
+            ),
+            Err(e) => format!("unreadable: {e}"),
+        }
+    }
+
     /// Refuses unless this controller is a voter that has known no leader for long enough that no
     /// election under way explains it: with a quorum, `triadctl failover` is the way.
     async fn stranded(&self) -> Result<(), Status> {

@@ -87,6 +87,7 @@ impl Control for ControlApi {
                 learners: m.membership_config.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect(),
                 voters: voters.into_iter().collect(),
                 connected_agents: self.ctx.obs.connected_count() as u32,
+                break_glass: self.break_glass_summary(),
             })
         });
         self.ctx.metrics.rpc("Control/NodeStatus", &result);

@@ -31,6 +31,8 @@ pub struct ControllerView {
     pub commit_index: u64,
     pub leader_id: u64,
     pub connected_agents: u32,
+    /// The break-glass order on this controller's disk (empty: none).
+    pub break_glass: String,
 }
 
 /// One agent.
@@ -183,6 +185,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 commit_index: n.commit_index,
                 leader_id: n.leader_id,
                 connected_agents: n.connected_agents,
+                break_glass: n.break_glass,
             },
             None => ControllerView {
                 id: rec.map(|r| r.id).unwrap_or(0),
@@ -199,6 +202,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 commit_index: 0,
                 leader_id: 0,
                 connected_agents: 0,
+                break_glass: String::new(),
             },
         });
     }
@@ -393,6 +397,9 @@ pub fn render(v: &StatusView) -> String {
             c.commit_index,
             c.connected_agents
         ));
+    }
+    for c in v.controllers.iter().filter(|c| !c.break_glass.is_empty()) {
+        out.push_str(&format!("  BREAK-GLASS on controller {}: {}\n", c.id, c.break_glass));
     }
     out.push_str(&format!("  city loss: {}\n", v.city_loss));
     if !v.sites.is_empty() {
