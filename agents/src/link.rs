@@ -81,7 +81,7 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
         let done = |r: std::result::Result<(), String>| r.map(|_| (0, String::new()));
         match cmd.kind.clone().ok_or("empty command")? {
             Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
-            Kind::Promote(_) => {
+            Kind::Promote(promote) => {
                 // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
                 // the hold; the target state carries it and was accepted before this command.
                 let hold = p.target.current().map(|t| t.vouch_hold_ms).unwrap_or(0);
@@ -89,7 +89,7 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch).await?;
-                done(driver.promote().await)
+                done(driver.promote(&promote.synchronous_standby_names).await)
             }
             Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),

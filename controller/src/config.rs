@@ -224,7 +224,8 @@ pub struct ClusterConfig {
     pub members: Vec<MemberConfig>,
     /// `relaxed` (default): when the synchronous standby is lost, Triad records that and lets the
     /// primary commit asynchronously (automatic failover is then off) until it returns. `strict`:
-    /// commits wait for the synchronous standby.
+    /// commits wait for the synchronous standby, and a new primary waits from its first commit
+    /// for the standby wanted synchronous in its place.
     #[serde(default = "default_sync_mode")]
     pub synchronous_mode: String,
 }

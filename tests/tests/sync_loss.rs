@@ -1,10 +1,13 @@
-//! The synchronous standby lost (relaxed mode, the default): Triad records it is no longer
+//! The synchronous standby lost. Relaxed mode (the default): Triad records it is no longer
 //! synchronous, then lets the primary commit asynchronously; when it returns it is reconfigured,
-//! confirmed and recorded as synchronous again.
+//! confirmed and recorded as synchronous again. Strict mode: commits wait for it, also on a new
+//! primary after a failover.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use triad_controller::brain::synchronous::GRACE;
+use triad_tests::workload::kill_postgres;
 use triad_tests::{wait_for, Deployment};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,5 +70,56 @@ async fn lost_synchronous_standby_is_dropped_then_restored_in_the_safe_order() -
     let ndc = d.pg_connect("ndc").await?;
     let n: i64 = ndc.query_one("SELECT count(*) FROM orders WHERE note = 'with ndc again'", &[]).await?.get(0);
     ensure!(n == 1, "a synchronous commit is on ndc when it returns");
+    Ok(())
+}
+
+/// Strict mode: a commit never goes through with fewer synchronous copies than recorded. With the
+/// synchronous standby lost, the primary's commits wait for it (it is not dropped); after a
+/// failover, the new primary's commits wait from the first for the old primary, wanted
+/// synchronous in its place, until it is rejoined and streams again.
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_commits_wait_for_the_synchronous_standby_even_after_a_failover() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.tune_controllers(|c| c.clusters.iter_mut().for_each(|c| c.synchronous_mode = "strict".into()))?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let dc = d.pg_connect("dc").await?;
+
+    // ndc is lost: dc's commit waits for it, well past the grace a relaxed cluster gives.
+    d.kill("agent-ndc")?;
+    d.pg.as_ref().unwrap().stop("ndc", "immediate")?;
+    let mut insert =
+        tokio::spawn(async move { dc.execute("INSERT INTO orders (note) VALUES ('waits for ndc')", &[]).await });
+    let early = tokio::time::timeout(GRACE * 3, &mut insert).await;
+    ensure!(early.is_err(), "strict: a commit went through without ndc: {early:?}");
+    let c = d.status().await?.cluster_state["customs"].clone();
+    ensure!(c.synchronous == ["ndc"], "strict: ndc was dropped from the synchronous set: {:?}", c.synchronous);
+    // ndc returns (its agent starts it as a standby): the waiting commit completes.
+    d.start_agent("ndc")?;
+    let r = tokio::time::timeout(Duration::from_secs(60), insert).await;
+    ensure!(matches!(r, Ok(Ok(Ok(1)))), "the waiting commit did not complete once ndc returned: {r:?}");
+    d.wait_synchronous_again("ndc", Duration::from_secs(30)).await?;
+
+    // dc's site is lost: ndc takes over, and from its first commit waits for dc.
+    let dc_data = d.pg.as_ref().unwrap().member("dc")?.dir.join("data");
+    d.kill("agent-dc")?;
+    kill_postgres(&dc_data)?;
+    d.wait_primary("ndc", 2, &["controller-1", "controller-2", "controller-3", "agent-ndc"]).await?;
+    let ndc = d.pg_connect("ndc").await?;
+    let mut insert =
+        tokio::spawn(async move { ndc.execute("INSERT INTO orders (note) VALUES ('waits for dc')", &[]).await });
+    let early = tokio::time::timeout(GRACE * 3, &mut insert).await;
+    ensure!(early.is_err(), "strict: the new primary committed asynchronously: {early:?}");
+    // dc's host returns: rejoined as ndc's standby, it releases the commit and is recorded synchronous.
+    d.start_agent("dc")?;
+    let r = tokio::time::timeout(Duration::from_secs(90), insert).await;
+    if !matches!(r, Ok(Ok(Ok(1)))) {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
+    ensure!(matches!(r, Ok(Ok(Ok(1)))), "the waiting commit did not complete once dc returned: {r:?}");
+    d.wait_synchronous_again("dc", Duration::from_secs(30)).await?;
+    let on_dc = d.pg_connect("dc").await?;
+    let n: i64 = on_dc.query_one("SELECT count(*) FROM orders WHERE note = 'waits for dc'", &[]).await?.get(0);
+    ensure!(n == 1, "the commit that waited for dc is not on dc");
     Ok(())
 }

@@ -215,7 +215,8 @@ impl DatabaseDriver for PostgresDriver {
         .await
     }
 
-    async fn promote(&self) -> Result<(), String> {
+    async fn promote(&self, synchronous: &[String]) -> Result<(), String> {
+        let sync = sync_value(synchronous)?;
         let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
         // Idempotent: a member already out of recovery has nothing left to do.
         let in_recovery: bool =
@@ -229,9 +230,10 @@ impl DatabaseDriver for PostgresDriver {
             .await
             .map_err(|e| e.to_string())?;
         // A base backup copies its primary's synchronous_standby_names; promoted with it, this
-        // member would wait for standbys that are not there (possibly itself). It starts
-        // asynchronous; the controller makes a standby synchronous once one follows it.
-        set_sync_names(&client, "").await?;
+        // member would wait for standbys that are not there (possibly itself). It starts with
+        // the names the controller gives: none (asynchronous until a standby follows and is
+        // made synchronous), or, in strict mode, the standbys every commit must wait for.
+        set_sync_names(&client, &sync).await?;
         let row = client.query_one("SELECT pg_promote(true, 60)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
         if row.get::<_, bool>(0) {
             Ok(())
@@ -288,14 +290,7 @@ impl DatabaseDriver for PostgresDriver {
     }
 
     async fn set_synchronous(&self, names: &[String]) -> Result<(), String> {
-        // Names are member names, checked when configured; quoted as identifiers all the same.
-        if names.iter().any(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
-            return Err(format!("refusing unusual standby names {names:?}"));
-        }
-        let value = match names.len() {
-            0 => String::new(),
-            n => format!("FIRST {n} ({})", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")),
-        };
+        let value = sync_value(names)?;
         let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
         set_sync_names(&client, &value).await
     }
@@ -391,6 +386,19 @@ fn start(l: &PgLocal) -> Result<(), String> {
 }
 
 /// `ALTER SYSTEM` runs outside a transaction block, so it cannot share a batch with the reload.
+/// `synchronous_standby_names` waiting for all of `names` (never more names than the count waited
+/// for, DESIGN.md point 5); empty for none.
+fn sync_value(names: &[String]) -> Result<String, String> {
+    // Names are member names, checked when configured; quoted as identifiers all the same.
+    if names.iter().any(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
+        return Err(format!("refusing unusual standby names {names:?}"));
+    }
+    Ok(match names.len() {
+        0 => String::new(),
+        n => format!("FIRST {n} ({})", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")),
+    })
+}
+
 async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
     client
         .batch_execute(&format!("ALTER SYSTEM SET synchronous_standby_names = '{value}'"))

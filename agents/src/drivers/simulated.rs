@@ -78,7 +78,7 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(self.lsn())
     }
 
-    async fn promote(&self) -> Result<(), String> {
+    async fn promote(&self, _synchronous: &[String]) -> Result<(), String> {
         self.primary.store(true, Ordering::SeqCst);
         Ok(())
     }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::{agent_command, DbStatus};
+use triad_proto::v1::DbStatus;
 
 use super::observations::AgentObservation;
 use super::switchover::{cluster, command, propose, STEP_TIMEOUT};
@@ -157,6 +157,9 @@ pub struct Manual {
     pub data_loss: Option<String>,
 }
 
+/// The step of a manual failover that accepted losing commits, with the window it accepts.
+const DATA_LOSS_WINDOW: &str = "data-loss-window";
+
 /// The step that lists the vouchers a promote outside the vouch set waits for.
 const AWAIT_VOUCHERS: &str = "await-vouchers";
 
@@ -190,7 +193,7 @@ pub async fn run_with(
     if let Some(m) = &manual {
         propose(&ctx, &actor, step("approved", m.approved.clone())).await?;
         if let Some(loss) = &m.data_loss {
-            propose(&ctx, &actor, step("data-loss-window", loss.clone())).await?;
+            propose(&ctx, &actor, step(DATA_LOSS_WINDOW, loss.clone())).await?;
         }
     }
     propose(&ctx, &actor, step("detected", why)).await?;
@@ -245,7 +248,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
         propose(&ctx, &actor, step("vouchers-acked", waited)).await?;
     }
     let t = Instant::now();
-    let promote = command(&w.cluster, c.epoch, c.epoch_index, agent_command::Kind::Promote(Default::default()));
+    let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
+    let promote = command(&w.cluster, c.epoch, c.epoch_index, super::switchover::promote(&c, accepted_loss));
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
     ctx.bus.call(&to_agent, promote, STEP_TIMEOUT).await.map_err(|e| format!("promoting {}: {e}", w.to))?;

@@ -11,7 +11,7 @@ pub mod manual;
 mod observations;
 mod rejoin;
 pub mod switchover;
-mod synchronous;
+pub mod synchronous;
 mod topology;
 
 use std::collections::HashSet;

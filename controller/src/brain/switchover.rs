@@ -114,6 +114,20 @@ pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command
     AgentCommand { id: 0, cluster: cluster.into(), epoch, log_index: index, kind: Some(kind) }
 }
 
+/// The promote for `c`, read after its new epoch was committed. In strict mode the new primary
+/// waits from its first commit for the standbys the cluster wants synchronous (DESIGN.md point 5:
+/// commits wait rather than go asynchronous), unless the role change accepted data loss (a manual
+/// failover outside the synchronous set, e.g. to `dr` with a city lost, where nobody is left to
+/// wait for). Otherwise it starts asynchronous until a standby follows and is made synchronous.
+pub(crate) fn promote(c: &DbCluster, accepted_loss: bool) -> agent_command::Kind {
+    let names = if c.strict && !accepted_loss {
+        c.want_synchronous.iter().filter(|m| c.primary.as_ref() != Some(*m)).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    agent_command::Kind::Promote(triad_proto::v1::Promote { synchronous_standby_names: names })
+}
+
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
 pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
     if !ctx.running.lock().expect("running lock poisoned").insert(name.clone()) {
@@ -199,14 +213,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
 
     // 4. Promote.
     let t = Instant::now();
-    let promoted = ctx
-        .bus
-        .call(
-            &to_agent,
-            command(&name, c2.epoch, c2.epoch_index, agent_command::Kind::Promote(Default::default())),
-            STEP_TIMEOUT,
-        )
-        .await;
+    let promoted =
+        ctx.bus.call(&to_agent, command(&name, c2.epoch, c2.epoch_index, promote(&c2, false)), STEP_TIMEOUT).await;
     if let Err(e) = promoted {
         let outcome = format!("failed: promoting {to}: {e}; {from} is stopped, {to} did not confirm promotion");
         let _ = propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
@@ -319,7 +327,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
     ctx.bus
-        .call(&to_agent, cmd(agent_command::Kind::Promote(Default::default())), STEP_TIMEOUT)
+        .call(&to_agent, cmd(promote(&c, false)), STEP_TIMEOUT)
         .await
         .map_err(|e| format!("promoting {} on recovery: {e}", w.to))?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
