@@ -232,6 +232,25 @@ impl Deployment {
         .await
     }
 
+    /// How many of `acked` (ids of acknowledged writes) are not in `member`'s table `orders`.
+    pub async fn missing_on(&self, member: &str, acked: &[i64]) -> Result<usize> {
+        let client = self.pg_connect(member).await?;
+        let rows = client.query("SELECT id FROM orders", &[]).await?;
+        let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(acked.iter().filter(|id| !have.contains(id)).count())
+    }
+
+    /// The newest workflow of `kind` on `customs`, as `triadctl history -o json` shows it, with
+    /// its steps' (name, note) in order; `Null` and none when there is none.
+    pub fn newest_workflow(&self, kind: &str) -> Result<(serde_json::Value, Vec<(String, String)>)> {
+        let history: serde_json::Value =
+            serde_json::from_slice(&self.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
+        let w = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == kind).cloned()).unwrap_or_default();
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let steps = w["steps"].as_array().map(|s| s.iter().map(|x| (text(&x[0]), text(&x[2]))).collect());
+        Ok((w, steps.unwrap_or_default()))
+    }
+
     /// A client connection to a PostgreSQL member's database `customs`.
     pub async fn pg_connect(&self, member: &str) -> Result<tokio_postgres::Client> {
         let m = self.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL here"))?.member(member)?;

@@ -109,26 +109,15 @@ async fn the_last_controller_breaks_the_glass_and_the_returning_site_fences_itse
     load.more("writes on dr", 50, Duration::from_secs(20)).await?;
     // Fails if two members were ever writable at once; losing writes is what was accepted.
     let acked = load.finish().await?;
-    let client = d.pg_connect("dr").await?;
-    let have: std::collections::BTreeSet<i64> =
-        client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    let missing = d.missing_on("dr", &acked).await?;
     eprintln!("{missing} of {} acknowledged writes not on dr (asynchronous; the loss was accepted)", acked.len());
 
     let recorded = d.state_of(3).await.map(|s| s.controllers.iter().map(|c| c.id).collect::<Vec<_>>());
     ensure!(recorded.as_deref() == Some(&[3][..]), "controllers recorded: {recorded:?}");
-    let history: serde_json::Value =
-        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
-    let f = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "failover").cloned()).unwrap_or_default();
-    let step = |name: &str| {
-        f["steps"]
-            .as_array()
-            .and_then(|s| s.iter().find(|x| x[0] == name))
-            .and_then(|x| x[2].as_str())
-            .map(str::to_string)
-    };
-    ensure!(step("approved").is_some_and(|a| a.contains("break-glass order") && a.contains("bob")), "{history}");
-    ensure!(step("data-loss-window").is_some(), "no data-loss window recorded: {history}");
+    let (f, steps) = d.newest_workflow("failover")?;
+    let step = |name: &str| steps.iter().find(|(n, _)| n == name).map(|(_, note)| note.clone());
+    ensure!(step("approved").is_some_and(|a| a.contains("break-glass order") && a.contains("bob")), "{f}");
+    ensure!(step("data-loss-window").is_some(), "no data-loss window recorded: {f}");
 
     // The lost site returns as it was. Its controller, holding the old quorum's log, is refused.
     let term = d.node_status(3).await.map(|s| s.term).unwrap_or_default();

@@ -5,7 +5,6 @@
 //! the primary fences before its last vouch could have expired. After the heal, the synchronous
 //! standby holds every acknowledged write.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,10 +124,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     let worst = c.await?;
     ensure!(worst <= 1, "{worst} members were writable at the same moment");
     let acked: Vec<i64> = seen.lock().unwrap().acked.iter().copied().collect();
-    let client = d.pg_connect(&primary).await?;
-    let rows = client.query("SELECT id FROM orders", &[]).await?;
-    let have: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    let missing = d.missing_on(&primary, &acked).await?;
     ensure!(missing == 0, "{missing} of {} acknowledged writes are missing on {primary}", acked.len());
     eprintln!("{} acknowledged writes, all on the primary {primary} after the heal", acked.len());
     Ok(())

@@ -10,7 +10,6 @@
 //!   elect a leader; promoting dr needs the loss accepted and the unreachable voucher attested
 //!   dead; two people approve; the workflow reports its data-loss window; never two writers.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -75,18 +74,13 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
 
     load.more("writes on ndc", 50, Duration::from_secs(15)).await?;
     let acked = load.finish().await?;
-    let client = d.pg_connect("ndc").await?;
-    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    let missing = d.missing_on("ndc", &acked).await?;
     ensure!(missing == 0, "{missing} of {} acknowledged writes missing on ndc", acked.len());
 
-    let history: serde_json::Value =
-        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
-    let f = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "failover").cloned()).unwrap_or_default();
-    let steps: Vec<&str> =
-        f["steps"].as_array().map(|s| s.iter().filter_map(|x| x[0].as_str()).collect()).unwrap_or_default();
-    ensure!(steps.starts_with(&["approved", "detected", "lease-ended", "promoted"]), "{history}");
-    ensure!(f["requested_by"].as_str().is_some_and(|r| r.contains("admin") && r.contains("bob")), "{history}");
+    let (f, steps) = d.newest_workflow("failover")?;
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    ensure!(names.starts_with(&["approved", "detected", "lease-ended", "promoted"]), "{f}");
+    ensure!(f["requested_by"].as_str().is_some_and(|r| r.contains("admin") && r.contains("bob")), "{f}");
     Ok(())
 }
 
@@ -132,24 +126,15 @@ async fn five_voters_the_city_lost_dr_is_promoted_with_the_data_loss_window_repo
     load.more("writes on dr", 50, Duration::from_secs(15)).await?;
     // Fails if two members were ever writable at once; losing writes is what was accepted.
     let acked = load.finish().await?;
-    let client = d.pg_connect("dr").await?;
-    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let missing = acked.iter().filter(|id| !have.contains(id)).count();
+    let missing = d.missing_on("dr", &acked).await?;
     eprintln!("{missing} of {} acknowledged writes not on dr (asynchronous)", acked.len());
 
-    let history: serde_json::Value =
-        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
-    let f = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "failover").cloned()).unwrap_or_default();
-    let step = |name: &str| {
-        f["steps"]
-            .as_array()
-            .and_then(|s| s.iter().find(|x| x[0] == name))
-            .map(|x| x[2].as_str().unwrap_or("").to_string())
-    };
-    let loss = step("data-loss-window").unwrap_or_default();
-    ensure!(loss.starts_with("up to ") && loss.contains("bytes of WAL"), "{history}");
-    let vouchers = step("vouchers-acked").unwrap_or_default();
-    ensure!(vouchers.contains("waited") && vouchers.contains("last vouch"), "{history}");
+    let (f, steps) = d.newest_workflow("failover")?;
+    let step = |name: &str| steps.iter().find(|(n, _)| n == name).map(|(_, note)| note.clone()).unwrap_or_default();
+    let loss = step("data-loss-window");
+    ensure!(loss.starts_with("up to ") && loss.contains("bytes of WAL"), "{f}");
+    let vouchers = step("vouchers-acked");
+    ensure!(vouchers.contains("waited") && vouchers.contains("last vouch"), "{f}");
     eprintln!("data-loss window: {loss}");
     Ok(())
 }

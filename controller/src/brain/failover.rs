@@ -352,26 +352,12 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::brain::AgentHelloInfo;
-    use crate::state::DbMember;
 
     fn state(synchronous: &[&str]) -> State {
-        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
-            .iter()
-            .map(|m| {
-                let member = DbMember {
-                    name: m.to_string(),
-                    site: m.to_string(),
-                    agent: m.to_string(),
-                    endpoint: String::new(),
-                };
-                (m.to_string(), member)
-            })
-            .collect();
-        let mut c = DbCluster::new("customs", members);
+        let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "");
         c.epoch = 1;
         c.primary = Some("dc".into());
         c.synchronous = synchronous.iter().map(|s| s.to_string()).collect();

@@ -71,29 +71,13 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use triad_proto::v1::ReplicaStatus;
 
     use super::*;
-    use crate::state::{DbCluster, DbMember};
+    use crate::state::DbCluster;
 
     fn state(strict: bool, synchronous: &[&str]) -> State {
-        let members: BTreeMap<String, DbMember> = ["dc", "ndc"]
-            .iter()
-            .map(|m| {
-                (
-                    m.to_string(),
-                    DbMember {
-                        name: m.to_string(),
-                        site: m.to_string(),
-                        agent: m.to_string(),
-                        endpoint: String::new(),
-                    },
-                )
-            })
-            .collect();
-        let mut c = DbCluster::new("customs", members);
+        let mut c = DbCluster::for_test(&["dc", "ndc"], "");
         c.epoch = 1;
         c.primary = Some("dc".into());
         c.synchronous = synchronous.iter().map(|s| s.to_string()).collect();

@@ -59,31 +59,15 @@ pub fn decide(state: &State, obs: &HashMap<String, AgentObservation>, now: Insta
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use triad_proto::v1::{DbStatus, ReplicaStatus};
 
     use super::*;
     use crate::brain::AgentHelloInfo;
-    use crate::state::{DbCluster, DbMember, HostFacts};
+    use crate::state::{DbCluster, HostFacts};
 
     fn state() -> State {
-        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
-            .iter()
-            .map(|m| {
-                (
-                    m.to_string(),
-                    DbMember {
-                        name: m.to_string(),
-                        site: m.to_string(),
-                        agent: format!("agent-{m}"),
-                        endpoint: String::new(),
-                    },
-                )
-            })
-            .collect();
         let mut s = State::default();
-        s.clusters.insert("customs".into(), DbCluster::new("customs", members));
+        s.clusters.insert("customs".into(), DbCluster::for_test(&["dc", "ndc", "dr"], "agent-"));
         s
     }
 

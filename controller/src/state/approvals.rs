@@ -194,29 +194,15 @@ pub fn is_open(a: &Approval, now_ms: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::state::{Actor, Command, DbCluster, DbMember, Response};
+    use crate::state::{Actor, Command, DbCluster, Response};
 
     fn as_(name: &str, role: Role, at_ms: u64, command: Command) -> Proposal {
         Proposal { at_ms, actor: Actor { name: name.into(), role, origin: "test".into() }, command }
     }
 
     fn state() -> State {
-        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
-            .iter()
-            .map(|m| {
-                let d = DbMember {
-                    name: m.to_string(),
-                    site: m.to_string(),
-                    agent: m.to_string(),
-                    endpoint: String::new(),
-                };
-                (m.to_string(), d)
-            })
-            .collect();
-        let mut c = DbCluster::new("customs", members);
+        let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "");
         (c.epoch, c.primary) = (1, Some("dc".into()));
         c.synchronous.insert("ndc".into());
         let mut s = State::default();

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, Proposal, Role, State, APPROVER_ROLES};
+use super::{Approval, Proposal, Role, State};
 
 /// How far break-glass raises a cluster's epoch: far beyond any number of role changes the lost
 /// sites could have made among themselves, had they survived cut off.
@@ -111,28 +111,13 @@ impl State {
     }
 }
 
-/// Whether `role` may request or approve a break-glass order.
-pub fn may_break_glass(role: Role) -> bool {
-    APPROVER_ROLES.contains(&role)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::state::{Actor, Command, ControllerRecord, DbCluster, DbMember, Response};
+    use crate::state::{Actor, Command, ControllerRecord, DbCluster, Response};
 
     fn state() -> State {
-        let members: BTreeMap<String, DbMember> = ["dc", "ndc", "dr"]
-            .iter()
-            .map(|m| {
-                let d =
-                    DbMember { name: m.to_string(), site: m.to_string(), agent: m.to_string(), endpoint: "".into() };
-                (m.to_string(), d)
-            })
-            .collect();
-        let mut c = DbCluster::new("customs", members);
+        let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "");
         (c.epoch, c.primary) = (3, Some("dc".into()));
         let mut s = State::default();
         s.clusters.insert("customs".into(), c);
