@@ -16,13 +16,10 @@
 //! ten with it dying). The minimum interval between
 //! automatic failovers is lowered to 1 s for the run; every other setting is the default.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use triad_tests::workload::{kill_postgres, pct, timed_writer};
+use triad_tests::workload::{kill_postgres, pct, TimedWorkload};
 use triad_tests::{wait_for, Deployment};
 
 async fn run() -> Result<()> {
@@ -39,10 +36,7 @@ async fn run() -> Result<()> {
     let conninfos = d.conninfos()?;
     let data = |m: &str| pg.member(m).map(|m| m.dir.join("data"));
     let (dc_data, ndc_data) = (data("dc")?, data("ndc")?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let acks = Arc::new(Mutex::new(Vec::new()));
-    let w = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = TimedWorkload::start(conninfos).await?;
 
     println!("Automatic failover after the primary site is SIGKILLed, real PostgreSQL 15, {trials} trials");
     println!("{:>6} {:>10} {:>12} {:>14} {:>14}", "trial", "failover", "leader died", "writer gap ms", "promoted ms");
@@ -80,11 +74,9 @@ async fn run() -> Result<()> {
         // The longest time between consecutive acknowledged writes from just before the kill
         // until writes flow on the new primary (what an application sees).
         let gap = wait_for("writes on the new primary", Duration::from_secs(30), || async {
-            let acks = acks.lock().unwrap();
-            let around: Vec<Instant> =
-                acks.iter().map(|a| a.0).filter(|a| *a >= killed - Duration::from_millis(200)).collect();
-            let flowing = around.last().is_some_and(|l| *l > killed + Duration::from_millis(seen as u64));
-            flowing.then(|| around.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default().as_secs_f64() * 1e3)
+            let (gap, last) = load.gap_since(killed);
+            let flowing = last.is_some_and(|l| l > killed + Duration::from_millis(seen as u64));
+            flowing.then_some(gap.as_secs_f64() * 1e3)
         })
         .await?;
         let leader_died = leader == id;
@@ -111,13 +103,8 @@ async fn run() -> Result<()> {
         })
         .await?;
     }
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let final_primary = if trials % 2 == 1 { "ndc" } else { "dc" };
-    let client = d.pg_connect(final_primary).await?;
-    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let acked: Vec<i64> = acks.lock().unwrap().iter().map(|a| a.1).collect();
-    let lost = acked.iter().filter(|id| !have.contains(id)).count();
+    let acked = load.finish().await?;
+    let lost = d.missing_on(if trials % 2 == 1 { "ndc" } else { "dc" }, &acked).await?;
     println!();
     for (what, v) in [("leader survived", &mut gaps), ("leader died", &mut gaps_leader)] {
         if !v.is_empty() {

@@ -9,13 +9,10 @@
 //! ```
 //! `TRIAD_BENCH_TRIALS` sets the number of switchovers (default 10).
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use triad_tests::workload::{pct, timed_writer};
+use triad_tests::workload::{pct, TimedWorkload};
 use triad_tests::{wait_for, Deployment};
 
 async fn run() -> Result<()> {
@@ -28,10 +25,7 @@ async fn run() -> Result<()> {
     })
     .await?;
     let conninfos = d.conninfos()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acks = Arc::new(Mutex::new(Vec::new()));
-    let w = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = TimedWorkload::start(conninfos).await?;
 
     println!("Planned switchover under continuous writes, real PostgreSQL 15, 3 controllers, {trials} trials");
     println!("{:>6} {:>10} {:>14} {:>16} {:>12}", "trial", "to", "writer gap ms", "canary outage ms", "total ms");
@@ -53,12 +47,7 @@ async fn run() -> Result<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(f64::NAN);
         // The largest gap between consecutive acknowledged writes during the switchover.
-        let gap = {
-            let acks = acks.lock().unwrap();
-            let during: Vec<Instant> =
-                acks.iter().map(|a| a.0).filter(|a| *a >= started - Duration::from_millis(200)).collect();
-            during.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default().as_secs_f64() * 1e3
-        };
+        let gap = load.gap_since(started).0.as_secs_f64() * 1e3;
         println!(
             "{:>6} {:>10} {:>14.0} {:>16.0} {:>12.0}",
             t + 1,
@@ -78,14 +67,9 @@ async fn run() -> Result<()> {
         .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
     // Zero loss: every acknowledged write is on the final primary.
-    let final_primary = if trials % 2 == 1 { "ndc" } else { "dc" };
-    let client = d.pg_connect(final_primary).await?;
-    let have: BTreeSet<i64> = client.query("SELECT id FROM orders", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let acked: Vec<i64> = acks.lock().unwrap().iter().map(|a| a.1).collect();
-    let lost = acked.iter().filter(|id| !have.contains(id)).count();
+    let acked = load.finish().await?;
+    let lost = d.missing_on(if trials % 2 == 1 { "ndc" } else { "dc" }, &acked).await?;
     println!();
     println!("writer gap  p50 {:>6.0} ms  max {:>6.0} ms", pct(&mut gaps.clone(), 0.5), pct(&mut gaps, 1.0));
     println!("canary      p50 {:>6.0} ms  max {:>6.0} ms", pct(&mut canaries.clone(), 0.5), pct(&mut canaries, 1.0));

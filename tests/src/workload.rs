@@ -154,6 +154,53 @@ pub async fn single_writer(conninfo: String, stop: Arc<AtomicBool>, seen: Arc<Mu
     }
 }
 
+/// A [`single_writer`] to one member and a [`checker`] of every member, for tests where that
+/// member must go on serving (or must stop), until [`SingleWorkload::finish`].
+pub struct SingleWorkload {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    writer: tokio::task::JoinHandle<()>,
+    checker: tokio::task::JoinHandle<usize>,
+}
+
+impl SingleWorkload {
+    /// Writes to `conninfos[0]`, checks all of them; waits until more than `at_least` writes
+    /// were acknowledged.
+    pub async fn start(conninfos: Vec<String>, at_least: usize) -> Result<SingleWorkload> {
+        let target = conninfos.first().cloned().ok_or_else(|| anyhow!("no member to write to"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let w = SingleWorkload {
+            writer: tokio::spawn(single_writer(target, stop.clone(), seen.clone())),
+            checker: tokio::spawn(checker(conninfos, stop.clone())),
+            stop,
+            seen,
+        };
+        crate::wait_for("writes flowing", Duration::from_secs(10), || async {
+            (w.seen().acked.len() > at_least).then_some(())
+        })
+        .await?;
+        Ok(w)
+    }
+
+    /// What the writer saw so far.
+    pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        // Poisoned only if a holder panicked, and then the test has failed already.
+        self.seen.lock().unwrap()
+    }
+
+    /// Stops both; fails if two members were ever writable at the same moment. Returns what the
+    /// writer saw.
+    pub async fn finish(self) -> Result<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.await?;
+        let worst = self.checker.await?;
+        anyhow::ensure!(worst <= 1, "{worst} members were writable at the same moment");
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        Ok(seen)
+    }
+}
+
 /// SIGKILLs the postmaster of the data directory `data` and every process it started, as the
 /// loss of its host would: nothing gets to shut down cleanly.
 pub fn kill_postgres(data: &Path) -> Result<()> {
@@ -199,6 +246,45 @@ pub async fn timed_writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: A
                 }
             }
         }
+    }
+}
+
+/// A [`timed_writer`] for the benchmarks: what an application sees of each role change is the
+/// longest gap between two consecutive acknowledged writes around it.
+pub struct TimedWorkload {
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<(Instant, i64)>>>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl TimedWorkload {
+    /// Starts the writer and waits until writes flow.
+    pub async fn start(conninfos: Vec<String>) -> Result<TimedWorkload> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let w = TimedWorkload { writer: tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone())), stop, acks };
+        crate::wait_for("writes flowing", Duration::from_secs(10), || async {
+            (w.acks.lock().unwrap().len() > 100).then_some(())
+        })
+        .await?;
+        Ok(w)
+    }
+
+    /// The longest gap between consecutive acknowledged writes from just before `from`, and
+    /// when the newest write was acknowledged.
+    pub fn gap_since(&self, from: Instant) -> (Duration, Option<Instant>) {
+        let acks = self.acks.lock().unwrap();
+        let around: Vec<Instant> =
+            acks.iter().map(|a| a.0).filter(|a| *a >= from - Duration::from_millis(200)).collect();
+        (around.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default(), around.last().copied())
+    }
+
+    /// Stops the writer; returns every acknowledged id.
+    pub async fn finish(self) -> Result<Vec<i64>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.await?;
+        let acked = self.acks.lock().unwrap().iter().map(|a| a.1).collect();
+        Ok(acked)
     }
 }
 

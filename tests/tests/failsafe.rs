@@ -5,12 +5,10 @@
 //! the primary fences before its last vouch could have expired. After the heal, the synchronous
 //! standby holds every acknowledged write.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, single_writer, Seen};
+use triad_tests::workload::SingleWorkload;
 use triad_tests::{wait_for, Deployment};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,14 +25,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     let (period, expiry) = (v.lease.period_ms, v.lease.period_ms + v.lease.margin_ms + v.lease.period_ms / 100);
 
     let conninfos = d.conninfos()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let w = tokio::spawn(single_writer(conninfos[0].clone(), stop.clone(), seen.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async {
-        (seen.lock().unwrap().acked.len() > 50).then_some(())
-    })
-    .await?;
+    let load = SingleWorkload::start(conninfos.clone(), 50).await?;
 
     // Two of three controllers killed, the leader among them: no quorum, no renewal.
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
@@ -45,13 +36,13 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     eprintln!("controllers {leader} and {other} killed");
     d.wait_failsafe("dc").await?;
     // Three whole lease periods without the controllers: the primary goes on serving.
-    let before = seen.lock().unwrap().acked.len();
+    let before = load.seen().acked.len();
     wait_for("three lease periods without a quorum", Duration::from_secs(30), || async {
         (lost.elapsed() > Duration::from_millis(3 * period)).then_some(())
     })
     .await?;
     {
-        let s = seen.lock().unwrap();
+        let s = load.seen();
         ensure!(s.errors == 0, "{} writes to dc failed while its voucher vouched", s.errors);
         ensure!(s.acked.len() > before + 100, "dc acknowledged only {} writes meanwhile", s.acked.len() - before);
     }
@@ -71,7 +62,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     // Fenced: the agent counted it, and the server stopped taking writes.
     let fenced = wait_for("dc fenced", Duration::from_secs(15), || async {
         let counted = d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await? >= 1.0;
-        (counted && seen.lock().unwrap().first_error.is_some()).then_some(())
+        (counted && load.seen().first_error.is_some()).then_some(())
     })
     .await;
     if fenced.is_err() {
@@ -80,7 +71,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     fenced?;
     eprintln!("dc fenced {} ms after its voucher was lost", cut.elapsed().as_millis());
     {
-        let s = seen.lock().unwrap();
+        let s = load.seen();
         let last_ok = s.last_ok.expect("writes were acknowledged");
         ensure!(
             last_ok < cut + Duration::from_millis(expiry),
@@ -119,11 +110,7 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
         d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-ndc", "agent-dc"])?;
     }
     let primary = healed?;
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let worst = c.await?;
-    ensure!(worst <= 1, "{worst} members were writable at the same moment");
-    let acked: Vec<i64> = seen.lock().unwrap().acked.iter().copied().collect();
+    let acked: Vec<i64> = load.finish().await?.acked.into_iter().collect();
     let missing = d.missing_on(&primary, &acked).await?;
     ensure!(missing == 0, "{missing} of {} acknowledged writes are missing on {primary}", acked.len());
     eprintln!("{} acknowledged writes, all on the primary {primary} after the heal", acked.len());

@@ -8,11 +8,11 @@
 //!   writes); after the heal dc rejoins as a standby and what it discarded is reported.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use triad_tests::workload::{checker, single_writer, Seen, Workload};
+use triad_tests::workload::{SingleWorkload, Workload};
 use triad_tests::{wait_for, Deployment};
 
 /// Starts everything in namespaces and waits until dc is primary under lease with failover ready.
@@ -27,14 +27,7 @@ async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Result<()> {
     let (d, conninfos, period) = ready().await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let w = tokio::spawn(single_writer(conninfos[0].clone(), stop.clone(), seen.clone()));
-    let c = tokio::spawn(checker(conninfos.clone(), stop.clone()));
-    wait_for("writes flowing", Duration::from_secs(10), || async {
-        (seen.lock().unwrap().acked.len() > 50).then_some(())
-    })
-    .await?;
+    let load = SingleWorkload::start(conninfos.clone(), 50).await?;
 
     let net = d.net.as_ref().expect("in namespaces");
     net.cut_agent_path("dc", true)?;
@@ -42,7 +35,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
     d.wait_failsafe("dc").await?;
     // Three lease periods cut off: the controllers hear nothing from dc's agent, but ndc still
     // streams from dc, so dc is not lost; and ndc vouches, so dc does not fence.
-    let before = seen.lock().unwrap().acked.len();
+    let before = load.seen().acked.len();
     wait_for("three lease periods cut off", Duration::from_secs(30), || async {
         (cut.elapsed() > Duration::from_millis(3 * period)).then_some(())
     })
@@ -52,7 +45,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
     ensure!(cs.epoch == 1 && cs.primary == "dc", "the cluster moved: epoch {} primary {}", cs.epoch, cs.primary);
     ensure!(d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "dc fenced");
     {
-        let s = seen.lock().unwrap();
+        let s = load.seen();
         ensure!(s.errors == 0, "{} writes to dc failed while its agent was cut off", s.errors);
         ensure!(s.acked.len() > before + 100, "dc acknowledged only {} writes meanwhile", s.acked.len() - before);
     }
@@ -63,11 +56,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
         (d.agent_metric("dc", "triad_agent_lease_failsafe").await? == 0.0).then_some(())
     })
     .await?;
-    stop.store(true, Ordering::Relaxed);
-    w.await?;
-    let worst = c.await?;
-    ensure!(worst <= 1, "{worst} members were writable at the same moment");
-    let s = seen.lock().unwrap();
+    let s = load.finish().await?;
     ensure!(s.errors == 0, "{} writes to dc failed", s.errors);
     eprintln!("{} writes, none failed, with dc's agent cut off for {} ms", s.acked.len(), cut.elapsed().as_millis());
     Ok(())
