@@ -190,6 +190,10 @@ async fn observe_db(
 ) {
     let mut last_role = String::new();
     loop {
+        // Read before observing: a report at epoch e describes the member as it was with e
+        // already persisted (the leader relies on that to trust a stopped primary's final
+        // position, DESIGN.md point 5).
+        let epoch = target.epoch();
         let mut st = driver.observe().await;
         st.endpoint = endpoint.clone();
         let l = lease.snapshot();
@@ -201,7 +205,7 @@ async fn observe_db(
         st.vouched_by = if st.lease_failsafe { l.vouched_by } else { Vec::new() };
         metrics.lease_failsafe.set(st.lease_failsafe as i64);
         st.watchdog = watchdog.into();
-        match target.epoch() {
+        match epoch {
             Some(e) => st.agent_epoch = e,
             None => st.epoch_unknown = true,
         }

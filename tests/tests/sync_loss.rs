@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use triad_controller::brain::synchronous::GRACE;
-use triad_tests::workload::kill_postgres;
+use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,5 +121,80 @@ async fn strict_commits_wait_for_the_synchronous_standby_even_after_a_failover()
     let on_dc = d.pg_connect("dc").await?;
     let n: i64 = on_dc.query_one("SELECT count(*) FROM orders WHERE note = 'waits for dc'", &[]).await?.get(0);
     ensure!(n == 1, "the commit that waited for dc is not on dc");
+    Ok(())
+}
+
+/// DESIGN.md point 5's other candidate: a standby outside the synchronous set whose position
+/// reaches the stopped primary's final position. Strict mode; ndc's server lost while its agent
+/// answers (its configuration broken, so the leader's rejoin fails and leaves it alone); dc's
+/// server then dies while its agent answers. dr, asynchronous, received every byte dc wrote: it
+/// is promoted automatically once dc's agent has read where dc's WAL ends, ndc's agent (the
+/// voucher) has acknowledged the new epoch, and dc's agent, at the new epoch, confirms that end
+/// again. No acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_holding_the_stopped_primarys_final_position_takes_over_when_the_synchronous_one_cannot() -> Result<()>
+{
+    let mut d = Deployment::with_postgres().await?;
+    d.tune_controllers(|c| c.clusters.iter_mut().for_each(|c| c.synchronous_mode = "strict".into()))?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let load = Workload::start(d.conninfos()?, 50).await?;
+
+    // ndc's server goes and cannot come back: every rejoin fails at its start.
+    let pg = d.pg.as_ref().unwrap();
+    let ndc_data = pg.member("ndc")?.dir.join("data");
+    let dc_data = pg.member("dc")?.dir.join("data");
+    std::fs::write(ndc_data.join("postgresql.auto.conf"), "shared_buffers = 'not a size'\n")?;
+    pg.stop("ndc", "immediate")?;
+    let rejoin = wait_for("the rejoin of ndc to fail", Duration::from_secs(90), || async {
+        let (w, _) = d.newest_workflow("rejoin").ok()?;
+        (w["to"] == "ndc" && w["outcome"].as_str()?.starts_with("failed")).then_some(w)
+    })
+    .await;
+    if rejoin.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-ndc"])?;
+    }
+    eprintln!("ndc's rejoin: {}", rejoin?["outcome"]);
+    let c = d.status().await?.cluster_state["customs"].clone();
+    ensure!(c.synchronous == ["ndc"] && c.primary == "dc", "strict: ndc stays synchronous: {c:?}");
+
+    // dc's server dies; its agent stays and reads where the WAL ends.
+    let dc = d.pg_connect("dc").await?;
+    let written: String = dc.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0);
+    kill_postgres(&dc_data)?;
+    let promoted =
+        d.wait_primary("dr", 2, &["controller-1", "controller-2", "controller-3", "agent-dc", "agent-dr"]).await;
+    if promoted.is_err() {
+        eprintln!("{}", String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout));
+    }
+    promoted?;
+    let acked = load.finish().await?;
+    let missing = d.missing_on("dr", &acked).await?;
+    ensure!(missing == 0, "{missing} of {} acknowledged writes are missing on dr", acked.len());
+
+    let (f, steps) = d.newest_workflow("failover")?;
+    let step = |name: &str| steps.iter().find(|(n, _)| n == name).map(|(_, note)| note.clone());
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    ensure!(
+        names.starts_with(&["detected", "lease-ended", "final-position", "await-vouchers", "vouchers-acked"])
+            && names.contains(&"final-position-confirmed")
+            && names.contains(&"promoted"),
+        "{f}"
+    );
+    // The final position read from dc's disk is at or past what dc had written before it died,
+    // and dr holds it.
+    let note = step("final-position").unwrap_or_default();
+    let lsn = |s: &str| {
+        let (hi, lo) = s.trim().split_once('/')?;
+        Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+    };
+    let end = note.strip_prefix("dc ends at ").and_then(|r| r.split(';').next()).and_then(lsn);
+    let held = note.split("dr holds ").nth(1).and_then(lsn);
+    let written = lsn(&written);
+    ensure!(
+        end.is_some() && end >= written && held >= end,
+        "final position {end:?}, written before the crash {written:?}, dr held {held:?}: {note}"
+    );
+    eprintln!("{note}");
     Ok(())
 }

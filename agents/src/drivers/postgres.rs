@@ -7,8 +7,8 @@ use tokio::sync::Mutex;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::postgres_ctl;
 use super::{now_ms, DatabaseDriver, DbStatus, ReplicaStatus};
+use super::{postgres_ctl, postgres_wal};
 
 /// A PostgreSQL member reached with a libpq-style connection string.
 pub struct PostgresDriver {
@@ -21,6 +21,8 @@ pub struct PostgresDriver {
     writer: Mutex<Option<Client>>,
     /// Where the server lives on this host, for the commands that stop, start and promote it.
     local: Option<PgLocal>,
+    /// The final position of this member while it is stopped as a primary.
+    wal_end: std::sync::Arc<postgres_wal::WalEnd>,
 }
 
 /// The member's files on this host.
@@ -58,6 +60,7 @@ impl PostgresDriver {
             client: Mutex::new(None),
             writer: Mutex::new(None),
             local,
+            wal_end: Default::default(),
         }
     }
 
@@ -182,7 +185,9 @@ impl DatabaseDriver for PostgresDriver {
                     st.error = format!("connect: {e}");
                     // Unreachable is not stopped: only the postmaster's absence on this host is.
                     if let Some(l) = self.local.clone() {
-                        st.stopped = blocking(move || Ok(!is_running(&l))).await.unwrap_or(false);
+                        let wal_end = self.wal_end.clone();
+                        (st.stopped, st.final_lsn) =
+                            blocking(move || Ok(stopped_at(&l, &wal_end))).await.unwrap_or((false, 0));
                     }
                     return st;
                 }
@@ -423,6 +428,18 @@ fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<(), String> {
 }
 
 /// Whether the postmaster of `l` runs (`pg_ctl status`).
+/// Whether the server is confirmed stopped on this host, and, when it is stopped as a primary,
+/// its final position (0 when that cannot be read: an unknown position qualifies no standby).
+fn stopped_at(l: &PgLocal, wal_end: &postgres_wal::WalEnd) -> (bool, u64) {
+    if is_running(l) {
+        return (false, 0);
+    }
+    if l.data_dir.join("standby.signal").exists() {
+        return (true, 0);
+    }
+    (true, wal_end.read(&l.bin_dir, &l.os_user, &l.data_dir).unwrap_or(0))
+}
+
 fn is_running(l: &PgLocal) -> bool {
     postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
 }

@@ -6,10 +6,17 @@
 //!   stopped, for `failover.primary_lost_after_ms`; **and** no standby reports a WAL receiver
 //!   that still streams (a standby streams only from a running primary). A primary that serves
 //!   but lost its path to the controllers is therefore not failed over.
-//! - *No lost commits* (point 5): only a member of the committed synchronous set is a candidate;
-//!   with synchronous replication every acknowledged commit is on it. With no synchronous member
-//!   (relaxed mode after the standby was lost) there is no candidate: no failover, and the reason
-//!   is recorded for status.
+//! - *No lost commits* (point 5): a member of the committed synchronous set is a candidate;
+//!   with synchronous replication every acknowledged commit is on it. When none of them can take
+//!   over, another standby may, if its position reaches the *final position* of the old primary:
+//!   the end of the WAL on its disk, which its agent reads once the server is confirmed stopped
+//!   (every acknowledged commit lies before it). That position is checked three times: by the
+//!   detector; after the workflow is recorded, from a report heard since; and after the new
+//!   epoch, from a report the old primary's agent made with that epoch already persisted (an
+//!   agent starts its server as a primary only under a lease at the epoch that names it, so from
+//!   then on nothing can extend that WAL). The vouchers must acknowledge the new epoch first
+//!   (point 3). With no synchronous member recorded (relaxed mode after the standby was lost)
+//!   automatic failover is off: no failover, and the reason is recorded for status.
 //! - *Wait out the lease* (point 4): the new epoch is committed only after
 //!   [`super::Leases::all_ended_at`], unless the old primary's agent itself reports its server
 //!   confirmed stopped.
@@ -65,6 +72,51 @@ fn candidates(c: &DbCluster, report: &dyn Fn(&str) -> Option<DbStatus>) -> Resul
     Ok(ok)
 }
 
+/// A stopped primary's final position, from its agent's report at the cluster's epoch.
+fn final_position(c: &DbCluster, d: &DbStatus) -> Option<u64> {
+    (!d.up && d.stopped && d.final_lsn > 0 && d.agent_epoch >= c.epoch && !d.epoch_unknown).then_some(d.final_lsn)
+}
+
+/// The standbys outside the synchronous set whose position reaches the stopped primary's
+/// `final_lsn`, best first, or why there is none. Each voucher's agent must be heard at the
+/// cluster's epoch, since the promote waits for it to acknowledge the next one.
+fn proven(
+    c: &DbCluster,
+    report: &dyn Fn(&str) -> Option<DbStatus>,
+    final_lsn: u64,
+) -> Result<Vec<(String, u64)>, String> {
+    let primary = c.primary.as_deref().unwrap_or_default();
+    for v in &c.vouch {
+        let agent = c.members.get(v).map(|m| m.agent.as_str()).unwrap_or_default();
+        if !report(agent).is_some_and(|d| d.agent_epoch == c.epoch && !d.epoch_unknown) {
+            return Err(format!("the voucher `{v}` cannot acknowledge a new epoch (its agent is silent or fenced)"));
+        }
+    }
+    let mut ok = Vec::new();
+    let mut behind = Vec::new();
+    for m in c.members.values().filter(|m| m.name != primary && !c.synchronous.contains(&m.name)) {
+        match report(&m.agent) {
+            Some(d) if d.up && d.role == "standby" && d.agent_epoch == c.epoch && !d.epoch_unknown => {
+                if d.wal_lsn >= final_lsn {
+                    ok.push((m.name.clone(), d.wal_lsn));
+                } else {
+                    behind.push(format!("`{}` at {}", m.name, crate::ctl::status::format_lsn(d.wal_lsn)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if ok.is_empty() {
+        let best = if behind.is_empty() { "no other running standby".to_string() } else { behind.join(", ") };
+        return Err(format!(
+            "no standby reaches `{primary}`'s final position {} ({best})",
+            crate::ctl::status::format_lsn(final_lsn)
+        ));
+    }
+    ok.sort_by_key(|c| std::cmp::Reverse(c.1));
+    Ok(ok)
+}
+
 /// Judges every adopted cluster: is its primary lost, and could it be failed over?
 /// `down_since` remembers, per cluster, since when its primary's agent reports it stopped.
 pub fn judge(
@@ -104,7 +156,15 @@ pub fn judge(
                 policy.min_interval_ms / 1000
             ));
         }
-        let found = candidates(c, &report);
+        let found = match candidates(c, &report) {
+            // Outside the synchronous set only by proven position, and never while no member is
+            // recorded synchronous (relaxed mode keeps automatic failover off then).
+            Err(why) if !c.synchronous.is_empty() => match report(&pm.agent).and_then(|d| final_position(c, &d)) {
+                Some(end) => proven(c, &report, end).map_err(|p| format!("{why}; {p}")),
+                None => Err(why),
+            },
+            found => found,
+        };
         if let Err(why) = &found {
             blocked.push(why.clone());
         }
@@ -163,6 +223,10 @@ const DATA_LOSS_WINDOW: &str = "data-loss-window";
 /// The step that lists the vouchers a promote outside the vouch set waits for.
 const AWAIT_VOUCHERS: &str = "await-vouchers";
 
+/// The step of an automatic failover outside the synchronous set: the old primary's final
+/// position, and the target's, which reaches it.
+const FINAL_POSITION: &str = "final-position";
+
 /// Runs the failover of `name` from its primary to `to`, as `actor`; returns a summary.
 pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> Result<String, String> {
     run_with(ctx, actor, name, to, why, None).await
@@ -206,8 +270,22 @@ pub async fn run_with(
     // fell silent still says "running primary".
     let heard_since =
         |t: Instant| ctx.obs.snapshot().get(&from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
+    // Outside the synchronous set, the old primary's final position is needed, so only its
+    // agent's word that the server is stopped will do (heard since the workflow was recorded;
+    // from then on it is granted no lease to start it again).
+    let by_position = manual.is_none() && !c.synchronous.contains(&to);
+    let recorded = Instant::now();
     loop {
-        let confirmed = heard_since(started).is_some_and(|d| !d.up && d.stopped);
+        let confirmed = if by_position {
+            heard_since(recorded).is_some_and(|d| final_position(&c, &d).is_some())
+        } else {
+            heard_since(started).is_some_and(|d| !d.up && d.stopped)
+        };
+        if by_position && Instant::now() >= ended && !confirmed {
+            let outcome = format!("abandoned: {from}'s agent did not confirm its server stopped with a final position");
+            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+            return Err(outcome);
+        }
         if confirmed || Instant::now() >= ended {
             let note = if confirmed {
                 format!("{from}'s agent confirms it stopped (after {} ms)", t.elapsed().as_millis())
@@ -227,8 +305,28 @@ pub async fn run_with(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    if by_position {
+        let reports = ctx.obs.snapshot();
+        let final_lsn = reports.get(&from_agent).filter(|o| o.last_seen > recorded).and_then(|o| o.db.as_ref());
+        let final_lsn = final_lsn.and_then(|d| final_position(&c, d)).unwrap_or(u64::MAX);
+        let to_agent = c.members.get(&to).map(|m| m.agent.as_str()).unwrap_or_default();
+        let at = reports.get(to_agent).filter(|o| o.last_seen > recorded).and_then(|o| o.db.as_ref());
+        let at = at.filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
+        let (fmt_final, fmt_at) = (crate::ctl::status::format_lsn(final_lsn), crate::ctl::status::format_lsn(at));
+        if at < final_lsn {
+            let outcome = format!("abandoned: {to} at {fmt_at} does not reach {from}'s final position {fmt_final}");
+            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+            return Err(outcome);
+        }
+        propose(&ctx, &actor, step(FINAL_POSITION, format!("{from} ends at {fmt_final}; {to} holds {fmt_at}"))).await?;
+    }
     // Recorded before the epoch, so that a new leader finishing this workflow waits as well.
-    if let Some(list) = manual.as_ref().and_then(|m| m.await_vouchers.as_ref()) {
+    let vouchers = match manual.as_ref() {
+        Some(m) => m.await_vouchers.clone(),
+        None if by_position && !c.vouch.is_empty() => Some(c.vouch.iter().cloned().collect()),
+        None => None,
+    };
+    if let Some(list) = vouchers {
         propose(&ctx, &actor, step(AWAIT_VOUCHERS, list.join(","))).await?;
     }
     // Point 1: the new epoch, committed before any promote goes out.
@@ -246,6 +344,16 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     if let Some(list) = w.steps.iter().find(|s| s.name == AWAIT_VOUCHERS).map(|s| s.note.clone()) {
         let waited = await_vouchers(&ctx, &c, &list).await?;
         propose(&ctx, &actor, step("vouchers-acked", waited)).await?;
+    }
+    if w.steps.iter().any(|s| s.name == FINAL_POSITION) {
+        if let Err(why) = confirm_final_position(&ctx, &c, &w.from, &w.to).await {
+            let outcome = format!("failed: {why}; {} was not promoted and no member is writable", w.to);
+            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+            tracing::error!(cluster = %w.cluster, "failover {outcome}");
+            return Err(outcome);
+        }
+        propose(&ctx, &actor, step("final-position-confirmed", format!("{} at epoch {} and stopped", w.from, c.epoch)))
+            .await?;
     }
     let t = Instant::now();
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
@@ -272,6 +380,44 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     tracing::warn!(cluster = %w.cluster, "failover {outcome}");
     Ok(outcome)
+}
+
+/// After the new epoch, before a promote by proven position: the old primary's agent reports
+/// its server stopped in an observation made with the new epoch persisted, so its WAL can grow
+/// no more, and the target still reaches where it ends. Waits as long as it takes for that
+/// report (the agent was heard moments ago); `Err` when the WAL grew past the target meanwhile.
+async fn confirm_final_position(ctx: &Ctx, c: &DbCluster, from: &str, to: &str) -> Result<(), String> {
+    let agent = |m: &str| c.members.get(m).map(|x| x.agent.clone()).unwrap_or_default();
+    let (from_agent, to_agent) = (agent(from), agent(to));
+    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    let mut logged = Instant::now() - Duration::from_secs(60);
+    loop {
+        if !ctx.is_leader() {
+            return Err("no longer the leader".into());
+        }
+        let old = ctx.obs.fresh_db(&from_agent, fresh).filter(|d| d.agent_epoch >= c.epoch && !d.epoch_unknown);
+        if let Some(d) = old {
+            if d.up {
+                return Err(format!("{from}'s server is running again at epoch {}", c.epoch));
+            }
+            if let (Some(end), Some(t)) = (final_position(c, &d), ctx.obs.fresh_db(&to_agent, fresh)) {
+                return if t.wal_lsn >= end {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{from}'s WAL now ends at {}, past {to}'s {}",
+                        crate::ctl::status::format_lsn(end),
+                        crate::ctl::status::format_lsn(t.wal_lsn)
+                    ))
+                };
+            }
+        }
+        if logged.elapsed() > Duration::from_secs(10) {
+            tracing::error!(cluster = %c.name, "the promote of {to} waits for {from}'s agent to confirm its final position at epoch {}", c.epoch);
+            logged = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Point 3, for a promote outside the vouch set: every listed voucher's agent reports the new
@@ -435,6 +581,74 @@ mod tests {
             HashMap::from([("ndc".to_string(), seen(now, DbStatus { agent_epoch: 0, ..standby("ndc", false) }))]);
         let j = judge_at(&state(&["ndc"]), &behind, now);
         assert!(j.failover.is_none() && j.blocked.contains("epoch 0"), "{j:?}");
+    }
+
+    #[test]
+    fn a_standby_reaching_the_stopped_primarys_final_position_is_the_candidate_when_no_synchronous_one_can() {
+        let mut s = state(&["ndc"]);
+        s.clusters.get_mut("customs").unwrap().vouch = ["ndc".to_string()].into();
+        let stopped =
+            DbStatus { stopped: true, final_lsn: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
+        let ndc_down = DbStatus { role: "down".into(), agent_epoch: 1, ..Default::default() };
+        let judge_over = |obs: &dyn Fn(Instant) -> HashMap<String, AgentObservation>| {
+            // The primary must be reported stopped for `primary_lost_after_ms` first.
+            let (t0, mut down) = (Instant::now(), HashMap::new());
+            let policy = FailoverPolicy::default();
+            judge(&s, &obs(t0), &policy, Duration::from_secs(1), t0, 10_000_000, &mut down);
+            let later = t0 + Duration::from_secs(5);
+            judge(&s, &obs(later), &policy, Duration::from_secs(1), later, 10_000_000, &mut down)
+                .remove("customs")
+                .unwrap()
+        };
+        let world = |dr_at: u64, ndc: Option<DbStatus>| {
+            let (stopped, ndc) = (stopped.clone(), ndc.clone());
+            move |now: Instant| {
+                let mut obs = HashMap::from([
+                    ("dc".to_string(), seen(now, stopped.clone())),
+                    ("dr".to_string(), seen(now, DbStatus { wal_lsn: dr_at, ..standby("dr", false) })),
+                ]);
+                if let Some(n) = ndc.clone() {
+                    obs.insert("ndc".into(), seen(now, n));
+                }
+                obs
+            }
+        };
+        // ndc's server is down but its agent answers (and can acknowledge a new epoch); dr
+        // received every byte dc wrote.
+        let j = judge_over(&world(1000, Some(ndc_down.clone())));
+        assert_eq!(j.failover.map(|f| f.0), Some("dr".to_string()), "{}", j.blocked);
+        // One byte short: no failover, and why.
+        let j = judge_over(&world(999, Some(ndc_down.clone())));
+        assert!(j.failover.is_none() && j.blocked.contains("final position 0/3E8"), "{j:?}");
+        // The voucher's agent silent: it could not acknowledge the epoch (point 3).
+        let j = judge_over(&world(1000, None));
+        assert!(j.failover.is_none() && j.blocked.contains("voucher `ndc`"), "{j:?}");
+        // A final position read before the agent had the cluster's epoch does not count.
+        let early = DbStatus { agent_epoch: 0, ..stopped.clone() };
+        let j = judge_over(&|now| {
+            let mut obs = world(1000, Some(ndc_down.clone()))(now);
+            obs.insert("dc".into(), seen(now, early.clone()));
+            obs
+        });
+        assert!(j.failover.is_none(), "{j:?}");
+    }
+
+    #[test]
+    fn with_no_synchronous_member_recorded_even_a_caught_up_standby_is_not_promoted() {
+        let s = state(&[]);
+        let (t0, mut down) = (Instant::now(), HashMap::new());
+        let stopped =
+            DbStatus { stopped: true, final_lsn: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
+        let policy = FailoverPolicy::default();
+        for now in [t0, t0 + Duration::from_secs(5)] {
+            let obs = HashMap::from([
+                ("dc".to_string(), seen(now, stopped.clone())),
+                ("dr".to_string(), seen(now, DbStatus { wal_lsn: 2000, ..standby("dr", false) })),
+            ]);
+            let j = judge(&s, &obs, &policy, Duration::from_secs(1), now, 10_000_000, &mut down).remove("customs");
+            let j = j.unwrap();
+            assert!(j.failover.is_none() && j.blocked.contains("no synchronous standby"), "{j:?}");
+        }
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! quorum *after* the request arrived — shows it still leads, and only if the committed state
 //! still makes that agent's member the primary at the asked epoch. So every grant comes from the
 //! one current leader, and ends on the agent's clock at most P after that round. This leader
-//! therefore promotes another member only P(1+rho)+m after its last grant (rho: the clocks' rate
-//! difference; m: messages in flight), and a new leader, which cannot know what its predecessor
-//! granted, only 2P(1+rho)+m after its election: the predecessor's last successful round was at
-//! the latest when this leader was elected, plus at most P of a lease counted from before it.
+//! therefore promotes another member only P(1+rho)+m after its last grant (rho: the clocks'
+//! rate difference; m: messages in flight), and a new leader, which cannot know what its
+//! predecessor granted, only 2P(1+rho)+m after its election: the predecessor's last successful
+//! round was at the latest when this leader was elected, plus at most P of a lease counted from
+//! before it. Once a failover is recorded, the primary it replaces is granted nothing more, so
+//! the last grant is known when the failover computes its wait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,8 +38,14 @@ impl Leases {
         *l = at;
     }
 
-    fn record(&self, cluster: &str) {
-        self.granted.lock().expect("lease lock poisoned").insert(cluster.to_string(), Instant::now());
+    /// Records a grant on the cluster `decide` names, deciding and recording under one lock:
+    /// a failover that recorded its workflow and then asks [`Self::all_ended_at`] either sees
+    /// this grant, or this grant's `decide` sees the workflow and refuses.
+    fn grant(&self, decide: impl FnOnce() -> Result<String, String>) -> Result<(), String> {
+        let mut granted = self.granted.lock().expect("lease lock poisoned");
+        let cluster = decide()?;
+        granted.insert(cluster, Instant::now());
+        Ok(())
     }
 
     /// When every lease on `cluster` that any leader granted has certainly ended, by this
@@ -67,7 +75,7 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
         Ok(Err(e)) => return Err(format!("leadership not confirmed: {e}")),
         Err(_) => return Err("leadership not confirmed in time".into()),
     }
-    let cluster = {
+    ctx.leases.grant(|| {
         let g = ctx.state.read().expect("state lock poisoned");
         let c = g
             .state
@@ -78,10 +86,21 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
         if c.epoch != epoch {
             return Err(format!("epoch {epoch} is not current (the cluster is at epoch {})", c.epoch));
         }
-        c.name.clone()
-    };
-    ctx.leases.record(&cluster);
+        not_failing_over(&g.state, c)?;
+        Ok(c.name.clone())
+    })?;
     Ok(ctx.cfg.lease.period_ms)
+}
+
+/// Once a failover is recorded, the primary it replaces gets no more leases: the failover waits
+/// for the ones granted before to end, and a grant after that wait would outlive it. (Its new
+/// primary, once the epoch names it, is granted as usual.)
+fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) -> Result<(), String> {
+    let replaced = |w: &&crate::state::Workflow| w.kind == "failover" && c.primary.as_ref() == Some(&w.from);
+    match c.workflow.and_then(|w| state.workflows.get(&w)).filter(replaced) {
+        Some(w) => Err(format!("failover {} of `{}` is under way", w.id, c.name)),
+        None => Ok(()),
+    }
 }
 
 /// The lease an agent's target state carries when it makes the agent's member primary: counted by
@@ -90,8 +109,17 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
 pub async fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
     match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
         Ok(Ok(_)) => {
-            ctx.leases.record(cluster);
-            ctx.cfg.lease.period_ms
+            let granted = ctx.leases.grant(|| {
+                let g = ctx.state.read().expect("state lock poisoned");
+                let c = g.state.clusters.get(cluster).ok_or_else(|| format!("no cluster `{cluster}`"))?;
+                not_failing_over(&g.state, c)?;
+                Ok(cluster.to_string())
+            });
+            if granted.is_ok() {
+                ctx.cfg.lease.period_ms
+            } else {
+                0
+            }
         }
         _ => 0,
     }
