@@ -11,9 +11,11 @@ use triad_tests::{wait_for, Deployment};
 /// two-core machine starve Raft's heartbeats, so these run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
+/// Starts everything with the controllers' `failpoints` (`name=action;...`), waits for adoption
+/// and writes 50 rows to dc; returns their ids.
+async fn deployment(failpoints: &str) -> Result<(Deployment, Vec<i64>)> {
     let mut d = Deployment::with_postgres().await?;
-    d.controller_env.push(("FAILPOINTS".into(), format!("{failpoint}=return")));
+    d.controller_env.push(("FAILPOINTS".into(), failpoints.into()));
     d.controller_env.push(("TRIAD_TEST_FAILPOINTS".into(), "1".into()));
     d.start_all().await?;
     wait_for("the cluster adopted, dc synchronous with ndc", Duration::from_secs(30), || async {
@@ -27,6 +29,12 @@ async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
     for _ in 0..50 {
         ids.push(dc.query_one("INSERT INTO orders (note) VALUES ('before') RETURNING id", &[]).await?.get(0));
     }
+    Ok((d, ids))
+}
+
+/// A switchover stopped at `failpoint` (its leader returns there, as if it had died).
+async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
+    let (d, ids) = deployment(&format!("{failpoint}=return")).await?;
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && err.contains("failpoint"), "the failpoint stopped the switchover: {err}");
@@ -101,6 +109,26 @@ async fn leader_lost_after_the_new_epoch_rolls_forward() -> Result<()> {
     .await?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
+    let ndc = d.pg_connect("ndc").await?;
+    ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
+    has_all(&d, "ndc", &ids).await?;
+    Ok(())
+}
+
+/// The promote after the new epoch fails once (the target's agent could be reconnecting): the
+/// switchover retries it and completes, nothing lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (d, ids) = deployment("switchover-promote=1*return").await?;
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    ensure!(out.status.success(), "the switchover failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (w, steps) = d.newest_workflow("switchover")?;
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    let retry = names.iter().position(|n| *n == "promote-retry");
+    let promoted = names.iter().position(|n| *n == "promoted");
+    ensure!(retry.is_some() && promoted > retry, "{w}");
+    ensure!(w["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{w}");
     let ndc = d.pg_connect("ndc").await?;
     ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
     has_all(&d, "ndc", &ids).await?;

@@ -25,6 +25,10 @@ use crate::state::{Actor, Command, DbCluster, Response};
 pub const MAX_TARGET_LAG: i64 = 16 << 20;
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a switchover sends the promote before it gives up, and the pause between two.
+const PROMOTE_ATTEMPTS: u32 = 3;
+const PROMOTE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// What a finished switchover reports.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -104,7 +108,8 @@ pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Resul
 }
 
 /// A test hook between two steps: with `FAILPOINTS=<name>=return` the workflow stops right there,
-/// as if its leader had died, leaving the recorded workflow for the next leader to finish.
+/// as if its leader had died, leaving the recorded workflow for the next leader to finish
+/// (`switchover-promote` instead fails one promote attempt: `1*return` fails the first).
 fn failpoint(name: &str) -> Result<(), String> {
     fail::fail_point!(name, |_| Err(format!("stopped at failpoint {name}")));
     Ok(())
@@ -211,14 +216,33 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     log.push(format!("epoch {} committed", c2.epoch));
     failpoint("switchover-after-new-epoch")?;
 
-    // 4. Promote.
+    // 4. Promote. The command is idempotent and epoch-checked, so a failure (the target's agent
+    // reconnecting, its server slow to answer) is retried before the switchover gives up.
     let t = Instant::now();
-    let promoted =
-        ctx.bus.call(&to_agent, command(&name, c2.epoch, c2.epoch_index, promote(&c2, false)), STEP_TIMEOUT).await;
-    if let Err(e) = promoted {
-        let outcome = format!("failed: promoting {to}: {e}; {from} is stopped, {to} did not confirm promotion");
-        let _ = propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
-        return Err(outcome);
+    let mut attempt = 1;
+    loop {
+        let sent = match failpoint("switchover-promote") {
+            Ok(()) => {
+                let cmd = command(&name, c2.epoch, c2.epoch_index, promote(&c2, false));
+                ctx.bus.call(&to_agent, cmd, STEP_TIMEOUT).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => break,
+            Err(e) if attempt < PROMOTE_ATTEMPTS => {
+                propose(&ctx, &actor, step("promote-retry", format!("attempt {attempt} failed: {e}"))).await?;
+                tokio::time::sleep(PROMOTE_RETRY_AFTER).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                let outcome = format!(
+                    "failed: promoting {to} ({attempt} attempts): {e}; {from} is stopped, {to} did not confirm promotion"
+                );
+                let _ = propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
+                return Err(outcome);
+            }
+        }
     }
     log.push(format!("promote {to}: {} ms", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("promoted", to.clone())).await?;
