@@ -26,6 +26,8 @@ pub struct Metrics {
     /// Per database cluster (label `cluster`, a configured and so bounded set).
     pub db_epoch: prometheus::IntGaugeVec,
     pub db_paused: prometheus::IntGaugeVec,
+    pub db_failover_blocked: prometheus::IntGaugeVec,
+    pub db_primary_lost: prometheus::IntGaugeVec,
     /// Workflows that ended, by kind (`switchover`...) and outcome (`completed`, `rolled_back`,
     /// `failed`), counted by this controller since it started.
     pub workflows: IntCounterVec,
@@ -101,6 +103,18 @@ impl Metrics {
                 &registry,
                 "triad_db_paused",
                 "1 while the cluster is in maintenance mode",
+                &["cluster"],
+            ),
+            db_failover_blocked: gauge_vec(
+                &registry,
+                "triad_db_failover_blocked",
+                "1 while automatic failover could not happen (the reason is in triadctl status)",
+                &["cluster"],
+            ),
+            db_primary_lost: gauge_vec(
+                &registry,
+                "triad_db_primary_lost",
+                "1 while the primary is lost and automatic failover cannot replace it: page someone",
                 &["cluster"],
             ),
             workflows: {

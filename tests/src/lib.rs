@@ -582,7 +582,17 @@ impl Deployment {
     /// `/metrics`; `None` when the agent does not answer or does not export it.
     pub async fn agent_metric(&self, site: &str, series: &str) -> Option<f64> {
         let a = self.plan.agents.iter().find(|a| a.site == site)?;
-        let (code, body) = Self::http_get(&a.http_addr, "/metrics").await.ok()?;
+        Self::metric_at(&a.http_addr, series).await
+    }
+
+    /// One series (name and labels, as exposed) from controller `id`'s `/metrics`.
+    pub async fn controller_metric(&self, id: u64, series: &str) -> Option<f64> {
+        let c = self.plan.controllers.iter().find(|c| c.id == id)?;
+        Self::metric_at(&c.http_addr, series).await
+    }
+
+    async fn metric_at(addr: &str, series: &str) -> Option<f64> {
+        let (code, body) = Self::http_get(addr, "/metrics").await.ok()?;
         if code != 200 {
             return None;
         }

@@ -11,8 +11,13 @@ use anyhow::{ensure, Result};
 use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats and stretch the timings, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
     // Adopted, ndc synchronous, the primary under lease, and failover ready (nothing blocks it).
@@ -90,5 +95,56 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     // transactions in it listed), or nothing to rewind.
     let note = rejoin["steps"][0][2].as_str().unwrap_or_default();
     ensure!(note.starts_with("rewound: WAL from") || note.starts_with("no rewind required"), "{history}");
+    Ok(())
+}
+
+/// DESIGN.md point 5, "otherwise it does not fail over, raises a critical alert and says why":
+/// the synchronous standby is lost first (relaxed mode records that no member is synchronous),
+/// then the primary's site. dr, asynchronous, is never promoted automatically; every
+/// controller's `triad_db_primary_lost` says so, and status gives the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_safe_candidate_the_primary_lost_is_not_failed_over_and_it_is_critical() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let pg = d.pg.as_ref().unwrap();
+    let (dc_data, ndc_data) = (pg.member("dc")?.dir.join("data"), pg.member("ndc")?.dir.join("data"));
+    let load = Workload::start(d.conninfos()?, 50).await?;
+
+    d.kill("agent-ndc")?;
+    kill_postgres(&ndc_data)?;
+    wait_for("ndc recorded as no longer synchronous", Duration::from_secs(30), || async {
+        let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+        c.synchronous.is_empty().then_some(())
+    })
+    .await?;
+    load.more("writes on dc without ndc", 20, Duration::from_secs(15)).await?;
+
+    d.kill("agent-dc")?;
+    kill_postgres(&dc_data)?;
+    let lost = Instant::now();
+    let c = wait_for("the critical verdict", Duration::from_secs(20), || async {
+        let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
+        c.failover_blocked.starts_with("CRITICAL: the primary is lost").then_some(c)
+    })
+    .await?;
+    ensure!(c.failover_blocked.contains("no synchronous standby"), "{}", c.failover_blocked);
+    let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    ensure!(table.contains("!! CRITICAL: the primary is lost"), "{table}");
+    for id in [1, 2, 3] {
+        let lost = d.controller_metric(id, r#"triad_db_primary_lost{cluster="customs"}"#).await;
+        ensure!(lost == Some(1.0), "controller {id}: triad_db_primary_lost {lost:?}");
+    }
+    // Well past the time a failover would have taken (detection, the lease, the promote), dr is
+    // still a standby at epoch 1.
+    while lost.elapsed() < Duration::from_secs(6) {
+        let c = d.status().await?.cluster_state["customs"].clone();
+        ensure!(c.epoch == 1 && c.primary == "dc", "failed over without a safe candidate: {c:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dr = d.pg_connect("dr").await?;
+    ensure!(dr.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0), "dr was promoted");
+    load.finish().await?;
     Ok(())
 }

@@ -10,8 +10,13 @@ use triad_controller::brain::synchronous::GRACE;
 use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats and stretch the timings, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_synchronous_standby_is_dropped_then_restored_in_the_safe_order() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
     wait_for("adopted with ndc synchronous", Duration::from_secs(30), || async {
@@ -79,6 +84,7 @@ async fn lost_synchronous_standby_is_dropped_then_restored_in_the_safe_order() -
 /// synchronous in its place, until it is rejoined and streams again.
 #[tokio::test(flavor = "multi_thread")]
 async fn strict_commits_wait_for_the_synchronous_standby_even_after_a_failover() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.clusters.iter_mut().for_each(|c| c.synchronous_mode = "strict".into()))?;
     d.start_all().await?;
@@ -134,6 +140,7 @@ async fn strict_commits_wait_for_the_synchronous_standby_even_after_a_failover()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_holding_the_stopped_primarys_final_position_takes_over_when_the_synchronous_one_cannot() -> Result<()>
 {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.clusters.iter_mut().for_each(|c| c.synchronous_mode = "strict".into()))?;
     d.start_all().await?;

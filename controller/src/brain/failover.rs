@@ -35,7 +35,7 @@ use super::observations::AgentObservation;
 use super::switchover::{cluster, command, propose, STEP_TIMEOUT};
 use crate::config::FailoverPolicy;
 use crate::context::{now_ms, Ctx};
-use crate::state::{Actor, Command, DbCluster, State};
+use crate::state::{Actor, Command, DbCluster, State, PRIMARY_LOST};
 
 /// What the detector concluded for one cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,13 +193,20 @@ pub fn judge(
             .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming))
             .map(|m| m.name.as_str())
             .collect();
-        let failover = match (gone, found) {
-            (Some(why), Ok(cands)) if blocked.is_empty() && streaming.is_empty() && c.workflow.is_none() => {
+        let lost = gone.filter(|_| streaming.is_empty());
+        let failover = match (&lost, found) {
+            (Some(why), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() => {
                 Some((cands[0].0.clone(), format!("{why}; no standby streams from it")))
             }
             _ => None,
         };
-        out.insert(c.name.clone(), Judgement { blocked: blocked.join("; "), failover });
+        let mut blocked = blocked.join("; ");
+        // Lost with nothing to replace it: the verdict says so first (status, the
+        // triad_db_primary_lost metric, an ERROR in the log).
+        if let Some(why) = lost.filter(|_| !blocked.is_empty()) {
+            blocked = format!("{PRIMARY_LOST} ({why}; no standby streams from it) and is not failed over: {blocked}");
+        }
+        out.insert(c.name.clone(), Judgement { blocked, failover });
     }
     out
 }
@@ -471,7 +478,9 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
         if recorded != j.blocked && ctx.running.lock().expect("running lock poisoned").insert(format!("judge:{name}")) {
             let (ctx, reason, cluster) = (ctx.clone(), j.blocked.clone(), name.clone());
             tokio::spawn(async move {
-                if !reason.is_empty() {
+                if reason.starts_with(PRIMARY_LOST) {
+                    tracing::error!(cluster = %cluster, "{reason}");
+                } else if !reason.is_empty() {
                     tracing::error!(cluster = %cluster, "automatic failover is blocked: {reason}");
                 }
                 let cmd = Command::SetFailoverBlocked { cluster: cluster.clone(), reason };
@@ -572,6 +581,12 @@ mod tests {
         let obs = HashMap::from([("ndc".to_string(), seen(now, standby("ndc", false)))]);
         let j = judge_at(&state(&[]), &obs, now);
         assert!(j.failover.is_none() && j.blocked.contains("no synchronous standby"), "{j:?}");
+        // dc's agent was never heard: the primary is lost, and nothing replaces it.
+        assert!(j.blocked.starts_with(PRIMARY_LOST), "{j:?}");
+        let mut heard = obs.clone();
+        heard.insert("dc".into(), seen(now, DbStatus { up: true, role: "primary".into(), ..Default::default() }));
+        let j = judge_at(&state(&[]), &heard, now);
+        assert!(!j.blocked.starts_with(PRIMARY_LOST) && j.blocked.contains("no synchronous standby"), "{j:?}");
         let mut paused = state(&["ndc"]);
         paused.clusters.get_mut("customs").unwrap().paused = true;
         let j = judge_at(&paused, &obs, now);

@@ -294,5 +294,8 @@ fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
     for c in g.state.clusters.values() {
         ctx.metrics.db_epoch.with_label_values(&[&c.name]).set(c.epoch as i64);
         ctx.metrics.db_paused.with_label_values(&[&c.name]).set(c.paused as i64);
+        let blocked = c.epoch > 0 && !c.failover_blocked.is_empty();
+        ctx.metrics.db_failover_blocked.with_label_values(&[&c.name]).set(blocked as i64);
+        ctx.metrics.db_primary_lost.with_label_values(&[&c.name]).set(c.primary_lost() as i64);
     }
 }

@@ -470,6 +470,8 @@ pub fn render(v: &StatusView) -> String {
         if let Some(c) = v.cluster_state.get(name).filter(|c| c.epoch > 0) {
             if c.failover_blocked.is_empty() {
                 out.push_str("  automatic failover: ready\n");
+            } else if c.failover_blocked.starts_with(crate::state::PRIMARY_LOST) {
+                out.push_str(&format!("  !! {}\n", c.failover_blocked));
             } else {
                 out.push_str(&format!("  !! automatic failover blocked: {}\n", c.failover_blocked));
             }

@@ -220,7 +220,16 @@ impl DbCluster {
             epoch_floor: 0,
         }
     }
+
+    /// The primary is lost and automatic failover cannot replace it (DESIGN.md point 5: "it does
+    /// not fail over, raises a critical alert and says why"): the recorded verdict says so.
+    pub fn primary_lost(&self) -> bool {
+        self.failover_blocked.starts_with(PRIMARY_LOST)
+    }
 }
+
+/// How a failover verdict begins when the primary is lost and nothing can take over.
+pub const PRIMARY_LOST: &str = "CRITICAL: the primary is lost";
 
 #[cfg(test)]
 impl DbCluster {
