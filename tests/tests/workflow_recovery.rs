@@ -1,6 +1,8 @@
-//! Workflows survive their leader: a switchover stopped between two steps (a failpoint, then the
-//! leader killed) is finished by the next leader — rolled back before the new epoch was
-//! committed, rolled forward after — and never leaves two writable primaries or loses a write.
+//! Workflows survive their leader: a switchover stopped between any two of its steps (a
+//! failpoint after stopping writes, after the target caught up, after the new epoch, after the
+//! promote, after the old primary rejoined; then the leader killed) is finished by the next
+//! leader — rolled back before the new epoch was committed, rolled forward after — and never
+//! leaves two writable primaries or loses a write.
 
 use std::time::Duration;
 
@@ -56,11 +58,11 @@ async fn has_all(d: &Deployment, member: &str, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn leader_lost_before_the_new_epoch_rolls_back() -> Result<()> {
-    let _serial = SERIAL.lock().await;
-    let (mut d, ids) = setup("switchover-after-stop-writes").await?;
-    // The old primary is stopped and nothing was promoted: no writable member at all.
+/// Stopped at `failpoint`, before the new epoch: the old primary is stopped and nothing was
+/// promoted. The next leader restarts it as primary at epoch 1.
+async fn rolls_back(failpoint: &str) -> Result<()> {
+    let (mut d, ids) = setup(failpoint).await?;
+    // No writable member at all meanwhile.
     wait_for("dc stopped", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
         v.clusters["customs"].iter().any(|m| m.name == "dc" && m.role == "down").then_some(())
@@ -83,36 +85,74 @@ async fn leader_lost_before_the_new_epoch_rolls_back() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn leader_lost_after_the_new_epoch_rolls_forward() -> Result<()> {
-    let _serial = SERIAL.lock().await;
-    let (mut d, ids) = setup("switchover-after-new-epoch").await?;
-    wait_for("epoch 2 committed with ndc primary, dc stopped", Duration::from_secs(10), || async {
+/// Stopped at `failpoint`, after the new epoch: the next leader finishes the remaining steps
+/// (promote, rejoin, synchronous again), each repeated harmlessly if it had run.
+async fn rolls_forward(failpoint: &str) -> Result<()> {
+    let (mut d, ids) = setup(failpoint).await?;
+    wait_for("epoch 2 committed with ndc primary", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
         let c = v.cluster_state.get("customs")?;
         (c.epoch == 2 && c.primary == "ndc").then_some(())
     })
     .await?;
     let new = kill_leader(&mut d).await?;
-    wait_for("the new leader finished: ndc primary, dc its synchronous standby", Duration::from_secs(40), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let m = &v.clusters["customs"];
-        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
-        (c.epoch == 2
-            && c.primary == "ndc"
-            && c.synchronous == ["dc"]
-            && role("ndc") == "primary"
-            && role("dc") == "standby")
-            .then_some(())
-    })
-    .await?;
+    let done = wait_for(
+        "the new leader finished: ndc primary, dc its synchronous standby",
+        Duration::from_secs(40),
+        || async {
+            let v = d.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            let m = &v.clusters["customs"];
+            let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+            (c.epoch == 2
+                && c.primary == "ndc"
+                && c.synchronous == ["dc"]
+                && role("ndc") == "primary"
+                && role("dc") == "standby")
+                .then_some(())
+        },
+    )
+    .await;
+    if done.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
+    done?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
     let ndc = d.pg_connect("ndc").await?;
     ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
     has_all(&d, "ndc", &ids).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_stopping_writes_rolls_back() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    rolls_back("switchover-after-stop-writes").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_the_target_caught_up_rolls_back() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    rolls_back("switchover-after-caught-up").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_the_new_epoch_rolls_forward() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    rolls_forward("switchover-after-new-epoch").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_the_promote_rolls_forward() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    rolls_forward("switchover-after-promote").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_after_the_old_primary_rejoined_rolls_forward() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    rolls_forward("switchover-after-rejoin").await
 }
 
 /// The promote after the new epoch fails once (the target's agent could be reconnecting): the

@@ -209,6 +209,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     }
     log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("caught-up", format!("{to} at or past {final_lsn}"))).await?;
+    failpoint("switchover-after-caught-up")?;
 
     // 3. The new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
@@ -272,6 +273,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
         Ok(_) => {
             log.push(format!("{from} rejoined as a standby: {} ms", t.elapsed().as_millis()));
             propose(&ctx, &actor, step("rejoined", from.clone())).await?;
+            failpoint("switchover-after-rejoin")?;
             // 6. Synchronous replication again: reconfigure, confirm, then record.
             let t = Instant::now();
             let set =
