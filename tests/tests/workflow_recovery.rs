@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use triad_tests::workload::Workload;
 use triad_tests::{wait_for, Deployment};
 
 /// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
@@ -14,8 +15,9 @@ use triad_tests::{wait_for, Deployment};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts everything with the controllers' `failpoints` (`name=action;...`), waits for adoption
-/// and writes 50 rows to dc; returns their ids.
-async fn deployment(failpoints: &str) -> Result<(Deployment, Vec<i64>)> {
+/// and starts the workload: a writer to whichever member takes writes, and the checker that fails
+/// the test if two members were ever writable at once.
+async fn deployment(failpoints: &str) -> Result<(Deployment, Workload)> {
     let mut d = Deployment::with_postgres().await?;
     d.controller_env.push(("FAILPOINTS".into(), failpoints.into()));
     d.controller_env.push(("TRIAD_TEST_FAILPOINTS".into(), "1".into()));
@@ -26,21 +28,17 @@ async fn deployment(failpoints: &str) -> Result<(Deployment, Vec<i64>)> {
         (c.epoch == 1 && c.synchronous == ["ndc"]).then_some(())
     })
     .await?;
-    let dc = d.pg_connect("dc").await?;
-    let mut ids = Vec::new();
-    for _ in 0..50 {
-        ids.push(dc.query_one("INSERT INTO orders (note) VALUES ('before') RETURNING id", &[]).await?.get(0));
-    }
-    Ok((d, ids))
+    let load = Workload::start(d.conninfos()?, 50).await?;
+    Ok((d, load))
 }
 
 /// A switchover stopped at `failpoint` (its leader returns there, as if it had died).
-async fn setup(failpoint: &str) -> Result<(Deployment, Vec<i64>)> {
-    let (d, ids) = deployment(&format!("{failpoint}=return")).await?;
+async fn setup(failpoint: &str) -> Result<(Deployment, Workload)> {
+    let (d, load) = deployment(&format!("{failpoint}=return")).await?;
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && err.contains("failpoint"), "the failpoint stopped the switchover: {err}");
-    Ok((d, ids))
+    Ok((d, load))
 }
 
 async fn kill_leader(d: &mut Deployment) -> Result<u64> {
@@ -50,18 +48,10 @@ async fn kill_leader(d: &mut Deployment) -> Result<u64> {
     d.wait_leader(&rest, Duration::from_secs(20)).await
 }
 
-async fn has_all(d: &Deployment, member: &str, ids: &[i64]) -> Result<()> {
-    let c = d.pg_connect(member).await?;
-    let rows = c.query("SELECT id FROM orders", &[]).await?;
-    let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    ensure!(ids.iter().all(|id| have.contains(id)), "{member} lost acknowledged writes");
-    Ok(())
-}
-
 /// Stopped at `failpoint`, before the new epoch: the old primary is stopped and nothing was
 /// promoted. The next leader restarts it as primary at epoch 1.
 async fn rolls_back(failpoint: &str) -> Result<()> {
-    let (mut d, ids) = setup(failpoint).await?;
+    let (mut d, load) = setup(failpoint).await?;
     // No writable member at all meanwhile.
     wait_for("dc stopped", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
@@ -79,16 +69,16 @@ async fn rolls_back(failpoint: &str) -> Result<()> {
     .await?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
     ensure!(audit.contains("rolled back") && audit.contains(&format!("controller {new} took over")), "{audit}");
-    let dc = d.pg_connect("dc").await?;
-    dc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
-    has_all(&d, "dc", &ids).await?;
+    load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
+    ensure!(d.missing_on("dc", &acked).await? == 0, "dc lost acknowledged writes");
     Ok(())
 }
 
 /// Stopped at `failpoint`, after the new epoch: the next leader finishes the remaining steps
 /// (promote, rejoin, synchronous again), each repeated harmlessly if it had run.
 async fn rolls_forward(failpoint: &str) -> Result<()> {
-    let (mut d, ids) = setup(failpoint).await?;
+    let (mut d, load) = setup(failpoint).await?;
     wait_for("epoch 2 committed with ndc primary", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
         let c = v.cluster_state.get("customs")?;
@@ -119,9 +109,9 @@ async fn rolls_forward(failpoint: &str) -> Result<()> {
     done?;
     let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
-    let ndc = d.pg_connect("ndc").await?;
-    ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
-    has_all(&d, "ndc", &ids).await?;
+    load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
+    ensure!(d.missing_on("ndc", &acked).await? == 0, "ndc lost acknowledged writes");
     Ok(())
 }
 
@@ -160,7 +150,7 @@ async fn leader_lost_after_the_old_primary_rejoined_rolls_forward() -> Result<()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let (d, ids) = deployment("switchover-promote=1*return").await?;
+    let (d, load) = deployment("switchover-promote=1*return").await?;
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
     ensure!(out.status.success(), "the switchover failed: {}", String::from_utf8_lossy(&out.stderr));
     let (w, steps) = d.newest_workflow("switchover")?;
@@ -169,8 +159,8 @@ async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
     let promoted = names.iter().position(|n| *n == "promoted");
     ensure!(retry.is_some() && promoted > retry, "{w}");
     ensure!(w["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{w}");
-    let ndc = d.pg_connect("ndc").await?;
-    ndc.execute("INSERT INTO orders (note) VALUES ('after')", &[]).await?;
-    has_all(&d, "ndc", &ids).await?;
+    load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
+    ensure!(d.missing_on("ndc", &acked).await? == 0, "ndc lost acknowledged writes");
     Ok(())
 }

@@ -364,6 +364,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     }
     let t = Instant::now();
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
+    super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     let promote = command(&w.cluster, c.epoch, c.epoch_index, super::switchover::promote(&c, accepted_loss));
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.

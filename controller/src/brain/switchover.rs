@@ -42,6 +42,21 @@ pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
     ctx.obs.fresh_db(agent, Duration::from_millis(ctx.cfg.agents.down_after_ms))
 }
 
+/// Before a promote that a workflow repeats: a target found stopped (promoted, then fenced when
+/// its lease lapsed while leaders changed; or simply down) cannot be reached by the promote, so
+/// it is started again as it was first. Safe because it is the primary the committed state names
+/// at this epoch and a workflow is open on its cluster, so no failover can promote another member
+/// meanwhile; started, it serves only under a lease, like any primary.
+pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, agent: &str) -> Result<(), String> {
+    let stopped = fresh_db(ctx, agent).is_some_and(|d| !d.up && d.stopped && d.agent_epoch == c.epoch);
+    if !stopped || c.primary.as_deref() != Some(member) {
+        return Ok(());
+    }
+    tracing::warn!(cluster = %c.name, member, "the new primary is stopped: starting it again before the promote");
+    let restart = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
+    ctx.bus.call(agent, restart, STEP_TIMEOUT).await.map(|_| ()).map_err(|e| format!("restarting {member}: {e}"))
+}
+
 /// A copy of cluster `name` as applied on this controller.
 pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
     ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
@@ -352,6 +367,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     }
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
+    restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     ctx.bus
         .call(&to_agent, cmd(promote(&c, false)), STEP_TIMEOUT)
         .await
