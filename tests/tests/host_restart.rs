@@ -15,6 +15,10 @@ use anyhow::{ensure, Result};
 use triad_tests::workload::{kill_postgres, Workload, WritableWatch};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats and stretch the timings, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The host of dc lost: its agent and its server SIGKILLed. A reboot voids any lease the agent
 /// persisted (a new boot id); on this machine's single boot the file is removed instead.
 fn lose_dc_host(d: &mut Deployment) -> Result<()> {
@@ -30,6 +34,7 @@ fn lose_dc_host(d: &mut Deployment) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_failover_the_restarted_old_primary_never_takes_a_write_and_rejoins() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
     d.wait_ready(true).await?;
@@ -57,6 +62,7 @@ async fn after_a_failover_the_restarted_old_primary_never_takes_a_write_and_rejo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_no_failover_the_restarted_primary_starts_only_once_the_controllers_confirm_it() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.failover.automatic = false)?;
     d.start_all().await?;

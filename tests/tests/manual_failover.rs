@@ -16,6 +16,10 @@ use anyhow::{ensure, Result};
 use triad_tests::workload::{kill_postgres, Workload};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats and stretch the timings, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -30,6 +34,7 @@ fn request_id(out: &std::process::Output) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.tune_controllers(|c| c.failover.automatic = false)?;
     d.start_all().await?;
@@ -86,6 +91,7 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn five_voters_the_city_lost_dr_is_promoted_with_the_data_loss_window_reported() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres_and_witnesses(&[("ctg", "chittagong"), ("khl", "khulna")]).await?;
     d.start_all().await?;
     d.wait_ready(false).await?;

@@ -15,6 +15,10 @@ use anyhow::{ensure, Result};
 use triad_tests::workload::{SingleWorkload, Workload};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers; two at once on a
+/// two-core machine starve Raft's heartbeats and stretch the timings, so these run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts everything in namespaces and waits until dc is primary under lease with failover ready.
 async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
     let mut d = Deployment::with_postgres_in_namespaces().await?;
@@ -26,6 +30,7 @@ async fn ready() -> Result<(Deployment, Vec<String>, u64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let (d, conninfos, period) = ready().await?;
     let load = SingleWorkload::start(conninfos.clone(), 50).await?;
 
@@ -64,6 +69,7 @@ async fn the_primary_agents_path_cut_no_failover_no_fence_no_write_error() -> Re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let (d, conninfos, _) = ready().await?;
     let load = Workload::start(conninfos.clone(), 50).await?;
 

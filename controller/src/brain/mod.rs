@@ -248,6 +248,9 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
     Ok(())
 }
 
+/// How long after a failed recovery attempt the next one starts.
+const RECOVERY_RETRY: Duration = Duration::from_secs(2);
+
 /// Starts recovery of every unfinished workflow that no task on this controller is running.
 fn recover_workflows(ctx: &Arc<Ctx>) {
     let unfinished: Vec<(String, u64)> = {
@@ -262,7 +265,11 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
         tokio::spawn(async move {
             match switchover::recover(ctx.clone(), wf).await {
                 Ok(outcome) => tracing::info!(workflow = wf, "recovered: {outcome}"),
-                Err(e) => tracing::warn!(workflow = wf, "recovery: {e}"),
+                Err(e) => {
+                    tracing::warn!(workflow = wf, "recovery: {e}; retrying in {} s", RECOVERY_RETRY.as_secs());
+                    // Still marked running meanwhile: a step that fails at once is not hammered.
+                    tokio::time::sleep(RECOVERY_RETRY).await;
+                }
             }
             ctx.running.lock().expect("running lock poisoned").remove(&cluster);
         });
