@@ -72,6 +72,10 @@ pub struct LeaseState {
     /// Why and when (wall clock, ms) the guard last fenced.
     pub fenced_reason: String,
     pub fenced_ms: u64,
+    /// The server has not been seen running since that fence: it is stopped because of it (and
+    /// the leader may start it again, `brain/restart.rs`), not because it crashed.
+    pub stopped_by_fence: bool,
+    pub fence_done_ms: u64,
 }
 
 impl LeaseState {
@@ -188,6 +192,22 @@ impl Lease {
         let mut st = self.state.lock().expect("lease lock poisoned");
         st.fenced_reason = reason.to_string();
         st.fenced_ms = now_ms();
+    }
+
+    /// The fence stopped the server (wall clock, ms, from now on).
+    fn fence_done(&self) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        st.stopped_by_fence = true;
+        st.fence_done_ms = now_ms();
+    }
+
+    /// The server was seen running by an observation made at `observed_ms`: if that was after
+    /// the fence, whatever stops it next is not the fence.
+    pub fn seen_running(&self, observed_ms: u64) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        if observed_ms > st.fence_done_ms {
+            st.stopped_by_fence = false;
+        }
     }
 
     /// Written on every grant, without fsync: it only has to survive the agent's process (the page
@@ -319,7 +339,10 @@ impl Guard {
             self.lease.record_fence(&reason);
             self.metrics.fences.with_label_values(&[class]).inc();
             match self.driver.fence().await {
-                Ok(()) => tracing::warn!(member = %obs.member, "fenced: the server is stopped"),
+                Ok(()) => {
+                    self.lease.fence_done();
+                    tracing::warn!(member = %obs.member, "fenced: the server is stopped")
+                }
                 Err(e) => tracing::error!(member = %obs.member, "fencing failed: {e}"),
             }
         }

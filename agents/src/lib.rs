@@ -196,7 +196,11 @@ async fn observe_db(
         let epoch = target.epoch();
         let mut st = driver.observe().await;
         st.endpoint = endpoint.clone();
+        if st.up {
+            lease.seen_running(st.observed_ms);
+        }
         let l = lease.snapshot();
+        st.stopped_by_fence = l.stopped_by_fence && st.stopped && !st.up;
         st.lease_armed = l.armed;
         st.lease_remaining_ms = l.remaining_ms(l.epoch, lease::boot_ms());
         st.fenced_reason = l.fenced_reason;

@@ -2,8 +2,8 @@
 //! processes: with two of three controllers killed nothing can renew the primary's lease, yet the
 //! primary keeps serving on its voucher's word (the synchronous standby's agent, asked over
 //! mutual TLS) for many lease periods, and nothing is promoted. When the voucher is lost as well,
-//! the primary fences before its last vouch could have expired. After the heal, the synchronous
-//! standby holds every acknowledged write.
+//! the primary fences before its last vouch could have expired. After the heal, the leader starts
+//! the fenced primary again at the same epoch, and it holds every acknowledged write.
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,12 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
         d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-ndc", "agent-dc"])?;
     }
     let primary = healed?;
+    // dc was stopped by its own fence, not lost: the leader starts it again (a `restart`
+    // workflow) before it could be judged lost, at the same epoch.
+    let (w, _) = d.newest_workflow("restart")?;
+    let epoch = d.status().await?.cluster_state["customs"].epoch;
+    ensure!(primary == "dc" && epoch == 1, "{primary} is primary at epoch {epoch}, not dc at 1; {w}");
+    ensure!(w["outcome"].as_str().is_some_and(|o| o.starts_with("completed: dc runs again")), "{w}");
     let acked: Vec<i64> = load.finish().await?.acked.into_iter().collect();
     let missing = d.missing_on(&primary, &acked).await?;
     ensure!(missing == 0, "{missing} of {} acknowledged writes are missing on {primary}", acked.len());

@@ -10,6 +10,7 @@ mod liveness;
 pub mod manual;
 mod observations;
 mod rejoin;
+mod restart;
 pub mod switchover;
 pub mod synchronous;
 mod topology;
@@ -129,6 +130,8 @@ pub async fn run(ctx: Arc<Ctx>) {
         // Judge only once agents had time to report to this leader: a primary it has not heard
         // from yet is not thereby lost.
         if since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4 {
+            // A primary its own fence stopped is started again before it could be judged lost.
+            restart::tick(&ctx);
             failover::tick(&ctx, &mut primary_down_since);
             manual::tick(&ctx);
             rejoin::tick(&ctx);

@@ -344,8 +344,8 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     if w.kind == "failover" {
         return recover_failover(ctx, actor, &w, &c).await;
     }
-    if w.kind == "rejoin" {
-        // A rejoin changes no epoch; the member is simply judged again.
+    if w.kind == "rejoin" || w.kind == "restart" {
+        // Neither changes the epoch; the member is simply judged again.
         let outcome = format!("abandoned: the leader changed (controller {} took over)", ctx.id);
         propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
         return Ok(outcome);

@@ -218,7 +218,8 @@ impl State {
                 if c.primary.as_deref() != Some(from.as_str()) {
                     return (what, Err(format!("`{from}` is not the primary of `{cluster}`")));
                 }
-                if !c.members.contains_key(to) || to == from {
+                // A restart (of the primary its own fence stopped) is the one workflow on itself.
+                if !c.members.contains_key(to) || (to == from) != (kind == "restart") {
                     return (what, Err(format!("`{to}` is not another member of `{cluster}`")));
                 }
                 self.last_workflow_id += 1;
