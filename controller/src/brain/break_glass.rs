@@ -28,11 +28,9 @@ pub fn tick(ctx: &Arc<Ctx>, settled: &mut bool) {
             return;
         }
     };
-    if !ctx.running.lock().expect("running lock poisoned").insert(KEY.into()) {
-        return;
-    }
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
+    let c = ctx.clone();
+    super::spawn_exclusive(ctx, KEY.into(), async move {
+        let ctx = c;
         let cmd = Command::RecordBreakGlass(order.clone());
         match ctx.proposer.propose(ctx.proposal(Actor::system(ctx.id), cmd)).await.map(|c| c.response) {
             Ok(Response::Ok(msg)) => {
@@ -51,6 +49,5 @@ pub fn tick(ctx: &Arc<Ctx>, settled: &mut bool) {
                 tracing::error!(order = order.id, "saving the break-glass order's state: {e}");
             }
         }
-        ctx.running.lock().expect("running lock poisoned").remove(KEY);
     });
 }

@@ -476,9 +476,10 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
     };
     for (name, j) in judgements {
         let recorded = cluster(ctx, &name).map(|c| c.failover_blocked).unwrap_or_default();
-        if recorded != j.blocked && ctx.running.lock().expect("running lock poisoned").insert(format!("judge:{name}")) {
-            let (ctx, reason, cluster) = (ctx.clone(), j.blocked.clone(), name.clone());
-            tokio::spawn(async move {
+        if recorded != j.blocked {
+            let (c, reason, cluster) = (ctx.clone(), j.blocked.clone(), name.clone());
+            super::spawn_exclusive(ctx, format!("judge:{name}"), async move {
+                let ctx = c;
                 if reason.starts_with(PRIMARY_LOST) {
                     tracing::error!(cluster = %cluster, "{reason}");
                 } else if !reason.is_empty() {
@@ -488,20 +489,15 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
                 if let Err(e) = propose(&ctx, &Actor::system(ctx.id), cmd).await {
                     tracing::warn!("recording the failover verdict: {e}");
                 }
-                ctx.running.lock().expect("running lock poisoned").remove(&format!("judge:{cluster}"));
             });
         }
         let Some((to, why)) = j.failover else { continue };
-        if !ctx.running.lock().expect("running lock poisoned").insert(name.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let actor = Actor::system(ctx.id);
-            if let Err(e) = run(ctx.clone(), actor, name.clone(), to, why).await {
+        let c = ctx.clone();
+        super::spawn_exclusive(ctx, name.clone(), async move {
+            let actor = Actor::system(c.id);
+            if let Err(e) = run(c, actor, name.clone(), to, why).await {
                 tracing::error!(cluster = %name, "failover: {e}");
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&name);
         });
     }
 }
@@ -510,7 +506,6 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
 mod tests {
 
     use super::*;
-    use crate::brain::AgentHelloInfo;
 
     fn state(synchronous: &[&str]) -> State {
         let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "");
@@ -523,21 +518,7 @@ mod tests {
     }
 
     fn seen(at: Instant, db: DbStatus) -> AgentObservation {
-        AgentObservation {
-            hello: AgentHelloInfo {
-                site: String::new(),
-                host: String::new(),
-                version: String::new(),
-                vouch_addr: String::new(),
-                facts: Default::default(),
-            },
-            last_seen: at,
-            last_seen_ms: 0,
-            streams: 1,
-            cpu_percent: 0.0,
-            memory_used_bytes: 0,
-            db: Some(db),
-        }
+        AgentObservation::for_test("", at, Some(db))
     }
 
     fn standby(member: &str, streaming: bool) -> DbStatus {

@@ -60,32 +60,17 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::brain::AgentHelloInfo;
     use crate::state::{AgentRecord, HostFacts};
 
     fn obs(last_seen: Instant) -> AgentObservation {
-        AgentObservation {
-            hello: AgentHelloInfo {
-                site: "dc".into(),
-                host: "h1".into(),
-                version: "t".into(),
-                vouch_addr: String::new(),
-                facts: HostFacts::default(),
-            },
-            last_seen,
-            last_seen_ms: 0,
-            streams: 1,
-            cpu_percent: 0.0,
-            memory_used_bytes: 0,
-            db: None,
-        }
+        AgentObservation::for_test("dc", last_seen, None)
     }
 
     fn rec(up: bool) -> AgentRecord {
         AgentRecord {
             name: "a".into(),
             site: "dc".into(),
-            host: "h1".into(),
+            host: "dc-host".into(),
             facts: HostFacts::default(),
             up,
             since_ms: 0,

@@ -110,12 +110,9 @@ pub fn tick(ctx: &Arc<Ctx>) {
     };
     for a in approved {
         // The cluster's key, as every workflow task holds it: recovery leaves running ones alone.
-        let key = a.cluster.clone();
-        if !ctx.running.lock().expect("running lock poisoned").insert(key.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
+        let c = ctx.clone();
+        super::spawn_exclusive(ctx, a.cluster.clone(), async move {
+            let ctx = c;
             let system = Actor::system(ctx.id);
             // Claimed first: a new leader never runs it again.
             let claimed = propose(&ctx, &system, Command::SetApprovalState { id: a.id, state: "started".into() }).await;
@@ -152,7 +149,6 @@ pub fn tick(ctx: &Arc<Ctx>) {
                     tracing::warn!(id = a.id, "recording the outcome of request {}: {e}", a.id);
                 }
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&key);
         });
     }
 }

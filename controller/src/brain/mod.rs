@@ -185,16 +185,11 @@ fn keep_synchronous(ctx: &Arc<Ctx>, missing: &mut std::collections::HashMap<(Str
                 cluster.clone()
             }
         };
-        let key = format!("sync:{cluster}");
-        if !ctx.running.lock().expect("running lock poisoned").insert(key.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = apply_sync_action(&ctx, action).await {
+        let c = ctx.clone();
+        spawn_exclusive(ctx, format!("sync:{cluster}"), async move {
+            if let Err(e) = apply_sync_action(&c, action).await {
                 tracing::warn!("synchronous set of {cluster}: {e}");
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&key);
         });
     }
 }
@@ -251,6 +246,24 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
     Ok(())
 }
 
+/// Runs `work` on a task of its own unless one already runs under `key` (a cluster's name for
+/// its workflows; `judge:`, `sync:` for smaller jobs): the key is held until the work ends, so a
+/// tick never starts a second one beside it. False when one was running.
+pub(crate) fn spawn_exclusive<F>(ctx: &Arc<Ctx>, key: String, work: F) -> bool
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    if !ctx.running.lock().expect("running lock poisoned").insert(key.clone()) {
+        return false;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        work.await;
+        ctx.running.lock().expect("running lock poisoned").remove(&key);
+    });
+    true
+}
+
 /// How long after a failed recovery attempt the next one starts.
 const RECOVERY_RETRY: Duration = Duration::from_secs(2);
 
@@ -261,11 +274,9 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
         g.state.clusters.values().filter_map(|c| Some((c.name.clone(), c.workflow?))).collect()
     };
     for (cluster, wf) in unfinished {
-        if !ctx.running.lock().expect("running lock poisoned").insert(cluster.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
+        let ctx2 = ctx.clone();
+        spawn_exclusive(ctx, cluster, async move {
+            let ctx = ctx2;
             match switchover::recover(ctx.clone(), wf).await {
                 Ok(outcome) => tracing::info!(workflow = wf, "recovered: {outcome}"),
                 Err(e) => {
@@ -274,7 +285,6 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
                     tokio::time::sleep(RECOVERY_RETRY).await;
                 }
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&cluster);
         });
     }
 }

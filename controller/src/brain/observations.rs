@@ -32,6 +32,28 @@ pub struct AgentObservation {
     pub db: Option<triad_proto::v1::DbStatus>,
 }
 
+#[cfg(test)]
+impl AgentObservation {
+    /// For unit tests: an agent at `site` last heard at `last_seen`, reporting `db`.
+    pub(crate) fn for_test(site: &str, last_seen: Instant, db: Option<triad_proto::v1::DbStatus>) -> Self {
+        AgentObservation {
+            hello: AgentHelloInfo {
+                site: site.into(),
+                host: format!("{site}-host"),
+                version: "test".into(),
+                vouch_addr: String::new(),
+                facts: HostFacts::default(),
+            },
+            last_seen,
+            last_seen_ms: 0,
+            streams: 1,
+            cpu_percent: 0.0,
+            memory_used_bytes: 0,
+            db,
+        }
+    }
+}
+
 /// Observations of every agent that has talked to this controller since it started.
 #[derive(Default)]
 pub struct Observations {
@@ -86,6 +108,31 @@ impl Observations {
 
     /// The latest database report of `agent`, if it was heard within `fresh`. Copies only that
     /// agent's report, unlike [`Observations::snapshot`].
+    /// Waits up to `timeout` for a report from `agent`, heard after `since`, that satisfies
+    /// `ok` (an agent's reports from before a command still describe the member as it was).
+    pub async fn wait_report(
+        &self,
+        agent: &str,
+        since: Instant,
+        timeout: std::time::Duration,
+        ok: impl Fn(&triad_proto::v1::DbStatus) -> bool,
+    ) -> bool {
+        let deadline = since + timeout;
+        loop {
+            let seen = {
+                let map = self.agents.lock().expect("observations lock poisoned");
+                map.get(agent).filter(|o| o.last_seen > since).and_then(|o| o.db.as_ref()).is_some_and(&ok)
+            };
+            if seen {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn fresh_db(&self, agent: &str, fresh: std::time::Duration) -> Option<triad_proto::v1::DbStatus> {
         let map = self.agents.lock().expect("observations lock poisoned");
         map.get(agent).filter(|o| o.last_seen.elapsed() < fresh).and_then(|o| o.db.clone())

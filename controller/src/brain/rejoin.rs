@@ -94,15 +94,7 @@ pub async fn run(
                 .await?;
             // Finish only once the agent reports the member running: its report from before the
             // rejoin still says "stopped", and would start another.
-            let asked = Instant::now();
-            let deadline = asked + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let o = ctx.obs.snapshot().remove(&agent).filter(|o| o.last_seen > asked).and_then(|o| o.db);
-                if o.is_some_and(|d| d.up) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            ctx.obs.wait_report(&agent, Instant::now(), Duration::from_secs(30), |d| d.up).await;
             format!("completed: {member} follows {primary} ({} ms); {note}", started.elapsed().as_millis())
         }
         Err(e) => format!("failed: {e}"),
@@ -119,16 +111,12 @@ pub fn tick(ctx: &Arc<Ctx>) {
         due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now(), crate::context::now_ms())
     };
     for (cluster, member, agent, endpoint) in due {
-        if !ctx.running.lock().expect("running lock poisoned").insert(cluster.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            match run(ctx.clone(), cluster.clone(), member.clone(), agent, endpoint).await {
+        let c = ctx.clone();
+        super::spawn_exclusive(ctx, cluster.clone(), async move {
+            match run(c, cluster.clone(), member.clone(), agent, endpoint).await {
                 Ok(outcome) => tracing::info!(cluster = %cluster, member = %member, "rejoin {outcome}"),
                 Err(e) => tracing::warn!(cluster = %cluster, member = %member, "rejoin: {e}"),
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&cluster);
         });
     }
 }

@@ -64,17 +64,8 @@ pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, 
     let outcome = match ctx.bus.call(&agent, restart, STEP_TIMEOUT).await {
         Ok(_) => {
             // Done once the agent reports it running as the primary (under a lease again).
-            let asked = Instant::now();
-            let deadline = asked + STEP_TIMEOUT;
-            let mut running = false;
-            while !running && Instant::now() < deadline {
-                let o = ctx.obs.snapshot().remove(&agent).filter(|o| o.last_seen > asked).and_then(|o| o.db);
-                running = o.is_some_and(|d| d.up && d.role == "primary");
-                if !running {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            if running {
+            let running = |d: &triad_proto::v1::DbStatus| d.up && d.role == "primary";
+            if ctx.obs.wait_report(&agent, Instant::now(), STEP_TIMEOUT, running).await {
                 format!("completed: {member} runs again at epoch {} ({} ms)", c.epoch, started.elapsed().as_millis())
             } else {
                 format!("failed: {member} was started but is not reported running as the primary")
@@ -94,16 +85,12 @@ pub fn tick(ctx: &Arc<Ctx>) {
         due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now())
     };
     for (cluster, member, agent, why) in due {
-        if !ctx.running.lock().expect("running lock poisoned").insert(cluster.clone()) {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            match run(ctx.clone(), cluster.clone(), member.clone(), agent, why).await {
+        let c = ctx.clone();
+        super::spawn_exclusive(ctx, cluster.clone(), async move {
+            match run(c, cluster.clone(), member.clone(), agent, why).await {
                 Ok(outcome) => tracing::warn!(cluster = %cluster, member = %member, "restart {outcome}"),
                 Err(e) => tracing::warn!(cluster = %cluster, member = %member, "restart: {e}"),
             }
-            ctx.running.lock().expect("running lock poisoned").remove(&cluster);
         });
     }
 }
@@ -111,26 +98,11 @@ pub fn tick(ctx: &Arc<Ctx>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::brain::AgentHelloInfo;
     use crate::state::DbCluster;
     use triad_proto::v1::DbStatus;
 
     fn seen(at: Instant, db: DbStatus) -> AgentObservation {
-        AgentObservation {
-            hello: AgentHelloInfo {
-                site: String::new(),
-                host: String::new(),
-                version: String::new(),
-                vouch_addr: String::new(),
-                facts: Default::default(),
-            },
-            last_seen: at,
-            last_seen_ms: 0,
-            streams: 1,
-            cpu_percent: 0.0,
-            memory_used_bytes: 0,
-            db: Some(db),
-        }
+        AgentObservation::for_test("", at, Some(db))
     }
 
     #[test]

@@ -62,8 +62,7 @@ mod tests {
     use triad_proto::v1::{DbStatus, ReplicaStatus};
 
     use super::*;
-    use crate::brain::AgentHelloInfo;
-    use crate::state::{DbCluster, HostFacts};
+    use crate::state::DbCluster;
 
     fn state() -> State {
         let mut s = State::default();
@@ -74,20 +73,10 @@ mod tests {
     fn obs(member: &str, role: &str, replicas: &[(&str, &str)], now: Instant) -> (String, AgentObservation) {
         (
             format!("agent-{member}"),
-            AgentObservation {
-                hello: AgentHelloInfo {
-                    site: member.into(),
-                    host: "h".into(),
-                    version: "t".into(),
-                    vouch_addr: String::new(),
-                    facts: HostFacts::default(),
-                },
-                last_seen: now,
-                last_seen_ms: 0,
-                streams: 1,
-                cpu_percent: 0.0,
-                memory_used_bytes: 0,
-                db: Some(DbStatus {
+            AgentObservation::for_test(
+                member,
+                now,
+                Some(DbStatus {
                     cluster: "customs".into(),
                     member: member.into(),
                     up: true,
@@ -102,7 +91,7 @@ mod tests {
                         .collect(),
                     ..Default::default()
                 }),
-            },
+            ),
         )
     }
 
