@@ -8,15 +8,10 @@
 //!   but lost its path to the controllers is therefore not failed over.
 //! - *No lost commits* (point 5): a member of the committed synchronous set is a candidate;
 //!   with synchronous replication every acknowledged commit is on it. When none of them can take
-//!   over, another standby may, if its position reaches the *final position* of the old primary:
-//!   the end of the WAL on its disk, which its agent reads once the server is confirmed stopped
-//!   (every acknowledged commit lies before it). That position is checked three times: by the
-//!   detector; after the workflow is recorded, from a report heard since; and after the new
-//!   epoch, from a report the old primary's agent made with that epoch already persisted (an
-//!   agent starts its server as a primary only under a lease at the epoch that names it, so from
-//!   then on nothing can extend that WAL). The vouchers must acknowledge the new epoch first
-//!   (point 3). With no synchronous member recorded (relaxed mode after the standby was lost)
-//!   automatic failover is off: no failover, and the reason is recorded for status.
+//!   over, another standby may if its position reaches the stopped primary's final position
+//!   (`final_position.rs`); the vouchers acknowledge the new epoch first (point 3). With no
+//!   synchronous member recorded (relaxed mode after the standby was lost) automatic failover is
+//!   off: no failover, and the reason is recorded for status.
 //! - *Wait out the lease* (point 4): the new epoch is committed only after
 //!   [`super::Leases::all_ended_at`], unless the old primary's agent itself reports its server
 //!   confirmed stopped.
@@ -31,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use triad_proto::v1::DbStatus;
 
+use super::final_position;
 use super::observations::AgentObservation;
 use super::switchover::{cluster, command, propose, STEP_TIMEOUT};
 use crate::config::FailoverPolicy;
@@ -67,51 +63,6 @@ fn candidates(c: &DbCluster, report: &dyn Fn(&str) -> Option<DbStatus>) -> Resul
     }
     if ok.is_empty() {
         return Err(format!("no synchronous standby can take over: {}", problems.join("; ")));
-    }
-    ok.sort_by_key(|c| std::cmp::Reverse(c.1));
-    Ok(ok)
-}
-
-/// A stopped primary's final position, from its agent's report at the cluster's epoch.
-fn final_position(c: &DbCluster, d: &DbStatus) -> Option<u64> {
-    (!d.up && d.stopped && d.final_lsn > 0 && d.agent_epoch >= c.epoch && !d.epoch_unknown).then_some(d.final_lsn)
-}
-
-/// The standbys outside the synchronous set whose position reaches the stopped primary's
-/// `final_lsn`, best first, or why there is none. Each voucher's agent must be heard at the
-/// cluster's epoch, since the promote waits for it to acknowledge the next one.
-fn proven(
-    c: &DbCluster,
-    report: &dyn Fn(&str) -> Option<DbStatus>,
-    final_lsn: u64,
-) -> Result<Vec<(String, u64)>, String> {
-    let primary = c.primary.as_deref().unwrap_or_default();
-    for v in &c.vouch {
-        let agent = c.members.get(v).map(|m| m.agent.as_str()).unwrap_or_default();
-        if !report(agent).is_some_and(|d| d.agent_epoch == c.epoch && !d.epoch_unknown) {
-            return Err(format!("the voucher `{v}` cannot acknowledge a new epoch (its agent is silent or fenced)"));
-        }
-    }
-    let mut ok = Vec::new();
-    let mut behind = Vec::new();
-    for m in c.members.values().filter(|m| m.name != primary && !c.synchronous.contains(&m.name)) {
-        match report(&m.agent) {
-            Some(d) if d.up && d.role == "standby" && d.agent_epoch == c.epoch && !d.epoch_unknown => {
-                if d.wal_lsn >= final_lsn {
-                    ok.push((m.name.clone(), d.wal_lsn));
-                } else {
-                    behind.push(format!("`{}` at {}", m.name, crate::ctl::status::format_lsn(d.wal_lsn)));
-                }
-            }
-            _ => {}
-        }
-    }
-    if ok.is_empty() {
-        let best = if behind.is_empty() { "no other running standby".to_string() } else { behind.join(", ") };
-        return Err(format!(
-            "no standby reaches `{primary}`'s final position {} ({best})",
-            crate::ctl::status::format_lsn(final_lsn)
-        ));
     }
     ok.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(ok)
@@ -159,8 +110,8 @@ pub fn judge(
         let found = match candidates(c, &report) {
             // Outside the synchronous set only by proven position, and never while no member is
             // recorded synchronous (relaxed mode keeps automatic failover off then).
-            Err(why) if !c.synchronous.is_empty() => match report(&pm.agent).and_then(|d| final_position(c, &d)) {
-                Some(end) => proven(c, &report, end).map_err(|p| format!("{why}; {p}")),
+            Err(why) if !c.synchronous.is_empty() => match report(&pm.agent).and_then(|d| final_position::of(c, &d)) {
+                Some(end) => final_position::candidates(c, &report, end).map_err(|p| format!("{why}; {p}")),
                 None => Err(why),
             },
             found => found,
@@ -230,10 +181,6 @@ const DATA_LOSS_WINDOW: &str = "data-loss-window";
 /// The step that lists the vouchers a promote outside the vouch set waits for.
 const AWAIT_VOUCHERS: &str = "await-vouchers";
 
-/// The step of an automatic failover outside the synchronous set: the old primary's final
-/// position, and the target's, which reaches it.
-const FINAL_POSITION: &str = "final-position";
-
 /// Runs the failover of `name` from its primary to `to`, as `actor`; returns a summary.
 pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> Result<String, String> {
     run_with(ctx, actor, name, to, why, None).await
@@ -284,7 +231,7 @@ pub async fn run_with(
     let recorded = Instant::now();
     loop {
         let confirmed = if by_position {
-            heard_since(recorded).is_some_and(|d| final_position(&c, &d).is_some())
+            heard_since(recorded).is_some_and(|d| final_position::of(&c, &d).is_some())
         } else {
             heard_since(started).is_some_and(|d| !d.up && d.stopped)
         };
@@ -313,19 +260,13 @@ pub async fn run_with(
     }
 
     if by_position {
-        let reports = ctx.obs.snapshot();
-        let final_lsn = reports.get(&from_agent).filter(|o| o.last_seen > recorded).and_then(|o| o.db.as_ref());
-        let final_lsn = final_lsn.and_then(|d| final_position(&c, d)).unwrap_or(u64::MAX);
-        let to_agent = c.members.get(&to).map(|m| m.agent.as_str()).unwrap_or_default();
-        let at = reports.get(to_agent).filter(|o| o.last_seen > recorded).and_then(|o| o.db.as_ref());
-        let at = at.filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
-        let (fmt_final, fmt_at) = (crate::ctl::status::format_lsn(final_lsn), crate::ctl::status::format_lsn(at));
-        if at < final_lsn {
-            let outcome = format!("abandoned: {to} at {fmt_at} does not reach {from}'s final position {fmt_final}");
-            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-            return Err(outcome);
-        }
-        propose(&ctx, &actor, step(FINAL_POSITION, format!("{from} ends at {fmt_final}; {to} holds {fmt_at}"))).await?;
+        match final_position::check_before_epoch(&ctx, &c, &from, &to, recorded) {
+            Ok(note) => propose(&ctx, &actor, step(final_position::STEP, note)).await?,
+            Err(outcome) => {
+                propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+                return Err(outcome);
+            }
+        };
     }
     // Recorded before the epoch, so that a new leader finishing this workflow waits as well.
     let vouchers = match manual.as_ref() {
@@ -352,8 +293,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
         let waited = await_vouchers(&ctx, &c, &list).await?;
         propose(&ctx, &actor, step("vouchers-acked", waited)).await?;
     }
-    if w.steps.iter().any(|s| s.name == FINAL_POSITION) {
-        if let Err(why) = confirm_final_position(&ctx, &c, &w.from, &w.to).await {
+    if w.steps.iter().any(|s| s.name == final_position::STEP) {
+        if let Err(why) = final_position::confirm_after_epoch(&ctx, &c, &w.from, &w.to).await {
             let outcome = format!("failed: {why}; {} was not promoted and no member is writable", w.to);
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
             tracing::error!(cluster = %w.cluster, "failover {outcome}");
@@ -388,44 +329,6 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     tracing::warn!(cluster = %w.cluster, "failover {outcome}");
     Ok(outcome)
-}
-
-/// After the new epoch, before a promote by proven position: the old primary's agent reports
-/// its server stopped in an observation made with the new epoch persisted, so its WAL can grow
-/// no more, and the target still reaches where it ends. Waits as long as it takes for that
-/// report (the agent was heard moments ago); `Err` when the WAL grew past the target meanwhile.
-async fn confirm_final_position(ctx: &Ctx, c: &DbCluster, from: &str, to: &str) -> Result<(), String> {
-    let agent = |m: &str| c.members.get(m).map(|x| x.agent.clone()).unwrap_or_default();
-    let (from_agent, to_agent) = (agent(from), agent(to));
-    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
-    let mut logged = Instant::now() - Duration::from_secs(60);
-    loop {
-        if !ctx.is_leader() {
-            return Err("no longer the leader".into());
-        }
-        let old = ctx.obs.fresh_db(&from_agent, fresh).filter(|d| d.agent_epoch >= c.epoch && !d.epoch_unknown);
-        if let Some(d) = old {
-            if d.up {
-                return Err(format!("{from}'s server is running again at epoch {}", c.epoch));
-            }
-            if let (Some(end), Some(t)) = (final_position(c, &d), ctx.obs.fresh_db(&to_agent, fresh)) {
-                return if t.wal_lsn >= end {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{from}'s WAL now ends at {}, past {to}'s {}",
-                        crate::ctl::status::format_lsn(end),
-                        crate::ctl::status::format_lsn(t.wal_lsn)
-                    ))
-                };
-            }
-        }
-        if logged.elapsed() > Duration::from_secs(10) {
-            tracing::error!(cluster = %c.name, "the promote of {to} waits for {from}'s agent to confirm its final position at epoch {}", c.epoch);
-            logged = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Point 3, for a promote outside the vouch set: every listed voucher's agent reports the new

@@ -5,6 +5,7 @@
 mod break_glass;
 mod commands;
 mod failover;
+mod final_position;
 pub mod lease;
 mod liveness;
 pub mod manual;
