@@ -71,16 +71,31 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
+/// What `pg_controldata` prints for a data directory, read field by field.
+pub struct ControlData(String);
+
+impl ControlData {
+    pub fn read(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<ControlData, String> {
+        run(bin_dir, os_user, "pg_controldata", &["-D", &data_dir.display().to_string()]).map(ControlData)
+    }
+
+    /// The value of the line that starts with `name` (e.g. `Latest checkpoint location`).
+    pub fn field(&self, name: &str) -> Result<String, String> {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .ok_or_else(|| format!("pg_controldata shows no `{name}`"))
+    }
+}
+
 /// The latest checkpoint's position and the cluster state, from `pg_controldata`.
 pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u64, String), String> {
-    let out = run(bin_dir, os_user, "pg_controldata", &["-D", &data_dir.display().to_string()])?;
-    let field = |name: &str| {
-        out.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
-    };
-    let lsn = field("Latest checkpoint location")
-        .and_then(|v| parse_lsn(&v))
-        .ok_or("pg_controldata: no checkpoint location")?;
-    let state = field("Database cluster state").unwrap_or_default();
+    let control = ControlData::read(bin_dir, os_user, data_dir)?;
+    let lsn = parse_lsn(&control.field("Latest checkpoint location")?)
+        .ok_or("pg_controldata: the checkpoint location is not a WAL position")?;
+    let state = control.field("Database cluster state").unwrap_or_default();
     Ok((lsn, state))
 }
 

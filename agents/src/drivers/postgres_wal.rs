@@ -50,18 +50,10 @@ fn last_record(dump: &str) -> Option<(u64, u64)> {
 
 /// The final position of the stopped member whose data directory is `data_dir`.
 pub fn wal_end(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<u64, String> {
-    let control = postgres_ctl::run(bin_dir, os_user, "pg_controldata", &["-D", &data_dir.display().to_string()])?;
-    let field = |name: &str| {
-        control
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .ok_or_else(|| format!("pg_controldata shows no `{name}`"))
-    };
-    let redo = field("Latest checkpoint's REDO location")?;
-    let timeline = field("Latest checkpoint's TimeLineID")?;
-    let number = |name: &str| field(name)?.parse::<u64>().map_err(|e| format!("pg_controldata `{name}`: {e}"));
+    let control = postgres_ctl::ControlData::read(bin_dir, os_user, data_dir)?;
+    let redo = control.field("Latest checkpoint's REDO location")?;
+    let timeline = control.field("Latest checkpoint's TimeLineID")?;
+    let number = |name: &str| control.field(name)?.parse::<u64>().map_err(|e| format!("pg_controldata `{name}`: {e}"));
     let (page, segment) = (number("WAL block size")?, number("Bytes per WAL segment")?);
     if page == 0 || segment == 0 {
         return Err("pg_controldata shows a zero WAL page or segment size".into());

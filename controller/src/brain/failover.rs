@@ -200,13 +200,7 @@ pub async fn run_with(
     let from_agent = c.members.get(&from).map(|m| m.agent.clone()).ok_or("the primary is not a member")?;
     let started = Instant::now();
     tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
-    propose(
-        &ctx,
-        &actor,
-        Command::StartWorkflow { cluster: name.clone(), kind: "failover".into(), from: from.clone(), to: to.clone() },
-    )
-    .await?;
-    let wf = cluster(&ctx, &name).and_then(|c| c.workflow).ok_or("the workflow was not recorded")?;
+    let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, "failover", &from, &to).await?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     if let Some(m) = &manual {
         propose(&ctx, &actor, step("approved", m.approved.clone())).await?;

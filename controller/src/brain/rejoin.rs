@@ -69,21 +69,8 @@ pub async fn run(
     endpoint: String,
 ) -> Result<String, String> {
     let actor = Actor::system(ctx.id);
-    let c = super::switchover::cluster(&ctx, &cluster).ok_or("no cluster")?;
-    let primary = c.primary.clone().ok_or("no primary")?;
-    propose(
-        &ctx,
-        &actor,
-        Command::StartWorkflow {
-            cluster: cluster.clone(),
-            kind: "rejoin".into(),
-            from: primary.clone(),
-            to: member.clone(),
-        },
-    )
-    .await?;
-    let wf =
-        super::switchover::cluster(&ctx, &cluster).and_then(|c| c.workflow).ok_or("the workflow was not recorded")?;
+    let primary = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary).ok_or("no primary")?;
+    let (wf, c) = super::switchover::start_workflow(&ctx, &actor, &cluster, "rejoin", &primary, &member).await?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
     let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT).await;

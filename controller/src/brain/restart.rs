@@ -44,19 +44,7 @@ pub fn due(
 /// Runs one restart as a recorded workflow.
 pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, why: String) -> Result<String, String> {
     let actor = Actor::system(ctx.id);
-    propose(
-        &ctx,
-        &actor,
-        Command::StartWorkflow {
-            cluster: cluster.clone(),
-            kind: "restart".into(),
-            from: member.clone(),
-            to: member.clone(),
-        },
-    )
-    .await?;
-    let c = super::switchover::cluster(&ctx, &cluster).ok_or("no cluster")?;
-    let wf = c.workflow.ok_or("the workflow was not recorded")?;
+    let (wf, c) = super::switchover::start_workflow(&ctx, &actor, &cluster, "restart", &member, &member).await?;
     let step = |name: &str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     propose(&ctx, &actor, step("detected", format!("{member} stopped by its agent's fence: {why}"))).await?;
     let started = Instant::now();

@@ -57,6 +57,23 @@ pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, a
     ctx.bus.call(agent, restart, STEP_TIMEOUT).await.map(|_| ()).map_err(|e| format!("restarting {member}: {e}"))
 }
 
+/// Records a workflow of `kind` on cluster `name` from `from` to `to` (the state refuses it
+/// while another runs); returns its id and the cluster as applied with it.
+pub(crate) async fn start_workflow(
+    ctx: &Ctx,
+    actor: &Actor,
+    name: &str,
+    kind: &str,
+    from: &str,
+    to: &str,
+) -> Result<(u64, DbCluster), String> {
+    let cmd = Command::StartWorkflow { cluster: name.into(), kind: kind.into(), from: from.into(), to: to.into() };
+    propose(ctx, actor, cmd).await?;
+    let c = cluster(ctx, name).ok_or("cluster vanished")?;
+    let wf = c.workflow.ok_or("the workflow was not recorded")?;
+    Ok((wf, c))
+}
+
 /// A copy of cluster `name` as applied on this controller.
 pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
     ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
@@ -165,14 +182,7 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
 async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
     let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
     let started = Instant::now();
-    propose(
-        &ctx,
-        &actor,
-        Command::StartWorkflow { cluster: name.clone(), kind: "switchover".into(), from: from.clone(), to: to.clone() },
-    )
-    .await?;
-    let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
-    let wf = c.workflow.ok_or("the workflow was not recorded")?;
+    let (wf, c) = start_workflow(&ctx, &actor, &name, "switchover", &from, &to).await?;
     let mut log = Vec::new();
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
 
