@@ -48,6 +48,19 @@ async fn kill_leader(d: &mut Deployment) -> Result<u64> {
     d.wait_leader(&rest, Duration::from_secs(20)).await
 }
 
+/// The audit log once it records the workflow's end (the end is recorded after the roles the
+/// tests wait for, and a follower may answer a heartbeat behind).
+async fn audit_after_the_end(d: &Deployment) -> Result<String> {
+    let audit = || Some(String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"]).ok()?.stdout).into_owned());
+    let ended = wait_for("the workflow's end in the audit log", Duration::from_secs(10), || async {
+        let a = audit()?;
+        a.contains("finish workflow 1").then_some(a)
+    })
+    .await;
+    // On a timeout the assertions after show what the log holds.
+    Ok(ended.unwrap_or_else(|_| audit().unwrap_or_default()))
+}
+
 /// Stopped at `failpoint`, before the new epoch: the old primary is stopped and nothing was
 /// promoted. The next leader restarts it as primary at epoch 1.
 async fn rolls_back(failpoint: &str) -> Result<()> {
@@ -67,7 +80,7 @@ async fn rolls_back(failpoint: &str) -> Result<()> {
         (c.epoch == 1 && c.primary == "dc" && role("dc") == "primary" && role("ndc") == "standby").then_some(())
     })
     .await?;
-    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
+    let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains("rolled back") && audit.contains(&format!("controller {new} took over")), "{audit}");
     load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
     let acked = load.finish().await?;
@@ -107,7 +120,7 @@ async fn rolls_forward(failpoint: &str) -> Result<()> {
         d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
     }
     done?;
-    let audit = String::from_utf8_lossy(&d.triadctl(&["audit", "--limit", "100"])?.stdout).into_owned();
+    let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
     load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
     let acked = load.finish().await?;
@@ -153,7 +166,16 @@ async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
     let (d, load) = deployment("switchover-promote=1*return").await?;
     let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
     ensure!(out.status.success(), "the switchover failed: {}", String::from_utf8_lossy(&out.stderr));
-    let (w, steps) = d.newest_workflow("switchover")?;
+    // triadctl may have been answered by the leader while a follower answers history.
+    let ended = wait_for("the switchover's end in the history", Duration::from_secs(10), || async {
+        let (w, steps) = d.newest_workflow("switchover").ok()?;
+        (w["outcome"] != "under way").then_some((w, steps))
+    })
+    .await;
+    let (w, steps) = match ended {
+        Ok(found) => found,
+        Err(_) => d.newest_workflow("switchover")?,
+    };
     let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
     let retry = names.iter().position(|n| *n == "promote-retry");
     let promoted = names.iter().position(|n| *n == "promoted");
