@@ -7,10 +7,15 @@ die() { echo "error: $*" >&2; exit 1; }
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust with rustup (https://rustup.rs) and re-run"
 
+# Only libclang itself (libclang.so, libclang-14.so.1): libclang-cpp, which other packages pull
+# in, is a different library and bindgen cannot use it.
 have_libclang() {
-    compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null 2>&1 \
-        || compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null 2>&1 \
-        || compgen -G "/usr/lib/aarch64-linux-gnu/libclang*.so*" >/dev/null 2>&1
+    local dir
+    for dir in /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu; do
+        compgen -G "$dir/libclang.so*" >/dev/null 2>&1 && return 0
+        compgen -G "$dir/libclang-[0-9]*.so*" >/dev/null 2>&1 && return 0
+    done
+    return 1
 }
 
 if ! have_libclang; then
