@@ -135,10 +135,23 @@ async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() 
     for member in ["ndc", "dc"] {
         d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
     }
-    let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
-    let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let rejoin = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "rejoin").cloned()).unwrap_or_default();
-    let note = rejoin["steps"][0][2].as_str().unwrap_or_default();
+    // The rejoin's first step is recorded once dc has been rewound; read it with a deadline, as
+    // the history's last word may still be on its way when dc is already synchronous.
+    let history = || -> Result<(serde_json::Value, String)> {
+        let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
+        let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let rejoin = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "rejoin").cloned());
+        let note = rejoin.and_then(|r| r["steps"][0][2].as_str().map(str::to_string)).unwrap_or_default();
+        Ok((history, note))
+    };
+    let seen = wait_for("the rejoin's first step in the history", Duration::from_secs(10), || async {
+        history().ok().filter(|(_, note)| !note.is_empty())
+    })
+    .await;
+    let (history, note) = match seen {
+        Ok(found) => found,
+        Err(_) => history()?,
+    };
     ensure!(note.starts_with("rewound: WAL from") || note.starts_with("no rewind required"), "{history}");
     eprintln!("{} acknowledged writes, none lost; rejoin: {note}", acked.len());
     Ok(())

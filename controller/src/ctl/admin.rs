@@ -94,7 +94,7 @@ pub struct EndpointView {
 
 /// `triadctl endpoint`.
 pub async fn endpoint(client: &Client, cluster: &str) -> Result<EndpointView> {
-    let (_, mut c) = client.any().await?;
+    let mut c = client.reader().await?;
     let state = c.state(pb::StateRequest {}).await?.into_inner();
     let cl = state
         .clusters
@@ -139,7 +139,7 @@ pub struct HistoryLine {
 
 /// `triadctl history`: newest first.
 pub async fn history(client: &Client, cluster: &str) -> Result<Vec<HistoryLine>> {
-    let (_, mut c) = client.any().await?;
+    let mut c = client.reader().await?;
     let r = c.history(pb::HistoryRequest { cluster: cluster.into() }).await?.into_inner();
     Ok(r.workflows
         .into_iter()
@@ -215,7 +215,7 @@ pub struct AuditLine {
 
 /// `triadctl audit`: newest first.
 pub async fn audit(client: &Client, limit: u32) -> Result<Vec<AuditLine>> {
-    let (_, mut c) = client.any().await?;
+    let mut c = client.reader().await?;
     let r = c.audit(pb::AuditRequest { limit }).await?.into_inner();
     Ok(r.entries
         .into_iter()

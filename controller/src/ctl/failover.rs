@@ -44,7 +44,7 @@ pub async fn approve(client: &Client, id: u64, wait: Duration) -> Result<String>
     let mut shown = 0usize;
     let mut first = true;
     loop {
-        let (_, mut c) = client.any().await?;
+        let mut c = client.reader().await?;
         let state = c.state(pb::StateRequest {}).await?.into_inner();
         let a = state.approvals.iter().find(|a| a.id == id).cloned();
         let Some(a) = a else {

@@ -155,7 +155,7 @@ pub struct ApprovalView {
 
 /// Gathers status from the controllers.
 pub async fn gather(client: &Client) -> Result<StatusView> {
-    let (_, mut any) = client.any().await?;
+    let mut any = client.reader().await?;
     let mut state = any.state(pb::StateRequest {}).await?.into_inner();
     let mut addrs: BTreeMap<String, Option<&pb::ControllerRecord>> =
         client.cfg.controllers.iter().map(|a| (a.clone(), None)).collect();
