@@ -34,7 +34,7 @@ pub struct AgentConfig {
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
-    /// Cap of the exponential reconnect backoff in milliseconds (default 500). The controllers'
+    /// Cap of the exponential reconnect backoff in milliseconds (default 300). The controllers'
     /// lease period must cover two election timeouts plus this cap, so that an election alone
     /// never makes a lease lapse; they check it with `lease.agent_backoff_max_ms`.
     #[serde(default = "default_backoff")]
@@ -173,7 +173,7 @@ fn default_heartbeat() -> u64 {
     200
 }
 fn default_backoff() -> u64 {
-    500
+    300
 }
 fn default_log_format() -> String {
     "text".into()

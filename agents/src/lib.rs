@@ -142,7 +142,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             target: target.clone(),
             tls: triad_proto::tls::agent_client_tls(&ca, &cert, &key),
             metrics: metrics.clone(),
-            every: Duration::from_millis(cfg.heartbeat_interval_ms),
+            heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms),
+            check: Duration::from_millis(cfg.lease.check_interval_ms),
             fence_lead_ms: cfg.lease.fence_lead_ms,
         };
         tokio::spawn(failsafe.run());

@@ -3,10 +3,11 @@
 //! only while every member of its vouch set vouches for it, agent to agent over mutual TLS.
 //!
 //! The argument, on both sides:
-//! - The primary's agent asks as soon as a renewal is late (half the lease gone), every heartbeat
-//!   interval, and counts a round only when *all* vouchers said yes, for P from the moment the
-//!   round's requests left, on its `CLOCK_BOOTTIME`: each vouch is a lease, and the guard fences
-//!   when it lapses exactly as when a controllers' lease lapses.
+//! - The primary's agent asks as soon as renewals are late (a heartbeat and a half without one),
+//!   again after every answer while they stay late, and counts a round only when *all* vouchers
+//!   said yes, for P from the moment the round's requests left, on its `CLOCK_BOOTTIME`: each
+//!   vouch is a lease, and the guard fences when it lapses exactly as when a controllers' lease
+//!   lapses.
 //! - A voucher vouches only while its accepted target state still makes the asker the primary at
 //!   the asked epoch, it is itself a standby in the vouch set, and its own server is not a
 //!   primary. So once it has accepted a higher epoch (which the leader commits before any promote
@@ -153,10 +154,23 @@ pub struct Failsafe {
     pub target: Arc<Target>,
     pub tls: ClientTlsConfig,
     pub metrics: Arc<AgentMetrics>,
-    /// How often to ask while late (the heartbeat interval).
-    pub every: Duration,
+    /// The agent's heartbeat interval: the controllers renew the lease at this pace.
+    pub heartbeat: Duration,
+    /// How often the lease is looked at (the lease check interval).
+    pub check: Duration,
     /// The guard fences with this much lease left; asking later is pointless.
     pub fence_lead_ms: u64,
+}
+
+/// Whether the primary's agent, with `left_ms` of its lease left, asks its vouchers now. The
+/// controllers renew every heartbeat, so a healthy lease never has much less than P minus one
+/// heartbeat left: a heartbeat and a half without a renewal means the controllers are not
+/// renewing. Asking then leaves several rounds before the fence even when P is little more than
+/// the fence lead plus a few heartbeats. Past the fence lead the guard has fenced, or is fencing:
+/// asking is pointless.
+fn should_ask(left_ms: i64, period_ms: u64, heartbeat_ms: u64, fence_lead_ms: u64) -> bool {
+    let overdue = period_ms.saturating_sub(heartbeat_ms + heartbeat_ms / 2);
+    left_ms <= overdue as i64 && left_ms > fence_lead_ms as i64
 }
 
 /// What one round came to.
@@ -174,7 +188,7 @@ impl Failsafe {
         let mut channels: HashMap<String, Channel> = HashMap::new();
         let mut last_failure = String::new();
         loop {
-            tokio::time::sleep(self.every).await;
+            tokio::time::sleep(self.check).await;
             let Some(t) = self.target.current() else { continue };
             if t.role != "primary" || self.target.epoch() != Some(t.epoch) {
                 continue;
@@ -182,9 +196,7 @@ impl Failsafe {
             let st = self.lease.snapshot();
             let left = st.remaining_ms(t.epoch, boot_ms());
             let period = st.period_ms.max(t.vouch_ms);
-            // The controllers renew every heartbeat: half the period gone means several renewals
-            // in a row failed. Past the fence lead the guard has fenced (or is fencing) anyway.
-            if !st.armed || left > (period / 2) as i64 || left <= self.fence_lead_ms as i64 {
+            if !st.armed || !should_ask(left, period, self.heartbeat.as_millis() as u64, self.fence_lead_ms) {
                 continue;
             }
             let sent = boot_ms();
@@ -303,6 +315,19 @@ mod tests {
     #[test]
     fn a_standby_in_the_vouch_set_vouches_for_the_current_primary() {
         assert_eq!(judge(Some(&standby()), Some(4), "standby", &ask(4)), Ok(2500));
+    }
+
+    #[test]
+    fn the_primary_asks_once_renewals_are_a_heartbeat_and_a_half_late_and_before_the_fence() {
+        // P 1100, heartbeats every 200 ms, fence 500 ms before the end.
+        assert!(!should_ask(1100, 1100, 200, 500), "just renewed");
+        assert!(!should_ask(880, 1100, 200, 500), "one heartbeat since the renewal: on time");
+        assert!(should_ask(800, 1100, 200, 500), "a heartbeat and a half without a renewal");
+        assert!(should_ask(501, 1100, 200, 500));
+        assert!(!should_ask(500, 1100, 200, 500), "the guard fences now");
+        assert!(!should_ask(-5, 1100, 200, 500), "lapsed");
+        // A lease shorter than the heartbeats: never asks rather than underflow.
+        assert!(!should_ask(100, 200, 200, 500));
     }
 
     #[test]

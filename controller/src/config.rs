@@ -75,9 +75,9 @@ pub struct TlsConfig {
 pub struct RaftTiming {
     /// Leader heartbeat interval in milliseconds (default 50).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout in milliseconds (default 250).
+    /// Lower bound of the randomised election timeout in milliseconds (default 200).
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout in milliseconds (default 500).
+    /// Upper bound of the randomised election timeout in milliseconds (default 400).
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and allow the log before it to be purged) every this many entries
     /// (default 10000). Bounds restart time: at most this many entries are replayed.
@@ -91,7 +91,7 @@ pub struct RaftTiming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseTiming {
-    /// P, in milliseconds (default 1500). Must be at least twice `raft.election_timeout_max_ms`
+    /// P, in milliseconds (default 1100). Must be at least twice `raft.election_timeout_max_ms`
     /// plus `lease.agent_backoff_max_ms`, so that an election alone never makes a lease lapse.
     pub period_ms: u64,
     /// rho: how much faster or slower any two hosts' clocks may run, as a fraction (default
@@ -99,14 +99,14 @@ pub struct LeaseTiming {
     pub clock_drift: f64,
     /// m: the margin added to every wait, covering messages in flight and scheduling (default 200).
     pub margin_ms: u64,
-    /// The largest `reconnect_backoff_max_ms` of any agent (default 500, the agents' default):
+    /// The largest `reconnect_backoff_max_ms` of any agent (default 300, the agents' default):
     /// counted in the check of `period_ms`.
     pub agent_backoff_max_ms: u64,
 }
 
 impl Default for LeaseTiming {
     fn default() -> Self {
-        LeaseTiming { period_ms: 1500, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 500 }
+        LeaseTiming { period_ms: 1100, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 300 }
     }
 }
 
@@ -152,8 +152,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 250,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_every_entries: 10_000,
         }
     }
