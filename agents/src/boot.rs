@@ -108,6 +108,13 @@ impl BootStart {
                     return;
                 }
                 Decision::Start { epoch } => {
+                    // Under the start gate, the lease is looked at again: a failover may have
+                    // been told it was released (`link.rs`, `release_lease`) since the decision.
+                    let _gate = self.lease.start_gate().lock().await;
+                    let left = self.lease.snapshot().remaining_ms(epoch, boot_ms());
+                    if left <= self.fence_lead_ms as i64 {
+                        continue;
+                    }
                     // Someone (an operator) may have started it meanwhile; the guard judges that one.
                     if !self.driver.stopped_as_primary().await {
                         return;

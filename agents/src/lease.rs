@@ -76,6 +76,10 @@ pub struct LeaseState {
     /// the leader may start it again, `brain/restart.rs`), not because it crashed.
     pub stopped_by_fence: bool,
     pub fence_done_ms: u64,
+    /// The lease was given up at this epoch (a failover's `ReleaseLease`), at this time on
+    /// `CLOCK_BOOTTIME`: grants at that epoch for requests sent before it are ignored (0: none).
+    pub released_epoch: u64,
+    pub released_at_boot_ms: u64,
 }
 
 impl LeaseState {
@@ -93,6 +97,10 @@ pub struct Lease {
     state: Mutex<LeaseState>,
     file: PathBuf,
     boot_id: String,
+    /// Held by whatever starts the server as a primary (after checking the lease under it) and by
+    /// [`Lease::release`]'s caller (from its look at the server until the release): so a failover
+    /// told "stopped, released" knows no start was under way behind that answer.
+    start_gate: tokio::sync::Mutex<()>,
 }
 
 const MAGIC: &str = "triad-lease v1";
@@ -113,6 +121,10 @@ impl Lease {
                         (num(epoch, "epoch "), num(until, "until "), num(period, "period "))
                     {
                         st = LeaseState { armed: true, epoch: e, until_boot_ms: u, period_ms: p, ..st };
+                        // Only a release writes `until 0`: it holds across a restart of the agent.
+                        if u == 0 {
+                            (st.released_epoch, st.released_at_boot_ms) = (e, boot_ms());
+                        }
                     }
                 }
             }
@@ -124,13 +136,34 @@ impl Lease {
                 "kept the lease held before a restart"
             );
         }
-        Lease { state: Mutex::new(st), file, boot_id }
+        Lease { state: Mutex::new(st), file, boot_id, start_gate: tokio::sync::Mutex::new(()) }
+    }
+
+    /// See the field: take it before looking at the lease to start a primary, or to release it.
+    pub fn start_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.start_gate
+    }
+
+    /// Gives up the lease at `epoch` for good (DESIGN.md point 4: the failover's skip of the
+    /// wait): nothing held is counted any more, a grant answering a request sent before now is
+    /// ignored, and the record outlives a restart of the agent. Only a grant for a request sent
+    /// from now on (which the leader refuses while it fails over) lets this member start again.
+    /// The caller holds the start gate and has seen the server stopped.
+    pub fn release(&self, epoch: u64) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        st.epoch = st.epoch.max(epoch);
+        st.armed = true;
+        st.until_boot_ms = 0;
+        st.failsafe = false;
+        st.vouched_by.clear();
+        (st.released_epoch, st.released_at_boot_ms) = (epoch, boot_ms());
+        self.persist(&st);
     }
 
     /// A grant at `epoch` for `period_ms` from `sent_boot_ms`, when the request left this agent.
     pub fn granted(&self, epoch: u64, sent_boot_ms: u64, period_ms: u64) {
         let mut st = self.state.lock().expect("lease lock poisoned");
-        if epoch < st.epoch {
+        if epoch < st.epoch || (epoch <= st.released_epoch && sent_boot_ms <= st.released_at_boot_ms) {
             return;
         }
         let until = sent_boot_ms + period_ms;
@@ -421,6 +454,35 @@ mod tests {
         let rebooted = Lease::open(dir.path(), true);
         assert_eq!(rebooted.snapshot().until_boot_ms, 0, "a lease from another boot is void");
         assert!(rebooted.snapshot().armed);
+    }
+
+    #[test]
+    fn a_released_lease_is_gone_for_grants_sent_before_and_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), true);
+        let before = boot_ms();
+        l.granted(4, before, 60_000);
+        // A grant answering an earlier request, still in flight, may arrive after the release.
+        let in_flight = boot_ms();
+        l.release(4);
+        let st = l.snapshot();
+        assert_eq!(st.remaining_ms(4, boot_ms()), -1, "nothing held is counted any more");
+        l.granted(4, in_flight, 60_000);
+        l.granted(4, before, 60_000);
+        assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "grants for requests sent before are ignored");
+        assert!(!l.vouched(4, boot_ms(), 60_000, vec!["ndc".into()]), "a vouch never revives it");
+        l.first(4, 60_000);
+        assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "nor a target state's first lease");
+        drop(l);
+        let again = Lease::open(dir.path(), true);
+        let st = again.snapshot();
+        assert_eq!((st.released_epoch, st.remaining_ms(4, boot_ms())), (4, -1), "the release outlives the agent");
+        again.granted(4, in_flight, 60_000);
+        assert_eq!(again.snapshot().remaining_ms(4, boot_ms()), -1);
+        // A request sent after the release, granted (by a leader that is not failing over).
+        let after = boot_ms() + 1;
+        again.granted(4, after, 60_000);
+        assert_eq!(again.snapshot().until_boot_ms, after + 60_000);
     }
 
     #[test]

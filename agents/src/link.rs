@@ -88,12 +88,13 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
                 p.vouches.wait_clear(hold).await;
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
-                wait_for_lease(&p, cmd.epoch).await?;
+                wait_for_lease(&p, cmd.epoch, "promoting").await?;
                 done(driver.promote(&promote.synchronous_standby_names).await)
             }
             Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
-            Kind::Restart(_) => done(driver.restart().await),
+            Kind::Restart(_) => done(restart(&p, driver.as_ref(), cmd.epoch).await),
+            Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
             Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
         }
     }
@@ -115,19 +116,61 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
     let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
 
-/// Waits (a few seconds at most) until this agent holds a lease at `epoch`.
-async fn wait_for_lease(p: &LinkParams, epoch: u64) -> std::result::Result<(), String> {
+/// Whether this agent holds a lease at `epoch` that the guard would not fence at once.
+fn holds_lease(p: &LinkParams, epoch: u64) -> bool {
+    p.lease.snapshot().remaining_ms(epoch, crate::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64
+}
+
+/// Waits (a few seconds at most) until this agent holds a lease at `epoch`; else refuses `doing`.
+async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &str) -> std::result::Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let st = p.lease.snapshot();
-        if st.remaining_ms(epoch, crate::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64 {
-            return Ok(());
-        }
+    while !holds_lease(p, epoch) {
         if Instant::now() > deadline {
-            return Err(format!("no lease at epoch {epoch} within 5 s; not promoting"));
+            return Err(format!("no lease at epoch {epoch} within 5 s; not {doing}"));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    Ok(())
+}
+
+/// `Restart`: a member that would start as a primary starts only under a lease at `epoch`,
+/// checked under the start gate, so that a lease released to a failover (DESIGN.md point 4)
+/// cannot be undone by a restart the leader (or an earlier leader) asked for.
+async fn restart(
+    p: &LinkParams,
+    driver: &dyn crate::drivers::DatabaseDriver,
+    epoch: u64,
+) -> std::result::Result<(), String> {
+    if driver.stopped_as_primary().await {
+        wait_for_lease(p, epoch, "starting the primary").await?;
+    }
+    let _gate = p.lease.start_gate().lock().await;
+    if driver.stopped_as_primary().await && !holds_lease(p, epoch) {
+        return Err(format!("the lease at epoch {epoch} ended before the start; not starting the primary"));
+    }
+    driver.restart().await
+}
+
+/// `ReleaseLease` (DESIGN.md point 4): a failover's leader may skip its wait for the old lease
+/// to end only on this member's word that its server is stopped *and will stay so*. Under the
+/// start gate no start is under way, so the server seen stopped here stays stopped once the lease
+/// is released: every start needs a lease, and the only grants left to count are for requests
+/// sent after the release, which the leader refuses while it fails over and an earlier leader
+/// never granted (it grants only on a quorum round that came before the election of this one).
+/// Returns the final position when the member is stopped as a primary.
+async fn release_lease(
+    p: &LinkParams,
+    driver: &dyn crate::drivers::DatabaseDriver,
+    epoch: u64,
+) -> std::result::Result<(u64, String), String> {
+    let _gate = p.lease.start_gate().lock().await;
+    let obs = driver.observe().await;
+    if obs.up || !obs.stopped {
+        return Err("the server is not confirmed stopped: the lease is kept".into());
+    }
+    p.lease.release(epoch);
+    tracing::warn!(epoch, "the server is stopped and its lease released to a failover");
+    Ok((obs.final_lsn, format!("stopped; the lease at epoch {epoch} is released")))
 }
 
 /// The epoch at which this agent asks for a lease: the accepted target's, while it makes this

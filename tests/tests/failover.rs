@@ -98,6 +98,34 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     Ok(())
 }
 
+/// DESIGN.md point 4, the skip: dc's server dies but its agent lives. Asked by the failover, the
+/// agent answers that the server is stopped and gives up its lease, so the leader does not wait
+/// the lease out; ndc takes over with nothing lost, and dc's agent, whose lease is released, does
+/// not start dc again as a primary: it rejoins as ndc's standby.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primary_server_dies_its_agent_releases_the_lease_and_ndc_takes_over() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let dc_data = d.pg.as_ref().unwrap().member("dc")?.dir.join("data");
+    let load = Workload::start(d.conninfos()?, 50).await?;
+
+    kill_postgres(&dc_data)?;
+    d.wait_primary("ndc", 2, &["controller-1", "controller-2", "controller-3", "agent-ndc", "agent-dc"]).await?;
+    let (f, steps) = d.newest_workflow("failover")?;
+    let lease_ended = steps.iter().find(|(n, _)| n == "lease-ended").map(|(_, note)| note.as_str());
+    ensure!(lease_ended.is_some_and(|n| n.contains("stopped and released its lease")), "{f}");
+    ensure!(d.log_tail("agent-dc", 20_000).contains("lease released to a failover"), "dc's agent did not log it");
+
+    d.wait_synchronous_again("dc", Duration::from_secs(120)).await?;
+    let acked = load.finish().await?;
+    for member in ["ndc", "dc"] {
+        d.wait_holds_all(member, &acked, Duration::from_secs(15)).await?;
+    }
+    Ok(())
+}
+
 /// DESIGN.md point 5, "otherwise it does not fail over, raises a critical alert and says why":
 /// the synchronous standby is lost first (relaxed mode records that no member is synchronous),
 /// then the primary's site. dr, asynchronous, is never promoted automatically; every

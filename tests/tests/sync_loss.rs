@@ -188,6 +188,8 @@ async fn a_standby_holding_the_stopped_primarys_final_position_takes_over_when_t
             && names.contains(&"promoted"),
         "{f}"
     );
+    // Its agent released dc's lease before the final position was trusted (DESIGN.md point 4).
+    ensure!(step("lease-ended").is_some_and(|n| n.contains("released its lease")), "{f}");
     // The final position read from dc's disk is at or past what dc had written before it died,
     // and dr holds it.
     let note = step("final-position").unwrap_or_default();

@@ -13,8 +13,8 @@
 //!   synchronous member recorded (relaxed mode after the standby was lost) automatic failover is
 //!   off: no failover, and the reason is recorded for status.
 //! - *Wait out the lease* (point 4): the new epoch is committed only after
-//!   [`super::Leases::all_ended_at`], unless the old primary's agent itself reports its server
-//!   confirmed stopped.
+//!   [`super::Leases::all_ended_at`], unless the old primary's agent, asked with
+//!   [`super::lease::Release`], answers that its server is stopped and its lease released.
 //! - *Epoch first* (point 1): the new epoch is committed before the promote command goes out,
 //!   and the candidate promotes only once it holds a lease at that epoch.
 //! - *Anti-flapping* (point 9): none while the cluster is paused, and at least
@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::DbStatus;
+use triad_proto::v1::{agent_command, DbStatus};
 
 use super::final_position;
 use super::observations::AgentObservation;
@@ -211,23 +211,27 @@ pub async fn run_with(
     propose(&ctx, &actor, step("detected", why)).await?;
 
     // Point 4: every lease the old primary could hold must have ended, unless its own agent
-    // confirms the server is stopped.
+    // released its lease with the server stopped (a report that the server is stopped is not
+    // enough: it may have been made just before a start under a lease granted earlier).
     let t = Instant::now();
     let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or("no longer the leader")?;
+    let release = command(&name, c.epoch, c.epoch_index, agent_command::Kind::ReleaseLease(Default::default()));
+    let release = super::lease::Release::ask(ctx.clone(), from_agent.clone(), release, ended);
     // Only what the old primary's agent reports from now on counts: its last report before it
     // fell silent still says "running primary".
     let heard_since =
         |t: Instant| ctx.obs.snapshot().get(&from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
     // Outside the synchronous set, the old primary's final position is needed, so only its
-    // agent's word that the server is stopped will do (heard since the workflow was recorded;
-    // from then on it is granted no lease to start it again).
+    // agent's word will do: a report made after it released its lease, which no start can
+    // have overtaken.
     let by_position = manual.is_none() && !c.synchronous.contains(&to);
     let recorded = Instant::now();
     loop {
+        let released = release.released_at();
         let confirmed = if by_position {
-            heard_since(recorded).is_some_and(|d| final_position::of(&c, &d).is_some())
+            released.and_then(heard_since).is_some_and(|d| final_position::of(&c, &d).is_some())
         } else {
-            heard_since(started).is_some_and(|d| !d.up && d.stopped)
+            released.is_some()
         };
         if by_position && Instant::now() >= ended && !confirmed {
             let outcome = format!("abandoned: {from}'s agent did not confirm its server stopped with a final position");
@@ -236,7 +240,10 @@ pub async fn run_with(
         }
         if confirmed || Instant::now() >= ended {
             let note = if confirmed {
-                format!("{from}'s agent confirms it stopped (after {} ms)", t.elapsed().as_millis())
+                format!(
+                    "{from}'s agent confirms it stopped and released its lease (after {} ms)",
+                    t.elapsed().as_millis()
+                )
             } else {
                 format!("waited {} ms for every lease to end", t.elapsed().as_millis())
             };
@@ -254,7 +261,8 @@ pub async fn run_with(
     }
 
     if by_position {
-        match final_position::check_before_epoch(&ctx, &c, &from, &to, recorded) {
+        let released = release.released_at().unwrap_or(recorded);
+        match final_position::check_before_epoch(&ctx, &c, (&from, released), (&to, recorded)) {
             Ok(note) => propose(&ctx, &actor, step(final_position::STEP, note)).await?,
             Err(outcome) => {
                 propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;

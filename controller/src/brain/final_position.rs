@@ -62,22 +62,22 @@ pub(super) fn candidates(
 }
 
 /// After the workflow is recorded, before the new epoch: the final position from a report of
-/// `from`'s agent and the position of `to` from one of its own, both heard since `recorded`.
-/// `Ok` with the step's note when `to` reaches it; `Err` with the abandoned outcome otherwise.
+/// `from`'s agent heard since it released its lease (`released`), and the position of `to` from
+/// one of its own heard since `recorded`. `Ok` with the step's note when `to` reaches it; `Err`
+/// with the abandoned outcome otherwise.
 pub(super) fn check_before_epoch(
     ctx: &Ctx,
     c: &DbCluster,
-    from: &str,
-    to: &str,
-    recorded: Instant,
+    (from, released): (&str, Instant),
+    (to, recorded): (&str, Instant),
 ) -> Result<String, String> {
     let reports = ctx.obs.snapshot();
-    let heard = |m: &str| {
+    let heard = |m: &str, since: Instant| {
         let agent = c.members.get(m).map(|x| x.agent.as_str()).unwrap_or_default();
-        reports.get(agent).filter(|o| o.last_seen > recorded).and_then(|o| o.db.clone())
+        reports.get(agent).filter(|o| o.last_seen > since).and_then(|o| o.db.clone())
     };
-    let end = heard(from).and_then(|d| of(c, &d)).unwrap_or(u64::MAX);
-    let at = heard(to).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
+    let end = heard(from, released).and_then(|d| of(c, &d)).unwrap_or(u64::MAX);
+    let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
     let (end_s, at_s) = (format_lsn(end), format_lsn(at));
     if at < end {
         return Err(format!("abandoned: {to} at {at_s} does not reach {from}'s final position {end_s}"));

@@ -14,8 +14,10 @@
 //! the last grant is known when the failover computes its wait.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use triad_proto::v1::AgentCommand;
 
 use crate::context::Ctx;
 
@@ -122,5 +124,48 @@ pub async fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
             }
         }
         _ => 0,
+    }
+}
+
+/// A failover's request that the primary it replaces give up its lease (`ReleaseLease`), asked
+/// again and again until the agent answers, `until` passes, or this is dropped. The agent agrees
+/// only when its server is stopped, and then can start it again only under a grant for a request
+/// sent after its answer (the agent's `release_lease` states why): so once this reports the
+/// release, the wait for every lease to end may be skipped (DESIGN.md point 4).
+pub struct Release {
+    at: Arc<OnceLock<Instant>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Release {
+    /// Starts asking `agent` with `cmd` (stamped with the cluster's current epoch).
+    pub fn ask(ctx: Arc<Ctx>, agent: String, cmd: AgentCommand, until: Instant) -> Release {
+        let at = Arc::new(OnceLock::new());
+        let answered = at.clone();
+        let task = tokio::spawn(async move {
+            while Instant::now() < until {
+                match ctx.bus.call(&agent, cmd.clone(), Duration::from_secs(2)).await {
+                    Ok(_) => {
+                        let _ = answered.set(Instant::now());
+                        return;
+                    }
+                    // Silent (the usual case: its site is lost) or its server still runs.
+                    Err(e) => tracing::debug!(agent = %agent, "the lease is not released: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Release { at, task }
+    }
+
+    /// When the agent's answer arrived: reports heard after it were made after the release.
+    pub fn released_at(&self) -> Option<Instant> {
+        self.at.get().copied()
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
