@@ -39,8 +39,12 @@ async fn run() -> Result<()> {
     let load = TimedWorkload::start(conninfos).await?;
 
     println!("Automatic failover after the primary site is SIGKILLed, real PostgreSQL 15, {trials} trials");
-    println!("{:>6} {:>10} {:>12} {:>14} {:>14}", "trial", "failover", "leader died", "writer gap ms", "promoted ms");
+    println!(
+        "{:>6} {:>10} {:>12} {:>14} {:>17} {:>14}",
+        "trial", "failover", "leader died", "writer gap ms", "canary outage ms", "promoted ms"
+    );
     let (mut gaps, mut gaps_leader, mut promoted) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut canaries, mut canaries_leader) = (Vec::new(), Vec::new());
     for t in 0..trials {
         let (from, to, id, from_data) =
             if t % 2 == 0 { ("dc", "ndc", 1, &dc_data) } else { ("ndc", "dc", 2, &ndc_data) };
@@ -79,19 +83,30 @@ async fn run() -> Result<()> {
             flowing.then_some(gap.as_secs_f64() * 1e3)
         })
         .await?;
+        // The outage as the failover measured it by the canary (its `canary` step).
+        let canary = wait_for("the failover's canary measure", Duration::from_secs(20), || async {
+            let (w, steps) = d.newest_workflow("failover").ok()?;
+            (w["to"] == to && w["outcome"] != "under way").then_some(())?;
+            let note = steps.iter().find(|(n, _)| n == "canary").map(|(_, note)| note.clone())?;
+            note.strip_prefix("write outage about ")?.split(' ').next()?.parse::<f64>().ok()
+        })
+        .await?;
         let leader_died = leader == id;
         println!(
-            "{:>6} {:>10} {:>12} {:>14.0} {:>14.0}",
+            "{:>6} {:>10} {:>12} {:>14.0} {:>17.0} {:>14.0}",
             t + 1,
             format!("{from}→{to}"),
             if leader_died { "yes" } else { "no" },
             gap,
+            canary,
             seen
         );
         if leader_died {
-            gaps_leader.push(gap)
+            gaps_leader.push(gap);
+            canaries_leader.push(canary);
         } else {
-            gaps.push(gap)
+            gaps.push(gap);
+            canaries.push(canary);
         }
         promoted.push(seen);
         // The lost site returns: rejoined, synchronous again, before the next trial.
@@ -106,10 +121,15 @@ async fn run() -> Result<()> {
     let acked = load.finish().await?;
     let lost = d.missing_on(if trials % 2 == 1 { "ndc" } else { "dc" }, &acked).await?;
     println!();
-    for (what, v) in [("leader survived", &mut gaps), ("leader died", &mut gaps_leader)] {
+    for (what, v) in [
+        ("writer gap, leader survived", &mut gaps),
+        ("writer gap, leader died", &mut gaps_leader),
+        ("canary outage, leader survived", &mut canaries),
+        ("canary outage, leader died", &mut canaries_leader),
+    ] {
         if !v.is_empty() {
             println!(
-                "writer gap, {what:<16} p50 {:>6.0} ms  max {:>6.0} ms  ({} trials)",
+                "{what:<31} p50 {:>6.0} ms  max {:>6.0} ms  ({} trials)",
                 pct(&mut v.clone(), 0.5),
                 pct(v, 1.0),
                 v.len()

@@ -89,6 +89,10 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
         .map(|s| s.iter().filter_map(|x| x[0].as_str().map(String::from)).collect())
         .unwrap_or_default();
     ensure!(steps.starts_with(&["detected".into(), "lease-ended".into(), "promoted".into()]), "{steps:?}");
+    // The write outage as the canary measured it: dc's last row (held by ndc) to ndc's first.
+    let canary = failover["steps"].as_array().and_then(|s| s.iter().find(|x| x[0] == "canary")).cloned();
+    let note = canary.as_ref().and_then(|c| c[2].as_str()).unwrap_or_default();
+    ensure!(note.starts_with("write outage about ") && note.contains("last canary of dc (epoch 1)"), "{history}");
     let rejoin = h.iter().find(|w| w["kind"] == "rejoin").cloned().unwrap_or_default();
     ensure!(rejoin["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{history}");
     // What the old primary discarded is reported: rewound (with the range saved and the

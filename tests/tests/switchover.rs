@@ -134,6 +134,12 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
         "{history}"
     );
     ensure!(h[0]["to"] == "dc" && h[1]["to"] == "ndc", "newest first: {history}");
+    // Each measured its write outage by the canary: the old primary's last row to the new one's first.
+    let canary = |w: &serde_json::Value| -> Option<String> {
+        let steps = w["steps"].as_array()?;
+        steps.iter().find(|s| s[0] == "canary").and_then(|s| s[2].as_str().map(String::from))
+    };
+    ensure!(h.iter().all(|w| canary(w).is_some_and(|n| n.starts_with("write outage about "))), "{history}");
     let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(5)).await?;
     let http = d.plan.controllers.iter().find(|c| c.id == leader).unwrap().http_addr.clone();
     let (_, metrics) = Deployment::http_get(&http, "/metrics").await?;

@@ -305,6 +305,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
         propose(&ctx, &actor, step("final-position-confirmed", format!("{} at epoch {} and stopped", w.from, c.epoch)))
             .await?;
     }
+    // The old primary's last canary, as the candidate holds it: where the write outage begins.
+    let last_canary = super::canary::newest(&ctx, &to_agent).filter(|k| k.epoch < c.epoch);
     let t = Instant::now();
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
     super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
@@ -318,6 +320,9 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     if !others.followed.is_empty() {
         propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
     }
+    let first = super::canary::first_at(&ctx, &to_agent, c.epoch, &w.to, Duration::from_secs(10)).await;
+    let note = super::canary::outage_note(last_canary.as_ref(), first.as_ref(), &w.to, c.epoch);
+    propose(&ctx, &actor, step("canary", note)).await?;
     let mut outcome = format!(
         "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",
         w.to,

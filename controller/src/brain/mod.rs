@@ -3,6 +3,7 @@
 //! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
 
 mod break_glass;
+mod canary;
 mod commands;
 mod failover;
 mod final_position;

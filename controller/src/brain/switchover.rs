@@ -234,6 +234,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     }
     log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("caught-up", format!("{to} at or past {final_lsn}"))).await?;
+    // The old primary's last canary, which the target now holds: where the write outage begins.
+    let last_canary = super::canary::newest(&ctx, &to_agent).filter(|k| k.epoch == c.epoch);
     failpoint("switchover-after-caught-up")?;
 
     // 3. The new epoch, committed before any promote goes out.
@@ -275,20 +277,10 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     failpoint("switchover-after-promote")?;
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
-    let t = Instant::now();
-    let canary_deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < canary_deadline {
-        if fresh_db(&ctx, &to_agent).is_some_and(|d| d.canary_epoch == c2.epoch && d.canary_origin == to) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let outage_ms = started.elapsed().as_millis();
-    log.push(format!(
-        "first canary on {to} at epoch {} after {} ms (write outage about {outage_ms} ms since the switchover began)",
-        c2.epoch,
-        t.elapsed().as_millis()
-    ));
+    let first = super::canary::first_at(&ctx, &to_agent, c2.epoch, &to, Duration::from_secs(10)).await;
+    let note = super::canary::outage_note(last_canary.as_ref(), first.as_ref(), &to, c2.epoch);
+    log.push(note.clone());
+    propose(&ctx, &actor, step("canary", note)).await?;
 
     // 5. The old primary rejoins as a standby of the new one.
     let t = Instant::now();
