@@ -86,10 +86,15 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
                 // the hold; the target state carries it and was accepted before this command.
                 let hold = p.target.current().map(|t| t.vouch_hold_ms).unwrap_or(0);
                 p.vouches.wait_clear(hold).await;
+                let held = started.elapsed().as_millis();
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch, "promoting").await?;
-                done(driver.promote(&promote.synchronous_standby_names).await)
+                let leased = started.elapsed().as_millis();
+                driver.promote(&promote.synchronous_standby_names).await?;
+                // For the workflow's log: where the promote's time went (since the command came).
+                let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
+                Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
             }
             Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
@@ -263,8 +268,12 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Err(Error::Protocol("controller closed the stream".into())) };
                 last_heard = Instant::now();
-                handle(p, addr, msg, &tx, &asked);
-                continue;
+                // A target state that changes the lease to ask for came on this stream (the
+                // leader's): ask at once. `renew` wakes only the streams waiting on it, and this
+                // one is not while it handles the message.
+                if !handle(p, addr, msg, &tx, &asked) {
+                    continue;
+                }
             }
         }
         if last_heard.elapsed() > silence {
@@ -288,14 +297,14 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
     }
 }
 
-/// Handles one message from the controller at `addr`.
+/// Handles one message from the controller at `addr`; true when a lease should be asked for now.
 fn handle(
     p: &Arc<LinkParams>,
     addr: &str,
     msg: triad_proto::v1::ControllerMessage,
     tx: &mpsc::Sender<AgentMessage>,
     asked: &std::collections::VecDeque<(u64, u64)>,
-) {
+) -> bool {
     let mut map = p.links.status.lock().expect("links lock poisoned");
     let s = map.entry(addr.to_string()).or_default();
     if !s.connected {
@@ -329,6 +338,7 @@ fn handle(
             }
             if now != was && now != 0 {
                 p.renew.notify_waiters();
+                return true;
             }
         }
         Some(controller_message::Msg::Command(cmd)) => {
@@ -349,4 +359,5 @@ fn handle(
         }
         None => {}
     }
+    false
 }

@@ -239,11 +239,23 @@ impl DatabaseDriver for PostgresDriver {
         // the names the controller gives: none (asynchronous until a standby follows and is
         // made synchronous), or, in strict mode, the standbys every commit must wait for.
         set_sync_names(&client, &sync).await?;
-        let row = client.query_one("SELECT pg_promote(true, 60)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
-        if row.get::<_, bool>(0) {
-            Ok(())
-        } else {
-            Err("pg_promote did not finish within 60 s".into())
+        // pg_promote's own wait looks every 100 ms; looking every 5 ms takes up to 95 ms off the
+        // write outage of every role change.
+        let row = client.query_one("SELECT pg_promote(false)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
+        if !row.get::<_, bool>(0) {
+            return Err("pg_promote could not signal the postmaster".into());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let in_recovery: bool =
+                client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+            if !in_recovery {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err("the promotion did not finish within 60 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 

@@ -248,16 +248,16 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     // reconnecting, its server slow to answer) is retried before the switchover gives up.
     let t = Instant::now();
     let mut attempt = 1;
-    loop {
+    let detail = loop {
         let sent = match failpoint("switchover-promote") {
             Ok(()) => {
                 let cmd = command(&name, c2.epoch, c2.epoch_index, promote(&c2, false));
-                ctx.bus.call(&to_agent, cmd, STEP_TIMEOUT).await.map(|_| ())
+                ctx.bus.call(&to_agent, cmd, STEP_TIMEOUT).await.map(|r| r.detail)
             }
             Err(e) => Err(e),
         };
         match sent {
-            Ok(()) => break,
+            Ok(detail) => break detail,
             Err(e) if attempt < PROMOTE_ATTEMPTS => {
                 propose(&ctx, &actor, step("promote-retry", format!("attempt {attempt} failed: {e}"))).await?;
                 tokio::time::sleep(PROMOTE_RETRY_AFTER).await;
@@ -271,8 +271,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
                 return Err(outcome);
             }
         }
-    }
-    log.push(format!("promote {to}: {} ms", t.elapsed().as_millis()));
+    };
+    log.push(format!("promote {to}: {} ms ({detail})", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("promoted", to.clone())).await?;
     failpoint("switchover-after-promote")?;
 
