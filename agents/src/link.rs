@@ -100,6 +100,15 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
             Kind::Restart(_) => done(restart(&p, driver.as_ref(), cmd.epoch).await),
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
+            Kind::StopStandby(_) => {
+                driver.fence().await?;
+                if driver.stopped_as_primary().await {
+                    return Err(
+                        "stopped, but it had finished a promotion: it may hold writes the old primary lacks".into()
+                    );
+                }
+                Ok((0, "stopped as a standby: it never finished a promotion".into()))
+            }
             Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
         }
     }

@@ -2,7 +2,8 @@
 //! failpoint after stopping writes, after the target caught up, after the new epoch, after the
 //! promote, after the old primary rejoined; then the leader killed) is finished by the next
 //! leader — rolled back before the new epoch was committed, rolled forward after — and never
-//! leaves two writable primaries or loses a write.
+//! leaves two writable primaries or loses a write. A promote that keeps failing after the new
+//! epoch rolls the switchover back to the old primary, also when the leader dies mid-rollback.
 
 use std::time::Duration;
 
@@ -185,4 +186,75 @@ async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
     let acked = load.finish().await?;
     ensure!(d.missing_on("ndc", &acked).await? == 0, "ndc lost acknowledged writes");
     Ok(())
+}
+
+/// The target's promote fails every time after the new epoch (its agent unreachable, its server
+/// broken): the switchover rolls back rather than leave no writable member. A newer epoch names
+/// dc again, the target's leases at the epoch before end, ndc is stopped as a standby that never
+/// promoted, dc starts again; nothing lost, never two writable members.
+async fn rolled_back_after_the_new_epoch(d: &mut Deployment, load: Workload, resumed: bool) -> Result<()> {
+    let check = wait_for(
+        "dc primary again at epoch 3, ndc back as its synchronous standby",
+        Duration::from_secs(60),
+        || async {
+            let v = d.status().await.ok()?;
+            let c = v.cluster_state.get("customs")?;
+            let m = &v.clusters["customs"];
+            let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+            (c.epoch == 3
+                && c.primary == "dc"
+                && c.synchronous == ["ndc"]
+                && role("dc") == "primary"
+                && role("ndc") == "standby")
+                .then_some(())
+        },
+    )
+    .await;
+    if check.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
+    check?;
+    let (w, steps) = wait_for("the rollback in the history", Duration::from_secs(10), || async {
+        let (w, steps) = d.newest_workflow("switchover").ok()?;
+        (w["outcome"] != "under way").then_some((w, steps))
+    })
+    .await?;
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    ensure!(
+        w["outcome"].as_str().is_some_and(|o| o.starts_with("rolled back after the new epoch"))
+            && names.contains(&"rolling-back")
+            && names.contains(&"target-stopped")
+            && !names.contains(&"promoted"),
+        "{w}"
+    );
+    if resumed {
+        ensure!(w["outcome"].as_str().is_some_and(|o| o.contains("switchover-promote")), "{w}");
+    }
+    load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
+    ensure!(d.missing_on("dc", &acked).await? == 0, "dc lost acknowledged writes");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promote_failing_after_the_new_epoch_rolls_back_to_the_old_primary() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, load) = deployment("switchover-promote=3*return").await?;
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(!out.status.success() && err.contains("rolled back after the new epoch"), "{err}");
+    rolled_back_after_the_new_epoch(&mut d, load, false).await
+}
+
+/// The leader dies right after committing the epoch that names dc again: the next one finishes
+/// the rollback (waiting out the target's leases from its own election).
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lost_while_rolling_back_after_the_new_epoch_finishes_it() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, load) = deployment("switchover-promote=3*return;switchover-after-rollback-epoch=return").await?;
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(!out.status.success() && err.contains("failpoint"), "the failpoint stopped the rollback: {err}");
+    kill_leader(&mut d).await?;
+    rolled_back_after_the_new_epoch(&mut d, load, true).await
 }

@@ -13,6 +13,7 @@ pub mod manual;
 mod observations;
 mod rejoin;
 mod restart;
+mod rollback;
 pub mod switchover;
 pub mod synchronous;
 mod topology;

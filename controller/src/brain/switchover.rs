@@ -142,7 +142,7 @@ pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Resul
 /// A test hook between two steps: with `FAILPOINTS=<name>=return` the workflow stops right there,
 /// as if its leader had died, leaving the recorded workflow for the next leader to finish
 /// (`switchover-promote` instead fails one promote attempt: `1*return` fails the first).
-fn failpoint(name: &str) -> Result<(), String> {
+pub(crate) fn failpoint(name: &str) -> Result<(), String> {
     fail::fail_point!(name, |_| Err(format!("stopped at failpoint {name}")));
     Ok(())
 }
@@ -264,11 +264,9 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
                 attempt += 1;
             }
             Err(e) => {
-                let outcome = format!(
-                    "failed: promoting {to} ({attempt} attempts): {e}; {from} is stopped, {to} did not confirm promotion"
-                );
-                let _ = propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
-                return Err(outcome);
+                // The old primary is stopped cleanly and the target holds all of it: back to it.
+                let why = format!("promoting {to} failed {attempt} times: {e}");
+                return Err(super::rollback::run(&ctx, &actor, wf, why, false).await.unwrap_or_else(|e| e));
             }
         }
     };
@@ -358,6 +356,10 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     // Agents need a moment to open their streams to a leader that was just elected.
     wait_for_stream(&ctx, &from_agent).await;
     wait_for_stream(&ctx, &to_agent).await;
+    if w.steps.iter().any(|s| s.name == super::rollback::STEP) {
+        let why = w.steps.iter().find(|s| s.name == super::rollback::STEP).map(|s| s.note.clone()).unwrap_or_default();
+        return super::rollback::run(&ctx, &actor, wf, why, true).await;
+    }
     if c.primary.as_deref() == Some(w.from.as_str()) {
         let why = format!("the leader changed before the new epoch was committed (controller {} took over)", ctx.id);
         return rollback(&ctx, &actor, wf, &w.cluster, &from_agent, &c, why).await.map(|o| o.summary);

@@ -1,0 +1,109 @@
+//! Rolling a switchover back after its new epoch: the target never confirmed its promotion, while
+//! the old primary is stopped cleanly and the target holds everything it wrote. Without this the
+//! cluster would be left with no writable member.
+//!
+//! The argument (DESIGN.md, "Safety of role changes", points 1, 2 and 4), in the order it runs:
+//! - `rolling-back` is recorded first, then a new epoch naming the old primary again (e+2). From
+//!   then on no lease at e+1 is granted (a grant checks the epoch under the lock that
+//!   [`super::Leases::all_ended_at`] reads), and the target's agent, once it has the new epoch,
+//!   refuses e+1's promote and its guard fences any primary it finds.
+//! - Every lease granted at e+1 then ends: the wait is read after the new epoch is applied, and a
+//!   new leader counts it from its own election.
+//! - The target is stopped at once, and its agent answers ok only when it is then stopped as a
+//!   standby: it never finished a promotion, so it acknowledged no write the old primary lacks.
+//!   A target that was promoted is left stopped and the rollback fails, saying so: starting the
+//!   old primary would discard what the target may have acknowledged.
+//! - Only then is the old primary started again, under a lease at e+2 (the agent's `Restart`).
+//!
+//! Every step is idempotent, so a new leader that finds `rolling-back` recorded runs it again
+//! from the top.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use triad_proto::v1::agent_command;
+
+use super::switchover::{cluster, command, failpoint, propose, STEP_TIMEOUT};
+use crate::context::Ctx;
+use crate::state::{Actor, Command};
+
+/// The step that marks a switchover as rolling back after its new epoch.
+pub const STEP: &str = "rolling-back";
+
+/// Rolls workflow `wf` back as above, `why` being the reason; returns the outcome, `Err` when the
+/// old primary could not be started again. `resumed`: a new leader finishing it, which no test
+/// failpoint stops (like the switchover's own, they stand for the first leader's death).
+pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: bool) -> Result<String, String> {
+    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+    let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
+    let step = |n: &str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
+    let finish = |outcome: String| Command::FinishWorkflow { workflow: wf, outcome };
+    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    let agent_of = |m: &str| c.members.get(m).map(|x| x.agent.clone()).ok_or(format!("`{m}` is not a member"));
+    let (from_agent, to_agent) = (agent_of(&from)?, agent_of(&to)?);
+    if !w.steps.iter().any(|s| s.name == STEP) {
+        tracing::error!(cluster = %name, workflow = wf, "switchover rolling back after its new epoch: {why}");
+        propose(ctx, actor, step(STEP, why.clone())).await?;
+    }
+    if c.primary.as_deref() == Some(to.as_str()) {
+        propose(ctx, actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: from.clone() })
+            .await?;
+    }
+    if !resumed {
+        failpoint("switchover-after-rollback-epoch")?;
+    }
+    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    if c.primary.as_deref() != Some(from.as_str()) {
+        let outcome = format!("abandoned: the primary is now {:?}", c.primary);
+        propose(ctx, actor, finish(outcome.clone())).await?;
+        return Err(outcome);
+    }
+
+    // Every lease at the target's epoch ends (read after the new epoch applied).
+    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or("no longer the leader")?;
+    tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
+
+    // The target stopped, as a standby that never finished a promotion.
+    let stop = command(&name, c.epoch, c.epoch_index, agent_command::Kind::StopStandby(Default::default()));
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let stopped = loop {
+        match ctx.bus.call(&to_agent, stop.clone(), STEP_TIMEOUT).await {
+            Ok(r) => break Ok(r.detail),
+            // Its agent reconnecting to a new leader: ask again while there is time.
+            Err(e) if e.contains("no stream") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let stopped = match stopped {
+        Ok(note) => note,
+        Err(e) => {
+            let outcome = format!(
+                "failed: {why}; rolling back, {to} was not confirmed stopped as a standby ({e}); {from} stays \
+                 stopped at epoch {}, no member is writable",
+                c.epoch
+            );
+            propose(ctx, actor, finish(outcome.clone())).await?;
+            return Err(outcome);
+        }
+    };
+    propose(ctx, actor, step("target-stopped", format!("{to}: {stopped}"))).await?;
+
+    // The old primary again, under a lease at the new epoch.
+    let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
+    let outcome = match ctx.bus.call(&from_agent, restart, STEP_TIMEOUT).await {
+        Ok(_) => format!(
+            "rolled back after the new epoch: {why}; {from} is primary again at epoch {}; {to} is stopped and \
+             rejoins as its standby",
+            c.epoch
+        ),
+        Err(e) => format!("failed: {why}; rolled back to epoch {}, but restarting {from} failed: {e}", c.epoch),
+    };
+    propose(ctx, actor, finish(outcome.clone())).await?;
+    if outcome.starts_with("rolled back") {
+        Ok(outcome)
+    } else {
+        Err(outcome)
+    }
+}
