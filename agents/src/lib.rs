@@ -170,7 +170,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link::ensure_following(&params, addr);
     }
     tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
-    let http = tokio::spawn(http::serve(listener, http::HttpState { links, metrics, db }));
+    let http = tokio::spawn(http::serve(
+        listener,
+        http::HttpState { links, metrics, db, target: target.clone(), lease: lease.clone() },
+    ));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },

@@ -121,6 +121,16 @@ async fn the_primary_server_dies_its_agent_releases_the_lease_and_ndc_takes_over
     let lease_ended = steps.iter().find(|(n, _)| n == "lease-ended").map(|(_, note)| note.as_str());
     ensure!(lease_ended.is_some_and(|n| n.contains("stopped and released its lease")), "{f}");
     ensure!(d.log_tail("agent-dc", 20_000).contains("lease released to a failover"), "dc's agent did not log it");
+    // Writers are sent to ndc, the primary at epoch 2 under lease; dc draws none.
+    let http =
+        |site: &str| d.plan.agents.iter().find(|a| a.site == site).map(|a| a.http_addr.clone()).unwrap_or_default();
+    let (ndc_http, dc_http) = (http("ndc"), http("dc"));
+    wait_for("ndc's /primary 200 at epoch 2", Duration::from_secs(10), || async {
+        let (code, body) = Deployment::http_get(&ndc_http, "/primary").await.ok()?;
+        (code == 200 && body.contains("primary at epoch 2")).then_some(())
+    })
+    .await?;
+    ensure!(Deployment::http_get(&dc_http, "/primary").await?.0 == 503, "dc still draws writes");
 
     d.wait_synchronous_again("dc", Duration::from_secs(120)).await?;
     let acked = load.finish().await?;
