@@ -62,6 +62,29 @@ async fn audit_after_the_end(d: &Deployment) -> Result<String> {
     Ok(ended.unwrap_or_else(|_| audit().unwrap_or_default()))
 }
 
+/// Waits until the cluster is at `epoch` with `primary` running as the primary and `standby` as a
+/// standby (also recorded synchronous when `synchronous`); on a timeout the logs are shown.
+async fn settled(d: &Deployment, epoch: u64, primary: &str, standby: &str, synchronous: bool) -> Result<()> {
+    let what = format!("{primary} primary at epoch {epoch}, {standby} its standby");
+    let done = wait_for(&what, Duration::from_secs(60), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let m = &v.clusters["customs"];
+        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
+        (c.epoch == epoch
+            && c.primary == primary
+            && (!synchronous || c.synchronous == [standby])
+            && role(primary) == "primary"
+            && role(standby) == "standby")
+            .then_some(())
+    })
+    .await;
+    if done.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
+    }
+    done
+}
+
 /// Stopped at `failpoint`, before the new epoch: the old primary is stopped and nothing was
 /// promoted. The next leader restarts it as primary at epoch 1.
 async fn rolls_back(failpoint: &str) -> Result<()> {
@@ -73,14 +96,8 @@ async fn rolls_back(failpoint: &str) -> Result<()> {
     })
     .await?;
     let new = kill_leader(&mut d).await?;
-    wait_for("the new leader restarted dc as primary at epoch 1", Duration::from_secs(30), || async {
-        let v = d.status().await.ok()?;
-        let c = v.cluster_state.get("customs")?;
-        let m = &v.clusters["customs"];
-        let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
-        (c.epoch == 1 && c.primary == "dc" && role("dc") == "primary" && role("ndc") == "standby").then_some(())
-    })
-    .await?;
+    // The new leader restarted dc as primary at epoch 1.
+    settled(&d, 1, "dc", "ndc", false).await?;
     let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains("rolled back") && audit.contains(&format!("controller {new} took over")), "{audit}");
     load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
@@ -100,27 +117,8 @@ async fn rolls_forward(failpoint: &str) -> Result<()> {
     })
     .await?;
     let new = kill_leader(&mut d).await?;
-    let done = wait_for(
-        "the new leader finished: ndc primary, dc its synchronous standby",
-        Duration::from_secs(40),
-        || async {
-            let v = d.status().await.ok()?;
-            let c = v.cluster_state.get("customs")?;
-            let m = &v.clusters["customs"];
-            let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
-            (c.epoch == 2
-                && c.primary == "ndc"
-                && c.synchronous == ["dc"]
-                && role("ndc") == "primary"
-                && role("dc") == "standby")
-                .then_some(())
-        },
-    )
-    .await;
-    if done.is_err() {
-        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
-    }
-    done?;
+    // The new leader finished: ndc primary, dc its synchronous standby.
+    settled(&d, 2, "ndc", "dc", true).await?;
     let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
     load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
@@ -193,27 +191,7 @@ async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
 /// dc again, the target's leases at the epoch before end, ndc is stopped as a standby that never
 /// promoted, dc starts again; nothing lost, never two writable members.
 async fn rolled_back_after_the_new_epoch(d: &mut Deployment, load: Workload, resumed: bool) -> Result<()> {
-    let check = wait_for(
-        "dc primary again at epoch 3, ndc back as its synchronous standby",
-        Duration::from_secs(60),
-        || async {
-            let v = d.status().await.ok()?;
-            let c = v.cluster_state.get("customs")?;
-            let m = &v.clusters["customs"];
-            let role = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.role.clone()).unwrap_or_default();
-            (c.epoch == 3
-                && c.primary == "dc"
-                && c.synchronous == ["ndc"]
-                && role("dc") == "primary"
-                && role("ndc") == "standby")
-                .then_some(())
-        },
-    )
-    .await;
-    if check.is_err() {
-        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc"])?;
-    }
-    check?;
+    settled(d, 3, "dc", "ndc", true).await?;
     let (w, steps) = wait_for("the rollback in the history", Duration::from_secs(10), || async {
         let (w, steps) = d.newest_workflow("switchover").ok()?;
         (w["outcome"] != "under way").then_some((w, steps))
