@@ -110,6 +110,9 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
                 Ok((0, "stopped as a standby: it never finished a promotion".into()))
             }
             Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
+            Kind::WaitReplayed(w) => {
+                done(driver.wait_replayed(w.lsn, Duration::from_millis(u64::from(w.timeout_ms))).await)
+            }
         }
     }
     .await;

@@ -29,8 +29,16 @@ async fn run() -> Result<()> {
 
     println!("Planned switchover under continuous writes, real PostgreSQL 15, 3 controllers, {trials} trials");
     println!(
-        "{:>6} {:>10} {:>14} {:>16} {:>8} {:>9} {:>10} {:>12}",
-        "trial", "to", "writer gap ms", "canary outage ms", "stop ms", "catch-up", "promote ms", "total ms"
+        "{:>6} {:>10} {:>14} {:>16} {:>8} {:>9} {:>10} {:>10} {:>12}",
+        "trial",
+        "to",
+        "writer gap ms",
+        "canary outage ms",
+        "stop ms",
+        "catch-up",
+        "promote ms",
+        "of it hold",
+        "total ms"
     );
     let (mut gaps, mut canaries) = (Vec::new(), Vec::new());
     for t in 0..trials {
@@ -61,10 +69,17 @@ async fn run() -> Result<()> {
         };
         let (stop, catch_up, promote) =
             (step_ms("stop writes on"), step_ms("holds the final position"), step_ms(&format!("promote {to}")));
+        // Within the promote, as its agent timed it: "(vouch hold 4 ms, lease at epoch 3 34 ms, ...".
+        let hold: f64 = text
+            .split("vouch hold ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN);
         // The largest gap between consecutive acknowledged writes during the switchover.
         let gap = load.gap_since(started).0.as_secs_f64() * 1e3;
         println!(
-            "{:>6} {:>10} {:>14.0} {:>16.0} {:>8.0} {:>9.0} {:>10.0} {:>12.0}",
+            "{:>6} {:>10} {:>14.0} {:>16.0} {:>8.0} {:>9.0} {:>10.0} {:>10.0} {:>12.0}",
             t + 1,
             format!("{from}→{to}"),
             gap,
@@ -72,6 +87,7 @@ async fn run() -> Result<()> {
             stop,
             catch_up,
             promote,
+            hold,
             total.as_secs_f64() * 1e3
         );
         gaps.push(gap);

@@ -57,6 +57,28 @@ pub trait DatabaseDriver: Send + Sync {
         false
     }
 
+    /// Waits until this standby has received and replayed everything up to `lsn`, looking every
+    /// few milliseconds (a switchover's catch-up is part of its write outage); fails after
+    /// `timeout`. The default looks through [`DatabaseDriver::observe`].
+    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let st = self.observe().await;
+            if st.up && st.receive_lsn >= lsn && st.replay_lsn >= lsn {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "not caught up within {} ms: received {}, replayed {}, wanted {lsn}",
+                    timeout.as_millis(),
+                    st.receive_lsn,
+                    st.replay_lsn
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Fences this member: stops it at once (no checkpoint, every session cut), so that nothing
     /// can commit on it any more. Idempotent. Used when the primary's lease is about to lapse.
     async fn fence(&self) -> Result<(), String>;

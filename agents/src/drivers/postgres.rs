@@ -259,6 +259,33 @@ impl DatabaseDriver for PostgresDriver {
         }
     }
 
+    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), String> {
+        // One connection and one light query per look, rather than a whole observation.
+        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT coalesce((pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, 0), \
+                            coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0)",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let (received, replayed) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
+            if received >= lsn && replayed >= lsn {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "not caught up within {} ms: received {received}, replayed {replayed}, wanted {lsn}",
+                    timeout.as_millis()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     async fn rejoin(&self, primary_conninfo: &str) -> Result<String, String> {
         let l = self.local()?;
         let conninfo = format!("{primary_conninfo} application_name={}", self.member);

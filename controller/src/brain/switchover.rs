@@ -209,34 +209,23 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     propose(&ctx, &actor, step("stop-writes", format!("done, final position {final_lsn}"))).await?;
     failpoint("switchover-after-stop-writes")?;
 
-    // 2. The target must hold everything the old primary wrote.
+    // 2. The target must hold everything the old primary wrote: its agent answers as soon as it
+    // has received and replayed it (its reports come only every heartbeat).
     let t = Instant::now();
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        if let Some(d) = fresh_db(&ctx, &to_agent) {
-            if d.receive_lsn >= final_lsn && d.replay_lsn >= final_lsn {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            return rollback(
-                &ctx,
-                &actor,
-                wf,
-                &name,
-                &from_agent,
-                &c,
-                format!("{to} did not reach the final position in time"),
-            )
-            .await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: STEP_TIMEOUT.as_millis() as u32 };
+    let wait = command(&name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
+    if let Err(e) = ctx.bus.call(&to_agent, wait, STEP_TIMEOUT + Duration::from_secs(2)).await {
+        let why = format!("{to} did not reach the final position: {e}");
+        return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await;
     }
     log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
     propose(&ctx, &actor, step("caught-up", format!("{to} at or past {final_lsn}"))).await?;
-    // The old primary's last canary, which the target now holds: where the write outage begins.
-    let last_canary = super::canary::newest(&ctx, &to_agent).filter(|k| k.epoch == c.epoch);
     failpoint("switchover-after-caught-up")?;
+    // The old primary's last canary, as either member last read it: where the write outage began.
+    let last_canary = [&from_agent, &to_agent]
+        .into_iter()
+        .filter_map(|a| super::canary::newest(&ctx, a).filter(|k| k.epoch == c.epoch))
+        .max_by_key(|k| k.written_ms);
 
     // 3. The new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
