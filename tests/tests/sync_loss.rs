@@ -127,6 +127,10 @@ async fn strict_commits_wait_for_the_synchronous_standby_even_after_a_failover()
     let on_dc = d.pg_connect("dc").await?;
     let n: i64 = on_dc.query_one("SELECT count(*) FROM orders WHERE note = 'waits for dc'", &[]).await?.get(0);
     ensure!(n == 1, "the commit that waited for dc is not on dc");
+    // No canary could be written on ndc before dc followed: the failover says so rather than wait.
+    let (f, steps) = d.newest_workflow("failover")?;
+    let canary = steps.iter().find(|(n, _)| n == "canary").map(|(_, note)| note.as_str()).unwrap_or_default();
+    ensure!(canary.starts_with("not measured: ndc's first commit waits for dc"), "{f}");
     Ok(())
 }
 

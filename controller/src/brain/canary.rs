@@ -47,6 +47,28 @@ pub async fn first_at(ctx: &Ctx, agent: &str, epoch: u64, origin: &str, within: 
     }
 }
 
+/// The `canary` step's note for a role change to `to` at `epoch`, `last` being the old primary's
+/// last canary: waits (at most 10 s) for the new primary's first. Not when its first commits wait
+/// for standbys (`waits_for`, strict mode): none can be written before one of them follows, which
+/// is later in the same workflow or when a lost site returns.
+pub async fn measure(
+    ctx: &Ctx,
+    agent: &str,
+    to: &str,
+    epoch: u64,
+    last: Option<&Canary>,
+    waits_for: &[String],
+) -> String {
+    if !waits_for.is_empty() {
+        return format!(
+            "not measured: {to}'s first commit waits for {} (strict synchronous mode)",
+            waits_for.join(", ")
+        );
+    }
+    let first = first_at(ctx, agent, epoch, to, Duration::from_secs(10)).await;
+    outage_note(last, first.as_ref(), to, epoch)
+}
+
 /// The history's note: the outage from `last` (the old primary's, read before the promote) to
 /// `first` (the new primary's at `epoch`). "write outage about N ms" is what the benchmarks read.
 pub fn outage_note(last: Option<&Canary>, first: Option<&Canary>, to: &str, epoch: u64) -> String {

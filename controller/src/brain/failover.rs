@@ -310,7 +310,12 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     let t = Instant::now();
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
     super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
-    let promote = command(&w.cluster, c.epoch, c.epoch_index, super::switchover::promote(&c, accepted_loss));
+    let kind = super::switchover::promote(&c, accepted_loss);
+    let waits_for = match &kind {
+        agent_command::Kind::Promote(p) => p.synchronous_standby_names.clone(),
+        _ => Vec::new(),
+    };
+    let promote = command(&w.cluster, c.epoch, c.epoch_index, kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
     ctx.bus.call(&to_agent, promote, STEP_TIMEOUT).await.map_err(|e| format!("promoting {}: {e}", w.to))?;
@@ -320,8 +325,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     if !others.followed.is_empty() {
         propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
     }
-    let first = super::canary::first_at(&ctx, &to_agent, c.epoch, &w.to, Duration::from_secs(10)).await;
-    let note = super::canary::outage_note(last_canary.as_ref(), first.as_ref(), &w.to, c.epoch);
+    let note = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, last_canary.as_ref(), &waits_for).await;
     propose(&ctx, &actor, step("canary", note)).await?;
     let mut outcome = format!(
         "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",

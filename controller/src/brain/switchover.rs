@@ -264,8 +264,11 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     failpoint("switchover-after-promote")?;
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
-    let first = super::canary::first_at(&ctx, &to_agent, c2.epoch, &to, Duration::from_secs(10)).await;
-    let note = super::canary::outage_note(last_canary.as_ref(), first.as_ref(), &to, c2.epoch);
+    let waits_for = match promote(&c2, false) {
+        agent_command::Kind::Promote(p) => p.synchronous_standby_names,
+        _ => Vec::new(),
+    };
+    let note = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
     log.push(note.clone());
     propose(&ctx, &actor, step("canary", note)).await?;
 
