@@ -51,31 +51,17 @@ async fn run() -> Result<()> {
         if !out.status.success() {
             bail!("switchover {t} failed: {}{text}", String::from_utf8_lossy(&out.stderr));
         }
-        let canary: f64 = text
-            .split("write outage about ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(f64::NAN);
+        let canary = number_after(&text, "write outage about ");
         // The switchover's own step timings: "stop writes on dc: 119 ms", "ndc holds the final
         // position: 42 ms", "promote ndc: 117 ms".
-        let step_ms = |marker: &str| -> f64 {
-            text.lines()
-                .find(|l| l.contains(marker))
-                .and_then(|l| l.split(": ").nth(1))
-                .and_then(|s| s.split(' ').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(f64::NAN)
+        let step_ms = |marker: &str| {
+            let line = text.lines().find(|l| l.contains(marker)).unwrap_or_default();
+            number_after(line, ": ")
         };
         let (stop, catch_up, promote) =
             (step_ms("stop writes on"), step_ms("holds the final position"), step_ms(&format!("promote {to}")));
         // Within the promote, as its agent timed it: "(vouch hold 4 ms, lease at epoch 3 34 ms, ...".
-        let hold: f64 = text
-            .split("vouch hold ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(f64::NAN);
+        let hold = number_after(&text, "vouch hold ");
         // The largest gap between consecutive acknowledged writes during the switchover.
         let gap = load.gap_since(started).0.as_secs_f64() * 1e3;
         println!(
@@ -116,4 +102,9 @@ async fn run() -> Result<()> {
 
 fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+/// The number that follows the first `marker` in `text` (NaN when there is none).
+fn number_after(text: &str, marker: &str) -> f64 {
+    text.split(marker).nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
 }

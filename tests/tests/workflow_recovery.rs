@@ -85,6 +85,14 @@ async fn settled(d: &Deployment, epoch: u64, primary: &str, standby: &str, synch
     done
 }
 
+/// Writes go on on `member` (`what`), and it holds every write acknowledged since the start.
+async fn writes_go_on(d: &Deployment, load: Workload, member: &str, what: &str) -> Result<()> {
+    load.more(what, 20, Duration::from_secs(15)).await?;
+    let acked = load.finish().await?;
+    ensure!(d.missing_on(member, &acked).await? == 0, "{member} lost acknowledged writes");
+    Ok(())
+}
+
 /// Stopped at `failpoint`, before the new epoch: the old primary is stopped and nothing was
 /// promoted. The next leader restarts it as primary at epoch 1.
 async fn rolls_back(failpoint: &str) -> Result<()> {
@@ -100,9 +108,7 @@ async fn rolls_back(failpoint: &str) -> Result<()> {
     settled(&d, 1, "dc", "ndc", false).await?;
     let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains("rolled back") && audit.contains(&format!("controller {new} took over")), "{audit}");
-    load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
-    let acked = load.finish().await?;
-    ensure!(d.missing_on("dc", &acked).await? == 0, "dc lost acknowledged writes");
+    writes_go_on(&d, load, "dc", "writes on dc again").await?;
     Ok(())
 }
 
@@ -121,9 +127,7 @@ async fn rolls_forward(failpoint: &str) -> Result<()> {
     settled(&d, 2, "ndc", "dc", true).await?;
     let audit = audit_after_the_end(&d).await?;
     ensure!(audit.contains(&format!("completed by controller {new} after a leader change")), "{audit}");
-    load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
-    let acked = load.finish().await?;
-    ensure!(d.missing_on("ndc", &acked).await? == 0, "ndc lost acknowledged writes");
+    writes_go_on(&d, load, "ndc", "writes on ndc").await?;
     Ok(())
 }
 
@@ -180,9 +184,7 @@ async fn a_failed_promote_after_the_new_epoch_is_retried() -> Result<()> {
     let promoted = names.iter().position(|n| *n == "promoted");
     ensure!(retry.is_some() && promoted > retry, "{w}");
     ensure!(w["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{w}");
-    load.more("writes on ndc", 20, Duration::from_secs(15)).await?;
-    let acked = load.finish().await?;
-    ensure!(d.missing_on("ndc", &acked).await? == 0, "ndc lost acknowledged writes");
+    writes_go_on(&d, load, "ndc", "writes on ndc").await?;
     Ok(())
 }
 
@@ -208,9 +210,7 @@ async fn rolled_back_after_the_new_epoch(d: &mut Deployment, load: Workload, res
     if resumed {
         ensure!(w["outcome"].as_str().is_some_and(|o| o.contains("switchover-promote")), "{w}");
     }
-    load.more("writes on dc again", 20, Duration::from_secs(15)).await?;
-    let acked = load.finish().await?;
-    ensure!(d.missing_on("dc", &acked).await? == 0, "dc lost acknowledged writes");
+    writes_go_on(d, load, "dc", "writes on dc again").await?;
     Ok(())
 }
 
