@@ -157,12 +157,18 @@ pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command
 /// failover outside the synchronous set, e.g. to `dr` with a city lost, where nobody is left to
 /// wait for). Otherwise it starts asynchronous until a standby follows and is made synchronous.
 pub(crate) fn promote(c: &DbCluster, accepted_loss: bool) -> agent_command::Kind {
-    let names = if c.strict && !accepted_loss {
+    let names = first_commit_waits_for(c, accepted_loss);
+    agent_command::Kind::Promote(triad_proto::v1::Promote { synchronous_standby_names: names })
+}
+
+/// The standbys that [`promote`] makes the new primary's first commits wait for (none: it starts
+/// asynchronous).
+pub(crate) fn first_commit_waits_for(c: &DbCluster, accepted_loss: bool) -> Vec<String> {
+    if c.strict && !accepted_loss {
         c.want_synchronous.iter().filter(|m| c.primary.as_ref() != Some(*m)).cloned().collect()
     } else {
         Vec::new()
-    };
-    agent_command::Kind::Promote(triad_proto::v1::Promote { synchronous_standby_names: names })
+    }
 }
 
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
@@ -264,10 +270,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     failpoint("switchover-after-promote")?;
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
-    let waits_for = match promote(&c2, false) {
-        agent_command::Kind::Promote(p) => p.synchronous_standby_names,
-        _ => Vec::new(),
-    };
+    let waits_for = first_commit_waits_for(&c2, false);
     let note = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
     log.push(note.clone());
     propose(&ctx, &actor, step("canary", note)).await?;
