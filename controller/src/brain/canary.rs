@@ -1,7 +1,8 @@
 //! The write outage of a role change as the canary sees it: from the last canary row the old
 //! primary wrote to the first one the new primary writes, both by the time the database recorded
-//! for the row, and both read on the new primary's member (which, synchronous, holds everything
-//! the old one acknowledged).
+//! for the row. The last old row is the newest any member's report shows before the new epoch
+//! (the new primary, synchronous, holds everything the old one acknowledged); reports come every
+//! heartbeat, so the measure can overstate by up to one.
 
 use std::time::{Duration, Instant};
 
