@@ -328,21 +328,33 @@ async fn run(args: Args) -> Result<(), Error> {
                 Output::Json => println!("{}", serde_json::to_string(v).unwrap_or_default()),
                 Output::Table => println!("{}", admin::render_endpoint(v)),
             };
-            let mut last = admin::endpoint(&c, &cluster).await?;
+            let mut reader = c.reader().await?;
+            let mut last = admin::endpoint_on(&mut reader, &cluster).await?;
             show(&last);
             if watch {
                 let stop = triad_controller::shutdown_signal();
                 tokio::pin!(stop);
+                // One connection, picked again every few seconds (to follow a new leader) or
+                // after a failed read, rather than a new one for every look.
+                let mut picked = Some(std::time::Instant::now());
                 loop {
                     tokio::select! {
                         _ = &mut stop => break,
                         _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
-                            // A controller may be briefly unreachable during an election.
-                            if let Ok(v) = admin::endpoint(&c, &cluster).await {
-                                if v != last {
+                            if picked.is_none_or(|p| p.elapsed() > std::time::Duration::from_secs(5)) {
+                                // A controller may be briefly unreachable during an election.
+                                if let Ok(r) = c.reader().await {
+                                    (reader, picked) = (r, Some(std::time::Instant::now()));
+                                }
+                            }
+                            match admin::endpoint_on(&mut reader, &cluster).await {
+                                // Never backwards: a follower picked during an election may lag.
+                                Ok(v) if v != last && v.epoch >= last.epoch => {
                                     show(&v);
                                     last = v;
                                 }
+                                Ok(_) => {}
+                                Err(_) => picked = None,
                             }
                         }
                     }

@@ -94,7 +94,14 @@ pub struct EndpointView {
 
 /// `triadctl endpoint`.
 pub async fn endpoint(client: &Client, cluster: &str) -> Result<EndpointView> {
-    let mut c = client.reader().await?;
+    endpoint_on(&mut client.reader().await?, cluster).await
+}
+
+/// The endpoint as the controller behind `c` has it (`--watch` keeps one connection).
+pub async fn endpoint_on(
+    c: &mut triad_proto::v1::control_client::ControlClient<tonic::transport::Channel>,
+    cluster: &str,
+) -> Result<EndpointView> {
     let state = c.state(pb::StateRequest {}).await?.into_inner();
     let cl = state
         .clusters

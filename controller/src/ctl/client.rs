@@ -95,26 +95,31 @@ impl Client {
     /// The controller to read from: the leader when one answers, so that a read made right after
     /// a change never comes from a follower still catching up (one just back from a partition
     /// can be far behind without knowing it); otherwise the first that answers, whose reads may
-    /// lag. The controllers are asked together, so an unreachable one costs one connect timeout.
+    /// lag. The controllers are asked together and the leader's answer ends the wait, so an
+    /// unreachable one costs a connect timeout only when no leader answers.
     pub async fn reader(&self) -> Result<ControlClient<Channel>> {
-        let asks = self.cfg.controllers.iter().map(|addr| async move {
-            let mut c = self.control(addr).await?;
-            let node = c.node_status(triad_proto::v1::NodeStatusRequest {}).await?.into_inner();
-            Ok::<_, Error>((node.raft_role == "leader", c))
-        });
-        let answers = futures::future::join_all(asks).await;
-        let mut first = None;
-        let mut last_err = None;
-        for answer in answers {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let mut asks: FuturesUnordered<_> = self
+            .cfg
+            .controllers
+            .iter()
+            .map(|addr| async move {
+                let mut c = self.control(addr).await?;
+                let node = c.node_status(triad_proto::v1::NodeStatusRequest {}).await?.into_inner();
+                Ok::<_, Error>((node.raft_role == "leader", c))
+            })
+            .collect();
+        let (mut follower, mut last_err) = (None, None);
+        while let Some(answer) = asks.next().await {
             match answer {
                 Ok((true, c)) => return Ok(c),
                 Ok((false, c)) => {
-                    first.get_or_insert(c);
+                    follower.get_or_insert(c);
                 }
                 Err(e) => last_err = Some(e.to_string()),
             }
         }
-        first.ok_or_else(|| Error::Unavailable(format!("no controller answered ({})", last_err.unwrap_or_default())))
+        follower.ok_or_else(|| Error::Unavailable(format!("no controller answered ({})", last_err.unwrap_or_default())))
     }
 
     /// Runs `call` on any controller, following "not the leader" refusals to the leader.
