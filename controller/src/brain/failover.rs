@@ -107,6 +107,7 @@ pub fn judge(
                 policy.min_interval_ms / 1000
             ));
         }
+        let retry_in = retry_after_abandoned(state, &c.name, now_ms);
         let found = match candidates(c, &report) {
             // Outside the synchronous set only by proven position, and never while no member is
             // recorded synchronous (relaxed mode keeps automatic failover off then).
@@ -146,7 +147,7 @@ pub fn judge(
             .collect();
         let lost = gone.filter(|_| streaming.is_empty());
         let failover = match (&lost, found) {
-            (Some(why), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() => {
+            (Some(why), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() && retry_in.is_none() => {
                 Some((cands[0].0.clone(), format!("{why}; no standby streams from it")))
             }
             _ => None,
@@ -160,6 +161,25 @@ pub fn judge(
         out.insert(c.name.clone(), Judgement { blocked, failover });
     }
     out
+}
+
+/// How long an automatic failover of `cluster` waits, after attempts abandoned before they
+/// changed anything, for the next: 250 ms after the first, doubling up to 8 s, counting those
+/// that ended within the last minute. An attempt that cannot succeed (an agent that will not
+/// confirm, a standby still behind) is retried, but not ten times a second into the history.
+/// Derived from `State`, so a new leader keeps the pace. `None`: it may start now.
+fn retry_after_abandoned(state: &State, cluster: &str, now_ms: u64) -> Option<Duration> {
+    let ended: Vec<u64> = state
+        .workflows
+        .values()
+        .filter(|w| w.cluster == cluster && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+        .filter_map(|w| w.finished.as_ref().filter(|(_, o)| o.starts_with("abandoned")).map(|(at, _)| *at))
+        .filter(|at| now_ms.saturating_sub(*at) < 60_000)
+        .collect();
+    let last = *ended.iter().max()?;
+    let wait = Duration::from_millis(250 << (ended.len() - 1).min(5));
+    let since = Duration::from_millis(now_ms.saturating_sub(last));
+    (since < wait).then(|| wait - since)
 }
 
 /// What a manual failover adds to the automatic one's steps.
@@ -215,17 +235,19 @@ pub async fn run_with(
     // enough: it may have been made just before a start under a lease granted earlier).
     let t = Instant::now();
     let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or("no longer the leader")?;
+    // Outside the synchronous set, the old primary's final position is needed, so only its
+    // agent's word will do: a report made after it released its lease, which no start can
+    // have overtaken. Its agent gets a few heartbeats to give it even when every lease ended
+    // long ago (a primary whose server stopped a while back holds none).
+    let by_position = manual.is_none() && !c.synchronous.contains(&to);
+    let recorded = Instant::now();
+    let confirm_by = if by_position { ended.max(recorded + final_position::REPORT_WAIT) } else { ended };
     let release = command(&name, c.epoch, c.epoch_index, agent_command::Kind::ReleaseLease(Default::default()));
-    let release = super::lease::Release::ask(ctx.clone(), from_agent.clone(), release, ended);
+    let release = super::lease::Release::ask(ctx.clone(), from_agent.clone(), release, confirm_by);
     // Only what the old primary's agent reports from now on counts: its last report before it
     // fell silent still says "running primary".
     let heard_since =
         |t: Instant| ctx.obs.snapshot().get(&from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
-    // Outside the synchronous set, the old primary's final position is needed, so only its
-    // agent's word will do: a report made after it released its lease, which no start can
-    // have overtaken.
-    let by_position = manual.is_none() && !c.synchronous.contains(&to);
-    let recorded = Instant::now();
     loop {
         let released = release.released_at();
         let confirmed = if by_position {
@@ -233,12 +255,12 @@ pub async fn run_with(
         } else {
             released.is_some()
         };
-        if by_position && Instant::now() >= ended && !confirmed {
+        if by_position && Instant::now() >= confirm_by && !confirmed {
             let outcome = format!("abandoned: {from}'s agent did not confirm its server stopped with a final position");
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
             return Err(outcome);
         }
-        if confirmed || Instant::now() >= ended {
+        if confirmed || (!by_position && Instant::now() >= ended) {
             let note = if confirmed {
                 format!(
                     "{from}'s agent confirms it stopped and released its lease (after {} ms)",
@@ -262,7 +284,7 @@ pub async fn run_with(
 
     if by_position {
         let released = release.released_at().unwrap_or(recorded);
-        match final_position::check_before_epoch(&ctx, &c, (&from, released), (&to, recorded)) {
+        match final_position::check_before_epoch(&ctx, &c, (&from, released), (&to, recorded)).await {
             Ok(note) => propose(&ctx, &actor, step(final_position::STEP, note)).await?,
             Err(outcome) => {
                 propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
@@ -416,6 +438,7 @@ pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
 mod tests {
 
     use super::*;
+    use crate::state::Workflow;
 
     fn state(synchronous: &[&str]) -> State {
         let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "");
@@ -556,6 +579,47 @@ mod tests {
             let j = j.unwrap();
             assert!(j.failover.is_none() && j.blocked.contains("no synchronous standby"), "{j:?}");
         }
+    }
+
+    #[test]
+    fn abandoned_attempts_are_retried_ever_more_slowly() {
+        let mut s = state(&["ndc"]);
+        let abandoned = |id: u64, at: u64, by: &str| Workflow {
+            id,
+            kind: "failover".into(),
+            cluster: "customs".into(),
+            from: "dc".into(),
+            to: "ndc".into(),
+            requested_by: by.into(),
+            started_ms: at - 100,
+            steps: vec![],
+            finished: Some((at, "abandoned: dc is back as a running primary".into())),
+        };
+        let now = 10_000_000;
+        assert_eq!(retry_after_abandoned(&s, "customs", now), None);
+        s.workflows.insert(1, abandoned(1, now - 100, "controller-1"));
+        assert_eq!(retry_after_abandoned(&s, "customs", now), Some(Duration::from_millis(150)));
+        assert_eq!(retry_after_abandoned(&s, "customs", now + 150), None);
+        // Two within the minute: 500 ms after the second; a manual one does not count.
+        s.workflows.insert(2, abandoned(2, now, "controller-2"));
+        s.workflows.insert(3, abandoned(3, now, "alice"));
+        assert_eq!(retry_after_abandoned(&s, "customs", now + 100), Some(Duration::from_millis(400)));
+        for id in 4..20 {
+            s.workflows.insert(id, abandoned(id, now, "controller-1"));
+        }
+        assert_eq!(retry_after_abandoned(&s, "customs", now), Some(Duration::from_secs(8)));
+        // A minute later they no longer count.
+        assert_eq!(retry_after_abandoned(&s, "customs", now + 60_000), None);
+
+        // The judge holds the failover back meanwhile, without calling it blocked.
+        let t = Instant::now();
+        let obs = HashMap::from([("ndc".to_string(), seen(t, standby("ndc", false)))]);
+        let policy = FailoverPolicy::default();
+        let mut down = HashMap::new();
+        let j = judge(&s, &obs, &policy, Duration::from_secs(1), t, now + 1000, &mut down).remove("customs").unwrap();
+        assert!(j.failover.is_none() && !j.blocked.contains("abandoned"), "{j:?}");
+        let j = judge(&s, &obs, &policy, Duration::from_secs(1), t, now + 8000, &mut down).remove("customs").unwrap();
+        assert!(j.failover.is_some(), "{j:?}");
     }
 
     #[test]

@@ -61,28 +61,40 @@ pub(super) fn candidates(
     Ok(ok)
 }
 
+/// How long a failover by proven position waits for an agent's word (the old primary's release
+/// and final position, the target's position) before it is abandoned: several heartbeats at the
+/// agents' default interval. Reports arrive once per heartbeat, so a check made the moment a step
+/// ends would otherwise depend on where the heartbeats happen to fall.
+pub(super) const REPORT_WAIT: Duration = Duration::from_secs(1);
+
 /// After the workflow is recorded, before the new epoch: the final position from a report of
 /// `from`'s agent heard since it released its lease (`released`), and the position of `to` from
-/// one of its own heard since `recorded`. `Ok` with the step's note when `to` reaches it; `Err`
-/// with the abandoned outcome otherwise.
-pub(super) fn check_before_epoch(
+/// one of its own heard since `recorded`, waited for up to [`REPORT_WAIT`]. `Ok` with the step's
+/// note when `to` reaches it; `Err` with the abandoned outcome otherwise.
+pub(super) async fn check_before_epoch(
     ctx: &Ctx,
     c: &DbCluster,
     (from, released): (&str, Instant),
     (to, recorded): (&str, Instant),
 ) -> Result<String, String> {
-    let reports = ctx.obs.snapshot();
-    let heard = |m: &str, since: Instant| {
-        let agent = c.members.get(m).map(|x| x.agent.as_str()).unwrap_or_default();
-        reports.get(agent).filter(|o| o.last_seen > since).and_then(|o| o.db.clone())
-    };
-    let end = heard(from, released).and_then(|d| of(c, &d)).unwrap_or(u64::MAX);
-    let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
-    let (end_s, at_s) = (format_lsn(end), format_lsn(at));
-    if at < end {
-        return Err(format!("abandoned: {to} at {at_s} does not reach {from}'s final position {end_s}"));
+    let deadline = Instant::now() + REPORT_WAIT;
+    loop {
+        let reports = ctx.obs.snapshot();
+        let heard = |m: &str, since: Instant| {
+            let agent = c.members.get(m).map(|x| x.agent.as_str()).unwrap_or_default();
+            reports.get(agent).filter(|o| o.last_seen > since).and_then(|o| o.db.clone())
+        };
+        let end = heard(from, released).and_then(|d| of(c, &d)).unwrap_or(u64::MAX);
+        let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
+        let (end_s, at_s) = (format_lsn(end), format_lsn(at));
+        if at >= end {
+            return Ok(format!("{from} ends at {end_s}; {to} holds {at_s}"));
+        }
+        if Instant::now() >= deadline || !ctx.is_leader() {
+            return Err(format!("abandoned: {to} at {at_s} does not reach {from}'s final position {end_s}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(format!("{from} ends at {end_s}; {to} holds {at_s}"))
 }
 
 /// After the new epoch, before a promote by proven position: the old primary's agent reports
