@@ -204,7 +204,9 @@ impl SingleWorkload {
 /// SIGKILLs the postmaster of the data directory `data` and every process it started, as the
 /// loss of its host would: nothing gets to shut down cleanly.
 pub fn kill_postgres(data: &Path) -> Result<()> {
-    let pidfile = std::fs::read_to_string(data.join("postmaster.pid"))?;
+    let path = data.join("postmaster.pid");
+    let pidfile = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow!("{}: {e}: this server was not running when the test went to kill it", path.display()))?;
     let pid: i32 =
         pidfile.lines().next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| anyhow!("bad postmaster.pid"))?;
     let mut children = Vec::new();

@@ -92,10 +92,7 @@ pub fn judge(
         if c.paused {
             blocked.push("the cluster is paused (maintenance)".into());
         }
-        let last = state
-            .workflows
-            .values()
-            .filter(|w| w.cluster == c.name && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+        let last = automatic_failovers(state, &c.name)
             // One abandoned before it changed anything does not count.
             .filter(|w| !w.finished.as_ref().is_some_and(|(_, o)| o.starts_with("abandoned")))
             .map(|w| w.started_ms)
@@ -163,16 +160,21 @@ pub fn judge(
     out
 }
 
+/// The failovers of `cluster` a controller decided on (a manual one is asked by a person).
+fn automatic_failovers<'a>(state: &'a State, cluster: &'a str) -> impl Iterator<Item = &'a crate::state::Workflow> {
+    state
+        .workflows
+        .values()
+        .filter(move |w| w.cluster == cluster && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+}
+
 /// How long an automatic failover of `cluster` waits, after attempts abandoned before they
 /// changed anything, for the next: 250 ms after the first, doubling up to 8 s, counting those
 /// that ended within the last minute. An attempt that cannot succeed (an agent that will not
 /// confirm, a standby still behind) is retried, but not ten times a second into the history.
 /// Derived from `State`, so a new leader keeps the pace. `None`: it may start now.
 fn retry_after_abandoned(state: &State, cluster: &str, now_ms: u64) -> Option<Duration> {
-    let ended: Vec<u64> = state
-        .workflows
-        .values()
-        .filter(|w| w.cluster == cluster && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+    let ended: Vec<u64> = automatic_failovers(state, cluster)
         .filter_map(|w| w.finished.as_ref().filter(|(_, o)| o.starts_with("abandoned")).map(|(at, _)| *at))
         .filter(|at| now_ms.saturating_sub(*at) < 60_000)
         .collect();
