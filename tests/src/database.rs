@@ -95,12 +95,17 @@ impl Deployment {
         Ok(acked.iter().filter(|id| !have.contains(id)).count())
     }
 
+    /// Every workflow on `customs`, newest first, as `triadctl history -o json` shows them.
+    pub fn history(&self) -> Result<Vec<serde_json::Value>> {
+        let out = self.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
+        let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(history.as_array().cloned().unwrap_or_default())
+    }
+
     /// The newest workflow of `kind` on `customs`, as `triadctl history -o json` shows it, with
     /// its steps' (name, note) in order; `Null` and none when there is none.
     pub fn newest_workflow(&self, kind: &str) -> Result<(serde_json::Value, Vec<(String, String)>)> {
-        let history: serde_json::Value =
-            serde_json::from_slice(&self.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
-        let w = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == kind).cloned()).unwrap_or_default();
+        let w = self.history()?.into_iter().find(|w| w["kind"] == kind).unwrap_or_default();
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         let steps = w["steps"].as_array().map(|s| s.iter().map(|x| (text(&x[0]), text(&x[2]))).collect());
         Ok((w, steps.unwrap_or_default()))

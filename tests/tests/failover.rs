@@ -83,9 +83,8 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     eprintln!("{} acknowledged writes, none lost", acked.len());
 
     // The history tells what happened and who decided: the controller, with each step.
-    let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
-    let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let h = history.as_array().cloned().unwrap_or_default();
+    let h = d.history()?;
+    let history = serde_json::Value::Array(h.clone());
     let failover = h.iter().find(|w| w["kind"] == "failover").cloned().unwrap_or_default();
     ensure!(
         failover["outcome"].as_str().is_some_and(|o| o.starts_with("completed"))

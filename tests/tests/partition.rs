@@ -138,11 +138,10 @@ async fn the_primary_site_isolated_fences_before_ndc_is_promoted_then_rejoins() 
     // The rejoin's first step is recorded once dc has been rewound; read it with a deadline, as
     // the history's last word may still be on its way when dc is already synchronous.
     let history = || -> Result<(serde_json::Value, String)> {
-        let out = d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?;
-        let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let rejoin = history.as_array().and_then(|h| h.iter().find(|w| w["kind"] == "rejoin").cloned());
+        let h = d.history()?;
+        let rejoin = h.iter().find(|w| w["kind"] == "rejoin");
         let note = rejoin.and_then(|r| r["steps"][0][2].as_str().map(str::to_string)).unwrap_or_default();
-        Ok((history, note))
+        Ok((serde_json::Value::Array(h), note))
     };
     let seen = wait_for("the rejoin's first step in the history", Duration::from_secs(10), || async {
         history().ok().filter(|(_, note)| !note.is_empty())

@@ -186,12 +186,9 @@ async fn a_standby_holding_the_stopped_primarys_final_position_takes_over_when_t
     let (f, steps) = d.newest_workflow("failover")?;
     // The first attempt succeeds: the agents' answers and reports are waited for, not expected
     // to have arrived by the time a step ends (once, every attempt missed them and was abandoned).
-    let history: serde_json::Value =
-        serde_json::from_slice(&d.triadctl(&["history", "--cluster", "customs", "-o", "json"])?.stdout)?;
-    let abandoned: Vec<&serde_json::Value> = history
-        .as_array()
-        .map(|h| h.iter().filter(|w| w["kind"] == "failover" && w["id"] != f["id"]).collect())
-        .unwrap_or_default();
+    let history = d.history()?;
+    let abandoned: Vec<&serde_json::Value> =
+        history.iter().filter(|w| w["kind"] == "failover" && w["id"] != f["id"]).collect();
     ensure!(abandoned.is_empty(), "failovers before the one that succeeded: {abandoned:?}");
     let step = |name: &str| steps.iter().find(|(n, _)| n == name).map(|(_, note)| note.clone());
     let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();

@@ -5,6 +5,7 @@
 mod break_glass;
 mod canary;
 mod commands;
+mod detector;
 mod failover;
 mod final_position;
 pub mod lease;

@@ -8,7 +8,7 @@
 //! under way when it starts; the member is the primary that the committed state names at the
 //! epoch its agent holds; and once started it serves only under leases this leader grants after
 //! a quorum round. A server that crashed (not stopped by the fence) is not restarted: that is a
-//! lost primary, judged by `failover.rs`.
+//! lost primary, judged by `detector.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
