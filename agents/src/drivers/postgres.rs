@@ -210,8 +210,17 @@ impl DatabaseDriver for PostgresDriver {
         // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
         // ship everything up to it before they exit.
         blocking(move || {
+            let was_running = is_running(&l);
             stop(&l, "fast", 60)?;
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
+            if state != "shut down" && !was_running {
+                // Stopped before this command came, without a shutdown checkpoint (a fence's
+                // immediate stop, a crash): no clean end of its WAL to hand over.
+                return Err(format!(
+                    "the server was already stopped without a clean shutdown (cluster state `{state}`: \
+                     fenced or crashed), so it has no shutdown checkpoint to hand over"
+                ));
+            }
             if state != "shut down" {
                 return Err(format!("after stopping, the cluster state is `{state}`, not `shut down`"));
             }
@@ -466,7 +475,6 @@ fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the postmaster of `l` runs (`pg_ctl status`).
 /// Whether the server is confirmed stopped on this host, and, when it is stopped as a primary,
 /// its final position (0 when that cannot be read: an unknown position qualifies no standby).
 fn stopped_at(l: &PgLocal, wal_end: &postgres_wal::WalEnd) -> (bool, u64) {
@@ -479,6 +487,7 @@ fn stopped_at(l: &PgLocal, wal_end: &postgres_wal::WalEnd) -> (bool, u64) {
     (true, wal_end.read(&l.bin_dir, &l.os_user, &l.data_dir).unwrap_or(0))
 }
 
+/// Whether the postmaster of `l` runs (`pg_ctl status`).
 fn is_running(l: &PgLocal) -> bool {
     postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
 }
