@@ -210,8 +210,7 @@ impl DatabaseDriver for PostgresDriver {
         // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
         // ship everything up to it before they exit.
         blocking(move || {
-            let was_running = is_running(&l);
-            stop(&l, "fast", 60)?;
+            let was_running = stop(&l, "fast", 60)?;
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
             if state != "shut down" && !was_running {
                 // Stopped before this command came, without a shutdown checkpoint (a fence's
@@ -369,7 +368,7 @@ impl DatabaseDriver for PostgresDriver {
         let l = self.local()?;
         // Immediate: no shutdown checkpoint to wait for, and no session gets to commit after the
         // postmaster's SIGQUIT. Recovery on the next start replays the WAL.
-        blocking(move || stop(&l, "immediate", 10)).await
+        blocking(move || stop(&l, "immediate", 10).map(|_| ())).await
     }
 
     async fn stopped_as_primary(&self) -> bool {
@@ -461,18 +460,20 @@ async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Stops the server of `l` in shutdown `mode`, waiting up to `secs`; nothing when it is not running.
-fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<(), String> {
-    if is_running(l) {
-        let data = l.data_dir.display().to_string();
-        postgres_ctl::run(
-            &l.bin_dir,
-            &l.os_user,
-            "pg_ctl",
-            &["-D", &data, "-m", mode, "-w", "-t", &secs.to_string(), "stop"],
-        )?;
+/// Stops the server of `l` in shutdown `mode`, waiting up to `secs`; nothing when it is not
+/// running. `true` when it was running.
+fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<bool, String> {
+    if !is_running(l) {
+        return Ok(false);
     }
-    Ok(())
+    let data = l.data_dir.display().to_string();
+    postgres_ctl::run(
+        &l.bin_dir,
+        &l.os_user,
+        "pg_ctl",
+        &["-D", &data, "-m", mode, "-w", "-t", &secs.to_string(), "stop"],
+    )?;
+    Ok(true)
 }
 
 /// Whether the server is confirmed stopped on this host, and, when it is stopped as a primary,
