@@ -24,7 +24,7 @@ async fn deployment(failpoints: &str) -> Result<(Deployment, Workload)> {
     d.controller_env.push(("TRIAD_TEST_FAILPOINTS".into(), "1".into()));
     d.start_all().await?;
     // Adopted, ndc synchronous, and dc serving under its lease: a switchover asked earlier could
-    // find dc still settling after its start (once, stopped by a fence just before it).
+    // find dc still settling after its start (once, already stopped uncleanly: likely a fence).
     d.wait_ready(false).await?;
     let load = Workload::start(d.conninfos()?, 50).await?;
     Ok((d, load))

@@ -212,16 +212,17 @@ impl DatabaseDriver for PostgresDriver {
         blocking(move || {
             let was_running = stop(&l, "fast", 60)?;
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
-            if state != "shut down" && !was_running {
-                // Stopped before this command came, without a shutdown checkpoint (a fence's
-                // immediate stop, a crash): no clean end of its WAL to hand over.
-                return Err(format!(
-                    "the server was already stopped without a clean shutdown (cluster state `{state}`: \
-                     fenced or crashed), so it has no shutdown checkpoint to hand over"
-                ));
-            }
             if state != "shut down" {
-                return Err(format!("after stopping, the cluster state is `{state}`, not `shut down`"));
+                return Err(if was_running {
+                    format!("after stopping, the cluster state is `{state}`, not `shut down`")
+                } else {
+                    // Stopped before this command came, without a shutdown checkpoint (a fence's
+                    // immediate stop, a crash): no clean end of its WAL to hand over.
+                    format!(
+                        "the server was already stopped without a clean shutdown (cluster state `{state}`: \
+                         fenced or crashed), so it has no shutdown checkpoint to hand over"
+                    )
+                });
             }
             Ok(lsn)
         })
