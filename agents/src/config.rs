@@ -75,6 +75,11 @@ pub struct LeaseConfig {
     /// The watchdog device (default `/dev/watchdog`); its timeout (softdog's `soft_margin`) must
     /// be shorter than the lease.
     pub watchdog_device: PathBuf,
+    /// An agent that knows no epoch (a first start, or its state directory lost) waits this long
+    /// after its start for the controllers' first word before it fences a primary it finds: a
+    /// lease at the cluster's epoch, or the word that the cluster is not adopted yet (a lease at
+    /// epoch 0). Milliseconds, default 5000, at most 60000.
+    pub start_grace_ms: u64,
 }
 
 impl Default for LeaseConfig {
@@ -84,6 +89,7 @@ impl Default for LeaseConfig {
             check_interval_ms: 50,
             watchdog: "automatic".into(),
             watchdog_device: PathBuf::from("/dev/watchdog"),
+            start_grace_ms: 5000,
         }
     }
 }
@@ -195,7 +201,7 @@ fn check_name(key: &str, v: &str) -> Result<()> {
 impl AgentConfig {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = triad_proto::files::read_config(path)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let mut cfg: AgentConfig = toml::from_str(&text)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
@@ -248,18 +254,24 @@ impl AgentConfig {
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
             return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
         }
-        if self.reconnect_backoff_max_ms < 50 {
-            return Err(key_err("reconnect_backoff_max_ms", "must be at least 50"));
+        if !(50..=60_000).contains(&self.reconnect_backoff_max_ms) {
+            return Err(key_err("reconnect_backoff_max_ms", "must be between 50 and 60000"));
         }
         let l = &self.lease;
         if !(10..=1000).contains(&l.check_interval_ms) {
             return Err(key_err("lease.check_interval_ms", "must be between 10 and 1000"));
+        }
+        if l.fence_lead_ms > 60_000 {
+            return Err(key_err("lease.fence_lead_ms", "must be at most 60000"));
         }
         if l.fence_lead_ms < 2 * l.check_interval_ms {
             return Err(key_err(
                 "lease.fence_lead_ms",
                 format!("must be at least twice lease.check_interval_ms ({} ms)", l.check_interval_ms),
             ));
+        }
+        if l.start_grace_ms > 60_000 {
+            return Err(key_err("lease.start_grace_ms", "must be at most 60000"));
         }
         if !["required", "automatic", "off"].contains(&l.watchdog.as_str()) {
             return Err(key_err("lease.watchdog", format!("`{}` is not `required`, `automatic` or `off`", l.watchdog)));
@@ -299,6 +311,38 @@ impl AgentConfig {
             if !p.is_file() {
                 return Err(key_err(key, format!("{} is not a readable file", p.display())));
             }
+        }
+        self.check_identity()
+    }
+
+    /// The certificate and key belong together, and the certificate is this agent's: the
+    /// controllers refuse a stream whose hello names another agent, so an agent whose `name`
+    /// differs from its certificate could never do anything.
+    fn check_identity(&self) -> Result<()> {
+        use triad_proto::files::{read_bounded, CONFIG_LIMIT};
+        use triad_proto::tls::IdentityError;
+        let (cert, key) = (&self.tls.cert, &self.tls.key);
+        let cert_pem =
+            read_bounded(cert, CONFIG_LIMIT).map_err(|e| key_err("tls.cert", format!("{}: {e}", cert.display())))?;
+        let key_pem =
+            read_bounded(key, CONFIG_LIMIT).map_err(|e| key_err("tls.key", format!("{}: {e}", key.display())))?;
+        let (cn, ou) = triad_proto::tls::check_identity_pem(&cert_pem, &key_pem).map_err(|e| match e {
+            IdentityError::Cert(why) => key_err("tls.cert", format!("{}: {why}", cert.display())),
+            IdentityError::Key(why) => key_err("tls.key", format!("{}: {why}", key.display())),
+            IdentityError::Mismatch => key_err(
+                "tls.key",
+                format!("{} is not the private key of the certificate {}", key.display(), cert.display()),
+            ),
+        })?;
+        if cn != self.name || ou != "agent" {
+            return Err(key_err(
+                "name",
+                format!(
+                    "`{}` does not match the certificate tls.cert (`{cn}`, role `{ou}`); an agent's certificate \
+                     has its name and role `agent`",
+                    self.name
+                ),
+            ));
         }
         Ok(())
     }

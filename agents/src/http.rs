@@ -29,14 +29,15 @@ pub struct HttpState {
 const FRESH_MS: u64 = 2_000;
 
 /// `/primary`'s verdict from the observation, the accepted target state, the persisted epoch and
-/// the lease (milliseconds left at that epoch; `armed` false before the cluster is adopted):
-/// `Ok` with the body for a 200, `Err` with the reason for a 503.
+/// the lease (milliseconds left at that epoch): `Ok` with the body for a 200, `Err` with the
+/// reason for a 503. A 200 needs the controllers' word at a persisted epoch: a member the agent
+/// knows nothing about (a cluster not adopted yet, a state directory lost) draws no writes.
 fn primary_verdict(
     db: &triad_proto::v1::DbStatus,
     now_ms: u64,
     target: Option<&triad_proto::v1::Assignment>,
     epoch: Option<u64>,
-    (armed, lease_left_ms): (bool, i64),
+    lease_left_ms: i64,
 ) -> Result<String, String> {
     let (member, age) = (&db.member, now_ms.saturating_sub(db.observed_ms));
     if !(db.up && db.role == "primary" && age < FRESH_MS) {
@@ -45,16 +46,17 @@ fn primary_verdict(
     let Some(epoch) = epoch else {
         return Err(format!("{member}: its epoch file is unreadable (fenced)"));
     };
-    if !armed {
-        // Not adopted yet: no controller has named a primary, and nothing else can be one.
-        return Ok(format!("{member} is primary (not yet adopted by the controllers)"));
-    }
     match target {
         Some(t) if t.role == "primary" && t.epoch == epoch => {}
         Some(t) => {
             return Err(format!("{member} runs as a primary but epoch {} makes `{}` the primary", t.epoch, t.primary))
         }
-        None => return Err(format!("{member}: no target state from the controllers yet")),
+        None => {
+            return Err(format!(
+                "{member} runs as a primary, but the controllers have named no primary to this agent \
+                 (not adopted yet, or no target state received)"
+            ))
+        }
     }
     if lease_left_ms <= 0 {
         return Err(format!("{member} holds no lease at epoch {epoch}: it is being fenced"));
@@ -76,7 +78,7 @@ fn role_check(s: &HttpState, role: &str) -> (axum::http::StatusCode, String) {
         let epoch = s.target.epoch();
         let lease = s.lease.snapshot();
         let left = epoch.map(|e| lease.remaining_ms(e, crate::lease::boot_ms())).unwrap_or(-1);
-        primary_verdict(&st, now, s.target.current().as_ref(), epoch, (lease.armed, left))
+        primary_verdict(&st, now, s.target.current().as_ref(), epoch, left)
     } else {
         let age = now.saturating_sub(st.observed_ms);
         if st.up && st.role == role && age < FRESH_MS {
@@ -127,28 +129,28 @@ mod tests {
     #[test]
     fn only_the_named_primary_under_lease_draws_writes() {
         let p = named("primary", "dc", 3);
-        let ok = primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), Some(3), (true, 900));
+        let ok = primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), Some(3), 900);
         assert!(ok.is_ok_and(|b| b.contains("epoch 3")));
-        // Not adopted yet: the server's own word is all there is.
-        assert!(primary_verdict(&observed("primary", 10_000), 10_100, None, Some(0), (false, -1)).is_ok());
+        // Not adopted yet (or the agent's state lost): the server's own word is not enough.
+        let why = primary_verdict(&observed("primary", 10_000), 10_100, None, Some(0), -1).expect_err("a 503");
+        assert!(why.contains("named no primary"), "{why}");
     }
 
     #[test]
     fn every_reason_for_a_503() {
         let p = named("primary", "dc", 3);
         let why = |r: Result<String, String>| r.expect_err("a 503");
-        assert!(why(primary_verdict(&observed("standby", 10_000), 10_100, Some(&p), Some(3), (true, 900)))
-            .contains("is standby"));
-        assert!(why(primary_verdict(&observed("primary", 7_000), 10_100, Some(&p), Some(3), (true, 900)))
-            .contains("ms ago"));
-        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), None, (true, 900)))
-            .contains("unreadable"));
+        assert!(
+            why(primary_verdict(&observed("standby", 10_000), 10_100, Some(&p), Some(3), 900)).contains("is standby")
+        );
+        assert!(why(primary_verdict(&observed("primary", 7_000), 10_100, Some(&p), Some(3), 900)).contains("ms ago"));
+        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), None, 900)).contains("unreadable"));
         let stale = named("standby", "ndc", 4);
-        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&stale), Some(4), (true, 900)))
+        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&stale), Some(4), 900))
             .contains("makes `ndc` the primary"));
-        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, None, Some(3), (true, 900)))
-            .contains("no target state"));
-        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), Some(3), (true, -1)))
-            .contains("no lease"));
+        assert!(
+            why(primary_verdict(&observed("primary", 10_000), 10_100, None, Some(3), 900)).contains("named no primary")
+        );
+        assert!(why(primary_verdict(&observed("primary", 10_000), 10_100, Some(&p), Some(3), -1)).contains("no lease"));
     }
 }

@@ -8,10 +8,16 @@
 //! while the host is suspended, unlike `Instant` (CLOCK_MONOTONIC), so a host that wakes up finds
 //! its lease gone rather than seemingly intact.
 //!
-//! The guard checks every `lease.check_interval_ms`. Once the member is under lease (armed), a
-//! running primary is fenced (stopped immediately) when:
+//! The guard checks every `lease.check_interval_ms`. A server that may be running as a primary
+//! (observed as one, or running without answering and not known to be a standby: an agent that
+//! cannot see its server assumes the worst) is fenced (stopped immediately, killed if it does not
+//! stop) unless the agent can prove a lease at the current epoch, whatever it remembers or forgot
+//! (DESIGN.md point 1). So it is fenced when:
 //! - its lease has less than `lease.fence_lead_ms` left, so that the stop finishes before the
-//!   lease ends;
+//!   lease ends; at epoch 0 (an agent that knows no epoch, its cluster not adopted or its state
+//!   directory lost) the lease is the leader's word that the cluster is not adopted, asked for
+//!   like any lease; only during `lease.start_grace_ms` after its start, before any word, does
+//!   such an agent wait instead;
 //! - the accepted target state makes another member primary (a stale primary);
 //! - the epoch file is unreadable;
 //! - a check ran late by more than the fence lead, or the boot-time clock jumped past the
@@ -172,7 +178,9 @@ impl Lease {
             st.until_boot_ms = until;
         }
         st.period_ms = period_ms;
-        st.armed = true;
+        // A lease at epoch 0 is the word that the cluster is not adopted yet: the member is not
+        // under a primary's lease for that (the target state that adopts it gives the first).
+        st.armed |= epoch > 0;
         if st.failsafe {
             tracing::info!(epoch, "the controllers renew the lease again");
         }
@@ -257,6 +265,10 @@ impl Lease {
     }
 }
 
+/// How long after its start the guard waits for the first observation before it treats "none"
+/// as "cannot see the server" (the observation's connection and queries time out sooner).
+const FIRST_OBSERVATION_MS: u64 = 5_000;
+
 /// Everything the guard watches.
 pub struct Guard {
     pub lease: Arc<Lease>,
@@ -276,14 +288,34 @@ struct Tick {
     now_boot: u64,
 }
 
+/// Whether the server may be running as a primary, from the latest observation (`None`: none
+/// yet) and the role last seen while it answered. A server that does not answer is assumed to be
+/// one unless it was last seen as a standby or its data directory says it is one: an agent that
+/// cannot see its server assumes the worst (DESIGN.md point 1).
+fn may_be_primary(obs: Option<&DbStatus>, last_role: &str) -> bool {
+    match obs {
+        None => true,
+        Some(o) if o.up => o.role == "primary",
+        Some(o) if o.stopped => false,
+        Some(o) => last_role == "primary" || !(o.configured_standby || last_role == "standby"),
+    }
+}
+
 /// Why the guard fences now, with a short class for the metric's label; `None`: it need not.
+/// `grace`: this agent knows no epoch, has heard nothing from the controllers, and started less
+/// than `lease.start_grace_ms` ago; it waits for their first word before judging.
+///
+/// The rule (DESIGN.md point 1): a server that may be a primary keeps running only while the
+/// agent can prove a lease at the current epoch; what it remembers or forgot changes nothing.
+/// An agent that lost its state directory knows epoch 0, and at epoch 0 only a lease at epoch 0
+/// (the leader's word, after a quorum round, that the cluster is not adopted) counts.
 fn fence_reason(
     st: &LeaseState,
     target: Option<&triad_proto::v1::Assignment>,
     epoch: Option<u64>,
     tick: Tick,
     lead_ms: u64,
-    watchdog_problem: Option<&str>,
+    (watchdog_problem, grace): (Option<&str>, bool),
 ) -> Option<(&'static str, String)> {
     let Tick { late_ms, jump_ms, now_boot } = tick;
     let Some(epoch) = epoch else {
@@ -291,6 +323,9 @@ fn fence_reason(
     };
     if let Some(t) = target.filter(|t| t.role != "primary") {
         return Some(("stale_epoch", format!("epoch {} makes `{}` the primary", t.epoch, t.primary)));
+    }
+    if grace {
+        return None;
     }
     if jump_ms > 50 {
         return Some((
@@ -307,7 +342,13 @@ fn fence_reason(
     let at = target.map(|t| t.epoch).unwrap_or(epoch);
     let left = st.remaining_ms(at, now_boot);
     if left < lead_ms as i64 {
-        let why = if left < 0 { format!("no lease at epoch {at}") } else { format!("the lease ends in {left} ms") };
+        let why = match (left < 0, at) {
+            (true, 0) => "no word from the controllers that the cluster is not adopted (no lease at epoch 0), \
+                          and no epoch on record: this primary cannot be proved current"
+                .to_string(),
+            (true, _) => format!("no lease at epoch {at}"),
+            (false, _) => format!("the lease ends in {left} ms"),
+        };
         return Some(("lease", why));
     }
     None
@@ -319,6 +360,7 @@ impl Guard {
         let every = Duration::from_millis(self.cfg.check_interval_ms);
         let mut watchdog = Watchdog::new(&self.cfg);
         let (mut last_boot, mut last_mono) = (boot_ms(), mono_ms());
+        let started_boot = last_boot;
         // The role last seen while the server answered: a primary that stops answering is still
         // treated as one until the agent confirms it stopped.
         let mut last_role = String::new();
@@ -334,49 +376,56 @@ impl Guard {
             let obs = self.db.read().expect("db lock poisoned").clone();
             let st = self.lease.snapshot();
             self.metrics.lease_remaining.set(st.remaining_ms(st.epoch, now_boot) as f64 / 1000.0);
-            let Some(obs) = obs else { continue };
-            if obs.up {
-                last_role = obs.role.clone();
-            } else if obs.stopped {
-                // Whatever it was, it is stopped; only this agent starts it again, and the next
-                // observations say as what.
-                last_role.clear();
-            }
-            let maybe_primary = obs.role == "primary" || (last_role == "primary" && !obs.stopped);
-            if !maybe_primary {
-                watchdog.disarm();
+            // Before the first observation, give the observer its bound (it has timeouts) to look.
+            if obs.is_none() && now_boot < started_boot + FIRST_OBSERVATION_MS {
                 continue;
             }
-            if !st.armed {
-                // Not adopted yet: no controller has spoken for this member, no lease applies.
+            if let Some(o) = &obs {
+                if o.up {
+                    last_role = o.role.clone();
+                } else if o.stopped {
+                    // Whatever it was, it is stopped; only this agent starts it again, and the
+                    // next observations say as what.
+                    last_role.clear();
+                }
+            }
+            if !may_be_primary(obs.as_ref(), &last_role) {
+                watchdog.disarm();
                 continue;
             }
             let wd_problem = watchdog.keep_alive(st.period_ms);
             let target = self.target.current();
+            let epoch = self.target.epoch();
+            // Waiting for the controllers' first word: nothing known, nothing heard, not for long.
+            let grace = epoch == Some(0)
+                && target.is_none()
+                && st.until_boot_ms == 0
+                && now_boot < started_boot + self.cfg.start_grace_ms;
             let Some((class, reason)) = fence_reason(
                 &st,
                 target.as_ref(),
-                self.target.epoch(),
+                epoch,
                 Tick { late_ms, jump_ms, now_boot },
                 self.cfg.fence_lead_ms,
-                wd_problem.as_deref(),
+                (wd_problem.as_deref(), grace),
             ) else {
                 continue;
             };
             // One fence per observation: wait until the observer has looked again.
-            if fenced_at_obs.is_some_and(|at| obs.observed_ms <= at) {
+            let observed_ms = obs.as_ref().map(|o| o.observed_ms).unwrap_or(0);
+            if fenced_at_obs.is_some_and(|at| observed_ms <= at) {
                 continue;
             }
             fenced_at_obs = Some(now_ms());
-            tracing::error!(member = %obs.member, reason = %reason, "fencing the primary");
+            tracing::error!(reason = %reason, "fencing the primary");
             self.lease.record_fence(&reason);
             self.metrics.fences.with_label_values(&[class]).inc();
             match self.driver.fence().await {
                 Ok(()) => {
                     self.lease.fence_done();
-                    tracing::warn!(member = %obs.member, "fenced: the server is stopped")
+                    tracing::warn!("fenced: the server is stopped")
                 }
-                Err(e) => tracing::error!(member = %obs.member, "fencing failed: {e}"),
+                Err(e) => tracing::error!("fencing failed: {e}"),
             }
         }
     }
@@ -385,7 +434,7 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use triad_proto::v1::Assignment;
+    use triad_proto::v1::{Assignment, DbStatus};
 
     fn held(epoch: u64, until: u64) -> LeaseState {
         LeaseState { armed: true, epoch, until_boot_ms: until, period_ms: 1500, ..Default::default() }
@@ -401,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_held_lease_keeps_the_primary_running() {
-        let r = fence_reason(&held(3, 10_000), Some(&primary(3)), Some(3), t(0, 0, 9_000), 500, None);
+        let r = fence_reason(&held(3, 10_000), Some(&primary(3)), Some(3), t(0, 0, 9_000), 500, (None, false));
         assert_eq!(r, None);
     }
 
@@ -410,31 +459,94 @@ mod tests {
         let p = primary(3);
         let class = |r: Option<(&'static str, String)>| r.map(|(c, _)| c);
         // About to lapse: fence early enough for the stop to finish.
-        assert_eq!(class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_600), 500, None)), Some("lease"));
+        assert_eq!(
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_600), 500, (None, false))),
+            Some("lease")
+        );
         // A lease for an older epoch is no lease.
-        assert_eq!(class(fence_reason(&held(2, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, None)), Some("lease"));
+        assert_eq!(
+            class(fence_reason(&held(2, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, (None, false))),
+            Some("lease")
+        );
         // Another member is primary at the accepted epoch.
         let standby = Assignment { role: "standby".into(), primary: "ndc".into(), epoch: 4, ..Default::default() };
         assert_eq!(
-            class(fence_reason(&held(3, 10_000), Some(&standby), Some(4), t(0, 0, 9_000), 500, None)),
+            class(fence_reason(&held(3, 10_000), Some(&standby), Some(4), t(0, 0, 9_000), 500, (None, false))),
             Some("stale_epoch")
         );
         assert_eq!(
-            class(fence_reason(&held(3, 10_000), Some(&p), None, t(0, 0, 9_000), 500, None)),
+            class(fence_reason(&held(3, 10_000), Some(&p), None, t(0, 0, 9_000), 500, (None, false))),
             Some("epoch_unknown")
         );
         assert_eq!(
-            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 400, 9_000), 500, None)),
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 400, 9_000), 500, (None, false))),
             Some("clock")
         );
         assert_eq!(
-            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(700, 0, 9_000), 500, None)),
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(700, 0, 9_000), 500, (None, false))),
             Some("late_tick")
         );
         assert_eq!(
-            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, Some("no watchdog"))),
+            class(fence_reason(&held(3, 10_000), Some(&p), Some(3), t(0, 0, 9_000), 500, (Some("no watchdog"), false))),
             Some("watchdog")
         );
+    }
+
+    /// The two-primaries bug of issue 16: an agent restarted with its state directory emptied
+    /// knows epoch 0 and remembers no lease; its server still runs as the old primary.
+    #[test]
+    fn an_agent_that_forgot_everything_proves_nothing_and_fences() {
+        let forgot = LeaseState::default();
+        let class = |r: Option<(&'static str, String)>| r.map(|(c, _)| c);
+        // The controllers name another primary: fenced at once, whatever it remembers.
+        let standby = Assignment { role: "standby".into(), primary: "ndc".into(), epoch: 2, ..Default::default() };
+        let r = fence_reason(&forgot, Some(&standby), Some(2), t(0, 0, 9_000), 500, (None, false));
+        assert_eq!(class(r), Some("stale_epoch"));
+        // ... even during the start grace.
+        let r = fence_reason(&forgot, Some(&standby), Some(2), t(0, 0, 9_000), 500, (None, true));
+        assert_eq!(class(r), Some("stale_epoch"));
+        // No word at all: only the grace keeps it running, and only while it lasts.
+        assert_eq!(fence_reason(&forgot, None, Some(0), t(0, 0, 9_000), 500, (None, true)), None);
+        let r = fence_reason(&forgot, None, Some(0), t(0, 0, 9_000), 500, (None, false));
+        assert!(r.as_ref().is_some_and(|(c, why)| *c == "lease" && why.contains("not adopted")), "{r:?}");
+        // The leader's word that the cluster is not adopted is a lease at epoch 0.
+        let unadopted = LeaseState { epoch: 0, until_boot_ms: 10_000, period_ms: 1500, ..Default::default() };
+        assert_eq!(fence_reason(&unadopted, None, Some(0), t(0, 0, 9_000), 500, (None, false)), None);
+        let r = fence_reason(&unadopted, None, Some(0), t(0, 0, 9_800), 500, (None, false));
+        assert_eq!(class(r), Some("lease"), "and it lapses like one");
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_may_be_a_primary() {
+        let obs = |up: bool, role: &str, stopped: bool, configured_standby: bool| DbStatus {
+            up,
+            role: role.into(),
+            stopped,
+            configured_standby,
+            ..Default::default()
+        };
+        assert!(may_be_primary(None, ""), "no observation yet: assume the worst");
+        assert!(may_be_primary(Some(&obs(true, "primary", false, false)), ""));
+        assert!(!may_be_primary(Some(&obs(true, "standby", false, true)), ""));
+        assert!(!may_be_primary(Some(&obs(false, "down", true, false)), "primary"), "confirmed stopped");
+        // Running (its postmaster is there) but not answering, e.g. SIGSTOPped:
+        assert!(may_be_primary(Some(&obs(false, "down", false, false)), ""), "not configured as a standby");
+        assert!(may_be_primary(Some(&obs(false, "down", false, true)), "primary"), "last seen as a primary");
+        assert!(!may_be_primary(Some(&obs(false, "down", false, true)), ""), "a standby by its files");
+        assert!(!may_be_primary(Some(&obs(false, "down", false, false)), "standby"), "last seen as a standby");
+    }
+
+    #[test]
+    fn a_lease_at_epoch_0_does_not_arm_the_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), false);
+        l.granted(0, boot_ms(), 1500);
+        assert!(!l.snapshot().armed, "epoch 0 is the word that the cluster is not adopted");
+        assert!(l.snapshot().remaining_ms(0, boot_ms()) > 1000);
+        // The target state that adopts the cluster gives the first lease at epoch 1.
+        l.first(1, 1500);
+        let st = l.snapshot();
+        assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
     }
 
     #[test]

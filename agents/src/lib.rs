@@ -32,7 +32,8 @@ use crate::metrics::AgentMetrics;
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
+        triad_proto::files::read_bounded(p, triad_proto::files::CONFIG_LIMIT)
+            .map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
     };
     let (ca, cert, key) =
         (read("tls.ca", &cfg.tls.ca)?, read("tls.cert", &cfg.tls.cert)?, read("tls.key", &cfg.tls.key)?);
@@ -181,6 +182,9 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     Ok(())
 }
 
+/// How long one observation may take before the member counts as not answering.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Observes the database member forever, keeping the latest observation for heartbeats, metrics
 /// and the health endpoints.
 async fn observe_db(
@@ -198,7 +202,26 @@ async fn observe_db(
         // already persisted (the leader relies on that to trust a stopped primary's final
         // position, DESIGN.md point 5).
         let epoch = target.epoch();
-        let mut st = driver.observe().await;
+        // Bounded whatever the driver does: the guard must learn that it cannot see its server
+        // (it then assumes a primary, DESIGN.md point 1) rather than keep an old observation.
+        let mut st = match tokio::time::timeout(OBSERVE_TIMEOUT, driver.observe()).await {
+            Ok(st) => st,
+            Err(_) => {
+                let last = out.read().expect("db lock poisoned").clone().unwrap_or_default();
+                drivers::DbStatus {
+                    cluster: last.cluster,
+                    member: last.member,
+                    driver: driver.kind().into(),
+                    role: "down".into(),
+                    error: format!("no observation within {} ms", OBSERVE_TIMEOUT.as_millis()),
+                    configured_standby: last.configured_standby,
+                    replay_delay_seconds: -1.0,
+                    canary_age_seconds: -1.0,
+                    observed_ms: drivers::now_ms(),
+                    ..Default::default()
+                }
+            }
+        };
         st.endpoint = endpoint.clone();
         if st.up {
             lease.seen_running(st.observed_ms);

@@ -83,8 +83,10 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
             Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
             Kind::Promote(promote) => {
                 // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
-                // the hold; the target state carries it and was accepted before this command.
-                let hold = p.target.current().map(|t| t.vouch_hold_ms).unwrap_or(0);
+                // the hold. The command carries it (an agent restarted moments ago may have no
+                // target state yet); the longer of that and the target's counts, and with
+                // neither the promote is refused rather than run without a hold.
+                let hold = promote_hold(promote.vouch_hold_ms, p.target.current().as_ref())?;
                 p.vouches.wait_clear(hold).await;
                 let held = started.elapsed().as_millis();
                 // A new primary opens for writes only under a lease at its epoch; the leader
@@ -131,6 +133,15 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
         Err(detail) => triad_proto::v1::CommandResult { id: cmd.id, ok: false, detail, lsn: 0 },
     };
     let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
+}
+
+/// The vouch hold a promote waits out: the longer of the command's and the accepted target
+/// state's (an agent restarted moments ago may have none); refused when neither carries one.
+fn promote_hold(command_ms: u64, target: Option<&triad_proto::v1::Assignment>) -> std::result::Result<u64, String> {
+    match command_ms.max(target.map(|t| t.vouch_hold_ms).unwrap_or(0)) {
+        0 => Err("no vouch hold known (neither the command nor a target state carries one): not promoting".into()),
+        hold => Ok(hold),
+    }
 }
 
 /// Whether this agent holds a lease at `epoch` that the guard would not fence at once.
@@ -191,11 +202,14 @@ async fn release_lease(
 }
 
 /// The epoch at which this agent asks for a lease: the accepted target's, while it makes this
-/// member the primary at the persisted epoch.
-fn lease_epoch(p: &LinkParams) -> u64 {
+/// member the primary at the persisted epoch; 0 for a database agent that knows no epoch and has
+/// no target state (its cluster not adopted, or its state directory lost): granted, that is the
+/// leader's word that the cluster is not adopted, without which the guard fences a primary.
+fn lease_epoch(p: &LinkParams) -> Option<u64> {
     match (p.target.current(), p.target.epoch()) {
-        (Some(t), Some(e)) if t.role == "primary" && t.epoch == e => e,
-        _ => 0,
+        (Some(t), Some(e)) if t.role == "primary" && t.epoch == e => Some(e),
+        (None, Some(0)) if p.driver.is_some() => Some(0),
+        _ => None,
     }
 }
 
@@ -294,7 +308,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
         seq += 1;
         let load = *p.load.read().expect("load lock poisoned");
         let lease_epoch = lease_epoch(p);
-        if lease_epoch > 0 {
+        if lease_epoch.is_some() {
             asked.push_back((seq, crate::lease::boot_ms()));
             while asked.len() > 64 {
                 asked.pop_front();
@@ -345,10 +359,10 @@ fn handle(
             let was = lease_epoch(p);
             p.target.receive(a);
             let now = lease_epoch(p);
-            if now == epoch {
+            if now == Some(epoch) {
                 p.lease.first(epoch, period);
             }
-            if now != was && now != 0 {
+            if now != was && now.is_some_and(|e| e > 0) {
                 p.renew.notify_waiters();
                 return true;
             }
@@ -372,4 +386,19 @@ fn handle(
         None => {}
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triad_proto::v1::Assignment;
+
+    #[test]
+    fn a_promote_waits_the_longer_hold_and_never_none() {
+        let target = Assignment { vouch_hold_ms: 1200, ..Default::default() };
+        assert_eq!(promote_hold(1500, None), Ok(1500), "no target state yet: the command's hold");
+        assert_eq!(promote_hold(1500, Some(&target)), Ok(1500));
+        assert_eq!(promote_hold(0, Some(&target)), Ok(1200));
+        assert!(promote_hold(0, None).is_err(), "no hold known: refused, not skipped");
+    }
 }

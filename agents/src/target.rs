@@ -32,6 +32,24 @@ impl Target {
     /// Accepts `a` if it is not older than what was accepted; persists a higher epoch first.
     pub fn receive(&self, a: Assignment) {
         let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
+        // The way out of "fenced, epoch unknown" (DESIGN.md point 1): only a target state the
+        // leader read after a quorum round carries the current epoch for certain. Every epoch
+        // this agent could have recorded came from the controllers, so none is higher.
+        if a.confirmed {
+            if let Epoch::Unknown(why) = epochs.epoch().clone() {
+                match epochs.confirm(a.epoch) {
+                    Ok(()) => tracing::warn!(
+                        epoch = a.epoch,
+                        "the epoch file was unreadable ({why}); the leader confirmed epoch {} and it is recorded",
+                        a.epoch
+                    ),
+                    Err(e) => {
+                        tracing::error!("cannot record the confirmed epoch {}: {e}; still fenced", a.epoch);
+                        return;
+                    }
+                }
+            }
+        }
         if let Err(refusal) = epochs.check(a.epoch) {
             tracing::warn!(cluster = %a.cluster, epoch = a.epoch, "refused a target state: {refusal}");
             return;
@@ -139,12 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_epoch_file_refuses_every_target() {
+    fn an_unreadable_epoch_file_refuses_every_target_until_the_leader_confirms_one() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("epoch"), "not an epoch").unwrap();
         let t = Target::open(dir.path(), Vec::new()).unwrap();
         t.receive(a(5, 1, "primary"));
         assert_eq!(t.current(), None);
         assert_eq!(t.epoch(), None);
+        // Read after a quorum round: the epoch is current, and the file is written again.
+        t.receive(Assignment { confirmed: true, ..a(5, 1, "standby") });
+        assert_eq!(t.epoch(), Some(5));
+        assert_eq!(t.current().map(|c| c.role), Some("standby".into()));
+        drop(t);
+        assert_eq!(Target::open(dir.path(), Vec::new()).unwrap().epoch(), Some(5), "recorded on disk");
     }
 }

@@ -12,10 +12,14 @@
 //!   the asked epoch, it is itself a standby in the vouch set, and its own server is not a
 //!   primary. So once it has accepted a higher epoch (which the leader commits before any promote
 //!   goes out) it vouches no more.
-//! - A voucher records the time of every vouch request *before* judging it, and promotes only
-//!   P(1+rho)+m after the last one (and after its own start: a restarted agent forgot what it
-//!   vouched). The asker's vouch ended P after a send that preceded that record, so by then it has
-//!   fenced, whatever the two clocks' rates (rho) and the messages in flight (m).
+//! - Only the agent of the member the voucher's target state names as primary may ask.
+//! - A voucher records the time of every vouch it grants, judging and recording under one lock
+//!   that its promote's wait also takes, and promotes only P(1+rho)+m after the last one (and
+//!   after its own start: a restarted agent forgot what it vouched). The asker's vouch ended P
+//!   after a send that preceded that record, so by then it has fenced, whatever the two clocks'
+//!   rates (rho) and the messages in flight (m). A refusal is not recorded: it gives no lease,
+//!   and recording it would let any caller hold a promote back for ever. The hold comes with the
+//!   promote command itself, so a voucher restarted moments ago waits it out too.
 //!
 //! The automatic failover promotes only members of the synchronous set, which is the vouch set,
 //! so no other member can be promoted behind a vouching primary's back.
@@ -51,9 +55,16 @@ impl Vouches {
         Vouches { last_boot_ms: Mutex::new(boot_ms()) }
     }
 
-    fn record(&self) {
+    /// Runs `judge` and records a vouch when it grants one, under the lock [`Self::hold_left_ms`]
+    /// takes: a promote that reads the hold after this returned waits this vouch out, and one
+    /// that read it before has already persisted its new epoch, which `judge` then refuses
+    /// (the command's epoch is persisted before its wait). A refusal records nothing, so asking
+    /// again and again (any agent's certificate may call) cannot hold a promote back.
+    fn grant_if(&self, judge: impl FnOnce() -> Result<u64, String>) -> Result<u64, String> {
         let mut last = self.last_boot_ms.lock().expect("vouches lock poisoned");
+        let granted = judge()?;
         *last = (*last).max(boot_ms());
+        Ok(granted)
     }
 
     /// Milliseconds until this member may promote, given the hold P(1+rho)+m (0: now).
@@ -81,8 +92,21 @@ impl Vouches {
 }
 
 /// Why this member will not vouch for `r`; `Ok(P)` when it will.
-fn judge(t: Option<&Assignment>, persisted: Option<u64>, observed_role: &str, r: &VouchRequest) -> Result<u64, String> {
+/// `asker`: the agent named by the request's client certificate.
+fn judge(
+    t: Option<&Assignment>,
+    persisted: Option<u64>,
+    observed_role: &str,
+    asker: &str,
+    r: &VouchRequest,
+) -> Result<u64, String> {
     let t = t.ok_or("this agent holds no target state")?;
+    if asker != t.primary_agent {
+        return Err(format!(
+            "`{asker}` is not the agent of the primary (`{}`, on `{}`); only it may ask",
+            t.primary, t.primary_agent
+        ));
+    }
     if persisted != Some(t.epoch) {
         return Err("this agent's epoch file is unreadable or behind its target state".into());
     }
@@ -127,12 +151,16 @@ impl Vouch for VouchService {
             return Err(Status::permission_denied(format!("`{name}` has role `{role}`; only agents ask for vouches")));
         }
         let r = req.into_inner();
-        // Recorded before judging: a promote that starts after this request was judged waits it out.
-        self.vouches.record();
-        let t = self.target.current();
-        let observed = self.db.read().expect("db lock poisoned").as_ref().map(|d| d.role.clone()).unwrap_or_default();
-        let member = t.as_ref().map(|t| t.member.clone()).unwrap_or_default();
-        let reply = match judge(t.as_ref(), self.target.epoch(), &observed, &r) {
+        let mut member = String::new();
+        let judged = self.vouches.grant_if(|| {
+            // Read under the record's lock (see `grant_if`).
+            let t = self.target.current();
+            let observed =
+                self.db.read().expect("db lock poisoned").as_ref().map(|d| d.role.clone()).unwrap_or_default();
+            member = t.as_ref().map(|t| t.member.clone()).unwrap_or_default();
+            judge(t.as_ref(), self.target.epoch(), &observed, &name, &r)
+        });
+        let reply = match judged {
             Ok(ms) => {
                 self.metrics.vouches.with_label_values(&["given"]).inc();
                 tracing::debug!(asker = %name, primary = %r.primary, epoch = r.epoch, "vouched");
@@ -304,6 +332,7 @@ mod tests {
             primary: "dc".into(),
             vouch: vec!["ndc".into()],
             vouch_ms: 2500,
+            primary_agent: "agent-dc".into(),
             ..Default::default()
         }
     }
@@ -314,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_standby_in_the_vouch_set_vouches_for_the_current_primary() {
-        assert_eq!(judge(Some(&standby()), Some(4), "standby", &ask(4)), Ok(2500));
+        assert_eq!(judge(Some(&standby()), Some(4), "standby", "agent-dc", &ask(4)), Ok(2500));
     }
 
     #[test]
@@ -333,18 +362,23 @@ mod tests {
     #[test]
     fn every_reason_to_refuse() {
         let t = standby();
-        assert!(judge(None, Some(4), "standby", &ask(4)).is_err(), "no target state");
-        assert!(judge(Some(&t), None, "standby", &ask(4)).is_err(), "unreadable epoch file");
-        assert!(judge(Some(&t), Some(4), "standby", &ask(3)).unwrap_err().contains("epoch 4"), "stale asker");
+        assert!(judge(None, Some(4), "standby", "agent-dc", &ask(4)).is_err(), "no target state");
+        assert!(judge(Some(&t), None, "standby", "agent-dc", &ask(4)).is_err(), "unreadable epoch file");
+        assert!(
+            judge(Some(&t), Some(4), "standby", "agent-dc", &ask(3)).unwrap_err().contains("epoch 4"),
+            "stale asker"
+        );
         let newer = Assignment { epoch: 5, primary: "ndc".into(), role: "primary".into(), ..standby() };
-        assert!(judge(Some(&newer), Some(5), "standby", &ask(4)).is_err(), "a higher epoch was accepted");
-        assert!(judge(Some(&t), Some(4), "primary", &ask(4)).unwrap_err().contains("primary itself"));
+        assert!(judge(Some(&newer), Some(5), "standby", "agent-dc", &ask(4)).is_err(), "a higher epoch was accepted");
+        assert!(judge(Some(&t), Some(4), "primary", "agent-dc", &ask(4)).unwrap_err().contains("primary itself"));
         let other = VouchRequest { primary: "dr".into(), ..ask(4) };
-        assert!(judge(Some(&t), Some(4), "standby", &other).unwrap_err().contains("not `dr`"));
+        assert!(judge(Some(&t), Some(4), "standby", "agent-dc", &other).unwrap_err().contains("not `dr`"));
         let outside = Assignment { vouch: vec![], ..standby() };
-        assert!(judge(Some(&outside), Some(4), "standby", &ask(4)).unwrap_err().contains("vouch set"));
+        assert!(judge(Some(&outside), Some(4), "standby", "agent-dc", &ask(4)).unwrap_err().contains("vouch set"));
+        let stranger = judge(Some(&t), Some(4), "standby", "agent-dr", &ask(4)).unwrap_err();
+        assert!(stranger.contains("only it may ask"), "another agent's certificate: {stranger}");
         let wrong = VouchRequest { cluster: "other".into(), ..ask(4) };
-        assert!(judge(Some(&t), Some(4), "standby", &wrong).is_err());
+        assert!(judge(Some(&t), Some(4), "standby", "agent-dc", &wrong).is_err());
     }
 
     #[test]
@@ -352,7 +386,12 @@ mod tests {
         let v = Vouches::new();
         assert!(v.hold_left_ms(10_000) > 9_000, "a fresh start counts as a vouch");
         assert_eq!(v.hold_left_ms(0), 0);
-        v.record();
-        assert!(v.hold_left_ms(5_000) > 4_000);
+        let refused = Vouches { last_boot_ms: Mutex::new(0) };
+        for _ in 0..100 {
+            assert!(refused.grant_if(|| Err("no".into())).is_err());
+        }
+        assert_eq!(refused.hold_left_ms(5_000), 0, "refusals do not extend the hold");
+        assert_eq!(refused.grant_if(|| Ok(1100)), Ok(1100));
+        assert!(refused.hold_left_ms(5_000) > 4_000, "a vouch granted does");
     }
 }

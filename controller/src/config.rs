@@ -118,6 +118,12 @@ impl LeaseTiming {
         )
     }
 
+    /// How long a voucher waits after its last vouch (and its start) before it promotes:
+    /// P(1+rho)+m, in milliseconds, as the agents are told it.
+    pub fn vouch_hold_ms(&self) -> u64 {
+        self.expiry().as_millis() as u64
+    }
+
     /// How long a new leader waits after its election: 2P(1+rho)+m.
     pub fn new_leader_wait(&self) -> std::time::Duration {
         std::time::Duration::from_millis(
@@ -254,6 +260,23 @@ fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
     Error::ConfigKey { key: key.into(), msg: msg.into() }
 }
 
+/// Reads a certificate and its key (bounded) and checks that they belong together, naming the
+/// key at fault: `(common name, organisational unit)` of the certificate.
+pub fn check_tls_pair((cert_key, cert): (&str, &Path), (key_key, key): (&str, &Path)) -> Result<(String, String)> {
+    use triad_proto::files::{read_bounded, CONFIG_LIMIT};
+    use triad_proto::tls::IdentityError;
+    let cert_pem =
+        read_bounded(cert, CONFIG_LIMIT).map_err(|e| key_err(cert_key, format!("{}: {e}", cert.display())))?;
+    let key_pem = read_bounded(key, CONFIG_LIMIT).map_err(|e| key_err(key_key, format!("{}: {e}", key.display())))?;
+    triad_proto::tls::check_identity_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        IdentityError::Cert(why) => key_err(cert_key, format!("{}: {why}", cert.display())),
+        IdentityError::Key(why) => key_err(key_key, format!("{}: {why}", key.display())),
+        IdentityError::Mismatch => {
+            key_err(key_key, format!("{} is not the private key of the certificate {}", key.display(), cert.display()))
+        }
+    })
+}
+
 /// Checks that `value` is an `IP:PORT` socket address.
 pub fn check_addr(key: &str, value: &str) -> Result<SocketAddr> {
     value.parse::<SocketAddr>().map_err(|_| key_err(key, format!("`{value}` is not an IP:PORT address")))
@@ -274,7 +297,7 @@ pub fn check_name(key: &str, value: &str) -> Result<()> {
 impl ControllerConfig {
     /// Reads, parses and validates `path`; relative paths inside are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = triad_proto::files::read_config(path)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let mut cfg: ControllerConfig = toml::from_str(&text)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
@@ -311,7 +334,35 @@ impl ControllerConfig {
                 return Err(key_err(key, format!("{} is not a readable file", p.display())));
             }
         }
+        let (cn, ou) = check_tls_pair(("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key))?;
+        let want = format!("controller-{}", self.id);
+        if cn != want || ou != "peer" {
+            return Err(key_err(
+                "tls.cert",
+                format!(
+                    "the certificate is for `{cn}` with role `{ou}`; controller {} needs `{want}` with role `peer`",
+                    self.id
+                ),
+            ));
+        }
         let r = &self.raft;
+        let l = &self.lease;
+        // Upper bounds first: beyond them a timing is a typo, not a choice (a lease of years, a
+        // heartbeat of hours), and the checks below multiply and add these without overflowing.
+        for (key, value, most) in [
+            ("raft.heartbeat_interval_ms", r.heartbeat_interval_ms, 10_000),
+            ("raft.election_timeout_min_ms", r.election_timeout_min_ms, 60_000),
+            ("raft.election_timeout_max_ms", r.election_timeout_max_ms, 120_000),
+            ("lease.period_ms", l.period_ms, 600_000),
+            ("lease.margin_ms", l.margin_ms, 60_000),
+            ("lease.agent_backoff_max_ms", l.agent_backoff_max_ms, 60_000),
+            ("agents.down_after_ms", self.agents.down_after_ms, 3_600_000),
+            ("failover.primary_lost_after_ms", self.failover.primary_lost_after_ms, 3_600_000),
+        ] {
+            if value > most {
+                return Err(key_err(key, format!("{value} is absurd: at most {most} ms")));
+            }
+        }
         if r.heartbeat_interval_ms < 10 {
             return Err(key_err("raft.heartbeat_interval_ms", "must be at least 10"));
         }
@@ -333,7 +384,6 @@ impl ControllerConfig {
         if self.agents.down_after_ms < 100 {
             return Err(key_err("agents.down_after_ms", "must be at least 100"));
         }
-        let l = &self.lease;
         let floor = 2 * r.election_timeout_max_ms + l.agent_backoff_max_ms;
         if l.period_ms < floor {
             return Err(key_err(

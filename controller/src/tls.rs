@@ -17,7 +17,8 @@ pub struct TlsFiles {
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
+    let bytes = triad_proto::files::read_bounded(path, triad_proto::files::CONFIG_LIMIT)
+        .map_err(|e| Error::Tls(format!("{key} {}: {e}", path.display())))?;
     if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
         return Err(Error::Tls(format!("{key} {} is not a PEM file", path.display())));
     }

@@ -2,6 +2,7 @@
 //! TLS naming conventions every peer follows.
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod tls;
 
 /// Version 1 of the protocol (`package triad.v1`).

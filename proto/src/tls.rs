@@ -52,3 +52,58 @@ pub fn identity_of(der: &[u8]) -> Result<(String, String), String> {
         .ok_or("client certificate has no organisational unit (role)")?;
     Ok((cn.to_string(), ou.to_string()))
 }
+
+/// What is wrong with a certificate and key pair.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0}")]
+    Cert(String),
+    #[error("{0}")]
+    Key(String),
+    #[error("the private key does not belong to the certificate")]
+    Mismatch,
+}
+
+/// Checks a PEM certificate and its PEM private key before anything dials or serves with them:
+/// the certificate parses, the key parses, and the key is the certificate's (a mismatch would
+/// otherwise show only as "transport error" on every call). Returns the certificate's common
+/// name and organisational unit (identity and role).
+pub fn check_identity_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<(String, String), IdentityError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem)
+        .map_err(|e| IdentityError::Cert(format!("the certificate is not PEM: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(&pem.contents)
+        .map_err(|e| IdentityError::Cert(format!("unreadable certificate: {e}")))?;
+    let key_text =
+        std::str::from_utf8(key_pem).map_err(|_| IdentityError::Key("the private key is not PEM text".into()))?;
+    let key =
+        rcgen::KeyPair::from_pem(key_text).map_err(|e| IdentityError::Key(format!("unreadable private key: {e}")))?;
+    use rcgen::PublicKeyData;
+    if key.der_bytes() != cert.public_key().subject_public_key.data.as_ref() {
+        return Err(IdentityError::Mismatch);
+    }
+    identity_of(&pem.contents).map_err(IdentityError::Cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(cn: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![AGENT_SAN.to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "agent");
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_from_another_certificate_is_named_as_such() {
+        let (cert, key) = issue("agent-dc");
+        assert_eq!(check_identity_pem(cert.as_bytes(), key.as_bytes()), Ok(("agent-dc".into(), "agent".into())));
+        let (_, other_key) = issue("agent-dc");
+        assert_eq!(check_identity_pem(cert.as_bytes(), other_key.as_bytes()), Err(IdentityError::Mismatch));
+        assert!(matches!(check_identity_pem(b"garbage", key.as_bytes()), Err(IdentityError::Cert(_))));
+        assert!(matches!(check_identity_pem(cert.as_bytes(), b"garbage"), Err(IdentityError::Key(_))));
+    }
+}

@@ -204,9 +204,15 @@ impl SingleWorkload {
 /// SIGKILLs the postmaster of the data directory `data` and every process it started, as the
 /// loss of its host would: nothing gets to shut down cleanly.
 pub fn kill_postgres(data: &Path) -> Result<()> {
+    signal_postgres(data, Signal::SIGKILL)
+}
+
+/// Sends `sig` to the postmaster of the server in `data` and to every process it started (e.g.
+/// SIGSTOP and SIGCONT, to freeze the whole server as a hung host would).
+pub fn signal_postgres(data: &Path, sig: Signal) -> Result<()> {
     let path = data.join("postmaster.pid");
     let pidfile = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow!("{}: {e}: this server was not running when the test went to kill it", path.display()))?;
+        .map_err(|e| anyhow!("{}: {e}: this server was not running when the test went to signal it", path.display()))?;
     let pid: i32 =
         pidfile.lines().next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| anyhow!("bad postmaster.pid"))?;
     let mut children = Vec::new();
@@ -220,11 +226,29 @@ pub fn kill_postgres(data: &Path) -> Result<()> {
             }
         }
     }
-    kill(Pid::from_raw(pid), Signal::SIGKILL)?;
+    kill(Pid::from_raw(pid), sig)?;
     for c in children {
-        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(c), sig);
     }
     Ok(())
+}
+
+/// A server tree stopped with SIGSTOP, continued again when this is dropped (whatever the test's
+/// outcome), so that its cleanup can stop it.
+pub struct Frozen(pub std::path::PathBuf);
+
+impl Frozen {
+    pub fn freeze(data: &Path) -> Result<Frozen> {
+        signal_postgres(data, Signal::SIGSTOP)?;
+        Ok(Frozen(data.to_path_buf()))
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Gone already (killed by a fence) is fine.
+        let _ = signal_postgres(&self.0, Signal::SIGCONT);
+    }
 }
 
 /// Writes as fast as one client can to whichever member accepts writes, recording when each

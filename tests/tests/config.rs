@@ -11,6 +11,27 @@ fn run_with(program: &str, config: &std::path::Path) -> Result<(i32, String)> {
     Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
+/// `text` with the first line that sets `key` set to `value` instead.
+fn set(text: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key} = ");
+    let mut done = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !done && l.starts_with(&prefix) {
+                done = true;
+                format!("{prefix}{value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(done, "no `{key}` in the config");
+    lines.join("\n") + "\n"
+}
+
+const HUGE: &str = "9223372036854775807";
+
 #[test]
 fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
     let d = Deployment::new()?;
@@ -26,6 +47,17 @@ fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
         (good.replace("log_format = \"text\"", "log_format = \"xml\""), "log_format"),
         // dr moved into dc's and ndc's city: three voters in one city.
         (good.replace("city = \"dr\"", "city = \"dhaka\""), "city `dhaka` would hold 3 of 3 voters"),
+        // Timings near i64::MAX: a keyed error, not an overflow.
+        (set(&good, "heartbeat_interval_ms", HUGE), "raft.heartbeat_interval_ms"),
+        (set(&good, "election_timeout_max_ms", HUGE), "raft.election_timeout_max_ms"),
+        (set(&good, "period_ms", HUGE), "lease.period_ms"),
+        (set(&good, "margin_ms", HUGE), "lease.margin_ms"),
+        // Another identity's key, or another controller's certificate.
+        (good.replace("controller-1.key", "controller-2.key"), "tls.key"),
+        (
+            good.replace("controller-1.pem", "controller-2.pem").replace("controller-1.key", "controller-2.key"),
+            "tls.cert",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         ensure!(text != &good, "case {i} did not change the config");
@@ -49,6 +81,11 @@ fn bad_agent_configs_name_the_key() -> Result<()> {
         (good.replacen("controllers = [\"127.0.0.1:", "controllers = [\"nowhere:", 1), "controllers[0]"),
         (good.replace("name = \"agent-dc\"", "name = \"\""), "name"),
         (format!("{good}\nheartbeat_interval_ms = 1\n"), "heartbeat_interval_ms"),
+        (format!("{good}\nreconnect_backoff_max_ms = {HUGE}\n"), "reconnect_backoff_max_ms"),
+        (good.replace("agent-dc.key", "agent-ndc.key"), "tls.key"),
+        // A name its certificate does not carry: the controllers would refuse its every stream.
+        (good.replace("name = \"agent-dc\"", "name = \"agent-ndc\""), "name"),
+        (good.replace("[tls]", "[lease]\nfence_lead_ms = 9223372036854775807\n\n[tls]"), "lease.fence_lead_ms"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = d.dir().join(format!("bad-agent-{i}.toml"));
@@ -76,5 +113,48 @@ fn triadctl_refuses_bad_arguments_clearly() -> Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && err.contains("superuser"), "{err}");
     ensure!(!certs.join("x.pem").exists());
+    Ok(())
+}
+
+/// `--check` runs every check a start would: a key that is not the certificate's is named.
+#[test]
+fn check_catches_a_key_that_is_not_the_certificates() -> Result<()> {
+    let d = Deployment::new()?;
+    for (program, config, key) in [
+        ("triad-controller", d.plan.controller_config_path(1), ("controller-1.key", "controller-3.key")),
+        ("triad-agent", d.plan.agent_config_path("agent-dc"), ("agent-dc.key", "agent-dr.key")),
+    ] {
+        let good = std::fs::read_to_string(&config)?;
+        let out = Command::new(bin(program)).arg("--check").arg("--config").arg(&config).output()?;
+        ensure!(out.status.success(), "{program}: the good config passes --check");
+        let bad = d.dir().join(format!("{program}-wrong-key.toml"));
+        std::fs::write(&bad, good.replace(key.0, key.1))?;
+        let out = Command::new(bin(program)).arg("--check").arg("--config").arg(&bad).output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(2), "{program}: exit {:?}: {err}", out.status.code());
+        ensure!(err.contains("tls.key") && err.contains("not the private key"), "{program}: {err}");
+    }
+    // triadctl's own configuration: named before any call, not "transport error".
+    let ctl = std::fs::read_to_string(d.plan.ctl_config_path())?;
+    let bad = d.dir().join("ctl-wrong-key.toml");
+    std::fs::write(&bad, ctl.replace("admin.key", "agent-dc.key"))?;
+    ensure!(ctl.contains("admin.key"), "the client config names admin.key: {ctl}");
+    let out = Command::new(bin("triadctl")).arg("--config").arg(&bad).arg("status").output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.contains("key") && err.contains("not the private key"), "{err}");
+    Ok(())
+}
+
+/// A configuration path that never ends (`/dev/zero`) is refused at once, not read into memory.
+#[test]
+fn an_endless_config_file_is_refused() -> Result<()> {
+    let dev_zero = std::path::Path::new("/dev/zero");
+    for program in ["triad-controller", "triad-agent"] {
+        let (code, stderr) = run_with(program, dev_zero)?;
+        ensure!(code == 2 && stderr.contains("larger than"), "{program}: exit {code}: {stderr}");
+    }
+    let out = Command::new(bin("triadctl")).args(["--config", "/dev/zero", "status"]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.contains("larger than"), "{err}");
     Ok(())
 }

@@ -9,7 +9,7 @@ use triad_tests::{wait_for, Deployment, LocalDb};
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_members_are_observed_and_routed() -> Result<()> {
     let mut d = Deployment::with_db(LocalDb::Simulated)?;
-    // dr's agent finds an epoch file it cannot read: it must stay fenced, whatever it is told.
+    // dr's agent finds an epoch file it cannot read: fenced until the leader confirms the epoch.
     let dr_state = d.dir().join("data/agent-dr");
     std::fs::create_dir_all(&dr_state)?;
     std::fs::write(dr_state.join("epoch"), "triad-epoch v1\nepoch 3\ncheck 4\n")?;
@@ -31,21 +31,23 @@ async fn simulated_members_are_observed_and_routed() -> Result<()> {
     })
     .await?;
     // The leader's target state reaches the agents; each persists epoch 1 before accepting it,
-    // except dr, whose unreadable epoch file keeps it fenced. Only the primary writes the canary.
-    wait_for("agents at epoch 1, dr fenced, the canary written on dc", Duration::from_secs(10), || async {
+    // dr too: its unreadable epoch file is replaced by the epoch the leader read after a quorum
+    // round (the target state says so). Only the primary writes the canary.
+    wait_for("agents at epoch 1, dr's epoch confirmed, the canary written on dc", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
         let m = &v.clusters["customs"];
         let get = |n: &str| m.iter().find(|x| x.name == n);
         let ok = get("dc")?.agent_epoch == Some(1)
             && get("ndc")?.agent_epoch == Some(1)
-            && get("dr")?.agent_epoch.is_none()
+            && get("dr")?.agent_epoch == Some(1)
             && get("dc")?.canary_seq > 0;
         ok.then_some(())
     })
     .await?;
     let epoch_file = std::fs::read_to_string(d.dir().join("data/agent-dc/epoch"))?;
     ensure!(epoch_file.contains("epoch 1"), "{epoch_file}");
-    ensure!(std::fs::read_to_string(dr_state.join("epoch"))?.contains("check 4"), "dr's file untouched");
+    let dr_file = std::fs::read_to_string(dr_state.join("epoch"))?;
+    ensure!(dr_file.contains("epoch 1\ncheck 1"), "dr's file written again: {dr_file}");
     let table = d.triadctl(&["status"])?;
     let table = String::from_utf8_lossy(&table.stdout);
     ensure!(table.contains("primary") && table.contains("standby"), "{table}");

@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{now_ms, DatabaseDriver, DbStatus, ReplicaStatus};
-use super::{postgres_ctl, postgres_wal};
+use super::{postgres_ctl, postgres_kill, postgres_wal};
 
 /// A PostgreSQL member reached with a libpq-style connection string.
 pub struct PostgresDriver {
@@ -42,8 +42,18 @@ const CANARY_UPSERT: &str = "INSERT INTO triad.canary (id, seq, at, epoch, origi
      VALUES (1, $1, clock_timestamp(), $2, $3) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, \
      at = excluded.at, epoch = excluded.epoch, origin = excluded.origin";
 
-async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
+/// How long a connection may take to open. A stopped (SIGSTOP) or wedged server accepts the TCP
+/// connection in the kernel and then never answers: without a bound, the observation waits for
+/// ever and the guard never learns that it cannot see its server (DESIGN.md point 1).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the observation's queries may take on an open connection.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn connect(conninfo: &str) -> Result<Client, String> {
+    let (client, conn) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(conninfo, NoTls))
+        .await
+        .map_err(|_| format!("no answer within {} ms", CONNECT_TIMEOUT.as_millis()))?
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -175,6 +185,9 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn observe(&self) -> DbStatus {
         let mut st = self.base();
+        if let Some(l) = &self.local {
+            st.configured_standby = l.data_dir.join("standby.signal").exists();
+        }
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             match connect(&self.conninfo).await {
@@ -196,9 +209,17 @@ impl DatabaseDriver for PostgresDriver {
         let Some(client) = guard.as_ref() else {
             return st;
         };
-        if let Err(e) = self.query(client, &mut st).await {
-            st = self.base();
-            st.error = e.to_string();
+        let configured_standby = st.configured_standby;
+        // Bounded like the connection: a server stopped after it was connected must not hang
+        // the observation either.
+        let queried = tokio::time::timeout(QUERY_TIMEOUT, self.query(client, &mut st)).await;
+        let failed = match queried {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer to the observation's queries within {} ms", QUERY_TIMEOUT.as_millis())),
+        };
+        if let Some(error) = failed {
+            st = DbStatus { error, configured_standby, ..self.base() };
             *guard = None;
         }
         st
@@ -367,9 +388,7 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn fence(&self) -> Result<(), String> {
         let l = self.local()?;
-        // Immediate: no shutdown checkpoint to wait for, and no session gets to commit after the
-        // postmaster's SIGQUIT. Recovery on the next start replays the WAL.
-        blocking(move || stop(&l, "immediate", 10).map(|_| ())).await
+        blocking(move || fence_now(&l)).await
     }
 
     async fn stopped_as_primary(&self) -> bool {
@@ -476,6 +495,32 @@ fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<bool, String> {
     )?;
     Ok(true)
 }
+
+/// The fence: an immediate stop (no shutdown checkpoint to wait for, and no session gets to
+/// commit after the postmaster's SIGQUIT; recovery on the next start replays the WAL), and, for a
+/// postmaster that is stopped or does not act on it, SIGKILL of the whole tree
+/// (`postgres_kill.rs`). A fence that leaves the server running is an error the guard reports.
+fn fence_now(l: &PgLocal) -> Result<(), String> {
+    if let Some(pid) = postgres_kill::postmaster_pid(&l.data_dir).filter(|&pid| postgres_kill::is_stopped(pid)) {
+        tracing::warn!(pid, "the postmaster is stopped (SIGSTOP?): it cannot act on a stop; killing its tree");
+        return postgres_kill::kill_tree(pid, KILL_WAIT).map(|_| ());
+    }
+    let Err(e) = stop(l, "immediate", IMMEDIATE_STOP_SECS) else { return Ok(()) };
+    match postgres_kill::postmaster_pid(&l.data_dir) {
+        Some(pid) => {
+            tracing::warn!(pid, "the immediate stop failed ({e}); killing the postmaster's tree");
+            postgres_kill::kill_tree(pid, KILL_WAIT).map(|_| ())
+        }
+        None if !is_running(l) => Ok(()),
+        None => Err(e),
+    }
+}
+
+/// How long the fence's immediate stop may take before the tree is killed: it normally takes
+/// milliseconds, so a slower one means a postmaster that is not acting on signals.
+const IMMEDIATE_STOP_SECS: u32 = 3;
+/// How long a SIGKILLed postmaster may take to be gone.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether the server is confirmed stopped on this host, and, when it is stopped as a primary,
 /// its final position (0 when that cannot be read: an unknown position qualifies no standby).

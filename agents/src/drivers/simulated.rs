@@ -46,6 +46,7 @@ impl DatabaseDriver for SimulatedDriver {
                 driver: "simulated".into(),
                 role: "down".into(),
                 stopped: true,
+                configured_standby: !primary,
                 replay_delay_seconds: -1.0,
                 canary_age_seconds: -1.0,
                 observed_ms: now_ms(),
@@ -69,6 +70,7 @@ impl DatabaseDriver for SimulatedDriver {
             replicas: Vec::new(),
             error: String::new(),
             observed_ms: now_ms(),
+            configured_standby: !primary,
             ..self.canary_fields()
         }
     }

@@ -60,6 +60,7 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
         let m = c.members.values().find(|m| m.agent == name)?;
         let primary = c.primary.clone().unwrap_or_default();
         let primary_endpoint = c.members.get(&primary).map(|p| p.endpoint.clone()).unwrap_or_default();
+        let primary_agent = c.members.get(&primary).map(|p| p.agent.clone()).unwrap_or_default();
         Some(Assignment {
             primary_endpoint,
             cluster: c.name.clone(),
@@ -76,9 +77,11 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
                 .map(|v| Voucher { member: v.name.clone(), addr: ctx.obs.vouch_addr(&v.agent) })
                 .collect(),
             vouch_ms: ctx.cfg.lease.period_ms,
-            vouch_hold_ms: ctx.cfg.lease.expiry().as_millis() as u64,
+            vouch_hold_ms: ctx.cfg.lease.vouch_hold_ms(),
             paused: c.paused,
             lease_ms: 0,
+            confirmed: false,
+            primary_agent,
         })
     })
 }
@@ -168,19 +171,27 @@ impl AgentLinkApi {
                         break;
                     }
                 }
-                // Only the leader sends target states: a follower's applied state may lag.
+                // Only the leader sends target states, each read after a quorum round (a
+                // linearizable read): a follower's applied state may lag, and so may a leader's
+                // until the round shows it applied all that was committed. So the epoch sent is
+                // current, and an agent whose epoch file is unreadable may accept it (`confirmed`).
+                // When the round fails the target state is sent at a later wake-up.
                 let assignment = if ctx.is_leader() { assignment_for(&ctx, &name) } else { None };
-                if let Some(a) = assignment.as_ref().filter(|a| last_assignment.as_ref() != Some(*a)) {
-                    let mut a = a.clone();
-                    if a.role == "primary" {
-                        a.lease_ms = lease::with_target_state(&ctx, &a.cluster).await;
+                if assignment.is_some() && assignment != last_assignment && lease::confirm_leading(&ctx).await {
+                    if let Some(mut a) = assignment_for(&ctx, &name) {
+                        last_assignment = Some(a.clone());
+                        a.confirmed = true;
+                        if a.role == "primary" {
+                            a.lease_ms = lease::with_target_state(&ctx, &a.cluster);
+                        }
+                        let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
                     }
-                    let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        break;
-                    }
+                } else if assignment.is_none() {
+                    last_assignment = None;
                 }
-                last_assignment = assignment;
                 tokio::select! {
                     changed = metrics.changed() => if changed.is_err() { break },
                     msg = inbound.message() => match msg {
@@ -188,9 +199,9 @@ impl AgentLinkApi {
                             let load = hb.load.unwrap_or_default();
                             ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
                             let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
-                            if hb.lease_epoch > 0 {
-                                match lease::grant(&ctx, &name, hb.lease_epoch).await {
-                                    Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, hb.lease_epoch),
+                            if let Some(epoch) = hb.lease_epoch {
+                                match lease::grant(&ctx, &name, epoch).await {
+                                    Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
                                     Err(why) => ack.lease_refused = why,
                                 }
                             }

@@ -18,6 +18,8 @@ use crate::state::{BreakGlassOrder, APPROVER_ROLES, EPOCH_JUMP};
 
 /// How long a break-glass request waits for its second approver.
 const TTL: Duration = Duration::from_secs(900);
+/// An attestation longer than this is not read by anyone (characters).
+const MAX_ATTESTATION: usize = 2000;
 /// An attestation shorter than this cannot say who confirmed what.
 const MIN_ATTESTATION: usize = 20;
 
@@ -110,7 +112,8 @@ impl ControlApi {
         let r = req.into_inner();
         check_name("--cluster", &r.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
         check_name("--to", &r.to).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let attestation = r.attestation.trim();
+        let attestation = super::bounded_text("--attest", &r.attestation, MAX_ATTESTATION)?;
+        let attestation = attestation.as_str();
         if attestation.chars().count() < MIN_ATTESTATION {
             return Err(Status::invalid_argument(format!(
                 "--attest must say why the other sites are dead or fenced: who confirmed what, and how (at least \

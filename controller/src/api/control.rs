@@ -248,14 +248,13 @@ impl Control for ControlApi {
             let caller = self.authorise(&req, &[Role::Admin, Role::Noc], "pausing or resuming a cluster")?;
             let r = req.into_inner();
             check_name("--cluster", &r.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let reason = match super::bounded_text("--reason", &r.reason, 200)? {
+                given if given.is_empty() => "no reason given".to_string(),
+                given => given,
+            };
             if !self.ctx.state.read().expect("state lock poisoned").state.clusters.contains_key(&r.cluster) {
                 return Err(Status::not_found(format!("no cluster named `{}`", r.cluster)));
             }
-            let reason = if r.reason.trim().is_empty() {
-                "no reason given".to_string()
-            } else {
-                r.reason.chars().take(200).collect()
-            };
             // Pausing turns automatic failover off (DESIGN.md, "Security"): a request that a
             // second person approves. Resuming turns it back on and is taken at once.
             let command = if r.paused {
@@ -309,7 +308,8 @@ impl Control for ControlApi {
             for m in &r.attested_dead {
                 check_name("--attest-dead", m).map_err(|e| Status::invalid_argument(e.to_string()))?;
             }
-            if r.reason.trim().is_empty() {
+            let reason = super::bounded_text("--reason", &r.reason, 300)?;
+            if reason.is_empty() {
                 return Err(Status::invalid_argument("--reason is required: the approver reads it"));
             }
             if !self.ctx.is_leader() {
@@ -321,7 +321,7 @@ impl Control for ControlApi {
             let command = Command::RequestFailover {
                 cluster: r.cluster,
                 to: r.to,
-                reason: r.reason.chars().take(300).collect(),
+                reason,
                 accept_data_loss: r.accept_data_loss,
                 attested_dead: r.attested_dead,
                 ttl_ms: APPROVAL_TTL.as_millis() as u64,

@@ -27,6 +27,17 @@ pub use http::serve as serve_http;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
+/// Free text from a caller (a reason, an attestation), trimmed and bounded: longer text is
+/// refused, naming the argument, rather than stored or cut short without a word.
+pub(crate) fn bounded_text(arg: &str, text: &str, max_chars: usize) -> std::result::Result<String, Status> {
+    let text = text.trim();
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(Status::invalid_argument(format!("{arg} is {n} characters long: at most {max_chars}")));
+    }
+    Ok(text.to_string())
+}
+
 /// Metadata key carrying the leader's gRPC address on a "not the leader" refusal.
 pub const LEADER_ADDR_KEY: &str = "triad-leader-addr";
 

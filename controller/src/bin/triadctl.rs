@@ -280,53 +280,67 @@ async fn run(args: Args) -> Result<(), Error> {
         Cmd::Status { output } => {
             let v = status::gather(&client(&args.config)?).await?;
             match output {
-                Output::Json => println!("{}", json(&v)),
-                Output::Table => print!("{}", status::render(&v)),
+                Output::Json => triad_controller::outln!("{}", json(&v)),
+                Output::Table => triad_controller::out!("{}", status::render(&v)),
             }
         }
         Cmd::Certs(CertsCmd::Init { dir, deployment, force }) => {
             let p = certs::init(&dir, &deployment, force)?;
-            println!("created the CA: {}", p.display());
+            triad_controller::outln!("created the CA: {}", p.display());
         }
         Cmd::Certs(CertsCmd::Issue { dir, role, name, out, san }) => {
             let out = out.unwrap_or_else(|| dir.clone());
             let (cert, key) = certs::issue(&dir, &out, &role, &name, &san)?;
-            println!("issued {name} ({role}): {} {}", cert.display(), key.display());
+            triad_controller::outln!("issued {name} ({role}): {} {}", cert.display(), key.display());
         }
         Cmd::Cluster(ClusterCmd::Add { id, site, city, grpc_addr, http_addr }) => {
             let req = triad_proto::v1::AddControllerRequest { id, site, city, grpc_addr, http_addr };
-            println!("{}", admin::cluster_add(&client(&args.config)?, req).await?);
+            triad_controller::outln!("{}", admin::cluster_add(&client(&args.config)?, req).await?);
         }
         Cmd::Cluster(ClusterCmd::Remove { id }) => {
-            println!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);
+            triad_controller::outln!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);
         }
         Cmd::User(UserCmd::Put { name, role }) => {
-            println!("{}", admin::user_put(&client(&args.config)?, &name, &role).await?)
+            triad_controller::outln!("{}", admin::user_put(&client(&args.config)?, &name, &role).await?)
         }
-        Cmd::User(UserCmd::Delete { name }) => println!("{}", admin::user_delete(&client(&args.config)?, &name).await?),
+        Cmd::User(UserCmd::Delete { name }) => {
+            triad_controller::outln!("{}", admin::user_delete(&client(&args.config)?, &name).await?)
+        }
         Cmd::Switchover { cluster, to } => {
-            println!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
+            triad_controller::outln!("{}", admin::switchover(&client(&args.config)?, &cluster, &to).await?)
         }
         Cmd::Failover { cluster, to, reason, accept_data_loss, attest_dead } => {
             let c = client(&args.config)?;
-            println!("{}", failover::request(&c, &cluster, &to, &reason, accept_data_loss, &attest_dead).await?)
+            triad_controller::outln!(
+                "{}",
+                failover::request(&c, &cluster, &to, &reason, accept_data_loss, &attest_dead).await?
+            )
         }
         Cmd::Approve { id, wait } => {
-            println!("{}", failover::approve(&client(&args.config)?, id, Duration::from_secs(wait)).await?)
+            triad_controller::outln!(
+                "{}",
+                failover::approve(&client(&args.config)?, id, Duration::from_secs(wait)).await?
+            )
         }
         Cmd::BreakGlass(BreakGlassCmd::Request { cluster, to, attest, controller }) => {
             let c = client(&args.config)?;
-            println!("{}", failover::break_glass_request(&c, controller.as_deref(), &cluster, &to, &attest).await?)
+            triad_controller::outln!(
+                "{}",
+                failover::break_glass_request(&c, controller.as_deref(), &cluster, &to, &attest).await?
+            )
         }
         Cmd::BreakGlass(BreakGlassCmd::Approve { id, controller }) => {
-            println!("{}", failover::break_glass_approve(&client(&args.config)?, controller.as_deref(), id).await?)
+            triad_controller::outln!(
+                "{}",
+                failover::break_glass_approve(&client(&args.config)?, controller.as_deref(), id).await?
+            )
         }
-        Cmd::Cancel { id } => println!("{}", failover::cancel(&client(&args.config)?, id).await?),
+        Cmd::Cancel { id } => triad_controller::outln!("{}", failover::cancel(&client(&args.config)?, id).await?),
         Cmd::Endpoint { cluster, watch, output } => {
             let c = client(&args.config)?;
             let show = |v: &admin::EndpointView| match output {
-                Output::Json => println!("{}", serde_json::to_string(v).unwrap_or_default()),
-                Output::Table => println!("{}", admin::render_endpoint(v)),
+                Output::Json => triad_controller::outln!("{}", serde_json::to_string(v).unwrap_or_default()),
+                Output::Table => triad_controller::outln!("{}", admin::render_endpoint(v)),
             };
             let mut reader = c.reader().await?;
             let mut last = admin::endpoint_on(&mut reader, &cluster).await?;
@@ -364,21 +378,21 @@ async fn run(args: Args) -> Result<(), Error> {
         Cmd::History { cluster, output } => {
             let lines = admin::history(&client(&args.config)?, &cluster).await?;
             match output {
-                Output::Json => println!("{}", json(&lines)),
-                Output::Table => print!("{}", admin::render_history(&lines)),
+                Output::Json => triad_controller::outln!("{}", json(&lines)),
+                Output::Table => triad_controller::out!("{}", admin::render_history(&lines)),
             }
         }
         Cmd::Pause { cluster, reason } => {
-            println!("{}", admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?)
+            triad_controller::outln!("{}", admin::set_paused(&client(&args.config)?, &cluster, true, &reason).await?)
         }
         Cmd::Resume { cluster, reason } => {
-            println!("{}", admin::set_paused(&client(&args.config)?, &cluster, false, &reason).await?)
+            triad_controller::outln!("{}", admin::set_paused(&client(&args.config)?, &cluster, false, &reason).await?)
         }
         Cmd::Audit { limit, output } => {
             let lines = admin::audit(&client(&args.config)?, limit).await?;
             match output {
-                Output::Json => println!("{}", json(&lines)),
-                Output::Table => print!("{}", admin::render_audit(&lines)),
+                Output::Json => triad_controller::outln!("{}", json(&lines)),
+                Output::Table => triad_controller::out!("{}", admin::render_audit(&lines)),
             }
         }
         Cmd::Demo { dir, simulated } => {
@@ -391,7 +405,15 @@ async fn run(args: Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// The longest argument `triadctl` sends: longer ones are refused before anything is sent (a
+/// megabyte in a gRPC request fails far away with "h2 protocol error").
+const MAX_ARG_BYTES: usize = 4096;
+
 fn main() -> ExitCode {
+    if let Some((i, arg)) = std::env::args_os().enumerate().find(|(_, a)| a.len() > MAX_ARG_BYTES) {
+        eprintln!("triadctl: argument {i} is {} bytes long: at most {MAX_ARG_BYTES}", arg.len());
+        return ExitCode::from(2);
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

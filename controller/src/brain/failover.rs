@@ -179,7 +179,12 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
     super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     let waits_for = super::switchover::first_commit_waits_for(&c, accepted_loss);
-    let promote = command(&w.cluster, c.epoch, c.epoch_index, super::switchover::promote(&c, accepted_loss));
+    let promote = command(
+        &w.cluster,
+        c.epoch,
+        c.epoch_index,
+        super::switchover::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms()),
+    );
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
     ctx.bus.call(&to_agent, promote, STEP_TIMEOUT).await.map_err(|e| format!("promoting {}: {e}", w.to))?;

@@ -79,6 +79,9 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
     }
     ctx.leases.grant(|| {
         let g = ctx.state.read().expect("state lock poisoned");
+        if epoch == 0 {
+            return unadopted(&g.state, agent);
+        }
         let c = g
             .state
             .clusters
@@ -94,6 +97,23 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
     Ok(ctx.cfg.lease.period_ms)
 }
 
+/// A lease at epoch 0, asked for by an agent that knows no epoch: granted (the cluster's name)
+/// only while the cluster of the member it hosts is not adopted. That is the controllers' word
+/// that no primary has been named, so a primary the agent finds may keep running (DESIGN.md
+/// point 1); it is decided after the same quorum round as any grant, and recorded like one, so a
+/// failover after the adoption waits for it to end too.
+fn unadopted(state: &crate::state::State, agent: &str) -> Result<String, String> {
+    let c = state
+        .clusters
+        .values()
+        .find(|c| c.members.values().any(|m| m.agent == agent))
+        .ok_or_else(|| format!("agent `{agent}` hosts no member of a configured cluster"))?;
+    match c.epoch {
+        0 => Ok(c.name.clone()),
+        e => Err(format!("`{}` is adopted (epoch {e}): this agent's epoch is behind", c.name)),
+    }
+}
+
 /// Once a failover is recorded, the primary it replaces gets no more leases: the failover waits
 /// for the ones granted before to end, and a grant after that wait would outlive it. (Its new
 /// primary, once the epoch names it, is granted as usual.)
@@ -105,25 +125,27 @@ fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) ->
     }
 }
 
-/// The lease an agent's target state carries when it makes the agent's member primary: counted by
-/// an agent that never held one from receiving it, so it counts as a grant here. Zero when
-/// leadership cannot be confirmed.
-pub async fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
-    match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
-        Ok(Ok(_)) => {
-            let granted = ctx.leases.grant(|| {
-                let g = ctx.state.read().expect("state lock poisoned");
-                let c = g.state.clusters.get(cluster).ok_or_else(|| format!("no cluster `{cluster}`"))?;
-                not_failing_over(&g.state, c)?;
-                Ok(cluster.to_string())
-            });
-            if granted.is_ok() {
-                ctx.cfg.lease.period_ms
-            } else {
-                0
-            }
-        }
-        _ => 0,
+/// Confirms with a quorum round (bounded like a grant's) that this controller still leads and
+/// has applied everything committed before the round began: what it reads of the state next is
+/// current (a linearizable read). Target states are read and sent only after one.
+pub async fn confirm_leading(ctx: &Ctx) -> bool {
+    matches!(tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await, Ok(Ok(_)))
+}
+
+/// The lease an agent's target state carries when it makes the agent's member primary, the state
+/// read after [`confirm_leading`]: counted by an agent that never held one from receiving it, so
+/// it counts as a grant here. Zero while a failover replaces that primary.
+pub fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
+    let granted = ctx.leases.grant(|| {
+        let g = ctx.state.read().expect("state lock poisoned");
+        let c = g.state.clusters.get(cluster).ok_or_else(|| format!("no cluster `{cluster}`"))?;
+        not_failing_over(&g.state, c)?;
+        Ok(cluster.to_string())
+    });
+    if granted.is_ok() {
+        ctx.cfg.lease.period_ms
+    } else {
+        0
     }
 }
 

@@ -156,9 +156,10 @@ pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command
 /// commits wait rather than go asynchronous), unless the role change accepted data loss (a manual
 /// failover outside the synchronous set, e.g. to `dr` with a city lost, where nobody is left to
 /// wait for). Otherwise it starts asynchronous until a standby follows and is made synchronous.
-pub(crate) fn promote(c: &DbCluster, accepted_loss: bool) -> agent_command::Kind {
+/// `vouch_hold_ms` is P(1+rho)+m: the candidate waits that long after its last vouch.
+pub(crate) fn promote(c: &DbCluster, accepted_loss: bool, vouch_hold_ms: u64) -> agent_command::Kind {
     let names = first_commit_waits_for(c, accepted_loss);
-    agent_command::Kind::Promote(triad_proto::v1::Promote { synchronous_standby_names: names })
+    agent_command::Kind::Promote(triad_proto::v1::Promote { synchronous_standby_names: names, vouch_hold_ms })
 }
 
 /// The standbys that [`promote`] makes the new primary's first commits wait for (none: it starts
@@ -246,7 +247,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     let detail = loop {
         let sent = match failpoint("switchover-promote") {
             Ok(()) => {
-                let cmd = command(&name, c2.epoch, c2.epoch_index, promote(&c2, false));
+                let cmd = command(&name, c2.epoch, c2.epoch_index, promote(&c2, false, ctx.cfg.lease.vouch_hold_ms()));
                 ctx.bus.call(&to_agent, cmd, STEP_TIMEOUT).await.map(|r| r.detail)
             }
             Err(e) => Err(e),
@@ -368,7 +369,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
     restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     ctx.bus
-        .call(&to_agent, cmd(promote(&c, false)), STEP_TIMEOUT)
+        .call(&to_agent, cmd(promote(&c, false, ctx.cfg.lease.vouch_hold_ms())), STEP_TIMEOUT)
         .await
         .map_err(|e| format!("promoting {} on recovery: {e}", w.to))?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;

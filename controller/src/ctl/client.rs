@@ -28,7 +28,7 @@ pub struct CtlConfig {
 impl CtlConfig {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = triad_proto::files::read_config(path)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
         let mut cfg: CtlConfig = toml::from_str(&text)
             .map_err(|e| Error::ConfigFile { path: path.display().to_string(), msg: e.to_string() })?;
@@ -47,6 +47,8 @@ impl CtlConfig {
         for (i, c) in cfg.controllers.iter().enumerate() {
             crate::config::check_addr(&format!("controllers[{i}]"), c)?;
         }
+        // A key that is not the certificate's would show only as "transport error" on every call.
+        crate::config::check_tls_pair(("cert", &cfg.cert), ("key", &cfg.key))?;
         Ok(cfg)
     }
 }
@@ -61,7 +63,8 @@ impl Client {
     /// Loads the certificates named in `cfg`.
     pub fn new(cfg: CtlConfig) -> Result<Self> {
         let read = |key: &str, p: &Path| {
-            std::fs::read(p).map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
+            triad_proto::files::read_bounded(p, triad_proto::files::CONFIG_LIMIT)
+                .map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
         };
         let tls =
             triad_proto::tls::client_tls(&read("ca", &cfg.ca)?, &read("cert", &cfg.cert)?, &read("key", &cfg.key)?);

@@ -55,14 +55,14 @@ pub async fn approve(client: &Client, id: u64, wait: Duration) -> Result<String>
             return Ok(r.message);
         }
         if std::mem::take(&mut first) {
-            println!("request {id} approved; the leader carries it out");
+            crate::outln!("request {id} approved; the leader carries it out");
         }
         // Progress: the steps of the newest failover of the cluster, as they are recorded.
         if let Ok(h) = c.history(pb::HistoryRequest { cluster: a.cluster.clone() }).await {
             let h = h.into_inner();
             if let Some(w) = h.workflows.iter().find(|w| w.kind == "failover" && w.started_ms >= a.requested_ms) {
                 for s in w.steps.iter().skip(shown) {
-                    println!("  {:<18} {}", s.name, s.note);
+                    crate::outln!("  {:<18} {}", s.name, s.note);
                 }
                 shown = shown.max(w.steps.len());
             }
