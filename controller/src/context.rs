@@ -37,6 +37,8 @@ pub struct Ctx {
     pub restart: tokio::sync::watch::Sender<bool>,
     /// Since when this controller has known no leader (`None` while it knows one).
     pub leaderless_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The budget of refused calls recorded in the audit log (`api/auth.rs`).
+    pub refusals: crate::api::auth::RefusalAudit,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for timestamps carried in proposals.

@@ -111,6 +111,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         metrics: metrics.clone(),
         restart: restart_tx,
         leaderless_since: Default::default(),
+        refusals: Default::default(),
     });
     tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));

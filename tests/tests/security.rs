@@ -157,6 +157,40 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     ensure!(code(r) == Code::FailedPrecondition, "deleting a missing user is refused");
     let after = admin.state(pb::StateRequest {}).await?.into_inner().users.len();
     ensure!(before == after, "refused calls changed nothing");
+
+    // Refusals for want of a role are recorded in the audit log, with who asked (issue 16).
+    let r = sam.put_user(pb::PutUserRequest { name: "sam".into(), role: "admin".into() }).await;
+    ensure!(code(r) == Code::PermissionDenied, "soc may not change users");
+    let mut as_agent = as_identity(&d, &addr, "agent-dc").await?;
+    let r = as_agent.switchover(pb::SwitchoverRequest { cluster: "customs".into(), to: "ndc".into() }).await;
+    ensure!(code(r) == Code::PermissionDenied, "an agent may not switch over");
+    let mut as_peer = as_identity(&d, &addr, "controller-1").await?;
+    let r = as_peer.delete_user(pb::DeleteUserRequest { name: "carol".into() }).await;
+    ensure!(code(r) == Code::PermissionDenied, "a controller's certificate may not change users");
+    let expected = [
+        ("audrey", "auditor", "refused call: changing users"),
+        ("nick", "noc", "refused call: adding a controller"),
+        ("sam", "soc", "refused call: changing users"),
+        ("agent-dc", "agent", "refused call: a switchover"),
+        ("controller-1", "peer", "refused call: changing users"),
+        ("admin", "admin", "refused call: the Raft peer protocol"),
+    ];
+    let recorded = triad_tests::wait_for("the refusals in the audit log", Duration::from_secs(10), || {
+        let mut admin = admin.clone();
+        async move {
+            let entries = admin.audit(pb::AuditRequest { limit: 200 }).await.ok()?.into_inner().entries;
+            let found = |(actor, role, action): &(&str, &str, &str)| {
+                entries.iter().any(|e| e.actor == *actor && e.role == *role && e.action.starts_with(action))
+            };
+            expected.iter().all(found).then_some(())
+        }
+    })
+    .await;
+    if recorded.is_err() {
+        let entries = admin.audit(pb::AuditRequest { limit: 50 }).await?.into_inner().entries;
+        let actions: Vec<String> = entries.iter().map(|e| format!("{} ({}): {}", e.actor, e.role, e.action)).collect();
+        anyhow::bail!("refusals missing from the audit log: {actions:#?}");
+    }
     Ok(())
 }
 

@@ -107,7 +107,7 @@ impl AgentLink for AgentLinkApi {
 impl AgentLinkApi {
     async fn open(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
         let caller = auth::caller(&req, &self.ctx.state)?;
-        auth::require(&caller, &[Role::Agent], "an agent stream")?;
+        auth::require_recorded(&self.ctx, &caller, &[Role::Agent], "an agent stream")?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await

@@ -30,7 +30,16 @@ impl ControlApi {
         ControlApi { ctx }
     }
 
+    /// Authenticates the caller of a call that would change something and checks its role; a
+    /// refusal is recorded in the audit log too (DESIGN.md, "Security").
     pub(super) fn authorise<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
+        let caller = auth::caller(req, &self.ctx.state)?;
+        auth::require_recorded(&self.ctx, &caller, allowed, what)?;
+        Ok(caller)
+    }
+
+    /// Like [`Self::authorise`] for a read: a refused read changes nothing and is not recorded.
+    pub(super) fn authorise_read<T>(&self, req: &Request<T>, allowed: &[Role], what: &str) -> Result<Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
         auth::require(&caller, allowed, what)?;
         Ok(caller)
@@ -70,7 +79,7 @@ fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
 #[tonic::async_trait]
 impl Control for ControlApi {
     async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
-        let result = self.authorise(&req, READERS, "reading status").map(|_| {
+        let result = self.authorise_read(&req, READERS, "reading status").map(|_| {
             let m = self.ctx.raft.metrics().borrow().clone();
             let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
@@ -95,7 +104,7 @@ impl Control for ControlApi {
     }
 
     async fn state(&self, req: Request<pb::StateRequest>) -> Result<Response<pb::StateReply>, Status> {
-        let result = self.authorise(&req, READERS, "reading state").map(|_| {
+        let result = self.authorise_read(&req, READERS, "reading state").map(|_| {
             let obs = self.ctx.obs.snapshot();
             let stale = !self.ctx.is_leader();
             let fresh = std::time::Duration::from_millis(self.ctx.cfg.agents.down_after_ms);
@@ -375,7 +384,7 @@ impl Control for ControlApi {
     }
 
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
-        let result = self.authorise(&req, READERS, "reading history").map(|_| {
+        let result = self.authorise_read(&req, READERS, "reading history").map(|_| {
             let cluster = req.get_ref().cluster.clone();
             let g = self.ctx.state.read().expect("state lock poisoned");
             let workflows = g
@@ -409,7 +418,7 @@ impl Control for ControlApi {
 
     async fn audit(&self, req: Request<pb::AuditRequest>) -> Result<Response<pb::AuditReply>, Status> {
         let result = (|| {
-            self.authorise(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;
+            self.authorise_read(&req, &[Role::Admin, Role::Auditor], "reading the audit log")?;
             let limit = match req.get_ref().limit {
                 0 => 100,
                 n => n.min(10_000) as usize,

@@ -23,7 +23,7 @@ impl PeerApi {
 
     fn check<T>(&self, req: &Request<T>) -> Result<auth::Caller, Status> {
         let caller = auth::caller(req, &self.ctx.state)?;
-        auth::require(&caller, &[Role::Peer], "the Raft peer protocol")?;
+        auth::require_recorded(&self.ctx, &caller, &[Role::Peer], "the Raft peer protocol")?;
         Ok(caller)
     }
 

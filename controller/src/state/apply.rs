@@ -92,6 +92,7 @@ impl State {
                     }
                 }
             }
+            Command::RecordRefusal { what, why } => (format!("refused call: {what}"), Err(why.clone())),
             Command::PutUser { name, role } => {
                 let what = format!("put user {name} role={role}");
                 if !role.is_user_role() {

@@ -48,6 +48,9 @@ pub enum Command {
     RegisterAgent { name: String, site: String, host: String, facts: HostFacts },
     /// The leader judged an agent up or down.
     SetAgentUp { name: String, up: bool, reason: String },
+    /// A call refused at the edge because its caller's role lacks the right: changes nothing
+    /// but the audit log (DESIGN.md, "Security": every mutating call is checked and recorded).
+    RecordRefusal { what: String, why: String },
     /// Give a client identity a role (or `disabled`).
     PutUser { name: String, role: Role },
     /// Remove a client identity's override; its certificate's role applies again.
