@@ -77,14 +77,21 @@ impl Deployment {
     }
 
     /// Waits until `member` holds every id in `acked` (its replication may trail a moment).
+    /// A member restarting for a moment is not a lost write: the connection is retried within
+    /// the deadline, and a failure shows the logs.
     pub async fn wait_holds_all(&self, member: &str, acked: &[i64], timeout: Duration) -> Result<()> {
-        let client = self.pg_connect(member).await?;
-        wait_for(&format!("{member} to hold every acknowledged write"), timeout, || async {
+        let held = wait_for(&format!("{member} to hold every acknowledged write"), timeout, || async {
+            let client = self.pg_connect(member).await.ok()?;
             let rows = client.query("SELECT id FROM orders", &[]).await.ok()?;
             let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
             acked.iter().all(|id| have.contains(id)).then_some(())
         })
-        .await
+        .await;
+        if held.is_err() {
+            let agent = format!("agent-{member}");
+            self.diagnose(&["controller-1", "controller-2", "controller-3", &agent])?;
+        }
+        held
     }
 
     /// How many of `acked` (ids of acknowledged writes) are not in `member`'s table `orders`.

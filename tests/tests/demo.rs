@@ -69,6 +69,31 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
     let table = String::from_utf8_lossy(&table.stdout);
     ensure!(table.contains("leader") && table.contains("agent-ndc") && table.contains("customs"), "{table}");
 
+    // The two-person rule with the demo's own second identity (noc `nora`): admin asks, nora
+    // approves; the demo's instructions name her config.
+    let ctl = |config: &str, args: &[&str]| {
+        Command::new(bin("triadctl")).args(args).env("TRIAD_CONFIG", demo_dir.join(config)).output()
+    };
+    let out = ctl("triadctl.toml", &["pause", "--cluster", "customs", "--reason", "trying the two-person rule"])?;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success() && said.contains("a second person"), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let id = said.split_whitespace().nth(1).map(|s| s.trim_end_matches(':').to_string()).unwrap_or_default();
+    let out = ctl("triadctl-noc.toml", &["approve", &id])?;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success() && said.contains("automatic failover off"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl("triadctl.toml", &["resume", "--cluster", "customs"])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out_path = dir.path().join("demo.out");
+    wait_for("the demo's instructions for a second approver", Duration::from_secs(10), || async {
+        let printed = std::fs::read_to_string(&out_path).unwrap_or_default();
+        printed.contains("triadctl-noc.toml triadctl approve ID").then_some(())
+    })
+    .await?;
+
     // The controllers' metrics endpoint answers with triad_* metrics.
     let http = doc["controllers"][0]["http_addr"].as_str().context("http_addr")?;
     let body = http_get(http, "/metrics").await?;

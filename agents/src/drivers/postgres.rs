@@ -186,7 +186,10 @@ impl DatabaseDriver for PostgresDriver {
     async fn observe(&self) -> DbStatus {
         let mut st = self.base();
         if let Some(l) = &self.local {
-            st.configured_standby = l.data_dir.join("standby.signal").exists();
+            // A single-user server (pg_rewind's recovery step, which this agent runs during a
+            // rejoin) writes its pid negated and serves no client: not a primary either.
+            st.configured_standby =
+                l.data_dir.join("standby.signal").exists() || postgres_kill::single_user_running(&l.data_dir);
         }
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {

@@ -20,6 +20,15 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     (pid > 0 && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
+/// Whether `data_dir/postmaster.pid` names a live single-user server (its pid written negated).
+pub fn single_user_running(data_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else { return false };
+    match text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+        Some(pid) if pid < 0 => Path::new(&format!("/proc/{}", -pid)).exists(),
+        _ => false,
+    }
+}
+
 /// The state letter and parent pid of `pid`, from `/proc/pid/stat` (`R`, `S`, `T`, `Z`, ...).
 fn stat(pid: i32) -> Option<(char, i32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -115,5 +124,9 @@ mod tests {
         assert_eq!(postmaster_pid(dir.path()), None);
         std::fs::write(dir.path().join("postmaster.pid"), "garbage").unwrap();
         assert_eq!(postmaster_pid(dir.path()), None);
+        assert!(!single_user_running(dir.path()));
+        std::fs::write(dir.path().join("postmaster.pid"), format!("-{me}\n/data\n")).unwrap();
+        assert!(single_user_running(dir.path()), "a negated pid is a single-user server");
+        assert_eq!(postmaster_pid(dir.path()), None, "which has no postmaster to kill");
     }
 }

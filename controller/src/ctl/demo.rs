@@ -169,7 +169,13 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
     println!("\nstopping {} processes ...", procs.len());
     if let Some(w) = &workload {
         w.stop();
-        println!("  the write workload committed {} rows ({} attempts failed)", w.ok(), w.failed());
+        println!(
+            "  the write workload committed {} rows ({} attempts failed, {} commits not acknowledged within {} s)",
+            w.ok(),
+            w.failed(),
+            w.unacknowledged(),
+            COMMIT_TIMEOUT.as_secs()
+        );
     }
     stop_all(&mut procs).await;
     if let Some(c) = pg {
@@ -188,14 +194,23 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
 struct Workload {
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// Commits not acknowledged within [`COMMIT_TIMEOUT`]: outcome unknown.
+    unacknowledged: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long the demo's workload waits for a commit. A commit that the synchronous standby never
+/// confirms waits in `SyncRep` for ever; the workload gives up on that connection, says so, and
+/// reconnects (its outcome is unknown: it may be committed locally).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Workload {
     fn start(conninfos: Vec<String>) -> Self {
-        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (o, f) = (ok.clone(), failed.clone());
+        let (ok, failed, unacknowledged) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (o, f, u) = (ok.clone(), failed.clone(), unacknowledged.clone());
         let task = tokio::spawn(async move {
+            let mut waiting = false;
             let mut client: Option<tokio_postgres::Client> = None;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
@@ -218,16 +233,37 @@ impl Workload {
                     f.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                match c.execute("INSERT INTO orders (note) VALUES ('demo')", &[]).await {
-                    Ok(_) => o.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => {
+                let insert = c.execute("INSERT INTO orders (note) VALUES ('demo')", &[]);
+                match tokio::time::timeout(COMMIT_TIMEOUT, insert).await {
+                    Ok(Ok(_)) => {
+                        if std::mem::take(&mut waiting) {
+                            println!("  demo workload: commits are acknowledged again");
+                        }
+                        o.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Ok(Err(_)) => {
                         client = None;
                         f.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => {
+                        if !std::mem::replace(&mut waiting, true) {
+                            println!(
+                                "  ! demo workload: a commit was not acknowledged within {} s (waiting for its \
+                                 synchronous standby?); its outcome is unknown, reconnecting",
+                                COMMIT_TIMEOUT.as_secs()
+                            );
+                        }
+                        client = None;
+                        u.fetch_add(1, Ordering::Relaxed)
                     }
                 };
             }
         });
-        Workload { ok, failed, task }
+        Workload { ok, failed, unacknowledged, task }
+    }
+
+    fn unacknowledged(&self) -> u64 {
+        self.unacknowledged.load(Ordering::Relaxed)
     }
 
     fn ok(&self) -> u64 {
@@ -366,5 +402,9 @@ async fn print_summary(plan: &LocalDeployment, client: &Client, pg: Option<&PgCl
     println!("  export TRIAD_CONFIG={}", plan.ctl_config_path().display());
     println!("  triadctl status");
     println!("  kill -9 <the leader's pid from demo.json>   # a new leader within seconds; triadctl status shows it");
+    println!(
+        "  TRIAD_CONFIG={} triadctl approve ID   # a second person (noc `nora`) approves a request",
+        plan.second_ctl_config_path().display()
+    );
     println!("Ctrl-C here stops everything.");
 }

@@ -270,18 +270,29 @@ impl LocalDeployment {
             certs::issue(&certs, &certs, "agent", &a.name, &[])?;
             write(&self.agent_config_path(&a.name), &self.agent_config_text(a))?;
         }
-        certs::issue(&certs, &certs, "admin", "admin", &[])?;
+        self.write_ctl_identity("admin", "admin", &self.ctl_config_path())?;
+        // A second person, for what needs two (a manual failover, pause, break-glass): the noc
+        // engineer `nora` approves what `admin` asked.
+        self.write_ctl_identity("noc", "nora", &self.second_ctl_config_path())
+    }
+
+    /// A second `triadctl` configuration, for the noc identity `nora`.
+    pub fn second_ctl_config_path(&self) -> PathBuf {
+        self.dir.join("triadctl-noc.toml")
+    }
+
+    /// Issues a certificate for `name` with `role` and writes a `triadctl` config using it.
+    fn write_ctl_identity(&self, role: &str, name: &str, path: &Path) -> Result<()> {
+        let certs = self.certs_dir();
+        certs::issue(&certs, &certs, role, name, &[])?;
         let ctl = CtlConfig {
             controllers: self.controllers.iter().map(|c| c.grpc_addr.clone()).collect(),
             ca: certs::ca_cert_path(&certs),
-            cert: certs.join("admin.pem"),
-            key: certs.join("admin.key"),
+            cert: certs.join(format!("{name}.pem")),
+            key: certs.join(format!("{name}.key")),
         };
         let text = toml::to_string(&ctl).map_err(|e| Error::InvalidArgument(format!("serialising config: {e}")))?;
-        write(
-            &self.ctl_config_path(),
-            &format!("# triadctl: export TRIAD_CONFIG={}\n{text}", self.ctl_config_path().display()),
-        )
+        write(path, &format!("# triadctl as `{name}` (role {role}): export TRIAD_CONFIG={}\n{text}", path.display()))
     }
 }
 
