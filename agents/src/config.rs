@@ -319,20 +319,11 @@ impl AgentConfig {
     /// controllers refuse a stream whose hello names another agent, so an agent whose `name`
     /// differs from its certificate could never do anything.
     fn check_identity(&self) -> Result<()> {
-        use triad_proto::files::{read_bounded, CONFIG_LIMIT};
         use triad_proto::tls::IdentityError;
-        let (cert, key) = (&self.tls.cert, &self.tls.key);
-        let cert_pem =
-            read_bounded(cert, CONFIG_LIMIT).map_err(|e| key_err("tls.cert", format!("{}: {e}", cert.display())))?;
-        let key_pem =
-            read_bounded(key, CONFIG_LIMIT).map_err(|e| key_err("tls.key", format!("{}: {e}", key.display())))?;
-        let (cn, ou) = triad_proto::tls::check_identity_pem(&cert_pem, &key_pem).map_err(|e| match e {
-            IdentityError::Cert(why) => key_err("tls.cert", format!("{}: {why}", cert.display())),
-            IdentityError::Key(why) => key_err("tls.key", format!("{}: {why}", key.display())),
-            IdentityError::Mismatch => key_err(
-                "tls.key",
-                format!("{} is not the private key of the certificate {}", key.display(), cert.display()),
-            ),
+        let (cn, ou) = triad_proto::tls::check_identity_files(&self.tls.cert, &self.tls.key).map_err(|e| match e {
+            IdentityError::Cert(why) => key_err("tls.cert", why),
+            IdentityError::Key(why) => key_err("tls.key", why),
+            mismatch @ IdentityError::Mismatch => key_err("tls.key", mismatch.to_string()),
         })?;
         if cn != self.name || ou != "agent" {
             return Err(key_err(

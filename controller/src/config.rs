@@ -263,17 +263,11 @@ fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
 /// Reads a certificate and its key (bounded) and checks that they belong together, naming the
 /// key at fault: `(common name, organisational unit)` of the certificate.
 pub fn check_tls_pair((cert_key, cert): (&str, &Path), (key_key, key): (&str, &Path)) -> Result<(String, String)> {
-    use triad_proto::files::{read_bounded, CONFIG_LIMIT};
     use triad_proto::tls::IdentityError;
-    let cert_pem =
-        read_bounded(cert, CONFIG_LIMIT).map_err(|e| key_err(cert_key, format!("{}: {e}", cert.display())))?;
-    let key_pem = read_bounded(key, CONFIG_LIMIT).map_err(|e| key_err(key_key, format!("{}: {e}", key.display())))?;
-    triad_proto::tls::check_identity_pem(&cert_pem, &key_pem).map_err(|e| match e {
-        IdentityError::Cert(why) => key_err(cert_key, format!("{}: {why}", cert.display())),
-        IdentityError::Key(why) => key_err(key_key, format!("{}: {why}", key.display())),
-        IdentityError::Mismatch => {
-            key_err(key_key, format!("{} is not the private key of the certificate {}", key.display(), cert.display()))
-        }
+    triad_proto::tls::check_identity_files(cert, key).map_err(|e| match e {
+        IdentityError::Cert(why) => key_err(cert_key, why),
+        IdentityError::Key(why) => key_err(key_key, why),
+        mismatch @ IdentityError::Mismatch => key_err(key_key, mismatch.to_string()),
     })
 }
 

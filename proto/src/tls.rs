@@ -84,6 +84,24 @@ pub fn check_identity_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<(String, St
     identity_of(&pem.contents).map_err(IdentityError::Cert)
 }
 
+/// [`check_identity_pem`] on the files at `cert` and `key` (each read with the configuration
+/// size limit); the error names the file at fault and why.
+pub fn check_identity_files(cert: &std::path::Path, key: &std::path::Path) -> Result<(String, String), IdentityError> {
+    use crate::files::{read_bounded, CONFIG_LIMIT};
+    let cert_pem =
+        read_bounded(cert, CONFIG_LIMIT).map_err(|e| IdentityError::Cert(format!("{}: {e}", cert.display())))?;
+    let key_pem = read_bounded(key, CONFIG_LIMIT).map_err(|e| IdentityError::Key(format!("{}: {e}", key.display())))?;
+    check_identity_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        IdentityError::Cert(why) => IdentityError::Cert(format!("{}: {why}", cert.display())),
+        IdentityError::Key(why) => IdentityError::Key(format!("{}: {why}", key.display())),
+        IdentityError::Mismatch => IdentityError::Key(format!(
+            "{} is not the private key of the certificate {}",
+            key.display(),
+            cert.display()
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
