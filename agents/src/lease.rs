@@ -290,14 +290,16 @@ struct Tick {
 
 /// Whether the server may be running as a primary, from the latest observation (`None`: none
 /// yet) and the role last seen while it answered. A server that does not answer is assumed to be
-/// one unless it was last seen as a standby or its data directory says it is one: an agent that
-/// cannot see its server assumes the worst (DESIGN.md point 1).
+/// one unless its data directory says it is a standby: an agent that cannot see its server
+/// assumes the worst (DESIGN.md point 1).
 fn may_be_primary(obs: Option<&DbStatus>, last_role: &str) -> bool {
     match obs {
         None => true,
         Some(o) if o.up => o.role == "primary",
         Some(o) if o.stopped => false,
-        Some(o) => last_role == "primary" || !(o.configured_standby || last_role == "standby"),
+        // Not answering: the files say what it would be. A server last seen as a standby whose
+        // standby.signal is gone may have been promoted since (by hand), so that is no proof.
+        Some(o) => last_role == "primary" || !o.configured_standby,
     }
 }
 
@@ -533,7 +535,10 @@ mod tests {
         assert!(may_be_primary(Some(&obs(false, "down", false, false)), ""), "not configured as a standby");
         assert!(may_be_primary(Some(&obs(false, "down", false, true)), "primary"), "last seen as a primary");
         assert!(!may_be_primary(Some(&obs(false, "down", false, true)), ""), "a standby by its files");
-        assert!(!may_be_primary(Some(&obs(false, "down", false, false)), "standby"), "last seen as a standby");
+        assert!(
+            may_be_primary(Some(&obs(false, "down", false, false)), "standby"),
+            "last seen as a standby, but its files no longer say so: promoted since?"
+        );
     }
 
     #[test]
