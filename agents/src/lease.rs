@@ -376,6 +376,11 @@ impl Guard {
             let jump_ms = gap_boot as i64 - gap_mono as i64;
 
             let obs = self.db.read().expect("db lock poisoned").clone();
+            // The target before the lease: a target state naming this member primary is accepted
+            // only after its first lease is recorded (`link.rs`), so this order never sees one
+            // without the other.
+            let target = self.target.current();
+            let epoch = self.target.epoch();
             let st = self.lease.snapshot();
             self.metrics.lease_remaining.set(st.remaining_ms(st.epoch, now_boot) as f64 / 1000.0);
             // Before the first observation, give the observer its bound (it has timeouts) to look.
@@ -396,8 +401,6 @@ impl Guard {
                 continue;
             }
             let wd_problem = watchdog.keep_alive(st.period_ms);
-            let target = self.target.current();
-            let epoch = self.target.epoch();
             // Waiting for the controllers' first word: nothing known, nothing heard, not for long.
             let grace = epoch == Some(0)
                 && target.is_none()

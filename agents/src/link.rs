@@ -355,13 +355,16 @@ fn handle(
         }
         Some(controller_message::Msg::Assignment(a)) => {
             drop(map);
-            let (epoch, period) = (a.epoch, a.lease_ms);
             let was = lease_epoch(p);
+            // The first lease before the target is accepted: the guard reads the target before
+            // the lease, so it never sees this member named primary without the lease that comes
+            // with it. (Only an agent never under lease takes it, so nothing else changes; a
+            // lease at an epoch no accepted target names counts for nothing.)
+            if a.role == "primary" {
+                p.lease.first(a.epoch, a.lease_ms);
+            }
             p.target.receive(a);
             let now = lease_epoch(p);
-            if now == Some(epoch) {
-                p.lease.first(epoch, period);
-            }
             if now != was && now.is_some_and(|e| e > 0) {
                 p.renew.notify_waiters();
                 return true;
