@@ -287,6 +287,15 @@ impl Deployment {
         Ok(())
     }
 
+    /// Freezes `key`'s whole process group with SIGSTOP, as a hung host would; it continues
+    /// when the returned guard is dropped (also when the test fails).
+    pub fn pause(&self, key: &str) -> Result<Paused> {
+        let child = self.procs.get(key).ok_or_else(|| anyhow!("{key} was not started"))?;
+        let group = Pid::from_raw(child.id() as i32);
+        killpg(group, Signal::SIGSTOP).with_context(|| format!("SIGSTOP {key}"))?;
+        Ok(Paused { group })
+    }
+
     /// `kill -9` of a process (and its group).
     pub fn kill(&mut self, key: &str) -> Result<()> {
         self.signal(key, Signal::SIGKILL)
@@ -520,5 +529,16 @@ impl Drop for Deployment {
                 eprintln!("---- last lines of {key} ----\n{}", lines[lines.len().saturating_sub(25)..].join("\n"));
             }
         }
+    }
+}
+
+/// A process group stopped by [`Deployment::pause`]; continued when dropped.
+pub struct Paused {
+    group: Pid,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = killpg(self.group, Signal::SIGCONT);
     }
 }

@@ -110,10 +110,14 @@ pub fn judge(
         // Point 6: the primary's agent silent, or reporting the server stopped, long enough...
         let lost_after = Duration::from_millis(policy.primary_lost_after_ms);
         let silent = obs.get(&pm.agent).map(|o| now.saturating_duration_since(o.last_seen)).unwrap_or(Duration::MAX);
-        let stopped = report(&pm.agent).is_some_and(|d| !d.up && d.stopped);
+        // Counted from the first report of the server stopped, and reset only by one of it up: a
+        // restart that fails (its reports in between neither up nor stopped) does not start the
+        // count again, so a primary that cannot start is judged lost all the same.
+        let primary_report = report(&pm.agent);
+        let stopped = primary_report.as_ref().is_some_and(|d| !d.up && d.stopped);
         if stopped {
             down_since.entry(c.name.clone()).or_insert(now);
-        } else {
+        } else if primary_report.as_ref().is_none_or(|d| d.up) {
             down_since.remove(&c.name);
         }
         let stopped_for = down_since.get(&c.name).map(|t| now.saturating_duration_since(*t)).unwrap_or_default();
@@ -148,6 +152,17 @@ pub fn judge(
         out.insert(c.name.clone(), Judgement { blocked, failover });
     }
     out
+}
+
+/// While the leader restarts a primary its own fence stopped (`restart.rs`), the detector holds:
+/// no automatic failover starts, and status says why. The restarts are bounded, so the hold is.
+pub fn hold(judgements: &mut HashMap<String, Judgement>, holds: &HashMap<String, String>) {
+    for (cluster, why) in holds {
+        if let Some(j) = judgements.get_mut(cluster) {
+            j.failover = None;
+            j.blocked = if j.blocked.is_empty() { why.clone() } else { format!("{why}; {}", j.blocked) };
+        }
+    }
 }
 
 /// The failovers of `cluster` a controller decided on (a manual one is asked by a person).
@@ -226,6 +241,38 @@ mod tests {
         // A standby still streaming means the primary runs: only its agent's path is cut.
         obs.insert("dr".into(), seen(now, standby("dr", true)));
         assert_eq!(judge_at(&s, &obs, now).failover, None);
+    }
+
+    #[test]
+    fn a_primary_that_cannot_start_is_judged_lost_through_failed_restarts_unless_held() {
+        let s = state(&["ndc"]);
+        let policy = FailoverPolicy::default();
+        let (t0, mut down) = (Instant::now(), HashMap::new());
+        let dc = |d: DbStatus, at: Instant| {
+            HashMap::from([
+                ("dc".to_string(), seen(at, DbStatus { agent_epoch: 1, ..d })),
+                ("ndc".to_string(), seen(at, standby("ndc", false))),
+            ])
+        };
+        let stopped = DbStatus { stopped: true, stopped_by_fence: true, role: "down".into(), ..Default::default() };
+        let starting = DbStatus { role: "down".into(), ..Default::default() };
+        let mut at = |d: DbStatus, ms: u64| {
+            let now = t0 + Duration::from_millis(ms);
+            judge(&s, &dc(d, now), &policy, Duration::from_secs(1), now, 10_000_000, &mut down).remove("customs")
+        };
+        at(stopped.clone(), 0);
+        // A restart attempt in between (neither up nor stopped) does not start the count again.
+        at(starting, 300);
+        let j = at(stopped.clone(), policy.primary_lost_after_ms + 10).unwrap();
+        assert_eq!(j.failover.as_ref().map(|f| f.0.as_str()), Some("ndc"), "{j:?}");
+        // While the leader restarts it, the detector holds and says why.
+        let mut all = HashMap::from([("customs".to_string(), j)]);
+        hold(&mut all, &HashMap::from([("customs".to_string(), "the leader restarts `dc`".to_string())]));
+        assert_eq!(all["customs"].failover, None);
+        assert_eq!(all["customs"].blocked, "the leader restarts `dc`");
+        // Seen up, the count starts again.
+        at(DbStatus { up: true, role: "primary".into(), ..Default::default() }, 700);
+        assert_eq!(at(stopped, 800).unwrap().failover, None);
     }
 
     #[test]

@@ -251,12 +251,14 @@ async fn await_vouchers(ctx: &Ctx, c: &DbCluster, list: &str) -> Result<String, 
 }
 
 /// The brain's step: judge, record a changed verdict, start a failover when one is due.
-pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>) {
+/// `holds`: clusters whose fenced primary the leader is restarting, and why (`restart.rs`).
+pub fn tick(ctx: &Arc<Ctx>, down_since: &mut HashMap<String, Instant>, holds: &HashMap<String, String>) {
     let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms).max(Duration::from_millis(500));
-    let judgements = {
+    let mut judgements = {
         let g = ctx.state.read().expect("state lock poisoned");
         judge(&g.state, &ctx.obs.snapshot(), &ctx.cfg.failover, fresh, Instant::now(), now_ms(), down_since)
     };
+    super::detector::hold(&mut judgements, holds);
     for (name, j) in judgements {
         let recorded = cluster(ctx, &name).map(|c| c.failover_blocked).unwrap_or_default();
         if recorded != j.blocked {

@@ -91,6 +91,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut counted: HashSet<u64> = HashSet::new();
     let mut missing = std::collections::HashMap::new();
     let mut primary_down_since = std::collections::HashMap::new();
+    let mut restarts_given_up = std::collections::HashMap::new();
     let mut break_glass_settled = false;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,10 +135,11 @@ pub async fn run(ctx: Arc<Ctx>) {
         // Judge only once agents had time to report to this leader: a primary it has not heard
         // from yet is not thereby lost.
         if since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4 {
-            // A primary its own fence stopped is started again before it could be judged lost.
-            restart::tick(&ctx);
-            failover::tick(&ctx, &mut primary_down_since);
+            // A person's approved failover first; then a primary its own fence stopped is started
+            // again (a bounded number of times) before it could be judged lost.
             manual::tick(&ctx);
+            let holds = restart::tick(&ctx, &mut restarts_given_up);
+            failover::tick(&ctx, &mut primary_down_since, &holds);
             rejoin::tick(&ctx);
         }
         let mut todo = Vec::new();

@@ -19,24 +19,100 @@ use triad_proto::v1::agent_command;
 use super::observations::AgentObservation;
 use super::switchover::{command, propose, STEP_TIMEOUT};
 use crate::context::Ctx;
-use crate::state::{Actor, Command, State};
+use crate::state::{Actor, Command, State, Workflow};
 
-/// Clusters whose primary is stopped by its agent's fence: (cluster, primary, agent, why).
-pub fn due(
+/// How many restarts in a row a fenced primary gets before the leader stops trying and the
+/// detector judges it as it would any stopped primary (issue 16, item 7: a server that cannot
+/// start was restarted five times a second, forever, and each restart held the cluster's
+/// workflow key, so no failover, automatic or approved, could ever run).
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// The pause after the first failed restart; it doubles after each further one.
+const FIRST_BACKOFF_MS: u64 = 500;
+
+/// Failed restarts older than this no longer count: a primary fenced again an hour later gets
+/// its attempts afresh.
+const ATTEMPT_WINDOW_MS: u64 = 600_000;
+
+/// What the leader does about a cluster whose primary its own fence stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Restart it now (attempt `attempt` of [`MAX_ATTEMPTS`]).
+    Start { member: String, agent: String, why: String, attempt: usize },
+    /// The last attempt failed; the next one starts in `in_ms`. The detector holds meanwhile.
+    BackOff { member: String, attempt: usize, in_ms: u64 },
+    /// Every attempt failed: the leader stops restarting it and the detector judges it.
+    GaveUp { member: String, attempts: usize },
+}
+
+impl Plan {
+    /// While a restart is under way or due, why the detector holds automatic failover (shown
+    /// in status); `None` once the leader gave up and the detector judges the primary.
+    pub fn holds_failover(&self) -> Option<String> {
+        match self {
+            Plan::Start { member, attempt, .. } => Some(format!(
+                "the leader restarts `{member}`, stopped by its fence (attempt {attempt} of {MAX_ATTEMPTS})"
+            )),
+            Plan::BackOff { member, attempt, in_ms } => Some(format!(
+                "the leader restarts `{member}`, stopped by its fence, in {in_ms} ms (attempt {attempt} of \
+                 {MAX_ATTEMPTS})"
+            )),
+            Plan::GaveUp { .. } => None,
+        }
+    }
+}
+
+/// The restarts of `member` that failed since its last one that completed, within the window:
+/// how many, and when the newest ended. Read from `State`, so a new leader keeps the count.
+fn failed_attempts(state: &State, cluster: &str, member: &str, now_ms: u64) -> (usize, u64) {
+    let mut ours: Vec<&Workflow> =
+        state.workflows.values().filter(|w| w.kind == "restart" && w.cluster == cluster && w.to == member).collect();
+    ours.sort_by_key(|w| w.id);
+    let mut failed = (0, 0);
+    for w in ours {
+        match &w.finished {
+            Some((_, o)) if o.starts_with("completed") => failed = (0, 0),
+            Some((at, _)) if now_ms.saturating_sub(*at) < ATTEMPT_WINDOW_MS => failed = (failed.0 + 1, *at),
+            _ => {}
+        }
+    }
+    failed
+}
+
+/// Clusters whose primary is stopped by its agent's fence, and what to do about each. Never
+/// while paused or while a workflow runs, nor while a person's approved failover waits to run.
+pub fn plan(
     state: &State,
     obs: &HashMap<String, AgentObservation>,
     fresh: Duration,
     now: Instant,
-) -> Vec<(String, String, String, String)> {
+    now_ms: u64,
+) -> HashMap<String, Plan> {
     let report =
         |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
-    let mut out = Vec::new();
+    let approved_failover = |cluster: &str| {
+        state.approvals.values().any(|a| a.cluster == cluster && a.action == "failover" && a.state == "approved")
+    };
+    let mut out = HashMap::new();
     for c in state.clusters.values().filter(|c| c.epoch > 0 && !c.paused && c.workflow.is_none()) {
         let Some(p) = c.primary.as_ref().and_then(|p| c.members.get(p)) else { continue };
         let Some(d) = report(&p.agent) else { continue };
-        if d.stopped_by_fence && !d.up && d.agent_epoch == c.epoch && !d.epoch_unknown {
-            out.push((c.name.clone(), p.name.clone(), p.agent.clone(), d.fenced_reason.clone()));
+        let fenced = d.stopped_by_fence && !d.up && d.agent_epoch == c.epoch && !d.epoch_unknown;
+        if !fenced || approved_failover(&c.name) {
+            continue;
         }
+        let member = p.name.clone();
+        let (failed, last_ms) = failed_attempts(state, &c.name, &member, now_ms);
+        let plan = if failed >= MAX_ATTEMPTS {
+            Plan::GaveUp { member, attempts: failed }
+        } else {
+            let backoff = if failed == 0 { 0 } else { FIRST_BACKOFF_MS << (failed - 1) };
+            match (last_ms + backoff).saturating_sub(now_ms) {
+                0 => Plan::Start { member, agent: p.agent.clone(), why: d.fenced_reason.clone(), attempt: failed + 1 },
+                in_ms => Plan::BackOff { member, attempt: failed + 1, in_ms },
+            }
+        };
+        out.insert(c.name.clone(), plan);
     }
     out
 }
@@ -65,22 +141,45 @@ pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, 
     Ok(outcome)
 }
 
-/// The brain's step: restart each fenced primary that is due, one workflow per cluster.
-pub fn tick(ctx: &Arc<Ctx>) {
+/// The brain's step: restart each fenced primary that is due, one workflow per cluster. Returns,
+/// per cluster, why the detector must hold while a restart is under way or due.
+pub fn tick(ctx: &Arc<Ctx>, gave_up: &mut HashMap<String, usize>) -> HashMap<String, String> {
     let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
-    let due = {
+    let plans = {
         let g = ctx.state.read().expect("state lock poisoned");
-        due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now())
+        plan(&g.state, &ctx.obs.snapshot(), fresh, Instant::now(), crate::context::now_ms())
     };
-    for (cluster, member, agent, why) in due {
-        let c = ctx.clone();
-        super::spawn_exclusive(ctx, cluster.clone(), async move {
-            match run(c, cluster.clone(), member.clone(), agent, why).await {
-                Ok(outcome) => tracing::warn!(cluster = %cluster, member = %member, "restart {outcome}"),
-                Err(e) => tracing::warn!(cluster = %cluster, member = %member, "restart: {e}"),
+    gave_up.retain(|cluster, _| matches!(plans.get(cluster), Some(Plan::GaveUp { .. })));
+    let mut holds = HashMap::new();
+    for (cluster, plan) in plans {
+        if let Some(why) = plan.holds_failover() {
+            holds.insert(cluster.clone(), why);
+        }
+        match plan {
+            Plan::Start { member, agent, why, .. } => {
+                let c = ctx.clone();
+                super::spawn_exclusive(ctx, cluster.clone(), async move {
+                    match run(c, cluster.clone(), member.clone(), agent, why).await {
+                        Ok(outcome) => tracing::warn!(cluster = %cluster, member = %member, "restart {outcome}"),
+                        Err(e) => tracing::warn!(cluster = %cluster, member = %member, "restart: {e}"),
+                    }
+                });
             }
-        });
+            Plan::GaveUp { member, attempts } => {
+                // Said once per episode: from here the detector's verdict is in status.
+                if gave_up.insert(cluster.clone(), attempts).is_none() {
+                    tracing::error!(
+                        cluster = %cluster,
+                        member = %member,
+                        "{member} did not come back after {attempts} restarts: no more restarts, the detector \
+                         judges it as a stopped primary"
+                    );
+                }
+            }
+            Plan::BackOff { .. } => {}
+        }
     }
+    holds
 }
 
 #[cfg(test)]
@@ -93,33 +192,104 @@ mod tests {
         AgentObservation::for_test("", at, Some(db))
     }
 
-    #[test]
-    fn only_a_primary_stopped_by_its_own_fence_at_the_current_epoch_is_restarted() {
-        let mut c = DbCluster::for_test(&["dc", "ndc"], "");
-        (c.epoch, c.primary) = (3, Some("dc".into()));
-        let mut s = State::default();
-        s.clusters.insert("customs".into(), c);
-        let now = Instant::now();
-        let fenced = DbStatus {
+    fn fenced() -> DbStatus {
+        DbStatus {
             stopped: true,
             stopped_by_fence: true,
             agent_epoch: 3,
             fenced_reason: "the lease ends in 480 ms".into(),
             ..Default::default()
-        };
-        let due_with = |s: &State, d: DbStatus| {
-            due(s, &HashMap::from([("dc".to_string(), seen(now, d))]), Duration::from_secs(1), now)
-        };
-        let found = due_with(&s, fenced.clone());
-        assert_eq!(found, vec![("customs".into(), "dc".into(), "dc".into(), "the lease ends in 480 ms".into())]);
+        }
+    }
+
+    fn cluster_state() -> State {
+        let mut c = DbCluster::for_test(&["dc", "ndc"], "");
+        (c.epoch, c.primary) = (3, Some("dc".into()));
+        let mut s = State::default();
+        s.clusters.insert("customs".into(), c);
+        s
+    }
+
+    fn plan_with(s: &State, d: DbStatus, now: Instant, now_ms: u64) -> HashMap<String, Plan> {
+        plan(s, &HashMap::from([("dc".to_string(), seen(now, d))]), Duration::from_secs(1), now, now_ms)
+    }
+
+    #[test]
+    fn only_a_primary_stopped_by_its_own_fence_at_the_current_epoch_is_restarted() {
+        let s = cluster_state();
+        let now = Instant::now();
+        let found = plan_with(&s, fenced(), now, 1_000_000);
+        let start =
+            Plan::Start { member: "dc".into(), agent: "dc".into(), why: "the lease ends in 480 ms".into(), attempt: 1 };
+        assert_eq!(found, HashMap::from([("customs".to_string(), start)]));
         // Crashed (not the fence), at another epoch, or with a workflow under way: not restarted.
-        assert!(due_with(&s, DbStatus { stopped_by_fence: false, ..fenced.clone() }).is_empty());
-        assert!(due_with(&s, DbStatus { agent_epoch: 2, ..fenced.clone() }).is_empty());
+        assert!(plan_with(&s, DbStatus { stopped_by_fence: false, ..fenced() }, now, 1_000_000).is_empty());
+        assert!(plan_with(&s, DbStatus { agent_epoch: 2, ..fenced() }, now, 1_000_000).is_empty());
         let mut busy = s.clone();
         busy.clusters.get_mut("customs").unwrap().workflow = Some(9);
-        assert!(due_with(&busy, fenced.clone()).is_empty());
+        assert!(plan_with(&busy, fenced(), now, 1_000_000).is_empty());
         // A stale report does not count.
-        let stale = HashMap::from([("dc".to_string(), seen(now - Duration::from_secs(5), fenced))]);
-        assert!(due(&s, &stale, Duration::from_secs(1), now).is_empty());
+        let stale = HashMap::from([("dc".to_string(), seen(now - Duration::from_secs(5), fenced()))]);
+        assert!(plan(&s, &stale, Duration::from_secs(1), now, 1_000_000).is_empty());
+    }
+
+    fn restart_ended(s: &mut State, id: u64, at_ms: u64, outcome: &str) {
+        let w = Workflow {
+            id,
+            kind: "restart".into(),
+            cluster: "customs".into(),
+            from: "dc".into(),
+            to: "dc".into(),
+            requested_by: "controller-1".into(),
+            started_ms: at_ms - 100,
+            steps: vec![],
+            finished: Some((at_ms, outcome.into())),
+        };
+        s.workflows.insert(id, w);
+    }
+
+    #[test]
+    fn restarts_that_fail_back_off_and_then_hand_over_to_the_detector() {
+        let mut s = cluster_state();
+        let now = Instant::now();
+        restart_ended(&mut s, 1, 1_000_000, "failed: pg_ctl: could not start server");
+        // Right after the first failure: wait 500 ms, the detector held meanwhile.
+        let p = plan_with(&s, fenced(), now, 1_000_100);
+        assert_eq!(p["customs"], Plan::BackOff { member: "dc".into(), attempt: 2, in_ms: 400 });
+        assert!(p["customs"].holds_failover().unwrap().contains("attempt 2 of 3"));
+        assert!(matches!(plan_with(&s, fenced(), now, 1_000_500)["customs"], Plan::Start { attempt: 2, .. }));
+        // The pause doubles.
+        restart_ended(&mut s, 2, 1_001_000, "failed: pg_ctl: could not start server");
+        assert!(matches!(plan_with(&s, fenced(), now, 1_001_999)["customs"], Plan::BackOff { in_ms: 1, .. }));
+        restart_ended(&mut s, 3, 1_003_000, "failed: pg_ctl: could not start server");
+        // Three failures: no more restarts, and the detector is no longer held.
+        let p = plan_with(&s, fenced(), now, 1_010_000);
+        assert_eq!(p["customs"], Plan::GaveUp { member: "dc".into(), attempts: 3 });
+        assert_eq!(p["customs"].holds_failover(), None);
+        // Failures older than the window no longer count; nor do those before a completed one.
+        assert!(matches!(plan_with(&s, fenced(), now, 1_003_000 + ATTEMPT_WINDOW_MS)["customs"], Plan::Start { .. }));
+        restart_ended(&mut s, 4, 1_004_000, "completed: dc runs again at epoch 3 (400 ms)");
+        assert!(matches!(plan_with(&s, fenced(), now, 1_010_000)["customs"], Plan::Start { attempt: 1, .. }));
+    }
+
+    #[test]
+    fn an_approved_failover_goes_before_a_restart() {
+        let mut s = cluster_state();
+        let a = crate::state::Approval {
+            id: 1,
+            action: "failover".into(),
+            cluster: "customs".into(),
+            to: "ndc".into(),
+            reason: "dc cannot start".into(),
+            accept_data_loss: false,
+            attested_dead: vec![],
+            requested_by: "ops".into(),
+            requested_ms: 0,
+            expires_ms: u64::MAX,
+            approved_by: Some("nora".into()),
+            state: "approved".into(),
+        };
+        s.approvals.insert(1, a);
+        assert!(plan_with(&s, fenced(), Instant::now(), 1_000_000).is_empty());
     }
 }
