@@ -87,13 +87,16 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
                 // target state yet); the longer of that and the target's counts, and with
                 // neither the promote is refused rather than run without a hold.
                 let hold = promote_hold(promote.vouch_hold_ms, p.target.current().as_ref())?;
+                // The whole promote keeps within the time the controller gave it (and waits for
+                // a little longer): it never outlives the workflow that asked for it.
+                let deadline = started + promote_budget(promote.timeout_ms);
                 p.vouches.wait_clear(hold).await;
                 let held = started.elapsed().as_millis();
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch, "promoting").await?;
                 let leased = started.elapsed().as_millis();
-                driver.promote(&promote.synchronous_standby_names).await?;
+                driver.promote(&promote.synchronous_standby_names, deadline).await?;
                 // For the workflow's log: where the promote's time went (since the command came).
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
@@ -105,9 +108,8 @@ async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mps
             Kind::StopStandby(_) => {
                 driver.fence().await?;
                 if driver.stopped_as_primary().await {
-                    return Err(
-                        "stopped, but it had finished a promotion: it may hold writes the old primary lacks".into()
-                    );
+                    let finished = triad_proto::FINISHED_PROMOTION;
+                    return Err(format!("{finished}: it may hold writes the old primary lacks"));
                 }
                 Ok((0, "stopped as a standby: it never finished a promotion".into()))
             }
@@ -141,6 +143,14 @@ fn promote_hold(command_ms: u64, target: Option<&triad_proto::v1::Assignment>) -
     match command_ms.max(target.map(|t| t.vouch_hold_ms).unwrap_or(0)) {
         0 => Err("no vouch hold known (neither the command nor a target state carries one): not promoting".into()),
         hold => Ok(hold),
+    }
+}
+
+/// The time a promote may take from its arrival: the command's, else 60 s.
+fn promote_budget(timeout_ms: u64) -> Duration {
+    match timeout_ms {
+        0 => Duration::from_secs(60),
+        ms => Duration::from_millis(ms),
     }
 }
 

@@ -5,6 +5,10 @@
 pub mod files;
 pub mod tls;
 
+/// What an agent answers a `StopStandby` for a member that had finished its promotion when it
+/// was stopped: it may hold writes the old primary lacks, so a rollback must go forward to it.
+pub const FINISHED_PROMOTION: &str = "stopped, but it had finished a promotion";
+
 /// Version 1 of the protocol (`package triad.v1`).
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

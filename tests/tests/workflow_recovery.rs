@@ -233,3 +233,63 @@ async fn leader_lost_while_rolling_back_after_the_new_epoch_finishes_it() -> Res
     kill_leader(&mut d).await?;
     rolled_back_after_the_new_epoch(&mut d, load, true).await
 }
+
+/// The promote ran but its answer was lost, three times (issue 16, item 7: a promote that
+/// outlived the switchover's patience): the rollback finds ndc promoted when it stops it, so it
+/// goes forward to ndc (epoch 4) rather than start dc and discard what ndc acknowledged, and
+/// writes go on with nothing lost. Before: "no member is writable", with nothing left to run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_finished_its_promotion_after_the_switchover_gave_up_is_rolled_forward_to() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (d, load) = deployment("switchover-promote-answer-lost=3*return").await?;
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(err.contains("completed (rolled forward)"), "{err}");
+    settled(&d, 4, "ndc", "dc", true).await?;
+    let (w, steps) = d.newest_workflow("switchover")?;
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    ensure!(names.contains(&"rolling-back") && names.contains(&"target-promoted"), "{w}");
+    writes_go_on(&d, load, "ndc", "writes on ndc").await?;
+    Ok(())
+}
+
+/// The target's agent is gone when the rollback must confirm the target stopped: nobody knows
+/// whether it finished its promotion, so dc is not started (that could discard what ndc
+/// acknowledged). The workflow stays open, status says what it waits for, and once ndc's agent is
+/// back the rollback completes on its own. Before: it ended "no member is writable" for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_waits_for_the_targets_agent_and_completes_when_it_returns() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, load) = deployment("switchover-promote=3*return").await?;
+    let ctl = triad_tests::bin("triadctl");
+    let config = d.plan.ctl_config_path();
+    let switchover = std::thread::spawn(move || {
+        std::process::Command::new(ctl)
+            .args(["switchover", "--cluster", "customs", "--to", "ndc"])
+            .env("TRIAD_CONFIG", config)
+            .output()
+    });
+    wait_for("the first failed promote", Duration::from_secs(20), || async {
+        let (_, steps) = d.newest_workflow("switchover").ok()?;
+        steps.iter().any(|(n, _)| n == "promote-retry").then_some(())
+    })
+    .await?;
+    d.kill("agent-ndc")?;
+    let note = wait_for("the rollback waiting for ndc's agent", Duration::from_secs(60), || async {
+        let (w, steps) = d.newest_workflow("switchover").ok()?;
+        let waiting = steps.iter().find(|(n, _)| n == "waiting-for-target")?.1.clone();
+        (w["outcome"] == "under way").then_some(waiting)
+    })
+    .await?;
+    ensure!(note.contains("bring it back"), "{note}");
+    let v = d.status().await?;
+    ensure!(v.cluster_state["customs"].epoch == 3, "dc is named again at epoch 3");
+    ensure!(v.clusters["customs"].iter().all(|m| m.role != "primary"), "nobody writable meanwhile");
+    d.start_agent("ndc")?;
+    settled(&d, 3, "dc", "ndc", true).await?;
+    let (w, _) = d.newest_workflow("switchover")?;
+    ensure!(w["outcome"].as_str().is_some_and(|o| o.starts_with("rolled back after the new epoch")), "{w}");
+    let _ = switchover.join();
+    writes_go_on(&d, load, "dc", "writes on dc again").await?;
+    Ok(())
+}

@@ -34,9 +34,11 @@ pub trait DatabaseDriver: Send + Sync {
     /// checkpoint, whose position is returned.
     async fn stop_primary(&self) -> Result<u64, String>;
 
-    /// Promotes this standby (replay is resumed first if it was paused), waiting from its first
-    /// commit for the `synchronous` standbys (none: it starts asynchronous).
-    async fn promote(&self, synchronous: &[String]) -> Result<(), String>;
+    /// Promotes this standby (replay is resumed first if it was paused, and queries that hold
+    /// replay back are cancelled: DESIGN.md point 7), waiting from its first commit for the
+    /// `synchronous` standbys (none: it starts asynchronous). Gives up at `deadline`, saying
+    /// whether the promotion had begun by then.
+    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), String>;
 
     /// Starts this stopped member as a standby of the primary at `primary_conninfo`; a former
     /// primary is rewound first, its discarded WAL saved and reported (the returned text).

@@ -253,7 +253,7 @@ impl DatabaseDriver for PostgresDriver {
         .await
     }
 
-    async fn promote(&self, synchronous: &[String]) -> Result<(), String> {
+    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), String> {
         let sync = sync_value(synchronous)?;
         let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
         // Idempotent: a member already out of recovery has nothing left to do.
@@ -272,21 +272,37 @@ impl DatabaseDriver for PostgresDriver {
         // the names the controller gives: none (asynchronous until a standby follows and is
         // made synchronous), or, in strict mode, the standbys every commit must wait for.
         set_sync_names(&client, &sync).await?;
+        if std::time::Instant::now() >= deadline {
+            return Err("the promote's time ran out before the promotion began: nothing was promoted".into());
+        }
         // pg_promote's own wait looks every 100 ms; looking every 5 ms takes up to 95 ms off the
         // write outage of every role change.
         let row = client.query_one("SELECT pg_promote(false)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
         if !row.get::<_, bool>(0) {
             return Err("pg_promote could not signal the postmaster".into());
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut replay = ReplayWatch::default();
         loop {
-            let in_recovery: bool =
-                client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
-            if !in_recovery {
+            let row = client
+                .query_one(
+                    "SELECT pg_is_in_recovery(), coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0), \
+                            coalesce((pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, 0)",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !row.get::<_, bool>(0) {
                 return Ok(());
             }
+            let (replayed, received) = (row.get::<_, i64>(1), row.get::<_, i64>(2));
+            if replay.stuck(replayed, received) {
+                end_sessions_holding_replay(&client).await?;
+            }
             if std::time::Instant::now() >= deadline {
-                return Err("the promotion did not finish within 60 s".into());
+                return Err(format!(
+                    "the promotion began but had not finished by its deadline (replayed {replayed} of {received} \
+                     bytes received): it may still finish"
+                ));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -540,4 +556,73 @@ fn stopped_at(l: &PgLocal, wal_end: &postgres_wal::WalEnd) -> (bool, u64) {
 /// Whether the postmaster of `l` runs (`pg_ctl status`).
 fn is_running(l: &PgLocal) -> bool {
     postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
+}
+
+/// Notices replay standing still while there is received WAL left to replay: during a
+/// promotion, that is a query on this standby in conflict with recovery.
+#[derive(Default)]
+struct ReplayWatch {
+    /// The replayed position last seen, and since when it has not moved.
+    last: Option<(i64, std::time::Instant)>,
+}
+
+/// How long replay may stand still during a promotion before the sessions holding it back are
+/// ended (PostgreSQL itself would wait `max_standby_streaming_delay`, possibly forever).
+const REPLAY_STUCK_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl ReplayWatch {
+    fn stuck(&mut self, replayed: i64, received: i64) -> bool {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some((at, since)) if at == replayed => {
+                if replayed < received && now.duration_since(since) >= REPLAY_STUCK_AFTER {
+                    self.last = Some((replayed, now));
+                    return true;
+                }
+                false
+            }
+            _ => {
+                self.last = Some((replayed, now));
+                false
+            }
+        }
+    }
+}
+
+/// DESIGN.md point 7: a promotion must not wait on a read-only query that conflicts with
+/// recovery. Ends the client sessions that can hold replay back (a snapshot, a transaction or a
+/// running query); they would be cancelled by the server anyway after its standby delay.
+async fn end_sessions_holding_replay(client: &Client) -> Result<(), String> {
+    let row = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+               AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL OR state <> 'idle')",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("ending the sessions that hold replay back: {e}"))?;
+    let ended: i64 = row.get(0);
+    tracing::warn!(sessions = ended, "replay stood still during the promotion: ended the sessions in conflict with it");
+    Ok(())
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn replay_standing_still_behind_what_was_received_is_noticed_after_a_while() {
+        let mut w = ReplayWatch::default();
+        assert!(!w.stuck(100, 200), "the first look only starts the count");
+        assert!(!w.stuck(100, 200), "not yet");
+        w.last = Some((100, std::time::Instant::now() - REPLAY_STUCK_AFTER));
+        assert!(w.stuck(100, 200), "standing still for the whole while");
+        assert!(!w.stuck(100, 200), "the count starts again after it was noticed");
+        // Moving, or with nothing left to replay, is not stuck.
+        w.last = Some((100, std::time::Instant::now() - REPLAY_STUCK_AFTER));
+        assert!(!w.stuck(150, 200));
+        w.last = Some((200, std::time::Instant::now() - REPLAY_STUCK_AFTER));
+        assert!(!w.stuck(200, 200));
+    }
 }

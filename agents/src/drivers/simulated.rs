@@ -80,7 +80,7 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(self.lsn())
     }
 
-    async fn promote(&self, _synchronous: &[String]) -> Result<(), String> {
+    async fn promote(&self, _synchronous: &[String], _deadline: std::time::Instant) -> Result<(), String> {
         self.primary.store(true, Ordering::SeqCst);
         Ok(())
     }

@@ -24,7 +24,7 @@ use triad_proto::v1::agent_command;
 
 use super::detector::judge;
 use super::final_position;
-use super::switchover::{cluster, command, propose, STEP_TIMEOUT};
+use super::switchover::{cluster, command, propose};
 use crate::context::{now_ms, Ctx};
 use crate::state::{Actor, Command, DbCluster, PRIMARY_LOST};
 
@@ -179,15 +179,12 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
     super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     let waits_for = super::switchover::first_commit_waits_for(&c, accepted_loss);
-    let promote = command(
-        &w.cluster,
-        c.epoch,
-        c.epoch_index,
-        super::switchover::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms()),
-    );
+    let lag = super::switchover::replay_lag(&ctx, &to_agent);
+    let order = super::switchover::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms(), lag);
+    let promote = command(&w.cluster, c.epoch, c.epoch_index, order.kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
-    ctx.bus.call(&to_agent, promote, STEP_TIMEOUT).await.map_err(|e| format!("promoting {}: {e}", w.to))?;
+    ctx.bus.call(&to_agent, promote, order.wait).await.map_err(|e| format!("promoting {}: {e}", w.to))?;
     propose(&ctx, &actor, step("promoted", format!("{} at epoch {} in {} ms", w.to, c.epoch, t.elapsed().as_millis())))
         .await?;
     let others = super::switchover::follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;

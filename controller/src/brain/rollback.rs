@@ -11,8 +11,11 @@
 //!   new leader counts it from its own election.
 //! - The target is stopped at once, and its agent answers ok only when it is then stopped as a
 //!   standby: it never finished a promotion, so it acknowledged no write the old primary lacks.
-//!   A target that was promoted is left stopped and the rollback fails, saying so: starting the
-//!   old primary would discard what the target may have acknowledged.
+//!   A target that was promoted (it outlived the switchover's patience) may have acknowledged
+//!   writes the old primary lacks: the rollback goes forward to it instead (a new epoch naming
+//!   it, started under a lease there). A target whose agent does not answer is waited for, the
+//!   workflow left open and the wait shown in status: starting the old primary without its word
+//!   could discard what it acknowledged.
 //! - Only then is the old primary started again, under a lease at e+2 (the agent's `Restart`).
 //!
 //! Every step is idempotent, so a new leader that finds `rolling-back` recorded runs it again
@@ -30,6 +33,13 @@ use crate::state::{Actor, Command};
 /// The step that marks a switchover as rolling back after its new epoch.
 pub const STEP: &str = "rolling-back";
 
+/// Recorded when the target's agent cannot say whether it finished its promotion.
+const WAITING_STEP: &str = "waiting-for-target";
+
+/// Recorded when the target turned out to have finished its promotion: the rollback goes
+/// forward to it instead.
+const FORWARD_STEP: &str = "target-promoted";
+
 /// Rolls workflow `wf` back as above, `why` being the reason; returns the outcome, `Err` when the
 /// old primary could not be started again. `resumed`: a new leader finishing it, which no test
 /// failpoint stops (like the switchover's own, they stand for the first leader's death).
@@ -41,6 +51,9 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     let c = cluster(ctx, &name).ok_or("cluster vanished")?;
     let agent_of = |m: &str| c.members.get(m).map(|x| x.agent.clone()).ok_or(format!("`{m}` is not a member"));
     let (from_agent, to_agent) = (agent_of(&from)?, agent_of(&to)?);
+    if w.steps.iter().any(|s| s.name == FORWARD_STEP) {
+        return roll_forward(ctx, actor, wf, why).await;
+    }
     if !w.steps.iter().any(|s| s.name == STEP) {
         tracing::error!(cluster = %name, workflow = wf, "switchover rolling back after its new epoch: {why}");
         propose(ctx, actor, step(STEP, why.clone())).await?;
@@ -78,14 +91,24 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     };
     let stopped = match stopped {
         Ok(note) => note,
+        // It finished its promotion after all (it outlived the switchover's patience): it may
+        // have acknowledged writes that `from` lacks, so the only safe way on is forward to it.
+        Err(e) if e.contains(triad_proto::FINISHED_PROMOTION) => {
+            propose(ctx, actor, step(FORWARD_STEP, format!("{to}: {e}"))).await?;
+            return roll_forward(ctx, actor, wf, why).await;
+        }
+        // Without its agent's word, nobody knows whether it finished its promotion: starting
+        // `from` could discard what it acknowledged. The workflow stays open and the brain's
+        // recovery asks again until its agent answers; status shows this step meanwhile.
         Err(e) => {
-            let outcome = format!(
-                "failed: {why}; rolling back, {to} was not confirmed stopped as a standby ({e}); {from} stays \
-                 stopped at epoch {}, no member is writable",
-                c.epoch
-            );
-            propose(ctx, actor, finish(outcome.clone())).await?;
-            return Err(outcome);
+            if !w.steps.iter().any(|s| s.name == WAITING_STEP) {
+                let note = format!(
+                    "{to} not confirmed stopped ({e}); no member is writable until {to}'s agent answers: bring it \
+                     back (its host, `triad-agent`), then this rollback completes on its own"
+                );
+                propose(ctx, actor, step(WAITING_STEP, note)).await?;
+            }
+            return Err(format!("rolling back: waiting for {to}'s agent to confirm {to} stopped ({e})"));
         }
     };
     propose(ctx, actor, step("target-stopped", format!("{to}: {stopped}"))).await?;
@@ -106,4 +129,35 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     } else {
         Err(outcome)
     }
+}
+
+/// The target had finished its promotion when the rollback stopped it: it becomes the primary
+/// again, at a new epoch (e+3), started under a lease at it. Safe because `from` has not been
+/// started since it was stopped cleanly before the first epoch change, so the target holds all of
+/// it and more; `from` then rejoins as the target's standby (`rejoin.rs`). Idempotent like the
+/// rollback: a new leader that finds the step recorded runs this again.
+async fn roll_forward(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String) -> Result<String, String> {
+    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+    let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
+    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    if c.primary.as_deref() != Some(to.as_str()) {
+        tracing::error!(cluster = %name, workflow = wf, "rollback: {to} had finished its promotion; going forward to it");
+        propose(ctx, actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() })
+            .await?;
+    }
+    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    let to_agent = c.members.get(&to).map(|m| m.agent.clone()).ok_or(format!("`{to}` is not a member"))?;
+    // Every lease at the rollback's epoch ends first (none was used: `from` was never started).
+    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or("no longer the leader")?;
+    tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
+    let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
+    // Left open on failure: the brain's recovery runs this again.
+    ctx.bus.call(&to_agent, restart, STEP_TIMEOUT).await.map_err(|e| format!("restarting {to}: {e}"))?;
+    let outcome = format!(
+        "completed (rolled forward): {why}; {to} had finished its promotion, so it is primary at epoch {}; {from} \
+         rejoins as its standby",
+        c.epoch
+    );
+    propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    Ok(outcome)
 }
