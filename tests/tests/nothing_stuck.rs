@@ -5,6 +5,10 @@
 //!   number of times, then judged lost like any stopped primary: ndc is promoted on its own, and
 //!   with automatic failover off, a person's approved failover runs (before this, the leader
 //!   restarted it five times a second, forever, and nothing else could run on the cluster).
+//! - dr's agent is down during a switchover to ndc, so dr keeps streaming from dc (now a standby):
+//!   once its agent is back, the leader repoints it at ndc on its own (a recorded `follow`
+//!   workflow). Then the whole ndc site is lost: dc, its synchronous standby, takes over. Before,
+//!   dr stayed on dc, "reached the database", and for over 100 s nothing was promoted or raised.
 
 use std::time::Duration;
 
@@ -110,5 +114,61 @@ async fn with_automatic_failover_off_an_approved_failover_runs_past_a_primary_th
     ensure!(tried.len() <= 3, "{tried:?}");
     let (failover, _) = d.newest_workflow("failover")?;
     ensure!(failover["requested_by"].as_str().is_some_and(|r| r.contains("bob")), "{failover}");
+    Ok(())
+}
+
+/// The port of the server `member`'s WAL receiver streams from (0: none).
+async fn streams_from_port(d: &Deployment, member: &str) -> Option<i32> {
+    let client = tokio::time::timeout(Duration::from_secs(2), d.pg_connect(member)).await.ok()?.ok()?;
+    let row = client.query_opt("SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'", &[]).await;
+    Some(row.ok()?.map(|r| r.get::<_, i32>(0)).unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_left_on_the_old_primary_is_repointed_and_the_new_primarys_loss_is_failed_over() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let pg = d.pg.as_ref().expect("a PostgreSQL deployment");
+    let (dc_port, ndc_port) = (i32::from(pg.member("dc")?.port), i32::from(pg.member("ndc")?.port));
+    let ndc_data = pg.member("ndc")?.dir.join("data");
+
+    d.kill("agent-dr")?;
+    let out = d.triadctl(&["switchover", "--cluster", "customs", "--to", "ndc"])?;
+    ensure!(text(&out).contains("dr did not follow ndc"), "{}", text(&out));
+    ensure!(streams_from_port(&d, "dr").await == Some(dc_port), "dr still streams from dc");
+    d.start_agent("dr")?;
+    let repointed = wait_for("dr repointed at ndc", Duration::from_secs(30), || async {
+        (streams_from_port(&d, "dr").await? == ndc_port).then_some(())
+    })
+    .await;
+    if repointed.is_err() {
+        d.diagnose(ALL)?;
+    }
+    repointed?;
+    let (follow, steps) = wait_for("the follow workflow finished", Duration::from_secs(20), || async {
+        let (w, steps) = d.newest_workflow("follow").ok()?;
+        (w["outcome"] != "under way").then_some((w, steps))
+    })
+    .await?;
+    ensure!(follow["to"] == "dr" && follow["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{follow}");
+    ensure!(steps.iter().any(|(n, note)| n == "astray" && note.contains("not from the primary ndc")), "{steps:?}");
+    d.wait_synchronous_again("dc", Duration::from_secs(60)).await?;
+
+    // The new primary's whole site is lost.
+    d.kill("agent-ndc")?;
+    triad_tests::workload::kill_postgres(&ndc_data)?;
+    d.kill("controller-2")?;
+    let promoted = wait_for("dc primary again at epoch 3", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.epoch == 3 && c.primary == "dc").then_some(())
+    })
+    .await;
+    if promoted.is_err() {
+        d.diagnose(&["controller-1", "controller-3", "agent-dc", "agent-dr"])?;
+    }
+    promoted?;
     Ok(())
 }

@@ -121,7 +121,10 @@ impl PostgresDriver {
                     "SELECT coalesce((pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, 0), \
                             coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0), \
                             coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, -1), \
-                            coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)",
+                            coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false), \
+                            coalesce((SELECT sender_host FROM pg_stat_wal_receiver), ''), \
+                            coalesce((SELECT sender_port FROM pg_stat_wal_receiver), 0), \
+                            current_setting('primary_conninfo')",
                     &[],
                 )
                 .await?;
@@ -132,6 +135,7 @@ impl PostgresDriver {
             st.wal_lsn = st.receive_lsn.max(st.replay_lsn);
             st.replay_delay_seconds = row.get(2);
             st.receiver_streaming = row.get(3);
+            st.upstream = upstream(row.get(4), row.get(5), row.get(6));
         } else {
             st.role = "primary".into();
             let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
@@ -556,6 +560,19 @@ fn stopped_at(l: &PgLocal, wal_end: &postgres_wal::WalEnd) -> (bool, u64) {
 /// Whether the postmaster of `l` runs (`pg_ctl status`).
 fn is_running(l: &PgLocal) -> bool {
     postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
+}
+
+/// A standby's upstream as `host=H port=P`: where its WAL receiver streams from, else what its
+/// `primary_conninfo` names; empty when neither says.
+fn upstream(sender_host: String, sender_port: i32, primary_conninfo: String) -> String {
+    let quoted = |h: &str| format!("'{}'", h.replace('\\', "\\\\").replace('\'', "\\'"));
+    if !sender_host.is_empty() && sender_port > 0 {
+        return format!("host={} port={sender_port}", quoted(&sender_host));
+    }
+    match triad_proto::conninfo::server(&primary_conninfo) {
+        Some((host, port)) if !primary_conninfo.trim().is_empty() => format!("host={} port={port}", quoted(&host)),
+        _ => String::new(),
+    }
 }
 
 /// Notices replay standing still while there is received WAL left to replay: during a

@@ -128,12 +128,20 @@ pub fn judge(
         } else {
             None
         };
-        // ...and no standby still streams from it.
+        // ...and no standby still streams from it: from *it*, not from another standby (issue 16,
+        // item 8: dr, left streaming from the old primary after a switchover, "reached the
+        // database" after the new one died). An upstream its agent cannot name counts as the
+        // primary: without knowledge, the detector does not fail over.
+        let from_primary = |d: &DbStatus| {
+            d.upstream.is_empty()
+                || pm.endpoint.is_empty()
+                || triad_proto::conninfo::same_server(&d.upstream, &pm.endpoint)
+        };
         let streaming: Vec<&str> = c
             .members
             .values()
             .filter(|m| m.name != primary)
-            .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming))
+            .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming && from_primary(&d)))
             .map(|m| m.name.as_str())
             .collect();
         let lost = gone.filter(|_| streaming.is_empty());
@@ -273,6 +281,29 @@ mod tests {
         // Seen up, the count starts again.
         at(DbStatus { up: true, role: "primary".into(), ..Default::default() }, 700);
         assert_eq!(at(stopped, 800).unwrap().failover, None);
+    }
+
+    #[test]
+    fn only_a_standby_streaming_from_the_primary_itself_shows_it_runs() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(5);
+        let mut s = state(&["ndc"]);
+        s.clusters.get_mut("customs").unwrap().members.get_mut("dc").unwrap().endpoint =
+            "host=10.0.0.1 port=5432".into();
+        let dr = |upstream: &str| DbStatus { upstream: upstream.into(), ..standby("dr", true) };
+        let obs = |d: DbStatus| {
+            HashMap::from([
+                ("dc".to_string(), seen(t0, DbStatus { up: true, role: "primary".into(), ..Default::default() })),
+                ("ndc".to_string(), seen(now, standby("ndc", false))),
+                ("dr".to_string(), seen(now, d)),
+            ])
+        };
+        // dr streams from another server (a standby that was the primary once): dc is lost.
+        let j = judge_at(&s, &obs(dr("host='10.0.0.2' port=5432")), now);
+        assert_eq!(j.failover.map(|f| f.0), Some("ndc".to_string()));
+        // From dc itself, or from an upstream its agent cannot name: dc runs.
+        assert_eq!(judge_at(&s, &obs(dr("host='10.0.0.1' port=5432")), now).failover, None);
+        assert_eq!(judge_at(&s, &obs(dr("")), now).failover, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod break_glass;
 mod canary;
 mod commands;
+mod converge;
 mod detector;
 mod failover;
 mod final_position;
@@ -141,6 +142,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             let holds = restart::tick(&ctx, &mut restarts_given_up);
             failover::tick(&ctx, &mut primary_down_since, &holds);
             rejoin::tick(&ctx);
+            converge::tick(&ctx);
         }
         let mut todo = Vec::new();
         if !seeded {

@@ -1,0 +1,89 @@
+//! libpq connection strings, as far as Triad needs to read them: which server (host and port) a
+//! standby's upstream or a member's replication endpoint names, so that agents and controllers
+//! compare them the same way.
+
+/// The server a `key=value` connection string names: `hostaddr` or else `host` (default
+/// `localhost`), and `port` (default 5432). `None` when the string cannot be read (an unclosed
+/// quote, a key without `=`, a port that is not a number).
+pub fn server(conninfo: &str) -> Option<(String, u16)> {
+    let pairs = pairs(conninfo)?;
+    let get = |k: &str| pairs.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let host = get("hostaddr").filter(|h| !h.is_empty()).or_else(|| get("host")).unwrap_or_else(|| "localhost".into());
+    let port = match get("port") {
+        Some(p) if !p.is_empty() => p.parse().ok()?,
+        _ => 5432,
+    };
+    Some((host, port))
+}
+
+/// Whether two connection strings name the same server (both readable).
+pub fn same_server(a: &str, b: &str) -> bool {
+    matches!((server(a), server(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The keyword/value pairs, values unquoted (`'...'` with `\'` and `\\` escapes).
+fn pairs(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.peek().copied().filter(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') || key.is_empty() {
+            return None;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => value.push(chars.next()?),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied().filter(|c| !c.is_whitespace()) {
+                value.push(if c == '\\' { chars.nth(1)? } else { c });
+                if c != '\\' {
+                    chars.next();
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_server_a_connection_string_names() {
+        assert_eq!(server("host=10.1.2.3 port=5433 user=postgres"), Some(("10.1.2.3".into(), 5433)));
+        assert_eq!(server("host = 'db one' application_name=dr"), Some(("db one".into(), 5432)));
+        assert_eq!(server("hostaddr=127.0.0.1 host=db port=6000"), Some(("127.0.0.1".into(), 6000)));
+        assert_eq!(server("user=x passfile='/a/b\\'c'"), Some(("localhost".into(), 5432)));
+        assert_eq!(server(""), Some(("localhost".into(), 5432)));
+        assert_eq!(server("host='unclosed"), None);
+        assert_eq!(server("port=five"), None);
+        assert_eq!(server("justaword"), None);
+        assert!(same_server("host=127.0.0.1 port=5433", "port=5433 host=127.0.0.1 application_name=dr sslmode=x"));
+        assert!(!same_server("host=127.0.0.1 port=5433", "host=127.0.0.1 port=5434"));
+        assert!(!same_server("host='x", "host='x"));
+    }
+}
