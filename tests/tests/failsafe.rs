@@ -122,3 +122,54 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
     eprintln!("{} acknowledged writes, all on the primary {primary} after the heal", acked.len());
     Ok(())
 }
+
+/// The failsafe after a role change (issue 16, item 5): dc's whole site is lost and ndc takes
+/// over with no synchronous standby left, so no vouch set came with the new epoch. The standby
+/// that streams from ndc (dr) is recorded as its voucher; then the controllers' quorum is lost
+/// too, and ndc keeps serving on dr's word. Before, ndc had no voucher and fenced.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_failover_the_new_primary_keeps_a_voucher_and_outlives_the_controllers() -> Result<()> {
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(true).await?;
+    let pg = d.pg.as_ref().expect("PostgreSQL");
+    let dc_data = pg.member("dc")?.dir.join("data");
+    let period = d.status().await?.lease.period_ms;
+
+    d.kill("agent-dc")?;
+    triad_tests::workload::kill_postgres(&dc_data)?;
+    d.kill("controller-1")?;
+    d.wait_primary("ndc", 2, &["controller-2", "controller-3", "agent-ndc", "agent-dr"]).await?;
+    let vouched = wait_for("dr vouching for ndc", Duration::from_secs(30), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        (c.synchronous.is_empty() && c.vouch == ["dr"]).then_some(())
+    })
+    .await;
+    if vouched.is_err() {
+        d.diagnose(&["controller-2", "controller-3", "agent-ndc", "agent-dr"])?;
+    }
+    vouched?;
+    let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    ensure!(table.contains("vouchers [dr]") && !table.contains("failsafe off"), "{table}");
+
+    let ndc = d.pg.as_ref().expect("PostgreSQL").member("ndc")?.conninfo("customs");
+    let load = SingleWorkload::start(vec![ndc], 50).await?;
+    let leader = d.wait_leader(&[2, 3], Duration::from_secs(5)).await?;
+    let lost = Instant::now();
+    d.kill(&format!("controller-{leader}"))?;
+    d.wait_failsafe("ndc").await?;
+    let before = load.seen().acked.len();
+    wait_for("three lease periods without a quorum", Duration::from_secs(30), || async {
+        (lost.elapsed() > Duration::from_millis(3 * period)).then_some(())
+    })
+    .await?;
+    {
+        let s = load.seen();
+        ensure!(s.errors == 0, "{} writes to ndc failed while dr vouched", s.errors);
+        ensure!(s.acked.len() > before + 100, "ndc acknowledged only {} writes meanwhile", s.acked.len() - before);
+    }
+    ensure!(d.agent_metric("ndc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "ndc fenced");
+    load.finish().await?;
+    Ok(())
+}

@@ -70,7 +70,11 @@ async fn a_fenced_primary_that_cannot_start_is_restarted_a_few_times_then_failed
     let tried = restarts(&d)?;
     ensure!(!tried.is_empty() && tried.len() <= 3, "between one and three restarts, not {}: {tried:?}", tried.len());
     ensure!(tried.iter().all(|o| o.starts_with("failed")), "{tried:?}");
-    let (failover, steps) = d.newest_workflow("failover")?;
+    let (failover, steps) = wait_for("the failover finished", Duration::from_secs(30), || async {
+        let (w, steps) = d.newest_workflow("failover").ok()?;
+        (w["outcome"] != "under way").then_some((w, steps))
+    })
+    .await?;
     ensure!(failover["outcome"].as_str().is_some_and(|o| o.starts_with("completed")), "{failover}");
     ensure!(steps.iter().any(|(n, note)| n == "detected" && note.contains("reported stopped")), "{steps:?}");
     let log = d.log_tail("controller-1", 2000) + &d.log_tail("controller-2", 2000) + &d.log_tail("controller-3", 2000);

@@ -189,9 +189,9 @@ fn keep_synchronous(ctx: &Arc<Ctx>, missing: &mut std::collections::HashMap<(Str
     };
     for action in actions {
         let cluster = match &action {
-            synchronous::SyncAction::Drop { cluster, .. } | synchronous::SyncAction::Restore { cluster, .. } => {
-                cluster.clone()
-            }
+            synchronous::SyncAction::Drop { cluster, .. }
+            | synchronous::SyncAction::Restore { cluster, .. }
+            | synchronous::SyncAction::Vouch { cluster, .. } => cluster.clone(),
         };
         let c = ctx.clone();
         spawn_exclusive(ctx, format!("sync:{cluster}"), async move {
@@ -208,6 +208,7 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
     let (cluster, names) = match &action {
         synchronous::SyncAction::Drop { cluster, remaining, .. } => (cluster.clone(), remaining.clone()),
         synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
+        synchronous::SyncAction::Vouch { cluster, members } => (cluster.clone(), members.clone()),
     };
     let c = switchover::cluster(ctx, &cluster).ok_or("no such cluster")?;
     let primary = c.primary.clone().ok_or("no primary")?;
@@ -230,6 +231,10 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
         }
     };
     match action {
+        synchronous::SyncAction::Vouch { members, .. } => {
+            propose(Command::SetVouch { cluster: cluster.clone(), members: members.clone() }).await?;
+            tracing::warn!(cluster = %cluster, vouchers = ?members, "no member is synchronous: these vouch for the primary");
+        }
         synchronous::SyncAction::Drop { member, .. } => {
             // Record first: from here on nothing counts on `member` holding every commit.
             propose(Command::DropSynchronous {

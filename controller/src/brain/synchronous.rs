@@ -24,6 +24,10 @@ pub enum SyncAction {
     Drop { cluster: String, member: String, remaining: Vec<String> },
     /// Reconfigure the primary to `members`, confirm `member` is sync and flushed, then record.
     Restore { cluster: String, member: String, members: Vec<String> },
+    /// No member is synchronous and none vouches: record the standbys streaming from the primary
+    /// as its vouchers, so that it keeps the failsafe (issue 16, item 5: after a failover with the
+    /// old site lost, losing two controllers fenced the new primary).
+    Vouch { cluster: String, members: Vec<String> },
 }
 
 /// Decides from the primary's latest report. `missing` remembers since when each synchronous
@@ -63,6 +67,13 @@ pub fn decide(
                 let mut members: Vec<String> = c.synchronous.iter().cloned().collect();
                 members.push(m.clone());
                 out.push(SyncAction::Restore { cluster: c.name.clone(), member: m.clone(), members });
+            }
+        }
+        let restoring = out.iter().any(|a| matches!(a, SyncAction::Restore { cluster, .. } if *cluster == c.name));
+        if c.synchronous.is_empty() && c.vouch.is_empty() && !restoring {
+            let members: Vec<String> = c.members.keys().filter(|m| *m != primary && streaming(m)).cloned().collect();
+            if !members.is_empty() {
+                out.push(SyncAction::Vouch { cluster: c.name.clone(), members });
             }
         }
     }
@@ -131,5 +142,21 @@ mod tests {
             vec![SyncAction::Restore { cluster: "customs".into(), member: "ndc".into(), members: vec!["ndc".into()] }]
         );
         assert!(decide(&state(false, &[]), &report(&[("ndc", "catchup")]), now, &mut missing).is_empty());
+    }
+
+    #[test]
+    fn with_no_synchronous_member_the_standbys_streaming_from_the_primary_vouch() {
+        let mut missing = HashMap::new();
+        let now = Instant::now();
+        let mut s = state(false, &[]);
+        s.clusters.get_mut("customs").unwrap().want_synchronous.clear();
+        assert_eq!(
+            decide(&s, &report(&[("ndc", "streaming")]), now, &mut missing),
+            vec![SyncAction::Vouch { cluster: "customs".into(), members: vec!["ndc".into()] }]
+        );
+        // Not once it has vouchers, nor with nobody streaming.
+        assert!(decide(&s, &report(&[("ndc", "catchup")]), now, &mut missing).is_empty());
+        s.clusters.get_mut("customs").unwrap().vouch = ["ndc".to_string()].into();
+        assert!(decide(&s, &report(&[("ndc", "streaming")]), now, &mut missing).is_empty());
     }
 }

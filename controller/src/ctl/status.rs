@@ -475,6 +475,12 @@ pub fn render(v: &StatusView) -> String {
             } else {
                 out.push_str(&format!("  !! automatic failover blocked: {}\n", c.failover_blocked));
             }
+            if c.vouch.is_empty() {
+                out.push_str(
+                    "  !! failsafe off: no standby streams from the primary, so none vouches for it; losing the \
+                     controllers' quorum fences it\n",
+                );
+            }
         }
         if let Some(c) = v.cluster_state.get(name) {
             let lost: Vec<&String> = c.want_synchronous.iter().filter(|m| !c.synchronous.contains(m)).collect();

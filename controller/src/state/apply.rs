@@ -302,6 +302,24 @@ impl State {
                 }
                 (what, Ok("recorded".into()))
             }
+            Command::SetVouch { cluster, members } => {
+                let what = format!("set the vouchers of {cluster} to [{}]", members.join(", "));
+                let Some(c) = self.clusters.get_mut(cluster) else {
+                    return (what, Err(format!("no cluster named `{cluster}`")));
+                };
+                if !c.synchronous.is_empty() {
+                    return (what, Err(format!("`{cluster}` has a synchronous set: it is the vouch set")));
+                }
+                if let Some(m) = members.iter().find(|m| !c.members.contains_key(*m) || c.primary.as_ref() == Some(*m))
+                {
+                    return (what, Err(format!("`{m}` is not a standby of `{cluster}`")));
+                }
+                // Adding a voucher only asks more of the primary's failsafe. Dropping one (here or
+                // when a synchronous set replaces it) is safe too: every voucher waits out its own
+                // last vouch before it promotes (agents/src/vouch.rs), whatever the set says.
+                c.vouch = members.iter().cloned().collect();
+                (what, Ok("recorded".into()))
+            }
             Command::DropSynchronous { cluster, member, reason } => {
                 let what = format!("drop {member} from the synchronous standbys of {cluster} ({reason})");
                 let Some(c) = self.clusters.get_mut(cluster) else {

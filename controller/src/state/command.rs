@@ -84,6 +84,11 @@ pub enum Command {
     /// Record the synchronous set after the primary confirmed it (adding: reconfigure, confirm,
     /// record).
     SetSynchronous { cluster: String, members: Vec<String> },
+    /// The vouch set while no member is synchronous (DESIGN.md point 3; issue 16, item 5): the
+    /// standbys streaming from the primary, so that it keeps the failsafe after a failover that
+    /// left it without a synchronous standby. Refused while a synchronous set is recorded (the
+    /// vouch set is that set then).
+    SetVouch { cluster: String, members: Vec<String> },
     /// A synchronous standby was lost (relaxed mode): record first that it no longer holds every
     /// commit, then the primary is reconfigured. It stays wanted, to be restored when it returns.
     DropSynchronous { cluster: String, member: String, reason: String },
