@@ -24,6 +24,10 @@ use crate::state::{Actor, Command, State};
 /// After a failed repoint, the member is left alone this long (the failure is in the history).
 const RETRY_AFTER_MS: u64 = 30_000;
 
+/// After any workflow on the cluster ends, its standbys are left this long to settle: a standby
+/// the workflow itself repointed reports its old upstream until its WAL receiver reconnects.
+const SETTLE_MS: u64 = 5_000;
+
 /// How long a repointed standby has to report its new upstream.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -59,6 +63,10 @@ pub fn due(
         let Some(p) = report(&primary.agent).filter(|d| d.up && d.role == "primary" && !d.endpoint.is_empty()) else {
             continue;
         };
+        let last_ended = state.workflows.values().filter(|w| w.cluster == c.name).filter_map(|w| w.finished.as_ref());
+        if last_ended.map(|(at, _)| *at).max().is_some_and(|at| now_ms.saturating_sub(at) < SETTLE_MS) {
+            continue;
+        }
         for m in c.members.values().filter(|m| m.name != primary.name) {
             let Some(d) = report(&m.agent) else { continue };
             let astray = d.up
@@ -191,5 +199,12 @@ mod tests {
         );
         assert!(due(&failed, &astray, Duration::from_secs(3), now, 1_000_000).is_empty());
         assert_eq!(due(&failed, &astray, Duration::from_secs(3), now, 1_030_000).len(), 1, "retried later");
+        // Right after a workflow ended (one that repointed it itself, say), it is left to settle.
+        let mut settling = state();
+        let mut w = failed.workflows[&4].clone();
+        (w.kind, w.finished) = ("switchover".into(), Some((999_000, "completed".into())));
+        settling.workflows.insert(4, w);
+        assert!(due(&settling, &astray, Duration::from_secs(3), now, 1_000_000).is_empty());
+        assert_eq!(due(&settling, &astray, Duration::from_secs(3), now, 1_004_000).len(), 1);
     }
 }

@@ -49,13 +49,10 @@ impl Plan {
     /// While a restart is under way or due, why the detector holds automatic failover (shown
     /// in status); `None` once the leader gave up and the detector judges the primary.
     pub fn holds_failover(&self) -> Option<String> {
+        // No countdown in the text: the verdict is recorded in the log whenever it changes.
         match self {
-            Plan::Start { member, attempt, .. } => Some(format!(
+            Plan::Start { member, attempt, .. } | Plan::BackOff { member, attempt, .. } => Some(format!(
                 "the leader restarts `{member}`, stopped by its fence (attempt {attempt} of {MAX_ATTEMPTS})"
-            )),
-            Plan::BackOff { member, attempt, in_ms } => Some(format!(
-                "the leader restarts `{member}`, stopped by its fence, in {in_ms} ms (attempt {attempt} of \
-                 {MAX_ATTEMPTS})"
             )),
             Plan::GaveUp { .. } => None,
         }
