@@ -1,6 +1,9 @@
 //! The agent's streams to the controllers: one per controller, each reconnecting with capped
 //! exponential backoff. Every stream says hello and heartbeats; each controller tells the agent
-//! who leads, so a change of leader is learned from any surviving controller at once.
+//! who leads, so a change of leader is learned from any surviving controller at once. The
+//! commands that come on the leader's stream are carried out in `execute.rs`.
+
+mod execute;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -68,147 +71,6 @@ pub struct LinkParams {
     pub renew: tokio::sync::Notify,
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
-}
-
-/// Runs one command from the leader, after the epoch gate, and reports the result on the stream
-/// it came from.
-async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mpsc::Sender<AgentMessage>) {
-    use triad_proto::v1::agent_command::Kind;
-    let started = Instant::now();
-    let outcome: std::result::Result<(u64, String), String> = async {
-        let driver = p.driver.clone().ok_or("this agent has no database")?;
-        p.target.admit(cmd.epoch)?;
-        let done = |r: std::result::Result<(), String>| r.map(|_| (0, String::new()));
-        match cmd.kind.clone().ok_or("empty command")? {
-            Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
-            Kind::Promote(promote) => {
-                // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
-                // the hold. The command carries it (an agent restarted moments ago may have no
-                // target state yet); the longer of that and the target's counts, and with
-                // neither the promote is refused rather than run without a hold.
-                let hold = promote_hold(promote.vouch_hold_ms, p.target.current().as_ref())?;
-                // The whole promote keeps within the time the controller gave it (and waits for
-                // a little longer): it never outlives the workflow that asked for it.
-                let deadline = started + promote_budget(promote.timeout_ms);
-                p.vouches.wait_clear(hold).await;
-                let held = started.elapsed().as_millis();
-                // A new primary opens for writes only under a lease at its epoch; the leader
-                // grants one only after a quorum confirmed it still leads and the epoch holds.
-                wait_for_lease(&p, cmd.epoch, "promoting").await?;
-                let leased = started.elapsed().as_millis();
-                driver.promote(&promote.synchronous_standby_names, deadline).await?;
-                // For the workflow's log: where the promote's time went (since the command came).
-                let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
-                Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
-            }
-            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
-            Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
-            Kind::Restart(_) => done(restart(&p, driver.as_ref(), cmd.epoch).await),
-            Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
-            Kind::StopStandby(_) => {
-                driver.fence().await?;
-                if driver.stopped_as_primary().await {
-                    let finished = triad_proto::FINISHED_PROMOTION;
-                    return Err(format!("{finished}: it may hold writes the old primary lacks"));
-                }
-                Ok((0, "stopped as a standby: it never finished a promotion".into()))
-            }
-            Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
-            Kind::WaitReplayed(w) => {
-                done(driver.wait_replayed(w.lsn, Duration::from_millis(u64::from(w.timeout_ms))).await)
-            }
-        }
-    }
-    .await;
-    let what = format!("{:?}", cmd.kind);
-    match &outcome {
-        Ok(_) => tracing::info!(
-            id = cmd.id,
-            epoch = cmd.epoch,
-            ms = started.elapsed().as_millis() as u64,
-            "command done: {what}"
-        ),
-        Err(e) => tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command failed: {what}: {e}"),
-    }
-    let result = match outcome {
-        Ok((lsn, detail)) => triad_proto::v1::CommandResult { id: cmd.id, ok: true, detail, lsn },
-        Err(detail) => triad_proto::v1::CommandResult { id: cmd.id, ok: false, detail, lsn: 0 },
-    };
-    let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
-}
-
-/// The vouch hold a promote waits out: the longer of the command's and the accepted target
-/// state's (an agent restarted moments ago may have none); refused when neither carries one.
-fn promote_hold(command_ms: u64, target: Option<&triad_proto::v1::Assignment>) -> std::result::Result<u64, String> {
-    match command_ms.max(target.map(|t| t.vouch_hold_ms).unwrap_or(0)) {
-        0 => Err("no vouch hold known (neither the command nor a target state carries one): not promoting".into()),
-        hold => Ok(hold),
-    }
-}
-
-/// The time a promote may take from its arrival: the command's, else 60 s.
-fn promote_budget(timeout_ms: u64) -> Duration {
-    match timeout_ms {
-        0 => Duration::from_secs(60),
-        ms => Duration::from_millis(ms),
-    }
-}
-
-/// Whether this agent holds a lease at `epoch` that the guard would not fence at once.
-fn holds_lease(p: &LinkParams, epoch: u64) -> bool {
-    p.lease.snapshot().remaining_ms(epoch, crate::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64
-}
-
-/// Waits (a few seconds at most) until this agent holds a lease at `epoch`; else refuses `doing`.
-async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &str) -> std::result::Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !holds_lease(p, epoch) {
-        if Instant::now() > deadline {
-            return Err(format!("no lease at epoch {epoch} within 5 s; not {doing}"));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-/// `Restart`: a member that would start as a primary starts only under a lease at `epoch`,
-/// checked under the start gate, so that a lease released to a failover (DESIGN.md point 4)
-/// cannot be undone by a restart the leader (or an earlier leader) asked for.
-async fn restart(
-    p: &LinkParams,
-    driver: &dyn crate::drivers::DatabaseDriver,
-    epoch: u64,
-) -> std::result::Result<(), String> {
-    if driver.stopped_as_primary().await {
-        wait_for_lease(p, epoch, "starting the primary").await?;
-    }
-    let _gate = p.lease.start_gate().lock().await;
-    if driver.stopped_as_primary().await && !holds_lease(p, epoch) {
-        return Err(format!("the lease at epoch {epoch} ended before the start; not starting the primary"));
-    }
-    driver.restart().await
-}
-
-/// `ReleaseLease` (DESIGN.md point 4): a failover's leader may skip its wait for the old lease
-/// to end only on this member's word that its server is stopped *and will stay so*. Under the
-/// start gate no start is under way, so the server seen stopped here stays stopped once the lease
-/// is released: every start needs a lease, and the only grants left to count are for requests
-/// sent after the release, which the leader refuses while it fails over and an earlier leader
-/// never granted (it grants only on a quorum round that came before the election of this one).
-/// Returns the final position when the member is stopped as a primary.
-async fn release_lease(
-    p: &LinkParams,
-    driver: &dyn crate::drivers::DatabaseDriver,
-    epoch: u64,
-) -> std::result::Result<(u64, String), String> {
-    let _gate = p.lease.start_gate().lock().await;
-    let obs = driver.observe().await;
-    if obs.up || !obs.stopped {
-        return Err("the server is not confirmed stopped: the lease is kept".into());
-    }
-    p.lease.release(epoch);
-    tracing::warn!(epoch, "the server is stopped and its lease released to a failover");
-    Ok((obs.final_lsn, format!("stopped; the lease at epoch {epoch} is released")))
 }
 
 /// The epoch at which this agent asks for a lease: the accepted target's, while it makes this
@@ -382,7 +244,7 @@ fn handle(
         }
         Some(controller_message::Msg::Command(cmd)) => {
             drop(map);
-            tokio::spawn(execute(p.clone(), cmd, tx.clone()));
+            tokio::spawn(execute::execute(p.clone(), cmd, tx.clone()));
         }
         Some(controller_message::Msg::Ack(ack)) => {
             s.acks += 1;
@@ -399,19 +261,4 @@ fn handle(
         None => {}
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use triad_proto::v1::Assignment;
-
-    #[test]
-    fn a_promote_waits_the_longer_hold_and_never_none() {
-        let target = Assignment { vouch_hold_ms: 1200, ..Default::default() };
-        assert_eq!(promote_hold(1500, None), Ok(1500), "no target state yet: the command's hold");
-        assert_eq!(promote_hold(1500, Some(&target)), Ok(1500));
-        assert_eq!(promote_hold(0, Some(&target)), Ok(1200));
-        assert!(promote_hold(0, None).is_err(), "no hold known: refused, not skipped");
-    }
 }
