@@ -152,7 +152,9 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         driver = Some(d);
     }
     let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
+    let (commands, queued) = link::command_queue();
     let params = Arc::new(LinkParams {
+        commands,
         driver: driver.clone(),
         target: target.clone(),
         lease: lease.clone(),
@@ -167,6 +169,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         links: links.clone(),
         metrics: metrics.clone(),
     });
+    tokio::spawn(link::run_commands(params.clone(), queued));
     for addr in &cfg.controllers {
         link::ensure_following(&params, addr);
     }

@@ -1,18 +1,118 @@
 //! Carrying out the leader's commands: each after the epoch gate, its result reported on the
 //! stream it came from. The lease rules a command must respect (a start under a lease, a lease
 //! released only with the server stopped) are written where each is enforced.
+//!
+//! Commands are applied one at a time, in (epoch, log index) order (DESIGN.md point 1; issue 16,
+//! item 3): they pass through one queue, whatever stream brought them (a new leader's and an old
+//! one's may overlap), and one older than a command already applied is refused, never run after
+//! it. Running them one at a time means a stop sent while a promote runs takes effect after it,
+//! not beside it; and a promote checks its epoch again after its waits, so that one overtaken
+//! by a newer epoch meanwhile does nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use triad_proto::v1::{agent_message, AgentMessage};
+use triad_proto::v1::{agent_message, AgentCommand, AgentMessage, CommandResult};
 
 use super::LinkParams;
 
+/// Commands waiting their turn; more than this and the newest is refused as busy.
+const QUEUE_LEN: usize = 64;
+
+/// A command and the stream to answer it on.
+type Queued = (AgentCommand, mpsc::Sender<AgentMessage>);
+
+/// Where the streams put the commands they receive (see [`run`]).
+#[derive(Clone)]
+pub struct CommandQueue {
+    tx: mpsc::Sender<Queued>,
+}
+
+/// The other end of a [`CommandQueue`], for [`run`].
+pub struct QueuedCommands {
+    rx: mpsc::Receiver<Queued>,
+}
+
+/// A queue and its receiving end.
+pub fn queue() -> (CommandQueue, QueuedCommands) {
+    let (tx, rx) = mpsc::channel(QUEUE_LEN);
+    (CommandQueue { tx }, QueuedCommands { rx })
+}
+
+impl CommandQueue {
+    /// Queues `cmd`; answers it at once when the queue is full.
+    pub(super) fn push(&self, cmd: AgentCommand, reply: mpsc::Sender<AgentMessage>) {
+        if let Err(mpsc::error::TrySendError::Full((cmd, reply)) | mpsc::error::TrySendError::Closed((cmd, reply))) =
+            self.tx.try_send((cmd, reply))
+        {
+            let why = format!("refused: {QUEUE_LEN} commands are already waiting");
+            tokio::spawn(async move { answer(&reply, cmd.id, Err(why)).await });
+        }
+    }
+}
+
+/// The newest (epoch, log index) applied: a command never runs after a newer one.
+#[derive(Debug, Default)]
+pub(super) struct Order {
+    last: (u64, u64),
+}
+
+impl Order {
+    /// Admits a command at (`epoch`, `index`) unless an older one than the newest applied.
+    pub(super) fn admit(&mut self, epoch: u64, index: u64) -> std::result::Result<(), String> {
+        if (epoch, index) < self.last {
+            let (e, i) = self.last;
+            return Err(format!(
+                "refused: a command at epoch {epoch} (log index {index}) is older than one already applied (epoch \
+                 {e}, log index {i})"
+            ));
+        }
+        self.last = (epoch, index);
+        Ok(())
+    }
+}
+
+/// Applies the queued commands one at a time, in order, for as long as the agent runs.
+pub async fn run(p: Arc<LinkParams>, mut queued: QueuedCommands) {
+    let mut order = Order::default();
+    while let Some((cmd, reply)) = queued.rx.recv().await {
+        match order.admit(cmd.epoch, cmd.log_index) {
+            Ok(()) => execute(p.clone(), cmd, reply).await,
+            Err(why) => {
+                tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command {why}");
+                answer(&reply, cmd.id, Err(why)).await;
+            }
+        }
+    }
+}
+
+/// Reports a command's outcome on the stream it came from (gone: the leader asks again).
+async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: std::result::Result<(u64, String), String>) {
+    let result = match outcome {
+        Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn },
+        Err(detail) => CommandResult { id, ok: false, detail, lsn: 0 },
+    };
+    let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
+}
+
+/// A promote's epoch, checked again after its waits: still the persisted one, and the accepted
+/// target still makes this member the primary at it. Otherwise a newer epoch overtook it (a
+/// rollback, a failover elsewhere) and it must not promote.
+fn still_current(p: &LinkParams, epoch: u64) -> std::result::Result<(), String> {
+    let target = p.target.current();
+    match (p.target.epoch(), target.as_ref()) {
+        (Some(e), Some(t)) if e == epoch && t.epoch == epoch && t.role == "primary" => Ok(()),
+        (persisted, _) => Err(format!(
+            "epoch {epoch} is no longer current (persisted {persisted:?}, target {:?}): not promoting",
+            target.map(|t| (t.epoch, t.role))
+        )),
+    }
+}
+
 /// Runs one command from the leader, after the epoch gate, and reports the result on the stream
 /// it came from.
-pub(super) async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentCommand, tx: mpsc::Sender<AgentMessage>) {
+async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMessage>) {
     use triad_proto::v1::agent_command::Kind;
     let started = Instant::now();
     let outcome: std::result::Result<(u64, String), String> = async {
@@ -35,6 +135,7 @@ pub(super) async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentComma
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch, "promoting").await?;
+                still_current(&p, cmd.epoch)?;
                 let leased = started.elapsed().as_millis();
                 driver.promote(&promote.synchronous_standby_names, deadline).await?;
                 // For the workflow's log: where the promote's time went (since the command came).
@@ -70,11 +171,7 @@ pub(super) async fn execute(p: Arc<LinkParams>, cmd: triad_proto::v1::AgentComma
         ),
         Err(e) => tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command failed: {what}: {e}"),
     }
-    let result = match outcome {
-        Ok((lsn, detail)) => triad_proto::v1::CommandResult { id: cmd.id, ok: true, detail, lsn },
-        Err(detail) => triad_proto::v1::CommandResult { id: cmd.id, ok: false, detail, lsn: 0 },
-    };
-    let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
+    answer(&tx, cmd.id, outcome).await;
 }
 
 /// The vouch hold a promote waits out: the longer of the command's and the accepted target
@@ -155,6 +252,18 @@ async fn release_lease(
 mod tests {
     use super::*;
     use triad_proto::v1::Assignment;
+
+    #[test]
+    fn commands_never_run_after_a_newer_one() {
+        let mut order = Order::default();
+        assert!(order.admit(2, 40).is_ok());
+        assert!(order.admit(2, 40).is_ok(), "several commands share their epoch's log index");
+        assert!(order.admit(3, 55).is_ok());
+        let refused = order.admit(2, 40).unwrap_err();
+        assert!(refused.contains("older than one already applied (epoch 3, log index 55)"), "{refused}");
+        assert!(order.admit(3, 54).is_err(), "an older index at the same epoch");
+        assert!(order.admit(4, 1).is_ok(), "a newer epoch, whatever its index");
+    }
 
     #[test]
     fn a_promote_waits_the_longer_hold_and_never_none() {

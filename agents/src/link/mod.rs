@@ -5,6 +5,8 @@
 
 mod execute;
 
+pub use execute::{queue as command_queue, run as run_commands, CommandQueue, QueuedCommands};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -69,6 +71,8 @@ pub struct LinkParams {
     pub vouches: Arc<crate::vouch::Vouches>,
     /// Wakes every stream to send a heartbeat now (a lease to ask for).
     pub renew: tokio::sync::Notify,
+    /// Where the commands from the leader wait their turn ([`run_commands`] applies them).
+    pub commands: CommandQueue,
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
 }
@@ -244,7 +248,7 @@ fn handle(
         }
         Some(controller_message::Msg::Command(cmd)) => {
             drop(map);
-            tokio::spawn(execute::execute(p.clone(), cmd, tx.clone()));
+            p.commands.push(cmd, tx.clone());
         }
         Some(controller_message::Msg::Ack(ack)) => {
             s.acks += 1;
