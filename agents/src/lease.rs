@@ -102,6 +102,12 @@ impl LeaseState {
 pub struct Lease {
     state: Mutex<LeaseState>,
     file: PathBuf,
+    /// Orders the writes of the lease file: the number of the newest state taken (under `state`)
+    /// and, under this lock, of the newest written. The guard never takes it, so a slow disk
+    /// cannot make a guard tick late (issue 16, item 4): the file is written after `state` is
+    /// let go.
+    taken: std::sync::atomic::AtomicU64,
+    written: Mutex<u64>,
     boot_id: String,
     /// Held by whatever starts the server as a primary (after checking the lease under it) and by
     /// [`Lease::release`]'s caller (from its look at the server until the release): so a failover
@@ -142,7 +148,14 @@ impl Lease {
                 "kept the lease held before a restart"
             );
         }
-        Lease { state: Mutex::new(st), file, boot_id, start_gate: tokio::sync::Mutex::new(()) }
+        Lease {
+            state: Mutex::new(st),
+            file,
+            taken: std::sync::atomic::AtomicU64::new(0),
+            written: Mutex::new(0),
+            boot_id,
+            start_gate: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// See the field: take it before looking at the lease to start a primary, or to release it.
@@ -163,7 +176,7 @@ impl Lease {
         st.failsafe = false;
         st.vouched_by.clear();
         (st.released_epoch, st.released_at_boot_ms) = (epoch, boot_ms());
-        self.persist(&st);
+        self.persist(st);
     }
 
     /// A grant at `epoch` for `period_ms` from `sent_boot_ms`, when the request left this agent.
@@ -186,7 +199,7 @@ impl Lease {
         }
         st.failsafe = false;
         st.vouched_by.clear();
-        self.persist(&st);
+        self.persist(st);
     }
 
     /// Every member of the vouch set vouched for this primary at `epoch`, for `period_ms` from
@@ -207,7 +220,7 @@ impl Lease {
         st.until_boot_ms = until;
         st.failsafe = true;
         st.vouched_by = by;
-        self.persist(&st);
+        self.persist(st);
         true
     }
 
@@ -221,7 +234,7 @@ impl Lease {
         }
         *st = LeaseState { armed: true, epoch, until_boot_ms: boot_ms() + period_ms, period_ms, ..st.clone() };
         tracing::info!(epoch, "under lease from now on");
-        self.persist(&st);
+        self.persist(st);
     }
 
     /// A copy of what is held.
@@ -253,15 +266,25 @@ impl Lease {
 
     /// Written on every grant, without fsync: it only has to survive the agent's process (the page
     /// cache outlives it); after a host crash the boot id differs and the file is void anyway.
-    fn persist(&self, st: &LeaseState) {
+    /// Taken under the state lock, written after it is let go, newest last: a state overtaken by
+    /// a newer one before its turn is not written at all. Returns once the state given (or a newer
+    /// one) is in the file, so a release is recorded before it is answered.
+    fn persist(&self, st: std::sync::MutexGuard<'_, LeaseState>) {
         let text = format!(
             "{MAGIC}\nboot {}\nepoch {}\nuntil {}\nperiod {}\n",
             self.boot_id, st.epoch, st.until_boot_ms, st.period_ms
         );
+        let number = self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        drop(st);
+        let mut written = self.written.lock().expect("lease file lock poisoned");
+        if *written >= number {
+            return;
+        }
         let tmp = self.file.with_extension("tmp");
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.file)) {
             tracing::warn!("cannot record the lease in {}: {e}", self.file.display());
         }
+        *written = number;
     }
 }
 
@@ -542,6 +565,35 @@ mod tests {
             may_be_primary(Some(&obs(false, "down", false, false)), "standby"),
             "last seen as a standby, but its files no longer say so: promoted since?"
         );
+    }
+
+    #[test]
+    fn a_slow_lease_file_write_never_holds_what_the_guard_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(Lease::open(dir.path(), true));
+        // A disk stalled in the middle of writing the file.
+        let stalled = l.written.lock().unwrap();
+        let renewing = {
+            let l = l.clone();
+            std::thread::spawn(move || l.granted(1, boot_ms(), 60_000))
+        };
+        // The guard's read answers meanwhile (on a thread of its own: were it to wait for the
+        // disk, the test fails on its deadline rather than hang), and already sees the grant.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = l.clone();
+        std::thread::spawn(move || loop {
+            if reader.snapshot().remaining_ms(1, boot_ms()) > 0 {
+                let _ = tx.send(());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("the guard's read waited for the disk");
+        assert!(!renewing.is_finished(), "the renewal still waits for its write");
+        drop(stalled);
+        renewing.join().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("lease")).unwrap();
+        assert!(text.contains("epoch 1\n"), "written once the disk answered: {text}");
     }
 
     #[test]

@@ -12,7 +12,13 @@ use crate::epoch::{Epoch, EpochStore};
 
 /// The accepted target state and the epoch file behind it.
 pub struct Target {
+    /// Taken by whatever persists an epoch (a target state, a command's gate), for the whole of
+    /// its check and fsync: one at a time, in order.
     epochs: Mutex<EpochStore>,
+    /// The persisted epoch (`None`: unknown), set once it is durable. The guard reads this and
+    /// `current` every tick; neither is held across an fsync, so a slow disk cannot make a tick
+    /// late (issue 16, item 4).
+    persisted: RwLock<Option<u64>>,
     current: RwLock<Option<Assignment>>,
     /// `hooks.on_role_change`: program and arguments.
     hook: Vec<String>,
@@ -26,7 +32,8 @@ impl Target {
         if let Epoch::Unknown(why) = store.epoch() {
             tracing::warn!("fenced: {why}");
         }
-        Ok(Target { epochs: Mutex::new(store), current: RwLock::new(None), hook })
+        let persisted = RwLock::new(known(store.epoch()));
+        Ok(Target { epochs: Mutex::new(store), persisted, current: RwLock::new(None), hook })
     }
 
     /// Accepts `a` if it is not older than what was accepted; persists a higher epoch first.
@@ -38,11 +45,14 @@ impl Target {
         if a.confirmed {
             if let Epoch::Unknown(why) = epochs.epoch().clone() {
                 match epochs.confirm(a.epoch) {
-                    Ok(()) => tracing::warn!(
-                        epoch = a.epoch,
-                        "the epoch file was unreadable ({why}); the leader confirmed epoch {} and it is recorded",
-                        a.epoch
-                    ),
+                    Ok(()) => {
+                        *self.persisted.write().expect("epoch lock poisoned") = known(epochs.epoch());
+                        tracing::warn!(
+                            epoch = a.epoch,
+                            "the epoch file was unreadable ({why}); the leader confirmed epoch {} and it is recorded",
+                            a.epoch
+                        )
+                    }
                     Err(e) => {
                         tracing::error!("cannot record the confirmed epoch {}: {e}; still fenced", a.epoch);
                         return;
@@ -54,18 +64,20 @@ impl Target {
             tracing::warn!(cluster = %a.cluster, epoch = a.epoch, "refused a target state: {refusal}");
             return;
         }
-        let mut current = self.current.write().expect("target lock poisoned");
-        if let Some(cur) = current.as_ref() {
-            if (a.epoch, a.log_index) < (cur.epoch, cur.log_index) {
-                tracing::debug!(epoch = a.epoch, index = a.log_index, "ignored an older target state");
-                return;
-            }
+        // Every writer of `current` holds `epochs`, so what is read here stays true until the
+        // write below; `current` itself is not held across the fsync.
+        let older = self.current().is_some_and(|cur| (a.epoch, a.log_index) < (cur.epoch, cur.log_index));
+        if older {
+            tracing::debug!(epoch = a.epoch, index = a.log_index, "ignored an older target state");
+            return;
         }
         // Durable before it counts: fsync of the file and of its directory.
         if let Err(e) = epochs.advance(a.epoch) {
             tracing::error!("cannot persist epoch {}: {e}; the target state is not accepted", a.epoch);
             return;
         }
+        *self.persisted.write().expect("epoch lock poisoned") = known(epochs.epoch());
+        let mut current = self.current.write().expect("target lock poisoned");
         if current.as_ref().map(|c| (c.epoch, &c.role, c.paused)) != Some((a.epoch, &a.role, a.paused)) {
             tracing::info!(cluster = %a.cluster, member = %a.member, epoch = a.epoch, role = %a.role, "target state accepted");
         }
@@ -108,7 +120,9 @@ impl Target {
     pub fn admit(&self, epoch: u64) -> Result<(), String> {
         let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
         epochs.check(epoch).map_err(|r| r.to_string())?;
-        epochs.advance(epoch).map_err(|e| format!("cannot persist epoch {epoch}: {e}"))
+        epochs.advance(epoch).map_err(|e| format!("cannot persist epoch {epoch}: {e}"))?;
+        *self.persisted.write().expect("epoch lock poisoned") = known(epochs.epoch());
+        Ok(())
     }
 
     /// The accepted target state.
@@ -118,10 +132,15 @@ impl Target {
 
     /// The persisted epoch: `Some(n)`, or `None` when the epoch file is unreadable (fenced).
     pub fn epoch(&self) -> Option<u64> {
-        match self.epochs.lock().expect("epoch lock poisoned").epoch() {
-            Epoch::Known(n) => Some(*n),
-            Epoch::Unknown(_) => None,
-        }
+        *self.persisted.read().expect("epoch lock poisoned")
+    }
+}
+
+/// The epoch, if known.
+fn known(epoch: &Epoch) -> Option<u64> {
+    match epoch {
+        Epoch::Known(n) => Some(*n),
+        Epoch::Unknown(_) => None,
     }
 }
 
@@ -138,6 +157,22 @@ mod tests {
             role: role.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_slow_epoch_write_never_holds_what_the_guard_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = std::sync::Arc::new(Target::open(dir.path(), vec![]).unwrap());
+        t.receive(a(1, 10, "primary"));
+        // A writer in the middle of its fsync holds the epoch store.
+        let writing = t.epochs.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = t.clone();
+        std::thread::spawn(move || tx.send((reader.epoch(), reader.current().map(|c| c.epoch))));
+        let (epoch, current) =
+            rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the guard's reads waited for the disk");
+        assert_eq!((epoch, current), (Some(1), Some(1)), "the guard's reads answer meanwhile");
+        drop(writing);
     }
 
     #[test]
