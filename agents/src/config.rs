@@ -78,7 +78,8 @@ pub struct LeaseConfig {
     /// An agent that knows no epoch (a first start, or its state directory lost) waits this long
     /// after its start for the controllers' first word before it fences a primary it finds: a
     /// lease at the cluster's epoch, or the word that the cluster is not adopted yet (a lease at
-    /// epoch 0). Milliseconds, default 5000, at most 60000.
+    /// epoch 0). Milliseconds, default 10000 (a deployment starting on a loaded host took over 5 s
+    /// to elect its first leader and grant), at most 60000.
     pub start_grace_ms: u64,
 }
 
@@ -89,7 +90,7 @@ impl Default for LeaseConfig {
             check_interval_ms: 50,
             watchdog: "automatic".into(),
             watchdog_device: PathBuf::from("/dev/watchdog"),
-            start_grace_ms: 5000,
+            start_grace_ms: 10_000,
         }
     }
 }

@@ -225,14 +225,16 @@ impl Lease {
     }
 
     /// The first lease of a primary that has never held one (the cluster was just adopted),
-    /// counted from receiving the target state that made it primary: the leader counts the
-    /// sending of that state as a grant, and its margin covers the time in flight.
-    pub fn first(&self, epoch: u64, period_ms: u64) {
+    /// counted from `sent_boot_ms`, when the heartbeat that the target state names left: the
+    /// leader sent that state after a quorum round that began once the heartbeat had arrived, and
+    /// counts it as a grant (DESIGN.md point 4).
+    pub fn first(&self, epoch: u64, period_ms: u64, sent_boot_ms: u64) {
         let mut st = self.state.lock().expect("lease lock poisoned");
         if st.armed || period_ms == 0 {
             return;
         }
-        *st = LeaseState { armed: true, epoch, until_boot_ms: boot_ms() + period_ms, period_ms, ..st.clone() };
+        let until_boot_ms = sent_boot_ms + period_ms;
+        *st = LeaseState { armed: true, epoch, until_boot_ms, period_ms, ..st.clone() };
         tracing::info!(epoch, "under lease from now on");
         self.persist(st);
     }
@@ -604,7 +606,7 @@ mod tests {
         assert!(!l.snapshot().armed, "epoch 0 is the word that the cluster is not adopted");
         assert!(l.snapshot().remaining_ms(0, boot_ms()) > 1000);
         // The target state that adopts the cluster gives the first lease at epoch 1.
-        l.first(1, 1500);
+        l.first(1, 1500, boot_ms());
         let st = l.snapshot();
         assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
     }
@@ -643,7 +645,7 @@ mod tests {
         l.granted(4, before, 60_000);
         assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "grants for requests sent before are ignored");
         assert!(!l.vouched(4, boot_ms(), 60_000, vec!["ndc".into()]), "a vouch never revives it");
-        l.first(4, 60_000);
+        l.first(4, 60_000, boot_ms());
         assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "nor a target state's first lease");
         drop(l);
         let again = Lease::open(dir.path(), true);
@@ -662,7 +664,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = Lease::open(dir.path(), false);
         assert!(!l.snapshot().armed);
-        l.first(1, 1500);
+        l.first(1, 1500, boot_ms());
         let st = l.snapshot();
         assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
     }

@@ -85,9 +85,9 @@ pub struct RaftTiming {
 }
 
 /// The primary's lease. The agent of the primary counts a lease from its own request; the leader
-/// grants one only after a quorum of controllers confirmed it still leads, and promotes another
-/// member only once every lease it (or, for a new leader, its predecessor) granted has certainly
-/// ended: P(1+rho)+m after its last grant, and 2P(1+rho)+m after its own election.
+/// grants one only after a quorum round that began once the request had arrived, and promotes
+/// another member only once every lease it (or, for a new leader, its predecessor) granted has
+/// certainly ended: P(1+rho)+m after its last grant, and P(1+rho)^2+m after its own election.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseTiming {
@@ -124,11 +124,12 @@ impl LeaseTiming {
         self.expiry().as_millis() as u64
     }
 
-    /// How long a new leader waits after its election: 2P(1+rho)+m.
+    /// How long a new leader waits after its election: P(1+rho)^2+m.
     pub fn new_leader_wait(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(
-            (2.0 * self.period_ms as f64 * (1.0 + self.clock_drift)).ceil() as u64 + self.margin_ms,
-        )
+        // P(1+rho)^2+m, not 2P(1+rho)+m: every grant is decided on a quorum round that began
+        // after its request arrived (`brain/lease.rs` says why that bounds the old leases).
+        let rate = 1.0 + self.clock_drift;
+        std::time::Duration::from_millis((self.period_ms as f64 * rate * rate).ceil() as u64 + self.margin_ms)
     }
 }
 

@@ -3,7 +3,7 @@
 //! (it rejoins as a standby and becomes synchronous again) before the next trial, which loses the
 //! other site. Trials alternate dc → ndc → dc. In every other pair of trials the Raft leader is
 //! first moved into the site about to be lost (its leader is killed and restarted until the
-//! election lands there), so the new leader's wait of 2P(1+rho)+m after its election is measured
+//! election lands there), so the new leader's wait of P(1+rho)^2+m after its election is measured
 //! too; in the others it is moved to dr. Each trial says whether the leader died with the site.
 //!
 //! ```text

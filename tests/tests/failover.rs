@@ -31,7 +31,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     let load = Workload::start(conninfos, 50).await?;
 
     // The Raft leader is moved into dc first, so that it dies with the site: the next leader
-    // cannot know what it granted and waits 2P(1+rho)+m after its election (the case where the
+    // cannot know what it granted and waits P(1+rho)^2+m after its election (the case where the
     // leader survives is tests/tests/partition.rs).
     d.make_leader(1).await?;
     // The primary site is lost: agent, database and controller, all at once.

@@ -155,8 +155,8 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
-    // Send times (CLOCK_BOOTTIME) of the heartbeats that asked for a lease, by seq: a grant
-    // counts from the moment its request left.
+    // Send times (CLOCK_BOOTTIME) of the heartbeats, by seq: a grant counts from the moment its
+    // request left, and a first lease from the heartbeat its target state names.
     let mut asked: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
     let mut last_heard = Instant::now();
     // A controller that stops answering (a cut link, a stopped process) is noticed within a few
@@ -184,11 +184,9 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
         seq += 1;
         let load = *p.load.read().expect("load lock poisoned");
         let lease_epoch = lease_epoch(p);
-        if lease_epoch.is_some() {
-            asked.push_back((seq, crate::lease::boot_ms()));
-            while asked.len() > 64 {
-                asked.pop_front();
-            }
+        asked.push_back((seq, crate::lease::boot_ms()));
+        while asked.len() > 64 {
+            asked.pop_front();
         }
         let db = p.db.read().expect("db lock poisoned").clone();
         let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch };
@@ -237,7 +235,12 @@ fn handle(
             // with it. (Only an agent never under lease takes it, so nothing else changes; a
             // lease at an epoch no accepted target names counts for nothing.)
             if a.role == "primary" {
-                p.lease.first(a.epoch, a.lease_ms);
+                // Counted from the heartbeat the leader names (one that had arrived before the
+                // round behind this state began); none known here, no first lease.
+                let from = asked.iter().find(|(n, _)| *n == a.lease_from_seq && a.lease_from_seq > 0);
+                if let Some(&(_, sent)) = from {
+                    p.lease.first(a.epoch, a.lease_ms, sent);
+                }
             }
             p.target.receive(a);
             let now = lease_epoch(p);

@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -80,6 +80,7 @@ fn assignment_for(ctx: &Ctx, name: &str) -> Option<Assignment> {
             vouch_hold_ms: ctx.cfg.lease.vouch_hold_ms(),
             paused: c.paused,
             lease_ms: 0,
+            lease_from_seq: 0,
             confirmed: false,
             primary_agent,
         })
@@ -163,6 +164,8 @@ impl AgentLinkApi {
             let mut metrics = ctx.raft.metrics();
             let mut last_sent = None;
             let mut last_assignment: Option<Assignment> = None;
+            // The newest heartbeat on this stream: its seq and when it arrived.
+            let mut last_heartbeat: Option<(u64, Instant)> = None;
             loop {
                 let key = leader_key(&ctx);
                 if last_sent.as_ref() != Some(&key) {
@@ -177,12 +180,21 @@ impl AgentLinkApi {
                 // current, and an agent whose epoch file is unreadable may accept it (`confirmed`).
                 // When the round fails the target state is sent at a later wake-up.
                 let assignment = if ctx.is_leader() { assignment_for(&ctx, &name) } else { None };
-                if assignment.is_some() && assignment != last_assignment && lease::confirm_leading(&ctx).await {
+                // The heartbeat a first lease counts from: one that arrived before the round began.
+                let heartbeat = last_heartbeat;
+                let round = if assignment.is_some() && assignment != last_assignment {
+                    lease::confirm_leading(&ctx).await
+                } else {
+                    None
+                };
+                if let Some(round_began) = round {
                     if let Some(mut a) = assignment_for(&ctx, &name) {
                         last_assignment = Some(a.clone());
                         a.confirmed = true;
                         if a.role == "primary" {
-                            a.lease_ms = lease::with_target_state(&ctx, &a.cluster);
+                            let arrived = heartbeat.map(|(_, at)| at);
+                            a.lease_ms = lease::with_target_state(&ctx, &a.cluster, arrived, round_began);
+                            a.lease_from_seq = heartbeat.map(|(seq, _)| seq).unwrap_or(0);
                         }
                         let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
                         if tx.send(Ok(msg)).await.is_err() {
@@ -196,11 +208,13 @@ impl AgentLinkApi {
                     changed = metrics.changed() => if changed.is_err() { break },
                     msg = inbound.message() => match msg {
                         Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
+                            let arrived = Instant::now();
+                            last_heartbeat = Some((hb.seq, arrived));
                             let load = hb.load.unwrap_or_default();
                             ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
                             let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
                             if let Some(epoch) = hb.lease_epoch {
-                                match lease::grant(&ctx, &name, epoch).await {
+                                match lease::grant(&ctx, &name, epoch, arrived).await {
                                     Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
                                     Err(why) => ack.lease_refused = why,
                                 }

@@ -3,15 +3,23 @@
 //!
 //! The argument: the agent counts a grant from its own request's send time, which precedes the
 //! grant. The leader grants only after `ensure_linearizable` — a heartbeat round acknowledged by a
-//! quorum *after* the request arrived — shows it still leads, and only if the committed state
-//! still makes that agent's member the primary at the asked epoch. So every grant comes from the
-//! one current leader, and ends on the agent's clock at most P after that round. This leader
-//! therefore promotes another member only P(1+rho)+m after its last grant (rho: the clocks'
-//! rate difference; m: messages in flight), and a new leader, which cannot know what its
-//! predecessor granted, only 2P(1+rho)+m after its election: the predecessor's last successful
-//! round was at the latest when this leader was elected, plus at most P of a lease counted from
-//! before it. Once a failover is recorded, the primary it replaces is granted nothing more, so
-//! the last grant is known when the failover computes its wait.
+//! quorum — shows it still leads, and only if the committed state still makes that agent's member
+//! the primary at the asked epoch. Every grant is decided here on a round that *began after the
+//! request arrived* ([`fresh_round`] refuses any other; openraft 0.9 sends a new round of
+//! heartbeats for each call). So every grant comes from the one current leader, and this leader
+//! promotes another member only P(1+rho)+m after its last grant (rho: the clocks' rate
+//! difference; m: messages in flight).
+//!
+//! A new leader cannot know what its predecessor granted. A lease sent at agent time s was
+//! granted on a round that began after s, so a quorum acknowledged the predecessor after s; one of
+//! that quorum also voted for the new leader, and it acknowledged the predecessor before voting
+//! (it rejects the older term after). So s came before the new leader's election, and every old
+//! lease ended within P(1+rho) of the election in real time: the new leader waits P(1+rho)^2+m
+//! on its own clock (issue 16, item 11; without the condition it would be 2P(1+rho)+m). The first
+//! lease that comes with a target state counts, likewise, from the send time of a heartbeat that
+//! had arrived before its round began (`Assignment.lease_from_seq`). Once a failover is recorded,
+//! the primary it replaces is granted nothing more, so the last grant is known when the failover
+//! computes its wait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -67,16 +75,37 @@ fn round_timeout(ctx: &Ctx) -> Duration {
     Duration::from_millis(ctx.cfg.lease.period_ms / 3)
 }
 
-/// Decides the lease `agent` asked for at `epoch`: `Ok(P)` when granted.
-pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64) -> Result<u64, String> {
+/// Point 4's condition, checked where every grant is decided: the quorum round it rests on
+/// began after the request arrived. A round that began earlier (a cached or shared one) could
+/// predate the new leader's election by more than the wait counts on, so it grants nothing.
+pub fn fresh_round(arrived: Instant, round_began: Instant) -> Result<(), String> {
+    if round_began < arrived {
+        return Err(format!(
+            "the quorum round began {} ms before the request arrived: no grant rests on an earlier round",
+            arrived.duration_since(round_began).as_millis()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs one quorum round (bounded like a grant's); returns when it began.
+async fn quorum_round(ctx: &Ctx) -> Result<Instant, String> {
+    let began = Instant::now();
+    match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(began),
+        Ok(Err(e)) => Err(format!("leadership not confirmed: {e}")),
+        Err(_) => Err("leadership not confirmed in time".into()),
+    }
+}
+
+/// Decides the lease `agent` asked for at `epoch`, in a heartbeat that arrived at `arrived`:
+/// `Ok(P)` when granted.
+pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Result<u64, String> {
     if !ctx.is_leader() {
         return Err("not the leader".into());
     }
-    match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("leadership not confirmed: {e}")),
-        Err(_) => return Err("leadership not confirmed in time".into()),
-    }
+    let began = quorum_round(ctx).await?;
+    fresh_round(arrived, began)?;
     ctx.leases.grant(|| {
         let g = ctx.state.read().expect("state lock poisoned");
         if epoch == 0 {
@@ -127,15 +156,22 @@ fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) ->
 
 /// Confirms with a quorum round (bounded like a grant's) that this controller still leads and
 /// has applied everything committed before the round began: what it reads of the state next is
-/// current (a linearizable read). Target states are read and sent only after one.
-pub async fn confirm_leading(ctx: &Ctx) -> bool {
-    matches!(tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await, Ok(Ok(_)))
+/// current (a linearizable read). Target states are read and sent only after one. Returns when
+/// the round began.
+pub async fn confirm_leading(ctx: &Ctx) -> Option<Instant> {
+    quorum_round(ctx).await.ok()
 }
 
 /// The lease an agent's target state carries when it makes the agent's member primary, the state
-/// read after [`confirm_leading`]: counted by an agent that never held one from receiving it, so
-/// it counts as a grant here. Zero while a failover replaces that primary.
-pub fn with_target_state(ctx: &Ctx, cluster: &str) -> u64 {
+/// read after [`confirm_leading`]'s round, which began at `round_began`: counted by an agent that
+/// never held one from the send time of its heartbeat that arrived at `heartbeat_arrived`, so it
+/// counts as a grant here. Zero while a failover replaces that primary, without a heartbeat to
+/// count from, or when the round began before it arrived.
+pub fn with_target_state(ctx: &Ctx, cluster: &str, heartbeat_arrived: Option<Instant>, round_began: Instant) -> u64 {
+    let Some(arrived) = heartbeat_arrived else { return 0 };
+    if fresh_round(arrived, round_began).is_err() {
+        return 0;
+    }
     let granted = ctx.leases.grant(|| {
         let g = ctx.state.read().expect("state lock poisoned");
         let c = g.state.clusters.get(cluster).ok_or_else(|| format!("no cluster `{cluster}`"))?;
@@ -189,5 +225,27 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_rests_only_on_a_round_that_began_after_the_request_arrived() {
+        let arrived = Instant::now();
+        assert!(fresh_round(arrived, arrived).is_ok());
+        assert!(fresh_round(arrived, arrived + Duration::from_millis(3)).is_ok());
+        let earlier = fresh_round(arrived, arrived - Duration::from_millis(40)).unwrap_err();
+        assert!(earlier.contains("began 40 ms before the request arrived"), "{earlier}");
+    }
+
+    #[test]
+    fn a_new_leader_waits_one_lease_and_the_margin() {
+        let l = crate::config::LeaseTiming::default();
+        // P = 1100 ms, rho = 0.001, m = 200 ms: P(1+rho)^2 = 1102.2 ms, rounded up.
+        assert_eq!(l.new_leader_wait(), Duration::from_millis(1103 + 200));
+        assert!(l.new_leader_wait() >= l.expiry(), "never shorter than one grant's expiry");
     }
 }
