@@ -224,16 +224,27 @@ impl Lease {
         true
     }
 
-    /// The first lease of a primary that has never held one (the cluster was just adopted),
-    /// counted from `sent_boot_ms`, when the heartbeat that the target state names left: the
+    /// The first lease of a primary that has never held one (the cluster was just adopted):
+    /// counted from `sent_boot_ms`, when the heartbeat that the target state names left (the
     /// leader sent that state after a quorum round that began once the heartbeat had arrived, and
-    /// counts it as a grant (DESIGN.md point 4).
-    pub fn first(&self, epoch: u64, period_ms: u64, sent_boot_ms: u64) {
+    /// counts it as a grant: DESIGN.md point 4); and no shorter than a lease still held at epoch 0,
+    /// the controllers' word that the cluster was not adopted. That word is decided and recorded
+    /// like any grant, so every failover waits for it to end too: it covers the member that the
+    /// adoption names primary until then (without it, a first lease counted from a heartbeat
+    /// that left a while ago could end at once on a loaded host, and the primary fence at its
+    /// adoption, as CI saw).
+    pub fn first(&self, epoch: u64, period_ms: u64, sent_boot_ms: Option<u64>) {
         let mut st = self.state.lock().expect("lease lock poisoned");
-        if st.armed || period_ms == 0 {
+        if st.armed {
             return;
         }
-        let until_boot_ms = sent_boot_ms + period_ms;
+        let from_target = sent_boot_ms.filter(|_| period_ms > 0).map(|sent| sent + period_ms);
+        let unadopted = (st.epoch == 0).then_some(st.until_boot_ms);
+        let until_boot_ms = from_target.into_iter().chain(unadopted).max().unwrap_or(0);
+        if until_boot_ms <= boot_ms() {
+            return;
+        }
+        let period_ms = if period_ms > 0 { period_ms } else { st.period_ms };
         *st = LeaseState { armed: true, epoch, until_boot_ms, period_ms, ..st.clone() };
         tracing::info!(epoch, "under lease from now on");
         self.persist(st);
@@ -599,6 +610,23 @@ mod tests {
     }
 
     #[test]
+    fn at_its_adoption_a_primary_keeps_the_lease_it_held_at_epoch_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), false);
+        let now = boot_ms();
+        l.granted(0, now, 1100);
+        // The first lease's heartbeat left long ago: the word at epoch 0 still covers it.
+        l.first(1, 1100, Some(now.saturating_sub(1000)));
+        let st = l.snapshot();
+        assert!(st.armed && st.epoch == 1 && st.until_boot_ms == now + 1100, "{st:?}");
+        // With neither, no lease: the guard fences rather than trust nothing.
+        let fresh = tempfile::tempdir().unwrap();
+        let bare = Lease::open(fresh.path(), false);
+        bare.first(1, 1100, None);
+        assert!(!bare.snapshot().armed);
+    }
+
+    #[test]
     fn a_lease_at_epoch_0_does_not_arm_the_member() {
         let dir = tempfile::tempdir().unwrap();
         let l = Lease::open(dir.path(), false);
@@ -606,7 +634,7 @@ mod tests {
         assert!(!l.snapshot().armed, "epoch 0 is the word that the cluster is not adopted");
         assert!(l.snapshot().remaining_ms(0, boot_ms()) > 1000);
         // The target state that adopts the cluster gives the first lease at epoch 1.
-        l.first(1, 1500, boot_ms());
+        l.first(1, 1500, Some(boot_ms()));
         let st = l.snapshot();
         assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
     }
@@ -645,7 +673,7 @@ mod tests {
         l.granted(4, before, 60_000);
         assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "grants for requests sent before are ignored");
         assert!(!l.vouched(4, boot_ms(), 60_000, vec!["ndc".into()]), "a vouch never revives it");
-        l.first(4, 60_000, boot_ms());
+        l.first(4, 60_000, Some(boot_ms()));
         assert_eq!(l.snapshot().remaining_ms(4, boot_ms()), -1, "nor a target state's first lease");
         drop(l);
         let again = Lease::open(dir.path(), true);
@@ -664,7 +692,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = Lease::open(dir.path(), false);
         assert!(!l.snapshot().armed);
-        l.first(1, 1500, boot_ms());
+        l.first(1, 1500, Some(boot_ms()));
         let st = l.snapshot();
         assert!(st.armed && st.remaining_ms(1, boot_ms()) > 1000);
     }

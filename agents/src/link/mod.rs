@@ -236,11 +236,9 @@ fn handle(
             // lease at an epoch no accepted target names counts for nothing.)
             if a.role == "primary" {
                 // Counted from the heartbeat the leader names (one that had arrived before the
-                // round behind this state began); none known here, no first lease.
+                // round behind this state began), or carried over from the lease at epoch 0.
                 let from = asked.iter().find(|(n, _)| *n == a.lease_from_seq && a.lease_from_seq > 0);
-                if let Some(&(_, sent)) = from {
-                    p.lease.first(a.epoch, a.lease_ms, sent);
-                }
+                p.lease.first(a.epoch, a.lease_ms, from.map(|&(_, sent)| sent));
             }
             p.target.receive(a);
             let now = lease_epoch(p);
