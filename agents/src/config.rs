@@ -76,7 +76,8 @@ pub struct LeaseConfig {
     /// be shorter than the lease.
     pub watchdog_device: PathBuf,
     /// An agent that knows no epoch (a first start, or its state directory lost) waits this long
-    /// after its start for the controllers' first word before it fences a primary it finds: a
+    /// after its start (or after a stream first named a leader, if later) for the controllers'
+    /// first word before it fences a primary it finds: a
     /// lease at the cluster's epoch, or the word that the cluster is not adopted yet (a lease at
     /// epoch 0). Milliseconds, default 10000 (a deployment starting on a loaded host took over 5 s
     /// to elect its first leader and grant), at most 60000.

@@ -108,6 +108,9 @@ pub struct Lease {
     /// let go.
     taken: std::sync::atomic::AtomicU64,
     written: Mutex<u64>,
+    /// When (boot-time ms) a stream first named a leader; 0 until then. The start grace of an
+    /// agent that knows no epoch counts from then if that is later than its start.
+    leader_known_boot_ms: std::sync::atomic::AtomicU64,
     boot_id: String,
     /// Held by whatever starts the server as a primary (after checking the lease under it) and by
     /// [`Lease::release`]'s caller (from its look at the server until the release): so a failover
@@ -153,9 +156,27 @@ impl Lease {
             file,
             taken: std::sync::atomic::AtomicU64::new(0),
             written: Mutex::new(0),
+            leader_known_boot_ms: std::sync::atomic::AtomicU64::new(0),
             boot_id,
             start_gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// A stream named a leader: the first time counts (see the field).
+    pub fn leader_known(&self) {
+        let _ = self.leader_known_boot_ms.compare_exchange(
+            0,
+            boot_ms(),
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// When the agent's start grace begins: its start, or the moment a leader was first known
+    /// if later (a deployment whose controllers elect slowly on a loaded host has had nobody to
+    /// answer until then; one with no leader at all keeps the grace from its start).
+    fn grace_from(&self, started_boot: u64) -> u64 {
+        started_boot.max(self.leader_known_boot_ms.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// See the field: take it before looking at the lease to start a primary, or to release it.
@@ -441,7 +462,7 @@ impl Guard {
             let grace = epoch == Some(0)
                 && target.is_none()
                 && st.until_boot_ms == 0
-                && now_boot < started_boot + self.cfg.start_grace_ms;
+                && now_boot < self.lease.grace_from(started_boot) + self.cfg.start_grace_ms;
             let Some((class, reason)) = fence_reason(
                 &st,
                 target.as_ref(),
@@ -624,6 +645,21 @@ mod tests {
         let bare = Lease::open(fresh.path(), false);
         bare.first(1, 1100, None);
         assert!(!bare.snapshot().armed);
+    }
+
+    #[test]
+    fn the_start_grace_counts_from_the_first_leader_known_when_that_is_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lease::open(dir.path(), false);
+        let started = boot_ms();
+        assert_eq!(l.grace_from(started), started, "no leader known: from the start");
+        std::thread::sleep(Duration::from_millis(5));
+        l.leader_known();
+        let first = l.grace_from(started);
+        assert!(first > started);
+        std::thread::sleep(Duration::from_millis(5));
+        l.leader_known();
+        assert_eq!(l.grace_from(started), first, "only the first time counts");
     }
 
     #[test]

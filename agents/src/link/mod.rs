@@ -221,6 +221,9 @@ fn handle(
             s.term = l.term;
             p.metrics.leader_id.set(l.leader_id as i64);
             drop(map);
+            if l.leader_id != 0 {
+                p.lease.leader_known();
+            }
             for other in &l.controllers {
                 if other.parse::<std::net::SocketAddr>().is_ok() {
                     ensure_following(p, other);
