@@ -246,14 +246,14 @@ impl Lease {
     }
 
     /// The first lease of a primary that has never held one (the cluster was just adopted):
-    /// counted from `sent_boot_ms`, when the heartbeat that the target state names left (the
-    /// leader sent that state after a quorum round that began once the heartbeat had arrived, and
-    /// counts it as a grant: DESIGN.md point 4); and no shorter than a lease still held at epoch 0,
+    /// counted from `sent_boot_ms`, when the target state that carries it arrived (the leader
+    /// sent it after a quorum round and counts it as a grant; the margin m covers its time in
+    /// flight: DESIGN.md point 4); and no shorter than a lease still held at epoch 0,
     /// the controllers' word that the cluster was not adopted. That word is decided and recorded
     /// like any grant, so every failover waits for it to end too: it covers the member that the
     /// adoption names primary until then (without it, a first lease counted from a heartbeat
-    /// that left a while ago could end at once on a loaded host, and the primary fence at its
-    /// adoption, as CI saw).
+    /// that left a while ago ended at once on a loaded host, and the primary fenced at its
+    /// adoption).
     pub fn first(&self, epoch: u64, period_ms: u64, sent_boot_ms: Option<u64>) {
         let mut st = self.state.lock().expect("lease lock poisoned");
         if st.armed {

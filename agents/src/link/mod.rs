@@ -238,10 +238,9 @@ fn handle(
             // with it. (Only an agent never under lease takes it, so nothing else changes; a
             // lease at an epoch no accepted target names counts for nothing.)
             if a.role == "primary" {
-                // Counted from the heartbeat the leader names (one that had arrived before the
-                // round behind this state began), or carried over from the lease at epoch 0.
-                let from = asked.iter().find(|(n, _)| *n == a.lease_from_seq && a.lease_from_seq > 0);
-                p.lease.first(a.epoch, a.lease_ms, from.map(|&(_, sent)| sent));
+                // Counted from receiving it (the margin m covers its time in flight, as it does
+                // every wait), or carried over from the lease at epoch 0 if that ends later.
+                p.lease.first(a.epoch, a.lease_ms, Some(crate::lease::boot_ms()));
             }
             p.target.receive(a);
             let now = lease_epoch(p);

@@ -16,8 +16,11 @@
 //! (it rejects the older term after). So s came before the new leader's election, and every old
 //! lease ended within P(1+rho) of the election in real time: the new leader waits P(1+rho)^2+m
 //! on its own clock (issue 16, item 11; without the condition it would be 2P(1+rho)+m). The first
-//! lease that comes with a target state counts, likewise, from the send time of a heartbeat that
-//! had arrived before its round began (`Assignment.lease_from_seq`). Once a failover is recorded,
+//! lease that comes with a target state is sent after a round that began once a heartbeat had
+//! arrived, and the agent counts it from receiving the state: it ends at most P(1+rho) after the
+//! round plus the state's time in flight, which the margin m covers (as it does in every wait).
+//! Counting it from the heartbeat's send time instead was tried: on a loaded host such a lease
+//! could end at once and fence the primary at its adoption. Once a failover is recorded,
 //! the primary it replaces is granted nothing more, so the last grant is known when the failover
 //! computes its wait.
 
