@@ -6,6 +6,7 @@
 mod postgres;
 mod postgres_ctl;
 mod postgres_kill;
+mod postgres_promote;
 mod postgres_rewind;
 mod postgres_wal;
 mod simulated;
