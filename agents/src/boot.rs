@@ -5,7 +5,8 @@
 //! the leader, which rejoins it (rewinding it if it must). A member found stopped as a *primary*
 //! is the dangerous case: the cluster may have failed over while this host was down. It is
 //! started only once this agent holds a lease at an epoch whose target state makes it the
-//! primary. The leader grants that lease only after a quorum round confirmed it still leads and
+//! primary, and then in recovery, opened only under a lease still held once it is up
+//! (`opening.rs`). The leader grants that lease only after a quorum round confirmed it still leads and
 //! its committed state names this member primary at that epoch: a linearizable read of the role.
 //! Until then it stays stopped, however long the controllers take; if they name another primary,
 //! it stays stopped for good and the leader's rejoin turns it into a standby.
@@ -13,24 +14,19 @@
 //! A lease persisted before the restart counts only on the same boot (see `lease.rs`); after a
 //! reboot there is none, so the wait always goes through the controllers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::drivers::DatabaseDriver;
-use crate::lease::{boot_ms, Lease};
-use crate::target::Target;
+use crate::error::Error;
+use crate::lease::boot_ms;
+use crate::opening::{Opener, Started};
 
 /// How often the wait looks at the target state and the lease.
 const POLL: Duration = Duration::from_millis(50);
 
 /// Waits for the role of a member found stopped as a primary, then starts it if it is confirmed.
 pub struct BootStart {
-    pub driver: Arc<dyn DatabaseDriver>,
-    pub target: Arc<Target>,
-    pub lease: Arc<Lease>,
-    /// `lease.fence_lead_ms`: a lease with less than this left is about to be fenced, not a
-    /// confirmation.
-    pub fence_lead_ms: u64,
+    /// The driver, target, lease and watchdog, and what opens the primary under its lease.
+    pub opener: Opener,
 }
 
 /// What the wait decided.
@@ -76,7 +72,7 @@ impl BootStart {
         // that runs but never answers is not stopped; the guard and the leader judge that one.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let obs = self.driver.observe().await;
+            let obs = self.opener.driver.observe().await;
             if obs.up || tokio::time::Instant::now() >= deadline {
                 return;
             }
@@ -85,7 +81,7 @@ impl BootStart {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if !self.driver.stopped_as_primary().await {
+        if !self.opener.driver.stopped_as_primary().await {
             return;
         }
         tracing::warn!(
@@ -93,14 +89,11 @@ impl BootStart {
              that it still is (a lease at its epoch)"
         );
         loop {
-            let target = self.target.current();
-            let snapshot = self.lease.snapshot();
-            let decision = decide(
-                target.as_ref(),
-                self.target.epoch(),
-                |e| snapshot.remaining_ms(e, boot_ms()),
-                self.fence_lead_ms,
-            );
+            let o = &self.opener;
+            let target = o.target.current();
+            let snapshot = o.lease.snapshot();
+            let decision =
+                decide(target.as_ref(), o.target.epoch(), |e| snapshot.remaining_ms(e, boot_ms()), o.fence_lead_ms);
             match decision {
                 Decision::Wait => tokio::time::sleep(POLL).await,
                 Decision::StayStopped(why) => {
@@ -108,20 +101,15 @@ impl BootStart {
                     return;
                 }
                 Decision::Start { epoch } => {
-                    // Under the start gate, the lease is looked at again: a failover may have
-                    // been told it was released (`link.rs`, `release_lease`) since the decision.
-                    let _gate = self.lease.start_gate().lock().await;
-                    let left = self.lease.snapshot().remaining_ms(epoch, boot_ms());
-                    if left <= self.fence_lead_ms as i64 {
-                        continue;
-                    }
-                    // Someone (an operator) may have started it meanwhile; the guard judges that one.
-                    if !self.driver.stopped_as_primary().await {
-                        return;
-                    }
                     tracing::info!(epoch, "role confirmed (lease held at epoch {epoch}): starting the primary");
-                    match self.driver.restart().await {
-                        Ok(()) => tracing::info!(epoch, "the primary is started"),
+                    // Under the start gate, the opener looks at the lease again (a failover may
+                    // have been told it was released since the decision), starts the member in
+                    // recovery, and opens it only under a lease still held then (`opening.rs`).
+                    match self.opener.start(epoch).await {
+                        Ok(Started::Opened) => tracing::info!(epoch, "the primary is started"),
+                        // Someone (an operator) started it meanwhile; the guard judges that one.
+                        Ok(Started::NotStoppedAsPrimary) => {}
+                        Err(Error::NoLease { .. }) => continue,
                         Err(e) => tracing::error!("starting the primary failed: {e}"),
                     }
                     return;

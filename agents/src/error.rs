@@ -15,6 +15,21 @@ pub enum Error {
     Rpc(#[from] tonic::Status),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// No lease at the epoch a primary is to be opened at (`opening.rs`).
+    #[error("no lease at epoch {epoch}; not {doing}")]
+    NoLease { epoch: u64, doing: &'static str },
+    /// The lease ended while the primary started in recovery: it is stopped again, not opened.
+    #[error("the lease at epoch {epoch} ended during the start ({ms} ms): the server is not opened")]
+    LeaseEndedDuringStart { epoch: u64, ms: u64 },
+    /// A newer epoch overtook a start or promote.
+    #[error("{0}")]
+    NotCurrent(String),
+    /// Mode `required` and no watchdog can be armed: no primary is opened.
+    #[error("the watchdog cannot be armed: {0}")]
+    Watchdog(String),
+    /// The database driver failed.
+    #[error("{0}")]
+    Driver(String),
 }
 
 /// The crate's result type.

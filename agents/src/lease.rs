@@ -24,6 +24,10 @@
 //!   monotonic one (the host was suspended): fence first, ask after;
 //! - the watchdog is `required` and none can be armed.
 //!
+//! While a start or promote of a primary is under way (`opening.rs`), the server counts as a
+//! possible primary whatever the observations say, until one made after it ended: so the
+//! watchdog stays armed through it and a lease that runs short meanwhile fences it.
+//!
 //! The lease is also written to `state_dir/lease` with the kernel's boot id, so that an agent
 //! restarted on the same boot keeps the lease it held; after a reboot (a new boot id), or with no
 //! such file, an agent that has seen an epoch holds no lease and a primary it finds is fenced.
@@ -38,7 +42,7 @@ use crate::config::LeaseConfig;
 use crate::drivers::{now_ms, DatabaseDriver, DbStatus};
 use crate::metrics::AgentMetrics;
 use crate::target::Target;
-use crate::watchdog::Watchdog;
+use crate::watchdog::SharedWatchdog;
 
 fn clock_ms(id: ClockId) -> u64 {
     // Both clocks exist on every Linux this runs on (2.6.39+); a failure is not recoverable.
@@ -86,9 +90,21 @@ pub struct LeaseState {
     /// `CLOCK_BOOTTIME`: grants at that epoch for requests sent before it are ignored (0: none).
     pub released_epoch: u64,
     pub released_at_boot_ms: u64,
+    /// A start or promote of a primary is under way (`opening.rs`), and when (wall clock, ms) the
+    /// last one ended: until an observation made after that end, the server is treated as a
+    /// possible primary whatever the observations say (in recovery, stopped), so the guard keeps
+    /// the watchdog armed and fences it if the lease runs out before it opens.
+    pub opening: bool,
+    pub opening_began_ms: u64,
+    pub opening_ended_ms: u64,
 }
 
 impl LeaseState {
+    /// Whether an opening covers an observation made at `observed_ms` (see the field).
+    pub fn opening_covers(&self, observed_ms: u64) -> bool {
+        self.opening || observed_ms <= self.opening_ended_ms
+    }
+
     /// Milliseconds left at `epoch` (-1: none).
     pub fn remaining_ms(&self, epoch: u64, now_boot: u64) -> i64 {
         if self.epoch != epoch || self.until_boot_ms == 0 {
@@ -276,6 +292,20 @@ impl Lease {
         self.state.lock().expect("lease lock poisoned").clone()
     }
 
+    /// A start or promote of a primary begins (see [`LeaseState::opening`]).
+    pub fn begin_opening(&self) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        st.opening = true;
+        st.opening_began_ms = now_ms();
+    }
+
+    /// ... and has ended, opened or not.
+    pub fn end_opening(&self) {
+        let mut st = self.state.lock().expect("lease lock poisoned");
+        st.opening = false;
+        st.opening_ended_ms = now_ms();
+    }
+
     fn record_fence(&self, reason: &str) {
         let mut st = self.state.lock().expect("lease lock poisoned");
         st.fenced_reason = reason.to_string();
@@ -334,6 +364,8 @@ pub struct Guard {
     pub driver: Arc<dyn DatabaseDriver>,
     pub metrics: Arc<AgentMetrics>,
     pub cfg: LeaseConfig,
+    /// Petted every check while the server may be a primary, disarmed when it cannot be.
+    pub watchdog: SharedWatchdog,
 }
 
 /// One check's clocks: how late it ran, how far the boot-time clock ran ahead of the monotonic
@@ -349,7 +381,7 @@ struct Tick {
 /// yet) and the role last seen while it answered. A server that does not answer is assumed to be
 /// one unless its data directory says it is a standby: an agent that cannot see its server
 /// assumes the worst (DESIGN.md point 1).
-fn may_be_primary(obs: Option<&DbStatus>, last_role: &str) -> bool {
+pub(crate) fn may_be_primary(obs: Option<&DbStatus>, last_role: &str) -> bool {
     match obs {
         None => true,
         Some(o) if o.up => o.role == "primary",
@@ -417,13 +449,12 @@ impl Guard {
     /// Runs forever.
     pub async fn run(self) {
         let every = Duration::from_millis(self.cfg.check_interval_ms);
-        let mut watchdog = Watchdog::new(&self.cfg);
         let (mut last_boot, mut last_mono) = (boot_ms(), mono_ms());
         let started_boot = last_boot;
         // The role last seen while the server answered: a primary that stops answering is still
         // treated as one until the agent confirms it stopped.
         let mut last_role = String::new();
-        let mut fenced_at_obs: Option<u64> = None;
+        let mut repeats = Repeats::default();
         loop {
             tokio::time::sleep(every).await;
             let (now_boot, now_mono) = (boot_ms(), mono_ms());
@@ -453,11 +484,13 @@ impl Guard {
                     last_role.clear();
                 }
             }
-            if !may_be_primary(obs.as_ref(), &last_role) {
-                watchdog.disarm();
+            // A start or promote under way may be about to open the server, whatever it looks like.
+            let opening = st.opening_covers(obs.as_ref().map(|o| o.observed_ms).unwrap_or(0));
+            if !may_be_primary(obs.as_ref(), &last_role) && !opening {
+                self.watchdog.lock().expect("watchdog lock poisoned").disarm("the server is not a primary");
                 continue;
             }
-            let wd_problem = watchdog.keep_alive(st.period_ms);
+            let wd_problem = self.watchdog.lock().expect("watchdog lock poisoned").keep_alive(st.period_ms);
             // Waiting for the controllers' first word: nothing known, nothing heard, not for long.
             let grace = epoch == Some(0)
                 && target.is_none()
@@ -473,23 +506,55 @@ impl Guard {
             ) else {
                 continue;
             };
-            // One fence per observation: wait until the observer has looked again.
-            let observed_ms = obs.as_ref().map(|o| o.observed_ms).unwrap_or(0);
-            if fenced_at_obs.is_some_and(|at| observed_ms <= at) {
-                continue;
-            }
-            fenced_at_obs = Some(now_ms());
-            tracing::error!(reason = %reason, "fencing the primary");
-            self.lease.record_fence(&reason);
-            self.metrics.fences.with_label_values(&[class]).inc();
-            match self.driver.fence().await {
-                Ok(()) => {
-                    self.lease.fence_done();
-                    tracing::warn!("fenced: the server is stopped")
-                }
-                Err(e) => tracing::error!("fencing failed: {e}"),
+            if repeats.admit(obs.as_ref(), &st, opening, now_ms()) {
+                self.fence(class, &reason).await;
             }
         }
+    }
+
+    async fn fence(&self, class: &'static str, reason: &str) {
+        tracing::error!(reason = %reason, "fencing the primary");
+        self.lease.record_fence(reason);
+        self.metrics.fences.with_label_values(&[class]).inc();
+        match self.driver.fence().await {
+            Ok(()) => {
+                self.lease.fence_done();
+                tracing::warn!("fenced: the server is stopped")
+            }
+            Err(e) => tracing::error!("fencing failed: {e}"),
+        }
+    }
+}
+
+/// Which of the guard's reasons to fence lead to a fence.
+#[derive(Debug, Default)]
+struct Repeats {
+    /// When (wall clock, ms) the guard last fenced.
+    fenced_ms: Option<u64>,
+    /// The opening (when it began, when the last one ended) during which it last fenced a
+    /// server seen stopped.
+    stopped_opening: Option<(u64, u64)>,
+}
+
+impl Repeats {
+    /// One fence per observation: the next waits until the observer has looked again. And while
+    /// an opening's server is seen stopped (its start not begun yet, or stopped already), one per
+    /// opening: that fence only makes sure; what the opener starts after it the guard sees
+    /// running and fences then, and the opener, finding the lease gone, stops it as well.
+    fn admit(&mut self, obs: Option<&DbStatus>, st: &LeaseState, opening: bool, now_ms: u64) -> bool {
+        let observed_ms = obs.map(|o| o.observed_ms).unwrap_or(0);
+        if self.fenced_ms.is_some_and(|at| observed_ms <= at) {
+            return false;
+        }
+        if opening && obs.is_some_and(|o| o.stopped && !o.up) {
+            let this = (st.opening_began_ms, st.opening_ended_ms);
+            if self.stopped_opening == Some(this) {
+                return false;
+            }
+            self.stopped_opening = Some(this);
+        }
+        self.fenced_ms = Some(now_ms);
+        true
     }
 }
 
@@ -599,6 +664,25 @@ mod tests {
             may_be_primary(Some(&obs(false, "down", false, false)), "standby"),
             "last seen as a standby, but its files no longer say so: promoted since?"
         );
+    }
+
+    #[test]
+    fn a_fence_per_observation_and_one_per_opening_while_the_server_is_seen_stopped() {
+        let seen = |at: u64, up: bool, stopped: bool| DbStatus { observed_ms: at, up, stopped, ..Default::default() };
+        let opening = LeaseState { opening: true, opening_began_ms: 100, ..Default::default() };
+        let mut r = Repeats::default();
+        assert!(r.admit(Some(&seen(200, true, false)), &LeaseState::default(), false, 250));
+        assert!(!r.admit(Some(&seen(200, true, false)), &LeaseState::default(), false, 260), "the same observation");
+        assert!(r.admit(Some(&seen(300, true, false)), &LeaseState::default(), false, 310), "a newer one");
+        // An opening whose server is not started yet: once, whatever the observer says next.
+        assert!(r.admit(Some(&seen(400, false, true)), &opening, true, 410));
+        assert!(!r.admit(Some(&seen(500, false, true)), &opening, true, 510));
+        // ... but once it runs (starting, in recovery), at every observation.
+        assert!(r.admit(Some(&seen(600, false, false)), &opening, true, 610));
+        assert!(r.admit(Some(&seen(700, true, false)), &opening, true, 710));
+        // A later opening is another.
+        let next = LeaseState { opening_began_ms: 900, ..opening };
+        assert!(r.admit(Some(&seen(1000, false, true)), &next, true, 1010));
     }
 
     #[test]

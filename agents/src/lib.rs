@@ -15,6 +15,7 @@ pub mod http;
 pub mod lease;
 pub mod link;
 pub mod metrics;
+pub mod opening;
 pub mod target;
 pub mod vouch;
 pub mod watchdog;
@@ -88,6 +89,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         });
         tracing::info!(addr = %cfg.vouch_addr, "failsafe service listening");
     }
+    let watchdog = watchdog::Watchdog::shared(&cfg.lease);
     let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
     if let Some(dbc) = &cfg.database {
         let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
@@ -129,14 +131,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             driver: d.clone(),
             metrics: metrics.clone(),
             cfg: cfg.lease.clone(),
+            watchdog: watchdog.clone(),
         };
         tokio::spawn(guard.run());
-        let boot = boot::BootStart {
+        let opener = opening::Opener {
             driver: d.clone(),
             target: target.clone(),
             lease: lease.clone(),
+            watchdog: watchdog.clone(),
             fence_lead_ms: cfg.lease.fence_lead_ms,
         };
+        let boot = boot::BootStart { opener };
         tokio::spawn(boot.run());
         let failsafe = vouch::Failsafe {
             lease: lease.clone(),
@@ -168,6 +173,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         load,
         links: links.clone(),
         metrics: metrics.clone(),
+        watchdog: watchdog.clone(),
     });
     tokio::spawn(link::run_commands(params.clone(), queued));
     for addr in &cfg.controllers {
@@ -176,13 +182,71 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     tracing::info!(name = %cfg.name, site = %cfg.site, http = %cfg.http_addr, "agent running");
     let http = tokio::spawn(http::serve(
         listener,
-        http::HttpState { links, metrics, db, target: target.clone(), lease: lease.clone() },
+        http::HttpState { links, metrics, db: db.clone(), target: target.clone(), lease: lease.clone() },
     ));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },
     }
+    if let Some(d) = &driver {
+        stop_cleanly(d.as_ref(), &db, &lease, &watchdog).await;
+    }
     Ok(())
+}
+
+/// How long a clean stop gives the primary's fast shutdown before it fences it instead.
+const STOP_PRIMARY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A clean stop of the agent (SIGTERM, SIGINT) on a host that may run a primary: once this agent
+/// exits, nothing fences that primary when its lease ends, and the watchdog, if left armed,
+/// resets the host. So the agent stops the server first (a fast shutdown, which hands every
+/// record to the connected standbys; an immediate stop if that fails or takes too long), then
+/// disarms the watchdog on purpose: nothing is left for it to guard. If the server cannot be
+/// stopped, the watchdog is left armed, and says why: a primary without its guard is the one
+/// thing that must not outlive the agent. The leader then fails over (the primary is down and
+/// its agent silent); to keep the database serving, switch over before stopping the agent of the
+/// primary (docs/runbooks/agent-state.md). A standby's server is left running.
+async fn stop_cleanly(
+    driver: &dyn drivers::DatabaseDriver,
+    db: &RwLock<Option<drivers::DbStatus>>,
+    lease: &lease::Lease,
+    watchdog: &watchdog::SharedWatchdog,
+) {
+    let obs = db.read().expect("db lock poisoned").clone();
+    // The opening's start gate: no start or promote is half done while this looks and stops.
+    let _gate = lease.start_gate().lock().await;
+    let opening = obs.as_ref().is_some_and(|o| lease.snapshot().opening_covers(o.observed_ms));
+    let primary = lease::may_be_primary(obs.as_ref(), "") || opening;
+    if !primary {
+        watchdog.lock().expect("watchdog lock poisoned").retire("the agent stops; its server is no primary");
+        return;
+    }
+    tracing::warn!(
+        "the agent stops on a host that may run the primary: stopping the server first (switch over before          stopping the primary's agent to keep the database serving)"
+    );
+    let stopped = match tokio::time::timeout(STOP_PRIMARY_TIMEOUT, driver.stop_primary()).await {
+        Ok(Ok(lsn)) => {
+            tracing::info!(lsn, "the server is stopped (a clean shutdown)");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no clean shutdown within {} s", STOP_PRIMARY_TIMEOUT.as_secs())),
+    };
+    let stopped = match stopped {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!("{e}: stopping it at once");
+            driver.fence().await
+        }
+    };
+    let mut wd = watchdog.lock().expect("watchdog lock poisoned");
+    match stopped {
+        Ok(()) => wd.retire("the agent stops, and it stopped its server first"),
+        Err(e) if wd.armed() => {
+            tracing::error!("the server could not be stopped ({e}): the watchdog stays armed and will reset the host")
+        }
+        Err(e) => tracing::error!("the server could not be stopped ({e}), and no watchdog is armed: it runs unguarded"),
+    }
 }
 
 /// How long one observation may take before the member counts as not answering.

@@ -10,15 +10,31 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::config::LeaseConfig;
 
+/// The watchdog, shared by everything that may run a primary on this host: the guard pets it,
+/// a start or promote arms it first (`opening.rs`), a clean stop disarms it (`lib.rs`).
+pub type SharedWatchdog = Arc<Mutex<Watchdog>>;
+
+/// `lease.watchdog`, as configured (validated in `config.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Required,
+    Automatic,
+    Off,
+}
+
 /// The watchdog device, open while armed.
 pub struct Watchdog {
-    mode: String,
+    mode: Mode,
     device: PathBuf,
     open: Option<File>,
     warned: bool,
+    /// The agent is stopping and has disarmed it for good: nothing arms it again (the guard's
+    /// last ticks run on an observation made before the server was stopped).
+    retired: bool,
 }
 
 /// What status shows: `armed`, `unguarded` or `off`.
@@ -32,7 +48,30 @@ pub fn describe(cfg: &LeaseConfig) -> &'static str {
 
 impl Watchdog {
     pub fn new(cfg: &LeaseConfig) -> Self {
-        Watchdog { mode: cfg.watchdog.clone(), device: cfg.watchdog_device.clone(), open: None, warned: false }
+        let mode = match cfg.watchdog.as_str() {
+            "off" => Mode::Off,
+            "automatic" => Mode::Automatic,
+            // Anything else was refused by the config's validation; `required` is the safe side.
+            _ => Mode::Required,
+        };
+        Watchdog { mode, device: cfg.watchdog_device.clone(), open: None, warned: false, retired: false }
+    }
+
+    /// A watchdog to share (see [`SharedWatchdog`]).
+    pub fn shared(cfg: &LeaseConfig) -> SharedWatchdog {
+        Arc::new(Mutex::new(Watchdog::new(cfg)))
+    }
+
+    /// Arms and pets it before a primary is started or promoted (DESIGN.md point 2: armed before
+    /// the primary is unfenced, not after it is first observed). An error only in mode
+    /// `required`: the primary must then not be opened.
+    pub fn arm(&mut self, period_ms: u64) -> Result<(), String> {
+        self.keep_alive(period_ms).map_or(Ok(()), Err)
+    }
+
+    /// Whether it is armed (the device open).
+    pub fn armed(&self) -> bool {
+        self.open.is_some()
     }
 
     /// The device's timeout in milliseconds, from sysfs (`/sys/class/watchdog/<name>/timeout`).
@@ -46,7 +85,7 @@ impl Watchdog {
     /// Arms (when needed) and pets the watchdog while a primary runs under a lease of
     /// `period_ms`. Returns a reason to fence when the mode is `required` and that cannot be done.
     pub fn keep_alive(&mut self, period_ms: u64) -> Option<String> {
-        if self.mode == "off" {
+        if self.mode == Mode::Off || self.retired {
             return None;
         }
         if self.open.is_none() {
@@ -55,7 +94,9 @@ impl Watchdog {
                 Some(t) if period_ms > 0 && t >= period_ms => {
                     Some(format!("the watchdog's timeout ({t} ms) is not shorter than the lease ({period_ms} ms)"))
                 }
-                _ => match std::fs::OpenOptions::new().write(true).open(&self.device) {
+                // Append: harmless on the device, and a test can stand a regular file in for it
+                // and read what was written ("1" per pet, "V" for the magic close).
+                _ => match std::fs::OpenOptions::new().append(true).open(&self.device) {
                     Ok(f) => {
                         tracing::info!(device = %self.device.display(), "watchdog armed");
                         self.open = Some(f);
@@ -66,27 +107,36 @@ impl Watchdog {
             };
             if let Some(p) = problem {
                 if !self.warned {
-                    tracing::warn!(mode = %self.mode, "the primary runs without a watchdog: {p}");
+                    tracing::warn!(mode = ?self.mode, "the primary runs without a watchdog: {p}");
                     self.warned = true;
                 }
-                return (self.mode == "required").then_some(p);
+                return (self.mode == Mode::Required).then_some(p);
             }
         }
         if let Some(f) = self.open.as_mut() {
             if let Err(e) = f.write_all(b"1").and_then(|_| f.flush()) {
                 tracing::error!("petting the watchdog failed: {e}");
                 self.open = None;
-                return (self.mode == "required").then(|| format!("petting the watchdog failed: {e}"));
+                return (self.mode == Mode::Required).then(|| format!("petting the watchdog failed: {e}"));
             }
         }
         None
     }
 
-    /// Disarms it (the magic close), when this host no longer runs a primary.
-    pub fn disarm(&mut self) {
+    /// Disarms it for good as the agent stops (see the field `retired`).
+    pub fn retire(&mut self, why: &str) {
+        self.disarm(why);
+        self.retired = true;
+    }
+
+    /// Disarms it (the magic close), when this host no longer runs a primary; `why` is logged.
+    pub fn disarm(&mut self, why: &str) {
         if let Some(mut f) = self.open.take() {
-            let _ = f.write_all(b"V");
-            tracing::info!("watchdog disarmed");
+            match f.write_all(b"V").and_then(|_| f.flush()) {
+                Ok(()) => tracing::info!("watchdog disarmed: {why}"),
+                // The device stays armed once closed without "V": the host will be reset.
+                Err(e) => tracing::error!("disarming the watchdog failed ({e}); it will reset the host: {why}"),
+            }
         }
     }
 }

@@ -48,8 +48,24 @@ pub trait DatabaseDriver: Send + Sync {
     /// Sets a primary's synchronous standbys (empty: asynchronous).
     async fn set_synchronous(&self, names: &[String]) -> Result<(), String>;
 
-    /// Starts this stopped member again as it was.
+    /// Starts this stopped member again as it was. For a member stopped as a primary the agent
+    /// uses [`DatabaseDriver::start_in_recovery`] instead: a primary opens only under a lease.
     async fn restart(&self) -> Result<(), String>;
+
+    /// Starts this member, stopped as a primary, in recovery and streaming from nowhere: it
+    /// replays its own WAL and accepts no write until [`DatabaseDriver::open_started`]. A start
+    /// (with its retries) can take longer than the lease it began under, so the agent looks at
+    /// the lease again between the two (DESIGN.md point 2; issue 16, item 2).
+    async fn start_in_recovery(&self) -> Result<(), String>;
+
+    /// Opens a member started by [`DatabaseDriver::start_in_recovery`] for writes, as the
+    /// primary it was (its synchronous standbys unchanged); gives up at `deadline`.
+    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), String>;
+
+    /// Undoes [`DatabaseDriver::start_in_recovery`] when the member is not to be opened: stops it
+    /// at once and leaves it stopped as the primary it was (its final position readable, its
+    /// next start again under a lease).
+    async fn stop_unopened(&self) -> Result<(), String>;
 
     /// Points this running standby at the primary at `primary_conninfo`.
     async fn follow(&self, primary_conninfo: &str) -> Result<(), String>;

@@ -394,6 +394,47 @@ impl DatabaseDriver for PostgresDriver {
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
     }
 
+    async fn start_in_recovery(&self) -> Result<(), String> {
+        let l = self.local()?;
+        blocking(move || {
+            if is_running(&l) {
+                return Err("the server is already running: not starting it in recovery".into());
+            }
+            // In standby mode it replays its own WAL (crash recovery first, after a fence's
+            // immediate stop) and then waits: with no primary_conninfo (the command line wins over
+            // postgresql.auto.conf) it streams from nowhere, so it stays exactly the primary it
+            // was, and only a promotion opens it.
+            let signal = l.data_dir.join("standby.signal");
+            std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
+            start_with(&l, &["-o", "-c primary_conninfo=''"])
+        })
+        .await
+    }
+
+    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), String> {
+        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let in_recovery: bool =
+            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+        if !in_recovery {
+            return Ok(());
+        }
+        postgres_promote::promote_and_wait(&client, deadline).await
+    }
+
+    async fn stop_unopened(&self) -> Result<(), String> {
+        let l = self.local()?;
+        blocking(move || {
+            fence_now(&l)?;
+            // Stopped: what is left of the start is the file that made it a standby.
+            let signal = l.data_dir.join("standby.signal");
+            match std::fs::remove_file(&signal) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", signal.display())),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
@@ -422,23 +463,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 /// can stay taken by its connections' TCP TIME-WAIT state for up to a minute; the start is
 /// retried meanwhile rather than failed.
 fn start(l: &PgLocal) -> Result<(), String> {
+    start_with(l, &[])
+}
+
+/// [`start`], with `extra` arguments for pg_ctl (`-o` and the server's options).
+fn start_with(l: &PgLocal, extra: &[&str]) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (data, log) = (l.data_dir.display().to_string(), l.log_file.display().to_string());
+    let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "60"];
+    args.extend_from_slice(extra);
+    args.push("start");
     loop {
-        let r = postgres_ctl::run(
-            &l.bin_dir,
-            &l.os_user,
-            "pg_ctl",
-            &[
-                "-D",
-                &l.data_dir.display().to_string(),
-                "-l",
-                &l.log_file.display().to_string(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        let r = postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &args);
         let Err(e) = r else { return Ok(()) };
         let log = std::fs::read_to_string(&l.log_file).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(6).collect();

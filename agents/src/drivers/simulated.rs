@@ -107,6 +107,24 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
+    async fn start_in_recovery(&self) -> Result<(), String> {
+        // Up, not yet primary: what a real member is while it replays before opening.
+        self.primary.store(false, Ordering::SeqCst);
+        self.up.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn open_started(&self, _deadline: std::time::Instant) -> Result<(), String> {
+        self.primary.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn stop_unopened(&self) -> Result<(), String> {
+        self.up.store(false, Ordering::SeqCst);
+        self.primary.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     async fn fence(&self) -> Result<(), String> {
         self.up.store(false, Ordering::SeqCst);
         Ok(())

@@ -96,20 +96,6 @@ async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: std::resul
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
 
-/// A promote's epoch, checked again after its waits: still the persisted one, and the accepted
-/// target still makes this member the primary at it. Otherwise a newer epoch overtook it (a
-/// rollback, a failover elsewhere) and it must not promote.
-fn still_current(p: &LinkParams, epoch: u64) -> std::result::Result<(), String> {
-    let target = p.target.current();
-    match (p.target.epoch(), target.as_ref()) {
-        (Some(e), Some(t)) if e == epoch && t.epoch == epoch && t.role == "primary" => Ok(()),
-        (persisted, _) => Err(format!(
-            "epoch {epoch} is no longer current (persisted {persisted:?}, target {:?}): not promoting",
-            target.map(|t| (t.epoch, t.role))
-        )),
-    }
-}
-
 /// Runs one command from the leader, after the epoch gate, and reports the result on the stream
 /// it came from.
 async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMessage>) {
@@ -135,16 +121,20 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch, "promoting").await?;
-                still_current(&p, cmd.epoch)?;
                 let leased = started.elapsed().as_millis();
-                driver.promote(&promote.synchronous_standby_names, deadline).await?;
+                // The opener checks the lease and the epoch again and arms the watchdog first.
+                let opener = p.opener(driver.clone());
+                opener
+                    .promote(cmd.epoch, &promote.synchronous_standby_names, deadline)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // For the workflow's log: where the promote's time went (since the command came).
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
             }
             Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
-            Kind::Restart(_) => done(restart(&p, driver.as_ref(), cmd.epoch).await),
+            Kind::Restart(_) => done(restart(&p, driver.clone(), cmd.epoch).await),
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
             Kind::StopStandby(_) => {
                 driver.fence().await?;
@@ -208,22 +198,22 @@ async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &str) -> std::result:
     Ok(())
 }
 
-/// `Restart`: a member that would start as a primary starts only under a lease at `epoch`,
-/// checked under the start gate, so that a lease released to a failover (DESIGN.md point 4)
-/// cannot be undone by a restart the leader (or an earlier leader) asked for.
+/// `Restart`: a member stopped as a primary starts only under a lease at `epoch`, in recovery,
+/// and opens only under a lease still held once it is up (`opening.rs`), all under the start
+/// gate, so that a lease released to a failover (DESIGN.md point 4) cannot be undone by a
+/// restart the leader (or an earlier leader) asked for. Any other member starts as it was.
 async fn restart(
     p: &LinkParams,
-    driver: &dyn crate::drivers::DatabaseDriver,
+    driver: Arc<dyn crate::drivers::DatabaseDriver>,
     epoch: u64,
 ) -> std::result::Result<(), String> {
     if driver.stopped_as_primary().await {
         wait_for_lease(p, epoch, "starting the primary").await?;
     }
-    let _gate = p.lease.start_gate().lock().await;
-    if driver.stopped_as_primary().await && !holds_lease(p, epoch) {
-        return Err(format!("the lease at epoch {epoch} ended before the start; not starting the primary"));
+    match p.opener(driver.clone()).start(epoch).await.map_err(|e| e.to_string())? {
+        crate::opening::Started::Opened => Ok(()),
+        crate::opening::Started::NotStoppedAsPrimary => driver.restart().await,
     }
-    driver.restart().await
 }
 
 /// `ReleaseLease` (DESIGN.md point 4): a failover's leader may skip its wait for the old lease

@@ -75,6 +75,21 @@ pub struct LinkParams {
     pub commands: CommandQueue,
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
+    /// Armed before a primary is started or promoted (`opening.rs`).
+    pub watchdog: crate::watchdog::SharedWatchdog,
+}
+
+impl LinkParams {
+    /// What opens a primary on `driver` under this agent's lease.
+    pub fn opener(&self, driver: Arc<dyn crate::drivers::DatabaseDriver>) -> crate::opening::Opener {
+        crate::opening::Opener {
+            driver,
+            lease: self.lease.clone(),
+            target: self.target.clone(),
+            watchdog: self.watchdog.clone(),
+            fence_lead_ms: self.cfg.lease.fence_lead_ms,
+        }
+    }
 }
 
 /// The epoch at which this agent asks for a lease: the accepted target's, while it makes this
