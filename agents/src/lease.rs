@@ -36,33 +36,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nix::time::{clock_gettime, ClockId};
-
 use crate::config::LeaseConfig;
 use crate::drivers::{now_ms, DatabaseDriver, DbStatus};
 use crate::metrics::AgentMetrics;
 use crate::target::Target;
 use crate::watchdog::SharedWatchdog;
 
-fn clock_ms(id: ClockId) -> u64 {
-    // Both clocks exist on every Linux this runs on (2.6.39+); a failure is not recoverable.
-    let t = clock_gettime(id).expect("CLOCK_BOOTTIME and CLOCK_MONOTONIC are available");
-    t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
-}
-
-/// Milliseconds on `CLOCK_BOOTTIME`: monotonic, and counting while the host is suspended.
-pub fn boot_ms() -> u64 {
-    clock_ms(ClockId::CLOCK_BOOTTIME)
-}
-
-fn mono_ms() -> u64 {
-    clock_ms(ClockId::CLOCK_MONOTONIC)
-}
-
-/// The kernel's id of this boot: a lease persisted under another boot id is void.
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
-}
+pub use triad_proto::clock::boot_ms;
+use triad_proto::clock::{boot_id, mono_ms};
 
 /// What the agent holds.
 #[derive(Debug, Clone, Default, PartialEq)]

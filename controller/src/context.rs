@@ -39,6 +39,9 @@ pub struct Ctx {
     pub leaderless_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// The budget of refused calls recorded in the audit log (`api/auth.rs`).
     pub refusals: crate::api::auth::RefusalAudit,
+    /// Whether this leader's quorum is trusted to grant leases and change roles
+    /// (`brain/continuity.rs`).
+    pub continuity: crate::brain::continuity::Continuity,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for timestamps carried in proposals.

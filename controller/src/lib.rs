@@ -95,6 +95,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     }
 
     let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+    let last_contact = raft::contact::load(&db)?;
     let (restart_tx, mut restart_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         id: cfg.id,
@@ -112,6 +113,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         restart: restart_tx,
         leaderless_since: Default::default(),
         refusals: Default::default(),
+        continuity: brain::continuity::Continuity::new(last_contact),
     });
     tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));

@@ -2,6 +2,7 @@
 //! TLS naming conventions every peer follows.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod conninfo;
 pub mod files;
 pub mod tls;

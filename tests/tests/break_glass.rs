@@ -15,6 +15,9 @@ use triad_controller::state::EPOCH_JUMP;
 use triad_tests::workload::{kill_postgres, Workload, WritableWatch};
 use triad_tests::{wait_for, Deployment};
 
+/// Each test runs three controllers, three agents and three PostgreSQL servers: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const ATTEST: &str = "dc and ndc destroyed by the earthquake; power cut confirmed by the utility at 03:12";
 
 fn text(out: &std::process::Output) -> String {
@@ -35,6 +38,7 @@ async fn rpc_count(http: &str, method: &str, code: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_controller_breaks_the_glass_and_the_returning_site_fences_itself() -> Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
     d.wait_ready(false).await?;
@@ -142,5 +146,129 @@ async fn the_last_controller_breaks_the_glass_and_the_returning_site_fences_itse
     ensure!(watch_dc.finish().await.is_none(), "dc's server was writable after the break-glass");
     let s = d.node_status(3).await.ok_or_else(|| anyhow::anyhow!("controller 3 stopped answering"))?;
     ensure!(s.raft_role == "leader" && s.voters == [3] && s.term == term, "controller 3 was disturbed: {s:?}");
+    Ok(())
+}
+
+/// Issue 16, item 9: after a break-glass at dr, dc's and ndc's controllers return *together* with
+/// their old stores, a quorum of the old three-voter cluster, while dr is out of their reach (its
+/// controller frozen: their messages neither arrive nor are refused, as with the WAN still down).
+/// Their leader holds: it grants no lease (so dc's server, stopped as the old primary, stays
+/// stopped) and changes no role, and says why in status. Before, it granted dc a lease at the old
+/// epoch and dc's agent started it: two writable primaries.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_sites_controllers_returning_together_grant_nothing() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(false).await?;
+    let pg = d.pg.as_ref().unwrap();
+    let (dc_data, ndc_data) = (pg.member("dc")?.dir.join("data"), pg.member("ndc")?.dir.join("data"));
+    let dc_conninfo = pg.member("dc")?.conninfo("customs");
+    for key in ["agent-dc", "agent-ndc", "controller-1", "controller-2"] {
+        d.kill(key)?;
+    }
+    kill_postgres(&dc_data)?;
+    kill_postgres(&ndc_data)?;
+    let request = ["break-glass", "request", "--cluster", "customs", "--to", "dr", "--attest", ATTEST];
+    let out = wait_for("controller 3 to accept a break-glass request", Duration::from_secs(40), || async {
+        let out = d.triadctl(&request).ok()?;
+        out.status.success().then_some(out)
+    })
+    .await?;
+    let t = text(&out);
+    let id = t.split("break-glass request ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+    let out = d.triadctl_as("bob", "noc", &["break-glass", "approve", id])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    d.wait_primary("dr", 1 + EPOCH_JUMP, &["controller-3", "agent-dr"]).await?;
+
+    // Both old controllers at once, dr out of reach of them and of dc's agent.
+    let watch_dc = WritableWatch::start(dc_conninfo);
+    let frozen_dr = d.pause("controller-3")?;
+    d.start_controller(1)?;
+    d.start_controller(2)?;
+    d.start_agent("dc")?;
+    let held = wait_for("the old quorum's leader holding", Duration::from_secs(30), || async {
+        for id in [1, 2] {
+            let s = d.node_status(id).await?;
+            if s.raft_role == "leader" && s.quorum_hold.contains("waiting for controller 3") {
+                return Some((id, s.quorum_hold));
+            }
+        }
+        None
+    })
+    .await;
+    if held.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "agent-dc"])?;
+    }
+    let (leader, why) = held?;
+    ensure!(why.contains("out of any working quorum") && why.contains("confirm-quorum"), "{why}");
+    // Long enough for a lease to be asked for, granted and acted on many times over.
+    let log = wait_for("dc's agent refused a lease by the held leader", Duration::from_secs(20), || async {
+        let log = d.log_tail("agent-dc", 500);
+        log.contains("stays stopped until the controllers confirm").then_some(log)
+    })
+    .await?;
+    // Watched for a while longer: the agent asks for its lease at every heartbeat.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    ensure!(watch_dc.finish().await.is_none(), "dc's server was writable: the old quorum granted it a lease");
+    let log = d.log_tail("agent-dc", 500) + &log;
+    ensure!(!log.contains("starting the primary"), "dc's agent started its server: {log}");
+    drop(frozen_dr);
+    // dr within reach again: it refuses the old quorum, which stays held. Status says so, and a confirmation without a real reason is refused.
+    let out = d.triadctl(&["status"])?;
+    ensure!(text(&out).contains(&format!("QUORUM HELD by leader {leader}")), "{}", text(&out));
+    let out = d.triadctl(&["cluster", "confirm-quorum", "--reason", "sure"])?;
+    ensure!(!out.status.success() && text(&out).contains("--reason must say"), "{}", text(&out));
+    // The new cluster is undisturbed.
+    let s = d.node_status(3).await.ok_or_else(|| anyhow::anyhow!("controller 3 stopped answering"))?;
+    ensure!(s.raft_role == "leader" && s.voters == [3], "controller 3 was disturbed: {s:?}");
+    Ok(())
+}
+
+/// The same rule without a break-glass: two controllers down for longer than the absence bound,
+/// one of them back. The quorum it forms with the third holds (the primary keeps serving on its
+/// voucher meanwhile) until an operator confirms that the silent one did not break the glass;
+/// then the lease comes from the controllers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_reformed_with_a_voter_still_silent_holds_until_an_operator_confirms() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    d.start_all().await?;
+    d.wait_ready(false).await?;
+    d.kill("controller-2")?;
+    d.kill("controller-3")?;
+    d.wait_failsafe("dc").await?;
+    // Out of any quorum for longer than the absence bound (5 s with this deployment's timings).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    d.start_controller(2)?;
+    let held = wait_for("the re-formed quorum's leader holding", Duration::from_secs(30), || async {
+        for id in [1, 2] {
+            let s = d.node_status(id).await?;
+            if s.raft_role == "leader" && s.quorum_hold.contains("waiting for controller 3") {
+                return Some(id);
+            }
+        }
+        None
+    })
+    .await;
+    if held.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "agent-dc"])?;
+    }
+    let leader = held?;
+    // Held: the primary still serves, on its voucher.
+    ensure!(d.agent_metric("dc", "triad_agent_lease_failsafe").await == Some(1.0), "dc's lease is not the voucher's");
+    let client = d.pg_connect("dc").await?;
+    client.execute("INSERT INTO orders (note) VALUES ('while held')", &[]).await?;
+    let reason = "controller 3's host is powered off for maintenance: checked by the test at its console";
+    let out = d.triadctl(&["cluster", "confirm-quorum", "--reason", reason])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    wait_for("the hold lifted and dc's lease from the controllers again", Duration::from_secs(15), || async {
+        let s = d.node_status(leader).await?;
+        let failsafe = d.agent_metric("dc", "triad_agent_lease_failsafe").await?;
+        (s.quorum_hold.is_empty() && failsafe == 0.0).then_some(())
+    })
+    .await?;
+    let audit = text(&d.triadctl(&["audit"])?);
+    ensure!(audit.contains("confirm the quorum of the leader at term"), "{audit}");
     Ok(())
 }

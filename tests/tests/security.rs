@@ -106,7 +106,8 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     let mut agent = as_identity(&d, &addr, "agent-dc").await?;
     ensure!(code(agent.state(pb::StateRequest {}).await) == Code::PermissionDenied);
     let admin_ch = channel(&addr, &ca, Some((&certs_dir.join("admin.pem"), &certs_dir.join("admin.key")))).await?;
-    let r = PeerClient::new(admin_ch).append_entries(pb::RaftPayload { data: vec![1, 2, 3] }).await;
+    let r =
+        PeerClient::new(admin_ch).append_entries(pb::RaftPayload { data: vec![1, 2, 3], ..Default::default() }).await;
     ensure!(code(r) == Code::PermissionDenied, "an admin may not speak Raft");
 
     // A controller speaks Raft only as itself: controller-1's certificate cannot ask for votes
@@ -114,7 +115,9 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     let c1 =
         channel(&addr, &ca, Some((&certs_dir.join("controller-1.pem"), &certs_dir.join("controller-1.key")))).await?;
     let forged: openraft::raft::VoteRequest<u64> = openraft::raft::VoteRequest::new(openraft::Vote::new(99, 2), None);
-    let r = PeerClient::new(c1).vote(pb::RaftPayload { data: triad_controller::raft::encode(&forged) }).await;
+    let r = PeerClient::new(c1)
+        .vote(pb::RaftPayload { data: triad_controller::raft::encode(&forged), ..Default::default() })
+        .await;
     let status = r.expect_err("a forged sender is refused");
     ensure!(
         status.code() == Code::PermissionDenied && status.message().contains("controller 2"),

@@ -97,6 +97,10 @@ impl Control for ControlApi {
                 voters: voters.into_iter().collect(),
                 connected_agents: self.ctx.obs.connected_count() as u32,
                 break_glass: self.break_glass_summary(),
+                quorum_hold: match m.state {
+                    openraft::ServerState::Leader => self.ctx.continuity.hold().unwrap_or_default(),
+                    _ => String::new(),
+                },
             })
         });
         self.ctx.metrics.rpc("Control/NodeStatus", &result);
@@ -380,6 +384,37 @@ impl Control for ControlApi {
     ) -> Result<Response<pb::MutationReply>, Status> {
         let result = self.approve_break_glass_inner(req).await.map(Response::new);
         self.ctx.metrics.rpc("Control/ApproveBreakGlass", &result);
+        result
+    }
+
+    async fn confirm_quorum(
+        &self,
+        req: Request<pb::ConfirmQuorumRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.authorise(&req, &[Role::Admin], "confirming a held quorum")?;
+            let reason = super::bounded_text("--reason", &req.into_inner().reason, 500)?;
+            if reason.chars().count() < 20 {
+                return Err(Status::invalid_argument(
+                    "--reason must say who checked that the silent voters did not break the glass, and how (at least 20 \
+                     characters)",
+                ));
+            }
+            if !self.ctx.is_leader() {
+                return Err(not_leader(&self.ctx));
+            }
+            let term = self.ctx.raft.metrics().borrow().current_term;
+            if self.ctx.continuity.held(term).is_none() {
+                return Err(Status::failed_precondition(format!(
+                    "controller {} leads at term {term} and holds nothing: there is nothing to confirm",
+                    self.ctx.id
+                )));
+            }
+            let (log_index, message) = self.propose(&caller, Command::ConfirmQuorum { term, reason }).await?;
+            Ok(Response::new(pb::MutationReply { log_index, message }))
+        }
+        .await;
+        self.ctx.metrics.rpc("Control/ConfirmQuorum", &result);
         result
     }
 

@@ -58,11 +58,16 @@ impl Peer for PeerApi {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let result = async {
             let caller = self.check(&req)?;
-            let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
-                Self::payload(&req.into_inner().data)?;
+            let payload = req.into_inner();
+            let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> = Self::payload(&payload.data)?;
             self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.append_entries(rpc).await;
-            Ok(Response::new(RaftPayload { data: encode(&res) }))
+            // Accepted from a leader with a working quorum: this controller is part of it now.
+            let accepted = matches!(&res, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)));
+            if accepted && payload.leader_has_quorum {
+                self.ctx.continuity.contact();
+            }
+            Ok(Response::new(RaftPayload { data: encode(&res), ..Default::default() }))
         }
         .await;
         self.ctx.metrics.rpc("Peer/AppendEntries", &result);
@@ -75,7 +80,7 @@ impl Peer for PeerApi {
             let rpc: openraft::raft::VoteRequest<u64> = Self::payload(&req.into_inner().data)?;
             self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.vote(rpc).await;
-            Ok(Response::new(RaftPayload { data: encode(&res) }))
+            Ok(Response::new(RaftPayload { data: encode(&res), ..Default::default() }))
         }
         .await;
         self.ctx.metrics.rpc("Peer/Vote", &result);
@@ -89,7 +94,7 @@ impl Peer for PeerApi {
                 Self::payload(&req.into_inner().data)?;
             self.check_sender(&caller, &rpc.vote)?;
             let res = self.ctx.raft.install_snapshot(rpc).await;
-            Ok(Response::new(RaftPayload { data: encode(&res) }))
+            Ok(Response::new(RaftPayload { data: encode(&res), ..Default::default() }))
         }
         .await;
         self.ctx.metrics.rpc("Peer/InstallSnapshot", &result);

@@ -244,6 +244,19 @@ enum ClusterCmd {
         #[arg(long)]
         id: u64,
     },
+    /// Lift the leader's quorum hold. A quorum that re-formed after an absence (status: `QUORUM
+    /// HELD`) grants no lease and changes no role until every voter answers it, because the silent
+    /// voter may have broken the glass (runbooks/break-glass.md). Confirm only once you know that
+    /// it did not: e.g. `triadctl status --controller <its address>` shows no break-glass order, or
+    /// its host is confirmed powered off with its disks intact.
+    ///
+    /// Example: triadctl cluster confirm-quorum --reason "dr's controller host is powered off
+    /// (checked by bob at the console); no break-glass was run"
+    ConfirmQuorum {
+        /// Who checked what: recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +312,9 @@ async fn run(args: Args) -> Result<(), Error> {
         }
         Cmd::Cluster(ClusterCmd::Remove { id }) => {
             triad_controller::outln!("{}", admin::cluster_remove(&client(&args.config)?, id).await?);
+        }
+        Cmd::Cluster(ClusterCmd::ConfirmQuorum { reason }) => {
+            triad_controller::outln!("{}", admin::confirm_quorum(&client(&args.config)?, &reason).await?);
         }
         Cmd::User(UserCmd::Put { name, role }) => {
             triad_controller::outln!("{}", admin::user_put(&client(&args.config)?, &name, &role).await?)

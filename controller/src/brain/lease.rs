@@ -107,6 +107,15 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Resu
     if !ctx.is_leader() {
         return Err("not the leader".into());
     }
+    // An old quorum re-formed after a break-glass must not produce a writable primary
+    // (`continuity.rs`): a held leader grants nothing.
+    // Judged now if the brain has not yet at this term: a new leader's first grants (the
+    // primary's renewals after an election) need not wait for its next tick.
+    let view = super::continuity_view(ctx);
+    ctx.continuity.step(&view);
+    if let Some(why) = ctx.continuity.held(view.term) {
+        return Err(why);
+    }
     let began = quorum_round(ctx).await?;
     fresh_round(arrived, began)?;
     ctx.leases.grant(|| {

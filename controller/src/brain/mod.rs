@@ -5,6 +5,7 @@
 mod break_glass;
 mod canary;
 mod commands;
+pub mod continuity;
 mod converge;
 mod detector;
 mod failover;
@@ -99,6 +100,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     loop {
         ticker.tick().await;
         export_gauges(&ctx, &mut counted);
+        step_continuity(&ctx).await;
         if !ctx.is_leader() {
             if leader_since.is_some() {
                 ctx.leases.set_leading(None);
@@ -131,11 +133,23 @@ pub async fn run(ctx: Arc<Ctx>) {
             (g.state.seeded, commands)
         };
         break_glass::tick(&ctx, &mut break_glass_settled);
-        recover_workflows(&ctx);
-        keep_synchronous(&ctx, &mut missing);
+        // A quorum re-formed after an absence changes no role until it is trusted (see
+        // `continuity.rs`): no workflow is started or resumed, no synchronous set changed.
+        let held = ctx.continuity.held(ctx.raft.metrics().borrow().current_term);
+        if let Some(why) = &held {
+            tracing::debug!("brain: {why}");
+        }
+        if held.is_none() {
+            recover_workflows(&ctx);
+        }
+        if held.is_none() {
+            keep_synchronous(&ctx, &mut missing);
+        }
         // Judge only once agents had time to report to this leader: a primary it has not heard
         // from yet is not thereby lost.
-        if since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4 {
+        if held.is_none()
+            && since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4
+        {
             // A person's approved failover first; then a primary its own fence stopped is started
             // again (a bounded number of times) before it could be judged lost.
             manual::tick(&ctx);
@@ -164,6 +178,45 @@ pub async fn run(ctx: Arc<Ctx>) {
                 Err(e) => tracing::warn!("brain: proposal failed: {e}"),
             }
         }
+    }
+}
+
+/// One step of the continuity rule (`continuity.rs`) on what openraft and the state say now; keeps
+/// the last contact in the store and tells the network whether this leader has a quorum.
+async fn step_continuity(ctx: &Arc<Ctx>) {
+    let view = continuity_view(ctx);
+    ctx.net.set_leader_has_quorum(continuity::Continuity::leader_has_quorum(&view));
+    let todo = ctx.continuity.step(&view);
+    if let Some(at) = ctx.continuity.to_save() {
+        if let Err(e) = crate::raft::contact::save(&ctx.db, at) {
+            tracing::warn!("cannot keep the last quorum contact in the store: {e}");
+        }
+    }
+    if let Some(continuity::Todo::WriteCheck { term }) = todo {
+        let proposal = ctx.proposal(Actor::system(ctx.id), Command::QuorumCheck { term });
+        match tokio::time::timeout(Duration::from_secs(2), ctx.proposer.propose(proposal)).await {
+            Ok(Ok(c)) => ctx.continuity.check_written(term, c.log_index),
+            Ok(Err(e)) => tracing::warn!("brain: writing the quorum check: {e}"),
+            Err(_) => tracing::warn!("brain: writing the quorum check took over 2 s"),
+        }
+    }
+}
+
+/// What the continuity rule looks at, from openraft's metrics and the applied state now.
+pub(crate) fn continuity_view(ctx: &Ctx) -> continuity::View {
+    let m = ctx.raft.metrics().borrow().clone();
+    let leader = m.state == openraft::ServerState::Leader;
+    continuity::View {
+        id: ctx.id,
+        leader,
+        term: m.current_term,
+        quorum_ack_ms: m.millis_since_quorum_ack,
+        voters: m.membership_config.voter_ids().collect(),
+        matched: m.replication.iter().flatten().map(|(id, log)| (*id, log.map(|l| l.index).unwrap_or(0))).collect(),
+        confirmed_term: ctx.state.read().expect("state lock poisoned").state.quorum_confirmed_term,
+        now_ms: triad_proto::clock::boot_ms(),
+        absence_ms: continuity::absence_ms(ctx.cfg.raft.election_timeout_max_ms),
+        fresh_ms: ctx.cfg.raft.election_timeout_max_ms,
     }
 }
 

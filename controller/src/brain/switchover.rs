@@ -84,6 +84,9 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> Result<(String, String, Stri
     if !ctx.is_leader() {
         return Err("this controller is not the leader".into());
     }
+    if let Some(why) = ctx.continuity.held(ctx.raft.metrics().borrow().current_term) {
+        return Err(why);
+    }
     let c = cluster(ctx, name).ok_or_else(|| format!("no cluster named `{name}`"))?;
     if c.epoch == 0 {
         return Err(format!("`{name}` is not adopted yet (no primary recorded)"));

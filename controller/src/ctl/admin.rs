@@ -25,6 +25,18 @@ pub async fn cluster_remove(client: &Client, id: u64) -> Result<String> {
     Ok(format!("{}\nvoters: {:?}  learners: {:?}", r.message, r.voters, r.learners))
 }
 
+/// `triadctl cluster confirm-quorum`.
+pub async fn confirm_quorum(client: &Client, reason: &str) -> Result<String> {
+    let req = pb::ConfirmQuorumRequest { reason: reason.into() };
+    let r = client
+        .on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.confirm_quorum(req).await }
+        })
+        .await?;
+    Ok(format!("{} (log index {})", r.message, r.log_index))
+}
+
 /// `triadctl user put`.
 pub async fn user_put(client: &Client, name: &str, role: &str) -> Result<String> {
     let req = pb::PutUserRequest { name: name.into(), role: role.into() };

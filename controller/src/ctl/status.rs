@@ -33,6 +33,8 @@ pub struct ControllerView {
     pub connected_agents: u32,
     /// The break-glass order on this controller's disk (empty: none).
     pub break_glass: String,
+    /// Why this leader grants no lease and changes no role (empty: it does not hold).
+    pub quorum_hold: String,
 }
 
 /// One agent.
@@ -186,6 +188,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 leader_id: n.leader_id,
                 connected_agents: n.connected_agents,
                 break_glass: n.break_glass,
+                quorum_hold: n.quorum_hold,
             },
             None => ControllerView {
                 id: rec.map(|r| r.id).unwrap_or(0),
@@ -203,6 +206,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
                 leader_id: 0,
                 connected_agents: 0,
                 break_glass: String::new(),
+                quorum_hold: String::new(),
             },
         });
     }
@@ -400,6 +404,9 @@ pub fn render(v: &StatusView) -> String {
     }
     for c in v.controllers.iter().filter(|c| !c.break_glass.is_empty()) {
         out.push_str(&format!("  BREAK-GLASS on controller {}: {}\n", c.id, c.break_glass));
+    }
+    for c in v.controllers.iter().filter(|c| !c.quorum_hold.is_empty()) {
+        out.push_str(&format!("  !! QUORUM HELD by leader {}: {}\n", c.id, c.quorum_hold));
     }
     out.push_str(&format!("  city loss: {}\n", v.city_loss));
     if !v.sites.is_empty() {

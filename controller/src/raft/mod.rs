@@ -2,6 +2,7 @@
 //! network between controllers, and the proposer that batches commands into log entries.
 
 pub mod break_glass;
+pub mod contact;
 mod log_store;
 mod network;
 mod proposer;

@@ -3,6 +3,7 @@
 //! and are handed to openraft as remote errors, transport failures as `Unreachable`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,12 +30,21 @@ pub type PeerTls = ClientTlsConfig;
 pub struct PeerNetwork {
     tls: PeerTls,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// This controller leads and a quorum acknowledged it lately (set by the brain's continuity
+    /// check): said in every AppendEntries, so that a follower counts only a leader with a working
+    /// quorum as contact with one (`brain/continuity.rs`).
+    leader_has_quorum: Arc<AtomicBool>,
 }
 
 impl PeerNetwork {
     /// A network that authenticates with `tls`.
     pub fn new(tls: PeerTls) -> Self {
-        PeerNetwork { tls, channels: Arc::default() }
+        PeerNetwork { tls, channels: Arc::default(), leader_has_quorum: Arc::default() }
+    }
+
+    /// Says from now on (see the field) whether this controller leads with a working quorum.
+    pub fn set_leader_has_quorum(&self, yes: bool) {
+        self.leader_has_quorum.store(yes, Ordering::Relaxed);
     }
 
     /// The channel to the controller at `addr` (`IP:PORT`), created on first use.
@@ -65,7 +75,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConn {
-        PeerConn { target, client: self.client(&node.addr).map_err(|e| e.to_string()) }
+        PeerConn {
+            target,
+            client: self.client(&node.addr).map_err(|e| e.to_string()),
+            leader_has_quorum: self.leader_has_quorum.clone(),
+        }
     }
 }
 
@@ -73,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerConn {
     target: NodeId,
     client: std::result::Result<PeerClient<Channel>, String>,
+    leader_has_quorum: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +110,8 @@ impl PeerConn {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
         };
-        let payload = tonic::Request::new(RaftPayload { data: encode(req) });
+        let leader_has_quorum = matches!(which, Rpc::Append) && self.leader_has_quorum.load(Ordering::Relaxed);
+        let payload = tonic::Request::new(RaftPayload { data: encode(req), leader_has_quorum });
         let fut = async {
             match which {
                 Rpc::Append => client.append_entries(payload).await,

@@ -383,6 +383,18 @@ impl State {
             Command::RecordBreakGlass(order) => {
                 (format!("record break-glass order {}", order.id), self.record_break_glass(p, order))
             }
+            Command::QuorumCheck { term } => (
+                format!("quorum check by the leader at term {term}"),
+                Ok("every voter is to acknowledge this entry".into()),
+            ),
+            Command::ConfirmQuorum { term, reason } => {
+                let what = format!("confirm the quorum of the leader at term {term}: {reason}");
+                if reason.trim().is_empty() {
+                    return (what, Err("a reason is required".into()));
+                }
+                self.quorum_confirmed_term = self.quorum_confirmed_term.max(*term);
+                (what, Ok(format!("the leader at term {term} may grant leases and change roles")))
+            }
             // Handled in `apply` before reaching here.
             Command::Batch(_) => ("batch".into(), Err("nested batch".into())),
         }

@@ -116,6 +116,12 @@ pub enum Command {
     RecordBreakGlass(BreakGlassOrder),
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
+    /// A leader whose quorum re-formed after an absence asks every voter to acknowledge this
+    /// entry before it grants a lease or changes a role (`brain/continuity.rs`). Changes nothing.
+    QuorumCheck { term: u64 },
+    /// An operator lifts the quorum hold of the leader at `term`: the voters still silent did not
+    /// break the glass (`triadctl cluster confirm-quorum`).
+    ConfirmQuorum { term: u64, reason: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

@@ -291,6 +291,10 @@ pub struct State {
     /// recorded again (`triadctl cluster add`, with a wiped store).
     #[serde(default)]
     pub cut_off: BTreeSet<u64>,
+    /// The newest Raft term whose leader an operator confirmed after its quorum re-formed with a
+    /// voter still silent (`brain/continuity.rs`): that leader's hold is lifted.
+    #[serde(default)]
+    pub quorum_confirmed_term: u64,
 }
 
 impl State {
