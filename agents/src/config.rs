@@ -34,9 +34,10 @@ pub struct AgentConfig {
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
-    /// Cap of the exponential reconnect backoff in milliseconds (default 300). The controllers'
-    /// lease period must cover two election timeouts plus this cap, so that an election alone
-    /// never makes a lease lapse; they check it with `lease.agent_backoff_max_ms`.
+    /// Cap of the exponential reconnect backoff in milliseconds (default 100). The controllers'
+    /// lease period must cover two election timeouts plus this cap plus the fence lead, so that
+    /// an election alone never makes a lease lapse; they check it with their
+    /// `lease.agent_backoff_max_ms` and `lease.agent_fence_lead_ms`.
     #[serde(default = "default_backoff")]
     pub reconnect_backoff_max_ms: u64,
     /// Log format: `text` (default) or `json`.
@@ -65,7 +66,9 @@ pub struct AgentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseConfig {
     /// Fence this long before the lease ends, so that the immediate stop has finished by then;
-    /// also the lateness of a check that makes the agent fence at once (default 500).
+    /// also the lateness of a check that makes the agent fence at once, so the longest stall of
+    /// this agent that a primary survives (default 500). The controllers' lease period counts it
+    /// (their `lease.agent_fence_lead_ms` must be at least this).
     pub fence_lead_ms: u64,
     /// How often the lease is checked, in milliseconds (default 50).
     pub check_interval_ms: u64,
@@ -181,7 +184,7 @@ fn default_heartbeat() -> u64 {
     200
 }
 fn default_backoff() -> u64 {
-    300
+    100
 }
 fn default_log_format() -> String {
     "text".into()

@@ -91,22 +91,41 @@ pub struct RaftTiming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseTiming {
-    /// P, in milliseconds (default 1100). Must be at least twice `raft.election_timeout_max_ms`
-    /// plus `lease.agent_backoff_max_ms`, so that an election alone never makes a lease lapse.
+    /// P, in milliseconds (default 1400). Must be at least 2 x `raft.election_timeout_max_ms` +
+    /// `lease.agent_backoff_max_ms` + `lease.agent_fence_lead_ms`, so that an election alone
+    /// never makes a lease lapse: the old leader may die right after a grant; openraft 0.9
+    /// lets a follower stand only once the old leader's lease (one election timeout max) and its
+    /// own random election timeout have passed, so an uncontested election ends within 2 x
+    /// election max; the agent may be backing off from a broken stream when the new leader is
+    /// named; and the agent fences its fence lead before the lease ends, so the next grant must
+    /// arrive before that. A contested election (a candidate with a shorter log is refused and
+    /// openraft adds 2 x election max) can take longer: the failsafe's vouchers cover it, and the
+    /// leader-kill soak counts how often they had to (`tests/benches/leader_kill_soak.rs`).
     pub period_ms: u64,
     /// rho: how much faster or slower any two hosts' clocks may run, as a fraction (default
     /// 0.001, i.e. 1000 ppm: ten times what an ordinary quartz oscillator drifts).
     pub clock_drift: f64,
     /// m: the margin added to every wait, covering messages in flight and scheduling (default 200).
     pub margin_ms: u64,
-    /// The largest `reconnect_backoff_max_ms` of any agent (default 300, the agents' default):
+    /// The largest `reconnect_backoff_max_ms` of any agent (default 100, the agents' default):
     /// counted in the check of `period_ms`.
     pub agent_backoff_max_ms: u64,
+    /// The largest `lease.fence_lead_ms` of any agent (default 500, the agents' default): an
+    /// agent fences that long before its lease ends, and also when its own lease check runs that
+    /// late (a stall of the agent longer than this fences the primary). Counted in the check of
+    /// `period_ms`.
+    pub agent_fence_lead_ms: u64,
 }
 
 impl Default for LeaseTiming {
     fn default() -> Self {
-        LeaseTiming { period_ms: 1100, clock_drift: 0.001, margin_ms: 200, agent_backoff_max_ms: 300 }
+        LeaseTiming {
+            period_ms: 1400,
+            clock_drift: 0.001,
+            margin_ms: 200,
+            agent_backoff_max_ms: 100,
+            agent_fence_lead_ms: 500,
+        }
     }
 }
 
@@ -351,6 +370,7 @@ impl ControllerConfig {
             ("lease.period_ms", l.period_ms, 600_000),
             ("lease.margin_ms", l.margin_ms, 60_000),
             ("lease.agent_backoff_max_ms", l.agent_backoff_max_ms, 60_000),
+            ("lease.agent_fence_lead_ms", l.agent_fence_lead_ms, 60_000),
             ("agents.down_after_ms", self.agents.down_after_ms, 3_600_000),
             ("failover.primary_lost_after_ms", self.failover.primary_lost_after_ms, 3_600_000),
         ] {
@@ -379,13 +399,17 @@ impl ControllerConfig {
         if self.agents.down_after_ms < 100 {
             return Err(key_err("agents.down_after_ms", "must be at least 100"));
         }
-        let floor = 2 * r.election_timeout_max_ms + l.agent_backoff_max_ms;
+        // The lease floor: see `LeaseTiming::period_ms` for why each term is there.
+        let floor = 2 * r.election_timeout_max_ms + l.agent_backoff_max_ms + l.agent_fence_lead_ms;
         if l.period_ms < floor {
             return Err(key_err(
                 "lease.period_ms",
                 format!(
-                    "must be at least 2 x raft.election_timeout_max_ms + lease.agent_backoff_max_ms ({floor} ms), \
-                     or an election alone could make the primary's lease lapse"
+                    "must be at least 2 x raft.election_timeout_max_ms + lease.agent_backoff_max_ms + \
+                     lease.agent_fence_lead_ms ({floor} ms), or an election alone could make the primary's lease \
+                     lapse (an agent stall longer than lease.agent_fence_lead_ms, {} ms, fences the primary \
+                     whatever P is)",
+                    l.agent_fence_lead_ms
                 ),
             ));
         }

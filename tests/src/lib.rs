@@ -5,6 +5,7 @@
 
 mod database;
 pub mod netns;
+pub mod soak;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -485,6 +486,26 @@ impl Deployment {
     pub async fn agent_metric(&self, site: &str, series: &str) -> Option<f64> {
         let a = self.plan.agents.iter().find(|a| a.site == site)?;
         Self::metric_at(&a.http_addr, series).await
+    }
+
+    /// The sum of every series of the metric `name` (all its label sets) on `site`'s agent: a
+    /// counter none of whose series exist yet is 0. `None` when the agent does not answer.
+    pub async fn agent_metric_sum(&self, site: &str, name: &str) -> Option<f64> {
+        let a = self.plan.agents.iter().find(|a| a.site == site)?;
+        let (code, body) = Self::http_get(&a.http_addr, "/metrics").await.ok()?;
+        if code != 200 {
+            return None;
+        }
+        let values = body.lines().filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.chars().next()? {
+                ' ' => rest,
+                '{' => rest.split_once("} ")?.1,
+                _ => return None,
+            };
+            value.trim().parse::<f64>().ok()
+        });
+        Some(values.sum())
     }
 
     /// One series (name and labels, as exposed) from controller `id`'s `/metrics`.

@@ -113,6 +113,8 @@ pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
 pub struct Seen {
     pub acked: BTreeSet<i64>,
     pub last_ok: Option<Instant>,
+    /// The longest time between two consecutive acknowledgements.
+    pub longest_gap: Duration,
     /// Failed writes (refused, terminated, unanswered for 2 s) and when the first was.
     pub errors: usize,
     pub first_error: Option<Instant>,
@@ -142,7 +144,11 @@ pub async fn single_writer(conninfo: String, stop: Arc<AtomicBool>, seen: Arc<Mu
                 Ok(Ok(row)) => {
                     let mut s = seen.lock().unwrap();
                     s.acked.insert(row.get::<_, i64>(0));
-                    s.last_ok = Some(Instant::now());
+                    let now = Instant::now();
+                    if let Some(last) = s.last_ok {
+                        s.longest_gap = s.longest_gap.max(now - last);
+                    }
+                    s.last_ok = Some(now);
                 }
                 _ => {
                     fail(&seen);
