@@ -374,6 +374,27 @@ pub(crate) fn may_be_primary(obs: Option<&DbStatus>, last_role: &str) -> bool {
 }
 
 /// Why the guard fences now, with a short class for the metric's label; `None`: it need not.
+/// Whether an agent that knows no epoch is still waiting for the controllers' first word (and
+/// so does not judge its server yet): it started (or first heard of a leader) less than
+/// `lease.start_grace_ms` ago, has accepted no target state, and holds either no lease at all or
+/// the first lease of its adoption, at a real epoch and not about to end. That first lease is
+/// recorded just before its target state is accepted (the epoch file written and fsynced
+/// between them), so the guard may see the lease without the target; the lease alone is the
+/// leader's word, after a quorum round, that this member is the primary at that epoch. A lease
+/// at epoch 0 (the word that the cluster is not adopted) ends the wait: it is judged like any.
+fn in_start_grace(
+    epoch: Option<u64>,
+    has_target: bool,
+    st: &LeaseState,
+    now_boot: u64,
+    ends: u64,
+    lead_ms: u64,
+) -> bool {
+    let no_word = st.until_boot_ms == 0;
+    let first_lease_arriving = st.epoch > 0 && st.remaining_ms(st.epoch, now_boot) > lead_ms as i64;
+    epoch == Some(0) && !has_target && now_boot < ends && (no_word || first_lease_arriving)
+}
+
 /// `grace`: this agent knows no epoch, has heard nothing from the controllers, and started less
 /// than `lease.start_grace_ms` ago; it waits for their first word before judging.
 ///
@@ -472,11 +493,8 @@ impl Guard {
                 continue;
             }
             let wd_problem = self.watchdog.lock().expect("watchdog lock poisoned").keep_alive(st.period_ms);
-            // Waiting for the controllers' first word: nothing known, nothing heard, not for long.
-            let grace = epoch == Some(0)
-                && target.is_none()
-                && st.until_boot_ms == 0
-                && now_boot < self.lease.grace_from(started_boot) + self.cfg.start_grace_ms;
+            let grace_ends = self.lease.grace_from(started_boot) + self.cfg.start_grace_ms;
+            let grace = in_start_grace(epoch, target.is_some(), &st, now_boot, grace_ends, self.cfg.fence_lead_ms);
             let Some((class, reason)) = fence_reason(
                 &st,
                 target.as_ref(),
@@ -710,6 +728,23 @@ mod tests {
         let bare = Lease::open(fresh.path(), false);
         bare.first(1, 1100, None);
         assert!(!bare.snapshot().armed);
+    }
+
+    #[test]
+    fn the_first_lease_arriving_before_its_target_state_is_not_fenced() {
+        // CI caught it: the guard read no target, then the first lease at epoch 1, and with no
+        // lease at epoch 0 it fenced the primary being adopted.
+        let now = 100_000;
+        let ends = now + 5_000;
+        let first = LeaseState { armed: true, epoch: 1, until_boot_ms: now + 1_400, ..Default::default() };
+        assert!(in_start_grace(Some(0), false, &first, now, ends, 500), "the target is on its way");
+        assert!(!in_start_grace(Some(0), true, &first, now, ends, 500), "the target is here: judged");
+        assert!(!in_start_grace(Some(0), false, &first, now + 1_000, ends, 500), "about to end: judged");
+        assert!(!in_start_grace(Some(0), false, &first, now, now, 500), "the grace is over");
+        assert!(!in_start_grace(Some(1), false, &first, now, ends, 500), "an epoch on record: judged");
+        let unadopted = LeaseState { epoch: 0, until_boot_ms: now + 1_400, ..Default::default() };
+        assert!(!in_start_grace(Some(0), false, &unadopted, now, ends, 500), "epoch 0's word is judged");
+        assert!(in_start_grace(Some(0), false, &LeaseState::default(), now, ends, 500), "no word yet");
     }
 
     #[test]

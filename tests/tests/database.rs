@@ -95,7 +95,11 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     ensure!(v.clusters["customs"].iter().all(|m| m.wal_lsn > 0));
 
     // Writes on the primary reach both standbys, and the positions follow.
-    let dc = d.pg_connect("dc").await?;
+    let dc = d.pg_connect("dc").await;
+    if dc.is_err() {
+        d.diagnose(&["agent-dc", "controller-1", "controller-2", "controller-3"])?;
+    }
+    let dc = dc?;
     let before = v.clusters["customs"].iter().find(|m| m.name == "dc").unwrap().wal_lsn;
     for _ in 0..20 {
         dc.execute("INSERT INTO orders (note) VALUES ('test')", &[]).await?;
