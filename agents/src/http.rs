@@ -21,8 +21,8 @@ pub struct HttpState {
     pub links: Arc<Links>,
     pub metrics: Arc<AgentMetrics>,
     pub db: Arc<std::sync::RwLock<Option<triad_proto::v1::DbStatus>>>,
-    pub target: Arc<crate::target::Target>,
-    pub lease: Arc<crate::lease::Lease>,
+    pub target: Arc<crate::safety::target::Target>,
+    pub lease: Arc<crate::safety::lease::Lease>,
 }
 
 /// An observation older than this is no answer.
@@ -77,7 +77,7 @@ fn role_check(s: &HttpState, role: &str) -> (axum::http::StatusCode, String) {
     let verdict = if role == "primary" {
         let epoch = s.target.epoch();
         let lease = s.lease.snapshot();
-        let left = epoch.map(|e| lease.remaining_ms(e, crate::lease::boot_ms())).unwrap_or(-1);
+        let left = epoch.map(|e| lease.remaining_ms(e, crate::safety::lease::boot_ms())).unwrap_or(-1);
         primary_verdict(&st, now, s.target.current().as_ref(), epoch, left)
     } else {
         let age = now.saturating_sub(st.observed_ms);

@@ -5,20 +5,14 @@
 // it everywhere would buy nothing on paths that are not hot.
 #![allow(clippy::result_large_err)]
 
-pub mod boot;
 pub mod config;
 pub mod drivers;
-pub mod epoch;
 mod error;
 pub mod facts;
 pub mod http;
-pub mod lease;
 pub mod link;
 pub mod metrics;
-pub mod opening;
-pub mod target;
-pub mod vouch;
-pub mod watchdog;
+pub mod safety;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +23,7 @@ pub use error::{Error, Result};
 use crate::config::AgentConfig;
 use crate::link::{LinkParams, Links};
 use crate::metrics::AgentMetrics;
+use crate::safety::{boot, guard, lease, opening, target, vouch, watchdog};
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
@@ -124,7 +119,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             Duration::from_millis(dbc.observe_interval_ms),
             (dbc.endpoint.clone(), watchdog::describe(&cfg.lease)),
         ));
-        let guard = lease::Guard {
+        let guard = guard::Guard {
             lease: lease.clone(),
             target: target.clone(),
             db: db.clone(),
@@ -216,7 +211,7 @@ async fn stop_cleanly(
     // The opening's start gate: no start or promote is half done while this looks and stops.
     let _gate = lease.start_gate().lock().await;
     let opening = obs.as_ref().is_some_and(|o| lease.snapshot().opening_covers(o.observed_ms));
-    let primary = lease::may_be_primary(obs.as_ref(), "") || opening;
+    let primary = guard::may_be_primary(obs.as_ref(), "") || opening;
     if !primary {
         watchdog.lock().expect("watchdog lock poisoned").retire("the agent stops; its server is no primary");
         return;

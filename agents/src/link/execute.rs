@@ -183,7 +183,7 @@ fn promote_budget(timeout_ms: u64) -> Duration {
 
 /// Whether this agent holds a lease at `epoch` that the guard would not fence at once.
 fn holds_lease(p: &LinkParams, epoch: u64) -> bool {
-    p.lease.snapshot().remaining_ms(epoch, crate::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64
+    p.lease.snapshot().remaining_ms(epoch, crate::safety::lease::boot_ms()) > p.cfg.lease.fence_lead_ms as i64
 }
 
 /// Waits (a few seconds at most) until this agent holds a lease at `epoch`; else refuses `doing`.
@@ -211,8 +211,8 @@ async fn restart(
         wait_for_lease(p, epoch, "starting the primary").await?;
     }
     match p.opener(driver.clone()).start(epoch).await.map_err(|e| e.to_string())? {
-        crate::opening::Started::Opened => Ok(()),
-        crate::opening::Started::NotStoppedAsPrimary => driver.restart().await,
+        crate::safety::opening::Started::Opened => Ok(()),
+        crate::safety::opening::Started::NotStoppedAsPrimary => driver.restart().await,
     }
 }
 

@@ -64,11 +64,11 @@ pub struct LinkParams {
     /// The latest observation of this host's database member, if it has one.
     pub db: Arc<RwLock<Option<triad_proto::v1::DbStatus>>>,
     /// Target states from the controllers, checked against and recorded in the epoch file.
-    pub target: Arc<crate::target::Target>,
+    pub target: Arc<crate::safety::target::Target>,
     /// The primary's lease, renewed by the leader's acks.
-    pub lease: Arc<crate::lease::Lease>,
+    pub lease: Arc<crate::safety::lease::Lease>,
     /// When this agent last vouched for a primary: it promotes only after that has expired.
-    pub vouches: Arc<crate::vouch::Vouches>,
+    pub vouches: Arc<crate::safety::vouch::Vouches>,
     /// Wakes every stream to send a heartbeat now (a lease to ask for).
     pub renew: tokio::sync::Notify,
     /// Where the commands from the leader wait their turn ([`run_commands`] applies them).
@@ -76,13 +76,13 @@ pub struct LinkParams {
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
     /// Armed before a primary is started or promoted (`opening.rs`).
-    pub watchdog: crate::watchdog::SharedWatchdog,
+    pub watchdog: crate::safety::watchdog::SharedWatchdog,
 }
 
 impl LinkParams {
     /// What opens a primary on `driver` under this agent's lease.
-    pub fn opener(&self, driver: Arc<dyn crate::drivers::DatabaseDriver>) -> crate::opening::Opener {
-        crate::opening::Opener {
+    pub fn opener(&self, driver: Arc<dyn crate::drivers::DatabaseDriver>) -> crate::safety::opening::Opener {
+        crate::safety::opening::Opener {
             driver,
             lease: self.lease.clone(),
             target: self.target.clone(),
@@ -199,7 +199,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
         seq += 1;
         let load = *p.load.read().expect("load lock poisoned");
         let lease_epoch = lease_epoch(p);
-        asked.push_back((seq, crate::lease::boot_ms()));
+        asked.push_back((seq, crate::safety::lease::boot_ms()));
         while asked.len() > 64 {
             asked.pop_front();
         }
@@ -255,7 +255,7 @@ fn handle(
             if a.role == "primary" {
                 // Counted from receiving it (the margin m covers its time in flight, as it does
                 // every wait), or carried over from the lease at epoch 0 if that ends later.
-                p.lease.first(a.epoch, a.lease_ms, Some(crate::lease::boot_ms()));
+                p.lease.first(a.epoch, a.lease_ms, Some(crate::safety::lease::boot_ms()));
             }
             p.target.receive(a);
             let now = lease_epoch(p);

@@ -316,7 +316,7 @@ impl State {
                 }
                 // Adding a voucher only asks more of the primary's failsafe. Dropping one (here or
                 // when a synchronous set replaces it) is safe too: every voucher waits out its own
-                // last vouch before it promotes (agents/src/vouch.rs), whatever the set says.
+                // last vouch before it promotes (agents/src/safety/vouch.rs), whatever the set says.
                 c.vouch = members.iter().cloned().collect();
                 (what, Ok("recorded".into()))
             }

@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::lease::boot_ms;
-use crate::opening::{Opener, Started};
+use crate::safety::lease::boot_ms;
+use crate::safety::opening::{Opener, Started};
 
 /// How often the wait looks at the target state and the lease.
 const POLL: Duration = Duration::from_millis(50);

@@ -8,7 +8,7 @@ use std::sync::{Mutex, RwLock};
 
 use triad_proto::v1::Assignment;
 
-use crate::epoch::{Epoch, EpochStore};
+use crate::safety::epoch::{Epoch, EpochStore};
 
 /// The accepted target state and the epoch file behind it.
 pub struct Target {

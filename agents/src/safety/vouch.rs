@@ -34,9 +34,9 @@ use triad_proto::v1::vouch_client::VouchClient;
 use triad_proto::v1::vouch_server::Vouch;
 use triad_proto::v1::{Assignment, DbStatus, VouchReply, VouchRequest};
 
-use crate::lease::{boot_ms, Lease};
 use crate::metrics::AgentMetrics;
-use crate::target::Target;
+use crate::safety::lease::{boot_ms, Lease};
+use crate::safety::target::Target;
 
 /// The voucher's memory: when it last vouched (or started), on `CLOCK_BOOTTIME`.
 pub struct Vouches {

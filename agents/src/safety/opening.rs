@@ -25,9 +25,9 @@ use std::time::Instant;
 
 use crate::drivers::DatabaseDriver;
 use crate::error::{Error, Result};
-use crate::lease::{boot_ms, Lease};
-use crate::target::Target;
-use crate::watchdog::SharedWatchdog;
+use crate::safety::lease::{boot_ms, Lease};
+use crate::safety::target::Target;
+use crate::safety::watchdog::SharedWatchdog;
 
 /// What an opening needs.
 pub struct Opener {
@@ -279,7 +279,7 @@ mod tests {
             driver: driver.clone(),
             lease,
             target,
-            watchdog: crate::watchdog::Watchdog::shared(&cfg),
+            watchdog: crate::safety::watchdog::Watchdog::shared(&cfg),
             fence_lead_ms: 50,
         };
         Setup { _dir: dir, driver, opener }
