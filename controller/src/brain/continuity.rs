@@ -125,6 +125,11 @@ impl Continuity {
         g.hold.as_ref().map(Hold::describe)
     }
 
+    /// Whether the rule has judged the quorum of this controller leading at `term`.
+    pub fn judged(&self, term: u64) -> bool {
+        self.lock().leading.is_some_and(|(t, _)| t == term)
+    }
+
     /// The hold judged for the term led now, for status (`None`: none, or nothing judged yet).
     pub fn hold(&self) -> Option<String> {
         self.lock().hold.as_ref().map(Hold::describe)

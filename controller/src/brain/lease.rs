@@ -110,10 +110,13 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Resu
     // An old quorum re-formed after a break-glass must not produce a writable primary
     // (`continuity.rs`): a held leader grants nothing.
     // Judged now if the brain has not yet at this term: a new leader's first grants (the
-    // primary's renewals after an election) need not wait for its next tick.
-    let view = super::continuity_view(ctx);
-    ctx.continuity.step(&view);
-    if let Some(why) = ctx.continuity.held(view.term) {
+    // primary's renewals after an election) need not wait for its next tick. Afterwards the
+    // brain's tick keeps the verdict current; a grant only reads it.
+    let term = ctx.raft.metrics().borrow().current_term;
+    if !ctx.continuity.judged(term) {
+        ctx.continuity.step(&super::continuity_view(ctx));
+    }
+    if let Some(why) = ctx.continuity.held(term) {
         return Err(why);
     }
     let began = quorum_round(ctx).await?;

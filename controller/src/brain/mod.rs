@@ -141,8 +141,6 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
         if held.is_none() {
             recover_workflows(&ctx);
-        }
-        if held.is_none() {
             keep_synchronous(&ctx, &mut missing);
         }
         // Judge only once agents had time to report to this leader: a primary it has not heard
