@@ -7,8 +7,13 @@
 //! no failover can be started on the cluster meanwhile (one workflow at a time) and none can be
 //! under way when it starts; the member is the primary that the committed state names at the
 //! epoch its agent holds; and once started it serves only under leases this leader grants after
-//! a quorum round. A server that crashed (not stopped by the fence) is not restarted: that is a
-//! lost primary, judged by `detector.rs`.
+//! a quorum round. A server that crashed (not stopped by the fence) is a lost primary, judged by
+//! `detector.rs`, and failed over when a member can take over without losing a commit; only once
+//! the detector has recorded that none can (the cluster's verdict `CRITICAL: the primary is
+//! lost ... not failed over`) is it restarted too, the same bounded number of times: starting
+//! the primary again is then the only way back to a writable cluster, and it is as safe as a
+//! restart after a fence (the chaos suite's seed 3 left a cluster unwritable for good without
+//! it: a new primary crashed before its synchronous standby was recorded).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,10 +42,11 @@ const ATTEMPT_WINDOW_MS: u64 = 600_000;
 /// What the leader does about a cluster whose primary its own fence stopped.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
-    /// Restart it now (attempt `attempt` of [`MAX_ATTEMPTS`]).
-    Start { member: String, agent: String, why: String, attempt: usize },
+    /// Restart it now (attempt `attempt` of [`MAX_ATTEMPTS`]). `crashed`: it was not stopped by
+    /// its fence, and no failover can replace it.
+    Start { member: String, agent: String, why: String, attempt: usize, crashed: bool },
     /// The last attempt failed; the next one starts in `in_ms`. The detector holds meanwhile.
-    BackOff { member: String, attempt: usize, in_ms: u64 },
+    BackOff { member: String, attempt: usize, in_ms: u64, crashed: bool },
     /// Every attempt failed: the leader stops restarting it and the detector judges it.
     GaveUp { member: String, attempts: usize },
 }
@@ -50,7 +56,10 @@ impl Plan {
     /// in status); `None` once the leader gave up and the detector judges the primary.
     pub fn holds_failover(&self) -> Option<String> {
         // No countdown in the text: the verdict is recorded in the log whenever it changes.
+        // A crashed primary is restarted only under the detector's own verdict that nothing
+        // can replace it: that verdict stays in status (holding would overwrite it).
         match self {
+            Plan::Start { crashed: true, .. } | Plan::BackOff { crashed: true, .. } => None,
             Plan::Start { member, attempt, .. } | Plan::BackOff { member, attempt, .. } => Some(format!(
                 "the leader restarts `{member}`, stopped by its fence (attempt {attempt} of {MAX_ATTEMPTS})"
             )),
@@ -94,10 +103,17 @@ pub fn plan(
     for c in state.clusters.values().filter(|c| c.epoch > 0 && !c.paused && c.workflow.is_none()) {
         let Some(p) = c.primary.as_ref().and_then(|p| c.members.get(p)) else { continue };
         let Some(d) = report(&p.agent) else { continue };
-        let fenced = d.stopped_by_fence && !d.up && d.agent_epoch == c.epoch && !d.epoch_unknown;
-        if !fenced || approved_failover(&c.name) {
+        let current = !d.up && d.agent_epoch == c.epoch && !d.epoch_unknown;
+        let fenced = current && d.stopped_by_fence;
+        let crashed = current && d.stopped && !d.stopped_by_fence && c.primary_lost();
+        if !(fenced || crashed) || approved_failover(&c.name) {
             continue;
         }
+        let why = if fenced {
+            d.fenced_reason.clone()
+        } else {
+            "the server stopped without a fence and no failover can replace it".to_string()
+        };
         let member = p.name.clone();
         let (failed, last_ms) = failed_attempts(state, &c.name, &member, now_ms);
         let plan = if failed >= MAX_ATTEMPTS {
@@ -105,8 +121,8 @@ pub fn plan(
         } else {
             let backoff = if failed == 0 { 0 } else { FIRST_BACKOFF_MS << (failed - 1) };
             match (last_ms + backoff).saturating_sub(now_ms) {
-                0 => Plan::Start { member, agent: p.agent.clone(), why: d.fenced_reason.clone(), attempt: failed + 1 },
-                in_ms => Plan::BackOff { member, attempt: failed + 1, in_ms },
+                0 => Plan::Start { member, agent: p.agent.clone(), why, attempt: failed + 1, crashed },
+                in_ms => Plan::BackOff { member, attempt: failed + 1, in_ms, crashed },
             }
         };
         out.insert(c.name.clone(), plan);
@@ -216,8 +232,13 @@ mod tests {
         let s = cluster_state();
         let now = Instant::now();
         let found = plan_with(&s, fenced(), now, 1_000_000);
-        let start =
-            Plan::Start { member: "dc".into(), agent: "dc".into(), why: "the lease ends in 480 ms".into(), attempt: 1 };
+        let start = Plan::Start {
+            member: "dc".into(),
+            agent: "dc".into(),
+            why: "the lease ends in 480 ms".into(),
+            attempt: 1,
+            crashed: false,
+        };
         assert_eq!(found, HashMap::from([("customs".to_string(), start)]));
         // Crashed (not the fence), at another epoch, or with a workflow under way: not restarted.
         assert!(plan_with(&s, DbStatus { stopped_by_fence: false, ..fenced() }, now, 1_000_000).is_empty());
@@ -228,6 +249,24 @@ mod tests {
         // A stale report does not count.
         let stale = HashMap::from([("dc".to_string(), seen(now - Duration::from_secs(5), fenced()))]);
         assert!(plan(&s, &stale, Duration::from_secs(1), now, 1_000_000).is_empty());
+    }
+
+    /// The chaos suite's seed 3: a crashed primary that no failover can replace is restarted, and
+    /// the detector's verdict is not held over (it stays in status).
+    #[test]
+    fn a_crashed_primary_is_restarted_only_once_nothing_can_replace_it() {
+        let mut s = cluster_state();
+        let now = Instant::now();
+        let crashed = DbStatus { stopped_by_fence: false, fenced_reason: String::new(), ..fenced() };
+        assert!(plan_with(&s, crashed.clone(), now, 1_000_000).is_empty(), "the detector judges it first");
+        s.clusters.get_mut("customs").unwrap().failover_blocked =
+            format!("{}: no synchronous standby is recorded", crate::state::PRIMARY_LOST);
+        let p = plan_with(&s, crashed.clone(), now, 1_000_000);
+        assert!(matches!(&p["customs"], Plan::Start { crashed: true, attempt: 1, .. }), "{p:?}");
+        assert_eq!(p["customs"].holds_failover(), None, "the verdict stays");
+        // Still only at the current epoch, and never a server that runs.
+        assert!(plan_with(&s, DbStatus { agent_epoch: 2, ..crashed.clone() }, now, 1_000_000).is_empty());
+        assert!(plan_with(&s, DbStatus { up: true, stopped: false, ..crashed }, now, 1_000_000).is_empty());
     }
 
     fn restart_ended(s: &mut State, id: u64, at_ms: u64, outcome: &str) {
@@ -252,7 +291,7 @@ mod tests {
         restart_ended(&mut s, 1, 1_000_000, "failed: pg_ctl: could not start server");
         // Right after the first failure: wait 500 ms, the detector held meanwhile.
         let p = plan_with(&s, fenced(), now, 1_000_100);
-        assert_eq!(p["customs"], Plan::BackOff { member: "dc".into(), attempt: 2, in_ms: 400 });
+        assert_eq!(p["customs"], Plan::BackOff { member: "dc".into(), attempt: 2, in_ms: 400, crashed: false });
         assert!(p["customs"].holds_failover().unwrap().contains("attempt 2 of 3"));
         assert!(matches!(plan_with(&s, fenced(), now, 1_000_500)["customs"], Plan::Start { attempt: 2, .. }));
         // The pause doubles.
