@@ -131,6 +131,13 @@ impl Net {
         self.set_port(&format!("{site}m"), !cut)
     }
 
+    /// Cuts (or heals) `site`'s controller from the management network: the other controllers
+    /// and every agent lose it; its host stays reachable.
+    pub fn cut_controller_link(&self, site: &str, cut: bool) -> Result<()> {
+        site_index(site)?;
+        self.set_port(&format!("{site}c"), !cut)
+    }
+
     /// Cuts (or heals) every link of `site`: host and controller are alone.
     pub fn isolate(&self, site: &str, cut: bool) -> Result<()> {
         site_index(site)?;

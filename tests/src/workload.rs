@@ -15,7 +15,9 @@ use nix::unistd::Pid;
 pub async fn writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeSet<i64>>>) {
     while !stop.load(Ordering::Relaxed) {
         for ci in &conninfos {
-            let Ok((client, conn)) = tokio_postgres::connect(ci, tokio_postgres::NoTls).await else {
+            // Bounded too: behind a cut link a connect waits for TCP's own timeout (minutes).
+            let connect = tokio_postgres::connect(ci, tokio_postgres::NoTls);
+            let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
                 continue;
             };
             tokio::spawn(async move {
@@ -221,6 +223,12 @@ pub fn signal_postgres(data: &Path, sig: Signal) -> Result<()> {
         .map_err(|e| anyhow!("{}: {e}: this server was not running when the test went to signal it", path.display()))?;
     let pid: i32 =
         pidfile.lines().next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| anyhow!("bad postmaster.pid"))?;
+    // A stale pid file (the server was killed, nothing restarted it) may name a pid reused by
+    // another process: signal only a postgres.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        return Err(anyhow!("{}: pid {pid} is not a running postgres: this server was not running", path.display()));
+    }
     let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };

@@ -1,0 +1,98 @@
+//! The chaos suite over many seeds (issue 16; `tests/src/chaos.rs` says what a run does and
+//! checks): `--runs N` seeds from `--first S` (default 1), `--steps K` steps each (default 6).
+//! Prints a row per run, then the table: runs, faults injected by kind, violations, convergence
+//! time p50/max, and the seeds of any failure.
+//!
+//! ```text
+//! cargo bench --profile dev -p triad-tests --bench chaos -- --runs 200
+//! cargo bench --profile dev -p triad-tests --bench chaos -- --first 51 --runs 50   # a chunk
+//! ```
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use triad_tests::chaos::{self, FaultKind};
+use triad_tests::workload::pct;
+
+struct Args {
+    first: u64,
+    runs: u64,
+    steps: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args { first: 1, runs: 10, steps: 6 };
+    // cargo passes `--bench` to a bench without libtest's harness; everything else is ours.
+    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut it = raw.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`"))?;
+        match flag.as_str() {
+            "--first" => a.first = n,
+            "--runs" if (1..=10_000).contains(&n) => a.runs = n,
+            "--steps" if (1..=100).contains(&n) => a.steps = n as usize,
+            _ => bail!("usage: chaos [--first SEED] [--runs 1-10000] [--steps 1-100]"),
+        }
+    }
+    Ok(a)
+}
+
+async fn run() -> Result<()> {
+    let a = args()?;
+    println!("Chaos suite: seeds {}..{}, {} steps each", a.first, a.first + a.runs - 1, a.steps);
+    println!("{:>6} {:>7} {:>12} {:>8} {:>10}  violations", "seed", "faults", "converged ms", "epochs", "writes");
+    let mut faults: BTreeMap<FaultKind, usize> = BTreeMap::new();
+    let (mut converge_ms, mut failed, mut stuck, mut violations) = (Vec::new(), Vec::new(), 0, 0);
+    for seed in a.first..a.first + a.runs {
+        let r = match chaos::run(seed, a.steps).await {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{seed:>6}  harness error: {e:#}");
+                failed.push(seed);
+                continue;
+            }
+        };
+        for (k, n) in &r.faults {
+            *faults.entry(*k).or_default() += n;
+        }
+        let ms = r.converged_in.map(|d| d.as_secs_f64() * 1e3);
+        if let Some(ms) = ms {
+            converge_ms.push(ms);
+        } else {
+            stuck += 1;
+        }
+        violations += r.violations.len();
+        if !r.violations.is_empty() {
+            failed.push(seed);
+        }
+        println!(
+            "{seed:>6} {:>7} {:>12} {:>8} {:>10}  {}",
+            r.faults.values().sum::<usize>(),
+            ms.map(|m| format!("{m:.0}")).unwrap_or_else(|| "stuck".into()),
+            r.epoch_changes,
+            r.writes_acked,
+            r.violations.join("; ")
+        );
+    }
+    println!();
+    println!("{:<34} {:>8}", "runs", a.runs);
+    for (k, n) in &faults {
+        println!("{:<34} {:>8}", format!("faults: {}", k.name()), n);
+    }
+    println!("{:<34} {:>8}", "violations", violations);
+    println!("{:<34} {:>8}", "runs left stuck", stuck);
+    if !converge_ms.is_empty() {
+        println!("{:<34} {:>8.0}", "convergence p50 ms", pct(&mut converge_ms.clone(), 0.5));
+        println!("{:<34} {:>8.0}", "convergence max ms", pct(&mut converge_ms, 1.0));
+    }
+    println!("failed seeds: {failed:?}");
+    if !failed.is_empty() {
+        bail!("{} of {} runs failed", failed.len(), a.runs);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
