@@ -60,7 +60,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
+        // The deadline bounds each check too: one that hangs (a TLS handshake with a SIGSTOPped
+        // controller) would otherwise never return to look at it (the chaos suite hung there).
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        if let Ok(Some(v)) = tokio::time::timeout(left, check()).await {
             return Ok(v);
         }
         if Instant::now() >= deadline {
