@@ -6,6 +6,7 @@ pub mod clock;
 pub mod conninfo;
 pub mod files;
 pub mod tls;
+pub mod words;
 
 /// What an agent answers a `StopStandby` for a member that had finished its promotion when it
 /// was stopped: it may hold writes the old primary lacks, so a rollback must go forward to it.

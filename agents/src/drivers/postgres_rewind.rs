@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::postgres::PgLocal;
 use super::postgres_ctl::{self, parse_lsn};
+use triad_proto::words::format_lsn;
 
 /// How many of the newest WAL segments are saved before a rewind (16 MB each by default).
 const SAVED_SEGMENTS: usize = 8;
@@ -141,10 +142,6 @@ fn report(l: &PgLocal, rewind_out: &str, saved: &Path) -> String {
     )
 }
 
-fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
 fn field(line: &str, key: &str) -> Option<String> {
     // pg_waldump pads its columns: `tx:        755, lsn: 0/0402DB48`.
     let rest = line.split(key).nth(1)?.trim_start();
@@ -182,6 +179,5 @@ mod tests {
         assert_eq!(field(line, "tx: ").as_deref(), Some("755"));
         assert_eq!(field(line, "lsn: ").and_then(|s| parse_lsn(&s)), Some(0x0402DB48));
         assert_eq!(field("rmgr: XLOG tx: , lsn: 0/1", "tx: "), None);
-        assert_eq!(format_lsn(0x1_0402DB48), "1/402DB48");
     }
 }

@@ -38,8 +38,7 @@ pub(crate) fn bounded_text(arg: &str, text: &str, max_chars: usize) -> std::resu
     Ok(text.to_string())
 }
 
-/// Metadata key carrying the leader's gRPC address on a "not the leader" refusal.
-pub const LEADER_ADDR_KEY: &str = "triad-leader-addr";
+pub use triad_proto::words::LEADER_ADDR_KEY;
 
 /// Serves the three gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve_grpc(

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::DbStatus;
 
 use crate::context::Ctx;
-use crate::ctl::status::format_lsn;
 use crate::state::DbCluster;
+use triad_proto::words::format_lsn;
 
 /// The step of an automatic failover outside the synchronous set: the old primary's final
 /// position, and the target's, which reaches it.

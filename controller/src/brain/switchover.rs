@@ -253,7 +253,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
     log.push(format!(
         "stop writes on {from}: {} ms (final position {})",
         t.elapsed().as_millis(),
-        crate::ctl::status::format_lsn(final_lsn)
+        triad_proto::words::format_lsn(final_lsn)
     ));
     propose(&ctx, &actor, step("stop-writes", format!("done, final position {final_lsn}"))).await?;
     failpoint("switchover-after-stop-writes")?;

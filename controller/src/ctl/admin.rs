@@ -205,19 +205,7 @@ pub fn render_history(lines: &[HistoryLine]) -> String {
 }
 
 fn when(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_else(|_| ms.to_string())
+    triad_proto::words::format_utc(ms)
 }
 
 /// One audit line, for `-o json`.
@@ -254,19 +242,7 @@ pub async fn audit(client: &Client, limit: u32) -> Result<Vec<AuditLine>> {
 pub fn render_audit(lines: &[AuditLine]) -> String {
     let mut out = format!("{:>6} {:<24} {:<16} {:<8} {:<22} {}\n", "SEQ", "WHEN (UTC)", "WHO", "ROLE", "FROM", "WHAT");
     for l in lines {
-        let when = time::OffsetDateTime::from_unix_timestamp_nanos(l.at_ms as i128 * 1_000_000)
-            .map(|t| {
-                format!(
-                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                    t.year(),
-                    t.month() as u8,
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                )
-            })
-            .unwrap_or_else(|_| l.at_ms.to_string());
+        let when = triad_proto::words::format_utc_bare(l.at_ms).unwrap_or_else(|| l.at_ms.to_string());
         out.push_str(&format!(
             "{:>6} {:<24} {:<16} {:<8} {:<22} {}\n",
             l.seq, when, l.actor, l.role, l.origin, l.action

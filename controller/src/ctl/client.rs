@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use triad_proto::v1::control_client::ControlClient;
 
-use crate::api::LEADER_ADDR_KEY;
 use crate::error::{Error, Result};
+use triad_proto::words::LEADER_ADDR_KEY;
 
 /// `triadctl.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use triad_proto::v1 as pb;
+use triad_proto::words::format_lsn;
 
 use super::client::Client;
 use crate::context::now_ms;
@@ -362,11 +363,6 @@ fn ago(ms: u64) -> String {
     } else {
         format!("{}m ago", d / 60_000)
     }
-}
-
-/// A WAL position as PostgreSQL writes it (`16/B374D848`).
-pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
 /// Renders the view as the table operators read.
