@@ -88,9 +88,10 @@ pub fn judge(
             .map(|w| w.started_ms)
             .max();
         if let Some(last) = last.filter(|l| now_ms.saturating_sub(*l) < policy.min_interval_ms) {
+            // The start time, not the age: the verdict must stay the same from tick to tick.
             blocked.push(format!(
-                "the last automatic failover was {} s ago (failover.min_interval_ms is {} s)",
-                now_ms.saturating_sub(last) / 1000,
+                "the last automatic failover started at {}, less than failover.min_interval_ms ({} s) ago",
+                triad_proto::words::format_utc(last),
                 policy.min_interval_ms / 1000
             ));
         }
@@ -121,10 +122,22 @@ pub fn judge(
             down_since.remove(&c.name);
         }
         let stopped_for = down_since.get(&c.name).map(|t| now.saturating_duration_since(*t)).unwrap_or_default();
+        // Two wordings: the verdict recorded in State must not change from tick to tick (each
+        // change is a Raft write and an ERROR line), so it names the threshold; the failover's
+        // "detected" step records what was measured.
+        let over = lost_after.as_millis();
         let gone = if silent >= lost_after {
-            Some(format!("`{primary}`'s agent silent for {} ms", silent.as_millis()))
+            let measured =
+                if silent == Duration::MAX { "never heard".to_string() } else { format!("{} ms", silent.as_millis()) };
+            Some((
+                format!("`{primary}`'s agent silent for over {over} ms"),
+                format!("`{primary}`'s agent silent ({measured})"),
+            ))
         } else if stopped && stopped_for >= lost_after {
-            Some(format!("`{primary}` reported stopped for {} ms", stopped_for.as_millis()))
+            Some((
+                format!("`{primary}` reported stopped for over {over} ms"),
+                format!("`{primary}` reported stopped for {} ms", stopped_for.as_millis()),
+            ))
         } else {
             None
         };
@@ -146,7 +159,7 @@ pub fn judge(
             .collect();
         let lost = gone.filter(|_| streaming.is_empty());
         let failover = match (&lost, found) {
-            (Some(why), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() && retry_in.is_none() => {
+            (Some((_, why)), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() && retry_in.is_none() => {
                 Some((cands[0].0.clone(), format!("{why}; no standby streams from it")))
             }
             _ => None,
@@ -154,7 +167,7 @@ pub fn judge(
         let mut blocked = blocked.join("; ");
         // Lost with nothing to replace it: the verdict says so first (status, the
         // triad_db_primary_lost metric, an ERROR in the log).
-        if let Some(why) = lost.filter(|_| !blocked.is_empty()) {
+        if let Some((why, _)) = lost.filter(|_| !blocked.is_empty()) {
             blocked = format!("{PRIMARY_LOST} ({why}; no standby streams from it) and is not failed over: {blocked}");
         }
         out.insert(c.name.clone(), Judgement { blocked, failover });
@@ -281,6 +294,42 @@ mod tests {
         // Seen up, the count starts again.
         at(DbStatus { up: true, role: "primary".into(), ..Default::default() }, 700);
         assert_eq!(at(stopped, 800).unwrap().failover, None);
+    }
+
+    #[test]
+    fn the_verdict_on_a_lost_primary_stays_the_same_from_tick_to_tick() {
+        // Each change of the verdict is a Raft write and an ERROR line: it named the silence
+        // in milliseconds once, and so changed (and was logged) on every 100 ms tick.
+        let t0 = Instant::now();
+        let mut s = state(&[]);
+        let recent = Workflow {
+            id: 1,
+            kind: "failover".into(),
+            cluster: "customs".into(),
+            from: "ndc".into(),
+            to: "dc".into(),
+            requested_by: "controller-1".into(),
+            started_ms: 9_990_000,
+            steps: Vec::new(),
+            finished: Some((9_995_000, "completed".into())),
+        };
+        s.workflows.insert(1, recent);
+        let obs = |now: Instant| {
+            HashMap::from([
+                ("dc".to_string(), seen(t0, DbStatus { up: true, role: "primary".into(), ..Default::default() })),
+                ("ndc".to_string(), seen(now, standby("ndc", false))),
+            ])
+        };
+        let policy = FailoverPolicy::default();
+        let mut verdicts = Vec::new();
+        for tick in 0..3u64 {
+            let now = t0 + Duration::from_secs(5) + Duration::from_millis(100 * tick);
+            let now_ms = 10_000_000 + 1_000 * tick;
+            let j = judge(&s, &obs(now), &policy, Duration::from_secs(1), now, now_ms, &mut HashMap::new());
+            verdicts.push(j["customs"].blocked.clone());
+        }
+        assert!(verdicts[0].starts_with(PRIMARY_LOST) && verdicts[0].contains("min_interval_ms"), "{verdicts:?}");
+        assert!(verdicts.iter().all(|v| *v == verdicts[0]), "{verdicts:#?}");
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::state::{Actor, Command, State};
 /// Rewinding copies what differs; a base backup of a large database takes longer still.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long a finished rejoin waits for its agent to report the server running.
+const RUNNING_WAIT: Duration = Duration::from_secs(10);
+
 /// After a failed rejoin, the member is left alone this long (the failure is in the history).
 const RETRY_AFTER_MS: u64 = 30_000;
 
@@ -79,10 +82,20 @@ pub async fn run(
             let note = if r.detail.is_empty() { "started as a standby".to_string() } else { r.detail };
             propose(&ctx, &actor, Command::RecordStep { workflow: wf, name: "rewound".into(), note: note.clone() })
                 .await?;
-            // Finish only once the agent reports the member running: its report from before the
-            // rejoin still says "stopped", and would start another.
-            ctx.obs.wait_report(&agent, Instant::now(), Duration::from_secs(30), |d| d.up).await;
-            format!("completed: {member} follows {primary} ({} ms); {note}", started.elapsed().as_millis())
+            // Finish only once a report made after the rejoin no longer says "stopped" (the one
+            // from before it still does, and would start another). Running is enough: a standby
+            // rewound past where its upstream can still feed it (the upstream died meanwhile)
+            // serves no connection until it is consistent, and waiting for that here would hold
+            // the cluster's workflow key from whatever must replace the upstream (chaos seed 25).
+            let since = Instant::now();
+            let running = ctx.obs.wait_report(&agent, since, RUNNING_WAIT, |d| d.up || !d.stopped).await;
+            let serving = ctx.obs.wait_report(&agent, since, Duration::ZERO, |d| d.up).await;
+            let state = match (running, serving) {
+                (_, true) => "",
+                (true, false) => "; its server runs but accepts no connection yet (still replaying)",
+                (false, _) => "; its agent has not reported the server running since",
+            };
+            format!("completed: {member} follows {primary} ({} ms); {note}{state}", started.elapsed().as_millis())
         }
         Err(e) => format!("failed: {e}"),
     };
