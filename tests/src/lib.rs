@@ -6,6 +6,7 @@
 pub mod chaos;
 mod database;
 pub mod netns;
+pub mod scripted;
 pub mod soak;
 pub mod workload;
 
