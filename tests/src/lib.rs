@@ -7,6 +7,7 @@ pub mod chaos;
 mod database;
 pub mod netns;
 pub mod scripted;
+pub mod slow_disk;
 pub mod soak;
 pub mod workload;
 
@@ -300,6 +301,11 @@ impl Deployment {
         let group = Pid::from_raw(child.id() as i32);
         killpg(group, Signal::SIGSTOP).with_context(|| format!("SIGSTOP {key}"))?;
         Ok(Paused { group })
+    }
+
+    /// The pid of `key`'s process, while it was started and has not been reaped.
+    pub fn pid(&self, key: &str) -> Option<u32> {
+        self.procs.get(key).map(|c| c.id())
     }
 
     /// `kill -9` of a process (and its group).

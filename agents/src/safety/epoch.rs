@@ -83,16 +83,9 @@ impl EpochStore {
                 return Ok(());
             }
         }
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            write!(f, "{MAGIC}\nepoch {epoch}\ncheck {epoch}\n")?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        // On this thread, since the caller acts only once it is durable; but with the runtime
+        // told, so that the guard's tick and the other streams do not wait behind the fsync.
+        super::disk::blocking(|| write_durably(&self.path, epoch))?;
         self.epoch = Epoch::Known(epoch);
         Ok(())
     }
@@ -105,6 +98,21 @@ impl EpochStore {
         }
         self.advance(epoch)
     }
+}
+
+/// Temporary file, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, epoch: u64) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        write!(f, "{MAGIC}\nepoch {epoch}\ncheck {epoch}\n")?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,9 +32,10 @@
 //! restarted on the same boot keeps the lease it held; after a reboot (a new boot id), or with no
 //! such file, an agent that has seen an epoch holds no lease and a primary it finds is fenced.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
+use super::disk::LeaseFile;
 use crate::drivers::now_ms;
 
 use triad_proto::clock::boot_id;
@@ -93,13 +94,11 @@ impl LeaseState {
 /// The lease, shared by the links (which renew it) and the guard (which enforces it).
 pub struct Lease {
     state: Mutex<LeaseState>,
-    file: PathBuf,
-    /// Orders the writes of the lease file: the number of the newest state taken (under `state`)
-    /// and, under this lock, of the newest written. The guard never takes it, so a slow disk
-    /// cannot make a guard tick late (issue 16, item 4): the file is written after `state` is
-    /// let go.
+    /// The number of the newest state taken (under `state`) for the file, which its own thread
+    /// writes, newest last (`disk.rs`): neither the guard nor a renewal waits for the disk
+    /// (issue 16, item 4).
     taken: std::sync::atomic::AtomicU64,
-    written: Mutex<u64>,
+    file: LeaseFile,
     /// When (boot-time ms) a stream first named a leader; 0 until then. The start grace of an
     /// agent that knows no epoch counts from then if that is later than its start.
     leader_known_boot_ms: std::sync::atomic::AtomicU64,
@@ -145,9 +144,8 @@ impl Lease {
         }
         Lease {
             state: Mutex::new(st),
-            file,
             taken: std::sync::atomic::AtomicU64::new(0),
-            written: Mutex::new(0),
+            file: LeaseFile::new(file),
             leader_known_boot_ms: std::sync::atomic::AtomicU64::new(0),
             boot_id,
             start_gate: tokio::sync::Mutex::new(()),
@@ -189,7 +187,9 @@ impl Lease {
         st.failsafe = false;
         st.vouched_by.clear();
         (st.released_epoch, st.released_at_boot_ms) = (epoch, boot_ms());
-        self.persist(st);
+        // In the file before it is answered: it must outlive a restart of the agent.
+        let number = self.persist(st);
+        self.file.wait_written(number);
     }
 
     /// A grant at `epoch` for `period_ms` from `sent_boot_ms`, when the request left this agent.
@@ -304,27 +304,17 @@ impl Lease {
         }
     }
 
-    /// Written on every grant, without fsync: it only has to survive the agent's process (the page
-    /// cache outlives it); after a host crash the boot id differs and the file is void anyway.
-    /// Taken under the state lock, written after it is let go, newest last: a state overtaken by
-    /// a newer one before its turn is not written at all. Returns once the state given (or a newer
-    /// one) is in the file, so a release is recorded before it is answered.
-    fn persist(&self, st: std::sync::MutexGuard<'_, LeaseState>) {
+    /// Hands the state to the file's writer once `state` is let go, and returns its number (see
+    /// [`LeaseFile::wait_written`]). Written on every grant, without fsync (`disk.rs` says why).
+    fn persist(&self, st: std::sync::MutexGuard<'_, LeaseState>) -> u64 {
         let text = format!(
             "{MAGIC}\nboot {}\nepoch {}\nuntil {}\nperiod {}\n",
             self.boot_id, st.epoch, st.until_boot_ms, st.period_ms
         );
         let number = self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         drop(st);
-        let mut written = self.written.lock().expect("lease file lock poisoned");
-        if *written >= number {
-            return;
-        }
-        let tmp = self.file.with_extension("tmp");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.file)) {
-            tracing::warn!("cannot record the lease in {}: {e}", self.file.display());
-        }
-        *written = number;
+        self.file.write(number, text);
+        number
     }
 }
 
@@ -335,32 +325,32 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_slow_lease_file_write_never_holds_what_the_guard_reads() {
+    fn neither_a_renewal_nor_the_guard_waits_for_a_stalled_lease_file() {
         let dir = tempfile::tempdir().unwrap();
+        // A disk that does not answer: the temporary file is a named pipe nobody reads, so the
+        // writer blocks opening it.
+        let tmp = dir.path().join("lease.tmp");
+        let made = std::process::Command::new("mkfifo").arg(&tmp).status().unwrap();
+        assert!(made.success());
         let l = Arc::new(Lease::open(dir.path(), true));
-        // A disk stalled in the middle of writing the file.
-        let stalled = l.written.lock().unwrap();
-        let renewing = {
-            let l = l.clone();
-            std::thread::spawn(move || l.granted(1, boot_ms(), 60_000))
-        };
-        // The guard's read answers meanwhile (on a thread of its own: were it to wait for the
-        // disk, the test fails on its deadline rather than hang), and already sees the grant.
+        // Renewals return at once (on a thread of their own: were one to wait for the disk,
+        // the test fails on its deadline rather than hang), and the guard's read sees them.
         let (tx, rx) = std::sync::mpsc::channel();
-        let reader = l.clone();
-        std::thread::spawn(move || loop {
-            if reader.snapshot().remaining_ms(1, boot_ms()) > 0 {
-                let _ = tx.send(());
-                return;
+        let renewing = l.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                renewing.granted(1, boot_ms(), 60_000);
             }
-            std::thread::sleep(Duration::from_millis(1));
+            let _ = tx.send(renewing.snapshot().remaining_ms(1, boot_ms()));
         });
-        rx.recv_timeout(Duration::from_secs(5)).expect("the guard's read waited for the disk");
-        assert!(!renewing.is_finished(), "the renewal still waits for its write");
-        drop(stalled);
-        renewing.join().unwrap();
+        let left = rx.recv_timeout(Duration::from_secs(5)).expect("a renewal waited for the disk");
+        assert!(left > 59_000, "{left}");
+        // The disk answers: the newest state reaches the file.
+        let drained = std::thread::spawn(move || std::fs::read(&tmp).unwrap());
+        drained.join().unwrap();
+        l.release(1);
         let text = std::fs::read_to_string(dir.path().join("lease")).unwrap();
-        assert!(text.contains("epoch 1\n"), "written once the disk answered: {text}");
+        assert!(text.contains("epoch 1\nuntil 0\n"), "a release is in the file once answered: {text}");
     }
 
     #[test]
