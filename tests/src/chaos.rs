@@ -3,7 +3,9 @@
 //! ([`Deployment::with_postgres_in_namespaces`]); an outside writer inserts rows with unique ids
 //! into whichever member accepts writes, and a checker samples every member for writability. A
 //! nemesis, from a seed, picks and combines faults ([`schedule`]): each step injects one or two
-//! faults on different sites, holds them, heals them, and rests. After the last step everything
+//! faults on different sites, holds them, heals them, and rests (the faults: [`FaultKind`]; a
+//! slow disk is a block-I/O cgroup throttle on a loop device mounted as the agent's state
+//! directory, `slow_disk.rs`). After the last step everything
 //! is healed and the run is judged ([`ChaosReport::violations`]):
 //! - never two members writable at the same moment (the checker's samples);
 //! - no acknowledged write missing on the final primary;
@@ -22,6 +24,7 @@ use anyhow::{anyhow, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::slow_disk::{self, SlowDisk};
 use crate::workload::{kill_postgres, Frozen, Workload};
 use crate::{bin, wait_for, Deployment, Paused};
 
@@ -56,11 +59,14 @@ pub enum FaultKind {
     WipeAgentState,
     /// A switchover to this site asked for, and the Raft leader killed while it runs.
     KillLeaderMidSwitchover,
+    /// The site's agent's state directory throttled to one write a second (a lease write takes
+    /// a second, an epoch's fsyncs two); unthrottled at the heal.
+    SlowDisk,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order (the schedule indexes it).
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::KillController,
         FaultKind::PauseController,
         FaultKind::KillAgent,
@@ -72,6 +78,7 @@ impl FaultKind {
         FaultKind::CutAgentPath,
         FaultKind::WipeAgentState,
         FaultKind::KillLeaderMidSwitchover,
+        FaultKind::SlowDisk,
     ];
 
     /// A short name for tables.
@@ -88,6 +95,7 @@ impl FaultKind {
             FaultKind::CutAgentPath => "cut agent path",
             FaultKind::WipeAgentState => "wipe agent state",
             FaultKind::KillLeaderMidSwitchover => "kill leader mid-switchover",
+            FaultKind::SlowDisk => "slow agent disk",
         }
     }
 }
@@ -151,6 +159,38 @@ struct Injected {
     /// (site, the cut was of the whole site rather than one path).
     cuts: Vec<(&'static str, FaultKind)>,
     switchovers: Vec<Child>,
+    /// Sites whose agent's disk is throttled.
+    slowed: Vec<&'static str>,
+}
+
+/// Each agent's state directory on a disk of its own (`slow_disk.rs`), unthrottled but for a
+/// [`FaultKind::SlowDisk`]; empty where the kernel offers no block-I/O throttle (the fault is
+/// then a no-op, said in the run's output).
+struct Disks(BTreeMap<&'static str, SlowDisk>);
+
+impl Disks {
+    /// Mounts them, before the agents start.
+    fn mount(d: &Deployment) -> Result<Disks> {
+        if let Some(why) = slow_disk::unavailable() {
+            eprintln!("chaos: no slow disks here ({why})");
+            return Ok(Disks(BTreeMap::new()));
+        }
+        let mut disks = BTreeMap::new();
+        for site in SITES {
+            let dir = d.dir().join(format!("data/agent-{site}"));
+            disks.insert(site, SlowDisk::create(&d.dir().join(format!("disk-{site}.img")), &dir, 0)?);
+        }
+        Ok(Disks(disks))
+    }
+
+    /// Puts `site`'s agent, just (re)started, under its disk's throttle.
+    fn admit(&mut self, d: &Deployment, site: &str) -> Result<()> {
+        let pid = d.pid(&format!("agent-{site}"));
+        match (self.0.get_mut(site), pid) {
+            (Some(disk), Some(pid)) => disk.admit(pid),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn controller_key(d: &Deployment, site: &str) -> Result<String> {
@@ -162,7 +202,7 @@ fn data_dir(d: &Deployment, site: &str) -> Result<std::path::PathBuf> {
     Ok(d.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL"))?.member(site)?.dir.join("data"))
 }
 
-async fn inject(d: &mut Deployment, f: Fault, inj: &mut Injected) -> Result<()> {
+async fn inject(d: &mut Deployment, disks: &Disks, f: Fault, inj: &mut Injected) -> Result<()> {
     let agent = format!("agent-{}", f.site);
     let net = || d.net.as_ref().ok_or_else(|| anyhow!("the chaos suite runs in network namespaces"));
     match f.kind {
@@ -231,14 +271,26 @@ async fn inject(d: &mut Deployment, f: Fault, inj: &mut Injected) -> Result<()> 
                 }
             }
         }
+        FaultKind::SlowDisk => match disks.0.get(f.site) {
+            Some(disk) => {
+                disk.set_write_iops(1)?;
+                inj.slowed.push(f.site);
+            }
+            None => eprintln!("chaos: {f:?} is a no-op: no slow disks here"),
+        },
     }
     Ok(())
 }
 
-async fn heal(d: &mut Deployment, inj: Injected) -> Result<()> {
-    let Injected { paused, frozen, killed, cuts, switchovers } = inj;
+async fn heal(d: &mut Deployment, disks: &mut Disks, inj: Injected) -> Result<()> {
+    let Injected { paused, frozen, killed, cuts, switchovers, slowed } = inj;
     drop(paused);
     drop(frozen);
+    for site in slowed {
+        if let Some(disk) = disks.0.get(site) {
+            disk.set_write_iops(0)?;
+        }
+    }
     if let Some(net) = d.net.as_ref() {
         for (site, kind) in cuts {
             match kind {
@@ -254,7 +306,10 @@ async fn heal(d: &mut Deployment, inj: Injected) -> Result<()> {
         }
         match (key.strip_prefix("controller-"), key.strip_prefix("agent-")) {
             (Some(id), _) => d.start_controller(id.parse()?)?,
-            (_, Some(site)) => d.start_agent(site)?,
+            (_, Some(site)) => {
+                d.start_agent(site)?;
+                disks.admit(d, site)?;
+            }
             _ => return Err(anyhow!("cannot restart {key}")),
         }
     }
@@ -305,7 +360,12 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
     let plan = schedule(seed, steps);
     eprintln!("chaos seed {seed}: {plan:?}");
     let mut d = Deployment::with_postgres_in_namespaces().await?;
+    // Dropped before the deployment: its agents are moved out of the throttle first.
+    let mut disks = Disks::mount(&d)?;
     d.start_all().await?;
+    for site in SITES {
+        disks.admit(&d, site)?;
+    }
     d.wait_ready(true).await?;
     let conninfos = d.conninfos()?;
     let epoch0 = d.status().await?.cluster_state["customs"].epoch;
@@ -316,14 +376,14 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
         let mut inj = Injected::default();
         for f in &step.faults {
             *report.faults.entry(f.kind).or_default() += 1;
-            if let Err(e) = inject(&mut d, *f, &mut inj).await {
-                heal(&mut d, inj).await?;
+            if let Err(e) = inject(&mut d, &disks, *f, &mut inj).await {
+                heal(&mut d, &mut disks, inj).await?;
                 return Err(e.context(format!("injecting {f:?}")));
             }
         }
         // The hold is the fault's duration, part of the schedule: a sleep is what is meant.
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
-        heal(&mut d, inj).await?;
+        heal(&mut d, &mut disks, inj).await?;
         healed = Instant::now();
         tokio::time::sleep(Duration::from_millis(step.rest_ms)).await;
     }

@@ -71,13 +71,16 @@ pub struct SlowDisk {
 
 impl SlowDisk {
     /// Mounts a new 64 MiB ext4 filesystem over `mount` (created if missing; it should be empty)
-    /// whose writes by admitted processes are limited to `write_iops` a second. `image` is
+    /// whose writes by admitted processes are limited to `write_iops` a second (0: no limit). `image` is
     /// where the filesystem's backing file goes.
     pub fn create(image: &Path, mount: &Path, write_iops: u32) -> Result<SlowDisk> {
         let ctl = controller().context("no block-I/O cgroup controller")?;
         std::fs::File::create(image)?.set_len(64 << 20)?;
         let device = run("losetup", &["-f", "--show", &image.display().to_string()])?;
-        let name = format!("triad-slow-{}", std::process::id());
+        // Unique per disk: a process may make several.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("triad-slow-{}-{n}", std::process::id());
         let (cgroup, root_procs) = match &ctl {
             Controller::V1(root) | Controller::V2(root) => (root.join(&name), root.join("cgroup.procs")),
         };
@@ -103,10 +106,15 @@ impl SlowDisk {
         Ok(disk)
     }
 
-    /// Changes the limit: `write_iops` write operations a second.
+    /// Changes the limit: `write_iops` write operations a second (0: no limit).
     pub fn set_write_iops(&self, write_iops: u32) -> Result<()> {
         let (file, majmin) = &self.limit;
-        let line = if self.v2 { format!("{majmin} wiops={write_iops}") } else { format!("{majmin} {write_iops}") };
+        let line = match (self.v2, write_iops) {
+            (true, 0) => format!("{majmin} wiops=max"),
+            (true, n) => format!("{majmin} wiops={n}"),
+            // cgroup v1 reads a limit of 0 as "remove the rule".
+            (false, n) => format!("{majmin} {n}"),
+        };
         std::fs::write(file, line).with_context(|| format!("writing {}", file.display()))
     }
 
@@ -126,9 +134,12 @@ impl SlowDisk {
 
 impl Drop for SlowDisk {
     fn drop(&mut self) {
-        for pid in &self.admitted {
-            // Gone already is fine: it was killed with its deployment.
-            let _ = std::fs::write(&self.root_procs, pid.to_string());
+        // Whatever is in the cgroup now: the admitted processes and their children (a server the
+        // agent started). Gone already is fine: killed with its deployment.
+        let inside = std::fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
+        let pids = inside.lines().map(str::to_string).chain(self.admitted.iter().map(u32::to_string));
+        for pid in pids {
+            let _ = std::fs::write(&self.root_procs, pid);
         }
         let _ = run("umount", &["-l", &self.mount.display().to_string()]);
         let _ = run("losetup", &["-d", &self.device]);

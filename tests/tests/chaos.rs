@@ -35,6 +35,12 @@ async fn chaos_seed_3() -> Result<()> {
     seed(3).await
 }
 
+/// The one of the first seeds that kills the Raft leader during a switchover.
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_seed_11() -> Result<()> {
+    seed(11).await
+}
+
 #[test]
 fn a_seed_replays_the_same_schedule() {
     assert_eq!(chaos::schedule(42, 8), chaos::schedule(42, 8));
@@ -43,5 +49,17 @@ fn a_seed_replays_the_same_schedule() {
         assert!(!step.faults.is_empty() && step.faults.len() <= 2);
         assert!(step.faults.len() < 2 || step.faults[0].site != step.faults[1].site, "{step:?}");
         assert!((500..6_000).contains(&step.hold_ms));
+    }
+}
+
+#[test]
+#[ignore = "prints the schedules of the first seeds, to choose CI's: cargo test --test chaos -- --ignored --nocapture"]
+fn print_schedules() {
+    for seed in 1..=12 {
+        let kinds: Vec<String> = chaos::schedule(seed, STEPS)
+            .iter()
+            .map(|s| s.faults.iter().map(|f| format!("{}@{}", f.kind.name(), f.site)).collect::<Vec<_>>().join("+"))
+            .collect();
+        println!("{seed}: {}", kinds.join(" | "));
     }
 }
