@@ -58,7 +58,7 @@ fn storage(e: crate::Error) -> Status {
     Status::internal(format!("this controller's store: {e}"))
 }
 
-impl ControlApi {
+impl<B: crate::brain::Requests> ControlApi<B> {
     /// The order on this controller's disk, in a line for status (empty: none).
     pub(super) fn break_glass_summary(&self) -> String {
         match load_order(&self.ctx.db) {

@@ -11,6 +11,7 @@ use triad_proto::v1::control_server::Control;
 
 use super::auth::{self, Caller, READERS};
 use super::{not_leader, to_status};
+use crate::brain::{Brain, RequestError, Requests};
 use crate::config::check_name;
 use crate::context::Ctx;
 use crate::error::Error;
@@ -20,14 +21,15 @@ use crate::state::{Command, Response as Applied, Role, APPROVER_ROLES};
 /// How long a failover or pause request waits for its second approver.
 const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Serves operators.
-pub struct ControlApi {
+/// Serves operators. What only the brain may do (a workflow, a precheck) it asks of `brain`.
+pub struct ControlApi<B = Brain> {
     pub(super) ctx: Arc<Ctx>,
+    brain: B,
 }
 
-impl ControlApi {
-    pub fn new(ctx: Arc<Ctx>) -> Self {
-        ControlApi { ctx }
+impl<B: Requests> ControlApi<B> {
+    pub fn new(ctx: Arc<Ctx>, brain: B) -> Self {
+        ControlApi { ctx, brain }
     }
 
     /// Authenticates the caller of a call that would change something and checks its role; a
@@ -77,7 +79,7 @@ fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
 }
 
 #[tonic::async_trait]
-impl Control for ControlApi {
+impl<B: Requests> Control for ControlApi<B> {
     async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
         let result = self.authorise_read(&req, READERS, "reading status").map(|_| {
             let m = self.ctx.raft.metrics().borrow().clone();
@@ -293,18 +295,16 @@ impl Control for ControlApi {
             if !self.ctx.is_leader() {
                 return Err(not_leader(&self.ctx));
             }
-            crate::brain::switchover::precheck(&self.ctx, &r.cluster, &r.to)
-                .map_err(|why| Status::failed_precondition(format!("switchover refused: {why}")))?;
-            // Run to the end even if the caller goes away: a half-done switchover must finish or
-            // roll back, not stop where the connection broke.
-            let task = tokio::spawn(crate::brain::switchover::run(self.ctx.clone(), caller.actor(), r.cluster, r.to));
-            match task.await {
-                Ok(Ok(o)) => Ok(Response::new(pb::MutationReply {
+            match self.brain.switchover(caller.actor(), r.cluster, r.to).await {
+                Ok(o) => Ok(Response::new(pb::MutationReply {
                     log_index: o.epoch,
                     message: format!("workflow {}: epoch {}\n{}", o.workflow, o.epoch, o.summary),
                 })),
-                Ok(Err(why)) => Err(Status::aborted(format!("switchover: {why}"))),
-                Err(e) => Err(Status::internal(format!("switchover task: {e}"))),
+                Err(RequestError::Refused(why)) => {
+                    Err(Status::failed_precondition(format!("switchover refused: {why}")))
+                }
+                Err(RequestError::Failed(why)) => Err(Status::aborted(format!("switchover: {why}"))),
+                Err(RequestError::Internal(why)) => Err(Status::internal(format!("switchover: {why}"))),
             }
         }
         .await;
@@ -329,7 +329,8 @@ impl Control for ControlApi {
                 return Err(not_leader(&self.ctx));
             }
             // Checked now so that the requester learns at once; checked again when approved.
-            crate::brain::manual::precheck(&self.ctx, &r.cluster, &r.to, r.accept_data_loss, &r.attested_dead)
+            self.brain
+                .check_failover(&r.cluster, &r.to, r.accept_data_loss, &r.attested_dead)
                 .map_err(|why| Status::failed_precondition(format!("failover refused: {why}")))?;
             let command = Command::RequestFailover {
                 cluster: r.cluster,

@@ -17,7 +17,7 @@ use crate::state::{crowded, voters_by_city, Command, ControllerRecord, Role, Sit
 /// that the operator gets this explanation rather than a bare timeout).
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-impl ControlApi {
+impl<B: crate::brain::Requests> ControlApi<B> {
     pub(super) fn membership_reply(&self, message: String) -> pb::MembershipReply {
         let m = self.ctx.raft.metrics().borrow().clone();
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();

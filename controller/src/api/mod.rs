@@ -54,7 +54,7 @@ pub async fn serve_grpc(
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
-        .add_service(ControlServer::new(control::ControlApi::new(ctx.clone())))
+        .add_service(ControlServer::new(control::ControlApi::new(ctx.clone(), crate::brain::Brain::new(ctx.clone()))))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

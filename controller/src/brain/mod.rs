@@ -15,6 +15,7 @@ mod liveness;
 pub mod manual;
 mod observations;
 mod rejoin;
+mod requests;
 mod restart;
 mod rollback;
 pub mod switchover;
@@ -29,6 +30,7 @@ pub use commands::CommandBus;
 pub use lease::Leases;
 pub use liveness::decide as decide_liveness;
 pub use observations::{AgentHelloInfo, AgentObservation, Observations};
+pub use requests::{Brain, RequestError, Requests};
 
 use crate::context::Ctx;
 use crate::state::{Actor, Command, ControllerRecord, DbCluster, DbMember, Response, Seed, Site};
