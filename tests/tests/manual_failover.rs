@@ -75,7 +75,12 @@ async fn a_second_person_approves_the_failover_to_ndc_and_nothing_is_lost() -> R
     let out = d.triadctl_as("sam", "soc", &["approve", &id])?;
     ensure!(!out.status.success() && text(&out).contains("approving a failover needs"), "{}", text(&out));
     let out = d.triadctl_as("bob", "noc", &["approve", &id])?;
-    ensure!(out.status.success() && text(&out).contains("completed: ndc is primary at epoch 2"), "{}", text(&out));
+    ensure!(
+        out.status.success() && text(&out).contains("completed: ndc is primary at epoch 2"),
+        "{}: {}",
+        out.status,
+        text(&out)
+    );
 
     load.more("writes on ndc", 50, Duration::from_secs(15)).await?;
     let acked = load.finish().await?;
