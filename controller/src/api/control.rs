@@ -16,7 +16,7 @@ use crate::config::check_name;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::raft::{read_audit, Committed};
-use crate::state::{Command, Response as Applied, Role, APPROVER_ROLES};
+use crate::state::{ApprovalState, Command, Response as Applied, Role, APPROVER_ROLES};
 
 /// How long a failover or pause request waits for its second approver.
 const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -124,7 +124,7 @@ impl<B: Requests> Control for ControlApi<B> {
                     .values()
                     .map(|a| pb::ApprovalRecord {
                         id: a.id,
-                        action: a.action.clone(),
+                        action: a.action.to_string(),
                         cluster: a.cluster.clone(),
                         to: a.to.clone(),
                         reason: a.reason.clone(),
@@ -134,7 +134,7 @@ impl<B: Requests> Control for ControlApi<B> {
                         requested_ms: a.requested_ms,
                         expires_ms: a.expires_ms,
                         approved_by: a.approved_by.clone().unwrap_or_default(),
-                        state: a.state.clone(),
+                        state: a.state.to_string(),
                     })
                     .collect(),
                 last_applied: g.last_applied.map(|l| l.index).unwrap_or(0),
@@ -364,7 +364,7 @@ impl<B: Requests> Control for ControlApi<B> {
         let result = async {
             let caller = self.authorise(&req, &APPROVER_ROLES, "cancelling a failover request")?;
             let id = req.into_inner().id;
-            let command = Command::SetApprovalState { id, state: "cancelled".into() };
+            let command = Command::SetApprovalState { id, state: ApprovalState::cancelled() };
             let (log_index, message) = self.propose(&caller, command).await?;
             Ok(Response::new(pb::MutationReply { log_index, message }))
         }
@@ -431,7 +431,7 @@ impl<B: Requests> Control for ControlApi<B> {
                 .filter(|w| cluster.is_empty() || w.cluster == cluster)
                 .map(|w| pb::WorkflowRecord {
                     id: w.id,
-                    kind: w.kind.clone(),
+                    kind: w.kind.to_string(),
                     cluster: w.cluster.clone(),
                     from: w.from.clone(),
                     to: w.to.clone(),

@@ -19,6 +19,7 @@ use triad_proto::v1::agent_command;
 use super::observations::AgentObservation;
 use super::switchover::{command, propose};
 use crate::context::Ctx;
+use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, State};
 
 /// After a failed repoint, the member is left alone this long (the failure is in the history).
@@ -47,7 +48,7 @@ pub fn due(
 ) -> Vec<Due> {
     let failed_recently = |cluster: &str, member: &str| {
         state.workflows.values().any(|w| {
-            w.kind == "follow"
+            w.kind == WorkflowKind::Follow
                 && w.cluster == cluster
                 && w.to == member
                 && w.finished
@@ -88,7 +89,8 @@ pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> Resu
     let actor = Actor::system(ctx.id);
     let primary = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary).ok_or("no primary")?;
     let was = ctx.obs.fresh_db(&agent, FOLLOW_TIMEOUT).map(|d| d.upstream).unwrap_or_default();
-    let (wf, c) = super::switchover::start_workflow(&ctx, &actor, &cluster, "follow", &primary, &member).await?;
+    let (wf, c) =
+        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;
     let note = format!("{member} streams from {was}, not from the primary {primary} ({endpoint})");
     propose(&ctx, &actor, Command::RecordStep { workflow: wf, name: "astray".into(), note }).await?;
     let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });
@@ -187,7 +189,7 @@ mod tests {
             4,
             crate::state::Workflow {
                 id: 4,
-                kind: "follow".into(),
+                kind: WorkflowKind::Follow,
                 cluster: "customs".into(),
                 from: "ndc".into(),
                 to: "dr".into(),
@@ -202,7 +204,7 @@ mod tests {
         // Right after a workflow ended (one that repointed it itself, say), it is left to settle.
         let mut settling = state();
         let mut w = failed.workflows[&4].clone();
-        (w.kind, w.finished) = ("switchover".into(), Some((999_000, "completed".into())));
+        (w.kind, w.finished) = (WorkflowKind::Switchover, Some((999_000, "completed".into())));
         settling.workflows.insert(4, w);
         assert!(due(&settling, &astray, Duration::from_secs(3), now, 1_000_000).is_empty());
         assert_eq!(due(&settling, &astray, Duration::from_secs(3), now, 1_004_000).len(), 1);

@@ -21,6 +21,7 @@ use triad_proto::v1::DbStatus;
 use super::final_position;
 use super::observations::AgentObservation;
 use crate::config::FailoverPolicy;
+use crate::state::WorkflowKind;
 use crate::state::{DbCluster, State, Workflow, PRIMARY_LOST};
 
 /// What the detector concluded for one cluster.
@@ -188,10 +189,9 @@ pub fn hold(judgements: &mut HashMap<String, Judgement>, holds: &HashMap<String,
 
 /// The failovers of `cluster` a controller decided on (a manual one is asked by a person).
 fn automatic_failovers<'a>(state: &'a State, cluster: &'a str) -> impl Iterator<Item = &'a Workflow> {
-    state
-        .workflows
-        .values()
-        .filter(move |w| w.cluster == cluster && w.kind == "failover" && w.requested_by.starts_with("controller-"))
+    state.workflows.values().filter(move |w| {
+        w.cluster == cluster && w.kind == WorkflowKind::Failover && w.requested_by.starts_with("controller-")
+    })
 }
 
 /// How long an automatic failover of `cluster` waits, after attempts abandoned before they
@@ -304,7 +304,7 @@ mod tests {
         let mut s = state(&[]);
         let recent = Workflow {
             id: 1,
-            kind: "failover".into(),
+            kind: WorkflowKind::Failover,
             cluster: "customs".into(),
             from: "ndc".into(),
             to: "dc".into(),
@@ -452,7 +452,7 @@ mod tests {
         let mut s = state(&["ndc"]);
         let abandoned = |id: u64, at: u64, by: &str| Workflow {
             id,
-            kind: "failover".into(),
+            kind: WorkflowKind::Failover,
             cluster: "customs".into(),
             from: "dc".into(),
             to: "ndc".into(),

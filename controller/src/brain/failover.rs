@@ -26,6 +26,7 @@ use super::detector::judge;
 use super::final_position;
 use super::switchover::{cluster, command, propose};
 use crate::context::{now_ms, Ctx};
+use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, DbCluster, PRIMARY_LOST};
 
 /// What a manual failover adds to the automatic one's steps.
@@ -66,7 +67,7 @@ pub async fn run_with(
     let from_agent = c.members.get(&from).map(|m| m.agent.clone()).ok_or("the primary is not a member")?;
     let started = Instant::now();
     tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
-    let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, "failover", &from, &to).await?;
+    let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, WorkflowKind::Failover, &from, &to).await?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     if let Some(m) = &manual {
         propose(&ctx, &actor, step("approved", m.approved.clone())).await?;

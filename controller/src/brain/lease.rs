@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::AgentCommand;
 
 use crate::context::Ctx;
+use crate::state::WorkflowKind;
 
 /// This controller's memory of its grants: soft state, lost (safely) with leadership.
 #[derive(Default)]
@@ -162,7 +163,8 @@ fn unadopted(state: &crate::state::State, agent: &str) -> Result<String, String>
 /// for the ones granted before to end, and a grant after that wait would outlive it. (Its new
 /// primary, once the epoch names it, is granted as usual.)
 fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) -> Result<(), String> {
-    let replaced = |w: &&crate::state::Workflow| w.kind == "failover" && c.primary.as_ref() == Some(&w.from);
+    let replaced =
+        |w: &&crate::state::Workflow| w.kind == WorkflowKind::Failover && c.primary.as_ref() == Some(&w.from);
     match c.workflow.and_then(|w| state.workflows.get(&w)).filter(replaced) {
         Some(w) => Err(format!("failover {} of `{}` is under way", w.id, c.name)),
         None => Ok(()),

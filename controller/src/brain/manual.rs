@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::failover::{run_with, Manual};
 use super::switchover::{cluster, propose};
 use crate::context::Ctx;
-use crate::state::{Actor, Approval, Command, Role};
+use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, Role};
 
 /// Everything the leader checks before it acts on an approved request (and already when it is
 /// requested, so that an operator learns at once); the manual steps to add.
@@ -106,7 +106,12 @@ pub fn tick(ctx: &Arc<Ctx>) {
     let approved: Vec<Approval> = {
         let g = ctx.state.read().expect("state lock poisoned");
         // Only failovers wait for the leader: a pause took effect with its approval.
-        g.state.approvals.values().filter(|a| a.state == "approved" && a.action == "failover").cloned().collect()
+        g.state
+            .approvals
+            .values()
+            .filter(|a| a.state == ApprovalState::Approved && a.action == ApprovalAction::Failover)
+            .cloned()
+            .collect()
     };
     for a in approved {
         // The cluster's key, as every workflow task holds it: recovery leaves running ones alone.
@@ -115,7 +120,8 @@ pub fn tick(ctx: &Arc<Ctx>) {
             let ctx = c;
             let system = Actor::system(ctx.id);
             // Claimed first: a new leader never runs it again.
-            let claimed = propose(&ctx, &system, Command::SetApprovalState { id: a.id, state: "started".into() }).await;
+            let claimed =
+                propose(&ctx, &system, Command::SetApprovalState { id: a.id, state: ApprovalState::Started }).await;
             if claimed.is_ok() {
                 let outcome = match precheck(&ctx, &a.cluster, &a.to, a.accept_data_loss, &a.attested_dead) {
                     Err(why) => format!("refused: {why}"),
@@ -144,7 +150,7 @@ pub fn tick(ctx: &Arc<Ctx>) {
                         }
                     }
                 };
-                let cmd = Command::SetApprovalState { id: a.id, state: outcome };
+                let cmd = Command::SetApprovalState { id: a.id, state: ApprovalState::Ended(outcome) };
                 if let Err(e) = propose(&ctx, &system, cmd).await {
                     tracing::warn!(id = a.id, "recording the outcome of request {}: {e}", a.id);
                 }

@@ -369,9 +369,9 @@ fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
         } else {
             "failed"
         };
-        ctx.metrics.workflows.with_label_values(&[&w.kind, class]).inc();
+        ctx.metrics.workflows.with_label_values(&[w.kind.as_str(), class]).inc();
         let secs = finished_ms.saturating_sub(w.started_ms) as f64 / 1000.0;
-        ctx.metrics.workflow_seconds.with_label_values(&[&w.kind]).observe(secs);
+        ctx.metrics.workflow_seconds.with_label_values(&[w.kind.as_str()]).observe(secs);
     }
     let up = g.state.agents.values().filter(|a| a.up).count();
     ctx.metrics.agents_up.set(up as i64);

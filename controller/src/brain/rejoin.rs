@@ -13,6 +13,7 @@ use triad_proto::v1::agent_command;
 use super::observations::AgentObservation;
 use super::switchover::{command, propose};
 use crate::context::Ctx;
+use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, State};
 
 /// Rewinding copies what differs; a base backup of a large database takes longer still.
@@ -37,7 +38,7 @@ pub fn due(
 ) -> Vec<(String, String, String, String)> {
     let failed_recently = |cluster: &str, member: &str| {
         state.workflows.values().any(|w| {
-            w.kind == "rejoin"
+            w.kind == WorkflowKind::Rejoin
                 && w.cluster == cluster
                 && w.to == member
                 && w.finished
@@ -73,7 +74,8 @@ pub async fn run(
 ) -> Result<String, String> {
     let actor = Actor::system(ctx.id);
     let primary = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary).ok_or("no primary")?;
-    let (wf, c) = super::switchover::start_workflow(&ctx, &actor, &cluster, "rejoin", &primary, &member).await?;
+    let (wf, c) =
+        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
     let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT).await;

@@ -24,7 +24,7 @@ use triad_proto::v1::agent_command;
 use super::observations::AgentObservation;
 use super::switchover::{command, propose, STEP_TIMEOUT};
 use crate::context::Ctx;
-use crate::state::{Actor, Command, State, Workflow};
+use crate::state::{Actor, ApprovalAction, ApprovalState, Command, State, Workflow, WorkflowKind};
 
 /// How many restarts in a row a fenced primary gets before the leader stops trying and the
 /// detector judges it as it would any stopped primary (issue 16, item 7: a server that cannot
@@ -71,8 +71,11 @@ impl Plan {
 /// The restarts of `member` that failed since its last one that completed, within the window:
 /// how many, and when the newest ended. Read from `State`, so a new leader keeps the count.
 fn failed_attempts(state: &State, cluster: &str, member: &str, now_ms: u64) -> (usize, u64) {
-    let mut ours: Vec<&Workflow> =
-        state.workflows.values().filter(|w| w.kind == "restart" && w.cluster == cluster && w.to == member).collect();
+    let mut ours: Vec<&Workflow> = state
+        .workflows
+        .values()
+        .filter(|w| w.kind == WorkflowKind::Restart && w.cluster == cluster && w.to == member)
+        .collect();
     ours.sort_by_key(|w| w.id);
     let mut failed = (0, 0);
     for w in ours {
@@ -97,7 +100,10 @@ pub fn plan(
     let report =
         |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
     let approved_failover = |cluster: &str| {
-        state.approvals.values().any(|a| a.cluster == cluster && a.action == "failover" && a.state == "approved")
+        state
+            .approvals
+            .values()
+            .any(|a| a.cluster == cluster && a.action == ApprovalAction::Failover && a.state == ApprovalState::Approved)
     };
     let mut out = HashMap::new();
     for c in state.clusters.values().filter(|c| c.epoch > 0 && !c.paused && c.workflow.is_none()) {
@@ -133,7 +139,8 @@ pub fn plan(
 /// Runs one restart as a recorded workflow.
 pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, why: String) -> Result<String, String> {
     let actor = Actor::system(ctx.id);
-    let (wf, c) = super::switchover::start_workflow(&ctx, &actor, &cluster, "restart", &member, &member).await?;
+    let (wf, c) =
+        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Restart, &member, &member).await?;
     let step = |name: &str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     propose(&ctx, &actor, step("detected", format!("{member} stopped by its agent's fence: {why}"))).await?;
     let started = Instant::now();
@@ -272,7 +279,7 @@ mod tests {
     fn restart_ended(s: &mut State, id: u64, at_ms: u64, outcome: &str) {
         let w = Workflow {
             id,
-            kind: "restart".into(),
+            kind: WorkflowKind::Restart,
             cluster: "customs".into(),
             from: "dc".into(),
             to: "dc".into(),
@@ -313,7 +320,7 @@ mod tests {
         let mut s = cluster_state();
         let a = crate::state::Approval {
             id: 1,
-            action: "failover".into(),
+            action: ApprovalAction::Failover,
             cluster: "customs".into(),
             to: "ndc".into(),
             reason: "dc cannot start".into(),
@@ -323,7 +330,7 @@ mod tests {
             requested_ms: 0,
             expires_ms: u64::MAX,
             approved_by: Some("nora".into()),
-            state: "approved".into(),
+            state: ApprovalState::Approved,
         };
         s.approvals.insert(1, a);
         assert!(plan_with(&s, fenced(), Instant::now(), 1_000_000).is_empty());

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::{agent_command, AgentCommand, DbStatus};
 
 use crate::context::Ctx;
+use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, DbCluster, Response};
 
 /// How far behind (bytes, flushed and replayed) a target may be and still be switched to.
@@ -63,11 +64,11 @@ pub(crate) async fn start_workflow(
     ctx: &Ctx,
     actor: &Actor,
     name: &str,
-    kind: &str,
+    kind: WorkflowKind,
     from: &str,
     to: &str,
 ) -> Result<(u64, DbCluster), String> {
-    let cmd = Command::StartWorkflow { cluster: name.into(), kind: kind.into(), from: from.into(), to: to.into() };
+    let cmd = Command::StartWorkflow { cluster: name.into(), kind, from: from.into(), to: to.into() };
     propose(ctx, actor, cmd).await?;
     let c = cluster(ctx, name).ok_or("cluster vanished")?;
     let wf = c.workflow.ok_or("the workflow was not recorded")?;
@@ -231,7 +232,7 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Resul
 async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
     let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
     let started = Instant::now();
-    let (wf, c) = start_workflow(&ctx, &actor, &name, "switchover", &from, &to).await?;
+    let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
     let mut log = Vec::new();
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
 
@@ -382,10 +383,10 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     let w =
         ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no such workflow")?;
     let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
-    if w.kind == "failover" {
+    if w.kind == WorkflowKind::Failover {
         return recover_failover(ctx, actor, &w, &c).await;
     }
-    if w.kind == "rejoin" || w.kind == "restart" {
+    if w.kind == WorkflowKind::Rejoin || w.kind == WorkflowKind::Restart {
         // Neither changes the epoch; the member is simply judged again.
         let outcome = format!("abandoned: the leader changed (controller {} took over)", ctx.id);
         propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;

@@ -220,7 +220,7 @@ impl State {
                     return (what, Err(format!("`{from}` is not the primary of `{cluster}`")));
                 }
                 // A restart (of the primary its own fence stopped) is the one workflow on itself.
-                if !c.members.contains_key(to) || (to == from) != (kind == "restart") {
+                if !c.members.contains_key(to) || (to == from) != (*kind == super::WorkflowKind::Restart) {
                     return (what, Err(format!("`{to}` is not another member of `{cluster}`")));
                 }
                 self.last_workflow_id += 1;
@@ -230,7 +230,7 @@ impl State {
                     id,
                     Workflow {
                         id,
-                        kind: kind.clone(),
+                        kind: *kind,
                         cluster: cluster.clone(),
                         from: from.clone(),
                         to: to.clone(),

@@ -7,14 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Proposal, Role, State};
+use super::{ApprovalAction, ApprovalState, Proposal, Role, State};
 
 /// A manual failover or a pause waiting for, or carried out after, its second approver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub id: u64,
-    /// `failover` or `pause`.
-    pub action: String,
+    pub action: ApprovalAction,
     pub cluster: String,
     /// The member to promote (a failover); empty for a pause.
     pub to: String,
@@ -31,17 +30,15 @@ pub struct Approval {
     /// A request not approved by then lapses.
     pub expires_ms: u64,
     pub approved_by: Option<String>,
-    /// `pending`, `approved`, `started`, `cancelled`, or the outcome (`completed: ...`,
-    /// `refused: ...`, `failed: ...`).
-    pub state: String,
+    pub state: ApprovalState,
 }
 
 impl Approval {
     /// A request by `p`'s actor, pending until `ttl_ms` from now; the id is given when recorded.
-    fn pending(p: &Proposal, action: &str, cluster: &str, reason: &str, ttl_ms: u64) -> Approval {
+    fn pending(p: &Proposal, action: ApprovalAction, cluster: &str, reason: &str, ttl_ms: u64) -> Approval {
         Approval {
             id: 0,
-            action: action.into(),
+            action,
             cluster: cluster.into(),
             to: String::new(),
             reason: reason.into(),
@@ -51,7 +48,7 @@ impl Approval {
             requested_ms: p.at_ms,
             expires_ms: p.at_ms + ttl_ms,
             approved_by: None,
-            state: "pending".into(),
+            state: ApprovalState::Pending,
         }
     }
 }
@@ -88,7 +85,7 @@ impl State {
                  the data loss if that is the decision"
             ));
         }
-        let mut a = Approval::pending(p, "failover", cluster, reason, ttl_ms);
+        let mut a = Approval::pending(p, ApprovalAction::Failover, cluster, reason, ttl_ms);
         (a.to, a.accept_data_loss, a.attested_dead) = (to.to_string(), accept_data_loss, attested_dead.to_vec());
         self.record_request(a)
     }
@@ -109,7 +106,7 @@ impl State {
         if c.paused {
             return Err(format!("cluster `{cluster}` is already paused"));
         }
-        self.record_request(Approval::pending(p, "pause", cluster, reason, ttl_ms))
+        self.record_request(Approval::pending(p, ApprovalAction::Pause, cluster, reason, ttl_ms))
     }
 
     /// Records `a` under the next id, unless another request on its cluster is still open; keeps
@@ -134,18 +131,18 @@ impl State {
             return Err(format!("role `{}` may not approve a failover", p.actor.role));
         }
         let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
-        if a.state != "pending" {
+        if a.state != ApprovalState::Pending {
             return Err(format!("request {id} is {}, not pending", a.state));
         }
         if p.at_ms >= a.expires_ms {
-            a.state = "expired".into();
+            a.state = ApprovalState::Expired;
             return Err(format!("request {id} expired; request again"));
         }
         if a.requested_by == p.actor.name {
             return Err(format!("`{}` requested {id}: a second person must approve it", p.actor.name));
         }
         a.approved_by = Some(p.actor.name.clone());
-        if a.action == "pause" {
+        if a.action == ApprovalAction::Pause {
             // Takes effect now, in this entry: nothing is left for a leader to carry out.
             let cluster = a.cluster.clone();
             let done = match self.clusters.get_mut(&cluster) {
@@ -157,39 +154,38 @@ impl State {
                 None => format!("refused: no cluster named `{cluster}`"),
             };
             if let Some(a) = self.approvals.get_mut(&id) {
-                a.state = done.clone();
+                a.state = ApprovalState::Ended(done.clone());
             }
             return Ok(format!("request {id} approved: {done}"));
         }
-        a.state = "approved".into();
+        a.state = ApprovalState::Approved;
         Ok(format!("request {id} approved"))
     }
 
     /// Cancelling (anyone allowed to approve), or the leader recording how far it got.
-    pub(super) fn set_approval_state(&mut self, id: u64, state: &str) -> Result<String, String> {
+    pub(super) fn set_approval_state(&mut self, id: u64, state: &ApprovalState) -> Result<String, String> {
         let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
         let allowed = match state {
-            "cancelled" => a.state == "pending" || a.state == "approved",
+            ApprovalState::Ended(how) if how.starts_with("cancelled") => {
+                matches!(a.state, ApprovalState::Pending | ApprovalState::Approved)
+            }
             // Claimed once: a new leader does not run it again (the workflow it started is
             // recovered like any other).
-            "started" => a.state == "approved",
-            _ => a.state == "started" || a.state == "approved",
+            ApprovalState::Started => a.state == ApprovalState::Approved,
+            ApprovalState::Ended(_) => a.state.under_way(),
+            ApprovalState::Pending | ApprovalState::Approved | ApprovalState::Expired => false,
         };
         if !allowed {
             return Err(format!("request {id} is {}; it cannot become {state}", a.state));
         }
-        a.state = state.to_string();
+        a.state = state.clone();
         Ok(format!("request {id} {state}"))
     }
 }
 
 /// Pending or under way (not lapsed, not ended).
 pub fn is_open(a: &Approval, now_ms: u64) -> bool {
-    match a.state.as_str() {
-        "pending" => now_ms < a.expires_ms,
-        "approved" | "started" => true,
-        _ => false,
-    }
+    a.state.is_open(a.expires_ms, now_ms)
 }
 
 #[cfg(test)]
@@ -243,19 +239,24 @@ mod tests {
         assert!(matches!(apply(&mut s, approve("bob", Role::Noc, 30)), Response::Ok(_)));
         assert_eq!(s.approvals[&1].approved_by.as_deref(), Some("bob"));
         // Claimed once; a second claim (a new leader) is refused.
-        let claim =
-            || as_("controller-1", Role::System, 40, Command::SetApprovalState { id: 1, state: "started".into() });
+        let claim = || {
+            as_("controller-1", Role::System, 40, Command::SetApprovalState { id: 1, state: ApprovalState::Started })
+        };
         assert!(matches!(apply(&mut s, claim()), Response::Ok(_)));
         assert!(refused(apply(&mut s, claim()), "cannot become started"));
 
-        let done =
-            as_("controller-1", Role::System, 45, Command::SetApprovalState { id: 1, state: "completed".into() });
+        let done = as_(
+            "controller-1",
+            Role::System,
+            45,
+            Command::SetApprovalState { id: 1, state: ApprovalState::Ended("completed".into()) },
+        );
         assert!(matches!(apply(&mut s, done), Response::Ok(_)));
         // Another one lapses unapproved.
         assert_eq!(apply(&mut s, as_("alice", Role::Admin, 50, request("dr", true))), Response::Ok("request 2".into()));
         let late = as_("bob", Role::Noc, 50 + 1000, Command::Approve { id: 2 });
         assert!(refused(apply(&mut s, late), "expired"));
-        assert_eq!(s.approvals[&2].state, "expired");
+        assert_eq!(s.approvals[&2].state, ApprovalState::Expired);
     }
 
     #[test]
@@ -271,7 +272,7 @@ mod tests {
         assert!(refused(apply(&mut s, as_("alice", Role::Admin, 20, Command::Approve { id: 1 })), "second person"));
         assert!(matches!(apply(&mut s, as_("bob", Role::Noc, 30, Command::Approve { id: 1 })), Response::Ok(_)));
         assert!(s.clusters["customs"].paused);
-        assert!(s.approvals[&1].state.starts_with("completed"), "{}", s.approvals[&1].state);
+        assert!(s.approvals[&1].state.as_str().starts_with("completed"), "{}", s.approvals[&1].state);
         // Resuming (automatic failover back on) needs no second person; pausing again does.
         let resume = Command::SetPaused { cluster: "customs".into(), paused: false, reason: "done".into() };
         assert!(matches!(apply(&mut s, as_("alice", Role::Admin, 40, resume)), Response::Ok(_)));

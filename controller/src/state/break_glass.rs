@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, Proposal, Role, State};
+use super::{Approval, ApprovalAction, ApprovalState, Proposal, Role, State};
 
 /// How far break-glass raises a cluster's epoch: far beyond any number of role changes the lost
 /// sites could have made among themselves, had they survived cut off.
@@ -73,12 +73,12 @@ impl State {
         let promote = c.primary.as_deref() != Some(order.to.as_str());
         // Requests made before the city was lost are moot: the order decides.
         for a in self.approvals.values_mut().filter(|a| a.cluster == order.cluster && super::is_open(a, p.at_ms)) {
-            a.state = format!("cancelled: superseded by break-glass order {}", order.id);
+            a.state = ApprovalState::Ended(format!("cancelled: superseded by break-glass order {}", order.id));
         }
         let recorded = if promote {
             let a = Approval {
                 id: 0,
-                action: "failover".into(),
+                action: ApprovalAction::Failover,
                 cluster: order.cluster.clone(),
                 to: order.to.clone(),
                 reason: format!("break-glass order {}: {}", order.id, order.attestation),
@@ -89,7 +89,7 @@ impl State {
                 expires_ms: order.expires_ms,
                 approved_by: Some(approved_by),
                 // Both people have spoken: the leader carries it out as it finds it.
-                state: "approved".into(),
+                state: ApprovalState::Approved,
             };
             format!("failover to `{}` approved as {}", order.to, self.record_request(a)?)
         } else {

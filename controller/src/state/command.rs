@@ -73,7 +73,7 @@ pub enum Command {
     /// resuming is taken directly.
     SetPaused { cluster: String, paused: bool, reason: String },
     /// Start a workflow on a cluster; refused while another runs, while paused, or before adoption.
-    StartWorkflow { cluster: String, kind: String, from: String, to: String },
+    StartWorkflow { cluster: String, kind: super::WorkflowKind, from: String, to: String },
     /// Record a workflow step (started or finished).
     RecordStep { workflow: u64, name: String, note: String },
     /// The role change itself: epoch + 1 (or the cluster's epoch floor, after a break-glass),
@@ -110,7 +110,7 @@ pub enum Command {
     /// A second person approves request `id`.
     Approve { id: u64 },
     /// A request cancelled, claimed by the leader (`started`), or ended with its outcome.
-    SetApprovalState { id: u64, state: String },
+    SetApprovalState { id: u64, state: super::ApprovalState },
     /// The one controller left carried out a break-glass order on its store and leads again:
     /// record it (cut the others off, raise the epoch floor, approve the failover it orders).
     RecordBreakGlass(BreakGlassOrder),

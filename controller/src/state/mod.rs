@@ -10,6 +10,7 @@ mod approvals;
 mod break_glass;
 mod cities;
 mod command;
+mod kinds;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,6 +21,7 @@ pub use approvals::{is_open, Approval, APPROVER_ROLES};
 pub use break_glass::{BreakGlassOrder, EPOCH_JUMP};
 pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
+pub use kinds::{ApprovalAction, ApprovalState, UnknownName, WorkflowKind};
 
 /// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
 /// table; `agent` and `peer` come only from certificates; `system` is the controller itself.
@@ -188,8 +190,7 @@ pub struct WorkflowStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
     pub id: u64,
-    /// `switchover`.
-    pub kind: String,
+    pub kind: WorkflowKind,
     pub cluster: String,
     pub from: String,
     pub to: String,
