@@ -14,7 +14,7 @@ use super::control::ControlApi;
 use crate::config::check_name;
 use crate::context::{now_ms, Ctx};
 use crate::raft::break_glass::{load_order, save_order};
-use crate::state::{BreakGlassOrder, APPROVER_ROLES, EPOCH_JUMP};
+use crate::state::{BreakGlassOrder, BreakGlassRefusal, BreakGlassState, APPROVER_ROLES, EPOCH_JUMP};
 
 /// How long a break-glass request waits for its second approver.
 const TTL: Duration = Duration::from_secs(900);
@@ -134,12 +134,7 @@ impl<B: crate::brain::Requests> ControlApi<B> {
         self.stranded().await?;
         let now = now_ms();
         if let Some(o) = load_order(&self.ctx.db).map_err(storage)? {
-            let open = match o.state.as_str() {
-                "pending" => now < o.expires_ms,
-                "approved" | "reseeded" => true,
-                _ => false,
-            };
-            if open {
+            if o.is_open(now) {
                 return Err(Status::already_exists(format!(
                     "break-glass request {} is {} on this controller",
                     o.id, o.state
@@ -161,7 +156,7 @@ impl<B: crate::brain::Requests> ControlApi<B> {
             expires_ms: now + TTL.as_millis() as u64,
             approved_by: None,
             approved_ms: 0,
-            state: "pending".into(),
+            state: BreakGlassState::Pending,
         };
         save_order(&self.ctx.db, &order).map_err(storage)?;
         tracing::error!(id = order.id, by = %caller.name, cluster = %r.cluster, to = %r.to, "break-glass requested: {attestation}");
@@ -193,27 +188,23 @@ impl<B: crate::brain::Requests> ControlApi<B> {
         let mut order = load_order(&self.ctx.db).map_err(storage)?.filter(|o| o.id == id).ok_or_else(|| {
             Status::not_found(format!("controller {} holds no break-glass request {id}", self.ctx.id))
         })?;
-        if order.state != "pending" {
-            return Err(Status::failed_precondition(format!(
-                "break-glass request {id} is {}, not pending",
-                order.state
-            )));
-        }
-        let now = now_ms();
-        if now >= order.expires_ms {
-            order.state = "expired".into();
-            save_order(&self.ctx.db, &order).map_err(storage)?;
-            return Err(Status::failed_precondition(format!("break-glass request {id} expired; request again")));
-        }
-        if order.requested_by == caller.name {
-            return Err(Status::permission_denied(format!(
-                "`{}` requested break-glass {id}: a second person must approve it",
-                caller.name
-            )));
+        let mut approved = order.clone();
+        match approved.approve(&caller.name, now_ms()) {
+            Ok(()) => {}
+            Err(refusal @ BreakGlassRefusal::Expired { .. }) => {
+                save_order(&self.ctx.db, &approved).map_err(storage)?;
+                return Err(Status::failed_precondition(refusal.to_string()));
+            }
+            Err(refusal @ BreakGlassRefusal::SamePerson { .. }) => {
+                return Err(Status::permission_denied(refusal.to_string()))
+            }
+            Err(refusal @ BreakGlassRefusal::NotPending { .. }) => {
+                return Err(Status::failed_precondition(refusal.to_string()))
+            }
         }
         // Still stranded: a quorum that came back in the meantime makes the order wrong.
         self.stranded().await?;
-        (order.approved_by, order.approved_ms, order.state) = (Some(caller.name.clone()), now, "approved".into());
+        order = approved;
         save_order(&self.ctx.db, &order).map_err(storage)?;
         tracing::error!(id, requested_by = %order.requested_by, approved_by = %caller.name, "break-glass approved: restarting as the only voter");
         self.ctx.restart.send_replace(true);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::context::Ctx;
 use crate::raft::break_glass::{load_order, save_order};
-use crate::state::{Actor, Command, Response};
+use crate::state::{Actor, BreakGlassState, Command, Response};
 
 const KEY: &str = "break-glass";
 
@@ -17,7 +17,7 @@ pub fn tick(ctx: &Arc<Ctx>, settled: &mut bool) {
         return;
     }
     let mut order = match load_order(&ctx.db) {
-        Ok(Some(o)) if o.state == "reseeded" => o,
+        Ok(Some(o)) if o.state == BreakGlassState::Reseeded => o,
         Ok(_) => {
             *settled = true;
             return;
@@ -35,16 +35,16 @@ pub fn tick(ctx: &Arc<Ctx>, settled: &mut bool) {
         match ctx.proposer.propose(ctx.proposal(Actor::system(ctx.id), cmd)).await.map(|c| c.response) {
             Ok(Response::Ok(msg)) => {
                 tracing::warn!("{msg}");
-                order.state = "recorded".into();
+                order.state = BreakGlassState::Recorded;
             }
             // A refusal will not change by asking again; keep why, for the operator.
             Ok(other) => {
                 tracing::error!(order = order.id, "break-glass order refused by the state: {other:?}");
-                order.state = format!("refused: {other:?}");
+                order.state = BreakGlassState::Refused(format!("{other:?}"));
             }
             Err(e) => tracing::warn!(order = order.id, "recording the break-glass order (will retry): {e}"),
         }
-        if order.state != "reseeded" {
+        if order.state != BreakGlassState::Reseeded {
             if let Err(e) = save_order(&ctx.db, &order) {
                 tracing::error!(order = order.id, "saving the break-glass order's state: {e}");
             }

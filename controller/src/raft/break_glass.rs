@@ -17,7 +17,7 @@ use super::log_store::{KEY_LAST_PURGED, KEY_VOTE};
 use super::store::{be_key, CF_LOGS, CF_META};
 use super::{decode, encode, NodeId, TypeConfig};
 use crate::error::{Error, Result};
-use crate::state::BreakGlassOrder;
+use crate::state::{BreakGlassOrder, BreakGlassState};
 
 const KEY_ORDER: &[u8] = b"break_glass";
 
@@ -55,7 +55,7 @@ pub fn save_order(db: &DB, order: &BreakGlassOrder) -> Result<()> {
 /// state are one synced write, so a crash leaves either the old store or the rewritten one.
 pub fn reseed(db: &DB, id: NodeId, addr: &str) -> Result<Option<BreakGlassOrder>> {
     let Some(mut order) = load_order(db)? else { return Ok(None) };
-    if order.state != "approved" {
+    if order.state != BreakGlassState::Approved {
         return Ok(None);
     }
     if order.controller != id {
@@ -88,7 +88,7 @@ pub fn reseed(db: &DB, id: NodeId, addr: &str) -> Result<Option<BreakGlassOrder>
         log_id: LogId::new(CommittedLeaderId::new(term, id), index),
         payload: EntryPayload::Membership(Membership::new(vec![voters], nodes)),
     };
-    order.state = "reseeded".into();
+    order.state = BreakGlassState::Reseeded;
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, CF_LOGS), be_key(index), encode(&entry));
     batch.put_cf(cf(db, CF_META), KEY_VOTE, encode(&Vote::new(term, id)));
@@ -109,7 +109,7 @@ mod tests {
     use super::*;
     use crate::raft::open_db;
 
-    fn order(controller: u64, state: &str) -> BreakGlassOrder {
+    fn order(controller: u64, state: BreakGlassState) -> BreakGlassOrder {
         BreakGlassOrder {
             id: 7,
             controller,
@@ -122,7 +122,7 @@ mod tests {
             expires_ms: 2,
             approved_by: Some("bob".into()),
             approved_ms: 1,
-            state: state.into(),
+            state,
         }
     }
 
@@ -139,14 +139,14 @@ mod tests {
         }
         // Nothing to do without an approved order; refused when it names another controller.
         assert!(reseed(&db, 3, "10.0.0.3:7000").unwrap().is_none());
-        save_order(&db, &order(3, "pending")).unwrap();
+        save_order(&db, &order(3, BreakGlassState::Pending)).unwrap();
         assert!(reseed(&db, 3, "10.0.0.3:7000").unwrap().is_none());
-        save_order(&db, &order(2, "approved")).unwrap();
+        save_order(&db, &order(2, BreakGlassState::Approved)).unwrap();
         assert!(reseed(&db, 3, "10.0.0.3:7000").is_err());
 
-        save_order(&db, &order(3, "approved")).unwrap();
+        save_order(&db, &order(3, BreakGlassState::Approved)).unwrap();
         let done = reseed(&db, 3, "10.0.0.3:7000").unwrap().expect("carried out");
-        assert_eq!(done.state, "reseeded");
+        assert_eq!(done.state, BreakGlassState::Reseeded);
         let vote: Vote<NodeId> = decode(&db.get_cf(cf(&db, CF_META), KEY_VOTE).unwrap().unwrap()).unwrap();
         assert_eq!(vote, Vote::new(6, 3));
         let e: Entry<TypeConfig> = decode(&db.get_cf(cf(&db, CF_LOGS), be_key(4)).unwrap().unwrap()).unwrap();
@@ -157,6 +157,6 @@ mod tests {
         }
         // Once only.
         assert!(reseed(&db, 3, "10.0.0.3:7000").unwrap().is_none());
-        assert_eq!(load_order(&db).unwrap().unwrap().state, "reseeded");
+        assert_eq!(load_order(&db).unwrap().unwrap().state, BreakGlassState::Reseeded);
     }
 }

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, ApprovalAction, ApprovalState, Proposal, Role, State};
+use super::{Approval, ApprovalAction, ApprovalState, BreakGlassState, Proposal, Role, State};
 
 /// How far break-glass raises a cluster's epoch: far beyond any number of role changes the lost
 /// sites could have made among themselves, had they survived cut off.
@@ -45,9 +45,47 @@ pub struct BreakGlassOrder {
     pub expires_ms: u64,
     pub approved_by: Option<String>,
     pub approved_ms: u64,
-    /// `pending`, `approved` (the store is rewritten at the next start), `reseeded` (the store
-    /// was rewritten; waiting to be recorded), `recorded`.
-    pub state: String,
+    pub state: BreakGlassState,
+}
+
+/// Why a break-glass order cannot be approved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BreakGlassRefusal {
+    #[error("break-glass request {id} is {state}, not pending")]
+    NotPending { id: u64, state: BreakGlassState },
+    #[error("break-glass request {id} expired; request again")]
+    Expired { id: u64 },
+    #[error("`{name}` requested break-glass {id}: a second person must approve it")]
+    SamePerson { id: u64, name: String },
+}
+
+impl BreakGlassOrder {
+    /// Whether it still stands at `now_ms`: a second request is refused while one does.
+    pub fn is_open(&self, now_ms: u64) -> bool {
+        match self.state {
+            BreakGlassState::Pending => now_ms < self.expires_ms,
+            BreakGlassState::Approved | BreakGlassState::Reseeded => true,
+            BreakGlassState::Recorded | BreakGlassState::Expired | BreakGlassState::Refused(_) => false,
+        }
+    }
+
+    /// The second person's approval by `by` at `now_ms`. A pending order past its time becomes
+    /// [`BreakGlassState::Expired`] (and the refusal says so): the caller keeps it either way.
+    pub fn approve(&mut self, by: &str, now_ms: u64) -> Result<(), BreakGlassRefusal> {
+        let id = self.id;
+        if self.state != BreakGlassState::Pending {
+            return Err(BreakGlassRefusal::NotPending { id, state: self.state.clone() });
+        }
+        if now_ms >= self.expires_ms {
+            self.state = BreakGlassState::Expired;
+            return Err(BreakGlassRefusal::Expired { id });
+        }
+        if self.requested_by == by {
+            return Err(BreakGlassRefusal::SamePerson { id, name: by.to_string() });
+        }
+        (self.approved_by, self.approved_ms, self.state) = (Some(by.to_string()), now_ms, BreakGlassState::Approved);
+        Ok(())
+    }
 }
 
 impl State {
@@ -147,8 +185,29 @@ mod tests {
             expires_ms: 1000,
             approved_by: Some("bob".into()),
             approved_ms: 20,
-            state: "reseeded".into(),
+            state: BreakGlassState::Reseeded,
         }
+    }
+
+    #[test]
+    fn an_order_is_approved_once_by_a_second_person_before_it_expires() {
+        let pending = BreakGlassOrder { state: BreakGlassState::Pending, approved_by: None, approved_ms: 0, ..order() };
+        assert!(pending.is_open(999) && !pending.is_open(1000));
+        let mut same = pending.clone();
+        assert_eq!(same.approve("alice", 500), Err(BreakGlassRefusal::SamePerson { id: 77, name: "alice".into() }));
+        assert_eq!(same, pending, "a refusal changes nothing");
+        let mut late = pending.clone();
+        assert_eq!(late.approve("bob", 1000), Err(BreakGlassRefusal::Expired { id: 77 }));
+        assert_eq!(late.state, BreakGlassState::Expired);
+        let mut ok = pending.clone();
+        assert_eq!(ok.approve("bob", 500), Ok(()));
+        assert_eq!(
+            (ok.state.clone(), ok.approved_by.as_deref(), ok.approved_ms),
+            (BreakGlassState::Approved, Some("bob"), 500)
+        );
+        assert!(ok.is_open(u64::MAX), "approved stands until recorded");
+        let again = ok.clone().approve("carol", 600).unwrap_err();
+        assert_eq!(again.to_string(), "break-glass request 77 is approved, not pending");
     }
 
     fn apply(s: &mut State, role: Role, command: Command) -> Response {

@@ -89,6 +89,11 @@ mod tests {
             assert_eq!(as_enum, bincode::serialize(&state.as_str().to_string()).unwrap(), "{state}");
             assert_eq!(bincode::deserialize::<ApprovalState>(&as_enum).unwrap(), state);
         }
+        for state in [BreakGlassState::Reseeded, BreakGlassState::Refused("no such cluster".into())] {
+            let as_enum = bincode::serialize(&state).unwrap();
+            assert_eq!(as_enum, bincode::serialize(&state.to_string()).unwrap(), "{state}");
+            assert_eq!(bincode::deserialize::<BreakGlassState>(&as_enum).unwrap(), state);
+        }
         let unknown = bincode::serialize(&"drill".to_string()).unwrap();
         let err = bincode::deserialize::<WorkflowKind>(&unknown).unwrap_err().to_string();
         assert!(err.contains("unknown workflow kind `drill`"), "{err}");
@@ -209,5 +214,60 @@ impl From<String> for ApprovalState {
             "expired" => ApprovalState::Expired,
             _ => ApprovalState::Ended(name),
         }
+    }
+}
+
+/// Where a break-glass order stands (`state/break_glass.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum BreakGlassState {
+    /// Requested on the stranded controller, waiting for a second person until it expires.
+    Pending,
+    /// Approved: the controller rewrites its store into a single-voter cluster at its restart.
+    Approved,
+    /// The store was rewritten; the order waits to be recorded in the log.
+    Reseeded,
+    /// Recorded in the log, where its failover is carried out.
+    Recorded,
+    /// Not approved in time.
+    Expired,
+    /// The replicated state refused to record it, and why.
+    Refused(String),
+}
+
+impl fmt::Display for BreakGlassState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakGlassState::Pending => f.write_str("pending"),
+            BreakGlassState::Approved => f.write_str("approved"),
+            BreakGlassState::Reseeded => f.write_str("reseeded"),
+            BreakGlassState::Recorded => f.write_str("recorded"),
+            BreakGlassState::Expired => f.write_str("expired"),
+            BreakGlassState::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+impl From<BreakGlassState> for String {
+    fn from(s: BreakGlassState) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for BreakGlassState {
+    type Error = UnknownName;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Ok(match name.as_str() {
+            "pending" => BreakGlassState::Pending,
+            "approved" => BreakGlassState::Approved,
+            "reseeded" => BreakGlassState::Reseeded,
+            "recorded" => BreakGlassState::Recorded,
+            "expired" => BreakGlassState::Expired,
+            _ => match name.strip_prefix("refused: ") {
+                Some(why) => BreakGlassState::Refused(why.to_string()),
+                None => return Err(UnknownName { what: "break-glass state", name }),
+            },
+        })
     }
 }

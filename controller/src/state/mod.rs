@@ -18,10 +18,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use approvals::{is_open, Approval, APPROVER_ROLES};
-pub use break_glass::{BreakGlassOrder, EPOCH_JUMP};
+pub use break_glass::{BreakGlassOrder, BreakGlassRefusal, EPOCH_JUMP};
 pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
-pub use kinds::{ApprovalAction, ApprovalState, UnknownName, WorkflowKind};
+pub use kinds::{ApprovalAction, ApprovalState, BreakGlassState, UnknownName, WorkflowKind};
 
 /// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
 /// table; `agent` and `peer` come only from certificates; `system` is the controller itself.
