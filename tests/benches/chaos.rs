@@ -41,9 +41,13 @@ fn args() -> Result<Args> {
 async fn run() -> Result<()> {
     let a = args()?;
     println!("Chaos suite: seeds {}..{}, {} steps each", a.first, a.first + a.runs - 1, a.steps);
-    println!("{:>6} {:>7} {:>12} {:>8} {:>10}  violations", "seed", "faults", "converged ms", "epochs", "writes");
+    println!(
+        "{:>6} {:>7} {:>12} {:>8} {:>7} {:>10}  violations",
+        "seed", "faults", "converged ms", "epochs", "fences", "writes"
+    );
     let mut faults: BTreeMap<FaultKind, usize> = BTreeMap::new();
     let (mut converge_ms, mut failed, mut stuck, mut violations) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut fences, mut epochs) = (0u64, 0u64);
     for seed in a.first..a.first + a.runs {
         let r = match chaos::run(seed, a.steps).await {
             Ok(r) => r,
@@ -63,14 +67,16 @@ async fn run() -> Result<()> {
             stuck += 1;
         }
         violations += r.violations.len();
+        (fences, epochs) = (fences + r.fences, epochs + r.epoch_changes);
         if !r.violations.is_empty() {
             failed.push(seed);
         }
         println!(
-            "{seed:>6} {:>7} {:>12} {:>8} {:>10}  {}",
+            "{seed:>6} {:>7} {:>12} {:>8} {:>7} {:>10}  {}",
             r.faults.values().sum::<usize>(),
             ms.map(|m| format!("{m:.0}")).unwrap_or_else(|| "stuck".into()),
             r.epoch_changes,
+            r.fences,
             r.writes_acked,
             r.violations.join("; ")
         );
@@ -80,6 +86,8 @@ async fn run() -> Result<()> {
     for (k, n) in &faults {
         println!("{:<34} {:>8}", format!("faults: {}", k.name()), n);
     }
+    println!("{:<34} {:>8}", "epoch changes", epochs);
+    println!("{:<34} {:>8}", "fences (each explained)", fences);
     println!("{:<34} {:>8}", "violations", violations);
     println!("{:<34} {:>8}", "runs left stuck", stuck);
     if !converge_ms.is_empty() {

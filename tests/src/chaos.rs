@@ -11,7 +11,8 @@
 //! - no acknowledged write missing on the final primary;
 //! - within [`CONVERGE`] of the heal, a single writable primary, the one the controllers name,
 //!   with a synchronous standby again, no workflow under way and no quorum held;
-//! - every change of epoch explained by a finished failover or switchover in the history.
+//! - every change of epoch explained by a finished failover or switchover in the history, and
+//!   every fence an agent counted by a workflow on its member.
 //!
 //! A run prints its seed and its schedule; the same seed replays the same schedule (the timing
 //! of the processes themselves is not replayed: a failure is re-run, not re-lived).
@@ -147,6 +148,8 @@ pub struct ChaosReport {
     pub writes_acked: usize,
     /// Epoch changes during the run.
     pub epoch_changes: u64,
+    /// Fences the agents counted (an agent restarted during the run counts from its restart).
+    pub fences: u64,
 }
 
 /// What is injected now and must be healed.
@@ -410,6 +413,7 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
         Err(e) => report.violations.push(format!("not converged within {CONVERGE:?} of the heal: {e}")),
     }
     explain_epochs(&d, epoch0, &mut report).await;
+    explain_fences(&d, &mut report).await;
     if !report.violations.is_empty() {
         d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc", "agent-ndc", "agent-dr"])?;
     }
@@ -418,6 +422,27 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
 
 /// Every epoch change since the start is a finished failover or switchover in the history
 /// (a rolled-forward rollback counts as its switchover's).
+/// Every fence an agent counted is in the history: a workflow that started from or went to its
+/// member (the leader restarting it, a failover away from it, a switchover or a rejoin).
+async fn explain_fences(d: &Deployment, report: &mut ChaosReport) {
+    let Ok(history) = d.history() else {
+        return; // said by explain_epochs
+    };
+    for site in SITES {
+        let Some(fences) = d.agent_metric_sum(site, "triad_agent_fences_total").await else {
+            report.violations.push(format!("{site}'s agent's metrics unreadable after the run"));
+            continue;
+        };
+        report.fences += fences as u64;
+        let on_it = history.iter().any(|w| w["from"] == site || w["to"] == site);
+        if fences > 0.0 && !on_it {
+            report
+                .violations
+                .push(format!("{site}'s agent fenced {fences} times, and no workflow on {site} explains it"));
+        }
+    }
+}
+
 async fn explain_epochs(d: &Deployment, epoch0: u64, report: &mut ChaosReport) {
     let epoch = match d.status().await {
         Ok(v) => v.cluster_state.get("customs").map(|c| c.epoch).unwrap_or(0),
