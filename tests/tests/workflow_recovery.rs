@@ -293,3 +293,88 @@ async fn a_rollback_waits_for_the_targets_agent_and_completes_when_it_returns() 
     writes_go_on(&d, load, "dc", "writes on dc again").await?;
     Ok(())
 }
+
+/// The target is lost for good while the rollback waits for its agent: two people decide to start
+/// the old primary without its word (`triadctl failover --to dc --attest-dead ndc
+/// --accept-data-loss`, then a second person's approval). The rollback carries it out: dc is the
+/// primary again at the rollback's epoch, the history says who attested what. Before: the
+/// rollback waited for ever, and a failover to dc was refused ("dc is the primary already").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_waiting_for_a_target_lost_for_good_is_resolved_by_two_people() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (mut d, load) = deployment("switchover-promote=3*return").await?;
+    let ctl = triad_tests::bin("triadctl");
+    let config = d.plan.ctl_config_path();
+    let switchover = std::thread::spawn(move || {
+        std::process::Command::new(ctl)
+            .args(["switchover", "--cluster", "customs", "--to", "ndc"])
+            .env("TRIAD_CONFIG", config)
+            .output()
+    });
+    wait_for("the first failed promote", Duration::from_secs(20), || async {
+        let (_, steps) = d.newest_workflow("switchover").ok()?;
+        steps.iter().any(|(n, _)| n == "promote-retry").then_some(())
+    })
+    .await?;
+    // ndc's host is gone: its agent and its server.
+    d.kill("agent-ndc")?;
+    let ndc_data = d.pg.as_ref().expect("PostgreSQL").member("ndc")?.dir.join("data");
+    triad_tests::workload::kill_postgres(&ndc_data)?;
+    let note = wait_for("the rollback waiting for ndc's agent", Duration::from_secs(60), || async {
+        let (w, steps) = d.newest_workflow("switchover").ok()?;
+        let waiting = steps.iter().find(|(n, _)| n == "waiting-for-target")?.1.clone();
+        (w["outcome"] == "under way").then_some(waiting)
+    })
+    .await?;
+    ensure!(note.contains("--attest-dead ndc --accept-data-loss"), "status does not say what to do: {note}");
+
+    // Without the attestation, the request says what it needs.
+    let out = d.triadctl(&["failover", "--cluster", "customs", "--to", "dc", "--reason", "ndc destroyed"])?;
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    ensure!(!out.status.success() && text(&out).contains("--attest-dead ndc"), "{}", text(&out));
+    let request = [
+        "failover",
+        "--cluster",
+        "customs",
+        "--to",
+        "dc",
+        "--attest-dead",
+        "ndc",
+        "--accept-data-loss",
+        "--reason",
+        "ndc's host destroyed (test)",
+    ];
+    let out = d.triadctl(&request)?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let id = text(&out).split("request ").nth(1).and_then(|r| r.split(',').next()).unwrap_or("").trim().to_string();
+    let out = d.triadctl_as("bob", "noc", &["approve", &id])?;
+    ensure!(out.status.success() && text(&out).contains("completed: rolled back"), "{}: {}", out.status, text(&out));
+
+    settled_without(&d, 3, "dc").await?;
+    let (w, steps) = d.newest_workflow("switchover")?;
+    ensure!(steps.iter().any(|(n, _)| n == "target-attested-dead"), "{w}");
+    ensure!(w["outcome"].as_str().is_some_and(|o| o.contains("attested dead")), "{w}");
+    let _ = switchover.join();
+    let writes = writes_go_on(&d, load, "dc", "writes on dc again").await;
+    if writes.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
+    }
+    writes
+}
+
+/// `primary` is the writable primary at `epoch` (its standby gone).
+async fn settled_without(d: &Deployment, epoch: u64, primary: &str) -> Result<()> {
+    let done = wait_for(&format!("{primary} primary at epoch {epoch}"), Duration::from_secs(60), || async {
+        let v = d.status().await.ok()?;
+        let c = v.cluster_state.get("customs")?;
+        let role = v.clusters["customs"].iter().find(|x| x.name == primary).map(|x| x.role.clone())?;
+        (c.epoch == epoch && c.primary == primary && role == "primary").then_some(())
+    })
+    .await;
+    if done.is_err() {
+        d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
+    }
+    done
+}

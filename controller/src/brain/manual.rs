@@ -31,7 +31,13 @@ pub fn precheck(
     let c = cluster(ctx, name).ok_or_else(|| format!("no cluster `{name}`"))?;
     let from = c.primary.clone().ok_or("no primary is recorded")?;
     if from == to {
-        return Err(format!("`{to}` is the primary already"));
+        // Only as the resolution of a rollback waiting for a target lost for good (`rollback.rs`
+        // carries it out).
+        let g = ctx.state.read().expect("state lock poisoned");
+        return match g.state.resolves_rollback(name, to, accept_data_loss, attested_dead)? {
+            Some(wf) => Ok((format!("resolves the rollback of switchover {wf}"), Manual::default())),
+            None => Err(format!("`{to}` is the primary already")),
+        };
     }
     let obs = ctx.obs.snapshot();
     let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms).max(Duration::from_millis(500));
@@ -110,6 +116,8 @@ pub fn tick(ctx: &Arc<Ctx>) {
             .approvals
             .values()
             .filter(|a| a.state == ApprovalState::Approved && a.action == ApprovalAction::Failover)
+            // One that resolves a waiting rollback is the rollback's to carry out.
+            .filter(|a| !matches!(super::rollback::resolves(&g.state, a), Ok(Some(_))))
             .cloned()
             .collect()
     };

@@ -18,6 +18,13 @@
 //!   could discard what it acknowledged.
 //! - Only then is the old primary started again, under a lease at e+2 (the agent's `Restart`).
 //!
+//! - A target lost for good (its host destroyed) never answers. Two people may then decide to
+//!   start the old primary without its word, losing whatever the target acknowledged after the
+//!   old primary stopped: `triadctl failover --to OLD-PRIMARY --attest-dead TARGET
+//!   --accept-data-loss`, approved by a second person ([`resolution`]). Every lease at the
+//!   target's epoch has ended by then, so its guard has fenced it if it still runs: the loss is
+//!   of data, never a second writer.
+//!
 //! Every step is idempotent, so a new leader that finds `rolling-back` recorded runs it again
 //! from the top.
 
@@ -28,13 +35,32 @@ use triad_proto::v1::agent_command;
 
 use super::switchover::{cluster, command, failpoint, propose, STEP_TIMEOUT};
 use crate::context::Ctx;
-use crate::state::{Actor, Command};
+use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
+
+/// Which waiting rollback a failover request `a` resolves ([`State::resolves_rollback`]).
+pub fn resolves(state: &State, a: &Approval) -> Result<Option<u64>, String> {
+    state.resolves_rollback(&a.cluster, &a.to, a.accept_data_loss, &a.attested_dead)
+}
+
+/// The approved request resolving workflow `wf`'s wait, if there is one (see [`resolves`]).
+fn resolution(ctx: &Ctx, wf: u64) -> Option<Approval> {
+    let g = ctx.state.read().expect("state lock poisoned");
+    g.state
+        .approvals
+        .values()
+        .filter(|a| a.action == ApprovalAction::Failover && a.state.under_way())
+        .find(|a| resolves(&g.state, a) == Ok(Some(wf)))
+        .cloned()
+}
 
 /// The step that marks a switchover as rolling back after its new epoch.
 pub const STEP: &str = "rolling-back";
 
 /// Recorded when the target's agent cannot say whether it finished its promotion.
-const WAITING_STEP: &str = "waiting-for-target";
+const WAITING_STEP: &str = crate::state::ROLLBACK_WAITING_STEP;
+
+/// Recorded when two people attested the target dead (see the module's docs).
+const ATTESTED_STEP: &str = "target-attested-dead";
 
 /// Recorded when the target turned out to have finished its promotion: the rollback goes
 /// forward to it instead.
@@ -76,6 +102,28 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     let ended = ctx.leases.all_ended_at(ctx, &name).ok_or("no longer the leader")?;
     tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
 
+    // Two people attested the target dead: the old primary starts without its word.
+    let resolved = resolution(ctx, wf);
+    if let Some(a) = &resolved {
+        if !w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
+            propose(ctx, actor, Command::SetApprovalState { id: a.id, state: ApprovalState::Started }).await?;
+            let note = format!(
+                "request {}: {} attested by {} and {}: {}; whatever {to} acknowledged after {from} stopped is lost",
+                a.id,
+                to,
+                a.requested_by,
+                a.approved_by.clone().unwrap_or_default(),
+                a.reason
+            );
+            tracing::error!(cluster = %name, workflow = wf, "rollback: {note}");
+            propose(ctx, actor, step(ATTESTED_STEP, note)).await?;
+        }
+        return restart_old_primary(ctx, actor, wf, &why, &from_agent, resolved).await;
+    }
+    if w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
+        return restart_old_primary(ctx, actor, wf, &why, &from_agent, None).await;
+    }
+
     // The target stopped, as a standby that never finished a promotion.
     let stop = command(&name, c.epoch, c.epoch_index, agent_command::Kind::StopStandby(Default::default()));
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -104,7 +152,9 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
             if !w.steps.iter().any(|s| s.name == WAITING_STEP) {
                 let note = format!(
                     "{to} not confirmed stopped ({e}); no member is writable until {to}'s agent answers: bring it \
-                     back (its host, `triad-agent`), then this rollback completes on its own"
+                     back (its host, `triad-agent`), then this rollback completes on its own. If {to} is lost for \
+                     good: triadctl failover --cluster {name} --to {from} --attest-dead {to} --accept-data-loss \
+                     --reason TEXT, approved by a second person (what {to} acknowledged after {from} stopped is lost)"
                 );
                 propose(ctx, actor, step(WAITING_STEP, note)).await?;
             }
@@ -112,18 +162,54 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
         }
     };
     propose(ctx, actor, step("target-stopped", format!("{to}: {stopped}"))).await?;
+    restart_old_primary(ctx, actor, wf, &why, &from_agent, None).await
+}
 
-    // The old primary again, under a lease at the new epoch.
+/// The old primary again, under a lease at the rollback's epoch; the workflow finished, and the
+/// request that resolved its wait, if any, with it.
+async fn restart_old_primary(
+    ctx: &Arc<Ctx>,
+    actor: &Actor,
+    wf: u64,
+    why: &str,
+    from_agent: &str,
+    resolved: Option<Approval>,
+) -> Result<String, String> {
+    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+    let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
+    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
     let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
-    let outcome = match ctx.bus.call(&from_agent, restart, STEP_TIMEOUT).await {
-        Ok(_) => format!(
-            "rolled back after the new epoch: {why}; {from} is primary again at epoch {}; {to} is stopped and \
-             rejoins as its standby",
-            c.epoch
-        ),
+    let target = if w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
+        format!("{to} was attested dead (its acknowledged writes after {from} stopped are lost)")
+    } else {
+        format!("{to} is stopped and rejoins as its standby")
+    };
+    let mut outcome = match ctx.bus.call(from_agent, restart, STEP_TIMEOUT).await {
+        Ok(_) => {
+            format!("rolled back after the new epoch: {why}; {from} is primary again at epoch {}; {target}", c.epoch)
+        }
         Err(e) => format!("failed: {why}; rolled back to epoch {}, but restarting {from} failed: {e}", c.epoch),
     };
-    propose(ctx, actor, finish(outcome.clone())).await?;
+    // `from` starts with the synchronous standbys it had before the switchover, the target among
+    // them; a target that will not return would keep every commit waiting. Relaxed, it waits for
+    // the recorded set (emptied by the switchover's epoch: recorded first, then reconfigured);
+    // strict, it keeps waiting, as a strict cluster does for any lost synchronous standby.
+    let attested = w.steps.iter().any(|s| s.name == ATTESTED_STEP);
+    if attested && !c.strict && outcome.starts_with("rolled back") {
+        let names: Vec<String> = c.synchronous.iter().cloned().collect();
+        let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names });
+        if let Err(e) = ctx.bus.call(from_agent, command(&name, c.epoch, c.epoch_index, set), STEP_TIMEOUT).await {
+            outcome.push_str(&format!("; {from} still waits for {to} to acknowledge commits ({e})"));
+        }
+    }
+    propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    if let Some(a) = resolved {
+        let done = if outcome.starts_with("rolled back") { format!("completed: {outcome}") } else { outcome.clone() };
+        let cmd = Command::SetApprovalState { id: a.id, state: ApprovalState::Ended(done) };
+        if let Err(e) = propose(ctx, actor, cmd).await {
+            tracing::warn!(request = a.id, "recording how request {} ended: {e}", a.id);
+        }
+    }
     if outcome.starts_with("rolled back") {
         Ok(outcome)
     } else {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApprovalAction, ApprovalState, Proposal, Role, State};
+use super::{ApprovalAction, ApprovalState, Proposal, Role, State, WorkflowKind};
 
 /// A manual failover or a pause waiting for, or carried out after, its second approver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,10 @@ impl Approval {
     }
 }
 
+/// The step a switchover's rollback records while it waits for its target's agent
+/// (`brain/rollback.rs`); a failover request may then resolve it ([`State::resolves_rollback`]).
+pub const ROLLBACK_WAITING_STEP: &str = "waiting-for-target";
+
 /// Roles that may request or approve a manual failover.
 pub const APPROVER_ROLES: [Role; 2] = [Role::Admin, Role::Noc];
 
@@ -73,7 +77,10 @@ impl State {
         if c.epoch == 0 {
             return Err(format!("cluster `{cluster}` is not adopted yet"));
         }
-        if !c.members.contains_key(to) || c.primary.as_deref() == Some(to) {
+        // To the member named primary only to resolve a rollback waiting for a target lost for
+        // good (it is then the rollback that acts, `brain/rollback.rs`).
+        let resolving = self.resolves_rollback(cluster, to, accept_data_loss, attested_dead)?.is_some();
+        if !c.members.contains_key(to) || (c.primary.as_deref() == Some(to) && !resolving) {
             return Err(format!("`{to}` is not a standby of `{cluster}`"));
         }
         if let Some(m) = attested_dead.iter().find(|m| !c.members.contains_key(*m) || *m == to) {
@@ -88,6 +95,38 @@ impl State {
         let mut a = Approval::pending(p, ApprovalAction::Failover, cluster, reason, ttl_ms);
         (a.to, a.accept_data_loss, a.attested_dead) = (to.to_string(), accept_data_loss, attested_dead.to_vec());
         self.record_request(a)
+    }
+
+    /// Which rollback a failover request to `to`, the member named primary, resolves: the
+    /// rollback of a switchover away from `to` that waits for its target's agent
+    /// (`brain/rollback.rs`), when the request attests the target dead and accepts the data loss.
+    /// `Ok(None)`: no such rollback waits (an ordinary request); `Err`: one waits, and the request
+    /// lacks what resolving it takes.
+    pub fn resolves_rollback(
+        &self,
+        cluster: &str,
+        to: &str,
+        accept_data_loss: bool,
+        attested_dead: &[String],
+    ) -> Result<Option<u64>, String> {
+        let Some(c) = self.clusters.get(cluster) else { return Ok(None) };
+        if c.primary.as_deref() != Some(to) {
+            return Ok(None);
+        }
+        let waiting = c
+            .workflow
+            .and_then(|wf| self.workflows.get(&wf))
+            .filter(|w| w.kind == WorkflowKind::Switchover && w.from == to)
+            .filter(|w| w.steps.iter().any(|s| s.name == ROLLBACK_WAITING_STEP));
+        let Some(w) = waiting else { return Ok(None) };
+        if !attested_dead.contains(&w.to) || !accept_data_loss {
+            return Err(format!(
+                "the rollback of switchover {} waits for `{}`'s agent; to start `{to}` without it, request again with \
+                 --attest-dead {} --accept-data-loss (what `{}` acknowledged after `{to}` stopped is lost)",
+                w.id, w.to, w.to, w.to
+            ));
+        }
+        Ok(Some(w.id))
     }
 
     /// A request to pause a cluster (maintenance mode: automatic failover off), recorded as

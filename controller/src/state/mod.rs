@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use approvals::{is_open, Approval, APPROVER_ROLES};
+pub use approvals::{is_open, Approval, APPROVER_ROLES, ROLLBACK_WAITING_STEP};
 pub use break_glass::{BreakGlassOrder, BreakGlassRefusal, EPOCH_JUMP};
 pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
