@@ -29,7 +29,7 @@ pub enum Error {
     Watchdog(String),
     /// The database driver failed.
     #[error("{0}")]
-    Driver(String),
+    Driver(#[from] crate::drivers::DriverError),
 }
 
 /// The crate's result type.

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub use error::{Error, Result};
 
 use crate::config::AgentConfig;
+use crate::drivers::DriverError;
 use crate::link::{LinkParams, Links};
 use crate::metrics::AgentMetrics;
 use crate::safety::{boot, guard, lease, opening, target, vouch, watchdog};
@@ -225,7 +226,7 @@ async fn stop_cleanly(
             Ok(())
         }
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("no clean shutdown within {} s", STOP_PRIMARY_TIMEOUT.as_secs())),
+        Err(_) => Err(DriverError::Timeout(format!("no clean shutdown within {} s", STOP_PRIMARY_TIMEOUT.as_secs()))),
     };
     let stopped = match stopped {
         Ok(()) => Ok(()),

@@ -16,6 +16,37 @@ pub use postgres_ctl::default_bin_dir;
 pub use simulated::SimulatedDriver;
 pub use triad_proto::v1::{Assignment, DbStatus, ReplicaStatus};
 
+/// Why a driver could not do what it was asked. Each kind carries its whole message, which is
+/// what the leader records (the `Display` is the message alone); the kind tells a caller what
+/// went wrong without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The server: a connection, a query, a reload.
+    #[error("{0}")]
+    Database(String),
+    /// A PostgreSQL program (`pg_ctl`, `pg_rewind`, `pg_basebackup`, `pg_waldump`...) or a
+    /// signal to the server's processes failed, or could not run.
+    #[error("{0}")]
+    Program(String),
+    /// A file of the member's could not be read or written.
+    #[error("{0}")]
+    File(String),
+    /// The member is not in a state for it (running as a primary when asked to follow, already
+    /// running when asked to start...): nothing was done.
+    #[error("{0}")]
+    Refused(String),
+    /// Its time ran out.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+/// For the callers whose own errors are still text (the agent's command results are).
+impl From<DriverError> for String {
+    fn from(e: DriverError) -> String {
+        e.to_string()
+    }
+}
+
 /// A database member on this host.
 #[async_trait::async_trait]
 pub trait DatabaseDriver: Send + Sync {
@@ -29,46 +60,46 @@ pub trait DatabaseDriver: Send + Sync {
     /// Writes the canary row (sequence, epoch, origin; the time is the database's) on a primary.
     /// Every member reads it back in [`DatabaseDriver::observe`]: its age on a standby is the
     /// replication delay as the database itself sees it.
-    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String>;
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError>;
 
     /// Stops the primary cleanly: its connected standbys receive every record up to the shutdown
     /// checkpoint, whose position is returned.
-    async fn stop_primary(&self) -> Result<u64, String>;
+    async fn stop_primary(&self) -> Result<u64, DriverError>;
 
     /// Promotes this standby (replay is resumed first if it was paused, and queries that hold
     /// replay back are cancelled: DESIGN.md point 7), waiting from its first commit for the
     /// `synchronous` standbys (none: it starts asynchronous). Gives up at `deadline`, saying
     /// whether the promotion had begun by then.
-    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), String>;
+    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), DriverError>;
 
     /// Starts this stopped member as a standby of the primary at `primary_conninfo`; a former
     /// primary is rewound first, its discarded WAL saved and reported (the returned text).
-    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, String>;
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, DriverError>;
 
     /// Sets a primary's synchronous standbys (empty: asynchronous).
-    async fn set_synchronous(&self, names: &[String]) -> Result<(), String>;
+    async fn set_synchronous(&self, names: &[String]) -> Result<(), DriverError>;
 
     /// Starts this stopped member again as it was. For a member stopped as a primary the agent
     /// uses [`DatabaseDriver::start_in_recovery`] instead: a primary opens only under a lease.
-    async fn restart(&self) -> Result<(), String>;
+    async fn restart(&self) -> Result<(), DriverError>;
 
     /// Starts this member, stopped as a primary, in recovery and streaming from nowhere: it
     /// replays its own WAL and accepts no write until [`DatabaseDriver::open_started`]. A start
     /// (with its retries) can take longer than the lease it began under, so the agent looks at
     /// the lease again between the two (DESIGN.md point 2; issue 16, item 2).
-    async fn start_in_recovery(&self) -> Result<(), String>;
+    async fn start_in_recovery(&self) -> Result<(), DriverError>;
 
     /// Opens a member started by [`DatabaseDriver::start_in_recovery`] for writes, as the
     /// primary it was (its synchronous standbys unchanged); gives up at `deadline`.
-    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), String>;
+    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), DriverError>;
 
     /// Undoes [`DatabaseDriver::start_in_recovery`] when the member is not to be opened: stops it
     /// at once and leaves it stopped as the primary it was (its final position readable, its
     /// next start again under a lease).
-    async fn stop_unopened(&self) -> Result<(), String>;
+    async fn stop_unopened(&self) -> Result<(), DriverError>;
 
     /// Points this running standby at the primary at `primary_conninfo`.
-    async fn follow(&self, primary_conninfo: &str) -> Result<(), String>;
+    async fn follow(&self, primary_conninfo: &str) -> Result<(), DriverError>;
 
     /// True when this member is stopped on this host and would start as a primary (it is not
     /// configured as a standby). The agent then starts it only under a lease at an epoch that
@@ -80,7 +111,7 @@ pub trait DatabaseDriver: Send + Sync {
     /// Waits until this standby has received and replayed everything up to `lsn`, looking every
     /// few milliseconds (a switchover's catch-up is part of its write outage); fails after
     /// `timeout`. The default looks through [`DatabaseDriver::observe`].
-    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), String> {
+    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), DriverError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let st = self.observe().await;
@@ -88,12 +119,12 @@ pub trait DatabaseDriver: Send + Sync {
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {
-                return Err(format!(
+                return Err(DriverError::Timeout(format!(
                     "not caught up within {} ms: received {}, replayed {}, wanted {lsn}",
                     timeout.as_millis(),
                     st.receive_lsn,
                     st.replay_lsn
-                ));
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -101,7 +132,7 @@ pub trait DatabaseDriver: Send + Sync {
 
     /// Fences this member: stops it at once (no checkpoint, every session cut), so that nothing
     /// can commit on it any more. Idempotent. Used when the primary's lease is about to lapse.
-    async fn fence(&self) -> Result<(), String>;
+    async fn fence(&self) -> Result<(), DriverError>;
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

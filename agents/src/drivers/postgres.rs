@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{now_ms, DatabaseDriver, DbStatus, ReplicaStatus};
+use super::{now_ms, DatabaseDriver, DbStatus, DriverError, ReplicaStatus};
 use super::{postgres_ctl, postgres_kill, postgres_promote, postgres_wal};
 
 /// A PostgreSQL member reached with a libpq-style connection string.
@@ -49,11 +49,11 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the observation's queries may take on an open connection.
 const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn connect(conninfo: &str) -> Result<Client, String> {
+async fn connect(conninfo: &str) -> Result<Client, DriverError> {
     let (client, conn) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(conninfo, NoTls))
         .await
-        .map_err(|_| format!("no answer within {} ms", CONNECT_TIMEOUT.as_millis()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| DriverError::Timeout(format!("no answer within {} ms", CONNECT_TIMEOUT.as_millis())))?
+        .map_err(|e| DriverError::Database(e.to_string()))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -76,14 +76,19 @@ impl PostgresDriver {
 
     /// `Some(true)` for a running standby, `Some(false)` for a running primary, `None` when
     /// the server does not answer.
-    async fn running_role(&self) -> Result<Option<bool>, String> {
+    async fn running_role(&self) -> Result<Option<bool>, DriverError> {
         let Ok(client) = connect(&self.conninfo).await else { return Ok(None) };
-        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| DriverError::Database(e.to_string()))?;
         Ok(Some(row.get(0)))
     }
 
-    fn local(&self) -> Result<PgLocal, String> {
-        self.local.clone().ok_or_else(|| "database.data_dir is not configured on this agent".to_string())
+    fn local(&self) -> Result<PgLocal, DriverError> {
+        self.local
+            .clone()
+            .ok_or_else(|| DriverError::Refused("database.data_dir is not configured on this agent".into()))
     }
 
     fn base(&self) -> DbStatus {
@@ -232,7 +237,7 @@ impl DatabaseDriver for PostgresDriver {
         st
     }
 
-    async fn stop_primary(&self) -> Result<u64, String> {
+    async fn stop_primary(&self) -> Result<u64, DriverError> {
         let l = self.local()?;
         // Idempotent: a member already stopped cleanly reports its shutdown checkpoint again.
         // A fast shutdown ends sessions, writes a shutdown checkpoint, and lets the WAL senders
@@ -241,7 +246,7 @@ impl DatabaseDriver for PostgresDriver {
             let was_running = stop(&l, "fast", 60)?;
             let (lsn, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
             if state != "shut down" {
-                return Err(if was_running {
+                return Err(DriverError::Refused(if was_running {
                     format!("after stopping, the cluster state is `{state}`, not `shut down`")
                 } else {
                     // Stopped before this command came, without a shutdown checkpoint (a fence's
@@ -250,19 +255,22 @@ impl DatabaseDriver for PostgresDriver {
                         "the server was already stopped without a clean shutdown (cluster state `{state}`: \
                          fenced or crashed), so it has no shutdown checkpoint to hand over"
                     )
-                });
+                }));
             }
             Ok(lsn)
         })
         .await
     }
 
-    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), String> {
+    async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), DriverError> {
         let sync = sync_value(synchronous)?;
-        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
         // Idempotent: a member already out of recovery has nothing left to do.
-        let in_recovery: bool =
-            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| DriverError::Database(e.to_string()))?
+            .get(0);
         if !in_recovery {
             return Ok(());
         }
@@ -270,21 +278,23 @@ impl DatabaseDriver for PostgresDriver {
         client
             .batch_execute("SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DriverError::Database(e.to_string()))?;
         // A base backup copies its primary's synchronous_standby_names; promoted with it, this
         // member would wait for standbys that are not there (possibly itself). It starts with
         // the names the controller gives: none (asynchronous until a standby follows and is
         // made synchronous), or, in strict mode, the standbys every commit must wait for.
         set_sync_names(&client, &sync).await?;
         if std::time::Instant::now() >= deadline {
-            return Err("the promote's time ran out before the promotion began: nothing was promoted".into());
+            return Err(DriverError::Timeout(
+                "the promote's time ran out before the promotion began: nothing was promoted".into(),
+            ));
         }
         postgres_promote::promote_and_wait(&client, deadline).await
     }
 
-    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), String> {
+    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), DriverError> {
         // One connection and one light query per look, rather than a whole observation.
-        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let row = client
@@ -294,22 +304,22 @@ impl DatabaseDriver for PostgresDriver {
                     &[],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| DriverError::Database(e.to_string()))?;
             let (received, replayed) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
             if received >= lsn && replayed >= lsn {
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {
-                return Err(format!(
+                return Err(DriverError::Timeout(format!(
                     "not caught up within {} ms: received {received}, replayed {replayed}, wanted {lsn}",
                     timeout.as_millis()
-                ));
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
-    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, String> {
+    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, DriverError> {
         let l = self.local()?;
         let conninfo = format!("{primary_conninfo} application_name={}", self.member);
         if self.running_role().await? == Some(true) {
@@ -317,21 +327,27 @@ impl DatabaseDriver for PostgresDriver {
             return Ok("already a running standby".into());
         }
         if self.running_role().await? == Some(false) {
-            return Err(format!("{} is running as a primary; refusing to turn it into a standby", self.member));
+            return Err(DriverError::Refused(format!(
+                "{} is running as a primary; refusing to turn it into a standby",
+                self.member
+            )));
         }
         let (member, source) = (self.member.clone(), format!("{primary_conninfo} dbname=postgres"));
         // A just-promoted primary names its new timeline in pg_control only after its next
         // checkpoint; pg_rewind reads it there and would find "the same timeline, no rewind
         // required" and leave the diverged WAL in place.
-        let src = connect(&source).await.map_err(|e| format!("connecting to the new primary: {e}"))?;
-        src.batch_execute("CHECKPOINT").await.map_err(|e| format!("CHECKPOINT on the new primary: {e}"))?;
+        let src =
+            connect(&source).await.map_err(|e| DriverError::Database(format!("connecting to the new primary: {e}")))?;
+        src.batch_execute("CHECKPOINT")
+            .await
+            .map_err(|e| DriverError::Database(format!("CHECKPOINT on the new primary: {e}")))?;
         blocking(move || {
             // A member that was a primary (stopped, or crashed as one) may hold WAL the new
             // primary never had, so it is rewound first. A standby.signal left by an earlier attempt would make pg_rewind's single-user
             // recovery refuse to run; it is written again below.
             let signal = l.data_dir.join("standby.signal");
             if signal.exists() {
-                std::fs::remove_file(&signal).map_err(|e| format!("{}: {e}", signal.display()))?;
+                std::fs::remove_file(&signal).map_err(|e| DriverError::File(format!("{}: {e}", signal.display())))?;
             }
             let (_, state) = postgres_ctl::control_data(&l.bin_dir, &l.os_user, &l.data_dir)?;
             // A standby (stopped cleanly or not) holds only WAL it received: nothing to rewind,
@@ -342,44 +358,55 @@ impl DatabaseDriver for PostgresDriver {
                 super::postgres_rewind::rewind(&l, &source, &member)?
             };
             let auto = l.data_dir.join("postgresql.auto.conf");
-            let text = std::fs::read_to_string(&auto).map_err(|e| format!("{}: {e}", auto.display()))?;
+            let text =
+                std::fs::read_to_string(&auto).map_err(|e| DriverError::File(format!("{}: {e}", auto.display())))?;
             let mut lines: Vec<String> =
                 text.lines().filter(|l| !l.trim_start().starts_with("primary_conninfo")).map(String::from).collect();
             lines.push(format!("primary_conninfo = '{}'", conninfo.replace('\'', "''")));
             // Rewriting in place keeps the file's owner (the database user).
-            std::fs::write(&auto, lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", auto.display()))?;
+            std::fs::write(&auto, lines.join("\n") + "\n")
+                .map_err(|e| DriverError::File(format!("{}: {e}", auto.display())))?;
             let signal = l.data_dir.join("standby.signal");
-            std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
+            std::fs::write(&signal, "").map_err(|e| DriverError::File(format!("{}: {e}", signal.display())))?;
             start(&l)?;
             Ok(report)
         })
         .await
     }
 
-    async fn set_synchronous(&self, names: &[String]) -> Result<(), String> {
+    async fn set_synchronous(&self, names: &[String]) -> Result<(), DriverError> {
         let value = sync_value(names)?;
-        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
+        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
         set_sync_names(&client, &value).await
     }
 
-    async fn follow(&self, primary_conninfo: &str) -> Result<(), String> {
-        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
-        let in_recovery: bool =
-            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+    async fn follow(&self, primary_conninfo: &str) -> Result<(), DriverError> {
+        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| DriverError::Database(e.to_string()))?
+            .get(0);
         if !in_recovery {
-            return Err(format!("{} is running as a primary; refusing to make it follow another", self.member));
+            return Err(DriverError::Refused(format!(
+                "{} is running as a primary; refusing to make it follow another",
+                self.member
+            )));
         }
         // primary_conninfo is reloadable since PostgreSQL 13: the WAL receiver reconnects.
         let conninfo = format!("{primary_conninfo} application_name={}", self.member).replace('\'', "''");
         client
             .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'"))
             .await
-            .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
-        client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| format!("reload: {e}"))?;
+            .map_err(|e| DriverError::Database(format!("ALTER SYSTEM: {e}")))?;
+        client
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| DriverError::Database(format!("reload: {e}")))?;
         Ok(())
     }
 
-    async fn fence(&self) -> Result<(), String> {
+    async fn fence(&self) -> Result<(), DriverError> {
         let l = self.local()?;
         blocking(move || fence_now(&l)).await
     }
@@ -389,85 +416,95 @@ impl DatabaseDriver for PostgresDriver {
         blocking(move || Ok(!is_running(&l) && !l.data_dir.join("standby.signal").exists())).await.unwrap_or(false)
     }
 
-    async fn restart(&self) -> Result<(), String> {
+    async fn restart(&self) -> Result<(), DriverError> {
         let l = self.local()?;
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
     }
 
-    async fn start_in_recovery(&self) -> Result<(), String> {
+    async fn start_in_recovery(&self) -> Result<(), DriverError> {
         let l = self.local()?;
         blocking(move || {
             if is_running(&l) {
-                return Err("the server is already running: not starting it in recovery".into());
+                return Err(DriverError::Refused("the server is already running: not starting it in recovery".into()));
             }
             // In standby mode it replays its own WAL (crash recovery first, after a fence's
             // immediate stop) and then waits: with no primary_conninfo (the command line wins over
             // postgresql.auto.conf) it streams from nowhere, so it stays exactly the primary it
             // was, and only a promotion opens it.
             let signal = l.data_dir.join("standby.signal");
-            std::fs::write(&signal, "").map_err(|e| format!("{}: {e}", signal.display()))?;
+            std::fs::write(&signal, "").map_err(|e| DriverError::File(format!("{}: {e}", signal.display())))?;
             start_with(&l, &["-o", "-c primary_conninfo=''"])
         })
         .await
     }
 
-    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), String> {
-        let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
-        let in_recovery: bool =
-            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?.get(0);
+    async fn open_started(&self, deadline: std::time::Instant) -> Result<(), DriverError> {
+        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| DriverError::Database(e.to_string()))?
+            .get(0);
         if !in_recovery {
             return Ok(());
         }
         postgres_promote::promote_and_wait(&client, deadline).await
     }
 
-    async fn stop_unopened(&self) -> Result<(), String> {
+    async fn stop_unopened(&self) -> Result<(), DriverError> {
         let l = self.local()?;
         blocking(move || {
             fence_now(&l)?;
             // Stopped: what is left of the start is the file that made it a standby.
             let signal = l.data_dir.join("standby.signal");
             match std::fs::remove_file(&signal) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", signal.display())),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(DriverError::File(format!("{}: {e}", signal.display())))
+                }
                 _ => Ok(()),
             }
         })
         .await
     }
 
-    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&self.conninfo).await.map_err(|e| format!("connect: {e}"))?;
-            client.batch_execute(CANARY_DDL).await.map_err(|e| format!("creating triad.canary: {e}"))?;
+            let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+            client
+                .batch_execute(CANARY_DDL)
+                .await
+                .map_err(|e| DriverError::Database(format!("creating triad.canary: {e}")))?;
             *guard = Some(client);
         }
         let Some(client) = guard.as_ref() else {
-            return Err("no connection".into());
+            return Err(DriverError::Database("no connection".into()));
         };
         let r = client.execute(CANARY_UPSERT, &[&(seq as i64), &(epoch as i64), &origin]).await;
         if let Err(e) = r {
             *guard = None;
-            return Err(e.to_string());
+            return Err(DriverError::Database(e.to_string()));
         }
         Ok(())
     }
 }
 
 /// Runs blocking work (child processes, file edits) off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| DriverError::Program(format!("the blocking task: {e}")))?
 }
 
 /// Starts the server. The port of a server stopped moments ago (immediately, as a fence does)
 /// can stay taken by its connections' TCP TIME-WAIT state for up to a minute; the start is
 /// retried meanwhile rather than failed.
-fn start(l: &PgLocal) -> Result<(), String> {
+fn start(l: &PgLocal) -> Result<(), DriverError> {
     start_with(l, &[])
 }
 
 /// [`start`], with `extra` arguments for pg_ctl (`-o` and the server's options).
-fn start_with(l: &PgLocal, extra: &[&str]) -> Result<(), String> {
+fn start_with(l: &PgLocal, extra: &[&str]) -> Result<(), DriverError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (data, log) = (l.data_dir.display().to_string(), l.log_file.display().to_string());
     let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "60"];
@@ -489,10 +526,10 @@ fn start_with(l: &PgLocal, extra: &[&str]) -> Result<(), String> {
 /// `ALTER SYSTEM` runs outside a transaction block, so it cannot share a batch with the reload.
 /// `synchronous_standby_names` waiting for all of `names` (never more names than the count waited
 /// for, DESIGN.md point 5); empty for none.
-fn sync_value(names: &[String]) -> Result<String, String> {
+fn sync_value(names: &[String]) -> Result<String, DriverError> {
     // Names are member names, checked when configured; quoted as identifiers all the same.
     if names.iter().any(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
-        return Err(format!("refusing unusual standby names {names:?}"));
+        return Err(DriverError::Refused(format!("refusing unusual standby names {names:?}")));
     }
     Ok(match names.len() {
         0 => String::new(),
@@ -500,18 +537,18 @@ fn sync_value(names: &[String]) -> Result<String, String> {
     })
 }
 
-async fn set_sync_names(client: &Client, value: &str) -> Result<(), String> {
+async fn set_sync_names(client: &Client, value: &str) -> Result<(), DriverError> {
     client
         .batch_execute(&format!("ALTER SYSTEM SET synchronous_standby_names = '{value}'"))
         .await
-        .map_err(|e| format!("ALTER SYSTEM: {e}"))?;
-    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| format!("reload: {e}"))?;
+        .map_err(|e| DriverError::Database(format!("ALTER SYSTEM: {e}")))?;
+    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| DriverError::Database(format!("reload: {e}")))?;
     Ok(())
 }
 
 /// Stops the server of `l` in shutdown `mode`, waiting up to `secs`; nothing when it is not
 /// running. `true` when it was running.
-fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<bool, String> {
+fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<bool, DriverError> {
     if !is_running(l) {
         return Ok(false);
     }
@@ -529,7 +566,7 @@ fn stop(l: &PgLocal, mode: &str, secs: u32) -> Result<bool, String> {
 /// commit after the postmaster's SIGQUIT; recovery on the next start replays the WAL), and, for a
 /// postmaster that is stopped or does not act on it, SIGKILL of the whole tree
 /// (`postgres_kill.rs`). A fence that leaves the server running is an error the guard reports.
-fn fence_now(l: &PgLocal) -> Result<(), String> {
+fn fence_now(l: &PgLocal) -> Result<(), DriverError> {
     if let Some(pid) = postgres_kill::postmaster_pid(&l.data_dir).filter(|&pid| postgres_kill::is_stopped(pid)) {
         tracing::warn!(pid, "the postmaster is stopped (SIGSTOP?): it cannot act on a stop; killing its tree");
         return postgres_kill::kill_tree(pid, KILL_WAIT).map(|_| ());

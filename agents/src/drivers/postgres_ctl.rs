@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::DriverError;
+
 /// True when this process's effective uid is 0 (read from /proc, no unsafe code).
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -24,7 +26,7 @@ pub fn default_bin_dir() -> Option<PathBuf> {
     dirs.pop().map(|(_, p)| p)
 }
 
-fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<std::process::Output, String> {
+fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<std::process::Output, DriverError> {
     let exe = bin_dir.join(program);
     let mut cmd = if running_as_root() {
         let mut c = Command::new("runuser");
@@ -34,34 +36,34 @@ fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result
         Command::new(&exe)
     };
     cmd.args(args).current_dir("/").env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
-    cmd.output().map_err(|e| format!("running {}: {e}", exe.display()))
+    cmd.output().map_err(|e| DriverError::Program(format!("running {}: {e}", exe.display())))
 }
 
 /// Runs `bin_dir/program args` (as `os_user` when we are root), returning stdout or an error
 /// naming what failed with its output.
-pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+pub fn run(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, DriverError> {
     let out = output(bin_dir, os_user, program, args)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
+        Err(DriverError::Program(format!(
             "{program} {} failed ({}): {}{}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&out.stdout).trim()
-        ))
+        )))
     }
 }
 
 /// Like [`run`], returning stdout and stderr together (the tools log their findings on stderr).
-pub fn run_all(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+pub fn run_all(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<String, DriverError> {
     let out = output(bin_dir, os_user, program, args)?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
     } else {
-        Err(format!("{program} failed ({}): {}", out.status, text.trim()))
+        Err(DriverError::Program(format!("{program} failed ({}): {}", out.status, text.trim())))
     }
 }
 
@@ -75,26 +77,26 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
 pub struct ControlData(String);
 
 impl ControlData {
-    pub fn read(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<ControlData, String> {
+    pub fn read(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<ControlData, DriverError> {
         run(bin_dir, os_user, "pg_controldata", &["-D", &data_dir.display().to_string()]).map(ControlData)
     }
 
     /// The value of the line that starts with `name` (e.g. `Latest checkpoint location`).
-    pub fn field(&self, name: &str) -> Result<String, String> {
+    pub fn field(&self, name: &str) -> Result<String, DriverError> {
         self.0
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
-            .ok_or_else(|| format!("pg_controldata shows no `{name}`"))
+            .ok_or_else(|| DriverError::Program(format!("pg_controldata shows no `{name}`")))
     }
 }
 
 /// The latest checkpoint's position and the cluster state, from `pg_controldata`.
-pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u64, String), String> {
+pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u64, String), DriverError> {
     let control = ControlData::read(bin_dir, os_user, data_dir)?;
     let lsn = parse_lsn(&control.field("Latest checkpoint location")?)
-        .ok_or("pg_controldata: the checkpoint location is not a WAL position")?;
+        .ok_or_else(|| DriverError::Program("pg_controldata: the checkpoint location is not a WAL position".into()))?;
     let state = control.field("Database cluster state").unwrap_or_default();
     Ok((lsn, state))
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::DriverError;
+
 /// The postmaster's pid from `data_dir/postmaster.pid`, if the file names a live process.
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
@@ -56,14 +58,14 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// SIGKILLs the postmaster `pid` and its children, then waits (up to `wait`) for the
 /// postmaster to be gone. Returns how many processes were signalled.
-pub fn kill_tree(pid: i32, wait: Duration) -> Result<usize, String> {
+pub fn kill_tree(pid: i32, wait: Duration) -> Result<usize, DriverError> {
     let mut victims = children(pid);
     victims.push(pid);
     for &p in &victims {
         // A child may have exited since the listing: that is the outcome wanted.
         match kill(Pid::from_raw(p), Signal::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => return Err(format!("SIGKILL of pid {p}: {e}")),
+            Err(e) => return Err(DriverError::Program(format!("SIGKILL of pid {p}: {e}"))),
         }
     }
     let deadline = Instant::now() + wait;
@@ -71,7 +73,10 @@ pub fn kill_tree(pid: i32, wait: Duration) -> Result<usize, String> {
     // whoever started it (often init), so "gone" includes "only a zombie is left".
     while stat(pid).is_some_and(|(state, _)| state != 'Z') {
         if Instant::now() > deadline {
-            return Err(format!("the postmaster (pid {pid}) is still there {} ms after SIGKILL", wait.as_millis()));
+            return Err(DriverError::Program(format!(
+                "the postmaster (pid {pid}) is still there {} ms after SIGKILL",
+                wait.as_millis()
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

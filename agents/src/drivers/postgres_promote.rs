@@ -4,14 +4,19 @@
 
 use tokio_postgres::Client;
 
+use super::DriverError;
+
 /// Signals the promotion of the member `client` is connected to and waits until it is out of
 /// recovery, giving up at `deadline` (the promotion may still finish after that).
-pub(super) async fn promote_and_wait(client: &Client, deadline: std::time::Instant) -> Result<(), String> {
+pub(super) async fn promote_and_wait(client: &Client, deadline: std::time::Instant) -> Result<(), DriverError> {
     // pg_promote's own wait looks every 100 ms; looking every 5 ms takes up to 95 ms off the
     // write outage of every role change.
-    let row = client.query_one("SELECT pg_promote(false)", &[]).await.map_err(|e| format!("pg_promote: {e}"))?;
+    let row = client
+        .query_one("SELECT pg_promote(false)", &[])
+        .await
+        .map_err(|e| DriverError::Database(format!("pg_promote: {e}")))?;
     if !row.get::<_, bool>(0) {
-        return Err("pg_promote could not signal the postmaster".into());
+        return Err(DriverError::Database("pg_promote could not signal the postmaster".into()));
     }
     let mut replay = ReplayWatch::default();
     loop {
@@ -22,7 +27,7 @@ pub(super) async fn promote_and_wait(client: &Client, deadline: std::time::Insta
                 &[],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DriverError::Database(e.to_string()))?;
         if !row.get::<_, bool>(0) {
             return Ok(());
         }
@@ -31,10 +36,10 @@ pub(super) async fn promote_and_wait(client: &Client, deadline: std::time::Insta
             end_sessions_holding_replay(client).await?;
         }
         if std::time::Instant::now() >= deadline {
-            return Err(format!(
+            return Err(DriverError::Timeout(format!(
                 "the promotion began but had not finished by its deadline (replayed {replayed} of {received} \
                  bytes received): it may still finish"
-            ));
+            )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -74,7 +79,7 @@ impl ReplayWatch {
 /// DESIGN.md point 7: a promotion must not wait on a read-only query that conflicts with
 /// recovery. Ends the client sessions that can hold replay back (a snapshot, a transaction or a
 /// running query); they would be cancelled by the server anyway after its standby delay.
-async fn end_sessions_holding_replay(client: &Client) -> Result<(), String> {
+async fn end_sessions_holding_replay(client: &Client) -> Result<(), DriverError> {
     let row = client
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -83,7 +88,7 @@ async fn end_sessions_holding_replay(client: &Client) -> Result<(), String> {
             &[],
         )
         .await
-        .map_err(|e| format!("ending the sessions that hold replay back: {e}"))?;
+        .map_err(|e| DriverError::Database(format!("ending the sessions that hold replay back: {e}")))?;
     let ended: i64 = row.get(0);
     tracing::warn!(sessions = ended, "replay stood still during the promotion: ended the sessions in conflict with it");
     Ok(())

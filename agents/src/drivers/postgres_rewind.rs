@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::postgres::PgLocal;
 use super::postgres_ctl::{self, parse_lsn};
+use super::DriverError;
 use triad_proto::words::format_lsn;
 
 /// How many of the newest WAL segments are saved before a rewind (16 MB each by default).
@@ -17,7 +18,7 @@ const SAVED_SEGMENTS: usize = 8;
 
 /// Rewinds (or re-copies) the stopped member at `l` from the primary at `source` (libpq keywords,
 /// with a database name). Returns what was discarded, for the workflow's record.
-pub fn rewind(l: &PgLocal, source: &str, member: &str) -> Result<String, String> {
+pub fn rewind(l: &PgLocal, source: &str, member: &str) -> Result<String, DriverError> {
     let data = l.data_dir.display().to_string();
     let saved = save_newest_wal(l)?;
     // Both pg_rewind and a base backup copy the source's configuration files over this
@@ -34,28 +35,28 @@ struct ConfigFiles(Vec<(&'static str, Vec<u8>)>);
 impl ConfigFiles {
     const NAMES: [&'static str; 4] = ["postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf"];
 
-    fn keep(data: &Path) -> Result<Self, String> {
+    fn keep(data: &Path) -> Result<Self, DriverError> {
         let mut files = Vec::new();
         for name in Self::NAMES {
             match std::fs::read(data.join(name)) {
                 Ok(bytes) => files.push((name, bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("keeping {name}: {e}")),
+                Err(e) => return Err(DriverError::File(format!("keeping {name}: {e}"))),
             }
         }
         Ok(ConfigFiles(files))
     }
 
     /// Writes them back in place (rewriting keeps each file's owner and mode).
-    fn restore(&self, data: &Path) -> Result<(), String> {
+    fn restore(&self, data: &Path) -> Result<(), DriverError> {
         for (name, bytes) in &self.0 {
-            std::fs::write(data.join(name), bytes).map_err(|e| format!("restoring {name}: {e}"))?;
+            std::fs::write(data.join(name), bytes).map_err(|e| DriverError::File(format!("restoring {name}: {e}")))?;
         }
         Ok(())
     }
 }
 
-fn rewind_or_copy(l: &PgLocal, data: &str, source: &str, member: &str, saved: &Path) -> Result<String, String> {
+fn rewind_or_copy(l: &PgLocal, data: &str, source: &str, member: &str, saved: &Path) -> Result<String, DriverError> {
     let saved = saved.to_path_buf();
     match postgres_ctl::run_all(&l.bin_dir, &l.os_user, "pg_rewind", &["-D", data, "--source-server", source]) {
         Ok(out) if out.contains("no rewind required") => {
@@ -68,7 +69,7 @@ fn rewind_or_copy(l: &PgLocal, data: &str, source: &str, member: &str, saved: &P
             base_backup(l, source)?;
             Ok(format!(
                 "pg_rewind failed ({}); re-copied with a base backup. The old data directory's newest WAL is saved in {}",
-                e.lines().last().unwrap_or(""),
+                e.to_string().lines().last().unwrap_or(""),
                 saved.display()
             ))
         }
@@ -76,10 +77,10 @@ fn rewind_or_copy(l: &PgLocal, data: &str, source: &str, member: &str, saved: &P
 }
 
 /// Copies the newest WAL segments into `<data_dir>/../discarded-wal/<time>/`.
-fn save_newest_wal(l: &PgLocal) -> Result<PathBuf, String> {
+fn save_newest_wal(l: &PgLocal) -> Result<PathBuf, DriverError> {
     let wal = l.data_dir.join("pg_wal");
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)
-        .map_err(|e| format!("{}: {e}", wal.display()))?
+        .map_err(|e| DriverError::File(format!("{}: {e}", wal.display())))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -92,10 +93,10 @@ fn save_newest_wal(l: &PgLocal) -> Result<PathBuf, String> {
     let keep = segments.split_off(segments.len().saturating_sub(SAVED_SEGMENTS));
     let root = l.data_dir.parent().unwrap_or(Path::new("/")).join("discarded-wal");
     let dir = root.join(super::now_ms().to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| DriverError::File(format!("{}: {e}", dir.display())))?;
     for s in &keep {
         let to = dir.join(s.file_name().unwrap_or_default());
-        std::fs::copy(s, &to).map_err(|e| format!("saving {}: {e}", s.display()))?;
+        std::fs::copy(s, &to).map_err(|e| DriverError::File(format!("saving {}: {e}", s.display())))?;
     }
     // pg_waldump runs as the database user and must read them.
     let _ = std::process::Command::new("chown").args(["-R", &l.os_user]).arg(&root).status();
@@ -122,7 +123,7 @@ fn report(l: &PgLocal, rewind_out: &str, saved: &Path) -> String {
     // pg_waldump ends with an error at the end of valid WAL: its output is what counts.
     let text = match dump {
         Ok(t) => t,
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     let mut xids = Vec::new();
     let mut last = None;
@@ -150,9 +151,10 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 /// Replaces the data directory with a fresh base backup of the primary at `source`; the old one is
 /// kept beside it (`data.old-<time>`).
-fn base_backup(l: &PgLocal, source: &str) -> Result<(), String> {
+fn base_backup(l: &PgLocal, source: &str) -> Result<(), DriverError> {
     let old = l.data_dir.with_extension(format!("old-{}", super::now_ms()));
-    std::fs::rename(&l.data_dir, &old).map_err(|e| format!("moving the old data directory aside: {e}"))?;
+    std::fs::rename(&l.data_dir, &old)
+        .map_err(|e| DriverError::File(format!("moving the old data directory aside: {e}")))?;
     let data = l.data_dir.display().to_string();
     let r = postgres_ctl::run(
         &l.bin_dir,
@@ -163,7 +165,7 @@ fn base_backup(l: &PgLocal, source: &str) -> Result<(), String> {
     if let Err(e) = r {
         let _ = std::fs::remove_dir_all(&l.data_dir);
         let _ = std::fs::rename(&old, &l.data_dir);
-        return Err(format!("base backup failed: {e}"));
+        return Err(DriverError::Program(format!("base backup failed: {e}")));
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::postgres_ctl::{self, parse_lsn};
+use super::DriverError;
 
 /// A WAL page header's size at the start of a page, and at the start of a segment (both
 /// MAXALIGNed, as the server lays them out).
@@ -49,22 +50,24 @@ fn last_record(dump: &str) -> Option<(u64, u64)> {
 }
 
 /// The final position of the stopped member whose data directory is `data_dir`.
-pub fn wal_end(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<u64, String> {
+pub fn wal_end(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<u64, DriverError> {
     let control = postgres_ctl::ControlData::read(bin_dir, os_user, data_dir)?;
     let redo = control.field("Latest checkpoint's REDO location")?;
     let timeline = control.field("Latest checkpoint's TimeLineID")?;
-    let number = |name: &str| control.field(name)?.parse::<u64>().map_err(|e| format!("pg_controldata `{name}`: {e}"));
+    let number = |name: &str| {
+        control.field(name)?.parse::<u64>().map_err(|e| DriverError::Program(format!("pg_controldata `{name}`: {e}")))
+    };
     let (page, segment) = (number("WAL block size")?, number("Bytes per WAL segment")?);
     if page == 0 || segment == 0 {
-        return Err("pg_controldata shows a zero WAL page or segment size".into());
+        return Err(DriverError::Program("pg_controldata shows a zero WAL page or segment size".into()));
     }
     let wal = data_dir.join("pg_wal").display().to_string();
     // pg_waldump ends with an error at the first invalid record: that is the end being looked
     // for, so its output counts either way.
     let dump = postgres_ctl::run_all(bin_dir, os_user, "pg_waldump", &["-p", &wal, "-s", &redo, "-t", &timeline])
-        .unwrap_or_else(|e| e);
-    let (start, total) =
-        last_record(&dump).ok_or_else(|| format!("pg_waldump found no record from {redo} on: {}", dump.trim()))?;
+        .unwrap_or_else(|e| e.to_string());
+    let (start, total) = last_record(&dump)
+        .ok_or_else(|| DriverError::Program(format!("pg_waldump found no record from {redo} on: {}", dump.trim())))?;
     Ok(record_end(start, total, page, segment))
 }
 
@@ -86,11 +89,12 @@ fn wal_key(data_dir: &Path) -> Option<WalKey> {
 /// The final position, read once per state of the WAL on disk (a failure too, logged once):
 /// `pg_waldump` reads everything since the last checkpoint, too much to repeat every observation.
 #[derive(Default)]
-pub struct WalEnd(Mutex<Option<(WalKey, Result<u64, String>)>>);
+pub struct WalEnd(Mutex<Option<(WalKey, Result<u64, DriverError>)>>);
 
 impl WalEnd {
-    pub fn read(&self, bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<u64, String> {
-        let key = wal_key(data_dir).ok_or_else(|| format!("no WAL segments under {}", data_dir.display()))?;
+    pub fn read(&self, bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<u64, DriverError> {
+        let key = wal_key(data_dir)
+            .ok_or_else(|| DriverError::File(format!("no WAL segments under {}", data_dir.display())))?;
         // Poisoned only if a reader panicked; the cache is then just recomputed.
         let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, end)) = cached.as_ref() {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{now_ms, DatabaseDriver, DbStatus};
+use super::{now_ms, DatabaseDriver, DbStatus, DriverError};
 
 /// A simulated member with a fixed role.
 pub struct SimulatedDriver {
@@ -75,64 +75,64 @@ impl DatabaseDriver for SimulatedDriver {
         }
     }
 
-    async fn stop_primary(&self) -> Result<u64, String> {
+    async fn stop_primary(&self) -> Result<u64, DriverError> {
         self.up.store(false, Ordering::SeqCst);
         Ok(self.lsn())
     }
 
-    async fn promote(&self, _synchronous: &[String], _deadline: std::time::Instant) -> Result<(), String> {
+    async fn promote(&self, _synchronous: &[String], _deadline: std::time::Instant) -> Result<(), DriverError> {
         self.primary.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn rejoin(&self, _primary_conninfo: &str) -> Result<String, String> {
+    async fn rejoin(&self, _primary_conninfo: &str) -> Result<String, DriverError> {
         self.primary.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
         Ok("simulated: nothing to rewind".into())
     }
 
-    async fn set_synchronous(&self, _names: &[String]) -> Result<(), String> {
+    async fn set_synchronous(&self, _names: &[String]) -> Result<(), DriverError> {
         Ok(())
     }
 
-    async fn follow(&self, _primary_conninfo: &str) -> Result<(), String> {
+    async fn follow(&self, _primary_conninfo: &str) -> Result<(), DriverError> {
         if self.primary.load(Ordering::SeqCst) {
-            return Err("running as a primary".into());
+            return Err(DriverError::Refused("running as a primary".into()));
         }
         Ok(())
     }
 
-    async fn restart(&self) -> Result<(), String> {
+    async fn restart(&self) -> Result<(), DriverError> {
         self.up.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn start_in_recovery(&self) -> Result<(), String> {
+    async fn start_in_recovery(&self) -> Result<(), DriverError> {
         // Up, not yet primary: what a real member is while it replays before opening.
         self.primary.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn open_started(&self, _deadline: std::time::Instant) -> Result<(), String> {
+    async fn open_started(&self, _deadline: std::time::Instant) -> Result<(), DriverError> {
         self.primary.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn stop_unopened(&self) -> Result<(), String> {
+    async fn stop_unopened(&self) -> Result<(), DriverError> {
         self.up.store(false, Ordering::SeqCst);
         self.primary.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn fence(&self) -> Result<(), String> {
+    async fn fence(&self) -> Result<(), DriverError> {
         self.up.store(false, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), String> {
+    async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError> {
         if !self.primary.load(Ordering::SeqCst) || !self.up.load(Ordering::SeqCst) {
-            return Err("cannot write: not a running primary".into());
+            return Err(DriverError::Refused("cannot write: not a running primary".into()));
         }
         *self.canary.lock().expect("canary lock poisoned") = Some((seq, epoch, origin.to_string(), Instant::now()));
         Ok(())

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use triad_proto::v1::{agent_message, AgentCommand, AgentMessage, CommandResult};
 
 use super::LinkParams;
+use crate::drivers::DriverError;
 
 /// Commands waiting their turn; more than this and the newest is refused as busy.
 const QUEUE_LEN: usize = 64;
@@ -104,9 +105,9 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
     let outcome: std::result::Result<(u64, String), String> = async {
         let driver = p.driver.clone().ok_or("this agent has no database")?;
         p.target.admit(cmd.epoch)?;
-        let done = |r: std::result::Result<(), String>| r.map(|_| (0, String::new()));
+        let done = |r: std::result::Result<(), DriverError>| r.map(|_| (0, String::new())).map_err(String::from);
         match cmd.kind.clone().ok_or("empty command")? {
-            Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())),
+            Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())).map_err(String::from),
             Kind::Promote(promote) => {
                 // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
                 // the hold. The command carries it (an agent restarted moments ago may have no
@@ -132,9 +133,9 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
             }
-            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)),
+            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)).map_err(String::from),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
-            Kind::Restart(_) => done(restart(&p, driver.clone(), cmd.epoch).await),
+            Kind::Restart(_) => restart(&p, driver.clone(), cmd.epoch).await.map(|_| (0, String::new())),
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
             Kind::StopStandby(_) => {
                 driver.fence().await?;
@@ -212,7 +213,7 @@ async fn restart(
     }
     match p.opener(driver.clone()).start(epoch).await.map_err(|e| e.to_string())? {
         crate::safety::opening::Started::Opened => Ok(()),
-        crate::safety::opening::Started::NotStoppedAsPrimary => driver.restart().await,
+        crate::safety::opening::Started::NotStoppedAsPrimary => Ok(driver.restart().await?),
     }
 }
 

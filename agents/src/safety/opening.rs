@@ -188,27 +188,27 @@ mod tests {
         async fn observe(&self) -> DbStatus {
             DbStatus::default()
         }
-        async fn write_canary(&self, _: u64, _: u64, _: &str) -> std::result::Result<(), String> {
+        async fn write_canary(&self, _: u64, _: u64, _: &str) -> std::result::Result<(), crate::drivers::DriverError> {
             Ok(())
         }
-        async fn stop_primary(&self) -> std::result::Result<u64, String> {
+        async fn stop_primary(&self) -> std::result::Result<u64, crate::drivers::DriverError> {
             Ok(0)
         }
-        async fn promote(&self, _: &[String], _: Instant) -> std::result::Result<(), String> {
+        async fn promote(&self, _: &[String], _: Instant) -> std::result::Result<(), crate::drivers::DriverError> {
             self.call("promote");
             Ok(())
         }
-        async fn rejoin(&self, _: &str) -> std::result::Result<String, String> {
+        async fn rejoin(&self, _: &str) -> std::result::Result<String, crate::drivers::DriverError> {
             Ok(String::new())
         }
-        async fn set_synchronous(&self, _: &[String]) -> std::result::Result<(), String> {
+        async fn set_synchronous(&self, _: &[String]) -> std::result::Result<(), crate::drivers::DriverError> {
             Ok(())
         }
-        async fn restart(&self) -> std::result::Result<(), String> {
+        async fn restart(&self) -> std::result::Result<(), crate::drivers::DriverError> {
             self.call("restart");
             Ok(())
         }
-        async fn start_in_recovery(&self) -> std::result::Result<(), String> {
+        async fn start_in_recovery(&self) -> std::result::Result<(), crate::drivers::DriverError> {
             let pets = std::fs::read_to_string(&self.watchdog_file).unwrap_or_default();
             let opening = self.lease.snapshot().opening;
             self.call(&format!("start_in_recovery watchdog={pets:?} opening={opening}"));
@@ -216,22 +216,22 @@ mod tests {
             self.running.store(true, Ordering::SeqCst);
             Ok(())
         }
-        async fn open_started(&self, _: Instant) -> std::result::Result<(), String> {
+        async fn open_started(&self, _: Instant) -> std::result::Result<(), crate::drivers::DriverError> {
             self.call("open_started");
             Ok(())
         }
-        async fn stop_unopened(&self) -> std::result::Result<(), String> {
+        async fn stop_unopened(&self) -> std::result::Result<(), crate::drivers::DriverError> {
             self.call("stop_unopened");
             self.running.store(false, Ordering::SeqCst);
             Ok(())
         }
-        async fn follow(&self, _: &str) -> std::result::Result<(), String> {
+        async fn follow(&self, _: &str) -> std::result::Result<(), crate::drivers::DriverError> {
             Ok(())
         }
         async fn stopped_as_primary(&self) -> bool {
             !self.running.load(Ordering::SeqCst)
         }
-        async fn fence(&self) -> std::result::Result<(), String> {
+        async fn fence(&self) -> std::result::Result<(), crate::drivers::DriverError> {
             Ok(())
         }
     }
