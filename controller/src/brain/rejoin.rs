@@ -22,6 +22,9 @@ const REJOIN_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a finished rejoin waits for its agent to report the server running.
 const RUNNING_WAIT: Duration = Duration::from_secs(10);
 
+/// How the command bus says a command never went out (`commands.rs`).
+const NO_STREAM: &str = "has no stream to the leader";
+
 /// After a failed rejoin, the member is left alone this long (the failure is in the history).
 const RETRY_AFTER_MS: u64 = 30_000;
 
@@ -41,9 +44,13 @@ pub fn due(
             w.kind == WorkflowKind::Rejoin
                 && w.cluster == cluster
                 && w.to == member
-                && w.finished
-                    .as_ref()
-                    .is_some_and(|(at, o)| o.starts_with("failed") && now_ms.saturating_sub(*at) < RETRY_AFTER_MS)
+                && w.finished.as_ref().is_some_and(|(at, o)| {
+                    // One that never reached the agent (restarting, its stream not open yet)
+                    // did nothing to the member: it may be tried again at once (chaos seed 12:
+                    // its 30 s wait left a wiped agent's server stopped past convergence).
+                    let unsent = o.contains(NO_STREAM);
+                    o.starts_with("failed") && !unsent && now_ms.saturating_sub(*at) < RETRY_AFTER_MS
+                })
         })
     };
     let report =
@@ -112,7 +119,8 @@ pub fn tick(ctx: &Arc<Ctx>) {
         let g = ctx.state.read().expect("state lock poisoned");
         due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now(), crate::context::now_ms())
     };
-    for (cluster, member, agent, endpoint) in due {
+    // Only to an agent with a stream to this leader now: one restarting would refuse it unsent.
+    for (cluster, member, agent, endpoint) in due.into_iter().filter(|d| ctx.bus.has_stream(&d.2)) {
         let c = ctx.clone();
         super::spawn_exclusive(ctx, cluster.clone(), async move {
             match run(c, cluster.clone(), member.clone(), agent, endpoint).await {
@@ -120,5 +128,44 @@ pub fn tick(ctx: &Arc<Ctx>) {
                 Err(e) => tracing::warn!(cluster = %cluster, member = %member, "rejoin: {e}"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{DbCluster, Workflow, WorkflowKind};
+    use triad_proto::v1::DbStatus;
+
+    #[test]
+    fn a_failed_rejoin_holds_the_member_back_unless_it_never_reached_its_agent() {
+        let now = Instant::now();
+        let mut c = DbCluster::for_test(&["dc", "ndc"], "agent-");
+        (c.epoch, c.primary) = (2, Some("ndc".into()));
+        let mut state = State::default();
+        state.clusters.insert("customs".into(), c);
+        let report = |db: DbStatus| AgentObservation::for_test("", now, Some(db));
+        let primary = DbStatus { up: true, role: "primary".into(), endpoint: "host=ndc".into(), ..Default::default() };
+        let stopped = DbStatus { stopped: true, agent_epoch: 2, role: "down".into(), ..Default::default() };
+        let obs =
+            HashMap::from([("agent-ndc".to_string(), report(primary)), ("agent-dc".to_string(), report(stopped))]);
+        let fresh = Duration::from_secs(3);
+        assert_eq!(due(&state, &obs, fresh, now, 100_000).len(), 1, "dc is due");
+        let failed = |outcome: &str| Workflow {
+            id: 1,
+            kind: WorkflowKind::Rejoin,
+            cluster: "customs".into(),
+            from: "ndc".into(),
+            to: "dc".into(),
+            requested_by: "controller-1".into(),
+            started_ms: 99_000,
+            steps: Vec::new(),
+            finished: Some((99_500, outcome.to_string())),
+        };
+        state.workflows.insert(1, failed("failed: pg_rewind failed"));
+        assert!(due(&state, &obs, fresh, now, 100_000).is_empty(), "held back after a real failure");
+        assert_eq!(due(&state, &obs, fresh, now, 99_500 + RETRY_AFTER_MS).len(), 1, "until the wait is over");
+        state.workflows.insert(1, failed(&format!("failed: agent `agent-dc` {NO_STREAM}")));
+        assert_eq!(due(&state, &obs, fresh, now, 100_000).len(), 1, "an unsent one holds nothing back");
     }
 }
