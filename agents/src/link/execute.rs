@@ -18,6 +18,30 @@ use triad_proto::v1::{agent_message, AgentCommand, AgentMessage, CommandResult};
 use super::LinkParams;
 use crate::drivers::DriverError;
 
+/// Why a command was not carried out; its text is what the leader records.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Refused before anything was done: its order, its epoch, a missing hold, a full queue, a
+    /// server not confirmed stopped.
+    #[error("{0}")]
+    Refused(String),
+    /// No lease at the command's epoch came in time.
+    #[error("no lease at epoch {epoch} within 5 s; not {doing}")]
+    NoLease { epoch: u64, doing: &'static str },
+    /// Stopped as asked, but it had finished a promotion: it may hold writes the old primary
+    /// lacks (a rollback goes forward to it; the leader reads this text).
+    #[error("{}: it may hold writes the old primary lacks", triad_proto::FINISHED_PROMOTION)]
+    FinishedPromotion,
+    /// Starting or promoting under the lease (`safety/opening.rs`).
+    #[error(transparent)]
+    Opening(#[from] crate::Error),
+    /// The database driver.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+type Outcome = std::result::Result<(u64, String), CommandError>;
+
 /// Commands waiting their turn; more than this and the newest is refused as busy.
 const QUEUE_LEN: usize = 64;
 
@@ -47,7 +71,7 @@ impl CommandQueue {
         if let Err(mpsc::error::TrySendError::Full((cmd, reply)) | mpsc::error::TrySendError::Closed((cmd, reply))) =
             self.tx.try_send((cmd, reply))
         {
-            let why = format!("refused: {QUEUE_LEN} commands are already waiting");
+            let why = CommandError::Refused(format!("refused: {QUEUE_LEN} commands are already waiting"));
             tokio::spawn(async move { answer(&reply, cmd.id, Err(why)).await });
         }
     }
@@ -61,13 +85,13 @@ pub(super) struct Order {
 
 impl Order {
     /// Admits a command at (`epoch`, `index`) unless an older one than the newest applied.
-    pub(super) fn admit(&mut self, epoch: u64, index: u64) -> std::result::Result<(), String> {
+    pub(super) fn admit(&mut self, epoch: u64, index: u64) -> std::result::Result<(), CommandError> {
         if (epoch, index) < self.last {
             let (e, i) = self.last;
-            return Err(format!(
+            return Err(CommandError::Refused(format!(
                 "refused: a command at epoch {epoch} (log index {index}) is older than one already applied (epoch \
                  {e}, log index {i})"
-            ));
+            )));
         }
         self.last = (epoch, index);
         Ok(())
@@ -89,10 +113,10 @@ pub async fn run(p: Arc<LinkParams>, mut queued: QueuedCommands) {
 }
 
 /// Reports a command's outcome on the stream it came from (gone: the leader asks again).
-async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: std::result::Result<(u64, String), String>) {
+async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
     let result = match outcome {
         Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn },
-        Err(detail) => CommandResult { id, ok: false, detail, lsn: 0 },
+        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), lsn: 0 },
     };
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
@@ -102,12 +126,13 @@ async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: std::resul
 async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMessage>) {
     use triad_proto::v1::agent_command::Kind;
     let started = Instant::now();
-    let outcome: std::result::Result<(u64, String), String> = async {
-        let driver = p.driver.clone().ok_or("this agent has no database")?;
-        p.target.admit(cmd.epoch)?;
-        let done = |r: std::result::Result<(), DriverError>| r.map(|_| (0, String::new())).map_err(String::from);
-        match cmd.kind.clone().ok_or("empty command")? {
-            Kind::StopPrimary(_) => driver.stop_primary().await.map(|lsn| (lsn, String::new())).map_err(String::from),
+    let outcome: Outcome = async {
+        let refused = |why: &str| CommandError::Refused(why.to_string());
+        let driver = p.driver.clone().ok_or_else(|| refused("this agent has no database"))?;
+        p.target.admit(cmd.epoch).map_err(CommandError::Refused)?;
+        let done = |r: std::result::Result<(), DriverError>| r.map(|_| (0, String::new())).map_err(CommandError::from);
+        match cmd.kind.clone().ok_or_else(|| refused("empty command"))? {
+            Kind::StopPrimary(_) => Ok(driver.stop_primary().await.map(|lsn| (lsn, String::new()))?),
             Kind::Promote(promote) => {
                 // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
                 // the hold. The command carries it (an agent restarted moments ago may have no
@@ -125,23 +150,19 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 let leased = started.elapsed().as_millis();
                 // The opener checks the lease and the epoch again and arms the watchdog first.
                 let opener = p.opener(driver.clone());
-                opener
-                    .promote(cmd.epoch, &promote.synchronous_standby_names, deadline)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                opener.promote(cmd.epoch, &promote.synchronous_standby_names, deadline).await?;
                 // For the workflow's log: where the promote's time went (since the command came).
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
             }
-            Kind::Rejoin(r) => driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report)).map_err(String::from),
+            Kind::Rejoin(r) => Ok(driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report))?),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
             Kind::Restart(_) => restart(&p, driver.clone(), cmd.epoch).await.map(|_| (0, String::new())),
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
             Kind::StopStandby(_) => {
                 driver.fence().await?;
                 if driver.stopped_as_primary().await {
-                    let finished = triad_proto::FINISHED_PROMOTION;
-                    return Err(format!("{finished}: it may hold writes the old primary lacks"));
+                    return Err(CommandError::FinishedPromotion);
                 }
                 Ok((0, "stopped as a standby: it never finished a promotion".into()))
             }
@@ -167,9 +188,14 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
 
 /// The vouch hold a promote waits out: the longer of the command's and the accepted target
 /// state's (an agent restarted moments ago may have none); refused when neither carries one.
-fn promote_hold(command_ms: u64, target: Option<&triad_proto::v1::Assignment>) -> std::result::Result<u64, String> {
+fn promote_hold(
+    command_ms: u64,
+    target: Option<&triad_proto::v1::Assignment>,
+) -> std::result::Result<u64, CommandError> {
     match command_ms.max(target.map(|t| t.vouch_hold_ms).unwrap_or(0)) {
-        0 => Err("no vouch hold known (neither the command nor a target state carries one): not promoting".into()),
+        0 => Err(CommandError::Refused(
+            "no vouch hold known (neither the command nor a target state carries one): not promoting".into(),
+        )),
         hold => Ok(hold),
     }
 }
@@ -188,11 +214,11 @@ fn holds_lease(p: &LinkParams, epoch: u64) -> bool {
 }
 
 /// Waits (a few seconds at most) until this agent holds a lease at `epoch`; else refuses `doing`.
-async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &str) -> std::result::Result<(), String> {
+async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &'static str) -> std::result::Result<(), CommandError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !holds_lease(p, epoch) {
         if Instant::now() > deadline {
-            return Err(format!("no lease at epoch {epoch} within 5 s; not {doing}"));
+            return Err(CommandError::NoLease { epoch, doing });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -207,11 +233,11 @@ async fn restart(
     p: &LinkParams,
     driver: Arc<dyn crate::drivers::DatabaseDriver>,
     epoch: u64,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), CommandError> {
     if driver.stopped_as_primary().await {
         wait_for_lease(p, epoch, "starting the primary").await?;
     }
-    match p.opener(driver.clone()).start(epoch).await.map_err(|e| e.to_string())? {
+    match p.opener(driver.clone()).start(epoch).await? {
         crate::safety::opening::Started::Opened => Ok(()),
         crate::safety::opening::Started::NotStoppedAsPrimary => Ok(driver.restart().await?),
     }
@@ -224,15 +250,11 @@ async fn restart(
 /// sent after the release, which the leader refuses while it fails over and an earlier leader
 /// never granted (it grants only on a quorum round that came before the election of this one).
 /// Returns the final position when the member is stopped as a primary.
-async fn release_lease(
-    p: &LinkParams,
-    driver: &dyn crate::drivers::DatabaseDriver,
-    epoch: u64,
-) -> std::result::Result<(u64, String), String> {
+async fn release_lease(p: &LinkParams, driver: &dyn crate::drivers::DatabaseDriver, epoch: u64) -> Outcome {
     let _gate = p.lease.start_gate().lock().await;
     let obs = driver.observe().await;
     if obs.up || !obs.stopped {
-        return Err("the server is not confirmed stopped: the lease is kept".into());
+        return Err(CommandError::Refused("the server is not confirmed stopped: the lease is kept".into()));
     }
     p.lease.release(epoch);
     tracing::warn!(epoch, "the server is stopped and its lease released to a failover");
@@ -250,7 +272,7 @@ mod tests {
         assert!(order.admit(2, 40).is_ok());
         assert!(order.admit(2, 40).is_ok(), "several commands share their epoch's log index");
         assert!(order.admit(3, 55).is_ok());
-        let refused = order.admit(2, 40).unwrap_err();
+        let refused = order.admit(2, 40).unwrap_err().to_string();
         assert!(refused.contains("older than one already applied (epoch 3, log index 55)"), "{refused}");
         assert!(order.admit(3, 54).is_err(), "an older index at the same epoch");
         assert!(order.admit(4, 1).is_ok(), "a newer epoch, whatever its index");
@@ -259,9 +281,9 @@ mod tests {
     #[test]
     fn a_promote_waits_the_longer_hold_and_never_none() {
         let target = Assignment { vouch_hold_ms: 1200, ..Default::default() };
-        assert_eq!(promote_hold(1500, None), Ok(1500), "no target state yet: the command's hold");
-        assert_eq!(promote_hold(1500, Some(&target)), Ok(1500));
-        assert_eq!(promote_hold(0, Some(&target)), Ok(1200));
+        assert_eq!(promote_hold(1500, None).ok(), Some(1500), "no target state yet: the command's hold");
+        assert_eq!(promote_hold(1500, Some(&target)).ok(), Some(1500));
+        assert_eq!(promote_hold(0, Some(&target)).ok(), Some(1200));
         assert!(promote_hold(0, None).is_err(), "no hold known: refused, not skipped");
     }
 }
