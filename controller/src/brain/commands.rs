@@ -12,6 +12,40 @@ use triad_proto::v1::{controller_message, AgentCommand, CommandResult, Controlle
 
 type Outbound = mpsc::Sender<Result<ControllerMessage, tonic::Status>>;
 
+/// Why a command to an agent brought no successful result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The agent has no stream to this controller: the command was never sent.
+    #[error("agent `{agent}` has no stream to the leader")]
+    NoStream { agent: String },
+    /// The stream closed before the result came back (sent, outcome unknown).
+    #[error("agent `{agent}`'s stream closed before it answered")]
+    Closed { agent: String },
+    /// The agent carried it out and it failed, with the agent's reason.
+    #[error("agent `{agent}`: {detail}")]
+    Failed { agent: String, detail: String },
+    /// No answer in time (outcome unknown).
+    #[error("agent `{agent}` did not answer within {secs} s")]
+    Timeout { agent: String, secs: u64 },
+}
+
+impl CallError {
+    /// The agent's own reason, when it answered with a failure.
+    pub fn agent_said(&self) -> Option<&str> {
+        match self {
+            CallError::Failed { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+/// Workflows still speak text for their outcomes.
+impl From<CallError> for String {
+    fn from(e: CallError) -> String {
+        e.to_string()
+    }
+}
+
 /// A command awaiting its result: the stream it went out on (agent, token), and where the
 /// result goes.
 struct Pending {
@@ -65,7 +99,12 @@ impl CommandBus {
     }
 
     /// Sends `cmd` (its id is assigned here) to `agent` and waits up to `timeout` for the result.
-    pub async fn call(&self, agent: &str, mut cmd: AgentCommand, timeout: Duration) -> Result<CommandResult, String> {
+    pub async fn call(
+        &self,
+        agent: &str,
+        mut cmd: AgentCommand,
+        timeout: Duration,
+    ) -> Result<CommandResult, CallError> {
         cmd.id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (token, tx) = self
             .streams
@@ -73,7 +112,7 @@ impl CommandBus {
             .expect("bus lock poisoned")
             .get(agent)
             .map(|(token, tx)| (*token, tx.clone()))
-            .ok_or_else(|| format!("agent `{agent}` has no stream to the leader"))?;
+            .ok_or_else(|| CallError::NoStream { agent: agent.to_string() })?;
         let (done, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -83,21 +122,21 @@ impl CommandBus {
         let open = self.streams.lock().expect("bus lock poisoned").get(agent).is_some_and(|(t, _)| *t == token);
         if !open {
             self.pending.lock().expect("bus lock poisoned").remove(&cmd.id);
-            return Err(format!("agent `{agent}`'s stream closed"));
+            return Err(CallError::Closed { agent: agent.to_string() });
         }
         let id = cmd.id;
         let msg = ControllerMessage { msg: Some(controller_message::Msg::Command(cmd)) };
         if tx.send(Ok(msg)).await.is_err() {
             self.pending.lock().expect("bus lock poisoned").remove(&id);
-            return Err(format!("agent `{agent}`'s stream closed"));
+            return Err(CallError::Closed { agent: agent.to_string() });
         }
         let r = tokio::time::timeout(timeout, rx).await;
         self.pending.lock().expect("bus lock poisoned").remove(&id);
         match r {
             Ok(Ok(result)) if result.ok => Ok(result),
-            Ok(Ok(result)) => Err(format!("agent `{agent}`: {}", result.detail)),
-            Ok(Err(_)) => Err(format!("agent `{agent}`'s stream closed before it answered")),
-            Err(_) => Err(format!("agent `{agent}` did not answer within {} s", timeout.as_secs())),
+            Ok(Ok(result)) => Err(CallError::Failed { agent: agent.to_string(), detail: result.detail }),
+            Ok(Err(_)) => Err(CallError::Closed { agent: agent.to_string() }),
+            Err(_) => Err(CallError::Timeout { agent: agent.to_string(), secs: timeout.as_secs() }),
         }
     }
 }
@@ -121,7 +160,7 @@ mod tests {
         assert!(rx.recv().await.is_some());
         bus.unregister("agent-ndc", token);
         let answer = tokio::time::timeout(Duration::from_secs(5), calling).await.expect("the call waited on").unwrap();
-        assert!(answer.is_err_and(|e| e.contains("closed")));
+        assert!(matches!(answer, Err(CallError::Closed { .. })), "{answer:?}");
         // A newer stream of the same agent is not affected by the older one closing.
         let (tx2, mut rx2) = mpsc::channel(4);
         let newer = bus.register("agent-ndc", tx2);

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use commands::CommandBus;
+pub use commands::{CallError, CommandBus};
 pub use lease::Leases;
 pub use liveness::decide as decide_liveness;
 pub use observations::{AgentHelloInfo, AgentObservation, Observations};

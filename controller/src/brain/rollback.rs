@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use triad_proto::v1::agent_command;
 
+use super::commands::CallError;
 use super::switchover::{cluster, command, failpoint, propose, STEP_TIMEOUT};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
@@ -131,7 +132,7 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
         match ctx.bus.call(&to_agent, stop.clone(), STEP_TIMEOUT).await {
             Ok(r) => break Ok(r.detail),
             // Its agent reconnecting to a new leader: ask again while there is time.
-            Err(e) if e.contains("no stream") && Instant::now() < deadline => {
+            Err(CallError::NoStream { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
             Err(e) => break Err(e),
@@ -141,7 +142,7 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
         Ok(note) => note,
         // It finished its promotion after all (it outlived the switchover's patience): it may
         // have acknowledged writes that `from` lacks, so the only safe way on is forward to it.
-        Err(e) if e.contains(triad_proto::FINISHED_PROMOTION) => {
+        Err(e) if e.agent_said().is_some_and(|d| d.contains(triad_proto::FINISHED_PROMOTION)) => {
             propose(ctx, actor, step(FORWARD_STEP, format!("{to}: {e}"))).await?;
             return roll_forward(ctx, actor, wf, why).await;
         }

@@ -292,7 +292,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
             Ok(()) => {
                 let order = promote(&c2, false, ctx.cfg.lease.vouch_hold_ms(), replay_lag(&ctx, &to_agent));
                 let cmd = command(&name, c2.epoch, c2.epoch_index, order.kind);
-                let answer = ctx.bus.call(&to_agent, cmd, order.wait).await.map(|r| r.detail);
+                let answer = ctx.bus.call(&to_agent, cmd, order.wait).await.map(|r| r.detail).map_err(String::from);
                 // A test hook: the promote ran, but its answer never came back.
                 answer.and_then(|detail| failpoint("switchover-promote-answer-lost").map(|_| detail))
             }
