@@ -261,26 +261,9 @@ async fn a_target_that_finished_its_promotion_after_the_switchover_gave_up_is_ro
 async fn a_rollback_waits_for_the_targets_agent_and_completes_when_it_returns() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let (mut d, load) = deployment("switchover-promote=3*return").await?;
-    let ctl = triad_tests::bin("triadctl");
-    let config = d.plan.ctl_config_path();
-    let switchover = std::thread::spawn(move || {
-        std::process::Command::new(ctl)
-            .args(["switchover", "--cluster", "customs", "--to", "ndc"])
-            .env("TRIAD_CONFIG", config)
-            .output()
-    });
-    wait_for("the first failed promote", Duration::from_secs(20), || async {
-        let (_, steps) = d.newest_workflow("switchover").ok()?;
-        steps.iter().any(|(n, _)| n == "promote-retry").then_some(())
-    })
-    .await?;
+    let switchover = switchover_to_ndc_until_a_promote_fails(&d).await?;
     d.kill("agent-ndc")?;
-    let note = wait_for("the rollback waiting for ndc's agent", Duration::from_secs(60), || async {
-        let (w, steps) = d.newest_workflow("switchover").ok()?;
-        let waiting = steps.iter().find(|(n, _)| n == "waiting-for-target")?.1.clone();
-        (w["outcome"] == "under way").then_some(waiting)
-    })
-    .await?;
+    let note = rollback_waiting_for_ndc(&d).await?;
     ensure!(note.contains("bring it back"), "{note}");
     let v = d.status().await?;
     ensure!(v.cluster_state["customs"].epoch == 3, "dc is named again at epoch 3");
@@ -303,29 +286,12 @@ async fn a_rollback_waits_for_the_targets_agent_and_completes_when_it_returns() 
 async fn a_rollback_waiting_for_a_target_lost_for_good_is_resolved_by_two_people() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let (mut d, load) = deployment("switchover-promote=3*return").await?;
-    let ctl = triad_tests::bin("triadctl");
-    let config = d.plan.ctl_config_path();
-    let switchover = std::thread::spawn(move || {
-        std::process::Command::new(ctl)
-            .args(["switchover", "--cluster", "customs", "--to", "ndc"])
-            .env("TRIAD_CONFIG", config)
-            .output()
-    });
-    wait_for("the first failed promote", Duration::from_secs(20), || async {
-        let (_, steps) = d.newest_workflow("switchover").ok()?;
-        steps.iter().any(|(n, _)| n == "promote-retry").then_some(())
-    })
-    .await?;
+    let switchover = switchover_to_ndc_until_a_promote_fails(&d).await?;
     // ndc's host is gone: its agent and its server.
     d.kill("agent-ndc")?;
     let ndc_data = d.pg.as_ref().expect("PostgreSQL").member("ndc")?.dir.join("data");
     triad_tests::workload::kill_postgres(&ndc_data)?;
-    let note = wait_for("the rollback waiting for ndc's agent", Duration::from_secs(60), || async {
-        let (w, steps) = d.newest_workflow("switchover").ok()?;
-        let waiting = steps.iter().find(|(n, _)| n == "waiting-for-target")?.1.clone();
-        (w["outcome"] == "under way").then_some(waiting)
-    })
-    .await?;
+    let note = rollback_waiting_for_ndc(&d).await?;
     ensure!(note.contains("--attest-dead ndc --accept-data-loss"), "status does not say what to do: {note}");
 
     // Without the attestation, the request says what it needs.
@@ -377,4 +343,35 @@ async fn settled_without(d: &Deployment, epoch: u64, primary: &str) -> Result<()
         d.diagnose(&["controller-1", "controller-2", "controller-3", "agent-dc"])?;
     }
     done
+}
+
+/// Starts a switchover to ndc in the background (its triadctl waits for the end) and returns once
+/// its first promote failed.
+async fn switchover_to_ndc_until_a_promote_fails(
+    d: &Deployment,
+) -> Result<std::thread::JoinHandle<std::io::Result<std::process::Output>>> {
+    let ctl = triad_tests::bin("triadctl");
+    let config = d.plan.ctl_config_path();
+    let switchover = std::thread::spawn(move || {
+        std::process::Command::new(ctl)
+            .args(["switchover", "--cluster", "customs", "--to", "ndc"])
+            .env("TRIAD_CONFIG", config)
+            .output()
+    });
+    wait_for("the first failed promote", Duration::from_secs(20), || async {
+        let (_, steps) = d.newest_workflow("switchover").ok()?;
+        steps.iter().any(|(n, _)| n == "promote-retry").then_some(())
+    })
+    .await?;
+    Ok(switchover)
+}
+
+/// Waits until the switchover's rollback waits for ndc's agent; returns the step's note.
+async fn rollback_waiting_for_ndc(d: &Deployment) -> Result<String> {
+    wait_for("the rollback waiting for ndc's agent", Duration::from_secs(60), || async {
+        let (w, steps) = d.newest_workflow("switchover").ok()?;
+        let waiting = steps.iter().find(|(n, _)| n == "waiting-for-target")?.1.clone();
+        (w["outcome"] == "under way").then_some(waiting)
+    })
+    .await
 }
