@@ -1,8 +1,13 @@
 //! Running PostgreSQL's own tools on this host (`pg_ctl`, `pg_controldata`) as the database's
 //! operating-system user: PostgreSQL refuses to run as root.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use super::DriverError;
 
@@ -26,7 +31,34 @@ pub fn default_bin_dir() -> Option<PathBuf> {
     dirs.pop().map(|(_, p)| p)
 }
 
+/// How long a program may run before it is killed: the tools that talk to another server
+/// (`pg_rewind`, `pg_basebackup`) wait for ever on one that stopped answering without closing
+/// its connections (a frozen host, a SIGSTOPped postmaster: chaos seed 32 left a rejoin hanging,
+/// and the cluster's workflow with it). The leader waits 600 s for a rejoin (`brain/rejoin.rs`):
+/// the agent gives up before it does.
+/// The others work on local files, or bound themselves (`pg_ctl -t`); a server `pg_ctl` starts
+/// must not be in a process group of a program's own (it would die with it), so they run as
+/// before, in the agent's.
+fn time_limit(program: &str) -> Option<Duration> {
+    match program {
+        "pg_rewind" => Some(Duration::from_secs(120)),
+        "pg_basebackup" => Some(Duration::from_secs(420)),
+        _ => None,
+    }
+}
+
 fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result<std::process::Output, DriverError> {
+    output_within(bin_dir, os_user, program, args, time_limit(program))
+}
+
+/// [`output`], killing the program (and its process group) after `limit` when one is given.
+fn output_within(
+    bin_dir: &Path,
+    os_user: &str,
+    program: &str,
+    args: &[&str],
+    limit: Option<Duration>,
+) -> Result<std::process::Output, DriverError> {
     let exe = bin_dir.join(program);
     let mut cmd = if running_as_root() {
         let mut c = Command::new("runuser");
@@ -36,7 +68,27 @@ fn output(bin_dir: &Path, os_user: &str, program: &str, args: &[&str]) -> Result
         Command::new(&exe)
     };
     cmd.args(args).current_dir("/").env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
-    cmd.output().map_err(|e| DriverError::Program(format!("running {}: {e}", exe.display())))
+    let Some(limit) = limit else {
+        return cmd.output().map_err(|e| DriverError::Program(format!("running {}: {e}", exe.display())));
+    };
+    // Its own process group, so that a program past its time is killed with everything it
+    // started (runuser's child).
+    cmd.process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let child = cmd.spawn().map_err(|e| DriverError::Program(format!("running {}: {e}", exe.display())))?;
+    let group = Pid::from_raw(child.id() as i32);
+    // The output is read on a thread of its own (a full pipe would stall the program).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.map_err(|e| DriverError::Program(format!("running {}: {e}", exe.display()))),
+        Err(_) => {
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            Err(DriverError::Timeout(format!("{program} did not finish within {} s and was killed", limit.as_secs())))
+        }
+    }
 }
 
 /// Runs `bin_dir/program args` (as `os_user` when we are root), returning stdout or an error
@@ -103,6 +155,23 @@ pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_past_its_time_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hangs");
+        std::fs::write(&script, "#!/bin/sh\nsleep 60 &\necho started\nwait\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let user = if running_as_root() { "root" } else { "" };
+        let began = std::time::Instant::now();
+        let out = output_within(dir.path(), user, "hangs", &[], Some(Duration::from_millis(500)));
+        assert!(matches!(&out, Err(DriverError::Timeout(m)) if m.contains("hangs did not finish")), "{out:?}");
+        assert!(began.elapsed() < Duration::from_secs(10), "it waited for the sleep");
+        let quick = output_within(Path::new("/bin"), user, "true", &[], Some(Duration::from_secs(10)));
+        assert!(quick.is_ok_and(|o| o.status.success()));
+    }
+
     #[test]
     fn lsn_parsing() {
         assert_eq!(super::parse_lsn("0/3000028"), Some(0x3000028));
