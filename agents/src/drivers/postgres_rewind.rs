@@ -22,35 +22,65 @@ pub fn rewind(l: &PgLocal, source: &str, member: &str) -> Result<String, DriverE
     let data = l.data_dir.display().to_string();
     let saved = save_newest_wal(l)?;
     // Both pg_rewind and a base backup copy the source's configuration files over this
-    // member's own (its port, its paths): they are kept and put back.
+    // member's own (its port, its paths): they are kept and put back. Kept on disk, beside the
+    // data directory: an agent killed between the copy and the restore left the source's
+    // files in place for good, and the next attempt kept those (chaos seed 34: dc's server
+    // then tried to listen on ndc's address and never started).
     let config = ConfigFiles::keep(&l.data_dir)?;
     let result = rewind_or_copy(l, &data, source, member, &saved);
     config.restore(&l.data_dir)?;
     result
 }
 
-/// This member's own configuration files, as they were before a rewind.
-struct ConfigFiles(Vec<(&'static str, Vec<u8>)>);
+/// This member's own configuration files, as they were before a rewind, and where they are kept
+/// until they are back in place (`<data_dir>.triad-config/`).
+struct ConfigFiles {
+    files: Vec<(&'static str, Vec<u8>)>,
+    kept: PathBuf,
+}
 
 impl ConfigFiles {
     const NAMES: [&'static str; 4] = ["postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf"];
 
+    /// The files as they are now, unless a copy kept by an attempt that did not finish exists:
+    /// then that copy, which is this member's own.
     fn keep(data: &Path) -> Result<Self, DriverError> {
+        let kept = data.with_extension("triad-config");
+        let complete = kept.join("complete");
+        let from = if complete.exists() { kept.clone() } else { data.to_path_buf() };
         let mut files = Vec::new();
         for name in Self::NAMES {
-            match std::fs::read(data.join(name)) {
+            match std::fs::read(from.join(name)) {
                 Ok(bytes) => files.push((name, bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(DriverError::File(format!("keeping {name}: {e}"))),
             }
         }
-        Ok(ConfigFiles(files))
+        if !complete.exists() {
+            let file =
+                |e: std::io::Error| DriverError::File(format!("keeping the configuration in {}: {e}", kept.display()));
+            std::fs::create_dir_all(&kept).map_err(file)?;
+            for (name, bytes) in &files {
+                std::fs::write(kept.join(name), bytes).map_err(file)?;
+            }
+            // Written last, and each file synced before it counts: a copy without it is ignored.
+            for (name, _) in &files {
+                std::fs::File::open(kept.join(name)).and_then(|f| f.sync_all()).map_err(file)?;
+            }
+            std::fs::write(&complete, "").map_err(file)?;
+            std::fs::File::open(&kept).and_then(|d| d.sync_all()).map_err(file)?;
+        }
+        Ok(ConfigFiles { files, kept })
     }
 
-    /// Writes them back in place (rewriting keeps each file's owner and mode).
+    /// Writes them back in place (rewriting keeps each file's owner and mode), then lets the
+    /// kept copy go.
     fn restore(&self, data: &Path) -> Result<(), DriverError> {
-        for (name, bytes) in &self.0 {
+        for (name, bytes) in &self.files {
             std::fs::write(data.join(name), bytes).map_err(|e| DriverError::File(format!("restoring {name}: {e}")))?;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.kept) {
+            tracing::warn!("removing {}: {e}", self.kept.display());
         }
         Ok(())
     }
@@ -173,6 +203,30 @@ fn base_backup(l: &PgLocal, source: &str) -> Result<(), DriverError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewind_cut_short_leaves_the_members_own_configuration_to_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'dc'\n").unwrap();
+        std::fs::write(data.join("pg_hba.conf"), "dc's hba\n").unwrap();
+        // An attempt keeps the files, the copy overwrites them with the source's, and the agent
+        // dies before restoring them.
+        let first = ConfigFiles::keep(&data).unwrap();
+        std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'ndc'\n").unwrap();
+        drop(first);
+        // The next attempt keeps this member's own, not what it finds.
+        let second = ConfigFiles::keep(&data).unwrap();
+        second.restore(&data).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("postgresql.conf")).unwrap(), "listen_addresses = 'dc'\n");
+        assert!(!data.with_extension("triad-config").exists(), "the kept copy goes once restored");
+        // And a later rewind keeps what is there then.
+        std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'dc2'\n").unwrap();
+        let third = ConfigFiles::keep(&data).unwrap();
+        third.restore(&data).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("postgresql.conf")).unwrap(), "listen_addresses = 'dc2'\n");
+    }
 
     #[test]
     fn reads_padded_waldump_fields() {

@@ -147,6 +147,11 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 // A new primary opens for writes only under a lease at its epoch; the leader
                 // grants one only after a quorum confirmed it still leads and the epoch holds.
                 wait_for_lease(&p, cmd.epoch, "promoting").await?;
+                // The target state naming this member primary at the epoch comes with that
+                // lease, but the stream hands the lease over just before the target: the
+                // opener's check must not read the target a moment early (seen in CI: "epoch 2
+                // is no longer current (persisted Some(2), target Some((1, standby)))").
+                wait_for_target(&p, cmd.epoch).await?;
                 let leased = started.elapsed().as_millis();
                 // The opener checks the lease and the epoch again and arms the watchdog first.
                 let opener = p.opener(driver.clone());
@@ -219,6 +224,19 @@ async fn wait_for_lease(p: &LinkParams, epoch: u64, doing: &'static str) -> std:
     while !holds_lease(p, epoch) {
         if Instant::now() > deadline {
             return Err(CommandError::NoLease { epoch, doing });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Waits (a few seconds at most) until the accepted target state is at `epoch` or newer; the
+/// opener then judges whether it still makes this member the primary.
+async fn wait_for_target(p: &LinkParams, epoch: u64) -> std::result::Result<(), CommandError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.target.current().is_none_or(|t| t.epoch < epoch) {
+        if Instant::now() > deadline {
+            return Err(CommandError::Refused(format!("no target state at epoch {epoch} within 5 s; not promoting")));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

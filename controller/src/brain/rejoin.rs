@@ -85,7 +85,32 @@ pub async fn run(
         super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
-    let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT).await;
+    let call = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT);
+    // A rejoin holds the cluster's workflow key; if the primary it copies from goes down
+    // meanwhile, whatever must replace or restart the primary waits behind it, for as long as
+    // the rewind takes to fail (chaos seeds 32 and 36: the primary died during a rejoin, and the
+    // cluster stayed unwritable). So the leader stops waiting then; the agent's rewind, which
+    // can no longer succeed, ends on its own (its programs are bounded, `postgres_ctl.rs`).
+    let primary_agent = c.members.get(&primary).map(|m| m.agent.clone()).unwrap_or_default();
+    let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    let primary_down = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let named = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary);
+            let report = ctx.obs.fresh_db(&primary_agent, fresh);
+            if named.as_deref() != Some(primary.as_str()) || report.is_some_and(|d| !d.up && d.stopped) {
+                return;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = call => r,
+        () = primary_down => {
+            let outcome = format!("abandoned: `{primary}` went down (or is no longer the primary) during the rejoin");
+            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+            return Ok(outcome);
+        }
+    };
     let outcome = match result {
         Ok(r) => {
             let note = if r.detail.is_empty() { "started as a standby".to_string() } else { r.detail };
