@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::slow_disk::{self, SlowDisk};
-use crate::workload::{kill_postgres, Frozen, Workload};
+use crate::workload::{accepts_writes, kill_postgres, Frozen, Workload};
 use crate::{bin, wait_for, Deployment, Paused};
 
 /// The sites, in the order of the deployment's plan.
@@ -340,18 +340,8 @@ async fn converged(d: &Deployment, conninfos: &[String]) -> Option<String> {
     }
     let mut writable = Vec::new();
     for (site, ci) in SITES.iter().zip(conninfos) {
-        let connect = tokio_postgres::connect(ci, tokio_postgres::NoTls);
-        let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_millis(500), connect).await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let ask = client.query_one("SELECT NOT pg_is_in_recovery()", &[]);
-        if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
-            if row.get::<_, bool>(0) {
-                writable.push(*site);
-            }
+        if accepts_writes(ci).await {
+            writable.push(*site);
         }
     }
     (writable == [c.primary.as_str()]).then(|| c.primary.clone())

@@ -88,26 +88,28 @@ pub async fn checker(conninfos: Vec<String>, stop: Arc<AtomicBool>) -> usize {
     while !stop.load(Ordering::Relaxed) {
         let mut writable = 0;
         for ci in &conninfos {
-            let Ok(Ok((client, conn))) =
-                tokio::time::timeout(Duration::from_millis(500), tokio_postgres::connect(ci, tokio_postgres::NoTls))
-                    .await
-            else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let ask = client.query_one("SELECT NOT pg_is_in_recovery()", &[]);
-            if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
-                if row.get::<_, bool>(0) {
-                    writable += 1;
-                }
+            if accepts_writes(ci).await {
+                writable += 1;
             }
         }
         worst = worst.max(writable);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worst
+}
+
+/// Whether the server at `conninfo` answers, within 500 ms each for the connection and the
+/// question, that it is not in recovery (a primary: it would accept writes).
+pub async fn accepts_writes(conninfo: &str) -> bool {
+    let connect = tokio_postgres::connect(conninfo, tokio_postgres::NoTls);
+    let Ok(Ok((client, conn))) = tokio::time::timeout(Duration::from_millis(500), connect).await else {
+        return false;
+    };
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let ask = client.query_one("SELECT NOT pg_is_in_recovery()", &[]);
+    matches!(tokio::time::timeout(Duration::from_millis(500), ask).await, Ok(Ok(row)) if row.get::<_, bool>(0))
 }
 
 /// What a [`single_writer`] saw.
