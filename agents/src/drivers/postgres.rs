@@ -342,6 +342,9 @@ impl DatabaseDriver for PostgresDriver {
             .await
             .map_err(|e| DriverError::Database(format!("CHECKPOINT on the new primary: {e}")))?;
         blocking(move || {
+            if super::postgres_rewind::restore_kept_config(&l.data_dir)? {
+                tracing::warn!(member = %member, "restored this member's configuration, kept by a rejoin that did not finish");
+            }
             // A member that was a primary (stopped, or crashed as one) may hold WAL the new
             // primary never had, so it is rewound first. A standby.signal left by an earlier attempt would make pg_rewind's single-user
             // recovery refuse to run; it is written again below.

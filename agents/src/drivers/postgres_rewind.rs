@@ -32,6 +32,18 @@ pub fn rewind(l: &PgLocal, source: &str, member: &str) -> Result<String, DriverE
     result
 }
 
+/// Puts back this member's own configuration files if an earlier rewind kept them and did not
+/// finish (its agent died): whatever the next attempt decides, the source's files must not
+/// stay (chaos seed 34, again: the next attempt found the directory "shut down in recovery",
+/// had nothing to rewind, and started with ndc's files). True when it restored them.
+pub fn restore_kept_config(data: &Path) -> Result<bool, DriverError> {
+    if !data.with_extension("triad-config").join("complete").exists() {
+        return Ok(false);
+    }
+    ConfigFiles::keep(data)?.restore(data)?;
+    Ok(true)
+}
+
 /// This member's own configuration files, as they were before a rewind, and where they are kept
 /// until they are back in place (`<data_dir>.triad-config/`).
 struct ConfigFiles {
@@ -216,11 +228,18 @@ mod tests {
         let first = ConfigFiles::keep(&data).unwrap();
         std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'ndc'\n").unwrap();
         drop(first);
-        // The next attempt keeps this member's own, not what it finds.
+        // The next attempt puts this member's own back first, whatever it decides then.
+        assert!(restore_kept_config(&data).unwrap());
+        assert_eq!(std::fs::read_to_string(data.join("postgresql.conf")).unwrap(), "listen_addresses = 'dc'\n");
+        assert!(!data.with_extension("triad-config").exists(), "the kept copy goes once restored");
+        assert!(!restore_kept_config(&data).unwrap(), "nothing kept: nothing to do");
+        // And a rewind keeps this member's own, not what it finds, when a copy was kept.
+        let kept = ConfigFiles::keep(&data).unwrap();
+        std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'ndc'\n").unwrap();
+        drop(kept);
         let second = ConfigFiles::keep(&data).unwrap();
         second.restore(&data).unwrap();
         assert_eq!(std::fs::read_to_string(data.join("postgresql.conf")).unwrap(), "listen_addresses = 'dc'\n");
-        assert!(!data.with_extension("triad-config").exists(), "the kept copy goes once restored");
         // And a later rewind keeps what is there then.
         std::fs::write(data.join("postgresql.conf"), "listen_addresses = 'dc2'\n").unwrap();
         let third = ConfigFiles::keep(&data).unwrap();
