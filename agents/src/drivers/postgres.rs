@@ -78,11 +78,7 @@ impl PostgresDriver {
     /// the server does not answer.
     async fn running_role(&self) -> Result<Option<bool>, DriverError> {
         let Ok(client) = connect(&self.conninfo).await else { return Ok(None) };
-        let row = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| DriverError::Database(e.to_string()))?;
-        Ok(Some(row.get(0)))
+        Ok(Some(in_recovery(&client).await?))
     }
 
     fn local(&self) -> Result<PgLocal, DriverError> {
@@ -264,13 +260,9 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), DriverError> {
         let sync = sync_value(synchronous)?;
-        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+        let client = connect_member(&self.conninfo).await?;
         // Idempotent: a member already out of recovery has nothing left to do.
-        let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| DriverError::Database(e.to_string()))?
-            .get(0);
+        let in_recovery: bool = in_recovery(&client).await?;
         if !in_recovery {
             return Ok(());
         }
@@ -294,7 +286,7 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), DriverError> {
         // One connection and one light query per look, rather than a whole observation.
-        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+        let client = connect_member(&self.conninfo).await?;
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let row = client
@@ -379,17 +371,13 @@ impl DatabaseDriver for PostgresDriver {
 
     async fn set_synchronous(&self, names: &[String]) -> Result<(), DriverError> {
         let value = sync_value(names)?;
-        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+        let client = connect_member(&self.conninfo).await?;
         set_sync_names(&client, &value).await
     }
 
     async fn follow(&self, primary_conninfo: &str) -> Result<(), DriverError> {
-        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
-        let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| DriverError::Database(e.to_string()))?
-            .get(0);
+        let client = connect_member(&self.conninfo).await?;
+        let in_recovery: bool = in_recovery(&client).await?;
         if !in_recovery {
             return Err(DriverError::Refused(format!(
                 "{} is running as a primary; refusing to make it follow another",
@@ -442,12 +430,8 @@ impl DatabaseDriver for PostgresDriver {
     }
 
     async fn open_started(&self, deadline: std::time::Instant) -> Result<(), DriverError> {
-        let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
-        let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| DriverError::Database(e.to_string()))?
-            .get(0);
+        let client = connect_member(&self.conninfo).await?;
+        let in_recovery: bool = in_recovery(&client).await?;
         if !in_recovery {
             return Ok(());
         }
@@ -473,7 +457,7 @@ impl DatabaseDriver for PostgresDriver {
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&self.conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))?;
+            let client = connect_member(&self.conninfo).await?;
             client
                 .batch_execute(CANARY_DDL)
                 .await
@@ -490,6 +474,17 @@ impl DatabaseDriver for PostgresDriver {
         }
         Ok(())
     }
+}
+
+/// [`connect`], its error saying it was the connection that failed.
+async fn connect_member(conninfo: &str) -> Result<Client, DriverError> {
+    connect(conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))
+}
+
+/// Whether the server `client` is connected to is in recovery (a standby).
+async fn in_recovery(client: &Client) -> Result<bool, DriverError> {
+    let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await;
+    Ok(row.map_err(|e| DriverError::Database(e.to_string()))?.get(0))
 }
 
 /// Runs blocking work (child processes, file edits) off the async threads.
