@@ -274,7 +274,14 @@ async fn release_lease(p: &LinkParams, driver: &dyn crate::drivers::DatabaseDriv
     if obs.up || !obs.stopped {
         return Err(CommandError::Refused("the server is not confirmed stopped: the lease is kept".into()));
     }
-    p.lease.release(epoch);
+    // Fail closed: in memory the lease is given up either way (nothing starts under it), but
+    // the failover may skip its wait only if a restart of this agent cannot revive it.
+    if !p.lease.release(epoch) {
+        return Err(CommandError::Refused(
+            "the lease release could not be written to the state directory: the failover must wait the lease out"
+                .into(),
+        ));
+    }
     tracing::warn!(epoch, "the server is stopped and its lease released to a failover");
     Ok((obs.final_lsn, format!("stopped; the lease at epoch {epoch} is released")))
 }

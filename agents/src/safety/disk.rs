@@ -29,6 +29,8 @@ struct Slot {
     newest: Option<(u64, String)>,
     /// The number of the newest state in the file.
     written: u64,
+    /// The number of the newest state the writer tried to write, in the file or not.
+    attempted: u64,
     /// The lease is gone: the thread ends.
     closed: bool,
 }
@@ -75,13 +77,15 @@ impl LeaseFile {
         self.shared.changed.notify_all();
     }
 
-    /// Waits until state `number`, or a newer one, is in the file (or the writer is gone).
-    pub fn wait_written(&self, number: u64) {
+    /// Waits until the writer has tried state `number` (or a newer one), or is gone; true only
+    /// when it, or a newer one, is in the file.
+    pub fn wait_written(&self, number: u64) -> bool {
         blocking(|| {
             let mut slot = self.shared.slot.lock().expect("lease file lock poisoned");
-            while slot.written < number && !slot.closed {
+            while slot.attempted < number && !slot.closed {
                 slot = self.shared.changed.wait(slot).expect("lease file lock poisoned");
             }
+            slot.written >= number
         })
     }
 }
@@ -115,11 +119,15 @@ fn write_forever(shared: &Shared) {
                 slot = shared.changed.wait(slot).expect("lease file lock poisoned");
             }
         };
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &shared.path)) {
+        let done = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &shared.path));
+        if let Err(e) = &done {
             tracing::warn!("cannot record the lease in {}: {e}", shared.path.display());
         }
         let mut slot = shared.slot.lock().expect("lease file lock poisoned");
-        slot.written = slot.written.max(number);
+        slot.attempted = slot.attempted.max(number);
+        if done.is_ok() {
+            slot.written = slot.written.max(number);
+        }
         shared.changed.notify_all();
     }
 }

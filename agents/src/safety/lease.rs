@@ -179,7 +179,10 @@ impl Lease {
     /// ignored, and the record outlives a restart of the agent. Only a grant for a request sent
     /// from now on (which the leader refuses while it fails over) lets this member start again.
     /// The caller holds the start gate and has seen the server stopped.
-    pub fn release(&self, epoch: u64) {
+    /// True once the release is in the lease file; false when it could not be written (the
+    /// caller must then not answer that the lease is released: a restarted agent would read the
+    /// lease it held before).
+    pub fn release(&self, epoch: u64) -> bool {
         let mut st = self.state.lock().expect("lease lock poisoned");
         st.epoch = st.epoch.max(epoch);
         st.armed = true;
@@ -189,7 +192,7 @@ impl Lease {
         (st.released_epoch, st.released_at_boot_ms) = (epoch, boot_ms());
         // In the file before it is answered: it must outlive a restart of the agent.
         let number = self.persist(st);
-        self.file.wait_written(number);
+        self.file.wait_written(number)
     }
 
     /// A grant at `epoch` for `period_ms` from `sent_boot_ms`, when the request left this agent.
@@ -348,9 +351,20 @@ mod tests {
         // The disk answers: the newest state reaches the file.
         let drained = std::thread::spawn(move || std::fs::read(&tmp).unwrap());
         drained.join().unwrap();
-        l.release(1);
+        assert!(l.release(1), "the release is in the file");
         let text = std::fs::read_to_string(dir.path().join("lease")).unwrap();
         assert!(text.contains("epoch 1\nuntil 0\n"), "a release is in the file once answered: {text}");
+    }
+
+    #[test]
+    fn a_release_that_cannot_be_written_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // The temporary file cannot be made: it is a directory.
+        std::fs::create_dir(dir.path().join("lease.tmp")).unwrap();
+        let l = Lease::open(dir.path(), true);
+        l.granted(1, boot_ms(), 60_000);
+        assert!(!l.release(1), "a release not in the file is not reported as done");
+        assert_eq!(l.snapshot().remaining_ms(1, boot_ms()), -1, "in memory the lease is given up all the same");
     }
 
     #[test]
@@ -425,7 +439,7 @@ mod tests {
         l.granted(4, before, 60_000);
         // A grant answering an earlier request, still in flight, may arrive after the release.
         let in_flight = boot_ms();
-        l.release(4);
+        assert!(l.release(4));
         let st = l.snapshot();
         assert_eq!(st.remaining_ms(4, boot_ms()), -1, "nothing held is counted any more");
         l.granted(4, in_flight, 60_000);
