@@ -69,3 +69,68 @@ impl Ctx {
         (id, addr)
     }
 }
+
+#[cfg(test)]
+impl Ctx {
+    /// A controller for unit tests, after kube-rs's `Context::test()`: the deployment of
+    /// `deploy/controller.example.toml` (sites `dc`, `ndc`, `dr`; cluster `customs`) with this
+    /// controller as its only voter, so that it leads at once. Its Raft log and state machine are
+    /// the real ones, on RocksDB in a temporary directory (kept alive by the returned guard);
+    /// nothing listens on the network. `tune` adjusts the configuration first. The brain is not
+    /// started: `brain::sim::SimCluster` starts it beside simulated agents.
+    pub(crate) async fn test(tune: impl FnOnce(&mut ControllerConfig)) -> (std::sync::Arc<Ctx>, tempfile::TempDir) {
+        use std::collections::BTreeMap;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cfg: ControllerConfig =
+            toml::from_str(include_str!("../../deploy/controller.example.toml")).expect("the example configuration");
+        cfg.data_dir = dir.path().to_path_buf();
+        // Never dialled: a single voter has no peer to reach.
+        cfg.grpc_addr = "127.0.0.1:1".into();
+        cfg.peers.truncate(1);
+        cfg.peers[0].grpc_addr = cfg.grpc_addr.clone();
+        tune(&mut cfg);
+
+        let db = crate::raft::open_db(&cfg.data_dir.join("raft")).expect("the store");
+        let metrics = Arc::new(Metrics::new());
+        let log_store = crate::raft::LogStore::new(db.clone());
+        let sm = crate::raft::StateMachineStore::open(
+            db.clone(),
+            &cfg.data_dir.join("snapshots"),
+            metrics.apply_seconds.clone(),
+        )
+        .expect("the state machine");
+        let state = sm.shared();
+        let net = PeerNetwork::new(tonic::transport::ClientTlsConfig::new());
+        let raft_config = crate::raft_config(&cfg).expect("the Raft configuration");
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), net.clone(), log_store, sm).await.expect("Raft");
+        let members = BTreeMap::from([(cfg.id, openraft::BasicNode::new(&cfg.grpc_addr))]);
+        raft.initialize(members).await.expect("initialising a single-voter cluster");
+        raft.wait(Some(Duration::from_secs(10)))
+            .state(ServerState::Leader, "the only voter leads")
+            .await
+            .expect("the only voter leads");
+        let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+        let (restart, _) = tokio::sync::watch::channel(false);
+        let ctx = Ctx {
+            id: cfg.id,
+            cfg,
+            raft,
+            state,
+            db,
+            proposer,
+            net,
+            obs: Default::default(),
+            bus: Default::default(),
+            running: Default::default(),
+            leases: Default::default(),
+            metrics,
+            restart,
+            leaderless_since: Default::default(),
+            refusals: Default::default(),
+            continuity: crate::brain::continuity::Continuity::new(None),
+        };
+        (Arc::new(ctx), dir)
+    }
+}

@@ -64,19 +64,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), metrics.apply_seconds.clone())?;
     let state = sm.shared();
     let net = PeerNetwork::new(tls.client());
-    let raft_config = openraft::Config {
-        cluster_name: "triad".into(),
-        heartbeat_interval: cfg.raft.heartbeat_interval_ms,
-        election_timeout_min: cfg.raft.election_timeout_min_ms,
-        election_timeout_max: cfg.raft.election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every_entries),
-        // Keep some log behind each snapshot so a briefly lagging follower catches up from the log.
-        max_in_snapshot_log_to_keep: cfg.raft.snapshot_every_entries.min(1000),
-        max_payload_entries: 64,
-        ..Default::default()
-    }
-    .validate()
-    .map_err(|e| Error::Raft(e.to_string()))?;
+    let raft_config = raft_config(&cfg)?;
     let raft = Raft::new(cfg.id, Arc::new(raft_config), net.clone(), log_store, sm)
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
@@ -142,6 +130,23 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         }
     }
     Ok(exit)
+}
+
+/// openraft's configuration from the controller's.
+pub(crate) fn raft_config(cfg: &ControllerConfig) -> Result<openraft::Config> {
+    openraft::Config {
+        cluster_name: "triad".into(),
+        heartbeat_interval: cfg.raft.heartbeat_interval_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every_entries),
+        // Keep some log behind each snapshot so a briefly lagging follower catches up from the log.
+        max_in_snapshot_log_to_keep: cfg.raft.snapshot_every_entries.min(1000),
+        max_payload_entries: 64,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::Raft(e.to_string()))
 }
 
 /// Opens the store, waiting a little for a lock a previous run in this process (a restart for a

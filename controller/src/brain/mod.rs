@@ -18,6 +18,8 @@ mod rejoin;
 mod requests;
 mod restart;
 mod rollback;
+#[cfg(test)]
+pub(crate) mod sim;
 pub mod switchover;
 pub mod synchronous;
 mod topology;

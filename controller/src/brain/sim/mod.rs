@@ -1,0 +1,351 @@
+//! A simulated cluster for the brain's unit tests, after kube-rs's `Context::test()`: the real
+//! brain on a controller that is its own single voter (`Ctx::test`: the real Raft log and state
+//! machine on RocksDB), and beside it one simulated agent per member of `customs`. Each agent
+//! opens a stream on the command bus, carries out the commands it is sent as `triad-agent` does
+//! (epoch-checked, idempotent; `agent.rs`) and reports its member every tick as a heartbeat does.
+//! Replication is instantaneous: a running standby whose upstream runs holds what it holds.
+//!
+//! A test sets faults on the members (an agent cut off, a server crashed, a start that fails, a
+//! command refused) and waits, with a deadline, for what the brain should make of them. The
+//! workflows run unchanged, with their real step timeouts, so a test lasts seconds, not minutes.
+
+mod agent;
+mod tests;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use triad_proto::conninfo::same_server;
+use triad_proto::v1::{DbStatus, ReplicaStatus};
+
+use crate::config::ControllerConfig;
+use crate::context::{now_ms, Ctx};
+use crate::state::DbCluster;
+
+/// The simulated cluster's name, as in the example configuration.
+pub(crate) const CLUSTER: &str = "customs";
+
+/// How often the simulated servers replicate and the agents report.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What a simulated server runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimRole {
+    Primary,
+    Standby,
+}
+
+/// One member: its server and what its agent knows.
+#[derive(Debug, Clone)]
+pub(crate) struct SimMember {
+    pub name: String,
+    pub agent: String,
+    /// How the other members reach it for replication.
+    pub endpoint: String,
+    pub running: bool,
+    pub role: SimRole,
+    /// Its WAL position.
+    pub lsn: u64,
+    /// A standby's `primary_conninfo`.
+    pub upstream: String,
+    /// A standby's WAL receiver streams from a running upstream.
+    pub streaming: bool,
+    /// A primary's `synchronous_standby_names`.
+    pub synchronous: Vec<String>,
+    /// The highest epoch its agent persisted.
+    pub epoch: u64,
+    /// Its agent has a stream to the controller and reports.
+    pub linked: bool,
+    /// The newest canary row this member holds: (sequence, epoch, member that wrote it).
+    pub canary: (u64, u64, String),
+    /// Why its agent's fence stopped it, while it has not run since.
+    pub fenced: Option<String>,
+    /// Starting its server (restart, rejoin) fails, as with a broken configuration.
+    pub cannot_start: bool,
+    /// Command kinds its agent answers with a failure.
+    pub refuses: HashSet<&'static str>,
+    /// Every command kind its agent was sent, in order.
+    pub received: Vec<&'static str>,
+}
+
+impl SimMember {
+    fn new(name: &str, role: SimRole, upstream: &str) -> Self {
+        SimMember {
+            name: name.into(),
+            agent: format!("agent-{name}"),
+            endpoint: endpoint(name),
+            running: true,
+            role,
+            lsn: 0x0100_0000,
+            upstream: upstream.into(),
+            streaming: role == SimRole::Standby,
+            synchronous: Vec::new(),
+            epoch: 0,
+            linked: true,
+            canary: (0, 0, String::new()),
+            fenced: None,
+            cannot_start: false,
+            refuses: HashSet::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// True while it accepts writes.
+    pub fn writable(&self) -> bool {
+        self.running && self.role == SimRole::Primary
+    }
+
+    /// True while it is a running standby streaming from `primary`'s server.
+    pub fn streams_from(&self, primary: &SimMember) -> bool {
+        self.running
+            && self.role == SimRole::Standby
+            && self.streaming
+            && same_server(&self.upstream, &primary.endpoint)
+    }
+}
+
+/// Where member `name` listens for replication.
+pub(crate) fn endpoint(name: &str) -> String {
+    format!("host=sim-{name} port=5432")
+}
+
+/// The three members' servers.
+#[derive(Debug, Default)]
+pub(crate) struct World {
+    pub members: BTreeMap<String, SimMember>,
+    /// Every tick at which more than one member accepted writes, as the names of those members.
+    pub split_brains: Vec<Vec<String>>,
+}
+
+impl World {
+    /// The demo's topology: `dc` primary with `ndc` synchronous, `dr` asynchronous.
+    fn demo() -> Self {
+        let mut dc = SimMember::new("dc", SimRole::Primary, "");
+        dc.synchronous = vec!["ndc".into()];
+        let members = [
+            dc,
+            SimMember::new("ndc", SimRole::Standby, &endpoint("dc")),
+            SimMember::new("dr", SimRole::Standby, &endpoint("dc")),
+        ];
+        World { members: members.into_iter().map(|m| (m.name.clone(), m)).collect(), split_brains: Vec::new() }
+    }
+
+    /// One tick of writes and replication: every running primary writes (its canary among
+    /// them); a running standby takes what its upstream holds, when that runs and is not behind
+    /// it (a standby ahead of its upstream has diverged and cannot stream from it). Twice, so
+    /// that a cascaded standby keeps up within a tick.
+    fn replicate(&mut self) {
+        let writable: Vec<String> = self.members.values().filter(|m| m.writable()).map(|m| m.name.clone()).collect();
+        if writable.len() > 1 {
+            self.split_brains.push(writable);
+        }
+        for m in self.members.values_mut().filter(|m| m.running) {
+            m.fenced = None;
+        }
+        for m in self.members.values_mut().filter(|m| m.writable()) {
+            m.lsn += 0x100;
+            m.canary = (m.canary.0 + 1, m.epoch, m.name.clone());
+        }
+        for _ in 0..2 {
+            let servers: Vec<SimMember> = self.members.values().cloned().collect();
+            for m in self.members.values_mut().filter(|m| m.running && m.role == SimRole::Standby) {
+                let up =
+                    servers.iter().find(|u| u.running && u.name != m.name && same_server(&m.upstream, &u.endpoint));
+                m.streaming = up.is_some_and(|u| u.lsn >= m.lsn);
+                if let Some(u) = up.filter(|_| m.streaming) {
+                    (m.lsn, m.canary) = (u.lsn, u.canary.clone());
+                }
+            }
+        }
+    }
+
+    /// What `name`'s agent reports in its heartbeat.
+    fn report(&self, name: &str) -> DbStatus {
+        let m = &self.members[name];
+        let replicas = self
+            .members
+            .values()
+            .filter(|r| m.writable() && r.streams_from(m))
+            .map(|r| ReplicaStatus {
+                name: r.name.clone(),
+                state: "streaming".into(),
+                sync_state: if m.synchronous.contains(&r.name) { "sync" } else { "async" }.into(),
+                flush_lag_bytes: m.lsn.saturating_sub(r.lsn) as i64,
+                replay_lag_bytes: m.lsn.saturating_sub(r.lsn) as i64,
+                replay_lag_seconds: 0.0,
+            })
+            .collect();
+        let role = match (m.running, m.role) {
+            (false, _) => "down",
+            (true, SimRole::Primary) => "primary",
+            (true, SimRole::Standby) => "standby",
+        };
+        DbStatus {
+            cluster: CLUSTER.into(),
+            member: m.name.clone(),
+            driver: "simulated".into(),
+            up: m.running,
+            role: role.into(),
+            timeline: 1,
+            wal_lsn: m.lsn,
+            receive_lsn: m.lsn,
+            replay_lsn: m.lsn,
+            replay_delay_seconds: 0.0,
+            replicas,
+            observed_ms: now_ms(),
+            agent_epoch: m.epoch,
+            canary_seq: m.canary.0,
+            canary_epoch: m.canary.1,
+            canary_origin: m.canary.2.clone(),
+            canary_age_seconds: if m.canary.0 > 0 { 0.0 } else { -1.0 },
+            endpoint: m.endpoint.clone(),
+            upstream: if m.role == SimRole::Standby { m.upstream.clone() } else { String::new() },
+            receiver_streaming: m.running && m.role == SimRole::Standby && m.streaming,
+            stopped: !m.running,
+            stopped_by_fence: !m.running && m.fenced.is_some(),
+            fenced_reason: m.fenced.clone().unwrap_or_default(),
+            final_lsn: if !m.running && m.role == SimRole::Primary { m.lsn } else { 0 },
+            configured_standby: m.role == SimRole::Standby,
+            lease_remaining_ms: -1,
+            ..Default::default()
+        }
+    }
+}
+
+/// The simulated cluster and the brain leading it. Dropping it stops its tasks.
+pub(crate) struct SimCluster {
+    pub ctx: Arc<Ctx>,
+    world: Arc<Mutex<World>>,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl SimCluster {
+    /// The demo's topology with the brain leading it; `tune` adjusts the controller's
+    /// configuration. Returns once the brain adopted the cluster at epoch 1 with `dc` primary.
+    pub async fn start(tune: impl FnOnce(&mut ControllerConfig)) -> Self {
+        let (ctx, dir) = Ctx::test(tune).await;
+        let world = Arc::new(Mutex::new(World::demo()));
+        let mut tasks = Vec::new();
+        let members: Vec<String> = world.lock().expect("world lock").members.keys().cloned().collect();
+        for name in members {
+            tasks.push(tokio::spawn(agent::run(ctx.clone(), world.clone(), name)));
+        }
+        tasks.push(tokio::spawn(report(ctx.clone(), world.clone())));
+        tasks.push(tokio::spawn(super::run(ctx.clone())));
+        let sim = SimCluster { ctx, world, tasks, _dir: dir };
+        sim.wait_until(
+            "the cluster is adopted at epoch 1 with dc primary and ndc synchronous",
+            Duration::from_secs(20),
+            |c, _| c.epoch == 1 && c.primary.as_deref() == Some("dc") && names(&c.synchronous) == ["ndc"],
+        )
+        .await;
+        sim
+    }
+
+    /// A copy of member `name`.
+    pub fn member(&self, name: &str) -> SimMember {
+        self.world.lock().expect("world lock").members[name].clone()
+    }
+
+    /// Changes member `name` (a fault, or a repair).
+    pub fn set(&self, name: &str, change: impl FnOnce(&mut SimMember)) {
+        change(self.world.lock().expect("world lock").members.get_mut(name).expect("a member of the simulation"))
+    }
+
+    /// The members that accept writes.
+    pub fn writable(&self) -> Vec<String> {
+        self.world
+            .lock()
+            .expect("world lock")
+            .members
+            .values()
+            .filter(|m| m.writable())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Panics if two members ever accepted writes at the same tick.
+    pub fn assert_never_two_writable(&self) {
+        let seen = self.world.lock().expect("world lock").split_brains.clone();
+        assert!(seen.is_empty(), "two members accepted writes at once: {seen:?}");
+    }
+
+    /// The cluster as the replicated state has it.
+    pub fn cluster(&self) -> DbCluster {
+        self.seeded_cluster().expect("the state is seeded")
+    }
+
+    /// The cluster, once the brain has seeded the state.
+    fn seeded_cluster(&self) -> Option<DbCluster> {
+        self.ctx.state.read().expect("state lock").state.clusters.get(CLUSTER).cloned()
+    }
+
+    /// The outcomes of the cluster's finished workflows, oldest first, as `kind: outcome`.
+    pub fn outcomes(&self) -> Vec<String> {
+        let g = self.ctx.state.read().expect("state lock");
+        g.state
+            .workflows
+            .values()
+            .filter_map(|w| w.finished.as_ref().map(|(_, o)| format!("{}: {o}", w.kind.as_str())))
+            .collect()
+    }
+
+    /// Waits up to `within` until `done` holds of the replicated cluster and the servers; panics
+    /// with `what`, the cluster and the workflows' outcomes when it does not.
+    pub async fn wait_until(&self, what: &str, within: Duration, done: impl Fn(&DbCluster, &World) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.seeded_cluster();
+            if c.as_ref().is_some_and(|c| done(c, &self.world.lock().expect("world lock"))) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                // Formatted before panicking, so that the world's lock is not poisoned for the
+                // simulated agents still running.
+                let servers = format!("{:#?}", self.world.lock().expect("world lock").members);
+                panic!(
+                    "not within {within:?}: {what}\ncluster: {c:#?}\nworkflows: {:#?}\nservers: {servers}",
+                    self.outcomes()
+                );
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+}
+
+/// The names in a set of members, for comparisons.
+pub(crate) fn names(set: &std::collections::BTreeSet<String>) -> Vec<&str> {
+    set.iter().map(String::as_str).collect()
+}
+
+/// Replicates and reports every tick, for every member whose agent is linked. A linked agent
+/// persists the epoch of its target state, as the real one does on the leader's word.
+async fn report(ctx: Arc<Ctx>, world: Arc<Mutex<World>>) {
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        ticker.tick().await;
+        let epoch = ctx.state.read().expect("state lock").state.clusters.get(CLUSTER).map_or(0, |c| c.epoch);
+        let reports: Vec<(String, DbStatus)> = {
+            let mut w = world.lock().expect("world lock");
+            w.replicate();
+            for m in w.members.values_mut().filter(|m| m.linked) {
+                m.epoch = m.epoch.max(epoch);
+            }
+            w.members.values().filter(|m| m.linked).map(|m| (m.agent.clone(), w.report(&m.name))).collect()
+        };
+        for (agent, db) in reports {
+            ctx.obs.heartbeat(&agent, now_ms(), 0.0, 0, Some(db));
+        }
+    }
+}
