@@ -287,6 +287,9 @@ async fn release_lease(p: &LinkParams, driver: &dyn crate::drivers::DatabaseDriv
 }
 
 #[cfg(test)]
+mod simulated;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use triad_proto::v1::Assignment;
