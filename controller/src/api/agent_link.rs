@@ -216,7 +216,7 @@ impl AgentLinkApi {
                             if let Some(epoch) = hb.lease_epoch {
                                 match lease::grant(&ctx, &name, epoch, arrived).await {
                                     Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
-                                    Err(why) => ack.lease_refused = why,
+                                    Err(why) => ack.lease_refused = why.to_string(),
                                 }
                             }
                             let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(ack)) };

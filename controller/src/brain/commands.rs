@@ -39,13 +39,6 @@ impl CallError {
     }
 }
 
-/// Workflows still speak text for their outcomes.
-impl From<CallError> for String {
-    fn from(e: CallError) -> String {
-        e.to_string()
-    }
-}
-
 /// A command awaiting its result: the stream it went out on (agent, token), and where the
 /// result goes.
 struct Pending {

@@ -18,6 +18,7 @@ use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
 use super::switchover::{command, propose};
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, State};
@@ -85,9 +86,11 @@ pub fn due(
 }
 
 /// Repoints one standby as a recorded workflow; done once its agent reports the new upstream.
-pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> Result<String, String> {
+pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let primary = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary).ok_or("no primary")?;
+    let primary = super::switchover::cluster(&ctx, &cluster)
+        .and_then(|c| c.primary)
+        .ok_or_else(|| WorkflowError::gone("no primary"))?;
     let was = ctx.obs.fresh_db(&agent, FOLLOW_TIMEOUT).map(|d| d.upstream).unwrap_or_default();
     let (wf, c) =
         super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;

@@ -25,6 +25,7 @@ use triad_proto::v1::agent_command;
 use super::detector::judge;
 use super::final_position;
 use super::switchover::{cluster, command, propose};
+use super::{WorkflowError, WorkflowResult};
 use crate::context::{now_ms, Ctx};
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, DbCluster, PRIMARY_LOST};
@@ -49,7 +50,7 @@ const DATA_LOSS_WINDOW: &str = "data-loss-window";
 const AWAIT_VOUCHERS: &str = "await-vouchers";
 
 /// Runs the failover of `name` from its primary to `to`, as `actor`; returns a summary.
-pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> Result<String, String> {
+pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String, why: String) -> WorkflowResult<String> {
     run_with(ctx, actor, name, to, why, None).await
 }
 
@@ -61,10 +62,14 @@ pub async fn run_with(
     to: String,
     why: String,
     manual: Option<Manual>,
-) -> Result<String, String> {
-    let c = cluster(&ctx, &name).ok_or("cluster vanished")?;
-    let from = c.primary.clone().ok_or("no primary recorded")?;
-    let from_agent = c.members.get(&from).map(|m| m.agent.clone()).ok_or("the primary is not a member")?;
+) -> WorkflowResult<String> {
+    let c = cluster(&ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let from = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary recorded"))?;
+    let from_agent = c
+        .members
+        .get(&from)
+        .map(|m| m.agent.clone())
+        .ok_or_else(|| WorkflowError::gone("the primary is not a member"))?;
     let started = Instant::now();
     tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
     let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, WorkflowKind::Failover, &from, &to).await?;
@@ -81,7 +86,7 @@ pub async fn run_with(
     // released its lease with the server stopped (a report that the server is stopped is not
     // enough: it may have been made just before a start under a lease granted earlier).
     let t = Instant::now();
-    let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or("no longer the leader")?;
+    let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or(WorkflowError::NotLeader)?;
     // Outside the synchronous set, the old primary's final position is needed, so only its
     // agent's word will do: a report made after it released its lease, which no start can
     // have overtaken. Its agent gets a few heartbeats to give it even when every lease ended
@@ -105,7 +110,7 @@ pub async fn run_with(
         if by_position && Instant::now() >= confirm_by && !confirmed {
             let outcome = format!("abandoned: {from}'s agent did not confirm its server stopped with a final position");
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-            return Err(outcome);
+            return Err(WorkflowError::Ended(outcome));
         }
         if confirmed || (!by_position && Instant::now() >= ended) {
             let note = if confirmed {
@@ -124,7 +129,7 @@ pub async fn run_with(
         if heard_since(started).is_some_and(|d| d.up && d.role == "primary") {
             let outcome = format!("abandoned: {from} is back as a running primary");
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-            return Err(outcome);
+            return Err(WorkflowError::Ended(outcome));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -133,9 +138,10 @@ pub async fn run_with(
         let released = release.released_at().unwrap_or(recorded);
         match final_position::check_before_epoch(&ctx, &c, (&from, released), (&to, recorded)).await {
             Ok(note) => propose(&ctx, &actor, step(final_position::STEP, note)).await?,
-            Err(outcome) => {
+            Err(e) => {
+                let outcome = e.to_string();
                 propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-                return Err(outcome);
+                return Err(WorkflowError::Ended(outcome));
             }
         };
     }
@@ -155,10 +161,22 @@ pub async fn run_with(
 
 /// The steps after the new epoch: promote, point the other standbys at the new primary, end the
 /// workflow. Also how a new leader completes a failover its predecessor left after the epoch.
-pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> Result<String, String> {
-    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
-    let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
-    let to_agent = c.members.get(&w.to).map(|m| m.agent.clone()).ok_or("the target is not a member")?;
+pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> WorkflowResult<String> {
+    let w = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .workflows
+        .get(&wf)
+        .cloned()
+        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
+    let c = cluster(&ctx, &w.cluster).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let to_agent = c
+        .members
+        .get(&w.to)
+        .map(|m| m.agent.clone())
+        .ok_or_else(|| WorkflowError::gone("the target is not a member"))?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     if let Some(list) = w.steps.iter().find(|s| s.name == AWAIT_VOUCHERS).map(|s| s.note.clone()) {
         let waited = await_vouchers(&ctx, &c, &list).await?;
@@ -169,7 +187,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
             let outcome = format!("failed: {why}; {} was not promoted and no member is writable", w.to);
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
             tracing::error!(cluster = %w.cluster, "failover {outcome}");
-            return Err(outcome);
+            return Err(WorkflowError::Ended(outcome));
         }
         propose(&ctx, &actor, step("final-position-confirmed", format!("{} at epoch {} and stopped", w.from, c.epoch)))
             .await?;
@@ -185,7 +203,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
     let promote = command(&w.cluster, c.epoch, c.epoch_index, order.kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
-    ctx.bus.call(&to_agent, promote, order.wait).await.map_err(|e| format!("promoting {}: {e}", w.to))?;
+    ctx.bus.call(&to_agent, promote, order.wait).await.map_err(WorkflowError::agent(format!("promoting {}", w.to)))?;
     propose(&ctx, &actor, step("promoted", format!("{} at epoch {} in {} ms", w.to, c.epoch, t.elapsed().as_millis())))
         .await?;
     let others = super::switchover::follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;
@@ -212,13 +230,13 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> R
 /// Point 3, for a promote outside the vouch set: every listed voucher's agent reports the new
 /// epoch (so it vouches no more), then P(1+rho)+m passes (so any vouch it gave has ended).
 /// Waits as long as it takes: promoting without it could leave a vouched primary writing.
-async fn await_vouchers(ctx: &Ctx, c: &DbCluster, list: &str) -> Result<String, String> {
+async fn await_vouchers(ctx: &Ctx, c: &DbCluster, list: &str) -> WorkflowResult<String> {
     let t = Instant::now();
     let members: Vec<&str> = list.split(',').filter(|m| !m.is_empty()).collect();
     let mut logged = Instant::now() - Duration::from_secs(60);
     loop {
         if !ctx.is_leader() {
-            return Err("no longer the leader".into());
+            return Err(WorkflowError::NotLeader);
         }
         let behind: Vec<&str> = members
             .iter()

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use triad_proto::v1::DbStatus;
 
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::DbCluster;
 use triad_proto::words::format_lsn;
@@ -76,7 +77,7 @@ pub(super) async fn check_before_epoch(
     c: &DbCluster,
     (from, released): (&str, Instant),
     (to, recorded): (&str, Instant),
-) -> Result<String, String> {
+) -> WorkflowResult<String> {
     let deadline = Instant::now() + REPORT_WAIT;
     loop {
         let reports = ctx.obs.snapshot();
@@ -91,7 +92,8 @@ pub(super) async fn check_before_epoch(
             return Ok(format!("{from} ends at {end_s}; {to} holds {at_s}"));
         }
         if Instant::now() >= deadline || !ctx.is_leader() {
-            return Err(format!("abandoned: {to} at {at_s} does not reach {from}'s final position {end_s}"));
+            let outcome = format!("abandoned: {to} at {at_s} does not reach {from}'s final position {end_s}");
+            return Err(WorkflowError::Ended(outcome));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -101,25 +103,26 @@ pub(super) async fn check_before_epoch(
 /// its server stopped in an observation made with the new epoch persisted, so its WAL can grow
 /// no more, and the target still reaches where it ends. Waits as long as it takes for that
 /// report (the agent was heard moments ago); `Err` when the WAL grew past the target meanwhile.
-pub(super) async fn confirm_after_epoch(ctx: &Ctx, c: &DbCluster, from: &str, to: &str) -> Result<(), String> {
+pub(super) async fn confirm_after_epoch(ctx: &Ctx, c: &DbCluster, from: &str, to: &str) -> WorkflowResult<()> {
     let agent = |m: &str| c.members.get(m).map(|x| x.agent.clone()).unwrap_or_default();
     let (from_agent, to_agent) = (agent(from), agent(to));
     let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
     let mut logged = Instant::now() - Duration::from_secs(60);
     loop {
         if !ctx.is_leader() {
-            return Err("no longer the leader".into());
+            return Err(WorkflowError::NotLeader);
         }
         let old = ctx.obs.fresh_db(&from_agent, fresh).filter(|d| d.agent_epoch >= c.epoch && !d.epoch_unknown);
         if let Some(d) = old {
             if d.up {
-                return Err(format!("{from}'s server is running again at epoch {}", c.epoch));
+                return Err(WorkflowError::NotSo(format!("{from}'s server is running again at epoch {}", c.epoch)));
             }
             if let (Some(end), Some(t)) = (of(c, &d), ctx.obs.fresh_db(&to_agent, fresh)) {
                 return if t.wal_lsn >= end {
                     Ok(())
                 } else {
-                    Err(format!("{from}'s WAL now ends at {}, past {to}'s {}", format_lsn(end), format_lsn(t.wal_lsn)))
+                    let (end, at) = (format_lsn(end), format_lsn(t.wal_lsn));
+                    Err(WorkflowError::NotSo(format!("{from}'s WAL now ends at {end}, past {to}'s {at}")))
                 };
             }
         }

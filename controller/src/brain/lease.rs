@@ -33,6 +33,35 @@ use triad_proto::v1::AgentCommand;
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
 
+/// Why a lease was not granted; its text goes back to the agent in the heartbeat's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseRefusal {
+    #[error("not the leader")]
+    NotLeader,
+    /// A quorum re-formed after an absence is not trusted yet (`continuity.rs`), with why.
+    #[error("{0}")]
+    Held(String),
+    #[error("leadership not confirmed: {0}")]
+    RoundFailed(String),
+    #[error("leadership not confirmed in time")]
+    RoundTimedOut,
+    /// Point 4's condition: the round began `ms_before` the request arrived.
+    #[error("the quorum round began {ms_before} ms before the request arrived: no grant rests on an earlier round")]
+    EarlierRound { ms_before: u128 },
+    #[error("agent `{0}` does not host a primary")]
+    NotPrimary(String),
+    #[error("epoch {asked} is not current (the cluster is at epoch {current})")]
+    NotCurrent { asked: u64, current: u64 },
+    #[error("agent `{0}` hosts no member of a configured cluster")]
+    NoMember(String),
+    #[error("no cluster `{0}`")]
+    NoCluster(String),
+    #[error("`{cluster}` is adopted (epoch {epoch}): this agent's epoch is behind")]
+    Adopted { cluster: String, epoch: u64 },
+    #[error("failover {workflow} of `{cluster}` is under way")]
+    FailingOver { workflow: u64, cluster: String },
+}
+
 /// This controller's memory of its grants: soft state, lost (safely) with leadership.
 #[derive(Default)]
 pub struct Leases {
@@ -55,7 +84,7 @@ impl Leases {
     /// Records a grant on the cluster `decide` names, deciding and recording under one lock:
     /// a failover that recorded its workflow and then asks [`Self::all_ended_at`] either sees
     /// this grant, or this grant's `decide` sees the workflow and refuses.
-    fn grant(&self, decide: impl FnOnce() -> Result<String, String>) -> Result<(), String> {
+    fn grant(&self, decide: impl FnOnce() -> Result<String, LeaseRefusal>) -> Result<(), LeaseRefusal> {
         let mut granted = self.granted.lock().expect("lease lock poisoned");
         let cluster = decide()?;
         granted.insert(cluster, Instant::now());
@@ -82,31 +111,28 @@ fn round_timeout(ctx: &Ctx) -> Duration {
 /// Point 4's condition, checked where every grant is decided: the quorum round it rests on
 /// began after the request arrived. A round that began earlier (a cached or shared one) could
 /// predate the new leader's election by more than the wait counts on, so it grants nothing.
-pub fn fresh_round(arrived: Instant, round_began: Instant) -> Result<(), String> {
+pub fn fresh_round(arrived: Instant, round_began: Instant) -> Result<(), LeaseRefusal> {
     if round_began < arrived {
-        return Err(format!(
-            "the quorum round began {} ms before the request arrived: no grant rests on an earlier round",
-            arrived.duration_since(round_began).as_millis()
-        ));
+        return Err(LeaseRefusal::EarlierRound { ms_before: arrived.duration_since(round_began).as_millis() });
     }
     Ok(())
 }
 
 /// Runs one quorum round (bounded like a grant's); returns when it began.
-async fn quorum_round(ctx: &Ctx) -> Result<Instant, String> {
+async fn quorum_round(ctx: &Ctx) -> Result<Instant, LeaseRefusal> {
     let began = Instant::now();
     match tokio::time::timeout(round_timeout(ctx), ctx.raft.ensure_linearizable()).await {
         Ok(Ok(_)) => Ok(began),
-        Ok(Err(e)) => Err(format!("leadership not confirmed: {e}")),
-        Err(_) => Err("leadership not confirmed in time".into()),
+        Ok(Err(e)) => Err(LeaseRefusal::RoundFailed(e.to_string())),
+        Err(_) => Err(LeaseRefusal::RoundTimedOut),
     }
 }
 
 /// Decides the lease `agent` asked for at `epoch`, in a heartbeat that arrived at `arrived`:
 /// `Ok(P)` when granted.
-pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Result<u64, String> {
+pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Result<u64, LeaseRefusal> {
     if !ctx.is_leader() {
-        return Err("not the leader".into());
+        return Err(LeaseRefusal::NotLeader);
     }
     // An old quorum re-formed after a break-glass must not produce a writable primary
     // (`continuity.rs`): a held leader grants nothing.
@@ -118,7 +144,7 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Resu
         ctx.continuity.step(&super::continuity_view(ctx));
     }
     if let Some(why) = ctx.continuity.held(term) {
-        return Err(why);
+        return Err(LeaseRefusal::Held(why));
     }
     let began = quorum_round(ctx).await?;
     fresh_round(arrived, began)?;
@@ -132,9 +158,9 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Resu
             .clusters
             .values()
             .find(|c| c.primary.as_ref().and_then(|p| c.members.get(p)).is_some_and(|m| m.agent == agent))
-            .ok_or_else(|| format!("agent `{agent}` does not host a primary"))?;
+            .ok_or_else(|| LeaseRefusal::NotPrimary(agent.to_string()))?;
         if c.epoch != epoch {
-            return Err(format!("epoch {epoch} is not current (the cluster is at epoch {})", c.epoch));
+            return Err(LeaseRefusal::NotCurrent { asked: epoch, current: c.epoch });
         }
         not_failing_over(&g.state, c)?;
         Ok(c.name.clone())
@@ -147,26 +173,26 @@ pub async fn grant(ctx: &Ctx, agent: &str, epoch: u64, arrived: Instant) -> Resu
 /// that no primary has been named, so a primary the agent finds may keep running (DESIGN.md
 /// point 1); it is decided after the same quorum round as any grant, and recorded like one, so a
 /// failover after the adoption waits for it to end too.
-fn unadopted(state: &crate::state::State, agent: &str) -> Result<String, String> {
+fn unadopted(state: &crate::state::State, agent: &str) -> Result<String, LeaseRefusal> {
     let c = state
         .clusters
         .values()
         .find(|c| c.members.values().any(|m| m.agent == agent))
-        .ok_or_else(|| format!("agent `{agent}` hosts no member of a configured cluster"))?;
+        .ok_or_else(|| LeaseRefusal::NoMember(agent.to_string()))?;
     match c.epoch {
         0 => Ok(c.name.clone()),
-        e => Err(format!("`{}` is adopted (epoch {e}): this agent's epoch is behind", c.name)),
+        epoch => Err(LeaseRefusal::Adopted { cluster: c.name.clone(), epoch }),
     }
 }
 
 /// Once a failover is recorded, the primary it replaces gets no more leases: the failover waits
 /// for the ones granted before to end, and a grant after that wait would outlive it. (Its new
 /// primary, once the epoch names it, is granted as usual.)
-fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) -> Result<(), String> {
+fn not_failing_over(state: &crate::state::State, c: &crate::state::DbCluster) -> Result<(), LeaseRefusal> {
     let replaced =
         |w: &&crate::state::Workflow| w.kind == WorkflowKind::Failover && c.primary.as_ref() == Some(&w.from);
     match c.workflow.and_then(|w| state.workflows.get(&w)).filter(replaced) {
-        Some(w) => Err(format!("failover {} of `{}` is under way", w.id, c.name)),
+        Some(w) => Err(LeaseRefusal::FailingOver { workflow: w.id, cluster: c.name.clone() }),
         None => Ok(()),
     }
 }
@@ -191,7 +217,7 @@ pub fn with_target_state(ctx: &Ctx, cluster: &str, heartbeat_arrived: Option<Ins
     }
     let granted = ctx.leases.grant(|| {
         let g = ctx.state.read().expect("state lock poisoned");
-        let c = g.state.clusters.get(cluster).ok_or_else(|| format!("no cluster `{cluster}`"))?;
+        let c = g.state.clusters.get(cluster).ok_or_else(|| LeaseRefusal::NoCluster(cluster.to_string()))?;
         not_failing_over(&g.state, c)?;
         Ok(cluster.to_string())
     });
@@ -255,7 +281,8 @@ mod tests {
         assert!(fresh_round(arrived, arrived).is_ok());
         assert!(fresh_round(arrived, arrived + Duration::from_millis(3)).is_ok());
         let earlier = fresh_round(arrived, arrived - Duration::from_millis(40)).unwrap_err();
-        assert!(earlier.contains("began 40 ms before the request arrived"), "{earlier}");
+        assert_eq!(earlier, LeaseRefusal::EarlierRound { ms_before: 40 });
+        assert!(earlier.to_string().contains("began 40 ms before the request arrived"), "{earlier}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod commands;
 pub mod continuity;
 mod converge;
 mod detector;
+mod error;
 mod failover;
 mod final_position;
 pub mod lease;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use commands::{CallError, CommandBus};
+pub use error::{WorkflowError, WorkflowResult};
 pub use lease::Leases;
 pub use liveness::decide as decide_liveness;
 pub use observations::{AgentHelloInfo, AgentObservation, Observations};
@@ -257,7 +259,7 @@ fn keep_synchronous(ctx: &Arc<Ctx>, missing: &mut std::collections::HashMap<(Str
     }
 }
 
-async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result<(), String> {
+async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> WorkflowResult<()> {
     use triad_proto::v1::{agent_command, AgentCommand, SetSynchronous};
     let actor = Actor::system(ctx.id);
     let (cluster, names) = match &action {
@@ -265,9 +267,13 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
         synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
         synchronous::SyncAction::Vouch { cluster, members } => (cluster.clone(), members.clone()),
     };
-    let c = switchover::cluster(ctx, &cluster).ok_or("no such cluster")?;
-    let primary = c.primary.clone().ok_or("no primary")?;
-    let agent = c.members.get(&primary).map(|m| m.agent.clone()).ok_or("primary is not a member")?;
+    let c = switchover::cluster(ctx, &cluster).ok_or_else(|| WorkflowError::gone("no such cluster"))?;
+    let primary = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary"))?;
+    let agent = c
+        .members
+        .get(&primary)
+        .map(|m| m.agent.clone())
+        .ok_or_else(|| WorkflowError::gone("primary is not a member"))?;
     let reconfigure = || AgentCommand {
         id: 0,
         cluster: cluster.clone(),
@@ -275,16 +281,8 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
         log_index: c.epoch_index,
         kind: Some(agent_command::Kind::SetSynchronous(SetSynchronous { names: names.clone() })),
     };
-    let propose = |command: Command| async {
-        match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
-            Ok(c) => match c.response {
-                Response::Ok(_) => Ok(()),
-                Response::Rejected(why) => Err(why),
-                other => Err(format!("{other:?}")),
-            },
-            Err(e) => Err(e.to_string()),
-        }
-    };
+    let propose = |command: Command| switchover::propose(ctx, &actor, command);
+    let reconfiguring = || WorkflowError::agent(format!("reconfiguring {primary}'s synchronous standbys"));
     match action {
         synchronous::SyncAction::Vouch { members, .. } => {
             propose(Command::SetVouch { cluster: cluster.clone(), members: members.clone() }).await?;
@@ -298,14 +296,14 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Result
                 reason: format!("not streaming for {} s", synchronous::GRACE.as_secs()),
             })
             .await?;
-            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await?;
+            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await.map_err(reconfiguring())?;
             tracing::warn!(cluster = %cluster, member = %member, "synchronous standby lost: the primary commits asynchronously");
         }
         synchronous::SyncAction::Restore { member, members, .. } => {
             // Reconfigure first, confirm, then record.
-            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await?;
+            ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await.map_err(reconfiguring())?;
             if !switchover::confirm_sync(ctx, &agent, &member).await {
-                return Err(format!("{member} did not become synchronous and flushed in time"));
+                return Err(WorkflowError::NotSo(format!("{member} did not become synchronous and flushed in time")));
             }
             propose(Command::SetSynchronous { cluster: cluster.clone(), members }).await?;
             tracing::info!(cluster = %cluster, member = %member, "synchronous standby restored");

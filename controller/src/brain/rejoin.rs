@@ -12,6 +12,7 @@ use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
 use super::switchover::{command, propose};
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, State};
@@ -78,9 +79,11 @@ pub async fn run(
     member: String,
     agent: String,
     endpoint: String,
-) -> Result<String, String> {
+) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let primary = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary).ok_or("no primary")?;
+    let primary = super::switchover::cluster(&ctx, &cluster)
+        .and_then(|c| c.primary)
+        .ok_or_else(|| WorkflowError::gone("no primary"))?;
     let (wf, c) =
         super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();

@@ -65,7 +65,7 @@ impl Requests for Brain {
         let task = tokio::spawn(super::switchover::run(self.ctx.clone(), actor, cluster, to));
         match task.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(why)) => Err(RequestError::Failed(why)),
+            Ok(Err(why)) => Err(RequestError::Failed(why.to_string())),
             Err(e) => Err(RequestError::Internal(format!("the switchover's task: {e}"))),
         }
     }

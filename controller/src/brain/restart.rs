@@ -23,6 +23,7 @@ use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
 use super::switchover::{command, propose, STEP_TIMEOUT};
+use super::WorkflowResult;
 use crate::context::Ctx;
 use crate::state::{Actor, ApprovalAction, ApprovalState, Command, State, Workflow, WorkflowKind};
 
@@ -137,7 +138,7 @@ pub fn plan(
 }
 
 /// Runs one restart as a recorded workflow.
-pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, why: String) -> Result<String, String> {
+pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, why: String) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
     let (wf, c) =
         super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Restart, &member, &member).await?;

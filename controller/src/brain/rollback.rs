@@ -35,6 +35,7 @@ use triad_proto::v1::agent_command;
 
 use super::commands::CallError;
 use super::switchover::{cluster, command, failpoint, propose, STEP_TIMEOUT};
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
 
@@ -70,13 +71,23 @@ const FORWARD_STEP: &str = "target-promoted";
 /// Rolls workflow `wf` back as above, `why` being the reason; returns the outcome, `Err` when the
 /// old primary could not be started again. `resumed`: a new leader finishing it, which no test
 /// failpoint stops (like the switchover's own, they stand for the first leader's death).
-pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: bool) -> Result<String, String> {
-    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: bool) -> WorkflowResult<String> {
+    let w = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .workflows
+        .get(&wf)
+        .cloned()
+        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
     let step = |n: &str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     let finish = |outcome: String| Command::FinishWorkflow { workflow: wf, outcome };
-    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
-    let agent_of = |m: &str| c.members.get(m).map(|x| x.agent.clone()).ok_or(format!("`{m}` is not a member"));
+    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let agent_of = |m: &str| {
+        c.members.get(m).map(|x| x.agent.clone()).ok_or_else(|| WorkflowError::gone(format!("`{m}` is not a member")))
+    };
     let (from_agent, to_agent) = (agent_of(&from)?, agent_of(&to)?);
     if w.steps.iter().any(|s| s.name == FORWARD_STEP) {
         return roll_forward(ctx, actor, wf, why).await;
@@ -92,15 +103,15 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     if !resumed {
         failpoint("switchover-after-rollback-epoch")?;
     }
-    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
     if c.primary.as_deref() != Some(from.as_str()) {
         let outcome = format!("abandoned: the primary is now {:?}", c.primary);
         propose(ctx, actor, finish(outcome.clone())).await?;
-        return Err(outcome);
+        return Err(WorkflowError::Ended(outcome));
     }
 
     // Every lease at the target's epoch ends (read after the new epoch applied).
-    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or("no longer the leader")?;
+    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or(WorkflowError::NotLeader)?;
     tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
 
     // Two people attested the target dead: the old primary starts without its word.
@@ -159,7 +170,8 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
                 );
                 propose(ctx, actor, step(WAITING_STEP, note)).await?;
             }
-            return Err(format!("rolling back: waiting for {to}'s agent to confirm {to} stopped ({e})"));
+            let doing = format!("rolling back: waiting for {to}'s agent to confirm {to} stopped");
+            return Err(WorkflowError::Agent { doing, source: e });
         }
     };
     propose(ctx, actor, step("target-stopped", format!("{to}: {stopped}"))).await?;
@@ -175,10 +187,18 @@ async fn restart_old_primary(
     why: &str,
     from_agent: &str,
     resolved: Option<Approval>,
-) -> Result<String, String> {
-    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+) -> WorkflowResult<String> {
+    let w = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .workflows
+        .get(&wf)
+        .cloned()
+        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
-    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
     let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     let target = if w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
         format!("{to} was attested dead (its acknowledged writes after {from} stopped are lost)")
@@ -214,7 +234,7 @@ async fn restart_old_primary(
     if outcome.starts_with("rolled back") {
         Ok(outcome)
     } else {
-        Err(outcome)
+        Err(WorkflowError::Ended(outcome))
     }
 }
 
@@ -223,23 +243,35 @@ async fn restart_old_primary(
 /// started since it was stopped cleanly before the first epoch change, so the target holds all of
 /// it and more; `from` then rejoins as the target's standby (`rejoin.rs`). Idempotent like the
 /// rollback: a new leader that finds the step recorded runs this again.
-async fn roll_forward(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String) -> Result<String, String> {
-    let w = ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no workflow")?;
+async fn roll_forward(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String) -> WorkflowResult<String> {
+    let w = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .workflows
+        .get(&wf)
+        .cloned()
+        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
-    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
+    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
     if c.primary.as_deref() != Some(to.as_str()) {
         tracing::error!(cluster = %name, workflow = wf, "rollback: {to} had finished its promotion; going forward to it");
         propose(ctx, actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() })
             .await?;
     }
-    let c = cluster(ctx, &name).ok_or("cluster vanished")?;
-    let to_agent = c.members.get(&to).map(|m| m.agent.clone()).ok_or(format!("`{to}` is not a member"))?;
+    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let to_agent = c
+        .members
+        .get(&to)
+        .map(|m| m.agent.clone())
+        .ok_or_else(|| WorkflowError::gone(format!("`{to}` is not a member")))?;
     // Every lease at the rollback's epoch ends first (none was used: `from` was never started).
-    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or("no longer the leader")?;
+    let ended = ctx.leases.all_ended_at(ctx, &name).ok_or(WorkflowError::NotLeader)?;
     tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
     let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     // Left open on failure: the brain's recovery runs this again.
-    ctx.bus.call(&to_agent, restart, STEP_TIMEOUT).await.map_err(|e| format!("restarting {to}: {e}"))?;
+    ctx.bus.call(&to_agent, restart, STEP_TIMEOUT).await.map_err(WorkflowError::agent(format!("restarting {to}")))?;
     let outcome = format!(
         "completed (rolled forward): {why}; {to} had finished its promotion, so it is primary at epoch {}; {from} \
          rejoins as its standby",

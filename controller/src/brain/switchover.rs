@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use triad_proto::v1::{agent_command, AgentCommand, DbStatus};
 
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, DbCluster, Response};
@@ -48,14 +49,18 @@ pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
 /// it is started again as it was first. Safe because it is the primary the committed state names
 /// at this epoch and a workflow is open on its cluster, so no failover can promote another member
 /// meanwhile; started, it serves only under a lease, like any primary.
-pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, agent: &str) -> Result<(), String> {
+pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, agent: &str) -> WorkflowResult<()> {
     let stopped = fresh_db(ctx, agent).is_some_and(|d| !d.up && d.stopped && d.agent_epoch == c.epoch);
     if !stopped || c.primary.as_deref() != Some(member) {
         return Ok(());
     }
     tracing::warn!(cluster = %c.name, member, "the new primary is stopped: starting it again before the promote");
     let restart = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
-    ctx.bus.call(agent, restart, STEP_TIMEOUT).await.map(|_| ()).map_err(|e| format!("restarting {member}: {e}"))
+    ctx.bus
+        .call(agent, restart, STEP_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(WorkflowError::agent(format!("restarting {member}")))
 }
 
 /// Records a workflow of `kind` on cluster `name` from `from` to `to` (the state refuses it
@@ -67,11 +72,11 @@ pub(crate) async fn start_workflow(
     kind: WorkflowKind,
     from: &str,
     to: &str,
-) -> Result<(u64, DbCluster), String> {
+) -> WorkflowResult<(u64, DbCluster)> {
     let cmd = Command::StartWorkflow { cluster: name.into(), kind, from: from.into(), to: to.into() };
     propose(ctx, actor, cmd).await?;
-    let c = cluster(ctx, name).ok_or("cluster vanished")?;
-    let wf = c.workflow.ok_or("the workflow was not recorded")?;
+    let c = cluster(ctx, name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let wf = c.workflow.ok_or_else(|| WorkflowError::gone("the workflow was not recorded"))?;
     Ok((wf, c))
 }
 
@@ -132,14 +137,14 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> Result<(String, String, Stri
     Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
 }
 
-pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Result<String, String> {
+pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> WorkflowResult<String> {
     match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
         Ok(c) => match c.response {
             Response::Ok(m) => Ok(m),
-            Response::Rejected(why) => Err(why),
-            other => Err(format!("unexpected response {other:?}")),
+            Response::Rejected(why) => Err(WorkflowError::Rejected(why)),
+            other => Err(WorkflowError::Rejected(format!("unexpected response {other:?}"))),
         },
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(WorkflowError::Uncommitted(e)),
     }
 }
 
@@ -147,8 +152,8 @@ pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Resul
 /// as if its leader had died, leaving the recorded workflow for the next leader to finish
 /// (`switchover-promote` instead fails one promote attempt: `1*return` fails the first;
 /// `switchover-promote-answer-lost` loses the answer of one that ran).
-pub(crate) fn failpoint(name: &str) -> Result<(), String> {
-    fail::fail_point!(name, |_| Err(format!("stopped at failpoint {name}")));
+pub(crate) fn failpoint(name: &str) -> WorkflowResult<()> {
+    fail::fail_point!(name, |_| Err(WorkflowError::Failpoint(name.to_string())));
     Ok(())
 }
 
@@ -216,21 +221,21 @@ pub(crate) fn first_commit_waits_for(c: &DbCluster, accepted_loss: bool) -> Vec<
 }
 
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
-pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
+pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> WorkflowResult<Outcome> {
     if !ctx.running.lock().expect("running lock poisoned").insert(name.clone()) {
-        return Err(format!("a workflow on `{name}` is already running on this controller"));
+        return Err(WorkflowError::Refused(format!("a workflow on `{name}` is already running on this controller")));
     }
     let result = run_steps(ctx.clone(), actor, name.clone(), to).await;
     // A workflow stopped by a failpoint stays marked as running here, like a task that died with
     // its leader: only the next leader finishes it.
-    if !matches!(&result, Err(e) if e.starts_with("stopped at failpoint")) {
+    if !matches!(&result, Err(WorkflowError::Failpoint(_))) {
         ctx.running.lock().expect("running lock poisoned").remove(&name);
     }
     result
 }
 
-async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Result<Outcome, String> {
-    let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
+async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> WorkflowResult<Outcome> {
+    let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to).map_err(WorkflowError::Refused)?;
     let started = Instant::now();
     let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
     let mut log = Vec::new();
@@ -279,7 +284,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
 
     // 3. The new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
-    let c2 = cluster(&ctx, &name).ok_or("cluster vanished")?;
+    let c2 = cluster(&ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
     log.push(format!("epoch {} committed", c2.epoch));
     failpoint("switchover-after-new-epoch")?;
 
@@ -292,7 +297,12 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
             Ok(()) => {
                 let order = promote(&c2, false, ctx.cfg.lease.vouch_hold_ms(), replay_lag(&ctx, &to_agent));
                 let cmd = command(&name, c2.epoch, c2.epoch_index, order.kind);
-                let answer = ctx.bus.call(&to_agent, cmd, order.wait).await.map(|r| r.detail).map_err(String::from);
+                let answer = ctx
+                    .bus
+                    .call(&to_agent, cmd, order.wait)
+                    .await
+                    .map(|r| r.detail)
+                    .map_err(WorkflowError::agent("the promote"));
                 // A test hook: the promote ran, but its answer never came back.
                 answer.and_then(|detail| failpoint("switchover-promote-answer-lost").map(|_| detail))
             }
@@ -308,7 +318,10 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
             Err(e) => {
                 // The old primary is stopped cleanly and the target holds all of it: back to it.
                 let why = format!("promoting {to} failed {attempt} times: {e}");
-                return Err(super::rollback::run(&ctx, &actor, wf, why, false).await.unwrap_or_else(|e| e));
+                return Err(match super::rollback::run(&ctx, &actor, wf, why, false).await {
+                    Ok(outcome) => WorkflowError::Ended(outcome),
+                    Err(e) => e,
+                });
             }
         }
     };
@@ -378,11 +391,18 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Res
 /// new epoch was committed nothing was promoted, so the old primary is restarted (roll back);
 /// after it, the target is (or may be) primary, so the remaining steps run (roll forward).
 /// Every agent step is idempotent, so repeating one the old leader already ran is harmless.
-pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
+pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let w =
-        ctx.state.read().expect("state lock poisoned").state.workflows.get(&wf).cloned().ok_or("no such workflow")?;
-    let c = cluster(&ctx, &w.cluster).ok_or("cluster vanished")?;
+    let w = ctx
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .state
+        .workflows
+        .get(&wf)
+        .cloned()
+        .ok_or_else(|| WorkflowError::gone("no such workflow"))?;
+    let c = cluster(&ctx, &w.cluster).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
     if w.kind == WorkflowKind::Failover {
         return recover_failover(ctx, actor, &w, &c).await;
     }
@@ -392,7 +412,9 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
         propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
         return Ok(outcome);
     }
-    let agent_of = |m: &str| c.members.get(m).map(|m| m.agent.clone()).ok_or(format!("`{m}` is not a member"));
+    let agent_of = |m: &str| {
+        c.members.get(m).map(|m| m.agent.clone()).ok_or_else(|| WorkflowError::gone(format!("`{m}` is not a member")))
+    };
     let (from_agent, to_agent) = (agent_of(&w.from)?, agent_of(&w.to)?);
     tracing::warn!(workflow = wf, cluster = %w.cluster, "recovering a workflow left unfinished by a previous leader");
     // Agents need a moment to open their streams to a leader that was just elected.
@@ -409,7 +431,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     if c.primary.as_deref() != Some(w.to.as_str()) {
         let outcome = format!("abandoned: the primary is now {:?}", c.primary);
         propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-        return Err(outcome);
+        return Err(WorkflowError::Ended(outcome));
     }
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
@@ -418,7 +440,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> Result<String, String> {
     ctx.bus
         .call(&to_agent, cmd(order.kind), order.wait)
         .await
-        .map_err(|e| format!("promoting {} on recovery: {e}", w.to))?;
+        .map_err(WorkflowError::agent(format!("promoting {} on recovery", w.to)))?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
     let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
@@ -461,7 +483,7 @@ async fn recover_failover(
     actor: Actor,
     w: &crate::state::Workflow,
     c: &DbCluster,
-) -> Result<String, String> {
+) -> WorkflowResult<String> {
     if c.primary.as_deref() == Some(w.to.as_str()) {
         wait_for_stream(&ctx, &c.members.get(&w.to).map(|m| m.agent.clone()).unwrap_or_default()).await;
         return super::failover::finish(ctx, actor, w.id, Instant::now()).await;
@@ -523,7 +545,7 @@ async fn rollback(
     from_agent: &str,
     c: &DbCluster,
     why: String,
-) -> Result<Outcome, String> {
+) -> WorkflowResult<Outcome> {
     let restarted = ctx
         .bus
         .call(
@@ -537,7 +559,7 @@ async fn rollback(
         Err(e) => format!("rolled back: {why}; restarting the old primary failed too: {e}"),
     };
     let _ = propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
-    Err(outcome)
+    Err(WorkflowError::Ended(outcome))
 }
 
 #[cfg(test)]
