@@ -26,7 +26,7 @@ pub enum Error {
     NotCurrent(String),
     /// Mode `required` and no watchdog can be armed: no primary is opened.
     #[error("the watchdog cannot be armed: {0}")]
-    Watchdog(String),
+    Watchdog(crate::safety::watchdog::WatchdogProblem),
     /// The database driver failed.
     #[error("{0}")]
     Driver(#[from] crate::drivers::DriverError),

@@ -32,6 +32,9 @@ pub enum CommandError {
     /// lacks (a rollback goes forward to it; the leader reads this text).
     #[error("{}: it may hold writes the old primary lacks", triad_proto::FINISHED_PROMOTION)]
     FinishedPromotion,
+    /// The epoch gate (`safety/target.rs`).
+    #[error(transparent)]
+    Epoch(#[from] crate::safety::target::AdmitError),
     /// Starting or promoting under the lease (`safety/opening.rs`).
     #[error(transparent)]
     Opening(#[from] crate::Error),
@@ -129,7 +132,7 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
     let outcome: Outcome = async {
         let refused = |why: &str| CommandError::Refused(why.to_string());
         let driver = p.driver.clone().ok_or_else(|| refused("this agent has no database"))?;
-        p.target.admit(cmd.epoch).map_err(CommandError::Refused)?;
+        p.target.admit(cmd.epoch)?;
         let done = |r: std::result::Result<(), DriverError>| r.map(|_| (0, String::new())).map_err(CommandError::from);
         match cmd.kind.clone().ok_or_else(|| refused("empty command"))? {
             Kind::StopPrimary(_) => Ok(driver.stop_primary().await.map(|lsn| (lsn, String::new()))?),

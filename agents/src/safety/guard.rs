@@ -173,7 +173,8 @@ impl Guard {
                 self.watchdog.lock().expect("watchdog lock poisoned").disarm("the server is not a primary");
                 continue;
             }
-            let wd_problem = self.watchdog.lock().expect("watchdog lock poisoned").keep_alive(st.period_ms);
+            let wd_problem =
+                self.watchdog.lock().expect("watchdog lock poisoned").keep_alive(st.period_ms).map(|p| p.to_string());
             let grace_ends = self.lease.grace_from(started_boot) + self.cfg.start_grace_ms;
             let grace = in_start_grace(epoch, target.is_some(), &st, now_boot, grace_ends, self.cfg.fence_lead_ms);
             let Some((class, reason)) = fence_reason(

@@ -24,6 +24,17 @@ pub struct Target {
     hook: Vec<String>,
 }
 
+/// Why a command's epoch was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// Older than the persisted epoch, or the epoch file is unreadable.
+    #[error(transparent)]
+    Refused(#[from] super::epoch::Refusal),
+    /// A newer epoch could not be made durable: nothing may act on it.
+    #[error("cannot persist epoch {epoch}: {source}")]
+    Persist { epoch: u64, source: std::io::Error },
+}
+
 impl Target {
     /// Opens the epoch file in `state_dir` (created when missing).
     pub fn open(state_dir: &Path, hook: Vec<String>) -> std::io::Result<Self> {
@@ -117,10 +128,10 @@ impl Target {
 
     /// Gate for a command at `epoch`: refused if older than the persisted epoch or if the epoch
     /// file is unreadable; a higher epoch is persisted before the command may run.
-    pub fn admit(&self, epoch: u64) -> Result<(), String> {
+    pub fn admit(&self, epoch: u64) -> Result<(), AdmitError> {
         let mut epochs = self.epochs.lock().expect("epoch lock poisoned");
-        epochs.check(epoch).map_err(|r| r.to_string())?;
-        epochs.advance(epoch).map_err(|e| format!("cannot persist epoch {epoch}: {e}"))?;
+        epochs.check(epoch)?;
+        epochs.advance(epoch).map_err(|source| AdmitError::Persist { epoch, source })?;
         *self.persisted.write().expect("epoch lock poisoned") = known(epochs.epoch());
         Ok(())
     }

@@ -60,7 +60,7 @@ impl Vouches {
     /// that read it before has already persisted its new epoch, which `judge` then refuses
     /// (the command's epoch is persisted before its wait). A refusal records nothing, so asking
     /// again and again (any agent's certificate may call) cannot hold a promote back.
-    fn grant_if(&self, judge: impl FnOnce() -> Result<u64, String>) -> Result<u64, String> {
+    fn grant_if(&self, judge: impl FnOnce() -> Result<u64, VouchRefusal>) -> Result<u64, VouchRefusal> {
         let mut last = self.last_boot_ms.lock().expect("vouches lock poisoned");
         let granted = judge()?;
         *last = (*last).max(boot_ms());
@@ -91,6 +91,29 @@ impl Vouches {
     }
 }
 
+/// Why this member will not vouch; its text goes back to the asker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VouchRefusal {
+    #[error("this agent holds no target state")]
+    NoTarget,
+    #[error("`{asker}` is not the agent of the primary (`{primary}`, on `{primary_agent}`); only it may ask")]
+    NotThePrimarysAgent { asker: String, primary: String, primary_agent: String },
+    #[error("this agent's epoch file is unreadable or behind its target state")]
+    EpochBehind,
+    #[error("this agent's member belongs to cluster `{ours}`, not `{asked}`")]
+    OtherCluster { ours: String, asked: String },
+    #[error("this member is at epoch {ours}, not {asked}")]
+    OtherEpoch { ours: u64, asked: u64 },
+    #[error("at epoch {epoch} the primary is `{primary}`, not `{asked}`")]
+    OtherPrimary { epoch: u64, primary: String, asked: String },
+    #[error("this member is a primary itself")]
+    PrimaryItself,
+    #[error("`{0}` is not in the vouch set")]
+    NotInVouchSet(String),
+    #[error("the controllers have not told this agent the lease period")]
+    NoPeriod,
+}
+
 /// Why this member will not vouch for `r`; `Ok(P)` when it will.
 /// `asker`: the agent named by the request's client certificate.
 fn judge(
@@ -99,34 +122,39 @@ fn judge(
     observed_role: &str,
     asker: &str,
     r: &VouchRequest,
-) -> Result<u64, String> {
-    let t = t.ok_or("this agent holds no target state")?;
+) -> Result<u64, VouchRefusal> {
+    let t = t.ok_or(VouchRefusal::NoTarget)?;
     if asker != t.primary_agent {
-        return Err(format!(
-            "`{asker}` is not the agent of the primary (`{}`, on `{}`); only it may ask",
-            t.primary, t.primary_agent
-        ));
+        return Err(VouchRefusal::NotThePrimarysAgent {
+            asker: asker.into(),
+            primary: t.primary.clone(),
+            primary_agent: t.primary_agent.clone(),
+        });
     }
     if persisted != Some(t.epoch) {
-        return Err("this agent's epoch file is unreadable or behind its target state".into());
+        return Err(VouchRefusal::EpochBehind);
     }
     if r.cluster != t.cluster {
-        return Err(format!("this agent's member belongs to cluster `{}`, not `{}`", t.cluster, r.cluster));
+        return Err(VouchRefusal::OtherCluster { ours: t.cluster.clone(), asked: r.cluster.clone() });
     }
     if r.epoch != t.epoch {
-        return Err(format!("this member is at epoch {}, not {}", t.epoch, r.epoch));
+        return Err(VouchRefusal::OtherEpoch { ours: t.epoch, asked: r.epoch });
     }
     if r.primary != t.primary {
-        return Err(format!("at epoch {} the primary is `{}`, not `{}`", t.epoch, t.primary, r.primary));
+        return Err(VouchRefusal::OtherPrimary {
+            epoch: t.epoch,
+            primary: t.primary.clone(),
+            asked: r.primary.clone(),
+        });
     }
     if t.role == "primary" || observed_role == "primary" {
-        return Err("this member is a primary itself".into());
+        return Err(VouchRefusal::PrimaryItself);
     }
     if !t.vouch.contains(&t.member) {
-        return Err(format!("`{}` is not in the vouch set", t.member));
+        return Err(VouchRefusal::NotInVouchSet(t.member.clone()));
     }
     if t.vouch_ms == 0 {
-        return Err("the controllers have not told this agent the lease period".into());
+        return Err(VouchRefusal::NoPeriod);
     }
     Ok(t.vouch_ms)
 }
@@ -169,7 +197,7 @@ impl Vouch for VouchService {
             Err(why) => {
                 self.metrics.vouches.with_label_values(&["refused"]).inc();
                 tracing::info!(asker = %name, primary = %r.primary, epoch = r.epoch, "refused to vouch: {why}");
-                VouchReply { member, vouched: false, vouch_ms: 0, refused: why }
+                VouchReply { member, vouched: false, vouch_ms: 0, refused: why.to_string() }
             }
         };
         Ok(Response::new(reply))
@@ -365,17 +393,20 @@ mod tests {
         assert!(judge(None, Some(4), "standby", "agent-dc", &ask(4)).is_err(), "no target state");
         assert!(judge(Some(&t), None, "standby", "agent-dc", &ask(4)).is_err(), "unreadable epoch file");
         assert!(
-            judge(Some(&t), Some(4), "standby", "agent-dc", &ask(3)).unwrap_err().contains("epoch 4"),
+            judge(Some(&t), Some(4), "standby", "agent-dc", &ask(3)).unwrap_err().to_string().contains("epoch 4"),
             "stale asker"
         );
         let newer = Assignment { epoch: 5, primary: "ndc".into(), role: "primary".into(), ..standby() };
         assert!(judge(Some(&newer), Some(5), "standby", "agent-dc", &ask(4)).is_err(), "a higher epoch was accepted");
-        assert!(judge(Some(&t), Some(4), "primary", "agent-dc", &ask(4)).unwrap_err().contains("primary itself"));
+        assert_eq!(judge(Some(&t), Some(4), "primary", "agent-dc", &ask(4)), Err(VouchRefusal::PrimaryItself));
         let other = VouchRequest { primary: "dr".into(), ..ask(4) };
-        assert!(judge(Some(&t), Some(4), "standby", "agent-dc", &other).unwrap_err().contains("not `dr`"));
+        assert!(judge(Some(&t), Some(4), "standby", "agent-dc", &other).unwrap_err().to_string().contains("not `dr`"));
         let outside = Assignment { vouch: vec![], ..standby() };
-        assert!(judge(Some(&outside), Some(4), "standby", "agent-dc", &ask(4)).unwrap_err().contains("vouch set"));
-        let stranger = judge(Some(&t), Some(4), "standby", "agent-dr", &ask(4)).unwrap_err();
+        assert!(matches!(
+            judge(Some(&outside), Some(4), "standby", "agent-dc", &ask(4)),
+            Err(VouchRefusal::NotInVouchSet(_))
+        ));
+        let stranger = judge(Some(&t), Some(4), "standby", "agent-dr", &ask(4)).unwrap_err().to_string();
         assert!(stranger.contains("only it may ask"), "another agent's certificate: {stranger}");
         let wrong = VouchRequest { cluster: "other".into(), ..ask(4) };
         assert!(judge(Some(&t), Some(4), "standby", "agent-dc", &wrong).is_err());
@@ -388,7 +419,7 @@ mod tests {
         assert_eq!(v.hold_left_ms(0), 0);
         let refused = Vouches { last_boot_ms: Mutex::new(0) };
         for _ in 0..100 {
-            assert!(refused.grant_if(|| Err("no".into())).is_err());
+            assert!(refused.grant_if(|| Err(VouchRefusal::NoTarget)).is_err());
         }
         assert_eq!(refused.hold_left_ms(5_000), 0, "refusals do not extend the hold");
         assert_eq!(refused.grant_if(|| Ok(1100)), Ok(1100));

@@ -37,6 +37,19 @@ pub struct Watchdog {
     retired: bool,
 }
 
+/// Why the watchdog cannot guard a primary (in mode `required`, a reason to fence).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchdogProblem {
+    #[error("no watchdog device at {}", .0.display())]
+    NoDevice(std::path::PathBuf),
+    #[error("the watchdog's timeout ({timeout_ms} ms) is not shorter than the lease ({period_ms} ms)")]
+    TimeoutTooLong { timeout_ms: u64, period_ms: u64 },
+    #[error("cannot open {}: {reason}", .device.display())]
+    Open { device: std::path::PathBuf, reason: String },
+    #[error("petting the watchdog failed: {0}")]
+    Pet(String),
+}
+
 /// What status shows: `armed`, `unguarded` or `off`.
 pub fn describe(cfg: &LeaseConfig) -> &'static str {
     match cfg.watchdog.as_str() {
@@ -65,7 +78,7 @@ impl Watchdog {
     /// Arms and pets it before a primary is started or promoted (DESIGN.md point 2: armed before
     /// the primary is unfenced, not after it is first observed). An error only in mode
     /// `required`: the primary must then not be opened.
-    pub fn arm(&mut self, period_ms: u64) -> Result<(), String> {
+    pub fn arm(&mut self, period_ms: u64) -> Result<(), WatchdogProblem> {
         self.keep_alive(period_ms).map_or(Ok(()), Err)
     }
 
@@ -84,15 +97,15 @@ impl Watchdog {
 
     /// Arms (when needed) and pets the watchdog while a primary runs under a lease of
     /// `period_ms`. Returns a reason to fence when the mode is `required` and that cannot be done.
-    pub fn keep_alive(&mut self, period_ms: u64) -> Option<String> {
+    pub fn keep_alive(&mut self, period_ms: u64) -> Option<WatchdogProblem> {
         if self.mode == Mode::Off || self.retired {
             return None;
         }
         if self.open.is_none() {
             let problem = match self.timeout_ms() {
-                _ if !self.device.exists() => Some(format!("no watchdog device at {}", self.device.display())),
-                Some(t) if period_ms > 0 && t >= period_ms => {
-                    Some(format!("the watchdog's timeout ({t} ms) is not shorter than the lease ({period_ms} ms)"))
+                _ if !self.device.exists() => Some(WatchdogProblem::NoDevice(self.device.clone())),
+                Some(timeout_ms) if period_ms > 0 && timeout_ms >= period_ms => {
+                    Some(WatchdogProblem::TimeoutTooLong { timeout_ms, period_ms })
                 }
                 // Append: harmless on the device, and a test can stand a regular file in for it
                 // and read what was written ("1" per pet, "V" for the magic close).
@@ -102,7 +115,7 @@ impl Watchdog {
                         self.open = Some(f);
                         None
                     }
-                    Err(e) => Some(format!("cannot open {}: {e}", self.device.display())),
+                    Err(e) => Some(WatchdogProblem::Open { device: self.device.clone(), reason: e.to_string() }),
                 },
             };
             if let Some(p) = problem {
@@ -117,7 +130,7 @@ impl Watchdog {
             if let Err(e) = f.write_all(b"1").and_then(|_| f.flush()) {
                 tracing::error!("petting the watchdog failed: {e}");
                 self.open = None;
-                return (self.mode == Mode::Required).then(|| format!("petting the watchdog failed: {e}"));
+                return (self.mode == Mode::Required).then(|| WatchdogProblem::Pet(e.to_string()));
             }
         }
         None
