@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::failover::{run_with, Manual};
 use super::switchover::{cluster, propose};
+use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, Role};
 
@@ -27,16 +28,20 @@ pub fn precheck(
     to: &str,
     accept_data_loss: bool,
     attested_dead: &[String],
-) -> Result<(String, Manual), String> {
-    let c = cluster(ctx, name).ok_or_else(|| format!("no cluster `{name}`"))?;
-    let from = c.primary.clone().ok_or("no primary is recorded")?;
+) -> WorkflowResult<(String, Manual)> {
+    let c = cluster(ctx, name).ok_or_else(|| WorkflowError::Refused(format!("no cluster `{name}`")))?;
+    let from = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary is recorded"))?;
     if from == to {
         // Only as the resolution of a rollback waiting for a target lost for good (`rollback.rs`
         // carries it out).
         let g = ctx.state.read().expect("state lock poisoned");
-        return match g.state.resolves_rollback(name, to, accept_data_loss, attested_dead)? {
+        return match g
+            .state
+            .resolves_rollback(name, to, accept_data_loss, attested_dead)
+            .map_err(WorkflowError::Refused)?
+        {
             Some(wf) => Ok((format!("resolves the rollback of switchover {wf}"), Manual::default())),
-            None => Err(format!("`{to}` is the primary already")),
+            None => Err(WorkflowError::Refused(format!("`{to}` is the primary already"))),
         };
     }
     let obs = ctx.obs.snapshot();
@@ -46,23 +51,27 @@ pub fn precheck(
     // The primary must be lost (its agent silent, or its server confirmed stopped).
     let why = match report(&from) {
         Some(d) if d.up => {
-            return Err(format!("the primary `{from}` is running and its agent answers: use `triadctl switchover`"))
+            return Err(WorkflowError::Refused(format!(
+                "the primary `{from}` is running and its agent answers: use `triadctl switchover`"
+            )))
         }
         Some(d) if d.stopped => format!("`{from}`'s agent reports its server stopped"),
         Some(_) => format!("`{from}` does not answer its agent"),
         None => format!("`{from}`'s agent is silent"),
     };
-    let target = report(to).ok_or_else(|| format!("`{to}`'s agent is silent"))?;
+    let target = report(to).ok_or_else(|| WorkflowError::Refused(format!("`{to}`'s agent is silent")))?;
     if !(target.up && target.role == "standby") {
-        return Err(format!("`{to}` is not a running standby"));
+        return Err(WorkflowError::Refused(format!("`{to}` is not a running standby")));
     }
     if target.epoch_unknown || target.agent_epoch != c.epoch {
-        return Err(format!("`{to}`'s agent is not at epoch {}", c.epoch));
+        return Err(WorkflowError::Refused(format!("`{to}`'s agent is not at epoch {}", c.epoch)));
     }
     let data_loss = if c.synchronous.contains(to) {
         None
     } else if !accept_data_loss {
-        return Err(format!("`{to}` is not synchronous and the request does not accept data loss"));
+        return Err(WorkflowError::Refused(format!(
+            "`{to}` is not synchronous and the request does not accept data loss"
+        )));
     } else {
         Some(loss_window(&from, to, obs.get(&agent_of(&from)).and_then(|o| o.db.as_ref()), &target))
     };
@@ -73,10 +82,10 @@ pub fn precheck(
         for v in c.vouch.iter().filter(|v| !attested_dead.contains(v)) {
             let reachable = report(v).is_some_and(|d| !d.epoch_unknown && d.agent_epoch == c.epoch);
             if !reachable {
-                return Err(format!(
+                return Err(WorkflowError::Refused(format!(
                     "`{v}` vouches for `{from}` and its agent cannot be reached: `{from}` may still be writing on its \
                      vouch. Bring `{v}`'s agent back, or request again attesting `{v}` dead or fenced"
-                ));
+                )));
             }
             list.push(v.clone());
         }

@@ -61,7 +61,7 @@ impl Brain {
 
 impl Requests for Brain {
     async fn switchover(&self, actor: Actor, cluster: String, to: String) -> Result<Outcome, RequestError> {
-        super::switchover::precheck(&self.ctx, &cluster, &to).map_err(RequestError::Refused)?;
+        super::switchover::precheck(&self.ctx, &cluster, &to).map_err(|e| RequestError::Refused(e.to_string()))?;
         let task = tokio::spawn(super::switchover::run(self.ctx.clone(), actor, cluster, to));
         match task.await {
             Ok(Ok(outcome)) => Ok(outcome),
@@ -79,6 +79,6 @@ impl Requests for Brain {
     ) -> Result<(), RequestError> {
         super::manual::precheck(&self.ctx, cluster, to, accept_data_loss, attested_dead)
             .map(|_| ())
-            .map_err(RequestError::Refused)
+            .map_err(|e| RequestError::Refused(e.to_string()))
     }
 }

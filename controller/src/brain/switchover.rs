@@ -86,53 +86,67 @@ pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
 }
 
 /// The pre-checks, each with the reason it fails; returns (from, from agent, to agent, target endpoint).
-pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> Result<(String, String, String, String), String> {
+pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> WorkflowResult<(String, String, String, String)> {
     if !ctx.is_leader() {
-        return Err("this controller is not the leader".into());
+        return Err(WorkflowError::NotLeader);
     }
     if let Some(why) = ctx.continuity.held(ctx.raft.metrics().borrow().current_term) {
-        return Err(why);
+        return Err(WorkflowError::Refused(why));
     }
-    let c = cluster(ctx, name).ok_or_else(|| format!("no cluster named `{name}`"))?;
+    let c = cluster(ctx, name).ok_or_else(|| WorkflowError::Refused(format!("no cluster named `{name}`")))?;
     if c.epoch == 0 {
-        return Err(format!("`{name}` is not adopted yet (no primary recorded)"));
+        return Err(WorkflowError::Refused(format!("`{name}` is not adopted yet (no primary recorded)")));
     }
     if c.paused {
-        return Err(format!("`{name}` is paused (maintenance); `triadctl resume --cluster {name}` first"));
+        return Err(WorkflowError::Refused(format!(
+            "`{name}` is paused (maintenance); `triadctl resume --cluster {name}` first"
+        )));
     }
     if let Some(w) = c.workflow {
-        return Err(format!("workflow {w} is still under way on `{name}`"));
+        return Err(WorkflowError::Refused(format!("workflow {w} is still under way on `{name}`")));
     }
-    let from = c.primary.clone().ok_or("no primary recorded")?;
+    let from = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary recorded"))?;
     if from == to {
-        return Err(format!("`{to}` is already the primary"));
+        return Err(WorkflowError::Refused(format!("`{to}` is already the primary")));
     }
-    let to_member = c.members.get(to).ok_or_else(|| format!("`{to}` is not a member of `{name}`"))?;
-    let from_member = c.members.get(&from).ok_or("the recorded primary is not a member")?;
-    let from_db = fresh_db(ctx, &from_member.agent).ok_or_else(|| format!("no fresh report from `{from}`'s agent"))?;
-    let to_db = fresh_db(ctx, &to_member.agent).ok_or_else(|| format!("no fresh report from `{to}`'s agent"))?;
+    let to_member =
+        c.members.get(to).ok_or_else(|| WorkflowError::Refused(format!("`{to}` is not a member of `{name}`")))?;
+    let from_member =
+        c.members.get(&from).ok_or_else(|| WorkflowError::gone("the recorded primary is not a member"))?;
+    let from_db = fresh_db(ctx, &from_member.agent)
+        .ok_or_else(|| WorkflowError::Refused(format!("no fresh report from `{from}`'s agent")))?;
+    let to_db = fresh_db(ctx, &to_member.agent)
+        .ok_or_else(|| WorkflowError::Refused(format!("no fresh report from `{to}`'s agent")))?;
     if !(from_db.up && from_db.role == "primary") {
-        return Err(format!("`{from}` is not running as primary ({})", from_db.role));
+        return Err(WorkflowError::Refused(format!("`{from}` is not running as primary ({})", from_db.role)));
     }
     if !(to_db.up && to_db.role == "standby") {
-        return Err(format!("`{to}` is not a running standby ({})", to_db.role));
+        return Err(WorkflowError::Refused(format!("`{to}` is not a running standby ({})", to_db.role)));
     }
     let replica = from_db
         .replicas
         .iter()
         .find(|r| r.name == to)
-        .ok_or_else(|| format!("`{to}` is not streaming from `{from}`"))?;
+        .ok_or_else(|| WorkflowError::Refused(format!("`{to}` is not streaming from `{from}`")))?;
     if replica.state != "streaming" {
-        return Err(format!("`{to}` is not streaming (state `{}`)", replica.state));
+        return Err(WorkflowError::Refused(format!("`{to}` is not streaming (state `{}`)", replica.state)));
     }
     if replica.flush_lag_bytes < 0 || replica.flush_lag_bytes > MAX_TARGET_LAG {
-        return Err(format!("`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})", replica.flush_lag_bytes));
+        return Err(WorkflowError::Refused(format!(
+            "`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})",
+            replica.flush_lag_bytes
+        )));
     }
     if replica.replay_lag_bytes < 0 || replica.replay_lag_bytes > MAX_TARGET_LAG {
-        return Err(format!("`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})", replica.replay_lag_bytes));
+        return Err(WorkflowError::Refused(format!(
+            "`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})",
+            replica.replay_lag_bytes
+        )));
     }
     if to_db.endpoint.is_empty() || from_db.endpoint.is_empty() {
-        return Err("the agents do not report replication endpoints (database.endpoint)".into());
+        return Err(WorkflowError::Refused(
+            "the agents do not report replication endpoints (database.endpoint)".into(),
+        ));
     }
     Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
 }
@@ -235,7 +249,7 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Workf
 }
 
 async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> WorkflowResult<Outcome> {
-    let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to).map_err(WorkflowError::Refused)?;
+    let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
     let started = Instant::now();
     let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
     let mut log = Vec::new();
