@@ -24,7 +24,7 @@ use triad_proto::v1::agent_command;
 
 use super::detector::judge;
 use super::final_position;
-use super::switchover::{cluster, command, propose};
+use super::switchover::{cluster, command, propose, recorded_cluster, recorded_primary, recorded_workflow};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::{now_ms, Ctx};
 use crate::state::WorkflowKind;
@@ -63,13 +63,8 @@ pub async fn run_with(
     why: String,
     manual: Option<Manual>,
 ) -> WorkflowResult<String> {
-    let c = cluster(&ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
-    let from = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary recorded"))?;
-    let from_agent = c
-        .members
-        .get(&from)
-        .map(|m| m.agent.clone())
-        .ok_or_else(|| WorkflowError::gone("the primary is not a member"))?;
+    let c = recorded_cluster(&ctx, &name)?;
+    let (from, from_agent) = recorded_primary(&c)?;
     let started = Instant::now();
     tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
     let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, WorkflowKind::Failover, &from, &to).await?;
@@ -162,16 +157,8 @@ pub async fn run_with(
 /// The steps after the new epoch: promote, point the other standbys at the new primary, end the
 /// workflow. Also how a new leader completes a failover its predecessor left after the epoch.
 pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> WorkflowResult<String> {
-    let w = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .workflows
-        .get(&wf)
-        .cloned()
-        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
-    let c = cluster(&ctx, &w.cluster).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let w = recorded_workflow(&ctx, wf)?;
+    let c = recorded_cluster(&ctx, &w.cluster)?;
     let to_agent = c
         .members
         .get(&w.to)

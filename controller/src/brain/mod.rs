@@ -267,13 +267,8 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Workfl
         synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
         synchronous::SyncAction::Vouch { cluster, members } => (cluster.clone(), members.clone()),
     };
-    let c = switchover::cluster(ctx, &cluster).ok_or_else(|| WorkflowError::gone("no such cluster"))?;
-    let primary = c.primary.clone().ok_or_else(|| WorkflowError::gone("no primary"))?;
-    let agent = c
-        .members
-        .get(&primary)
-        .map(|m| m.agent.clone())
-        .ok_or_else(|| WorkflowError::gone("primary is not a member"))?;
+    let c = switchover::recorded_cluster(ctx, &cluster)?;
+    let (primary, agent) = switchover::recorded_primary(&c)?;
     let reconfigure = || AgentCommand {
         id: 0,
         cluster: cluster.clone(),

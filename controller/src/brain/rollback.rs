@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::commands::CallError;
-use super::switchover::{cluster, command, failpoint, propose, STEP_TIMEOUT};
+use super::switchover::{command, failpoint, propose, recorded_cluster, recorded_workflow, STEP_TIMEOUT};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
@@ -72,19 +72,11 @@ const FORWARD_STEP: &str = "target-promoted";
 /// old primary could not be started again. `resumed`: a new leader finishing it, which no test
 /// failpoint stops (like the switchover's own, they stand for the first leader's death).
 pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: bool) -> WorkflowResult<String> {
-    let w = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .workflows
-        .get(&wf)
-        .cloned()
-        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
+    let w = recorded_workflow(ctx, wf)?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
     let step = |n: &str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     let finish = |outcome: String| Command::FinishWorkflow { workflow: wf, outcome };
-    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, &name)?;
     let agent_of = |m: &str| {
         c.members.get(m).map(|x| x.agent.clone()).ok_or_else(|| WorkflowError::gone(format!("`{m}` is not a member")))
     };
@@ -103,7 +95,7 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     if !resumed {
         failpoint("switchover-after-rollback-epoch")?;
     }
-    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, &name)?;
     if c.primary.as_deref() != Some(from.as_str()) {
         let outcome = format!("abandoned: the primary is now {:?}", c.primary);
         propose(ctx, actor, finish(outcome.clone())).await?;
@@ -188,17 +180,9 @@ async fn restart_old_primary(
     from_agent: &str,
     resolved: Option<Approval>,
 ) -> WorkflowResult<String> {
-    let w = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .workflows
-        .get(&wf)
-        .cloned()
-        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
+    let w = recorded_workflow(ctx, wf)?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
-    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, &name)?;
     let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     let target = if w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
         format!("{to} was attested dead (its acknowledged writes after {from} stopped are lost)")
@@ -244,23 +228,15 @@ async fn restart_old_primary(
 /// it and more; `from` then rejoins as the target's standby (`rejoin.rs`). Idempotent like the
 /// rollback: a new leader that finds the step recorded runs this again.
 async fn roll_forward(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String) -> WorkflowResult<String> {
-    let w = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .workflows
-        .get(&wf)
-        .cloned()
-        .ok_or_else(|| WorkflowError::gone("no workflow"))?;
+    let w = recorded_workflow(ctx, wf)?;
     let (name, from, to) = (w.cluster.clone(), w.from.clone(), w.to.clone());
-    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, &name)?;
     if c.primary.as_deref() != Some(to.as_str()) {
         tracing::error!(cluster = %name, workflow = wf, "rollback: {to} had finished its promotion; going forward to it");
         propose(ctx, actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() })
             .await?;
     }
-    let c = cluster(ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, &name)?;
     let to_agent = c
         .members
         .get(&to)

@@ -75,7 +75,7 @@ pub(crate) async fn start_workflow(
 ) -> WorkflowResult<(u64, DbCluster)> {
     let cmd = Command::StartWorkflow { cluster: name.into(), kind, from: from.into(), to: to.into() };
     propose(ctx, actor, cmd).await?;
-    let c = cluster(ctx, name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c = recorded_cluster(ctx, name)?;
     let wf = c.workflow.ok_or_else(|| WorkflowError::gone("the workflow was not recorded"))?;
     Ok((wf, c))
 }
@@ -83,6 +83,25 @@ pub(crate) async fn start_workflow(
 /// A copy of cluster `name` as applied on this controller.
 pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
     ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
+}
+
+/// Cluster `name` as applied on this controller, which a running workflow needs.
+pub(crate) fn recorded_cluster(ctx: &Ctx, name: &str) -> WorkflowResult<DbCluster> {
+    cluster(ctx, name).ok_or_else(|| WorkflowError::gone(format!("cluster `{name}` is no longer recorded")))
+}
+
+/// The primary `c` records, and its agent.
+pub(crate) fn recorded_primary(c: &DbCluster) -> WorkflowResult<(String, String)> {
+    let primary = c.primary.clone().ok_or_else(|| WorkflowError::gone(format!("`{}` records no primary", c.name)))?;
+    let agent = c.members.get(&primary).map(|m| m.agent.clone());
+    let agent = agent.ok_or_else(|| WorkflowError::gone(format!("the primary `{primary}` is not a member")))?;
+    Ok((primary, agent))
+}
+
+/// Workflow `wf` as applied on this controller.
+pub(crate) fn recorded_workflow(ctx: &Ctx, wf: u64) -> WorkflowResult<crate::state::Workflow> {
+    let g = ctx.state.read().expect("state lock poisoned");
+    g.state.workflows.get(&wf).cloned().ok_or_else(|| WorkflowError::gone(format!("workflow {wf} is not recorded")))
 }
 
 /// The pre-checks, each with the reason it fails; returns (from, from agent, to agent, target endpoint).
@@ -298,7 +317,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
 
     // 3. The new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
-    let c2 = cluster(&ctx, &name).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let c2 = recorded_cluster(&ctx, &name)?;
     log.push(format!("epoch {} committed", c2.epoch));
     failpoint("switchover-after-new-epoch")?;
 
@@ -407,16 +426,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
 /// Every agent step is idempotent, so repeating one the old leader already ran is harmless.
 pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let w = ctx
-        .state
-        .read()
-        .expect("state lock poisoned")
-        .state
-        .workflows
-        .get(&wf)
-        .cloned()
-        .ok_or_else(|| WorkflowError::gone("no such workflow"))?;
-    let c = cluster(&ctx, &w.cluster).ok_or_else(|| WorkflowError::gone("cluster vanished"))?;
+    let w = recorded_workflow(&ctx, wf)?;
+    let c = recorded_cluster(&ctx, &w.cluster)?;
     if w.kind == WorkflowKind::Failover {
         return recover_failover(ctx, actor, &w, &c).await;
     }
