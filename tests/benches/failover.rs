@@ -65,7 +65,7 @@ async fn run() -> Result<()> {
         }
         let epoch = d.status().await?.cluster_state["customs"].epoch;
         let leader = d.wait_leader(&[1, 2, 3], Duration::from_secs(10)).await?;
-        let killed = Instant::now();
+        let (killed, killed_ms) = (Instant::now(), wall_ms());
         d.kill(&format!("agent-{from}"))?;
         kill_postgres(from_data)?;
         d.kill(&format!("controller-{id}"))?;
@@ -92,6 +92,7 @@ async fn run() -> Result<()> {
         })
         .await?;
         let leader_died = leader == id;
+        let breakdown = failover_breakdown(&d, killed_ms).unwrap_or_else(|e| format!("(no breakdown: {e})"));
         println!(
             "{:>6} {:>10} {:>12} {:>14.0} {:>17.0} {:>14.0}",
             t + 1,
@@ -101,6 +102,7 @@ async fn run() -> Result<()> {
             canary,
             seen
         );
+        println!("       {breakdown}");
         if leader_died {
             gaps_leader.push(gap);
             canaries_leader.push(canary);
@@ -150,4 +152,28 @@ async fn run() -> Result<()> {
 
 fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+/// Milliseconds since the Unix epoch, to compare with the times the history records.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Where the newest failover's time went, from its recorded steps: each step's time after the
+/// kill (the proposers' wall clocks, on the same host), and the promote's own account.
+fn failover_breakdown(d: &Deployment, killed_ms: u64) -> Result<String> {
+    let (w, _) = d.newest_workflow("failover")?;
+    let started = w["started_ms"].as_u64().ok_or_else(|| anyhow::anyhow!("no start time"))?;
+    let mut out = vec![format!("started +{}", started.saturating_sub(killed_ms))];
+    for s in w["steps"].as_array().into_iter().flatten() {
+        let (name, offset) = (s[0].as_str().unwrap_or_default(), s[1].as_u64().unwrap_or_default());
+        if ["lease-ended", "promoted", "canary"].contains(&name) {
+            out.push(format!("{name} +{}", (started + offset).saturating_sub(killed_ms)));
+        }
+        if name == "promoted" {
+            let note = s[2].as_str().unwrap_or_default();
+            out.push(note.split_once('(').map(|(_, n)| n.trim_end_matches(')')).unwrap_or(note).to_string());
+        }
+    }
+    Ok(out.join(", "))
 }

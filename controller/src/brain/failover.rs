@@ -190,9 +190,11 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     let promote = command(&w.cluster, c.epoch, c.epoch_index, order.kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.
-    ctx.bus.call(&to_agent, promote, order.wait).await.map_err(WorkflowError::agent(format!("promoting {}", w.to)))?;
-    propose(&ctx, &actor, step("promoted", format!("{} at epoch {} in {} ms", w.to, c.epoch, t.elapsed().as_millis())))
-        .await?;
+    let answer = ctx.bus.call(&to_agent, promote, order.wait).await;
+    let detail = answer.map_err(WorkflowError::agent(format!("promoting {}", w.to)))?.detail;
+    // The agent's detail says where the promote's time went (vouch hold, lease, promotion).
+    let note = format!("{} at epoch {} in {} ms ({detail})", w.to, c.epoch, t.elapsed().as_millis());
+    propose(&ctx, &actor, step("promoted", note)).await?;
     let others = super::switchover::follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;
     if !others.followed.is_empty() {
         propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
