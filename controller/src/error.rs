@@ -26,7 +26,7 @@ pub enum Error {
     InvalidArgument(String),
     /// The replicated state machine refused a command (it changed nothing).
     #[error("rejected: {0}")]
-    Rejected(String),
+    Rejected(crate::state::Rejection),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("{context}: {source}")]

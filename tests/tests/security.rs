@@ -157,7 +157,7 @@ async fn strangers_and_roles_without_rights_are_refused() -> Result<()> {
     let r = admin.put_user(pb::PutUserRequest { name: "bad name!".into(), role: "noc".into() }).await;
     ensure!(code(r) == Code::InvalidArgument);
     let r = admin.delete_user(pb::DeleteUserRequest { name: "nobody".into() }).await;
-    ensure!(code(r) == Code::FailedPrecondition, "deleting a missing user is refused");
+    ensure!(code(r) == Code::NotFound, "deleting a missing user is refused as not found");
     let after = admin.state(pb::StateRequest {}).await?.into_inner().users.len();
     ensure!(before == after, "refused calls changed nothing");
 

@@ -26,6 +26,7 @@ pub use http::serve as serve_http;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::state::Rejection;
 
 /// Free text from a caller (a reason, an attestation), trimmed and bounded: longer text is
 /// refused, naming the argument, rather than stored or cut short without a word.
@@ -76,7 +77,13 @@ pub fn to_status(e: Error) -> Status {
         Error::PermissionDenied(m) => Status::permission_denied(m),
         Error::Unauthenticated(m) => Status::unauthenticated(m),
         Error::InvalidArgument(m) => Status::invalid_argument(m),
-        Error::Rejected(m) => Status::failed_precondition(m),
+        // The state machine's class of refusal picks the code; its reason is the message.
+        Error::Rejected(r) => match r {
+            Rejection::NotFound(m) => Status::not_found(m),
+            Rejection::NotAllowed(m) => Status::permission_denied(m),
+            Rejection::Invalid(m) => Status::invalid_argument(m),
+            Rejection::Conflict(m) => Status::failed_precondition(m),
+        },
         Error::Unavailable(m) => Status::unavailable(m),
         Error::Rpc(s) => *s,
         other => Status::internal(other.to_string()),

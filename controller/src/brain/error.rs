@@ -16,8 +16,8 @@ pub enum WorkflowError {
     #[error("no longer the leader")]
     NotLeader,
     /// The state machine refused a proposal, with its reason (it changed nothing).
-    #[error("{0}")]
-    Rejected(String),
+    #[error(transparent)]
+    Rejected(crate::state::Rejection),
     /// A proposal was not committed (no leader, the controller stopping).
     #[error(transparent)]
     Uncommitted(#[from] crate::Error),

@@ -38,7 +38,7 @@ pub fn precheck(
         return match g
             .state
             .resolves_rollback(name, to, accept_data_loss, attested_dead)
-            .map_err(WorkflowError::Refused)?
+            .map_err(WorkflowError::Rejected)?
         {
             Some(wf) => Ok((format!("resolves the rollback of switchover {wf}"), Manual::default())),
             None => Err(WorkflowError::Refused(format!("`{to}` is the primary already"))),

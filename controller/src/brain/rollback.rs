@@ -40,7 +40,7 @@ use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
 
 /// Which waiting rollback a failover request `a` resolves ([`State::resolves_rollback`]).
-pub fn resolves(state: &State, a: &Approval) -> Result<Option<u64>, String> {
+pub fn resolves(state: &State, a: &Approval) -> Result<Option<u64>, crate::state::Rejection> {
     state.resolves_rollback(&a.cluster, &a.to, a.accept_data_loss, &a.attested_dead)
 }
 

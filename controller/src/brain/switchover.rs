@@ -175,7 +175,9 @@ pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> Workf
         Ok(c) => match c.response {
             Response::Ok(m) => Ok(m),
             Response::Rejected(why) => Err(WorkflowError::Rejected(why)),
-            other => Err(WorkflowError::Rejected(format!("unexpected response {other:?}"))),
+            other => {
+                Err(WorkflowError::Rejected(crate::state::Rejection::Invalid(format!("unexpected response {other:?}"))))
+            }
         },
         Err(e) => Err(WorkflowError::Uncommitted(e)),
     }

@@ -71,7 +71,7 @@ pub async fn approve(client: &Client, id: u64, wait: Duration) -> Result<String>
             return if a.state.starts_with("completed") {
                 Ok(a.state)
             } else {
-                Err(Error::Rejected(format!("request {id}: {}", a.state)))
+                Err(Error::Rejected(crate::state::Rejection::Conflict(format!("request {id}: {}", a.state))))
             };
         }
         if Instant::now() >= deadline {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApprovalAction, ApprovalState, Proposal, Role, State, WorkflowKind};
+use super::{ApprovalAction, ApprovalState, Proposal, Rejection, Role, State, WorkflowKind};
 
 /// A manual failover or a pause waiting for, or carried out after, its second approver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,28 +69,31 @@ impl State {
         accept_data_loss: bool,
         attested_dead: &[String],
         ttl_ms: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, Rejection> {
         if !APPROVER_ROLES.contains(&p.actor.role) {
-            return Err(format!("role `{}` may not request a failover", p.actor.role));
+            return Err(Rejection::NotAllowed(format!("role `{}` may not request a failover", p.actor.role)));
         }
-        let c = self.clusters.get(cluster).ok_or_else(|| format!("no cluster named `{cluster}`"))?;
+        let c =
+            self.clusters.get(cluster).ok_or_else(|| Rejection::NotFound(format!("no cluster named `{cluster}`")))?;
         if c.epoch == 0 {
-            return Err(format!("cluster `{cluster}` is not adopted yet"));
+            return Err(Rejection::Conflict(format!("cluster `{cluster}` is not adopted yet")));
         }
         // To the member named primary only to resolve a rollback waiting for a target lost for
         // good (it is then the rollback that acts, `brain/rollback.rs`).
         let resolving = self.resolves_rollback(cluster, to, accept_data_loss, attested_dead)?.is_some();
         if !c.members.contains_key(to) || (c.primary.as_deref() == Some(to) && !resolving) {
-            return Err(format!("`{to}` is not a standby of `{cluster}`"));
+            return Err(Rejection::Conflict(format!("`{to}` is not a standby of `{cluster}`")));
         }
         if let Some(m) = attested_dead.iter().find(|m| !c.members.contains_key(*m) || *m == to) {
-            return Err(format!("`{m}` cannot be attested dead: it is not another member of `{cluster}`"));
+            return Err(Rejection::Invalid(format!(
+                "`{m}` cannot be attested dead: it is not another member of `{cluster}`"
+            )));
         }
         if !c.synchronous.contains(to) && !accept_data_loss {
-            return Err(format!(
+            return Err(Rejection::Conflict(format!(
                 "`{to}` is not a synchronous standby: it may lack acknowledged commits; request again accepting \
                  the data loss if that is the decision"
-            ));
+            )));
         }
         let mut a = Approval::pending(p, ApprovalAction::Failover, cluster, reason, ttl_ms);
         (a.to, a.accept_data_loss, a.attested_dead) = (to.to_string(), accept_data_loss, attested_dead.to_vec());
@@ -108,7 +111,7 @@ impl State {
         to: &str,
         accept_data_loss: bool,
         attested_dead: &[String],
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, Rejection> {
         let Some(c) = self.clusters.get(cluster) else { return Ok(None) };
         if c.primary.as_deref() != Some(to) {
             return Ok(None);
@@ -120,11 +123,11 @@ impl State {
             .filter(|w| w.steps.iter().any(|s| s.name == ROLLBACK_WAITING_STEP));
         let Some(w) = waiting else { return Ok(None) };
         if !attested_dead.contains(&w.to) || !accept_data_loss {
-            return Err(format!(
+            return Err(Rejection::Conflict(format!(
                 "the rollback of switchover {} waits for `{}`'s agent; to start `{to}` without it, request again with \
                  --attest-dead {} --accept-data-loss (what `{}` acknowledged after `{to}` stopped is lost)",
                 w.id, w.to, w.to, w.to
-            ));
+            )));
         }
         Ok(Some(w.id))
     }
@@ -137,22 +140,23 @@ impl State {
         cluster: &str,
         reason: &str,
         ttl_ms: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, Rejection> {
         if !APPROVER_ROLES.contains(&p.actor.role) {
-            return Err(format!("role `{}` may not request a pause", p.actor.role));
+            return Err(Rejection::NotAllowed(format!("role `{}` may not request a pause", p.actor.role)));
         }
-        let c = self.clusters.get(cluster).ok_or_else(|| format!("no cluster named `{cluster}`"))?;
+        let c =
+            self.clusters.get(cluster).ok_or_else(|| Rejection::NotFound(format!("no cluster named `{cluster}`")))?;
         if c.paused {
-            return Err(format!("cluster `{cluster}` is already paused"));
+            return Err(Rejection::Conflict(format!("cluster `{cluster}` is already paused")));
         }
         self.record_request(Approval::pending(p, ApprovalAction::Pause, cluster, reason, ttl_ms))
     }
 
     /// Records `a` under the next id, unless another request on its cluster is still open; keeps
     /// the newest 200.
-    pub(super) fn record_request(&mut self, mut a: Approval) -> Result<String, String> {
+    pub(super) fn record_request(&mut self, mut a: Approval) -> Result<String, Rejection> {
         if let Some(open) = self.approvals.values().find(|o| o.cluster == a.cluster && is_open(o, a.requested_ms)) {
-            return Err(format!("request {} on `{}` is still {}", open.id, a.cluster, open.state));
+            return Err(Rejection::Conflict(format!("request {} on `{}` is still {}", open.id, a.cluster, open.state)));
         }
         self.last_approval_id += 1;
         a.id = self.last_approval_id;
@@ -165,20 +169,23 @@ impl State {
     }
 
     /// The second person's approval: another identity, before the request lapses.
-    pub(super) fn approve(&mut self, p: &Proposal, id: u64) -> Result<String, String> {
+    pub(super) fn approve(&mut self, p: &Proposal, id: u64) -> Result<String, Rejection> {
         if !APPROVER_ROLES.contains(&p.actor.role) {
-            return Err(format!("role `{}` may not approve a failover", p.actor.role));
+            return Err(Rejection::NotAllowed(format!("role `{}` may not approve a failover", p.actor.role)));
         }
-        let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
+        let a = self.approvals.get_mut(&id).ok_or_else(|| Rejection::NotFound(format!("no request {id}")))?;
         if a.state != ApprovalState::Pending {
-            return Err(format!("request {id} is {}, not pending", a.state));
+            return Err(Rejection::Conflict(format!("request {id} is {}, not pending", a.state)));
         }
         if p.at_ms >= a.expires_ms {
             a.state = ApprovalState::Expired;
-            return Err(format!("request {id} expired; request again"));
+            return Err(Rejection::Conflict(format!("request {id} expired; request again")));
         }
         if a.requested_by == p.actor.name {
-            return Err(format!("`{}` requested {id}: a second person must approve it", p.actor.name));
+            return Err(Rejection::NotAllowed(format!(
+                "`{}` requested {id}: a second person must approve it",
+                p.actor.name
+            )));
         }
         a.approved_by = Some(p.actor.name.clone());
         if a.action == ApprovalAction::Pause {
@@ -202,8 +209,8 @@ impl State {
     }
 
     /// Cancelling (anyone allowed to approve), or the leader recording how far it got.
-    pub(super) fn set_approval_state(&mut self, id: u64, state: &ApprovalState) -> Result<String, String> {
-        let a = self.approvals.get_mut(&id).ok_or_else(|| format!("no request {id}"))?;
+    pub(super) fn set_approval_state(&mut self, id: u64, state: &ApprovalState) -> Result<String, Rejection> {
+        let a = self.approvals.get_mut(&id).ok_or_else(|| Rejection::NotFound(format!("no request {id}")))?;
         let allowed = match state {
             ApprovalState::Ended(how) if how.starts_with("cancelled") => {
                 matches!(a.state, ApprovalState::Pending | ApprovalState::Approved)
@@ -215,7 +222,7 @@ impl State {
             ApprovalState::Pending | ApprovalState::Approved | ApprovalState::Expired => false,
         };
         if !allowed {
-            return Err(format!("request {id} is {}; it cannot become {state}", a.state));
+            return Err(Rejection::Conflict(format!("request {id} is {}; it cannot become {state}", a.state)));
         }
         a.state = state.clone();
         Ok(format!("request {id} {state}"))
@@ -263,7 +270,7 @@ mod tests {
     #[test]
     fn a_request_needs_a_second_person_before_it_lapses() {
         let mut s = state();
-        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.contains(what));
+        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.to_string().contains(what));
         assert!(refused(apply(&mut s, as_("sam", Role::Soc, 1, request("ndc", false))), "may not request"));
         assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, request("dr", false))), "not a synchronous"));
         assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, request("dc", false))), "not a standby"));
@@ -301,7 +308,7 @@ mod tests {
     #[test]
     fn a_pause_takes_effect_only_with_a_second_persons_approval() {
         let mut s = state();
-        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.contains(what));
+        let refused = |r: Response, what: &str| matches!(r, Response::Rejected(m) if m.to_string().contains(what));
         let direct = Command::SetPaused { cluster: "customs".into(), paused: true, reason: "t".into() };
         assert!(refused(apply(&mut s, as_("alice", Role::Admin, 1, direct)), "second approver"));
         let pause = || Command::RequestPause { cluster: "customs".into(), reason: "patching".into(), ttl_ms: 1000 };

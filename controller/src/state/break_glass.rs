@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, ApprovalAction, ApprovalState, BreakGlassState, Proposal, Role, State};
+use super::{Approval, ApprovalAction, ApprovalState, BreakGlassState, Proposal, Rejection, Role, State};
 
 /// How far break-glass raises a cluster's epoch: far beyond any number of role changes the lost
 /// sites could have made among themselves, had they survived cut off.
@@ -91,20 +91,26 @@ impl BreakGlassOrder {
 impl State {
     /// Records an order the stranded controller carried out on its store (see the module docs).
     /// Recording one twice (a leader that restarted before noting it had) changes nothing.
-    pub(super) fn record_break_glass(&mut self, p: &Proposal, order: &BreakGlassOrder) -> Result<String, String> {
+    pub(super) fn record_break_glass(&mut self, p: &Proposal, order: &BreakGlassOrder) -> Result<String, Rejection> {
         if p.actor.role != Role::System {
-            return Err("only the controller that carried out a break-glass order records it".into());
+            return Err(Rejection::NotAllowed(
+                "only the controller that carried out a break-glass order records it".into(),
+            ));
         }
         if self.break_glass.contains_key(&order.id) {
             return Ok(format!("break-glass order {} was recorded already", order.id));
         }
-        let approved_by = order.approved_by.clone().ok_or("the order has no approver")?;
+        let approved_by =
+            order.approved_by.clone().ok_or_else(|| Rejection::Invalid("the order has no approver".into()))?;
         if approved_by == order.requested_by {
-            return Err("the order was approved by its own requester".into());
+            return Err(Rejection::NotAllowed("the order was approved by its own requester".into()));
         }
-        let c = self.clusters.get(&order.cluster).ok_or_else(|| format!("no cluster named `{}`", order.cluster))?;
+        let c = self
+            .clusters
+            .get(&order.cluster)
+            .ok_or_else(|| Rejection::NotFound(format!("no cluster named `{}`", order.cluster)))?;
         if !c.members.contains_key(&order.to) {
-            return Err(format!("`{}` is not a member of `{}`", order.to, order.cluster));
+            return Err(Rejection::NotFound(format!("`{}` is not a member of `{}`", order.to, order.cluster)));
         }
         let floor = c.epoch + EPOCH_JUMP;
         let attested_dead: Vec<String> = c.members.keys().filter(|m| **m != order.to).cloned().collect();
@@ -219,7 +225,7 @@ mod tests {
     fn recording_an_order_cuts_off_controllers_raises_the_floor_and_approves_the_failover() {
         let mut s = state();
         let r = apply(&mut s, Role::Admin, Command::RecordBreakGlass(order()));
-        assert!(matches!(r, Response::Rejected(ref m) if m.contains("only the controller")), "{r:?}");
+        assert!(matches!(r, Response::Rejected(ref m) if m.to_string().contains("only the controller")), "{r:?}");
         let r = apply(&mut s, Role::System, Command::RecordBreakGlass(order()));
         assert!(matches!(r, Response::Ok(ref m) if m.contains("approved as request 1")), "{r:?}");
         assert_eq!(s.controllers.keys().copied().collect::<Vec<_>>(), [3]);
@@ -239,10 +245,10 @@ mod tests {
         let mut s = state();
         let own = BreakGlassOrder { approved_by: Some("alice".into()), ..order() };
         let r = apply(&mut s, Role::System, Command::RecordBreakGlass(own));
-        assert!(matches!(r, Response::Rejected(ref m) if m.contains("own requester")), "{r:?}");
+        assert!(matches!(r, Response::Rejected(ref m) if m.to_string().contains("own requester")), "{r:?}");
         let stranger = BreakGlassOrder { to: "mars".into(), ..order() };
         let r = apply(&mut s, Role::System, Command::RecordBreakGlass(stranger));
-        assert!(matches!(r, Response::Rejected(ref m) if m.contains("not a member")), "{r:?}");
+        assert!(matches!(r, Response::Rejected(ref m) if m.to_string().contains("not a member")), "{r:?}");
         assert!(s.cut_off.is_empty() && s.controllers.len() == 3 && s.clusters["customs"].epoch_floor == 0);
     }
 }

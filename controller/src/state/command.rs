@@ -136,7 +136,7 @@ pub enum Response {
     /// Applied; a short description of what changed.
     Ok(String),
     /// Refused by the state machine; nothing changed.
-    Rejected(String),
+    Rejected(super::Rejection),
     /// One response per proposal of a [`Command::Batch`], in order.
     Batch(Vec<Response>),
 }

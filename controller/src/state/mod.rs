@@ -11,6 +11,7 @@ mod break_glass;
 mod cities;
 mod command;
 mod kinds;
+mod rejection;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,6 +23,7 @@ pub use break_glass::{BreakGlassOrder, BreakGlassRefusal, EPOCH_JUMP};
 pub use cities::{crowded, voters_by_city, CityLoss, MAX_VOTERS_PER_CITY};
 pub use command::{Actor, Command, Proposal, Response, Seed};
 pub use kinds::{ApprovalAction, ApprovalState, BreakGlassState, UnknownName, WorkflowKind};
+pub use rejection::Rejection;
 
 /// What a caller may do. Client roles come from the certificate's OU, overridden by the `users`
 /// table; `agent` and `peer` come only from certificates; `system` is the controller itself.

@@ -1,15 +1,15 @@
 //! `State::apply` for the agents and users tables, and the record of a refused call.
 
 use super::updown;
-use crate::state::{AgentRecord, Command, Proposal, State};
+use crate::state::{AgentRecord, Command, Proposal, Rejection, State};
 
 impl State {
-    pub(super) fn apply_agents_and_users(&mut self, p: &Proposal) -> (String, Result<String, String>) {
+    pub(super) fn apply_agents_and_users(&mut self, p: &Proposal) -> (String, Result<String, Rejection>) {
         match &p.command {
             Command::RegisterAgent { name, site, host, facts } => {
                 let what = format!("register agent {name} site={site} host={host}");
                 if !self.sites.is_empty() && !self.sites.contains_key(site) {
-                    return (what, Err(format!("unknown site `{site}`")));
+                    return (what, Err(Rejection::NotFound(format!("unknown site `{site}`"))));
                 }
                 let rec = self.agents.entry(name.clone()).or_insert_with(|| AgentRecord {
                     name: name.clone(),
@@ -32,8 +32,10 @@ impl State {
             Command::SetAgentUp { name, up, reason } => {
                 let what = format!("mark agent {name} {} ({reason})", if *up { "up" } else { "down" });
                 match self.agents.get_mut(name) {
-                    None => (what, Err(format!("no agent named `{name}`"))),
-                    Some(rec) if rec.up == *up => (what, Err(format!("agent `{name}` is already {}", updown(*up)))),
+                    None => (what, Err(Rejection::NotFound(format!("no agent named `{name}`")))),
+                    Some(rec) if rec.up == *up => {
+                        (what, Err(Rejection::Conflict(format!("agent `{name}` is already {}", updown(*up)))))
+                    }
                     Some(rec) => {
                         rec.up = *up;
                         rec.since_ms = p.at_ms;
@@ -41,11 +43,13 @@ impl State {
                     }
                 }
             }
-            Command::RecordRefusal { what, why } => (format!("refused call: {what}"), Err(why.clone())),
+            Command::RecordRefusal { what, why } => {
+                (format!("refused call: {what}"), Err(Rejection::NotAllowed(why.clone())))
+            }
             Command::PutUser { name, role } => {
                 let what = format!("put user {name} role={role}");
                 if !role.is_user_role() {
-                    return (what, Err(format!("`{role}` cannot be given to a user")));
+                    return (what, Err(Rejection::NotAllowed(format!("`{role}` cannot be given to a user"))));
                 }
                 self.users.insert(name.clone(), *role);
                 (what, Ok(format!("user {name} is {role}")))
@@ -54,10 +58,10 @@ impl State {
                 let what = format!("delete user {name}");
                 match self.users.remove(name) {
                     Some(_) => (what, Ok(format!("user {name} deleted"))),
-                    None => (what, Err(format!("no user named `{name}`"))),
+                    None => (what, Err(Rejection::NotFound(format!("no user named `{name}`")))),
                 }
             }
-            other => (format!("{other:?}"), Err("not a agents and users command".into())),
+            other => (format!("{other:?}"), Err(Rejection::Invalid("not a agents and users command".into()))),
         }
     }
 }

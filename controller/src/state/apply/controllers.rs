@@ -1,10 +1,10 @@
 //! `State::apply` for the controllers' tables: the seed, sites, the Raft membership as recorded, and the
 //! quorum checks of a leader that was cut off (`brain/continuity.rs`).
 
-use crate::state::{Command, DbCluster, Proposal, State};
+use crate::state::{Command, DbCluster, Proposal, Rejection, State};
 
 impl State {
-    pub(super) fn apply_controllers(&mut self, p: &Proposal) -> (String, Result<String, String>) {
+    pub(super) fn apply_controllers(&mut self, p: &Proposal) -> (String, Result<String, Rejection>) {
         match &p.command {
             Command::Seed(seed) => {
                 let what = format!(
@@ -14,7 +14,7 @@ impl State {
                     seed.clusters.len()
                 );
                 if self.seeded {
-                    return (what, Err("the state is already seeded".into()));
+                    return (what, Err(Rejection::Conflict("the state is already seeded".into())));
                 }
                 self.seeded = true;
                 for s in &seed.sites {
@@ -31,9 +31,10 @@ impl State {
             Command::PutSite(site) => {
                 let what = format!("put site {} city={}", site.name, site.city);
                 match self.sites.get(&site.name) {
-                    Some(old) if old.city != site.city => {
-                        (what, Err(format!("site `{}` is recorded in city `{}`", site.name, old.city)))
-                    }
+                    Some(old) if old.city != site.city => (
+                        what,
+                        Err(Rejection::Conflict(format!("site `{}` is recorded in city `{}`", site.name, old.city))),
+                    ),
                     Some(_) => (what, Ok(format!("site {} already recorded", site.name))),
                     None => {
                         self.sites.insert(site.name.clone(), site.clone());
@@ -44,11 +45,14 @@ impl State {
             Command::PutController(rec) => {
                 let what = format!("put controller {} site={} addr={}", rec.id, rec.site, rec.grpc_addr);
                 if !self.sites.is_empty() && !self.sites.contains_key(&rec.site) {
-                    return (what, Err(format!("unknown site `{}`", rec.site)));
+                    return (what, Err(Rejection::NotFound(format!("unknown site `{}`", rec.site))));
                 }
                 if let Some(other) = self.controllers.values().find(|c| c.id != rec.id && c.grpc_addr == rec.grpc_addr)
                 {
-                    return (what, Err(format!("controller {} already uses {}", other.id, rec.grpc_addr)));
+                    return (
+                        what,
+                        Err(Rejection::Conflict(format!("controller {} already uses {}", other.id, rec.grpc_addr))),
+                    );
                 }
                 self.controllers.insert(rec.id, rec.clone());
                 // Added back on purpose (with a wiped store): no longer cut off.
@@ -58,7 +62,7 @@ impl State {
             Command::SetControllerVoter { id, voter } => {
                 let what = format!("set controller {id} voter={voter}");
                 match self.controllers.get_mut(id) {
-                    None => (what, Err(format!("no controller with id {id}"))),
+                    None => (what, Err(Rejection::NotFound(format!("no controller with id {id}")))),
                     Some(rec) => {
                         rec.voter = *voter;
                         (what, Ok(format!("controller {id} voter={voter}")))
@@ -69,7 +73,7 @@ impl State {
                 let what = format!("delete controller {id}");
                 match self.controllers.remove(id) {
                     Some(_) => (what, Ok(format!("controller {id} deleted"))),
-                    None => (what, Err(format!("no controller with id {id}"))),
+                    None => (what, Err(Rejection::NotFound(format!("no controller with id {id}")))),
                 }
             }
             Command::QuorumCheck { term } => (
@@ -79,12 +83,12 @@ impl State {
             Command::ConfirmQuorum { term, reason } => {
                 let what = format!("confirm the quorum of the leader at term {term}: {reason}");
                 if reason.trim().is_empty() {
-                    return (what, Err("a reason is required".into()));
+                    return (what, Err(Rejection::Invalid("a reason is required".into())));
                 }
                 self.quorum_confirmed_term = self.quorum_confirmed_term.max(*term);
                 (what, Ok(format!("the leader at term {term} may grant leases and change roles")))
             }
-            other => (format!("{other:?}"), Err("not a controllers command".into())),
+            other => (format!("{other:?}"), Err(Rejection::Invalid("not a controllers command".into()))),
         }
     }
 }

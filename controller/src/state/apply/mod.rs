@@ -7,7 +7,7 @@ mod clusters;
 mod controllers;
 mod workflows;
 
-use super::{AuditEntry, Command, Proposal, Response, State};
+use super::{AuditEntry, Command, Proposal, Rejection, Response, State};
 
 impl State {
     /// Applies one proposal carried by the log entry at `log_index`, appending the audit entries it
@@ -39,7 +39,7 @@ impl State {
     }
 
     /// Returns a description of the command and its result.
-    fn apply_one(&mut self, log_index: u64, p: &Proposal) -> (String, Result<String, String>) {
+    fn apply_one(&mut self, log_index: u64, p: &Proposal) -> (String, Result<String, Rejection>) {
         use Command::*;
         match &p.command {
             Seed(_)
@@ -75,7 +75,7 @@ impl State {
                 (format!("record break-glass order {}", order.id), self.record_break_glass(p, order))
             }
             // Handled in `apply` before reaching here.
-            Batch(_) => ("batch".into(), Err("nested batch".into())),
+            Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),
         }
     }
 }
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(a.users.get("bob"), Some(&Role::Noc));
         assert!(!a.agents["a1"].up);
         assert_eq!(a.agents["a1"].since_ms, 3);
-        assert!(matches!(&resp_a[3], Response::Rejected(m) if m.contains("nobody")));
+        assert!(matches!(&resp_a[3], Response::Rejected(m) if m.to_string().contains("nobody")));
         assert!(audit_a[3].action.contains("rejected"));
     }
 

@@ -1,30 +1,30 @@
 //! `State::apply` for the workflows: started, stepped and finished, one per cluster at a time.
 
-use crate::state::{Command, Proposal, State, Workflow, WorkflowKind, WorkflowStep};
+use crate::state::{Command, Proposal, Rejection, State, Workflow, WorkflowKind, WorkflowStep};
 
 impl State {
-    pub(super) fn apply_workflows(&mut self, p: &Proposal) -> (String, Result<String, String>) {
+    pub(super) fn apply_workflows(&mut self, p: &Proposal) -> (String, Result<String, Rejection>) {
         match &p.command {
             Command::StartWorkflow { cluster, kind, from, to } => {
                 let what = format!("start {kind} of {cluster} from {from} to {to}");
                 let Some(c) = self.clusters.get_mut(cluster) else {
-                    return (what, Err(format!("no cluster named `{cluster}`")));
+                    return (what, Err(Rejection::NotFound(format!("no cluster named `{cluster}`"))));
                 };
                 if c.epoch == 0 {
-                    return (what, Err(format!("cluster `{cluster}` is not adopted yet")));
+                    return (what, Err(Rejection::Conflict(format!("cluster `{cluster}` is not adopted yet"))));
                 }
                 if c.paused {
-                    return (what, Err(format!("cluster `{cluster}` is paused (maintenance)")));
+                    return (what, Err(Rejection::Conflict(format!("cluster `{cluster}` is paused (maintenance)"))));
                 }
                 if let Some(w) = c.workflow {
-                    return (what, Err(format!("workflow {w} is still under way on `{cluster}`")));
+                    return (what, Err(Rejection::Conflict(format!("workflow {w} is still under way on `{cluster}`"))));
                 }
                 if c.primary.as_deref() != Some(from.as_str()) {
-                    return (what, Err(format!("`{from}` is not the primary of `{cluster}`")));
+                    return (what, Err(Rejection::Conflict(format!("`{from}` is not the primary of `{cluster}`"))));
                 }
                 // A restart (of the primary its own fence stopped) is the one workflow on itself.
                 if !c.members.contains_key(to) || (to == from) != (*kind == WorkflowKind::Restart) {
-                    return (what, Err(format!("`{to}` is not another member of `{cluster}`")));
+                    return (what, Err(Rejection::Conflict(format!("`{to}` is not another member of `{cluster}`"))));
                 }
                 self.last_workflow_id += 1;
                 let id = self.last_workflow_id;
@@ -61,17 +61,17 @@ impl State {
                         w.steps.push(WorkflowStep { name: name.clone(), at_ms: p.at_ms, note: note.clone() });
                         (what, Ok("recorded".into()))
                     }
-                    Some(_) => (what, Err(format!("workflow {workflow} has ended"))),
-                    None => (what, Err(format!("no workflow {workflow}"))),
+                    Some(_) => (what, Err(Rejection::Conflict(format!("workflow {workflow} has ended")))),
+                    None => (what, Err(Rejection::NotFound(format!("no workflow {workflow}")))),
                 }
             }
             Command::FinishWorkflow { workflow, outcome } => {
                 let what = format!("finish workflow {workflow}: {outcome}");
                 let Some(w) = self.workflows.get_mut(workflow) else {
-                    return (what, Err(format!("no workflow {workflow}")));
+                    return (what, Err(Rejection::NotFound(format!("no workflow {workflow}"))));
                 };
                 if w.finished.is_some() {
-                    return (what, Err(format!("workflow {workflow} has already ended")));
+                    return (what, Err(Rejection::Conflict(format!("workflow {workflow} has already ended"))));
                 }
                 w.finished = Some((p.at_ms, outcome.clone()));
                 if let Some(c) = self.clusters.get_mut(&w.cluster) {
@@ -81,7 +81,7 @@ impl State {
                 }
                 (what, Ok("finished".into()))
             }
-            other => (format!("{other:?}"), Err("not a workflows command".into())),
+            other => (format!("{other:?}"), Err(Rejection::Invalid("not a workflows command".into()))),
         }
     }
 }
