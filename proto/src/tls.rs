@@ -37,20 +37,17 @@ pub fn server_tls(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> ServerTlsCo
 }
 
 /// Reads the common name (identity) and organisational unit (role) of a DER certificate.
-pub fn identity_of(der: &[u8]) -> Result<(String, String), String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+pub fn identity_of(der: &[u8]) -> Result<(String, String), IdentityError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| IdentityError::Cert(format!("unreadable client certificate: {e}")))?;
     let subject = cert.subject();
-    let cn = subject
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .ok_or("client certificate has no common name")?;
-    let ou = subject
-        .iter_organizational_unit()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .ok_or("client certificate has no organisational unit (role)")?;
-    Ok((cn.to_string(), ou.to_string()))
+    let field = |it: Option<&x509_parser::x509::AttributeTypeAndValue>, what: &str| {
+        let value = it.and_then(|a| a.as_str().ok());
+        value.map(str::to_string).ok_or_else(|| IdentityError::Cert(format!("client certificate has no {what}")))
+    };
+    let cn = field(subject.iter_common_name().next(), "common name")?;
+    let ou = field(subject.iter_organizational_unit().next(), "organisational unit (role)")?;
+    Ok((cn, ou))
 }
 
 /// What is wrong with a certificate and key pair.
@@ -81,7 +78,7 @@ pub fn check_identity_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<(String, St
     if key.der_bytes() != cert.public_key().subject_public_key.data.as_ref() {
         return Err(IdentityError::Mismatch);
     }
-    identity_of(&pem.contents).map_err(IdentityError::Cert)
+    identity_of(&pem.contents)
 }
 
 /// [`check_identity_pem`] on the files at `cert` and `key` (each read with the configuration

@@ -174,7 +174,8 @@ impl Vouch for VouchService {
             .peer_certs()
             .and_then(|c| c.first().cloned())
             .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-        let (name, role) = triad_proto::tls::identity_of(der.as_ref()).map_err(Status::unauthenticated)?;
+        let (name, role) =
+            triad_proto::tls::identity_of(der.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))?;
         if role != "agent" {
             return Err(Status::permission_denied(format!("`{name}` has role `{role}`; only agents ask for vouches")));
         }

@@ -31,7 +31,7 @@ pub fn caller<T>(req: &Request<T>, state: &SharedState) -> Result<Caller, Status
     let origin = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
     let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
     let der = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let (name, ou) = identity_of(der.as_ref()).map_err(Status::unauthenticated)?;
+    let (name, ou) = identity_of(der.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))?;
     let cert_role = Role::parse(&ou)
         .filter(|r| *r != Role::System && *r != Role::Disabled)
         .ok_or_else(|| Status::unauthenticated(format!("certificate role `{ou}` is not one of {}", Role::NAMES)))?;
