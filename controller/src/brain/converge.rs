@@ -17,7 +17,7 @@ use triad_proto::conninfo::same_server;
 use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
-use super::switchover::{command, propose};
+use super::workflow::{command, propose};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
@@ -88,12 +88,12 @@ pub fn due(
 /// Repoints one standby as a recorded workflow; done once its agent reports the new upstream.
 pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let primary = super::switchover::cluster(&ctx, &cluster)
+    let primary = super::workflow::cluster(&ctx, &cluster)
         .and_then(|c| c.primary)
         .ok_or_else(|| WorkflowError::gone("no primary"))?;
     let was = ctx.obs.fresh_db(&agent, FOLLOW_TIMEOUT).map(|d| d.upstream).unwrap_or_default();
     let (wf, c) =
-        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;
+        super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;
     let note = format!("{member} streams from {was}, not from the primary {primary} ({endpoint})");
     propose(&ctx, &actor, Command::RecordStep { workflow: wf, name: "astray".into(), note }).await?;
     let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });

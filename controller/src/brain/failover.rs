@@ -24,7 +24,7 @@ use triad_proto::v1::agent_command;
 
 use super::detector::judge;
 use super::final_position;
-use super::switchover::{cluster, command, propose, recorded_cluster, recorded_primary, recorded_workflow};
+use super::workflow::{cluster, command, propose, recorded_cluster, recorded_primary, recorded_workflow};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::{now_ms, Ctx};
 use crate::state::WorkflowKind;
@@ -67,7 +67,7 @@ pub async fn run_with(
     let (from, from_agent) = recorded_primary(&c)?;
     let started = Instant::now();
     tracing::error!(cluster = %name, from = %from, to = %to, "primary lost ({why}): failing over");
-    let (wf, _) = super::switchover::start_workflow(&ctx, &actor, &name, WorkflowKind::Failover, &from, &to).await?;
+    let (wf, _) = super::workflow::start_workflow(&ctx, &actor, &name, WorkflowKind::Failover, &from, &to).await?;
     let step = |n: &'static str, note: String| Command::RecordStep { workflow: wf, name: n.into(), note };
     if let Some(m) = &manual {
         propose(&ctx, &actor, step("approved", m.approved.clone())).await?;
@@ -183,10 +183,10 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     let last_canary = super::canary::newest(&ctx, &to_agent).filter(|k| k.epoch < c.epoch);
     let t = Instant::now();
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
-    super::switchover::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
-    let waits_for = super::switchover::first_commit_waits_for(&c, accepted_loss);
-    let lag = super::switchover::replay_lag(&ctx, &to_agent);
-    let order = super::switchover::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms(), lag);
+    super::workflow::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
+    let waits_for = super::promote::first_commit_waits_for(&c, accepted_loss);
+    let lag = super::promote::replay_lag(&ctx, &to_agent);
+    let order = super::promote::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms(), lag);
     let promote = command(&w.cluster, c.epoch, c.epoch_index, order.kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.

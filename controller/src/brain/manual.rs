@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::failover::{run_with, Manual};
-use super::switchover::{cluster, propose};
+use super::workflow::{cluster, propose};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, Role};

@@ -15,6 +15,7 @@ pub mod lease;
 mod liveness;
 pub mod manual;
 mod observations;
+mod promote;
 mod rejoin;
 mod requests;
 mod restart;
@@ -24,6 +25,7 @@ pub(crate) mod sim;
 pub mod switchover;
 pub mod synchronous;
 mod topology;
+mod workflow;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -267,8 +269,8 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Workfl
         synchronous::SyncAction::Restore { cluster, members, .. } => (cluster.clone(), members.clone()),
         synchronous::SyncAction::Vouch { cluster, members } => (cluster.clone(), members.clone()),
     };
-    let c = switchover::recorded_cluster(ctx, &cluster)?;
-    let (primary, agent) = switchover::recorded_primary(&c)?;
+    let c = workflow::recorded_cluster(ctx, &cluster)?;
+    let (primary, agent) = workflow::recorded_primary(&c)?;
     let reconfigure = || AgentCommand {
         id: 0,
         cluster: cluster.clone(),
@@ -276,7 +278,7 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Workfl
         log_index: c.epoch_index,
         kind: Some(agent_command::Kind::SetSynchronous(SetSynchronous { names: names.clone() })),
     };
-    let propose = |command: Command| switchover::propose(ctx, &actor, command);
+    let propose = |command: Command| workflow::propose(ctx, &actor, command);
     let reconfiguring = || WorkflowError::agent(format!("reconfiguring {primary}'s synchronous standbys"));
     match action {
         synchronous::SyncAction::Vouch { members, .. } => {

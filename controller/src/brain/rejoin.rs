@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
-use super::switchover::{command, propose};
+use super::workflow::{command, propose};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
@@ -81,11 +81,11 @@ pub async fn run(
     endpoint: String,
 ) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
-    let primary = super::switchover::cluster(&ctx, &cluster)
+    let primary = super::workflow::cluster(&ctx, &cluster)
         .and_then(|c| c.primary)
         .ok_or_else(|| WorkflowError::gone("no primary"))?;
     let (wf, c) =
-        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
+        super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
     let call = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT);
@@ -99,7 +99,7 @@ pub async fn run(
     let primary_down = async {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let named = super::switchover::cluster(&ctx, &cluster).and_then(|c| c.primary);
+            let named = super::workflow::cluster(&ctx, &cluster).and_then(|c| c.primary);
             let report = ctx.obs.fresh_db(&primary_agent, fresh);
             if named.as_deref() != Some(primary.as_str()) || report.is_some_and(|d| !d.up && d.stopped) {
                 return;

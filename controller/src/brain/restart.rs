@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
-use super::switchover::{command, propose, STEP_TIMEOUT};
+use super::workflow::{command, propose, STEP_TIMEOUT};
 use super::WorkflowResult;
 use crate::context::Ctx;
 use crate::state::{Actor, ApprovalAction, ApprovalState, Command, State, Workflow, WorkflowKind};
@@ -141,7 +141,7 @@ pub fn plan(
 pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, why: String) -> WorkflowResult<String> {
     let actor = Actor::system(ctx.id);
     let (wf, c) =
-        super::switchover::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Restart, &member, &member).await?;
+        super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Restart, &member, &member).await?;
     let step = |name: &str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     propose(&ctx, &actor, step("detected", format!("{member} stopped by its agent's fence: {why}"))).await?;
     let started = Instant::now();

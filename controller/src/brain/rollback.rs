@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::commands::CallError;
-use super::switchover::{command, failpoint, propose, recorded_cluster, recorded_workflow, STEP_TIMEOUT};
+use super::workflow::{command, failpoint, propose, recorded_cluster, recorded_workflow, STEP_TIMEOUT};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};

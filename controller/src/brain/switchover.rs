@@ -16,16 +16,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::{agent_command, AgentCommand, DbStatus};
+use triad_proto::v1::agent_command;
 
+use super::promote::{first_commit_waits_for, promote, replay_lag};
+use super::workflow::{
+    cluster, command, failpoint, fresh_db, propose, recorded_cluster, recorded_workflow, restart_if_stopped,
+    start_workflow, STEP_TIMEOUT,
+};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
-use crate::state::{Actor, Command, DbCluster, Response};
+use crate::state::{Actor, Command, DbCluster};
 
 /// How far behind (bytes, flushed and replayed) a target may be and still be switched to.
 pub const MAX_TARGET_LAG: i64 = 16 << 20;
-pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a switchover sends the promote before it gives up, and the pause between two.
 const PROMOTE_ATTEMPTS: u32 = 3;
@@ -37,71 +41,6 @@ pub struct Outcome {
     pub workflow: u64,
     pub epoch: u64,
     pub summary: String,
-}
-
-/// The agent's database report, if it is fresh (heard within `agents.down_after_ms`).
-pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
-    ctx.obs.fresh_db(agent, Duration::from_millis(ctx.cfg.agents.down_after_ms))
-}
-
-/// Before a promote that a workflow repeats: a target found stopped (promoted, then fenced when
-/// its lease lapsed while leaders changed; or simply down) cannot be reached by the promote, so
-/// it is started again as it was first. Safe because it is the primary the committed state names
-/// at this epoch and a workflow is open on its cluster, so no failover can promote another member
-/// meanwhile; started, it serves only under a lease, like any primary.
-pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, agent: &str) -> WorkflowResult<()> {
-    let stopped = fresh_db(ctx, agent).is_some_and(|d| !d.up && d.stopped && d.agent_epoch == c.epoch);
-    if !stopped || c.primary.as_deref() != Some(member) {
-        return Ok(());
-    }
-    tracing::warn!(cluster = %c.name, member, "the new primary is stopped: starting it again before the promote");
-    let restart = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
-    ctx.bus
-        .call(agent, restart, STEP_TIMEOUT)
-        .await
-        .map(|_| ())
-        .map_err(WorkflowError::agent(format!("restarting {member}")))
-}
-
-/// Records a workflow of `kind` on cluster `name` from `from` to `to` (the state refuses it
-/// while another runs); returns its id and the cluster as applied with it.
-pub(crate) async fn start_workflow(
-    ctx: &Ctx,
-    actor: &Actor,
-    name: &str,
-    kind: WorkflowKind,
-    from: &str,
-    to: &str,
-) -> WorkflowResult<(u64, DbCluster)> {
-    let cmd = Command::StartWorkflow { cluster: name.into(), kind, from: from.into(), to: to.into() };
-    propose(ctx, actor, cmd).await?;
-    let c = recorded_cluster(ctx, name)?;
-    let wf = c.workflow.ok_or_else(|| WorkflowError::gone("the workflow was not recorded"))?;
-    Ok((wf, c))
-}
-
-/// A copy of cluster `name` as applied on this controller.
-pub(crate) fn cluster(ctx: &Ctx, name: &str) -> Option<DbCluster> {
-    ctx.state.read().expect("state lock poisoned").state.clusters.get(name).cloned()
-}
-
-/// Cluster `name` as applied on this controller, which a running workflow needs.
-pub(crate) fn recorded_cluster(ctx: &Ctx, name: &str) -> WorkflowResult<DbCluster> {
-    cluster(ctx, name).ok_or_else(|| WorkflowError::gone(format!("cluster `{name}` is no longer recorded")))
-}
-
-/// The primary `c` records, and its agent.
-pub(crate) fn recorded_primary(c: &DbCluster) -> WorkflowResult<(String, String)> {
-    let primary = c.primary.clone().ok_or_else(|| WorkflowError::gone(format!("`{}` records no primary", c.name)))?;
-    let agent = c.members.get(&primary).map(|m| m.agent.clone());
-    let agent = agent.ok_or_else(|| WorkflowError::gone(format!("the primary `{primary}` is not a member")))?;
-    Ok((primary, agent))
-}
-
-/// Workflow `wf` as applied on this controller.
-pub(crate) fn recorded_workflow(ctx: &Ctx, wf: u64) -> WorkflowResult<crate::state::Workflow> {
-    let g = ctx.state.read().expect("state lock poisoned");
-    g.state.workflows.get(&wf).cloned().ok_or_else(|| WorkflowError::gone(format!("workflow {wf} is not recorded")))
 }
 
 /// The pre-checks, each with the reason it fails; returns (from, from agent, to agent, target endpoint).
@@ -168,91 +107,6 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> WorkflowResult<(String, Stri
         ));
     }
     Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
-}
-
-pub(crate) async fn propose(ctx: &Ctx, actor: &Actor, command: Command) -> WorkflowResult<String> {
-    match ctx.proposer.propose(ctx.proposal(actor.clone(), command)).await {
-        Ok(c) => match c.response {
-            Response::Ok(m) => Ok(m),
-            Response::Rejected(why) => Err(WorkflowError::Rejected(why)),
-            other => {
-                Err(WorkflowError::Rejected(crate::state::Rejection::Invalid(format!("unexpected response {other:?}"))))
-            }
-        },
-        Err(e) => Err(WorkflowError::Uncommitted(e)),
-    }
-}
-
-/// A test hook between two steps: with `FAILPOINTS=<name>=return` the workflow stops right there,
-/// as if its leader had died, leaving the recorded workflow for the next leader to finish
-/// (`switchover-promote` instead fails one promote attempt: `1*return` fails the first;
-/// `switchover-promote-answer-lost` loses the answer of one that ran).
-pub(crate) fn failpoint(name: &str) -> WorkflowResult<()> {
-    fail::fail_point!(name, |_| Err(WorkflowError::Failpoint(name.to_string())));
-    Ok(())
-}
-
-pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
-    AgentCommand { id: 0, cluster: cluster.into(), epoch, log_index: index, kind: Some(kind) }
-}
-
-/// A promote to send, and how long to wait for its answer.
-pub(crate) struct PromoteOrder {
-    pub kind: agent_command::Kind,
-    /// Longer than the agent may take ([`promote_time`]), so that a workflow never gives up
-    /// on a promote its agent is still running (issue 16, item 7: one that outlived the step
-    /// timeout made a switchover roll back while the target went on promoting).
-    pub wait: Duration,
-}
-
-/// The agent's wait for a lease at the new epoch before it promotes (`agents/src/link.rs`).
-const AGENT_LEASE_WAIT: Duration = Duration::from_secs(5);
-/// What the promotion itself is given beyond replaying the candidate's lag.
-const PROMOTION_FLOOR: Duration = Duration::from_secs(20);
-/// The slowest replay counted on: 8 MiB/s.
-const MIN_REPLAY_BYTES_PER_SEC: u64 = 8 << 20;
-/// Between the agent's deadline and the workflow's: the answer's way back.
-const ANSWER_MARGIN: Duration = Duration::from_secs(5);
-
-/// What a promote may take at the agent (DESIGN.md point 7: sized from the candidate's replay
-/// lag): the vouch hold, the wait for a lease, the replay of what it received but has not
-/// replayed at the slowest rate counted on, and a floor for the promotion itself; at most 10 min.
-pub(crate) fn promote_time(vouch_hold_ms: u64, replay_lag_bytes: u64) -> Duration {
-    let replay = Duration::from_millis(replay_lag_bytes.saturating_mul(1000) / MIN_REPLAY_BYTES_PER_SEC);
-    (Duration::from_millis(vouch_hold_ms) + AGENT_LEASE_WAIT + PROMOTION_FLOOR + replay).min(Duration::from_secs(600))
-}
-
-/// What the candidate on `agent` has received and not yet replayed, by its latest report (0
-/// without one: the floor still applies).
-pub(crate) fn replay_lag(ctx: &Ctx, agent: &str) -> u64 {
-    fresh_db(ctx, agent).map(|d| d.receive_lsn.saturating_sub(d.replay_lsn)).unwrap_or(0)
-}
-
-/// The promote for `c`, read after its new epoch was committed. In strict mode the new primary
-/// waits from its first commit for the standbys the cluster wants synchronous (DESIGN.md point 5:
-/// commits wait rather than go asynchronous), unless the role change accepted data loss (a manual
-/// failover outside the synchronous set, e.g. to `dr` with a city lost, where nobody is left to
-/// wait for). Otherwise it starts asynchronous until a standby follows and is made synchronous.
-/// `vouch_hold_ms` is P(1+rho)+m: the candidate waits that long after its last vouch.
-pub(crate) fn promote(c: &DbCluster, accepted_loss: bool, vouch_hold_ms: u64, replay_lag_bytes: u64) -> PromoteOrder {
-    let names = first_commit_waits_for(c, accepted_loss);
-    let time = promote_time(vouch_hold_ms, replay_lag_bytes);
-    let promote = triad_proto::v1::Promote {
-        synchronous_standby_names: names,
-        vouch_hold_ms,
-        timeout_ms: time.as_millis() as u64,
-    };
-    PromoteOrder { kind: agent_command::Kind::Promote(promote), wait: time + ANSWER_MARGIN }
-}
-
-/// The standbys that [`promote`] makes the new primary's first commits wait for (none: it starts
-/// asynchronous).
-pub(crate) fn first_commit_waits_for(c: &DbCluster, accepted_loss: bool) -> Vec<String> {
-    if c.strict && !accepted_loss {
-        c.want_synchronous.iter().filter(|m| c.primary.as_ref() != Some(*m)).cloned().collect()
-    } else {
-        Vec::new()
-    }
 }
 
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
@@ -587,24 +441,4 @@ async fn rollback(
     };
     let _ = propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
     Err(WorkflowError::Ended(outcome))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_promote_is_given_its_hold_lease_wait_and_replay_and_the_workflow_waits_longer() {
-        // No lag: the hold, the lease wait and the floor.
-        assert_eq!(promote_time(1_300, 0), Duration::from_millis(26_300));
-        // 80 MiB to replay at 8 MiB/s: ten seconds more.
-        assert_eq!(promote_time(1_300, 80 << 20), Duration::from_millis(36_300));
-        // Bounded, whatever a report says.
-        assert_eq!(promote_time(1_300, u64::MAX), Duration::from_secs(600));
-        let c = DbCluster::for_test(&["dc", "ndc"], "");
-        let order = promote(&c, false, 1_300, 80 << 20);
-        let agent_command::Kind::Promote(p) = &order.kind else { panic!("not a promote: {:?}", order.kind) };
-        assert_eq!(p.timeout_ms, 36_300);
-        assert!(order.wait > Duration::from_millis(p.timeout_ms), "the workflow outwaits the agent");
-    }
 }
