@@ -127,43 +127,15 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
     let started = Instant::now();
     let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
+    let m = Moving { ctx: &ctx, actor: &actor, wf, name: &name, from: &from, from_agent: &from_agent, to: &to };
     let mut log = Vec::new();
-    let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
 
-    // 1. Stop writes on the old primary.
-    propose(&ctx, &actor, step("stop-writes", "started".into())).await?;
-    let t = Instant::now();
-    let stopped = ctx
-        .bus
-        .call(
-            &from_agent,
-            command(&name, c.epoch, c.epoch_index, agent_command::Kind::StopPrimary(Default::default())),
-            STEP_TIMEOUT,
-        )
-        .await;
-    let final_lsn = match stopped {
-        Ok(r) => r.lsn,
-        Err(e) => return rollback(&ctx, &actor, wf, &name, &from_agent, &c, format!("stopping {from}: {e}")).await,
+    // 1-2. Stop writes on the old primary; the target catches up with all of it.
+    let final_lsn = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
+        Ok(lsn) => lsn,
+        Err(why) => return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await,
     };
-    log.push(format!(
-        "stop writes on {from}: {} ms (final position {})",
-        t.elapsed().as_millis(),
-        triad_proto::words::format_lsn(final_lsn)
-    ));
-    propose(&ctx, &actor, step("stop-writes", format!("done, final position {final_lsn}"))).await?;
-    failpoint("switchover-after-stop-writes")?;
-
-    // 2. The target must hold everything the old primary wrote: its agent answers as soon as it
-    // has received and replayed it (its reports come only every heartbeat).
-    let t = Instant::now();
-    let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: STEP_TIMEOUT.as_millis() as u32 };
-    let wait = command(&name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
-    if let Err(e) = ctx.bus.call(&to_agent, wait, STEP_TIMEOUT + Duration::from_secs(2)).await {
-        let why = format!("{to} did not reach the final position: {e}");
-        return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await;
-    }
-    log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
-    propose(&ctx, &actor, step("caught-up", format!("{to} at or past {final_lsn}"))).await?;
+    m.step("caught-up", format!("{to} at or past {final_lsn}")).await?;
     failpoint("switchover-after-caught-up")?;
     // The old primary's last canary, as either member last read it: where the write outage began.
     let last_canary = [&from_agent, &to_agent]
@@ -177,92 +149,27 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     log.push(format!("epoch {} committed", c2.epoch));
     failpoint("switchover-after-new-epoch")?;
 
-    // 4. Promote. The command is idempotent and epoch-checked, so a failure (the target's agent
-    // reconnecting, its server slow to answer) is retried before the switchover gives up.
+    // 4. Promote.
     let t = Instant::now();
-    let mut attempt = 1;
-    let detail = loop {
-        let sent = match failpoint("switchover-promote") {
-            Ok(()) => {
-                let order = promote(&c2, false, ctx.cfg.lease.vouch_hold_ms(), replay_lag(&ctx, &to_agent));
-                let cmd = command(&name, c2.epoch, c2.epoch_index, order.kind);
-                let answer = ctx
-                    .bus
-                    .call(&to_agent, cmd, order.wait)
-                    .await
-                    .map(|r| r.detail)
-                    .map_err(WorkflowError::agent("the promote"));
-                // A test hook: the promote ran, but its answer never came back.
-                answer.and_then(|detail| failpoint("switchover-promote-answer-lost").map(|_| detail))
-            }
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(detail) => break detail,
-            Err(e) if attempt < PROMOTE_ATTEMPTS => {
-                propose(&ctx, &actor, step("promote-retry", format!("attempt {attempt} failed: {e}"))).await?;
-                tokio::time::sleep(PROMOTE_RETRY_AFTER).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                // The old primary is stopped cleanly and the target holds all of it: back to it.
-                let why = format!("promoting {to} failed {attempt} times: {e}");
-                return Err(match super::rollback::run(&ctx, &actor, wf, why, false).await {
-                    Ok(outcome) => WorkflowError::Ended(outcome),
-                    Err(e) => e,
-                });
-            }
-        }
-    };
+    let detail = m.promote(&c2, &to_agent).await?;
     log.push(format!("promote {to}: {} ms ({detail})", t.elapsed().as_millis()));
-    propose(&ctx, &actor, step("promoted", to.clone())).await?;
+    m.step("promoted", to.clone()).await?;
     failpoint("switchover-after-promote")?;
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
     let waits_for = first_commit_waits_for(&c2, false);
     let note = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
     log.push(note.clone());
-    propose(&ctx, &actor, step("canary", note)).await?;
+    m.step("canary", note).await?;
 
-    // 5. The old primary rejoins as a standby of the new one.
-    let t = Instant::now();
-    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
-    let mut errors = Vec::new();
-    match ctx.bus.call(&from_agent, command(&name, c2.epoch, c2.epoch_index, rejoin), STEP_TIMEOUT).await {
-        Ok(_) => {
-            log.push(format!("{from} rejoined as a standby: {} ms", t.elapsed().as_millis()));
-            propose(&ctx, &actor, step("rejoined", from.clone())).await?;
-            failpoint("switchover-after-rejoin")?;
-            // 6. Synchronous replication again: reconfigure, confirm, then record.
-            let t = Instant::now();
-            let set =
-                agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![from.clone()] });
-            match ctx.bus.call(&to_agent, command(&name, c2.epoch, c2.epoch_index, set), STEP_TIMEOUT).await {
-                Ok(_) => {
-                    let confirmed = confirm_sync(&ctx, &to_agent, &from).await;
-                    if confirmed {
-                        propose(
-                            &ctx,
-                            &actor,
-                            Command::SetSynchronous { cluster: name.clone(), members: vec![from.clone()] },
-                        )
-                        .await?;
-                        log.push(format!("{from} is synchronous again: {} ms", t.elapsed().as_millis()));
-                    } else {
-                        errors.push(format!("{from} did not become synchronous"));
-                    }
-                }
-                Err(e) => errors.push(format!("setting {from} synchronous: {e}")),
-            }
-        }
-        Err(e) => errors.push(format!("rejoining {from}: {e}")),
-    }
+    // 5-6. The old primary rejoins as a standby of the new one, and becomes synchronous.
+    let mut errors = m.rejoin_old_primary(&c2, &to_agent, to_endpoint, &mut log).await?;
     // 7. The other standbys follow the new primary directly.
     let t = Instant::now();
     let others = follow_others(&ctx, &c2, &[from.as_str(), to.as_str()], &name).await;
     if !others.followed.is_empty() {
         log.push(format!("{} follow {to}: {} ms", others.followed.join(", "), t.elapsed().as_millis()));
-        propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
+        m.step("followed", others.followed.join(", ")).await?;
     }
     errors.extend(others.problems);
     let outcome = if errors.is_empty() {
@@ -273,6 +180,126 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     log.push(format!("{outcome} in {} ms", started.elapsed().as_millis()));
     Ok(Outcome { workflow: wf, epoch: c2.epoch, summary: log.join("\n") })
+}
+
+/// A recorded switchover of cluster `name` from `from` to `to`, for its steps.
+struct Moving<'a> {
+    ctx: &'a Arc<Ctx>,
+    actor: &'a Actor,
+    wf: u64,
+    name: &'a str,
+    from: &'a str,
+    from_agent: &'a str,
+    to: &'a str,
+}
+
+impl Moving<'_> {
+    /// Records step `name` of the workflow with `note`.
+    async fn step(&self, name: &'static str, note: String) -> WorkflowResult<String> {
+        propose(self.ctx, self.actor, Command::RecordStep { workflow: self.wf, name: name.into(), note }).await
+    }
+
+    /// Steps 1 and 2: stops writes on the old primary (at epoch `c`), then waits until the target (on
+    /// `to_agent`) has received and replayed everything it wrote: its agent answers as soon as
+    /// it has (its reports come only every heartbeat). `Ok(Err(why))`: roll back.
+    async fn stop_and_catch_up(
+        &self,
+        c: &DbCluster,
+        to_agent: &str,
+        log: &mut Vec<String>,
+    ) -> WorkflowResult<std::result::Result<u64, String>> {
+        let (from, to) = (self.from, self.to);
+        self.step("stop-writes", "started".into()).await?;
+        let t = Instant::now();
+        let stop = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::StopPrimary(Default::default()));
+        let final_lsn = match self.ctx.bus.call(self.from_agent, stop, STEP_TIMEOUT).await {
+            Ok(r) => r.lsn,
+            Err(e) => return Ok(Err(format!("stopping {from}: {e}"))),
+        };
+        let at = triad_proto::words::format_lsn(final_lsn);
+        log.push(format!("stop writes on {from}: {} ms (final position {at})", t.elapsed().as_millis()));
+        self.step("stop-writes", format!("done, final position {final_lsn}")).await?;
+        failpoint("switchover-after-stop-writes")?;
+
+        let t = Instant::now();
+        let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: STEP_TIMEOUT.as_millis() as u32 };
+        let wait = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
+        if let Err(e) = self.ctx.bus.call(to_agent, wait, STEP_TIMEOUT + Duration::from_secs(2)).await {
+            return Ok(Err(format!("{to} did not reach the final position: {e}")));
+        }
+        log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
+        Ok(Ok(final_lsn))
+    }
+
+    /// Step 4: promotes the target at the new epoch `c2`. The command is idempotent and
+    /// epoch-checked, so a failure (the target's agent reconnecting, its server slow to answer)
+    /// is retried before the switchover gives up and rolls back: the old primary is stopped
+    /// cleanly and the target holds all of it. Returns the agent's account of the promote.
+    async fn promote(&self, c2: &DbCluster, to_agent: &str) -> WorkflowResult<String> {
+        let mut attempt = 1;
+        loop {
+            let sent = match failpoint("switchover-promote") {
+                Ok(()) => {
+                    let order = promote(c2, false, self.ctx.cfg.lease.vouch_hold_ms(), replay_lag(self.ctx, to_agent));
+                    let cmd = command(self.name, c2.epoch, c2.epoch_index, order.kind);
+                    let answer = self.ctx.bus.call(to_agent, cmd, order.wait).await;
+                    let detail = answer.map(|r| r.detail).map_err(WorkflowError::agent("the promote"));
+                    // A test hook: the promote ran, but its answer never came back.
+                    detail.and_then(|detail| failpoint("switchover-promote-answer-lost").map(|_| detail))
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(detail) => return Ok(detail),
+                Err(e) if attempt < PROMOTE_ATTEMPTS => {
+                    self.step("promote-retry", format!("attempt {attempt} failed: {e}")).await?;
+                    tokio::time::sleep(PROMOTE_RETRY_AFTER).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let why = format!("promoting {} failed {attempt} times: {e}", self.to);
+                    return Err(match super::rollback::run(self.ctx, self.actor, self.wf, why, false).await {
+                        Ok(outcome) => WorkflowError::Ended(outcome),
+                        Err(e) => e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Steps 5 and 6: the old primary rejoins as a standby of the new one (at `to_endpoint`), and is made
+    /// synchronous again: reconfigure, confirm, then record. Returns the problems (the
+    /// switchover itself is done by then).
+    async fn rejoin_old_primary(
+        &self,
+        c2: &DbCluster,
+        to_agent: &str,
+        to_endpoint: String,
+        log: &mut Vec<String>,
+    ) -> WorkflowResult<Vec<String>> {
+        let (ctx, from) = (self.ctx, self.from);
+        let cmd = |kind| command(self.name, c2.epoch, c2.epoch_index, kind);
+        let t = Instant::now();
+        let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
+        if let Err(e) = ctx.bus.call(self.from_agent, cmd(rejoin), STEP_TIMEOUT).await {
+            return Ok(vec![format!("rejoining {from}: {e}")]);
+        }
+        log.push(format!("{from} rejoined as a standby: {} ms", t.elapsed().as_millis()));
+        self.step("rejoined", from.to_string()).await?;
+        failpoint("switchover-after-rejoin")?;
+        let t = Instant::now();
+        let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![from.into()] });
+        if let Err(e) = ctx.bus.call(to_agent, cmd(set), STEP_TIMEOUT).await {
+            return Ok(vec![format!("setting {from} synchronous: {e}")]);
+        }
+        if !confirm_sync(ctx, to_agent, from).await {
+            return Ok(vec![format!("{from} did not become synchronous")]);
+        }
+        let record = Command::SetSynchronous { cluster: self.name.to_string(), members: vec![from.to_string()] };
+        propose(ctx, self.actor, record).await?;
+        log.push(format!("{from} is synchronous again: {} ms", t.elapsed().as_millis()));
+        Ok(Vec::new())
+    }
 }
 
 /// Finishes a switchover that its leader left half done (it died, or a failpoint stopped it),
