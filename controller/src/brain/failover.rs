@@ -77,60 +77,19 @@ pub async fn run_with(
     }
     propose(&ctx, &actor, step("detected", why)).await?;
 
-    // Point 4: every lease the old primary could hold must have ended, unless its own agent
-    // released its lease with the server stopped (a report that the server is stopped is not
-    // enough: it may have been made just before a start under a lease granted earlier).
-    let t = Instant::now();
-    let ended = ctx.leases.all_ended_at(&ctx, &name).ok_or(WorkflowError::NotLeader)?;
-    // Outside the synchronous set, the old primary's final position is needed, so only its
-    // agent's word will do: a report made after it released its lease, which no start can
-    // have overtaken. Its agent gets a few heartbeats to give it even when every lease ended
-    // long ago (a primary whose server stopped a while back holds none).
     let by_position = manual.is_none() && !c.synchronous.contains(&to);
     let recorded = Instant::now();
-    let confirm_by = if by_position { ended.max(recorded + final_position::REPORT_WAIT) } else { ended };
-    let release = command(&name, c.epoch, c.epoch_index, agent_command::Kind::ReleaseLease(Default::default()));
-    let release = super::lease::Release::ask(ctx.clone(), from_agent.clone(), release, confirm_by);
-    // Only what the old primary's agent reports from now on counts: its last report before it
-    // fell silent still says "running primary".
-    let heard_since =
-        |t: Instant| ctx.obs.snapshot().get(&from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
-    loop {
-        let released = release.released_at();
-        let confirmed = if by_position {
-            released.and_then(heard_since).is_some_and(|d| final_position::of(&c, &d).is_some())
-        } else {
-            released.is_some()
-        };
-        if by_position && Instant::now() >= confirm_by && !confirmed {
-            let outcome = format!("abandoned: {from}'s agent did not confirm its server stopped with a final position");
+    let lost = Lost { ctx: &ctx, actor: &actor, wf, c: &c, from: &from, from_agent: &from_agent };
+    let released = match lost.await_old_lease(by_position, started).await? {
+        Ok(released) => released,
+        Err(outcome) => {
             propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
             return Err(WorkflowError::Ended(outcome));
         }
-        if confirmed || (!by_position && Instant::now() >= ended) {
-            let note = if confirmed {
-                format!(
-                    "{from}'s agent confirms it stopped and released its lease (after {} ms)",
-                    t.elapsed().as_millis()
-                )
-            } else {
-                format!("waited {} ms for every lease to end", t.elapsed().as_millis())
-            };
-            propose(&ctx, &actor, step("lease-ended", note)).await?;
-            break;
-        }
-        // The primary came back (its agent renews the lease and a standby streams again):
-        // nothing was changed yet, so the failover is simply abandoned.
-        if heard_since(started).is_some_and(|d| d.up && d.role == "primary") {
-            let outcome = format!("abandoned: {from} is back as a running primary");
-            propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
-            return Err(WorkflowError::Ended(outcome));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
 
     if by_position {
-        let released = release.released_at().unwrap_or(recorded);
+        let released = released.unwrap_or(recorded);
         match final_position::check_before_epoch(&ctx, &c, (&from, released), (&to, recorded)).await {
             Ok(note) => propose(&ctx, &actor, step(final_position::STEP, note)).await?,
             Err(e) => {
@@ -152,6 +111,73 @@ pub async fn run_with(
     // Point 1: the new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
     finish(ctx, actor, wf, started).await
+}
+
+/// A failover under way of cluster `c`'s lost primary `from`, for its steps before the epoch.
+struct Lost<'a> {
+    ctx: &'a Arc<Ctx>,
+    actor: &'a Actor,
+    wf: u64,
+    c: &'a DbCluster,
+    from: &'a str,
+    from_agent: &'a str,
+}
+
+impl Lost<'_> {
+    /// Point 4: waits until every lease the old primary could hold has ended, unless its own
+    /// agent released its lease with the server stopped (a report that the server is stopped is
+    /// not enough: it may have been made just before a start under a lease granted earlier).
+    /// Outside the synchronous set (`by_position`) the old primary's final position is needed,
+    /// so only its agent's word will do: a report made after it released its lease, which no
+    /// start can have overtaken; its agent gets a few heartbeats to give it even when every
+    /// lease ended long ago (a primary whose server stopped a while back holds none). Returns
+    /// when the release came, if it did; `Ok(Err(outcome))` when the failover is abandoned.
+    async fn await_old_lease(
+        &self,
+        by_position: bool,
+        started: Instant,
+    ) -> WorkflowResult<std::result::Result<Option<Instant>, String>> {
+        let (ctx, c, from) = (self.ctx, self.c, self.from);
+        let t = Instant::now();
+        let ended = ctx.leases.all_ended_at(ctx, &c.name).ok_or(WorkflowError::NotLeader)?;
+        let confirm_by = if by_position { ended.max(t + final_position::REPORT_WAIT) } else { ended };
+        let release = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::ReleaseLease(Default::default()));
+        let release = super::lease::Release::ask(ctx.clone(), self.from_agent.to_string(), release, confirm_by);
+        // Only what the old primary's agent reports from now on counts: its last report before
+        // it fell silent still says "running primary".
+        let heard_since =
+            |t: Instant| ctx.obs.snapshot().get(self.from_agent).filter(|o| o.last_seen > t).and_then(|o| o.db.clone());
+        loop {
+            let released = release.released_at();
+            let confirmed = if by_position {
+                released.and_then(heard_since).is_some_and(|d| final_position::of(c, &d).is_some())
+            } else {
+                released.is_some()
+            };
+            if by_position && Instant::now() >= confirm_by && !confirmed {
+                return Ok(Err(format!(
+                    "abandoned: {from}'s agent did not confirm its server stopped with a final position"
+                )));
+            }
+            if confirmed || (!by_position && Instant::now() >= ended) {
+                let note = if confirmed {
+                    let ms = t.elapsed().as_millis();
+                    format!("{from}'s agent confirms it stopped and released its lease (after {ms} ms)")
+                } else {
+                    format!("waited {} ms for every lease to end", t.elapsed().as_millis())
+                };
+                let step = Command::RecordStep { workflow: self.wf, name: "lease-ended".into(), note };
+                propose(ctx, self.actor, step).await?;
+                return Ok(Ok(released));
+            }
+            // The primary came back (its agent renews the lease and a standby streams again):
+            // nothing was changed yet, so the failover is simply abandoned.
+            if heard_since(started).is_some_and(|d| d.up && d.role == "primary") {
+                return Ok(Err(format!("abandoned: {from} is back as a running primary")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// The steps after the new epoch: promote, point the other standbys at the new primary, end the
