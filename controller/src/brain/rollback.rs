@@ -31,13 +31,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::agent_command;
+use triad_proto::v1::{agent_command, AgentCommand};
 
 use super::commands::CallError;
 use super::workflow::{command, failpoint, propose, recorded_cluster, recorded_workflow, STEP_TIMEOUT};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
-use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State};
+use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State, Workflow};
 
 /// Which waiting rollback a failover request `a` resolves ([`State::resolves_rollback`]).
 pub fn resolves(state: &State, a: &Approval) -> Result<Option<u64>, crate::state::Rejection> {
@@ -110,17 +110,7 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
     let resolved = resolution(ctx, wf);
     if let Some(a) = &resolved {
         if !w.steps.iter().any(|s| s.name == ATTESTED_STEP) {
-            propose(ctx, actor, Command::SetApprovalState { id: a.id, state: ApprovalState::Started }).await?;
-            let note = format!(
-                "request {}: {} attested by {} and {}: {}; whatever {to} acknowledged after {from} stopped is lost",
-                a.id,
-                to,
-                a.requested_by,
-                a.approved_by.clone().unwrap_or_default(),
-                a.reason
-            );
-            tracing::error!(cluster = %name, workflow = wf, "rollback: {note}");
-            propose(ctx, actor, step(ATTESTED_STEP, note)).await?;
+            record_attestation(ctx, actor, &w, a).await?;
         }
         return restart_old_primary(ctx, actor, wf, &why, &from_agent, resolved).await;
     }
@@ -130,18 +120,7 @@ pub async fn run(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String, resumed: b
 
     // The target stopped, as a standby that never finished a promotion.
     let stop = command(&name, c.epoch, c.epoch_index, agent_command::Kind::StopStandby(Default::default()));
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let stopped = loop {
-        match ctx.bus.call(&to_agent, stop.clone(), STEP_TIMEOUT).await {
-            Ok(r) => break Ok(r.detail),
-            // Its agent reconnecting to a new leader: ask again while there is time.
-            Err(CallError::NoStream { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    let stopped = match stopped {
+    let stopped = match stop_target(ctx, &to_agent, stop).await {
         Ok(note) => note,
         // It finished its promotion after all (it outlived the switchover's patience): it may
         // have acknowledged writes that `from` lacks, so the only safe way on is forward to it.
@@ -219,6 +198,36 @@ async fn restart_old_primary(
         Ok(outcome)
     } else {
         Err(WorkflowError::Ended(outcome))
+    }
+}
+
+/// Records that two people attested the target of workflow `w` dead (request `a`): the request
+/// is started, and the step says what is lost.
+async fn record_attestation(ctx: &Ctx, actor: &Actor, w: &Workflow, a: &Approval) -> WorkflowResult<()> {
+    let (from, to) = (&w.from, &w.to);
+    propose(ctx, actor, Command::SetApprovalState { id: a.id, state: ApprovalState::Started }).await?;
+    let approver = a.approved_by.clone().unwrap_or_default();
+    let note = format!(
+        "request {}: {to} attested by {} and {approver}: {}; whatever {to} acknowledged after {from} stopped is lost",
+        a.id, a.requested_by, a.reason
+    );
+    tracing::error!(cluster = %w.cluster, workflow = w.id, "rollback: {note}");
+    let step = Command::RecordStep { workflow: w.id, name: ATTESTED_STEP.into(), note };
+    propose(ctx, actor, step).await.map(|_| ())
+}
+
+/// Stops the target at once (`stop`: a StopStandby), asking again while its agent reconnects to
+/// a new leader, for up to a step's timeout. Its agent's account, or why it did not answer ok.
+async fn stop_target(ctx: &Ctx, to_agent: &str, stop: AgentCommand) -> Result<String, CallError> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        match ctx.bus.call(to_agent, stop.clone(), STEP_TIMEOUT).await {
+            Ok(r) => return Ok(r.detail),
+            Err(CallError::NoStream { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
