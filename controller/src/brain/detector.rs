@@ -76,26 +76,7 @@ pub fn judge(
     for c in state.clusters.values().filter(|c| c.epoch > 0) {
         let Some(primary) = c.primary.clone() else { continue };
         let Some(pm) = c.members.get(&primary) else { continue };
-        let mut blocked = Vec::new();
-        if !policy.automatic {
-            blocked.push("automatic failover is off (failover.automatic = false)".to_string());
-        }
-        if c.paused {
-            blocked.push("the cluster is paused (maintenance)".into());
-        }
-        let last = automatic_failovers(state, &c.name)
-            // One abandoned before it changed anything does not count.
-            .filter(|w| !w.finished.as_ref().is_some_and(|(_, o)| o.starts_with("abandoned")))
-            .map(|w| w.started_ms)
-            .max();
-        if let Some(last) = last.filter(|l| now_ms.saturating_sub(*l) < policy.min_interval_ms) {
-            // The start time, not the age: the verdict must stay the same from tick to tick.
-            blocked.push(format!(
-                "the last automatic failover started at {}, less than failover.min_interval_ms ({} s) ago",
-                triad_proto::words::format_utc(last),
-                policy.min_interval_ms / 1000
-            ));
-        }
+        let mut blocked = policy_blocks(state, c, policy, now_ms);
         let retry_in = retry_after_abandoned(state, &c.name, now_ms);
         let found = match candidates(c, &report) {
             // Outside the synchronous set only by proven position, and never while no member is
@@ -109,55 +90,9 @@ pub fn judge(
         if let Err(why) = &found {
             blocked.push(why.clone());
         }
-        // Point 6: the primary's agent silent, or reporting the server stopped, long enough...
-        let lost_after = Duration::from_millis(policy.primary_lost_after_ms);
         let silent = obs.get(&pm.agent).map(|o| now.saturating_duration_since(o.last_seen)).unwrap_or(Duration::MAX);
-        // Counted from the first report of the server stopped, and reset only by one of it up: a
-        // restart that fails (its reports in between neither up nor stopped) does not start the
-        // count again, so a primary that cannot start is judged lost all the same.
-        let primary_report = report(&pm.agent);
-        let stopped = primary_report.as_ref().is_some_and(|d| !d.up && d.stopped);
-        if stopped {
-            down_since.entry(c.name.clone()).or_insert(now);
-        } else if primary_report.as_ref().is_none_or(|d| d.up) {
-            down_since.remove(&c.name);
-        }
-        let stopped_for = down_since.get(&c.name).map(|t| now.saturating_duration_since(*t)).unwrap_or_default();
-        // Two wordings: the verdict recorded in State must not change from tick to tick (each
-        // change is a Raft write and an ERROR line), so it names the threshold; the failover's
-        // "detected" step records what was measured.
-        let over = lost_after.as_millis();
-        let gone = if silent >= lost_after {
-            let measured =
-                if silent == Duration::MAX { "never heard".to_string() } else { format!("{} ms", silent.as_millis()) };
-            Some((
-                format!("`{primary}`'s agent silent for over {over} ms"),
-                format!("`{primary}`'s agent silent ({measured})"),
-            ))
-        } else if stopped && stopped_for >= lost_after {
-            Some((
-                format!("`{primary}` reported stopped for over {over} ms"),
-                format!("`{primary}` reported stopped for {} ms", stopped_for.as_millis()),
-            ))
-        } else {
-            None
-        };
-        // ...and no standby still streams from it: from *it*, not from another standby (issue 16,
-        // item 8: dr, left streaming from the old primary after a switchover, "reached the
-        // database" after the new one died). An upstream its agent cannot name counts as the
-        // primary: without knowledge, the detector does not fail over.
-        let from_primary = |d: &DbStatus| {
-            d.upstream.is_empty()
-                || pm.endpoint.is_empty()
-                || triad_proto::conninfo::same_server(&d.upstream, &pm.endpoint)
-        };
-        let streaming: Vec<&str> = c
-            .members
-            .values()
-            .filter(|m| m.name != primary)
-            .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming && from_primary(&d)))
-            .map(|m| m.name.as_str())
-            .collect();
+        let gone = gone(c, &primary, silent, report(&pm.agent).as_ref(), policy, now, down_since);
+        let streaming = streaming_from_primary(c, &primary, &pm.endpoint, &report);
         let lost = gone.filter(|_| streaming.is_empty());
         let failover = match (&lost, found) {
             (Some((_, why)), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() && retry_in.is_none() => {
@@ -174,6 +109,95 @@ pub fn judge(
         out.insert(c.name.clone(), Judgement { blocked, failover });
     }
     out
+}
+
+/// What the policy says against an automatic failover of `c` now: switched off, paused, or
+/// within `failover.min_interval_ms` of the last one (point 9).
+fn policy_blocks(state: &State, c: &DbCluster, policy: &FailoverPolicy, now_ms: u64) -> Vec<String> {
+    let mut blocked = Vec::new();
+    if !policy.automatic {
+        blocked.push("automatic failover is off (failover.automatic = false)".to_string());
+    }
+    if c.paused {
+        blocked.push("the cluster is paused (maintenance)".into());
+    }
+    let last = automatic_failovers(state, &c.name)
+        // One abandoned before it changed anything does not count.
+        .filter(|w| !w.finished.as_ref().is_some_and(|(_, o)| o.starts_with("abandoned")))
+        .map(|w| w.started_ms)
+        .max();
+    if let Some(last) = last.filter(|l| now_ms.saturating_sub(*l) < policy.min_interval_ms) {
+        // The start time, not the age: the verdict must stay the same from tick to tick.
+        blocked.push(format!(
+            "the last automatic failover started at {}, less than failover.min_interval_ms ({} s) ago",
+            triad_proto::words::format_utc(last),
+            policy.min_interval_ms / 1000
+        ));
+    }
+    blocked
+}
+
+/// Point 6, first half: the primary's agent silent (for `silent`), or reporting the server
+/// stopped (`report`), for `failover.primary_lost_after_ms`. Two wordings: the verdict recorded
+/// in State must not change from tick to tick (each change is a Raft write and an ERROR line),
+/// so it names the threshold; the failover's "detected" step records what was measured.
+fn gone(
+    c: &DbCluster,
+    primary: &str,
+    silent: Duration,
+    report: Option<&DbStatus>,
+    policy: &FailoverPolicy,
+    now: Instant,
+    down_since: &mut HashMap<String, Instant>,
+) -> Option<(String, String)> {
+    let lost_after = Duration::from_millis(policy.primary_lost_after_ms);
+    // Counted from the first report of the server stopped, and reset only by one of it up: a
+    // restart that fails (its reports in between neither up nor stopped) does not start the
+    // count again, so a primary that cannot start is judged lost all the same.
+    let stopped = report.is_some_and(|d| !d.up && d.stopped);
+    if stopped {
+        down_since.entry(c.name.clone()).or_insert(now);
+    } else if report.is_none_or(|d| d.up) {
+        down_since.remove(&c.name);
+    }
+    let stopped_for = down_since.get(&c.name).map(|t| now.saturating_duration_since(*t)).unwrap_or_default();
+    let over = lost_after.as_millis();
+    if silent >= lost_after {
+        let measured =
+            if silent == Duration::MAX { "never heard".to_string() } else { format!("{} ms", silent.as_millis()) };
+        Some((
+            format!("`{primary}`'s agent silent for over {over} ms"),
+            format!("`{primary}`'s agent silent ({measured})"),
+        ))
+    } else if stopped && stopped_for >= lost_after {
+        Some((
+            format!("`{primary}` reported stopped for over {over} ms"),
+            format!("`{primary}` reported stopped for {} ms", stopped_for.as_millis()),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Point 6, second half: the standbys that still stream from the primary, from *it* and not from
+/// another standby (issue 16, item 8: dr, left streaming from the old primary after a
+/// switchover, "reached the database" after the new one died). An upstream its agent cannot
+/// name counts as the primary: without knowledge, the detector does not fail over.
+fn streaming_from_primary<'a>(
+    c: &'a DbCluster,
+    primary: &str,
+    endpoint: &str,
+    report: &dyn Fn(&str) -> Option<DbStatus>,
+) -> Vec<&'a str> {
+    let from_primary = |d: &DbStatus| {
+        d.upstream.is_empty() || endpoint.is_empty() || triad_proto::conninfo::same_server(&d.upstream, endpoint)
+    };
+    c.members
+        .values()
+        .filter(|m| m.name != primary)
+        .filter(|m| report(&m.agent).is_some_and(|d| d.up && d.receiver_streaming && from_primary(&d)))
+        .map(|m| m.name.as_str())
+        .collect()
 }
 
 /// While the leader restarts a primary its own fence stopped (`restart.rs`), the detector holds:
