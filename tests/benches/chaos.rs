@@ -80,6 +80,9 @@ async fn run() -> Result<()> {
             r.writes_acked,
             r.violations.join("; ")
         );
+        for line in &r.slow {
+            println!("{:>6}   slow: {line}", "");
+        }
     }
     println!();
     println!("{:<34} {:>8}", "runs", a.runs);

@@ -150,7 +150,13 @@ pub struct ChaosReport {
     pub epoch_changes: u64,
     /// Fences the agents counted (an agent restarted during the run counts from its restart).
     pub fences: u64,
+    /// When convergence took longer than [`SLOW`]: the workflows that ran after the last heal,
+    /// each with its duration and outcome, to say where the time went.
+    pub slow: Vec<String>,
 }
+
+/// A convergence slower than this is accounted for in [`ChaosReport::slow`].
+pub const SLOW: Duration = Duration::from_secs(10);
 
 /// What is injected now and must be healed.
 #[derive(Default)]
@@ -347,6 +353,36 @@ async fn converged(d: &Deployment, conninfos: &[String]) -> Option<String> {
     (writable == [c.primary.as_str()]).then(|| c.primary.clone())
 }
 
+/// Milliseconds since the Unix epoch, to compare with the times the history records.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The workflows still running at `healed_ms` or started after it, oldest first, as "kind
+/// from→to: N ms after the heal for M ms: outcome".
+fn after_heal(d: &Deployment, healed_ms: u64) -> Vec<String> {
+    let Ok(history) = d.history() else { return vec!["(no history)".into()] };
+    let mut out: Vec<(u64, String)> = history
+        .iter()
+        .filter(|w| w["finished_ms"].as_u64().is_none_or(|f| f == 0 || f >= healed_ms))
+        .map(|w| {
+            let started = w["started_ms"].as_u64().unwrap_or_default();
+            let line = format!(
+                "{} {}→{}: {:+} ms after the heal, for {} ms: {}",
+                w["kind"].as_str().unwrap_or_default(),
+                w["from"].as_str().unwrap_or_default(),
+                w["to"].as_str().unwrap_or_default(),
+                started as i64 - healed_ms as i64,
+                w["duration_ms"].as_u64().unwrap_or_default(),
+                w["outcome"].as_str().unwrap_or_default()
+            );
+            (started, line)
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, line)| line).collect()
+}
+
 /// Runs the schedule of `seed` (`steps` steps) on a fresh deployment in namespaces and judges it.
 /// An error is a failure of the harness (a process that cannot start), not a verdict.
 pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
@@ -365,6 +401,7 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
     let load = Workload::start(conninfos.clone(), 50).await?;
     let mut report = ChaosReport { seed, ..Default::default() };
     let mut healed = Instant::now();
+    let mut healed_ms = wall_ms();
     for step in &plan {
         let mut inj = Injected::default();
         for f in &step.faults {
@@ -377,13 +414,16 @@ pub async fn run(seed: u64, steps: usize) -> Result<ChaosReport> {
         // The hold is the fault's duration, part of the schedule: a sleep is what is meant.
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
         heal(&mut d, &mut disks, inj).await?;
-        healed = Instant::now();
+        (healed, healed_ms) = (Instant::now(), wall_ms());
         tokio::time::sleep(Duration::from_millis(step.rest_ms)).await;
     }
     // Judged from the last heal: the last step's rest counts against the deadline.
     let left = CONVERGE.saturating_sub(healed.elapsed());
     let primary = wait_for("convergence", left, || converged(&d, &conninfos)).await;
     report.converged_in = primary.as_ref().ok().map(|_| healed.elapsed());
+    if report.converged_in.is_none_or(|t| t > SLOW) {
+        report.slow = after_heal(&d, healed_ms);
+    }
     let acked = match load.finish().await {
         Ok(acked) => acked,
         Err(e) => {
