@@ -26,15 +26,34 @@ use crate::link::{LinkParams, Links};
 use crate::metrics::AgentMetrics;
 use crate::safety::{boot, guard, lease, opening, target, vouch, watchdog};
 
+/// The deployment's CA, and this agent's certificate and key, as PEM.
+struct Pem {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// What the agent's parts share about its database member.
+struct Member {
+    target: Arc<target::Target>,
+    lease: Arc<lease::Lease>,
+    db: Arc<RwLock<Option<drivers::DbStatus>>>,
+    metrics: Arc<AgentMetrics>,
+    watchdog: watchdog::SharedWatchdog,
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
         triad_proto::files::read_bounded(p, triad_proto::files::CONFIG_LIMIT)
             .map_err(|e| Error::ConfigKey { key: key.into(), msg: format!("{}: {e}", p.display()) })
     };
-    let (ca, cert, key) =
-        (read("tls.ca", &cfg.tls.ca)?, read("tls.cert", &cfg.tls.cert)?, read("tls.key", &cfg.tls.key)?);
-    let tls = triad_proto::tls::client_tls(&ca, &cert, &key);
+    let pem = Pem {
+        ca: read("tls.ca", &cfg.tls.ca)?,
+        cert: read("tls.cert", &cfg.tls.cert)?,
+        key: read("tls.key", &cfg.tls.key)?,
+    };
+    let tls = triad_proto::tls::client_tls(&pem.ca, &pem.cert, &pem.key);
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
         .await
         .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
@@ -43,115 +62,26 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     metrics.memory_total.set(facts.memory_total_bytes as i64);
     let load = Arc::new(RwLock::new(Default::default()));
     tokio::spawn(facts::sample_load(load.clone(), Duration::from_secs(1)));
-    {
-        let (load, metrics) = (load.clone(), metrics.clone());
-        tokio::spawn(async move {
-            loop {
-                let l: triad_proto::v1::HostLoad = *load.read().expect("load lock poisoned");
-                metrics.cpu_ratio.set(l.cpu_percent as f64 / 100.0);
-                metrics.memory_used.set(l.memory_used_bytes as i64);
-                metrics.disk_used.set(l.disk_used_bytes as i64);
-                metrics.load1.set(l.load_1m);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
+    tokio::spawn(export_load(load.clone(), metrics.clone()));
     let target = Arc::new(
         target::Target::open(&cfg.state_dir, cfg.hooks.on_role_change.clone())
             .map_err(|e| Error::Io { context: format!("state_dir {}", cfg.state_dir.display()), source: e })?,
     );
     // An agent that has persisted an epoch (or cannot read it) is under lease from the start.
     let lease = Arc::new(lease::Lease::open(&cfg.state_dir, target.epoch() != Some(0)));
-    let db = Arc::new(RwLock::new(None));
+    let member = Member {
+        target: target.clone(),
+        lease: lease.clone(),
+        db: Arc::new(RwLock::new(None)),
+        metrics: metrics.clone(),
+        watchdog: watchdog::Watchdog::shared(&cfg.lease),
+    };
     let vouches = Arc::new(vouch::Vouches::new());
     if !cfg.vouch_addr.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&cfg.vouch_addr)
-            .await
-            .map_err(|e| Error::Io { context: format!("vouch_addr {}", cfg.vouch_addr), source: e })?;
-        let service = vouch::VouchService {
-            target: target.clone(),
-            db: db.clone(),
-            vouches: vouches.clone(),
-            metrics: metrics.clone(),
-        };
-        let server = tonic::transport::Server::builder()
-            .tls_config(triad_proto::tls::server_tls(&ca, &cert, &key))?
-            .add_service(triad_proto::v1::vouch_server::VouchServer::new(service));
-        tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            if let Err(e) = server.serve_with_incoming(incoming).await {
-                tracing::error!("the failsafe service stopped: {e}");
-            }
-        });
-        tracing::info!(addr = %cfg.vouch_addr, "failsafe service listening");
+        serve_vouches(&cfg.vouch_addr, &pem, &member, vouches.clone()).await?;
     }
-    let watchdog = watchdog::Watchdog::shared(&cfg.lease);
-    let mut driver: Option<Arc<dyn drivers::DatabaseDriver>> = None;
-    if let Some(dbc) = &cfg.database {
-        let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
-            "simulated" => {
-                Arc::new(drivers::SimulatedDriver::new(&dbc.cluster, &dbc.member, dbc.simulated_role == "primary"))
-            }
-            _ => {
-                let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
-                    data_dir: dbc.data_dir.clone(),
-                    bin_dir: if dbc.bin_dir.as_os_str().is_empty() {
-                        drivers::default_bin_dir().unwrap_or_default()
-                    } else {
-                        dbc.bin_dir.clone()
-                    },
-                    os_user: dbc.os_user.clone(),
-                    log_file: if dbc.log_file.as_os_str().is_empty() {
-                        dbc.data_dir.with_file_name("postgres.log")
-                    } else {
-                        dbc.log_file.clone()
-                    },
-                });
-                Arc::new(drivers::PostgresDriver::new(&dbc.cluster, &dbc.member, &dbc.conninfo, local))
-            }
-        };
-        tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = d.kind(), "watching the database member");
-        tokio::spawn(observe_db(
-            d.clone(),
-            db.clone(),
-            target.clone(),
-            lease.clone(),
-            metrics.clone(),
-            Duration::from_millis(dbc.observe_interval_ms),
-            (dbc.endpoint.clone(), watchdog::describe(&cfg.lease)),
-        ));
-        let guard = guard::Guard {
-            lease: lease.clone(),
-            target: target.clone(),
-            db: db.clone(),
-            driver: d.clone(),
-            metrics: metrics.clone(),
-            cfg: cfg.lease.clone(),
-            watchdog: watchdog.clone(),
-        };
-        tokio::spawn(guard.run());
-        let opener = opening::Opener {
-            driver: d.clone(),
-            target: target.clone(),
-            lease: lease.clone(),
-            watchdog: watchdog.clone(),
-            fence_lead_ms: cfg.lease.fence_lead_ms,
-        };
-        let boot = boot::BootStart { opener };
-        tokio::spawn(boot.run());
-        let failsafe = vouch::Failsafe {
-            lease: lease.clone(),
-            target: target.clone(),
-            tls: triad_proto::tls::agent_client_tls(&ca, &cert, &key),
-            metrics: metrics.clone(),
-            heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms),
-            check: Duration::from_millis(cfg.lease.check_interval_ms),
-            fence_lead_ms: cfg.lease.fence_lead_ms,
-        };
-        tokio::spawn(failsafe.run());
-        tokio::spawn(write_canary(d.clone(), db.clone(), target.clone()));
-        driver = Some(d);
-    }
+    let driver = cfg.database.as_ref().map(|dbc| watch_database(&cfg, dbc, &pem, &member));
+    let Member { db, watchdog, .. } = member;
     let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
     let (commands, queued) = link::command_queue();
     let params = Arc::new(LinkParams {
@@ -190,6 +120,112 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     Ok(())
 }
 
+/// Exports the host's load, as sampled, every second.
+async fn export_load(load: Arc<RwLock<triad_proto::v1::HostLoad>>, metrics: Arc<AgentMetrics>) {
+    loop {
+        let l: triad_proto::v1::HostLoad = *load.read().expect("load lock poisoned");
+        metrics.cpu_ratio.set(l.cpu_percent as f64 / 100.0);
+        metrics.memory_used.set(l.memory_used_bytes as i64);
+        metrics.disk_used.set(l.disk_used_bytes as i64);
+        metrics.load1.set(l.load_1m);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Serves the failsafe's `Vouch` service at `addr` (DESIGN.md point 3), over mTLS.
+async fn serve_vouches(addr: &str, pem: &Pem, m: &Member, vouches: Arc<vouch::Vouches>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Io { context: format!("vouch_addr {addr}"), source: e })?;
+    let service =
+        vouch::VouchService { target: m.target.clone(), db: m.db.clone(), vouches, metrics: m.metrics.clone() };
+    let server = tonic::transport::Server::builder()
+        .tls_config(triad_proto::tls::server_tls(&pem.ca, &pem.cert, &pem.key))?
+        .add_service(triad_proto::v1::vouch_server::VouchServer::new(service));
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        if let Err(e) = server.serve_with_incoming(incoming).await {
+            tracing::error!("the failsafe service stopped: {e}");
+        }
+    });
+    tracing::info!(addr = %addr, "failsafe service listening");
+    Ok(())
+}
+
+/// Starts the database driver `dbc` names and everything that watches and guards its member:
+/// the observer, the lease guard (point 2), the start at boot (point 8), the failsafe (point 3)
+/// and the canary. Returns the driver, for the leader's commands.
+fn watch_database(
+    cfg: &AgentConfig,
+    dbc: &config::DatabaseConfig,
+    pem: &Pem,
+    m: &Member,
+) -> Arc<dyn drivers::DatabaseDriver> {
+    let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
+        "simulated" => {
+            Arc::new(drivers::SimulatedDriver::new(&dbc.cluster, &dbc.member, dbc.simulated_role == "primary"))
+        }
+        _ => {
+            let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
+                data_dir: dbc.data_dir.clone(),
+                bin_dir: if dbc.bin_dir.as_os_str().is_empty() {
+                    drivers::default_bin_dir().unwrap_or_default()
+                } else {
+                    dbc.bin_dir.clone()
+                },
+                os_user: dbc.os_user.clone(),
+                log_file: if dbc.log_file.as_os_str().is_empty() {
+                    dbc.data_dir.with_file_name("postgres.log")
+                } else {
+                    dbc.log_file.clone()
+                },
+            });
+            Arc::new(drivers::PostgresDriver::new(&dbc.cluster, &dbc.member, &dbc.conninfo, local))
+        }
+    };
+    tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = d.kind(), "watching the database member");
+    tokio::spawn(observe_db(
+        d.clone(),
+        m.db.clone(),
+        m.target.clone(),
+        m.lease.clone(),
+        m.metrics.clone(),
+        Duration::from_millis(dbc.observe_interval_ms),
+        (dbc.endpoint.clone(), watchdog::describe(&cfg.lease)),
+    ));
+    let guard = guard::Guard {
+        lease: m.lease.clone(),
+        target: m.target.clone(),
+        db: m.db.clone(),
+        driver: d.clone(),
+        metrics: m.metrics.clone(),
+        cfg: cfg.lease.clone(),
+        watchdog: m.watchdog.clone(),
+    };
+    tokio::spawn(guard.run());
+    let opener = opening::Opener {
+        driver: d.clone(),
+        target: m.target.clone(),
+        lease: m.lease.clone(),
+        watchdog: m.watchdog.clone(),
+        fence_lead_ms: cfg.lease.fence_lead_ms,
+    };
+    let boot = boot::BootStart { opener };
+    tokio::spawn(boot.run());
+    let failsafe = vouch::Failsafe {
+        lease: m.lease.clone(),
+        target: m.target.clone(),
+        tls: triad_proto::tls::agent_client_tls(&pem.ca, &pem.cert, &pem.key),
+        metrics: m.metrics.clone(),
+        heartbeat: Duration::from_millis(cfg.heartbeat_interval_ms),
+        check: Duration::from_millis(cfg.lease.check_interval_ms),
+        fence_lead_ms: cfg.lease.fence_lead_ms,
+    };
+    tokio::spawn(failsafe.run());
+    tokio::spawn(write_canary(d.clone(), m.db.clone(), m.target.clone()));
+    d
+}
+
 /// How long a clean stop gives the primary's fast shutdown before it fences it instead.
 const STOP_PRIMARY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -218,7 +254,7 @@ async fn stop_cleanly(
         return;
     }
     tracing::warn!(
-        "the agent stops on a host that may run the primary: stopping the server first (switch over before          stopping the primary's agent to keep the database serving)"
+        "the agent stops on a host that may run the primary: stopping the server first (switch over before stopping the primary's agent to keep the database serving)"
     );
     let stopped = match tokio::time::timeout(STOP_PRIMARY_TIMEOUT, driver.stop_primary()).await {
         Ok(Ok(lsn)) => {
