@@ -13,7 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
 use triad_proto::v1::{
-    agent_message, controller_message, AgentMessage, Assignment, ControllerMessage, HeartbeatAck, LeaderInfo, Voucher,
+    agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, Assignment, ControllerMessage,
+    HeartbeatAck, LeaderInfo, Voucher,
 };
 
 use super::auth;
@@ -117,10 +118,30 @@ impl AgentLinkApi {
             Some(agent_message::Msg::Hello(h)) => h,
             _ => return Err(Status::invalid_argument("the first message on an agent stream must be a hello")),
         };
-        if hello.name != caller.name {
+        let info = self.accept_hello(&caller.name, hello)?;
+        let name = caller.name.clone();
+        self.ctx.obs.connected(&name, info, now_ms());
+        tracing::info!(agent = %name, from = %caller.origin, "agent stream opened");
+
+        let (tx, rx) = mpsc::channel(16);
+        let ctx = self.ctx.clone();
+        let token = ctx.bus.register(&name, tx.clone());
+        tokio::spawn(async move {
+            serve(&ctx, &name, &tx, inbound).await;
+            ctx.bus.unregister(&name, token);
+            ctx.obs.disconnected(&name);
+            tracing::info!(agent = %name, "agent stream closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as OutStream))
+    }
+
+    /// Checks an agent's hello against its certificate and the deployment: its name, its site,
+    /// its failsafe address. What it says about itself, when it is admitted.
+    fn accept_hello(&self, certified: &str, hello: AgentHello) -> Result<AgentHelloInfo, Status> {
+        if hello.name != certified {
             return Err(Status::permission_denied(format!(
                 "the stream says it is agent `{}` but its certificate is for `{}`",
-                hello.name, caller.name
+                hello.name, certified
             )));
         }
         check_name("site", &hello.site).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -153,90 +174,94 @@ impl AgentLinkApi {
                 disk_total_bytes: f.disk_total_bytes,
             },
         };
-        let name = caller.name.clone();
-        self.ctx.obs.connected(&name, info, now_ms());
-        tracing::info!(agent = %name, from = %caller.origin, "agent stream opened");
+        Ok(info)
+    }
+}
 
-        let (tx, rx) = mpsc::channel(16);
-        let ctx = self.ctx.clone();
-        let token = ctx.bus.register(&name, tx.clone());
-        tokio::spawn(async move {
-            let mut metrics = ctx.raft.metrics();
-            let mut last_sent = None;
-            let mut last_assignment: Option<Assignment> = None;
-            // The newest heartbeat on this stream: its seq and when it arrived.
-            let mut last_heartbeat: Option<(u64, Instant)> = None;
-            loop {
-                let key = leader_key(&ctx);
-                if last_sent.as_ref() != Some(&key) {
-                    last_sent = Some(key);
-                    if tx.send(Ok(leader_info(&ctx))).await.is_err() {
+/// Records a heartbeat that arrived at `arrived`, and decides the lease it asks for, if any.
+async fn answer_heartbeat(ctx: &Ctx, name: &str, hb: AgentHeartbeat, arrived: Instant) -> HeartbeatAck {
+    let load = hb.load.unwrap_or_default();
+    ctx.obs.heartbeat(name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
+    let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
+    if let Some(epoch) = hb.lease_epoch {
+        match lease::grant(ctx, name, epoch, arrived).await {
+            Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
+            Err(why) => ack.lease_refused = why.to_string(),
+        }
+    }
+    ack
+}
+
+/// Serves one agent's stream until it closes: who leads, target states (and the first lease
+/// with a primary's), answers to heartbeats (a lease decided per request), command results.
+async fn serve(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    tx: &mpsc::Sender<Result<ControllerMessage, Status>>,
+    mut inbound: Streaming<AgentMessage>,
+) {
+    let mut metrics = ctx.raft.metrics();
+    let mut last_sent = None;
+    let mut last_assignment: Option<Assignment> = None;
+    // The newest heartbeat on this stream: its seq and when it arrived.
+    let mut last_heartbeat: Option<(u64, Instant)> = None;
+    loop {
+        let key = leader_key(ctx);
+        if last_sent.as_ref() != Some(&key) {
+            last_sent = Some(key);
+            if tx.send(Ok(leader_info(ctx))).await.is_err() {
+                break;
+            }
+        }
+        // Only the leader sends target states, each read after a quorum round (a
+        // linearizable read): a follower's applied state may lag, and so may a leader's
+        // until the round shows it applied all that was committed. So the epoch sent is
+        // current, and an agent whose epoch file is unreadable may accept it (`confirmed`).
+        // When the round fails the target state is sent at a later wake-up.
+        let assignment = if ctx.is_leader() { assignment_for(ctx, name) } else { None };
+        // The heartbeat a first lease counts from: one that arrived before the round began.
+        let heartbeat = last_heartbeat;
+        let round = if assignment.is_some() && assignment != last_assignment {
+            lease::confirm_leading(ctx).await
+        } else {
+            None
+        };
+        if let Some(round_began) = round {
+            if let Some(mut a) = assignment_for(ctx, name) {
+                last_assignment = Some(a.clone());
+                a.confirmed = true;
+                if a.role == "primary" {
+                    let arrived = heartbeat.map(|(_, at)| at);
+                    a.lease_ms = lease::with_target_state(ctx, &a.cluster, arrived, round_began);
+                    a.lease_from_seq = heartbeat.map(|(seq, _)| seq).unwrap_or(0);
+                }
+                let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+            }
+        } else if assignment.is_none() {
+            last_assignment = None;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { break },
+            msg = inbound.message() => match msg {
+                Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
+                    let arrived = Instant::now();
+                    last_heartbeat = Some((hb.seq, arrived));
+                    let ack = answer_heartbeat(ctx, name, hb, arrived).await;
+                    let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(ack)) };
+                    if tx.send(Ok(ack)).await.is_err() {
                         break;
                     }
                 }
-                // Only the leader sends target states, each read after a quorum round (a
-                // linearizable read): a follower's applied state may lag, and so may a leader's
-                // until the round shows it applied all that was committed. So the epoch sent is
-                // current, and an agent whose epoch file is unreadable may accept it (`confirmed`).
-                // When the round fails the target state is sent at a later wake-up.
-                let assignment = if ctx.is_leader() { assignment_for(&ctx, &name) } else { None };
-                // The heartbeat a first lease counts from: one that arrived before the round began.
-                let heartbeat = last_heartbeat;
-                let round = if assignment.is_some() && assignment != last_assignment {
-                    lease::confirm_leading(&ctx).await
-                } else {
-                    None
-                };
-                if let Some(round_began) = round {
-                    if let Some(mut a) = assignment_for(&ctx, &name) {
-                        last_assignment = Some(a.clone());
-                        a.confirmed = true;
-                        if a.role == "primary" {
-                            let arrived = heartbeat.map(|(_, at)| at);
-                            a.lease_ms = lease::with_target_state(&ctx, &a.cluster, arrived, round_began);
-                            a.lease_from_seq = heartbeat.map(|(seq, _)| seq).unwrap_or(0);
-                        }
-                        let msg = ControllerMessage { msg: Some(controller_message::Msg::Assignment(a)) };
-                        if tx.send(Ok(msg)).await.is_err() {
-                            break;
-                        }
-                    }
-                } else if assignment.is_none() {
-                    last_assignment = None;
+                Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Result(r)) })) => ctx.bus.complete(r),
+                Ok(Some(_)) => {
+                    let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow the hello"))).await;
+                    break;
                 }
-                tokio::select! {
-                    changed = metrics.changed() => if changed.is_err() { break },
-                    msg = inbound.message() => match msg {
-                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) })) => {
-                            let arrived = Instant::now();
-                            last_heartbeat = Some((hb.seq, arrived));
-                            let load = hb.load.unwrap_or_default();
-                            ctx.obs.heartbeat(&name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
-                            let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
-                            if let Some(epoch) = hb.lease_epoch {
-                                match lease::grant(&ctx, &name, epoch, arrived).await {
-                                    Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
-                                    Err(why) => ack.lease_refused = why.to_string(),
-                                }
-                            }
-                            let ack = ControllerMessage { msg: Some(controller_message::Msg::Ack(ack)) };
-                            if tx.send(Ok(ack)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Result(r)) })) => ctx.bus.complete(r),
-                        Ok(Some(_)) => {
-                            let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow the hello"))).await;
-                            break;
-                        }
-                        Ok(None) | Err(_) => break,
-                    },
-                }
-            }
-            ctx.bus.unregister(&name, token);
-            ctx.obs.disconnected(&name);
-            tracing::info!(agent = %name, "agent stream closed");
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as OutStream))
+                Ok(None) | Err(_) => break,
+            },
+        }
     }
 }
