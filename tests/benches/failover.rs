@@ -164,7 +164,8 @@ fn wall_ms() -> u64 {
 fn failover_breakdown(d: &Deployment, killed_ms: u64) -> Result<String> {
     let (w, _) = d.newest_workflow("failover")?;
     let started = w["started_ms"].as_u64().ok_or_else(|| anyhow::anyhow!("no start time"))?;
-    let mut out = vec![format!("started +{}", started.saturating_sub(killed_ms))];
+    let killed = triad_proto::words::format_utc(killed_ms);
+    let mut out = vec![format!("killed {killed}, started +{}", started.saturating_sub(killed_ms))];
     for s in w["steps"].as_array().into_iter().flatten() {
         let (name, offset) = (s[0].as_str().unwrap_or_default(), s[1].as_u64().unwrap_or_default());
         if ["lease-ended", "promoted", "canary"].contains(&name) {

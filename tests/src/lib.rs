@@ -561,6 +561,26 @@ impl Drop for Deployment {
                 eprintln!("---- last lines of {key} ----\n{}", lines[lines.len().saturating_sub(25)..].join("\n"));
             }
         }
+        keep_logs(&self.plan.dir.join("logs"));
+    }
+}
+
+/// With `TRIAD_KEEP_LOGS=DIR`, a deployment's process logs are copied into a new directory
+/// under DIR as it is dropped, for a look at a run afterwards (the rest is removed as always).
+fn keep_logs(logs: &std::path::Path) {
+    let Some(keep) = std::env::var_os("TRIAD_KEEP_LOGS") else { return };
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let to = std::path::Path::new(&keep).join(format!("deployment-{stamp}"));
+    let copied = std::fs::create_dir_all(&to).and_then(|_| {
+        for entry in std::fs::read_dir(logs)? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => eprintln!("logs kept in {}", to.display()),
+        Err(e) => eprintln!("keeping the logs in {}: {e}", to.display()),
     }
 }
 

@@ -94,6 +94,9 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
 /// Runs until the process stops.
 pub async fn run(ctx: Arc<Ctx>) {
     let down_after = Duration::from_millis(ctx.cfg.agents.down_after_ms);
+    // Since when this controller has heard the agents: they stream to every controller, leader
+    // or not, so its reports are as old as its process.
+    let observing_since = Instant::now();
     let mut leader_since: Option<Instant> = None;
     let mut caught_up = false;
     // Commands the state machine refused, so that the same refusal is not proposed every tick.
@@ -152,10 +155,20 @@ pub async fn run(ctx: Arc<Ctx>) {
             keep_synchronous(&ctx, &mut missing);
         }
         // Judge only once agents had time to report to this leader: a primary it has not heard
-        // from yet is not thereby lost.
-        if held.is_none()
-            && since.elapsed() >= Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4
-        {
+        // from yet is not thereby lost. Every agent streams to every controller, leader or not,
+        // so a follower that becomes leader has usually heard them all already: when it has been
+        // running that long and hears every standby now, it judges at once (issue 16, item 11:
+        // counted from the election, this wait made every failover whose leader died with the
+        // primary's site start 1.35 s after the election, later than the lease wait it must
+        // respect anyway). A controller just started, or cut off from the agents until it was
+        // elected, waits as before rather than judge on what it does not know.
+        let judge_after = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms) + down_after / 4;
+        let informed = observing_since.elapsed() >= judge_after && {
+            let fresh = Duration::from_millis(ctx.cfg.failover.primary_lost_after_ms);
+            let g = ctx.state.read().expect("state lock poisoned");
+            standbys_heard(&g.state, &ctx.obs.snapshot(), fresh, Instant::now())
+        };
+        if held.is_none() && (informed || since.elapsed() >= judge_after) {
             // A person's approved failover first; then a primary its own fence stopped is started
             // again (a bounded number of times) before it could be judged lost.
             manual::tick(&ctx);
@@ -185,6 +198,22 @@ pub async fn run(ctx: Arc<Ctx>) {
             }
         }
     }
+}
+
+/// Whether this controller heard, within `fresh`, the agent of every member of every adopted
+/// cluster but its primary.
+fn standbys_heard(
+    state: &crate::state::State,
+    obs: &std::collections::HashMap<String, AgentObservation>,
+    fresh: Duration,
+    now: Instant,
+) -> bool {
+    state.clusters.values().filter(|c| c.epoch > 0).all(|c| {
+        c.members
+            .values()
+            .filter(|m| c.primary.as_ref() != Some(&m.name))
+            .all(|m| obs.get(&m.agent).is_some_and(|o| now.saturating_duration_since(o.last_seen) < fresh))
+    })
 }
 
 /// One step of the continuity rule (`continuity.rs`) on what openraft and the state say now; keeps
@@ -380,5 +409,32 @@ fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
         let blocked = c.epoch > 0 && !c.failover_blocked.is_empty();
         ctx.metrics.db_failover_blocked.with_label_values(&[&c.name]).set(blocked as i64);
         ctx.metrics.db_primary_lost.with_label_values(&[&c.name]).set(c.primary_lost() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+
+    #[test]
+    fn a_new_leader_judges_at_once_only_when_it_hears_every_standby() {
+        let mut c = DbCluster::for_test(&["dc", "ndc", "dr"], "agent-");
+        (c.epoch, c.primary) = (1, Some("dc".into()));
+        let mut state = State::default();
+        state.clusters.insert("customs".into(), c);
+        let now = Instant::now();
+        let heard = |agent: &str, ago_ms: u64| {
+            (agent.to_string(), AgentObservation::for_test("", now - Duration::from_millis(ago_ms), None))
+        };
+        let fresh = Duration::from_millis(600);
+        // The primary's agent silent (its site lost): the standbys are what counts.
+        let obs = std::collections::HashMap::from([heard("agent-ndc", 100), heard("agent-dr", 150)]);
+        assert!(standbys_heard(&state, &obs, fresh, now));
+        // One standby not heard lately (this controller cut off from it): not informed.
+        let obs = std::collections::HashMap::from([heard("agent-ndc", 100), heard("agent-dr", 2_000)]);
+        assert!(!standbys_heard(&state, &obs, fresh, now));
+        let obs = std::collections::HashMap::from([heard("agent-ndc", 100)]);
+        assert!(!standbys_heard(&state, &obs, fresh, now), "never heard");
     }
 }
