@@ -106,6 +106,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut primary_down_since = std::collections::HashMap::new();
     let mut restarts_given_up = std::collections::HashMap::new();
     let mut break_glass_settled = false;
+    tokio::spawn(follow_leadership(ctx.clone()));
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,18 +114,11 @@ pub async fn run(ctx: Arc<Ctx>) {
         export_gauges(&ctx, &mut counted);
         step_continuity(&ctx).await;
         if !ctx.is_leader() {
-            if leader_since.is_some() {
-                ctx.leases.set_leading(None);
-            }
             leader_since = None;
             caught_up = false;
             continue;
         }
-        let since = *leader_since.get_or_insert_with(|| {
-            let now = Instant::now();
-            ctx.leases.set_leading(Some(now));
-            now
-        });
+        let since = *leader_since.get_or_insert_with(Instant::now);
         if !caught_up {
             // Decide only on a state that includes everything committed before this term.
             if let Err(e) = ctx.raft.ensure_linearizable().await {
@@ -214,6 +208,37 @@ fn standbys_heard(
             .filter(|m| c.primary.as_ref() != Some(&m.name))
             .all(|m| obs.get(&m.agent).is_some_and(|o| now.saturating_duration_since(o.last_seen) < fresh))
     })
+}
+
+/// Tells the leases when this controller became leader, and when it stopped, as soon as
+/// openraft says so rather than at the brain's next tick: a new leader's wait for the leases its
+/// predecessor granted (DESIGN.md point 4) counts from this moment, so noting it up to a tick
+/// late only made every failover after an election wait that much longer. Noting it any later
+/// than the election itself is safe (the wait ends later); it is never noted earlier.
+async fn follow_leadership(ctx: Arc<Ctx>) {
+    let mut metrics = ctx.raft.metrics();
+    let mut leading_term = None;
+    loop {
+        let (leading, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state == openraft::ServerState::Leader, m.current_term)
+        };
+        match (leading, leading_term) {
+            (true, Some(t)) if t == term => {}
+            (true, _) => {
+                ctx.leases.set_leading(Some(Instant::now()));
+                leading_term = Some(term);
+            }
+            (false, Some(_)) => {
+                ctx.leases.set_leading(None);
+                leading_term = None;
+            }
+            (false, None) => {}
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// One step of the continuity rule (`continuity.rs`) on what openraft and the state say now; keeps
