@@ -10,6 +10,10 @@
 //!   fenced, by SIGKILL of its tree since a stopped postmaster cannot act on `pg_ctl stop`.
 //! - With no controller to ask, an agent that forgot its state fences the primary it finds once
 //!   its start grace is over; with the controllers back, the leader starts it again.
+//! - An agent that died half way through opening its primary (started in recovery, not opened)
+//!   finds it so when it starts again: it stops it and starts it once the controllers confirm
+//!   its role. Before (chaos seed 71), the primary stayed in recovery for good, no member
+//!   writable and nothing said.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -221,6 +225,42 @@ async fn with_no_controller_to_ask_an_agent_that_forgot_its_state_fences_after_i
     // The controllers back: dc is still the primary they name, and it is started again.
     d.start_controllers()?;
     d.wait_ready(false).await?;
+    wait_only_primary(&d, "dc").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_left_in_recovery_by_an_unfinished_opening_is_opened_again() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut d = Deployment::with_postgres().await?;
+    // No failover may hide what the agent does with its own member.
+    d.tune_controllers(|c| c.failover.automatic = false)?;
+    d.start_all().await?;
+    d.wait_ready(false).await?;
+
+    // What an agent that died between the start in recovery and the opening leaves: dc's
+    // server running in recovery from its own WAL, with no upstream, as `start_in_recovery`
+    // starts it.
+    d.kill("agent-dc")?;
+    let pg = d.pg.as_ref().expect("a PostgreSQL deployment");
+    pg.stop("dc", "immediate")?;
+    std::fs::write(data_dir(&d, "dc")?.join("standby.signal"), "")?;
+    pg.start_with("dc", "-c primary_conninfo=''")?;
+    ensure!(!runs_as_primary(&d, "dc").await, "dc should run in recovery now");
+
+    d.start_agent("dc")?;
+    let opened = wait_for("dc opened again as the primary", Duration::from_secs(30), || async {
+        runs_as_primary(&d, "dc").await.then_some(())
+    })
+    .await;
+    if opened.is_err() {
+        d.diagnose(ALL)?;
+    }
+    opened?;
+    let log = d.log_tail("agent-dc", 400);
+    ensure!(log.contains("an opening that did not finish"), "{log}");
+    let v = d.status().await?;
+    ensure!(v.cluster_state["customs"].epoch == 1, "no role change was needed: {:?}", v.cluster_state["customs"]);
     wait_only_primary(&d, "dc").await?;
     Ok(())
 }

@@ -108,6 +108,14 @@ pub trait DatabaseDriver: Send + Sync {
         false
     }
 
+    /// True when this member runs in recovery as a primary started to be opened
+    /// ([`DatabaseDriver::start_in_recovery`]) and not opened yet: what an agent that died half
+    /// way through an opening leaves behind. It accepts no write, and nothing but an opening
+    /// would ever make it writable again.
+    async fn started_unopened(&self) -> bool {
+        false
+    }
+
     /// Waits until this standby has received and replayed everything up to `lsn`, looking every
     /// few milliseconds (a switchover's catch-up is part of its write outage); fails after
     /// `timeout`. The default looks through [`DatabaseDriver::observe`].

@@ -407,6 +407,17 @@ impl DatabaseDriver for PostgresDriver {
         blocking(move || Ok(!is_running(&l) && !l.data_dir.join("standby.signal").exists())).await.unwrap_or(false)
     }
 
+    async fn started_unopened(&self) -> bool {
+        let Ok(l) = self.local() else { return false };
+        blocking(move || {
+            let opts = std::fs::read_to_string(l.data_dir.join("postmaster.opts")).unwrap_or_default();
+            let recovering = l.data_dir.join("standby.signal").exists();
+            Ok(recovering && postgres_ctl::started_with_no_upstream(&opts) && is_running(&l))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     async fn restart(&self) -> Result<(), DriverError> {
         let l = self.local()?;
         blocking(move || if is_running(&l) { Ok(()) } else { start(&l) }).await
@@ -424,7 +435,7 @@ impl DatabaseDriver for PostgresDriver {
             // was, and only a promotion opens it.
             let signal = l.data_dir.join("standby.signal");
             std::fs::write(&signal, "").map_err(|e| DriverError::File(format!("{}: {e}", signal.display())))?;
-            start_with(&l, &["-o", "-c primary_conninfo=''"])
+            start_with(&l, &["-o", &format!("-c {}", postgres_ctl::NO_UPSTREAM)])
         })
         .await
     }

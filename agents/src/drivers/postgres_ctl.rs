@@ -153,9 +153,30 @@ pub fn control_data(bin_dir: &Path, os_user: &str, data_dir: &Path) -> Result<(u
     Ok((lsn, state))
 }
 
+/// The option a primary's start in recovery is given (`start_in_recovery`): no upstream, so it
+/// replays its own WAL and waits to be opened.
+pub const NO_UPSTREAM: &str = "primary_conninfo=''";
+
+/// Whether `postmaster.opts` (the command line the running server was started with) shows a
+/// start with [`NO_UPSTREAM`]: a primary started in recovery to be opened, not a standby. The
+/// shell that `pg_ctl` starts it through drops the quotes.
+pub fn started_with_no_upstream(opts: &str) -> bool {
+    opts.split_whitespace().any(|arg| arg == "\"primary_conninfo=\"" || arg == "\"primary_conninfo=''\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_in_recovery_with_no_upstream_is_told_from_a_standby() {
+        // As PostgreSQL 15 writes it after `pg_ctl -o "-c port=5999 -c primary_conninfo=''" start`.
+        let opener = r#"/usr/lib/postgresql/15/bin/postgres "-D" "/tmp/d" "-c" "port=5999" "-c" "primary_conninfo=""#;
+        assert!(started_with_no_upstream(opener));
+        assert!(!started_with_no_upstream(r#"/usr/lib/postgresql/15/bin/postgres "-D" "/tmp/d""#));
+        let streaming = r#"/usr/lib/postgresql/15/bin/postgres "-D" "/tmp/d" "-c" "primary_conninfo=host=x""#;
+        assert!(!started_with_no_upstream(streaming));
+    }
 
     #[test]
     fn a_program_past_its_time_is_killed_with_what_it_started() {

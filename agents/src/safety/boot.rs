@@ -73,6 +73,19 @@ impl BootStart {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let obs = self.opener.driver.observe().await;
+            // A primary started in recovery by an opening this agent did not live to finish
+            // (chaos seed 71: the agent restarted half way) would stay so for good: it accepts no
+            // write, and the leader sees a standby, neither stopped nor lost. Stopped, it is a
+            // member stopped as a primary like any other, started again below only once the
+            // controllers confirm its role.
+            if obs.up && self.opener.driver.started_unopened().await {
+                tracing::warn!("the database member runs in recovery from an opening that did not finish: stopping it");
+                if let Err(e) = self.opener.driver.stop_unopened().await {
+                    tracing::error!("stopping the member that was not opened failed: {e}");
+                    return;
+                }
+                continue;
+            }
             if obs.up || tokio::time::Instant::now() >= deadline {
                 return;
             }

@@ -407,36 +407,32 @@ impl PgCluster {
     /// connections (a standby: once it is consistent and accepts read-only ones). A member that
     /// already runs is left alone.
     pub fn start(&self, member: &str) -> Result<()> {
+        self.start_with(member, "")
+    }
+
+    /// Like [`PgCluster::start`], with `options` for the server (`pg_ctl -o`; none when empty).
+    pub fn start_with(&self, member: &str, options: &str) -> Result<()> {
         let m = self.member(member)?;
         if self.postmaster_pid(member).is_some() {
             return Ok(());
         }
         let what = format!("pg_ctl start of {}", m.name);
-        run_pg_in(
-            m.netns.as_deref(),
-            &self.bin_dir,
-            "pg_ctl",
-            [
-                os("-D"),
-                m.data_dir().as_os_str(),
-                os("-l"),
-                m.log_file().as_os_str(),
-                os("-w"),
-                os("-t"),
-                os(START_TIMEOUT_S),
-                os("start"),
-            ],
-            None,
-            &what,
-        )
-        .map_err(|e| {
-            Error::Unavailable(format!(
-                "{e}\n--- last lines of {} ---\n{}",
-                m.log_file().display(),
-                log_tail(&m.log_file(), 25)
-            ))
-        })
-        .map(drop)
+        let (data, log) = (m.data_dir(), m.log_file());
+        let mut args = vec![os("-D"), data.as_os_str(), os("-l"), log.as_os_str()];
+        args.extend([os("-w"), os("-t"), os(START_TIMEOUT_S)]);
+        if !options.is_empty() {
+            args.extend([os("-o"), os(options)]);
+        }
+        args.push(os("start"));
+        run_pg_in(m.netns.as_deref(), &self.bin_dir, "pg_ctl", args, None, &what)
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "{e}\n--- last lines of {} ---\n{}",
+                    m.log_file().display(),
+                    log_tail(&m.log_file(), 25)
+                ))
+            })
+            .map(drop)
     }
 
     /// The postmaster's pid of a member, from `data_dir/postmaster.pid`, if that process runs.
