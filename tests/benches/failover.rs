@@ -12,6 +12,9 @@
 //!   --config 'profile.dev.package.triad-proto.opt-level=2' \
 //!   --config 'profile.dev.package.triad-agent.opt-level=2'
 //! ```
+//! `TRIAD_BENCH_ELECTION_MS=MIN-MAX` and `TRIAD_BENCH_LEASE_MS=P` try other timings than the
+//! defaults (the controllers refuse a P below their floor, 2 x MAX + the agents' backoff cap +
+//! their fence lead), e.g. `TRIAD_BENCH_ELECTION_MS=150-300 TRIAD_BENCH_LEASE_MS=1200`.
 //! `TRIAD_BENCH_TRIALS` sets the number of failovers (default 20: ten with the leader surviving,
 //! ten with it dying). The minimum interval between
 //! automatic failovers is lowered to 1 s for the run; every other setting is the default.
@@ -25,7 +28,17 @@ use triad_tests::{wait_for, Deployment};
 async fn run() -> Result<()> {
     let trials: usize = std::env::var("TRIAD_BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(20).max(1);
     let mut d = Deployment::with_postgres().await?;
-    d.tune_controllers(|c| c.failover.min_interval_ms = 1000)?;
+    let timing = Timing::from_env()?;
+    d.tune_controllers(|c| {
+        c.failover.min_interval_ms = 1000;
+        if let Some((min, max)) = timing.election_ms {
+            (c.raft.election_timeout_min_ms, c.raft.election_timeout_max_ms) = (min, max);
+        }
+        if let Some(p) = timing.lease_ms {
+            c.lease.period_ms = p;
+        }
+    })?;
+    println!("{}", timing.describe());
     d.start_all().await?;
     wait_for("adoption, failover ready", Duration::from_secs(30), || async {
         let c = d.status().await.ok()?.cluster_state.get("customs")?.clone();
@@ -177,4 +190,40 @@ fn failover_breakdown(d: &Deployment, killed_ms: u64) -> Result<String> {
         }
     }
     Ok(out.join(", "))
+}
+
+/// Timings other than the defaults, from the environment.
+struct Timing {
+    election_ms: Option<(u64, u64)>,
+    lease_ms: Option<u64>,
+}
+
+impl Timing {
+    fn from_env() -> Result<Timing> {
+        let election_ms = match std::env::var("TRIAD_BENCH_ELECTION_MS") {
+            Ok(v) => {
+                let parsed =
+                    v.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+                match parsed {
+                    Some((min, max)) if min > 0 && min < max => Some((min, max)),
+                    _ => bail!("TRIAD_BENCH_ELECTION_MS=`{v}`: expected MIN-MAX in milliseconds, MIN < MAX"),
+                }
+            }
+            Err(_) => None,
+        };
+        let lease_ms = match std::env::var("TRIAD_BENCH_LEASE_MS") {
+            Ok(v) => match v.trim().parse::<u64>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => bail!("TRIAD_BENCH_LEASE_MS=`{v}`: expected the lease period P in milliseconds"),
+            },
+            Err(_) => None,
+        };
+        Ok(Timing { election_ms, lease_ms })
+    }
+
+    fn describe(&self) -> String {
+        let election = self.election_ms.map(|(a, b)| format!("{a}-{b} ms")).unwrap_or_else(|| "default".into());
+        let lease = self.lease_ms.map(|p| format!("{p} ms")).unwrap_or_else(|| "default".into());
+        format!("timings: Raft election timeout {election}, lease P {lease}")
+    }
 }
