@@ -22,6 +22,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use triad_tests::timing::Timing;
 use triad_tests::workload::{kill_postgres, pct, TimedWorkload};
 use triad_tests::{wait_for, Deployment};
 
@@ -31,12 +32,7 @@ async fn run() -> Result<()> {
     let timing = Timing::from_env()?;
     d.tune_controllers(|c| {
         c.failover.min_interval_ms = 1000;
-        if let Some((min, max)) = timing.election_ms {
-            (c.raft.election_timeout_min_ms, c.raft.election_timeout_max_ms) = (min, max);
-        }
-        if let Some(p) = timing.lease_ms {
-            c.lease.period_ms = p;
-        }
+        timing.apply(c);
     })?;
     println!("{}", timing.describe());
     d.start_all().await?;
@@ -190,40 +186,4 @@ fn failover_breakdown(d: &Deployment, killed_ms: u64) -> Result<String> {
         }
     }
     Ok(out.join(", "))
-}
-
-/// Timings other than the defaults, from the environment.
-struct Timing {
-    election_ms: Option<(u64, u64)>,
-    lease_ms: Option<u64>,
-}
-
-impl Timing {
-    fn from_env() -> Result<Timing> {
-        let election_ms = match std::env::var("TRIAD_BENCH_ELECTION_MS") {
-            Ok(v) => {
-                let parsed =
-                    v.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
-                match parsed {
-                    Some((min, max)) if min > 0 && min < max => Some((min, max)),
-                    _ => bail!("TRIAD_BENCH_ELECTION_MS=`{v}`: expected MIN-MAX in milliseconds, MIN < MAX"),
-                }
-            }
-            Err(_) => None,
-        };
-        let lease_ms = match std::env::var("TRIAD_BENCH_LEASE_MS") {
-            Ok(v) => match v.trim().parse::<u64>() {
-                Ok(p) if p > 0 => Some(p),
-                _ => bail!("TRIAD_BENCH_LEASE_MS=`{v}`: expected the lease period P in milliseconds"),
-            },
-            Err(_) => None,
-        };
-        Ok(Timing { election_ms, lease_ms })
-    }
-
-    fn describe(&self) -> String {
-        let election = self.election_ms.map(|(a, b)| format!("{a}-{b} ms")).unwrap_or_else(|| "default".into());
-        let lease = self.lease_ms.map(|p| format!("{p} ms")).unwrap_or_else(|| "default".into());
-        format!("timings: Raft election timeout {election}, lease P {lease}")
-    }
 }

@@ -8,11 +8,13 @@
 //! cargo bench --profile dev -p triad-tests --bench leader_kill_soak -- --kills 100
 //! ```
 //! (Triad's crates unoptimised, as the tests run them: the harsher case for a lease.)
-//! Every setting is the default.
+//! Every setting is the default, unless `TRIAD_BENCH_ELECTION_MS` and `TRIAD_BENCH_LEASE_MS` say
+//! otherwise (`tests/src/timing.rs`).
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use triad_tests::timing::Timing;
 use triad_tests::Deployment;
 
 fn kills_from_args() -> Result<usize> {
@@ -33,7 +35,10 @@ fn kills_from_args() -> Result<usize> {
 
 async fn run() -> Result<()> {
     let kills = kills_from_args()?;
+    let timing = Timing::from_env()?;
     let mut d = Deployment::with_postgres().await?;
+    d.tune_controllers(|c| timing.apply(c))?;
+    println!("{}", timing.describe());
     d.start_all().await?;
     d.wait_ready(true).await?;
     let v = d.status().await?;

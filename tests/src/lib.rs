@@ -9,6 +9,7 @@ pub mod netns;
 pub mod scripted;
 pub mod slow_disk;
 pub mod soak;
+pub mod timing;
 pub mod workload;
 
 use std::collections::BTreeMap;
