@@ -280,6 +280,15 @@ fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
     Error::ConfigKey { key: key.into(), msg: msg.into() }
 }
 
+/// A site named by `key` must be one of `sites` (when any are configured).
+fn known_site(sites: &BTreeSet<&str>, key: String, site: &str) -> Result<()> {
+    check_name(&key, site)?;
+    if !sites.is_empty() && !sites.contains(site) {
+        return Err(key_err(key, format!("site `{site}` is not among `sites`")));
+    }
+    Ok(())
+}
+
 /// Reads a certificate and its key (bounded) and checks that they belong together, naming the
 /// key at fault: `(common name, organisational unit)` of the certificate.
 pub fn check_tls_pair((cert_key, cert): (&str, &Path), (key_key, key): (&str, &Path)) -> Result<(String, String)> {
@@ -331,6 +340,15 @@ impl ControllerConfig {
 
     /// Validates every field; the first problem found is returned, naming its key.
     pub fn validate(&self) -> Result<()> {
+        self.validate_identity()?;
+        self.validate_timings()?;
+        let sites = self.validate_sites()?;
+        self.validate_peers(&sites)?;
+        self.validate_clusters(&sites)
+    }
+
+    /// This controller: its id, addresses, log format, and a certificate that is its own.
+    fn validate_identity(&self) -> Result<()> {
         if self.id == 0 {
             return Err(key_err("id", "must be a positive integer"));
         }
@@ -359,6 +377,12 @@ impl ControllerConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Raft's, the lease's, the agents' and the failover's timings, each within sane bounds and
+    /// the lease above its floor.
+    fn validate_timings(&self) -> Result<()> {
         let r = &self.raft;
         let l = &self.lease;
         // Upper bounds first: beyond them a timing is a typo, not a choice (a lease of years, a
@@ -422,6 +446,11 @@ impl ControllerConfig {
         if self.failover.primary_lost_after_ms < 100 {
             return Err(key_err("failover.primary_lost_after_ms", "must be at least 100"));
         }
+        Ok(())
+    }
+
+    /// The sites, each named once; returns their names.
+    fn validate_sites(&self) -> Result<BTreeSet<&str>> {
         let mut site_names = BTreeSet::new();
         for (i, s) in self.sites.iter().enumerate() {
             check_name(&format!("sites[{i}].name"), &s.name)?;
@@ -429,14 +458,18 @@ impl ControllerConfig {
                 return Err(key_err(format!("sites[{i}].name"), format!("site `{}` is listed twice", s.name)));
             }
         }
-        let known_site = |key: String, site: &str| -> Result<()> {
-            check_name(&key, site)?;
-            if !site_names.is_empty() && !site_names.contains(site) {
-                return Err(key_err(key, format!("site `{site}` is not among `sites`")));
+        for (i, s) in self.sites.iter().enumerate() {
+            if !s.city.is_empty() {
+                check_name(&format!("sites[{i}].city"), &s.city)?;
             }
-            Ok(())
-        };
-        known_site("site".into(), &self.site)?;
+        }
+        Ok(site_names)
+    }
+
+    /// The founding controllers: ids and addresses each once, at known sites, at most two voters
+    /// a city, this controller among them as configured.
+    fn validate_peers(&self, sites: &BTreeSet<&str>) -> Result<()> {
+        known_site(sites, "site".into(), &self.site)?;
         if self.peers.is_empty() {
             return Err(key_err("peers", "must list the initial controllers, this one included"));
         }
@@ -449,7 +482,7 @@ impl ControllerConfig {
             if !ids.insert(p.id) {
                 return Err(key_err(format!("peers[{i}].id"), format!("id {} is listed twice", p.id)));
             }
-            known_site(format!("peers[{i}].site"), &p.site)?;
+            known_site(sites, format!("peers[{i}].site"), &p.site)?;
             check_addr(&format!("peers[{i}].grpc_addr"), &p.grpc_addr)?;
             check_addr(&format!("peers[{i}].http_addr"), &p.http_addr)?;
             if !addrs.insert(p.grpc_addr.as_str()) {
@@ -459,11 +492,6 @@ impl ControllerConfig {
         let city = |site: &str| {
             self.sites.iter().find(|s| s.name == site).map(|s| s.city_or_name().to_string()).unwrap_or(site.into())
         };
-        for (i, s) in self.sites.iter().enumerate() {
-            if !s.city.is_empty() {
-                check_name(&format!("sites[{i}].city"), &s.city)?;
-            }
-        }
         let cities = crate::state::voters_by_city(self.peers.iter().map(|p| (p.id, city(&p.site))));
         if let Some(why) = crate::state::crowded(&cities) {
             return Err(key_err("peers", why));
@@ -478,6 +506,12 @@ impl ControllerConfig {
             }
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// The database clusters: named once, a known synchronous mode, members named once at known
+    /// sites.
+    fn validate_clusters(&self, sites: &BTreeSet<&str>) -> Result<()> {
         let mut cluster_names = BTreeSet::new();
         for (i, c) in self.clusters.iter().enumerate() {
             check_name(&format!("clusters[{i}].name"), &c.name)?;
@@ -500,7 +534,7 @@ impl ControllerConfig {
                 if !members.insert(m.name.as_str()) {
                     return Err(key_err(format!("{key}.name"), format!("member `{}` is listed twice", m.name)));
                 }
-                known_site(format!("{key}.site"), &m.site)?;
+                known_site(sites, format!("{key}.site"), &m.site)?;
                 check_name(&format!("{key}.agent"), &m.agent)?;
             }
         }
