@@ -368,6 +368,16 @@ fn ago(ms: u64) -> String {
 /// Renders the view as the table operators read.
 pub fn render(v: &StatusView) -> String {
     let mut out = String::new();
+    render_controllers(&mut out, v);
+    render_agents(&mut out, v);
+    render_clusters(&mut out, v);
+    render_approvals(&mut out, v);
+    render_users(&mut out, v);
+    out
+}
+
+/// The controllers, the break-glass and quorum holds, what losing a city would do, the sites.
+fn render_controllers(out: &mut String, v: &StatusView) {
     out.push_str(&format!(
         "CONTROLLERS (leader: {}; state from controller {}{})\n",
         if v.leader_id == 0 { "none".to_string() } else { v.leader_id.to_string() },
@@ -409,6 +419,10 @@ pub fn render(v: &StatusView) -> String {
         let sites: Vec<String> = v.sites.iter().map(|(n, d)| format!("{n} ({d})")).collect();
         out.push_str(&format!("\nSITES  {}\n", sites.join(", ")));
     }
+}
+
+/// The agents with their hosts.
+fn render_agents(out: &mut String, v: &StatusView) {
     out.push_str("\nAGENTS\n");
     if v.agents.is_empty() {
         out.push_str("  (none registered yet)\n");
@@ -432,6 +446,10 @@ pub fn render(v: &StatusView) -> String {
             ));
         }
     }
+}
+
+/// Each database cluster: its epoch and sets, what blocks automatic failover, its members.
+fn render_clusters(out: &mut String, v: &StatusView) {
     out.push_str(&format!(
         "\nDATABASE CLUSTERS (lease P {} ms, clock drift rho {}, margin m {} ms)\n",
         v.lease.period_ms, v.lease.clock_drift, v.lease.margin_ms
@@ -501,63 +519,67 @@ pub fn render(v: &StatusView) -> String {
             }
         }
         for m in members {
-            let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
-            let delay =
-                if m.replay_delay_seconds < 0.0 { "-".to_string() } else { format!("{:.1}s", m.replay_delay_seconds) };
-            let health = if m.healthy {
-                "ok"
-            } else if m.role == "unknown" {
-                "unknown"
-            } else {
-                "DOWN"
-            };
-            let canary =
-                if m.canary_age_seconds < 0.0 { "-".to_string() } else { format!("{:.2}s", m.canary_age_seconds) };
-            let epoch = match m.agent_epoch {
-                Some(e) => e.to_string(),
-                None if m.role == "unknown" => "-".to_string(),
-                None => "FENCED".to_string(),
-            };
-            out.push_str(&format!(
-                "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {} ({})\n",
-                m.name,
-                m.site,
-                m.role,
-                health,
-                if m.sync_state.is_empty() { "-" } else { m.sync_state.as_str() },
-                m.timeline,
-                format_lsn(m.wal_lsn),
-                lag,
-                delay,
-                canary,
-                epoch,
-                m.agent,
-                if m.agent_up { "up" } else { "down" }
-            ));
-            if !m.error.is_empty() {
-                out.push_str(&format!("      {}: {}\n", m.name, m.error));
-            }
-            if m.role == "primary" {
-                let lease = if m.lease_remaining_ms < 0 {
-                    "NO LEASE".to_string()
-                } else {
-                    format!("{:.1}s left", m.lease_remaining_ms as f64 / 1000.0)
-                };
-                let lease = if m.vouched_by.is_empty() {
-                    lease
-                } else {
-                    format!(
-                        "{lease} (FAILSAFE: vouched by {}, the controllers do not renew it)",
-                        m.vouched_by.join(", ")
-                    )
-                };
-                out.push_str(&format!("      {}: lease {lease}; watchdog {}\n", m.name, m.watchdog));
-            }
-            if m.fenced_ms > 0 {
-                out.push_str(&format!("      {}: FENCED {}: {}\n", m.name, ago(m.fenced_ms), m.fenced_reason));
-            }
+            render_member(out, m);
         }
     }
+}
+
+/// One member's line, and what is wrong with it or guards it.
+fn render_member(out: &mut String, m: &MemberView) {
+    let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+    let delay = if m.replay_delay_seconds < 0.0 { "-".to_string() } else { format!("{:.1}s", m.replay_delay_seconds) };
+    let health = if m.healthy {
+        "ok"
+    } else if m.role == "unknown" {
+        "unknown"
+    } else {
+        "DOWN"
+    };
+    let canary = if m.canary_age_seconds < 0.0 { "-".to_string() } else { format!("{:.2}s", m.canary_age_seconds) };
+    let epoch = match m.agent_epoch {
+        Some(e) => e.to_string(),
+        None if m.role == "unknown" => "-".to_string(),
+        None => "FENCED".to_string(),
+    };
+    out.push_str(&format!(
+        "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {} ({})\n",
+        m.name,
+        m.site,
+        m.role,
+        health,
+        if m.sync_state.is_empty() { "-" } else { m.sync_state.as_str() },
+        m.timeline,
+        format_lsn(m.wal_lsn),
+        lag,
+        delay,
+        canary,
+        epoch,
+        m.agent,
+        if m.agent_up { "up" } else { "down" }
+    ));
+    if !m.error.is_empty() {
+        out.push_str(&format!("      {}: {}\n", m.name, m.error));
+    }
+    if m.role == "primary" {
+        let lease = if m.lease_remaining_ms < 0 {
+            "NO LEASE".to_string()
+        } else {
+            format!("{:.1}s left", m.lease_remaining_ms as f64 / 1000.0)
+        };
+        let lease = if m.vouched_by.is_empty() {
+            lease
+        } else {
+            format!("{lease} (FAILSAFE: vouched by {}, the controllers do not renew it)", m.vouched_by.join(", "))
+        };
+        out.push_str(&format!("      {}: lease {lease}; watchdog {}\n", m.name, m.watchdog));
+    }
+    if m.fenced_ms > 0 {
+        out.push_str(&format!("      {}: FENCED {}: {}\n", m.name, ago(m.fenced_ms), m.fenced_reason));
+    }
+}
+
+/// The requests a second person may approve.
+fn render_approvals(out: &mut String, v: &StatusView) {
     let now = crate::context::now_ms();
     let open: Vec<&ApprovalView> = v
         .approvals
@@ -601,11 +623,14 @@ pub fn render(v: &StatusView) -> String {
             ));
         }
     }
+}
+
+/// Role overrides.
+fn render_users(out: &mut String, v: &StatusView) {
     if !v.users.is_empty() {
         out.push_str("\nUSERS (role overrides)\n");
         for (name, role) in &v.users {
             out.push_str(&format!("  {name:<16} {role}\n"));
         }
     }
-    out
 }
