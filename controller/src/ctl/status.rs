@@ -173,42 +173,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         };
         let node = tokio::time::timeout(Duration::from_secs(3), answer).await.ok().and_then(|r| r.ok());
         controllers.push(match node {
-            Some(n) => ControllerView {
-                id: n.id,
-                site: n.site,
-                city: String::new(),
-                witness: false,
-                grpc_addr: addr,
-                voter: n.voters.contains(&n.id),
-                reachable: true,
-                role: n.raft_role,
-                term: n.term,
-                last_log_index: n.last_log_index,
-                last_applied: n.last_applied,
-                commit_index: n.commit_index,
-                leader_id: n.leader_id,
-                connected_agents: n.connected_agents,
-                break_glass: n.break_glass,
-                quorum_hold: n.quorum_hold,
-            },
-            None => ControllerView {
-                id: rec.map(|r| r.id).unwrap_or(0),
-                site: rec.map(|r| r.site.clone()).unwrap_or_default(),
-                city: String::new(),
-                witness: false,
-                grpc_addr: addr,
-                voter: rec.map(|r| r.voter).unwrap_or(false),
-                reachable: false,
-                role: "unreachable".into(),
-                term: 0,
-                last_log_index: 0,
-                last_applied: 0,
-                commit_index: 0,
-                leader_id: 0,
-                connected_agents: 0,
-                break_glass: String::new(),
-                quorum_hold: String::new(),
-            },
+            Some(n) => ControllerView::answered(addr, n),
+            None => ControllerView::unreachable(addr, rec),
         });
     }
     controllers.sort_by_key(|c| (c.id == 0, c.id));
@@ -245,37 +211,7 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             let members = c
                 .members
                 .iter()
-                .map(|m| {
-                    let obs = state.db.iter().find(|d| d.cluster == c.name && d.member == m.name);
-                    let primary = state.db.iter().find(|d| d.cluster == c.name && d.role == "primary");
-                    let replica = primary.and_then(|p| p.replicas.iter().find(|r| r.name == m.name));
-                    MemberView {
-                        name: m.name.clone(),
-                        site: m.site.clone(),
-                        agent: m.agent.clone(),
-                        agent_up: up.get(m.agent.as_str()).copied().unwrap_or(false),
-                        role: obs.map(|o| o.role.clone()).unwrap_or_else(|| "unknown".into()),
-                        healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
-                        timeline: obs.map(|o| o.timeline).unwrap_or(0),
-                        wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
-                        lag_bytes: match (obs, primary) {
-                            (Some(o), Some(p)) if o.up => Some(p.wal_lsn.saturating_sub(o.wal_lsn)),
-                            _ => None,
-                        },
-                        replay_delay_seconds: obs.map(|o| o.replay_delay_seconds).unwrap_or(-1.0),
-                        sync_state: replica.map(|r| r.sync_state.clone()).unwrap_or_default(),
-                        driver: obs.map(|o| o.driver.clone()).unwrap_or_default(),
-                        error: obs.map(|o| o.error.clone()).unwrap_or_default(),
-                        agent_epoch: obs.filter(|o| !o.epoch_unknown).map(|o| o.agent_epoch),
-                        canary_seq: obs.map(|o| o.canary_seq).unwrap_or(0),
-                        canary_age_seconds: obs.map(|o| o.canary_age_seconds).unwrap_or(-1.0),
-                        lease_remaining_ms: obs.map(|o| o.lease_remaining_ms).unwrap_or(-1),
-                        vouched_by: obs.filter(|o| o.lease_failsafe).map(|o| o.vouched_by.clone()).unwrap_or_default(),
-                        fenced_reason: obs.map(|o| o.fenced_reason.clone()).unwrap_or_default(),
-                        fenced_ms: obs.map(|o| o.fenced_ms).unwrap_or(0),
-                        watchdog: obs.map(|o| o.watchdog.clone()).unwrap_or_default(),
-                    }
-                })
+                .map(|m| member_view(&state.db, c, m, up.get(m.agent.as_str()).copied().unwrap_or(false)))
                 .collect();
             (c.name.clone(), members)
         })
@@ -286,69 +222,147 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         leader_id,
         controllers,
         city_loss,
-        agents: state
-            .agents
-            .iter()
-            .map(|a| {
-                let f = a.facts.clone().unwrap_or_default();
-                AgentView {
-                    name: a.name.clone(),
-                    site: a.site.clone(),
-                    host: a.host.clone(),
-                    up: a.up,
-                    since_ms: a.since_ms,
-                    last_seen_ms: a.last_seen_ms,
-                    os: f.os,
-                    cpus: f.cpus,
-                    memory_total_bytes: f.memory_total_bytes,
-                }
-            })
-            .collect(),
+        agents: state.agents.iter().map(AgentView::from).collect(),
         clusters,
-        cluster_state: state
-            .clusters
-            .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    ClusterView {
-                        epoch: c.epoch,
-                        primary: c.primary.clone(),
-                        synchronous: c.synchronous.clone(),
-                        vouch: c.vouch.clone(),
-                        paused: c.paused,
-                        want_synchronous: c.want_synchronous.clone(),
-                        strict: c.strict,
-                        failover_blocked: c.failover_blocked.clone(),
-                    },
-                )
-            })
-            .collect(),
+        cluster_state: state.clusters.iter().map(|c| (c.name.clone(), ClusterView::from(c))).collect(),
         sites: state.sites.iter().map(|x| (x.name.clone(), x.description.clone())).collect(),
         users: state.users.iter().map(|u| (u.name.clone(), u.role.clone())).collect(),
         lease: state
             .lease
             .map(|l| LeaseView { period_ms: l.period_ms, clock_drift: l.clock_drift, margin_ms: l.margin_ms })
             .unwrap_or_default(),
-        approvals: state
-            .approvals
-            .iter()
-            .map(|a| ApprovalView {
-                id: a.id,
-                action: a.action.clone(),
-                cluster: a.cluster.clone(),
-                to: a.to.clone(),
-                reason: a.reason.clone(),
-                accept_data_loss: a.accept_data_loss,
-                attested_dead: a.attested_dead.clone(),
-                requested_by: a.requested_by.clone(),
-                requested_ms: a.requested_ms,
-                expires_ms: a.expires_ms,
-                approved_by: a.approved_by.clone(),
-                state: a.state.clone(),
-            })
-            .collect(),
+        approvals: state.approvals.iter().map(ApprovalView::from).collect(),
     })
+}
+
+impl ControllerView {
+    /// A controller that answered `NodeStatus` at `addr`.
+    fn answered(grpc_addr: String, n: pb::NodeStatusReply) -> Self {
+        ControllerView {
+            id: n.id,
+            site: n.site,
+            city: String::new(),
+            witness: false,
+            grpc_addr,
+            voter: n.voters.contains(&n.id),
+            reachable: true,
+            role: n.raft_role,
+            term: n.term,
+            last_log_index: n.last_log_index,
+            last_applied: n.last_applied,
+            commit_index: n.commit_index,
+            leader_id: n.leader_id,
+            connected_agents: n.connected_agents,
+            break_glass: n.break_glass,
+            quorum_hold: n.quorum_hold,
+        }
+    }
+
+    /// A controller at `addr` that did not answer, as the state records it (if it does).
+    fn unreachable(grpc_addr: String, rec: Option<&pb::ControllerRecord>) -> Self {
+        ControllerView {
+            id: rec.map(|r| r.id).unwrap_or(0),
+            site: rec.map(|r| r.site.clone()).unwrap_or_default(),
+            city: String::new(),
+            witness: false,
+            grpc_addr,
+            voter: rec.map(|r| r.voter).unwrap_or(false),
+            reachable: false,
+            role: "unreachable".into(),
+            term: 0,
+            last_log_index: 0,
+            last_applied: 0,
+            commit_index: 0,
+            leader_id: 0,
+            connected_agents: 0,
+            break_glass: String::new(),
+            quorum_hold: String::new(),
+        }
+    }
+}
+
+/// Member `m` of cluster `c` as the agents' reports `db` show it.
+fn member_view(db: &[pb::DbStatus], c: &pb::DbClusterRecord, m: &pb::DbMemberRecord, agent_up: bool) -> MemberView {
+    let obs = db.iter().find(|d| d.cluster == c.name && d.member == m.name);
+    let primary = db.iter().find(|d| d.cluster == c.name && d.role == "primary");
+    let replica = primary.and_then(|p| p.replicas.iter().find(|r| r.name == m.name));
+    MemberView {
+        name: m.name.clone(),
+        site: m.site.clone(),
+        agent: m.agent.clone(),
+        agent_up,
+        role: obs.map(|o| o.role.clone()).unwrap_or_else(|| "unknown".into()),
+        healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
+        timeline: obs.map(|o| o.timeline).unwrap_or(0),
+        wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
+        lag_bytes: match (obs, primary) {
+            (Some(o), Some(p)) if o.up => Some(p.wal_lsn.saturating_sub(o.wal_lsn)),
+            _ => None,
+        },
+        replay_delay_seconds: obs.map(|o| o.replay_delay_seconds).unwrap_or(-1.0),
+        sync_state: replica.map(|r| r.sync_state.clone()).unwrap_or_default(),
+        driver: obs.map(|o| o.driver.clone()).unwrap_or_default(),
+        error: obs.map(|o| o.error.clone()).unwrap_or_default(),
+        agent_epoch: obs.filter(|o| !o.epoch_unknown).map(|o| o.agent_epoch),
+        canary_seq: obs.map(|o| o.canary_seq).unwrap_or(0),
+        canary_age_seconds: obs.map(|o| o.canary_age_seconds).unwrap_or(-1.0),
+        lease_remaining_ms: obs.map(|o| o.lease_remaining_ms).unwrap_or(-1),
+        vouched_by: obs.filter(|o| o.lease_failsafe).map(|o| o.vouched_by.clone()).unwrap_or_default(),
+        fenced_reason: obs.map(|o| o.fenced_reason.clone()).unwrap_or_default(),
+        fenced_ms: obs.map(|o| o.fenced_ms).unwrap_or(0),
+        watchdog: obs.map(|o| o.watchdog.clone()).unwrap_or_default(),
+    }
+}
+
+impl From<&pb::AgentRecord> for AgentView {
+    fn from(a: &pb::AgentRecord) -> Self {
+        let f = a.facts.clone().unwrap_or_default();
+        AgentView {
+            name: a.name.clone(),
+            site: a.site.clone(),
+            host: a.host.clone(),
+            up: a.up,
+            since_ms: a.since_ms,
+            last_seen_ms: a.last_seen_ms,
+            os: f.os,
+            cpus: f.cpus,
+            memory_total_bytes: f.memory_total_bytes,
+        }
+    }
+}
+
+impl From<&pb::DbClusterRecord> for ClusterView {
+    fn from(c: &pb::DbClusterRecord) -> Self {
+        ClusterView {
+            epoch: c.epoch,
+            primary: c.primary.clone(),
+            synchronous: c.synchronous.clone(),
+            vouch: c.vouch.clone(),
+            paused: c.paused,
+            want_synchronous: c.want_synchronous.clone(),
+            strict: c.strict,
+            failover_blocked: c.failover_blocked.clone(),
+        }
+    }
+}
+
+impl From<&pb::ApprovalRecord> for ApprovalView {
+    fn from(a: &pb::ApprovalRecord) -> Self {
+        ApprovalView {
+            id: a.id,
+            action: a.action.clone(),
+            cluster: a.cluster.clone(),
+            to: a.to.clone(),
+            reason: a.reason.clone(),
+            accept_data_loss: a.accept_data_loss,
+            attested_dead: a.attested_dead.clone(),
+            requested_by: a.requested_by.clone(),
+            requested_ms: a.requested_ms,
+            expires_ms: a.expires_ms,
+            approved_by: a.approved_by.clone(),
+            state: a.state.clone(),
+        }
+    }
 }
 
 fn ago(ms: u64) -> String {
