@@ -10,7 +10,7 @@ use triad_proto::v1 as pb;
 use triad_proto::v1::control_server::Control;
 
 use super::auth::{self, Caller, READERS};
-use super::{not_leader, to_status};
+use super::{not_leader, records, to_status};
 use crate::brain::{Brain, RequestError, Requests};
 use crate::config::check_name;
 use crate::context::Ctx;
@@ -68,16 +68,6 @@ fn role_name(s: ServerState) -> &'static str {
     }
 }
 
-fn facts_pb(f: &crate::state::HostFacts) -> pb::HostFacts {
-    pb::HostFacts {
-        os: f.os.clone(),
-        kernel: f.kernel.clone(),
-        cpus: f.cpus,
-        memory_total_bytes: f.memory_total_bytes,
-        disk_total_bytes: f.disk_total_bytes,
-    }
-}
-
 #[tonic::async_trait]
 impl<B: Requests> Control for ControlApi<B> {
     async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusReply>, Status> {
@@ -112,90 +102,19 @@ impl<B: Requests> Control for ControlApi<B> {
     async fn state(&self, req: Request<pb::StateRequest>) -> Result<Response<pb::StateReply>, Status> {
         let result = self.authorise_read(&req, READERS, "reading state").map(|_| {
             let obs = self.ctx.obs.snapshot();
-            let stale = !self.ctx.is_leader();
             let fresh = std::time::Duration::from_millis(self.ctx.cfg.agents.down_after_ms);
             let g = self.ctx.state.read().expect("state lock poisoned");
             let s = &g.state;
+            let last_seen = |agent: &str| obs.get(agent).map(|o| o.last_seen_ms).unwrap_or(0);
             Response::new(pb::StateReply {
                 answered_by: self.ctx.id,
-                stale,
-                approvals: s
-                    .approvals
-                    .values()
-                    .map(|a| pb::ApprovalRecord {
-                        id: a.id,
-                        action: a.action.to_string(),
-                        cluster: a.cluster.clone(),
-                        to: a.to.clone(),
-                        reason: a.reason.clone(),
-                        accept_data_loss: a.accept_data_loss,
-                        attested_dead: a.attested_dead.clone(),
-                        requested_by: a.requested_by.clone(),
-                        requested_ms: a.requested_ms,
-                        expires_ms: a.expires_ms,
-                        approved_by: a.approved_by.clone().unwrap_or_default(),
-                        state: a.state.to_string(),
-                    })
-                    .collect(),
+                stale: !self.ctx.is_leader(),
+                approvals: s.approvals.values().map(records::approval).collect(),
                 last_applied: g.last_applied.map(|l| l.index).unwrap_or(0),
-                sites: s
-                    .sites
-                    .values()
-                    .map(|x| pb::SiteRecord {
-                        name: x.name.clone(),
-                        description: x.description.clone(),
-                        city: x.city.clone(),
-                    })
-                    .collect(),
-                controllers: s
-                    .controllers
-                    .values()
-                    .map(|c| pb::ControllerRecord {
-                        id: c.id,
-                        site: c.site.clone(),
-                        grpc_addr: c.grpc_addr.clone(),
-                        http_addr: c.http_addr.clone(),
-                        voter: c.voter,
-                    })
-                    .collect(),
-                agents: s
-                    .agents
-                    .values()
-                    .map(|a| pb::AgentRecord {
-                        name: a.name.clone(),
-                        site: a.site.clone(),
-                        host: a.host.clone(),
-                        up: a.up,
-                        since_ms: a.since_ms,
-                        last_seen_ms: obs.get(&a.name).map(|o| o.last_seen_ms).unwrap_or(0),
-                        facts: Some(facts_pb(&a.facts)),
-                    })
-                    .collect(),
-                clusters: s
-                    .clusters
-                    .values()
-                    .map(|c| pb::DbClusterRecord {
-                        epoch: c.epoch,
-                        primary: c.primary.clone().unwrap_or_default(),
-                        synchronous: c.synchronous.iter().cloned().collect(),
-                        vouch: c.vouch.iter().cloned().collect(),
-                        paused: c.paused,
-                        want_synchronous: c.want_synchronous.iter().cloned().collect(),
-                        strict: c.strict,
-                        failover_blocked: c.failover_blocked.clone(),
-                        name: c.name.clone(),
-                        members: c
-                            .members
-                            .values()
-                            .map(|m| pb::DbMemberRecord {
-                                name: m.name.clone(),
-                                site: m.site.clone(),
-                                agent: m.agent.clone(),
-                                endpoint: m.endpoint.clone(),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                sites: s.sites.values().map(records::site).collect(),
+                controllers: s.controllers.values().map(records::controller).collect(),
+                agents: s.agents.values().map(|a| records::agent(a, last_seen(&a.name))).collect(),
+                clusters: s.clusters.values().map(records::cluster).collect(),
                 users: s.users.iter().map(|(n, r)| pb::UserRecord { name: n.clone(), role: r.to_string() }).collect(),
                 // Only observations from agents heard recently: a silent agent's last report
                 // would otherwise show a dead member as healthy.

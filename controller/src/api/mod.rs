@@ -9,6 +9,7 @@ mod control;
 mod http;
 mod membership;
 mod peer;
+mod records;
 
 use std::sync::Arc;
 use std::time::Duration;
