@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod failover;
