@@ -1,5 +1,6 @@
 //! `triadctl`'s commands, one file per group: status, certificates, cluster membership and users,
-//! the local demo. The binary in `bin/triadctl.rs` only parses arguments and calls these.
+//! the local demo; `cli.rs` is the command line that dispatches to them, and `bin/triadctl.rs` only
+//! parses it and calls `cli::run`.
 
 pub mod admin;
 pub mod certs;
