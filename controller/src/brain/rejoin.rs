@@ -26,13 +26,20 @@ const RUNNING_WAIT: Duration = Duration::from_secs(10);
 /// How the command bus says a command never went out (`commands.rs`).
 const NO_STREAM: &str = "has no stream to the leader";
 
-/// After a failed rejoin, the member is left alone this long (the failure is in the history).
-const RETRY_AFTER_MS: u64 = 30_000;
+/// After a failed rejoin the member is left alone this long, doubling with each further failure
+/// up to [`RETRY_AFTER_MAX_MS`] (every failure is in the history). A failure is often the fault of
+/// the moment (the primary out of reach while a link is cut): chaos seed 32 waited a flat 30 s
+/// for a retry that then took 2 s, converging 19 s after the heal.
+const RETRY_AFTER_MS: u64 = 2_000;
+/// The longest wait between two failed rejoins of a member.
+const RETRY_AFTER_MAX_MS: u64 = 30_000;
+/// Failures older than this no longer count toward the wait.
+const RETRY_WINDOW_MS: u64 = 600_000;
 
 /// Members to rejoin: (cluster, member, agent, primary endpoint). A member qualifies when its
 /// agent is heard, its epoch is the cluster's, it reports the server confirmed stopped, and the
-/// primary runs and reports an endpoint; never while paused or while a workflow runs, nor within
-/// `RETRY_AFTER_MS` of a failed rejoin of the same member.
+/// primary runs and reports an endpoint; never while paused or while a workflow runs, nor soon
+/// after a failed rejoin of the same member (see [`RETRY_AFTER_MS`]).
 pub fn due(
     state: &State,
     obs: &HashMap<String, AgentObservation>,
@@ -41,18 +48,21 @@ pub fn due(
     now_ms: u64,
 ) -> Vec<(String, String, String, String)> {
     let failed_recently = |cluster: &str, member: &str| {
-        state.workflows.values().any(|w| {
-            w.kind == WorkflowKind::Rejoin
-                && w.cluster == cluster
-                && w.to == member
-                && w.finished.as_ref().is_some_and(|(at, o)| {
-                    // One that never reached the agent (restarting, its stream not open yet)
-                    // did nothing to the member: it may be tried again at once (chaos seed 12:
-                    // its 30 s wait left a wiped agent's server stopped past convergence).
-                    let unsent = o.contains(NO_STREAM);
-                    o.starts_with("failed") && !unsent && now_ms.saturating_sub(*at) < RETRY_AFTER_MS
-                })
-        })
+        let failures: Vec<u64> = state
+            .workflows
+            .values()
+            .filter(|w| w.kind == WorkflowKind::Rejoin && w.cluster == cluster && w.to == member)
+            .filter_map(|w| w.finished.as_ref())
+            // One that never reached the agent (restarting, its stream not open yet) did nothing
+            // to the member: it may be tried again at once (chaos seed 12).
+            .filter(|(at, o)| {
+                o.starts_with("failed") && !o.contains(NO_STREAM) && now_ms.saturating_sub(*at) < RETRY_WINDOW_MS
+            })
+            .map(|(at, _)| *at)
+            .collect();
+        let Some(last) = failures.iter().max() else { return false };
+        let doublings = (failures.len() as u32 - 1).min(8);
+        now_ms.saturating_sub(*last) < (RETRY_AFTER_MS << doublings).min(RETRY_AFTER_MAX_MS)
     };
     let report =
         |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
@@ -193,6 +203,20 @@ mod tests {
         state.workflows.insert(1, failed("failed: pg_rewind failed"));
         assert!(due(&state, &obs, fresh, now, 100_000).is_empty(), "held back after a real failure");
         assert_eq!(due(&state, &obs, fresh, now, 99_500 + RETRY_AFTER_MS).len(), 1, "until the wait is over");
+        // Each further failure doubles the wait, up to its cap.
+        let mut again = failed("failed: pg_rewind failed");
+        (again.id, again.finished) = (2, Some((104_000, "failed: pg_rewind failed".into())));
+        state.workflows.insert(2, again);
+        assert!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MS).is_empty(), "the second wait is longer");
+        assert_eq!(due(&state, &obs, fresh, now, 104_000 + 2 * RETRY_AFTER_MS).len(), 1);
+        for id in 3..20 {
+            let mut w = failed("failed: pg_rewind failed");
+            (w.id, w.finished) = (id, Some((104_000, "failed: pg_rewind failed".into())));
+            state.workflows.insert(id, w);
+        }
+        assert!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MAX_MS - 1).is_empty());
+        assert_eq!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MAX_MS).len(), 1, "never longer than the cap");
+        state.workflows.retain(|id, _| *id == 1);
         state.workflows.insert(1, failed(&format!("failed: agent `agent-dc` {NO_STREAM}")));
         assert_eq!(due(&state, &obs, fresh, now, 100_000).len(), 1, "an unsent one holds nothing back");
     }
