@@ -75,9 +75,9 @@ pub struct TlsConfig {
 pub struct RaftTiming {
     /// Leader heartbeat interval in milliseconds (default 50).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout in milliseconds (default 200).
+    /// Lower bound of the randomised election timeout in milliseconds (default 150).
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout in milliseconds (default 400).
+    /// Upper bound of the randomised election timeout in milliseconds (default 300).
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and allow the log before it to be purged) every this many entries
     /// (default 10000). Bounds restart time: at most this many entries are replayed.
@@ -91,7 +91,7 @@ pub struct RaftTiming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseTiming {
-    /// P, in milliseconds (default 1400). Must be at least 2 x `raft.election_timeout_max_ms` +
+    /// P, in milliseconds (default 1200, the floor with the other defaults). Must be at least 2 x `raft.election_timeout_max_ms` +
     /// `lease.agent_backoff_max_ms` + `lease.agent_fence_lead_ms`, so that an election alone
     /// never makes a lease lapse: the old leader may die right after a grant; openraft 0.9
     /// lets a follower stand only once the old leader's lease (one election timeout max) and its
@@ -120,7 +120,7 @@ pub struct LeaseTiming {
 impl Default for LeaseTiming {
     fn default() -> Self {
         LeaseTiming {
-            period_ms: 1400,
+            period_ms: 1200,
             clock_drift: 0.001,
             margin_ms: 200,
             agent_backoff_max_ms: 100,
@@ -178,8 +178,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_every_entries: 10_000,
         }
     }

@@ -37,8 +37,8 @@ fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
     let d = Deployment::new()?;
     let good = std::fs::read_to_string(d.plan.controller_config_path(1))?;
     let cases: Vec<(String, &str)> = vec![
-        (good.replace("election_timeout_min_ms = 200", "election_timeout_min_ms = 50"), "raft.election_timeout_min_ms"),
-        (good.replace("period_ms = 1400", "period_ms = 1300"), "lease.period_ms"),
+        (good.replace("election_timeout_min_ms = 150", "election_timeout_min_ms = 50"), "raft.election_timeout_min_ms"),
+        (good.replace("period_ms = 1200", "period_ms = 1100"), "lease.period_ms"),
         // A fence lead that no longer fits the lease (item 4 of issue 16).
         (good.replace("agent_fence_lead_ms = 500", "agent_fence_lead_ms = 600"), "lease.period_ms"),
         (good.replace("clock_drift = 0.001", "clock_drift = 0.5"), "lease.clock_drift"),

@@ -23,7 +23,7 @@ async fn primary_site_lost_ndc_takes_over_and_nothing_is_lost() -> Result<()> {
     // Adopted, ndc synchronous, the primary under lease, and failover ready (nothing blocks it).
     d.wait_ready(true).await?;
     let table = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
-    ensure!(table.contains("automatic failover: ready") && table.contains("lease P 1400 ms"), "{table}");
+    ensure!(table.contains("automatic failover: ready") && table.contains("lease P 1200 ms"), "{table}");
 
     let pg = d.pg.as_ref().unwrap();
     let conninfos = d.conninfos()?;

@@ -288,8 +288,8 @@ mod tests {
     #[test]
     fn a_new_leader_waits_one_lease_and_the_margin() {
         let l = crate::config::LeaseTiming::default();
-        // P = 1400 ms, rho = 0.001, m = 200 ms: P(1+rho)^2 = 1402.8014 ms, rounded up.
-        assert_eq!(l.new_leader_wait(), Duration::from_millis(1403 + 200));
+        // P = 1200 ms, rho = 0.001, m = 200 ms: P(1+rho)^2 = 1202.4012 ms, rounded up.
+        assert_eq!(l.new_leader_wait(), Duration::from_millis(1203 + 200));
         assert!(l.new_leader_wait() >= l.expiry(), "never shorter than one grant's expiry");
     }
 }
