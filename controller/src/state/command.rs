@@ -122,6 +122,15 @@ pub enum Command {
     /// An operator lifts the quorum hold of the leader at `term`: the voters still silent did not
     /// break the glass (`triadctl cluster confirm-quorum`).
     ConfirmQuorum { term: u64, reason: String },
+    /// Alerts received from one configured source, parsed and normalised by the edge: each is
+    /// deduplicated by fingerprint against what is recorded (`state/alerts`).
+    IngestAlerts { source: String, events: Vec<super::alerts::IncomingAlert> },
+    /// A triage action on one or more alerts; all or nothing.
+    TriageAlerts { ids: Vec<u64>, action: super::alerts::TriageAction },
+    /// Mute alerts that match every matcher between two times.
+    PutSilence { matchers: Vec<super::alerts::Matcher>, starts_ms: u64, ends_ms: u64, reason: String },
+    /// End a silence now.
+    ExpireSilence { id: u64 },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

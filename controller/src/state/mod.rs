@@ -5,12 +5,14 @@
 //! The audit history is produced here (as [`AuditEntry`] values returned from `apply`) but kept on
 //! disk by the state-machine store, so that memory stays bounded however long the history grows.
 
+pub mod alerts;
 mod apply;
 mod approvals;
 mod break_glass;
 mod cities;
 mod command;
 mod kinds;
+mod named;
 mod rejection;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -298,6 +300,9 @@ pub struct State {
     /// voter still silent (`brain/continuity.rs`): that leader's hold is lifted.
     #[serde(default)]
     pub quorum_confirmed_term: u64,
+    /// Security alerts, their triage and silences.
+    #[serde(default)]
+    pub alerts: alerts::AlertBook,
 }
 
 impl State {

@@ -1,0 +1,138 @@
+//! Unit tests of the alerts table's apply: deduplication, triage, silences.
+
+use super::*;
+use crate::state::{Actor, Command, Proposal, Rejection, Response, Role, State};
+
+fn event(fp: &str, at_ms: u64, resolved: bool) -> IncomingAlert {
+    IncomingAlert {
+        kind: SourceKind::Alertmanager,
+        fingerprint: fp.into(),
+        severity: Severity::Critical,
+        title: format!("alert {fp}"),
+        description: String::new(),
+        labels: [("alertname".to_string(), format!("A{fp}"))].into(),
+        site: "dc".into(),
+        host: "db1".into(),
+        address: String::new(),
+        at_ms,
+        resolved,
+    }
+}
+
+fn apply(s: &mut State, at_ms: u64, role: Role, command: Command) -> Response {
+    let p = Proposal { at_ms, actor: Actor { name: "ana".into(), role, origin: "test".into() }, command };
+    s.apply(at_ms, &p, &mut Vec::new())
+}
+
+fn ingest(s: &mut State, at_ms: u64, events: Vec<IncomingAlert>) -> Response {
+    apply(s, at_ms, Role::System, Command::IngestAlerts { source: "prometheus".into(), events })
+}
+
+fn triage(s: &mut State, role: Role, ids: Vec<u64>, action: TriageAction) -> Response {
+    apply(s, 50, role, Command::TriageAlerts { ids, action })
+}
+
+#[test]
+fn repeats_are_counted_on_one_alert_per_fingerprint() {
+    let mut s = State::default();
+    for round in 0..10u64 {
+        let events = (0..10).map(|i| event(&format!("f{i}"), 100 + round, false)).collect();
+        ingest(&mut s, 100 + round, events);
+    }
+    assert_eq!(s.alerts.alerts.len(), 10);
+    for a in s.alerts.alerts.values() {
+        assert_eq!((a.count, a.first_seen_ms, a.last_seen_ms), (10, 100, 109), "{a:?}");
+    }
+    // Another source with the same fingerprint is another alert.
+    let r = apply(
+        &mut s,
+        200,
+        Role::System,
+        Command::IngestAlerts { source: "wazuh".into(), events: vec![event("f0", 200, false)] },
+    );
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("1 new")), "{r:?}");
+    assert_eq!(s.alerts.alerts.len(), 11);
+}
+
+#[test]
+fn a_resolved_report_resolves_and_a_new_firing_reopens() {
+    let mut s = State::default();
+    ingest(&mut s, 10, vec![event("a", 10, false)]);
+    let r = ingest(&mut s, 20, vec![event("a", 20, true), event("never-seen", 20, true)]);
+    assert!(matches!(r, Response::Ok(ref m) if m.contains("1 resolved, 1 ignored")), "{r:?}");
+    assert_eq!(s.alerts.alerts[&1].status, AlertStatus::Resolved);
+    assert_eq!(s.alerts.alerts[&1].closed_ms, Some(20));
+    ingest(&mut s, 30, vec![event("a", 30, false)]);
+    let a = &s.alerts.alerts[&1];
+    assert_eq!((a.status, a.count, a.closed_ms), (AlertStatus::Open, 2, None));
+    assert!(a.history.iter().any(|n| n.text.contains("reopened")));
+    // A false positive stays closed however often it repeats.
+    triage(&mut s, Role::Soc, vec![1], TriageAction::FalsePositive { reason: "scanner".into() });
+    ingest(&mut s, 40, vec![event("a", 40, false)]);
+    assert_eq!((s.alerts.alerts[&1].status, s.alerts.alerts[&1].count), (AlertStatus::FalsePositive, 3));
+}
+
+#[test]
+fn triage_is_all_or_nothing_and_needs_the_role() {
+    let mut s = State::default();
+    ingest(&mut s, 10, vec![event("a", 10, false), event("b", 10, false)]);
+    let before = s.alerts.clone();
+    let r = triage(&mut s, Role::Soc, vec![1, 2, 99], TriageAction::Acknowledge);
+    assert!(matches!(r, Response::Rejected(Rejection::NotFound(ref m)) if m.contains("99")), "{r:?}");
+    let r = triage(&mut s, Role::Auditor, vec![1], TriageAction::Acknowledge);
+    assert!(matches!(r, Response::Rejected(Rejection::NotAllowed(_))), "{r:?}");
+    let r = triage(&mut s, Role::Soc, vec![1], TriageAction::Resolve { reason: " ".into() });
+    assert!(matches!(r, Response::Rejected(Rejection::Invalid(_))), "{r:?}");
+    assert_eq!(s.alerts, before, "refused triage changed nothing");
+
+    let r = triage(&mut s, Role::Soc, vec![1, 2], TriageAction::Acknowledge);
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("2 of 2")), "{r:?}");
+    let r = triage(&mut s, Role::Soc, vec![1, 2], TriageAction::Acknowledge);
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("0 of 2")), "{r:?}");
+    assert_eq!(s.alerts.alerts[&1].acknowledged_ms, Some(50));
+    triage(&mut s, Role::Soc, vec![2], TriageAction::Resolve { reason: "patched".into() });
+    let r = triage(&mut s, Role::Soc, vec![1, 2], TriageAction::Assign { to: "bo".into() });
+    assert!(matches!(r, Response::Rejected(Rejection::Conflict(ref m)) if m.contains("reopen")), "{r:?}");
+    assert_eq!(s.alerts.alerts[&1].assignee, None);
+    triage(&mut s, Role::Soc, vec![2], TriageAction::Reopen { reason: "came back".into() });
+    triage(&mut s, Role::Soc, vec![1, 2], TriageAction::Assign { to: "bo".into() });
+    assert!(s.alerts.alerts.values().all(|a| a.assignee.as_deref() == Some("bo")));
+    assert_eq!(s.alerts.alerts[&2].status, AlertStatus::Acknowledged);
+    let history: Vec<&str> = s.alerts.alerts[&2].history.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(
+        history,
+        ["received (critical)", "acknowledge", "resolve: patched", "reopen: came back", "assign to bo"]
+    );
+}
+
+#[test]
+fn a_silence_mutes_what_opens_while_it_is_active() {
+    let mut s = State::default();
+    let site_dc = Matcher::parse("site=").unwrap();
+    let host = Matcher::parse("host=db1").unwrap();
+    let r = apply(
+        &mut s,
+        100,
+        Role::Soc,
+        Command::PutSilence {
+            matchers: vec![host, site_dc],
+            starts_ms: 100,
+            ends_ms: 200,
+            reason: "maintenance".into(),
+        },
+    );
+    assert!(matches!(r, Response::Ok(_)), "{r:?}");
+    ingest(&mut s, 150, vec![event("a", 150, false)]);
+    assert_eq!(s.alerts.alerts[&1].silenced_by, Some(1));
+    ingest(&mut s, 250, vec![event("b", 250, false)]);
+    assert_eq!(s.alerts.alerts[&2].silenced_by, None, "ended at 200");
+    let r = apply(&mut s, 260, Role::Noc, Command::ExpireSilence { id: 1 });
+    assert!(matches!(r, Response::Rejected(Rejection::NotAllowed(_))), "{r:?}");
+    let r = apply(
+        &mut s,
+        300,
+        Role::Soc,
+        Command::PutSilence { matchers: vec![], starts_ms: 300, ends_ms: 400, reason: "x".into() },
+    );
+    assert!(matches!(r, Response::Rejected(Rejection::Invalid(_))), "{r:?}");
+}
