@@ -10,6 +10,7 @@
 // it everywhere would buy nothing on paths that are not hot.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod api;
 pub mod brain;
 pub mod config;
