@@ -131,6 +131,11 @@ pub enum Command {
     PutSilence { matchers: Vec<super::alerts::Matcher>, starts_ms: u64, ends_ms: u64, reason: String },
     /// End a silence now.
     ExpireSilence { id: u64 },
+    /// Record an alert source with the digest of its token, or give it a new token (its older
+    /// ones stay valid `grace_ms` more). Admins only.
+    PutIngestSource { name: String, kind: super::alerts::SourceKind, token_sha256: String, grace_ms: u64 },
+    /// Remove an alert source: its tokens are refused from then on.
+    DeleteIngestSource { name: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

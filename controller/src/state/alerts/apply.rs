@@ -26,6 +26,13 @@ impl State {
                 (what, self.put_silence(p, matchers, (*starts_ms, *ends_ms), reason))
             }
             Command::ExpireSilence { id } => (format!("expire silence {id}"), self.expire_silence(p, *id)),
+            Command::PutIngestSource { name, kind, token_sha256, grace_ms } => (
+                format!("put alert source {name} ({kind})"),
+                self.put_ingest_source(p, (name, *kind), token_sha256, *grace_ms),
+            ),
+            Command::DeleteIngestSource { name } => {
+                (format!("delete alert source {name}"), self.delete_ingest_source(p, name))
+            }
             _ => ("alerts".into(), Err(Rejection::Invalid("not an alerts command".into()))),
         }
     }

@@ -9,6 +9,7 @@
 mod apply;
 mod locate;
 mod silences;
+mod sources;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use locate::Place;
 pub use silences::{MatchOp, Matcher, Silence};
+pub use sources::{IngestSource, TokenDigest};
 
 /// Notes kept in an alert's own history; older ones are in the audit log.
 pub const HISTORY_KEPT: usize = 50;
@@ -188,6 +190,8 @@ pub struct AlertBook {
     pub last_id: u64,
     pub silences: BTreeMap<u64, Silence>,
     pub last_silence_id: u64,
+    /// Configured ingest sources, by name.
+    pub sources: BTreeMap<String, IngestSource>,
 }
 
 /// The key of the fingerprint index.

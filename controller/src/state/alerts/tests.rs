@@ -136,3 +136,33 @@ fn a_silence_mutes_what_opens_while_it_is_active() {
     );
     assert!(matches!(r, Response::Rejected(Rejection::Invalid(_))), "{r:?}");
 }
+
+#[test]
+fn a_rotated_token_keeps_the_old_one_for_its_grace_period_only() {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let put = |sha: &str, grace_ms| Command::PutIngestSource {
+        name: "prometheus".into(),
+        kind: SourceKind::Alertmanager,
+        token_sha256: sha.into(),
+        grace_ms,
+    };
+    let mut s = State::default();
+    assert!(matches!(apply(&mut s, 10, Role::Soc, put(&a, 0)), Response::Rejected(Rejection::NotAllowed(_))));
+    assert!(matches!(apply(&mut s, 10, Role::Admin, put("A1", 0)), Response::Rejected(Rejection::Invalid(_))));
+    assert!(matches!(apply(&mut s, 10, Role::Admin, put(&a, 0)), Response::Ok(_)));
+    assert_eq!(s.source_for_token(&a, 11).map(|s| s.name.as_str()), Some("prometheus"));
+    apply(&mut s, 100, Role::Admin, put(&b, 50));
+    assert!(s.source_for_token(&a, 149).is_some() && s.source_for_token(&a, 150).is_none());
+    assert!(s.source_for_token(&b, 1_000_000).is_some());
+    let wazuh = Command::PutIngestSource {
+        name: "prometheus".into(),
+        kind: SourceKind::Wazuh,
+        token_sha256: a.clone(),
+        grace_ms: 0,
+    };
+    assert!(matches!(apply(&mut s, 200, Role::Admin, wazuh), Response::Rejected(Rejection::Conflict(_))));
+    let syslog = Command::PutIngestSource { name: "fw".into(), kind: SourceKind::Syslog, token_sha256: a, grace_ms: 0 };
+    assert!(matches!(apply(&mut s, 200, Role::Admin, syslog), Response::Rejected(Rejection::Invalid(_))));
+    apply(&mut s, 300, Role::Admin, Command::DeleteIngestSource { name: "prometheus".into() });
+    assert!(s.source_for_token(&b, 301).is_none());
+}

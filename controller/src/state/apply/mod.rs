@@ -74,9 +74,12 @@ impl State {
             RecordBreakGlass(order) => {
                 (format!("record break-glass order {}", order.id), self.record_break_glass(p, order))
             }
-            IngestAlerts { .. } | TriageAlerts { .. } | PutSilence { .. } | ExpireSilence { .. } => {
-                self.apply_alerts(p)
-            }
+            IngestAlerts { .. }
+            | TriageAlerts { .. }
+            | PutSilence { .. }
+            | ExpireSilence { .. }
+            | PutIngestSource { .. }
+            | DeleteIngestSource { .. } => self.apply_alerts(p),
             // Handled in `apply` before reaching here.
             Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),
         }
