@@ -54,6 +54,28 @@ pub struct ControllerConfig {
     /// The database clusters and their members; seeds the replicated state on first start.
     #[serde(default)]
     pub clusters: Vec<ClusterConfig>,
+    /// Security alerts: ingest limits (sources and their tokens are in the replicated state,
+    /// `triadctl alerts sources`).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// How this controller takes alerts in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Accept `/ingest/...` over plain HTTP as well as HTTPS (default false: a token sent in
+    /// clear text can be replayed by anyone on the path).
+    pub ingest_plain_http: bool,
+    /// The largest request body `/ingest/...` reads, in bytes (default 4194304: 4 MiB). A larger
+    /// one is refused with 413 and nothing of it is stored.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { ingest_plain_http: false, max_body_bytes: 4 << 20 }
+    }
 }
 
 /// Paths to PEM files. Relative paths are relative to the config file's directory.
@@ -344,7 +366,20 @@ impl ControllerConfig {
         self.validate_timings()?;
         let sites = self.validate_sites()?;
         self.validate_peers(&sites)?;
-        self.validate_clusters(&sites)
+        self.validate_clusters(&sites)?;
+        self.validate_alerts()
+    }
+
+    /// The alert ingest limits.
+    fn validate_alerts(&self) -> Result<()> {
+        let max = self.alerts.max_body_bytes;
+        if !(1024..=256 << 20).contains(&max) {
+            return Err(key_err(
+                "alerts.max_body_bytes",
+                format!("{max}: must be between 1024 and 268435456 (256 MiB)"),
+            ));
+        }
+        Ok(())
     }
 
     /// This controller: its id, addresses, log format, and a certificate that is its own.

@@ -114,7 +114,11 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     };
     tracing::info!(id = cfg.id, site = %cfg.site, grpc = %cfg.grpc_addr, http = %cfg.http_addr, "controller serving");
     let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
-    let http = tokio::spawn(api::serve_http(ctx.clone(), http_listener, stopped(stop_rx)));
+    let http_tls = api::http_tls_config(&tls.cert, &tls.key)?;
+    let http = tokio::spawn(async move {
+        api::serve_http(ctx.clone(), http_listener, http_tls, stopped(stop_rx)).await;
+        Ok::<(), Error>(())
+    });
 
     let exit = tokio::select! {
         _ = shutdown_signal() => Exit::Stopped,

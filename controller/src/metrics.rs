@@ -32,12 +32,22 @@ pub struct Metrics {
     /// `failed`), counted by this controller since it started.
     pub workflows: IntCounterVec,
     pub workflow_seconds: prometheus::HistogramVec,
+    /// Alerts accepted and committed, by configured source (a bounded set).
+    pub alerts_received: IntCounterVec,
+    /// Ingest requests refused, by source (`unknown` before authentication) and reason.
+    pub alerts_rejected: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
@@ -136,6 +146,18 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("metric registered once");
                 h
             },
+            alerts_received: counter_vec(
+                &registry,
+                "triad_alerts_received_total",
+                "Alert events accepted and committed, by configured source",
+                &["source"],
+            ),
+            alerts_rejected: counter_vec(
+                &registry,
+                "triad_alerts_rejected_total",
+                "Alert ingest requests refused (nothing stored), by source (`unknown` before authentication) and reason",
+                &["source", "reason"],
+            ),
             registry,
         }
     }

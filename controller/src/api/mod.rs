@@ -3,6 +3,7 @@
 //! `tonic::Status` here and nowhere earlier.
 
 mod agent_link;
+pub mod alerts;
 pub mod auth;
 mod break_glass;
 mod control;
@@ -19,11 +20,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic::Status;
 use triad_proto::v1::agent_link_server::AgentLinkServer;
+use triad_proto::v1::alerts_server::AlertsServer;
 use triad_proto::v1::control_server::ControlServer;
 use triad_proto::v1::peer_server::PeerServer;
 
 pub use break_glass::track_leaderless;
-pub use http::serve as serve_http;
+pub use http::{serve as serve_http, tls_config as http_tls_config, token_digest};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -42,7 +44,7 @@ pub(crate) fn bounded_text(arg: &str, text: &str, max_chars: usize) -> std::resu
 
 pub use triad_proto::words::LEADER_ADDR_KEY;
 
-/// Serves the three gRPC services on `listener` until `shutdown` resolves.
+/// Serves the gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve_grpc(
     ctx: Arc<Ctx>,
     listener: TcpListener,
@@ -57,6 +59,7 @@ pub async fn serve_grpc(
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
         .add_service(ControlServer::new(control::ControlApi::new(ctx.clone(), crate::brain::Brain::new(ctx.clone()))))
+        .add_service(AlertsServer::new(alerts::AlertsApi::new(ctx.clone())))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -204,6 +204,7 @@ impl LocalDeployment {
                     .collect(),
                 synchronous_mode: "relaxed".into(),
             }],
+            alerts: Default::default(),
         }
     }
 

@@ -1,16 +1,22 @@
-//! The controller's plain HTTP endpoints: `/metrics` for Prometheus, `/healthz` (the process is
-//! serving) and `/readyz` (a leader is known, so writes can be made).
+//! The controller's HTTP port: `/metrics` for Prometheus, `/healthz` (the process is serving),
+//! `/readyz` (a leader is known, so writes can be made), and alert ingest (`ingest.rs`). Plain
+//! HTTP and HTTPS on the one port (`listener.rs`).
+
+mod ingest;
+mod listener;
+
+pub use ingest::token_digest;
+pub use listener::server_config as tls_config;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], ctx.metrics.render())
@@ -27,16 +33,20 @@ async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, String) {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves.
+/// Serves HTTP and HTTPS (with `tls`) on `listener` until `shutdown` resolves.
 pub async fn serve(
     ctx: Arc<Ctx>,
     listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/ingest/:kind", post(ingest::ingest))
+        // The ingest handler bounds its body itself, after authentication.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(ctx);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(|e| Error::io("http server", e))
+    listener::serve(listener, app, tls, shutdown).await
 }

@@ -1,0 +1,137 @@
+//! `/ingest/alertmanager`, `/ingest/wazuh`, `/ingest/generic`: alerts over HTTP(S).
+//!
+//! In this order, each refusal counted in `triad_alerts_rejected_total` and nothing stored:
+//! - plain HTTP, unless `alerts.ingest_plain_http` allows it: 403;
+//! - no `Authorization: Bearer TOKEN`, or a token no source holds: 401;
+//! - a source's token on another format's path: 403;
+//! - a body over `alerts.max_body_bytes`: 413;
+//! - a body its parser refuses: 400, naming what is wrong.
+//!
+//! Accepted alerts are proposed as one `IngestAlerts` command; the answer (200) comes once it is
+//! committed, so an acknowledged alert survives the loss of any one controller. Concurrent
+//! requests ride in one log entry (the proposer's group commit). A follower forwards to the
+//! leader; with no leader the answer is 503 and the sender retries (Alertmanager does).
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use ring::digest::{digest, SHA256};
+
+use super::listener::Conn;
+use crate::alerts::{self, ParseError, SourceKind};
+use crate::context::{now_ms, Ctx};
+use crate::state::{Actor, Command, Response as Applied, Role};
+
+/// A refusal: its status, its reason for the metric, and words for the sender.
+struct Refusal(StatusCode, &'static str, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(serde_json::json!({ "error": self.2 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// SHA-256 of a token, lower-case hex: what the state stores.
+pub fn token_digest(token: &str) -> String {
+    digest(&SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The handler of `/ingest/{kind}`.
+pub async fn ingest(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(conn): Extension<Conn>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept(&ctx, conn, &kind, &headers, body).await {
+        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
+        Err((source, refusal)) => {
+            ctx.metrics.alerts_rejected.with_label_values(&[&source, refusal.1]).inc();
+            if refusal.0.is_server_error() {
+                tracing::warn!(%source, peer = %conn.peer, "alert ingest failed: {}", refusal.2);
+            } else {
+                tracing::info!(%source, peer = %conn.peer, "alert ingest refused: {}", refusal.2);
+            }
+            refusal.into_response()
+        }
+    }
+}
+
+async fn accept(
+    ctx: &Arc<Ctx>,
+    conn: Conn,
+    kind: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Value, (String, Refusal)> {
+    // Before the source is known, refusals are counted under `unknown`: a bounded label.
+    let unknown = |r: Refusal| ("unknown".to_string(), r);
+    let kind: SourceKind = match kind.parse() {
+        Ok(k) if k != SourceKind::Syslog => k,
+        _ => {
+            let why = format!("no ingest path /ingest/{kind}; use alertmanager, wazuh or generic");
+            return Err(unknown(Refusal(StatusCode::NOT_FOUND, "unknown_path", why)));
+        }
+    };
+    if !conn.tls && !ctx.cfg.alerts.ingest_plain_http {
+        let why = "alerts are accepted over HTTPS only (alerts.ingest_plain_http is off)".to_string();
+        return Err(unknown(Refusal(StatusCode::FORBIDDEN, "plain_http", why)));
+    }
+    let source = authenticate(ctx, headers).map_err(unknown)?;
+    let named = |r: Refusal| (source.0.clone(), r);
+    if source.1 != kind {
+        let why = format!("source `{}` sends {}, not {kind}: use /ingest/{}", source.0, source.1, source.1);
+        return Err(named(Refusal(StatusCode::FORBIDDEN, "wrong_format", why)));
+    }
+    let limit = ctx.cfg.alerts.max_body_bytes;
+    let bytes = to_bytes(body, limit).await.map_err(|_| {
+        named(Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes")))
+    })?;
+    let now = now_ms();
+    let parsed = match kind {
+        SourceKind::Alertmanager => alerts::alertmanager::parse(&bytes, now),
+        SourceKind::Wazuh => alerts::wazuh::parse(&bytes, now),
+        _ => alerts::generic::parse(&bytes, now),
+    };
+    let events = parsed.map_err(|e: ParseError| named(Refusal(StatusCode::BAD_REQUEST, e.reason(), e.to_string())))?;
+    let received = events.len();
+    let actor = Actor { name: format!("source/{}", source.0), role: Role::System, origin: conn.peer.to_string() };
+    let proposal = ctx.proposal(actor, Command::IngestAlerts { source: source.0.clone(), events });
+    let committed = ctx.proposer.propose(proposal).await.map_err(|e| {
+        named(Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not recorded, send again: {e}")))
+    })?;
+    match committed.response {
+        Applied::Ok(outcome) => {
+            ctx.metrics.alerts_received.with_label_values(&[&source.0]).inc_by(received as u64);
+            Ok(serde_json::json!({ "source": source.0, "received": received, "outcome": outcome }))
+        }
+        other => Err(named(Refusal(StatusCode::INTERNAL_SERVER_ERROR, "refused", format!("{other:?}")))),
+    }
+}
+
+/// The source whose token the request carries: its name and format.
+fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(String, SourceKind), Refusal> {
+    let missing =
+        || Refusal(StatusCode::UNAUTHORIZED, "no_token", "an `Authorization: Bearer TOKEN` header is required".into());
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).ok_or_else(missing)?;
+    let sha = token_digest(token);
+    let state = ctx.state.read().expect("state lock poisoned");
+    match state.state.source_for_token(&sha, now_ms()) {
+        Some(s) => Ok((s.name.clone(), s.kind)),
+        None => Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "the token is not one of any alert source's (or it has expired)".into(),
+        )),
+    }
+}
