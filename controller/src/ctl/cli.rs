@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{admin, certs, client, demo, failover, status};
+use super::{admin, alerts, certs, client, demo, failover, status};
 use crate::Error;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -144,6 +144,17 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Security alerts: the SOC's queue, triage, silences and alert sources.
+    ///
+    /// Examples:
+    ///   triadctl alerts list --status active --severity high
+    ///   triadctl alerts show 42
+    ///   triadctl alerts ack 42 43
+    ///   triadctl alerts resolve 42 --reason "firewall rule fixed"
+    ///   triadctl alerts silence add --match site=dc --match alertname=HostDiskFull --for 2h --reason "disk swap"
+    ///   triadctl alerts sources add prometheus --kind alertmanager
+    #[command(subcommand, verbatim_doc_comment)]
+    Alerts(AlertsCmd),
     /// Start a complete three-site deployment on this machine, in the foreground (Ctrl-C stops it).
     Demo {
         /// Directory for certificates, configs, data, logs and demo.json.
@@ -153,6 +164,151 @@ enum Cmd {
         /// fallback, said loudly, when no PostgreSQL server binaries are found).
         #[arg(long)]
         simulated: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCmd {
+    /// Alerts, newest first, filtered.
+    List {
+        /// open, acknowledged, resolved, false-positive, or active (open and acknowledged);
+        /// repeat for several. Default: all.
+        #[arg(long)]
+        status: Vec<String>,
+        /// The lowest severity shown: info, low, medium, high, critical.
+        #[arg(long, default_value = "")]
+        severity: String,
+        #[arg(long, default_value = "")]
+        site: String,
+        /// The configured source, e.g. prometheus.
+        #[arg(long, default_value = "")]
+        source: String,
+        /// Text in the title, description, host or labels (any case).
+        #[arg(long, default_value = "")]
+        text: String,
+        /// Only alerts seen within this long, e.g. 30m, 2h, 1d.
+        #[arg(long, value_parser = alerts::parse_duration_ms)]
+        since: Option<u64>,
+        /// At most this many (at most 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// One alert with its place, labels and history.
+    Show {
+        id: u64,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Acknowledge alerts: you are on them.
+    #[command(alias = "acknowledge")]
+    Ack {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Give alerts to someone (acknowledging open ones).
+    Assign {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        to: String,
+    },
+    /// Raise alerts one level: the next level is notified.
+    Escalate {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Add a comment to alerts' history.
+    Comment {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        text: String,
+    },
+    /// Close alerts as dealt with.
+    Resolve {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Close alerts as not real problems (repeats are counted, not reopened).
+    FalsePositive {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Open closed alerts again.
+    Reopen {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Mute alerts that match, for a while.
+    #[command(subcommand)]
+    Silence(SilenceCmd),
+    /// Who may send alerts over HTTPS, in which format, with which token.
+    #[command(subcommand)]
+    Sources(SourcesCmd),
+}
+
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Mute alerts matching every --match (FIELD=VALUE or FIELD!=VALUE; FIELD is source, kind,
+    /// severity, site, host, address, title or a label name) that open from now on.
+    Add {
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. 30m, 2h, 1d.
+        #[arg(long = "for", value_parser = alerts::parse_duration_ms)]
+        duration: u64,
+        /// Start later than now, e.g. 1h.
+        #[arg(long, value_parser = alerts::parse_duration_ms, default_value = "0s")]
+        starts_in: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Silences, ended ones included (for 30 days).
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// End a silence now.
+    Expire { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum SourcesCmd {
+    /// Create a source and print its token (shown once: the controllers keep only its SHA-256).
+    /// The sender posts to https://CONTROLLER_HTTP_ADDR/ingest/KIND with `Authorization: Bearer
+    /// TOKEN`.
+    Add {
+        name: String,
+        /// alertmanager, wazuh or generic.
+        #[arg(long)]
+        kind: String,
+    },
+    /// Give a source a new token (printed once); the old one stays valid for --grace.
+    Rotate {
+        name: String,
+        /// alertmanager, wazuh or generic: as the source was created.
+        #[arg(long)]
+        kind: String,
+        /// How long the old token keeps working, e.g. 0s, 10m, 1h.
+        #[arg(long, value_parser = alerts::parse_duration_ms, default_value = "1h")]
+        grace: u64,
+    },
+    /// Delete a source: its tokens are refused from now.
+    Delete { name: String },
+    /// The sources.
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -287,6 +443,76 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+async fn run_alerts(c: &client::Client, cmd: AlertsCmd) -> Result<(), Error> {
+    let triage = |ids: Vec<u64>, action: &'static str, text: String| async move {
+        crate::outln!("{}", alerts::triage(c, ids, action, &text).await?);
+        Ok::<(), Error>(())
+    };
+    match cmd {
+        AlertsCmd::List { status, severity, site, source, text, since, limit, output } => {
+            let since_ms = since.map(|d| crate::context::now_ms().saturating_sub(d)).unwrap_or(0);
+            let req = triad_proto::v1::ListAlertsRequest {
+                status,
+                min_severity: severity,
+                site,
+                source,
+                text,
+                since_ms,
+                until_ms: 0,
+                limit,
+            };
+            let (list, matched, stale) = alerts::list(c, req).await?;
+            match output {
+                Output::Json => crate::outln!("{}", json(&list)),
+                Output::Table => crate::out!("{}", alerts::render_list(&list, matched, stale)),
+            }
+        }
+        AlertsCmd::Show { id, output } => {
+            let a = alerts::show(c, id).await?;
+            match output {
+                Output::Json => crate::outln!("{}", json(&a)),
+                Output::Table => crate::out!("{}", alerts::render_show(&a)),
+            }
+        }
+        AlertsCmd::Ack { ids } => triage(ids, "acknowledge", String::new()).await?,
+        AlertsCmd::Assign { ids, to } => triage(ids, "assign", to).await?,
+        AlertsCmd::Escalate { ids, reason } => triage(ids, "escalate", reason).await?,
+        AlertsCmd::Comment { ids, text } => triage(ids, "comment", text).await?,
+        AlertsCmd::Resolve { ids, reason } => triage(ids, "resolve", reason).await?,
+        AlertsCmd::FalsePositive { ids, reason } => triage(ids, "false-positive", reason).await?,
+        AlertsCmd::Reopen { ids, reason } => triage(ids, "reopen", reason).await?,
+        AlertsCmd::Silence(SilenceCmd::Add { matchers, duration, starts_in, reason }) => {
+            let starts = crate::context::now_ms() + starts_in;
+            crate::outln!("{}", alerts::silence(c, matchers, starts, starts + duration, &reason).await?)
+        }
+        AlertsCmd::Silence(SilenceCmd::List { output }) => {
+            let lines = alerts::silences(c).await?;
+            match output {
+                Output::Json => crate::outln!("{}", json(&lines)),
+                Output::Table => crate::out!("{}", alerts::render_silences(&lines)),
+            }
+        }
+        AlertsCmd::Silence(SilenceCmd::Expire { id }) => crate::outln!("{}", alerts::expire_silence(c, id).await?),
+        AlertsCmd::Sources(SourcesCmd::Add { name, kind }) => {
+            let (token, said) = alerts::put_source(c, &name, &kind, 0).await?;
+            crate::outln!("{said}\ntoken (shown once, keep it in the sender's secret store):\n{token}");
+        }
+        AlertsCmd::Sources(SourcesCmd::Rotate { name, kind, grace }) => {
+            let (token, said) = alerts::put_source(c, &name, &kind, grace).await?;
+            crate::outln!("{said}\nnew token (shown once):\n{token}");
+        }
+        AlertsCmd::Sources(SourcesCmd::Delete { name }) => crate::outln!("{}", alerts::delete_source(c, &name).await?),
+        AlertsCmd::Sources(SourcesCmd::List { output }) => {
+            let lines = alerts::sources(c).await?;
+            match output {
+                Output::Json => crate::outln!("{}", json(&lines)),
+                Output::Table => crate::out!("{}", alerts::render_sources(&lines)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command `args` names.
 pub async fn run(args: Args) -> Result<(), Error> {
     match args.command {
@@ -399,6 +625,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 Output::Table => crate::out!("{}", admin::render_audit(&lines)),
             }
         }
+        Cmd::Alerts(cmd) => run_alerts(&client(&args.config)?, cmd).await?,
         Cmd::Demo { dir, simulated } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 crate::init_logging("text");

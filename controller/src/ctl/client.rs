@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use triad_proto::v1::alerts_client::AlertsClient;
 use triad_proto::v1::control_client::ControlClient;
 
 use crate::error::{Error, Result};
@@ -71,16 +72,27 @@ impl Client {
         Ok(Client { cfg, tls })
     }
 
-    /// A client for the controller at `addr`; fails fast when it is unreachable.
-    pub async fn control(&self, addr: &str) -> Result<ControlClient<Channel>> {
-        let ch = Endpoint::from_shared(format!("https://{addr}"))
+    /// A connection to the controller at `addr`; fails fast when it is unreachable.
+    pub async fn channel(&self, addr: &str) -> Result<Channel> {
+        Ok(Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| Error::InvalidArgument(format!("bad address {addr}: {e}")))?
             .tls_config(self.tls.clone())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect()
-            .await?;
-        Ok(ControlClient::new(ch))
+            .await?)
+    }
+
+    /// A client for the controller at `addr`; fails fast when it is unreachable.
+    pub async fn control(&self, addr: &str) -> Result<ControlClient<Channel>> {
+        Ok(ControlClient::new(self.channel(addr).await?))
+    }
+
+    /// The `Alerts` service of the controller [`Self::reader`] picks: the leader when one
+    /// answers. Writes through it reach the leader too (a follower forwards them).
+    pub async fn alerts(&self) -> Result<AlertsClient<Channel>> {
+        let (addr, _) = self.pick_reader().await?;
+        Ok(AlertsClient::new(self.channel(&addr).await?))
     }
 
     /// The first controller in the config that accepts a connection, with its address.
@@ -101,6 +113,11 @@ impl Client {
     /// lag. The controllers are asked together and the leader's answer ends the wait, so an
     /// unreachable one costs a connect timeout only when no leader answers.
     pub async fn reader(&self) -> Result<ControlClient<Channel>> {
+        Ok(self.pick_reader().await?.1)
+    }
+
+    /// [`Self::reader`], with the address it picked.
+    async fn pick_reader(&self) -> Result<(String, ControlClient<Channel>)> {
         use futures::stream::{FuturesUnordered, StreamExt};
         let mut asks: FuturesUnordered<_> = self
             .cfg
@@ -109,7 +126,7 @@ impl Client {
             .map(|addr| async move {
                 let mut c = self.control(addr).await?;
                 let node = c.node_status(triad_proto::v1::NodeStatusRequest {}).await?.into_inner();
-                Ok::<_, Error>((node.raft_role == "leader", c))
+                Ok::<_, Error>((node.raft_role == "leader", (addr.clone(), c)))
             })
             .collect();
         let (mut follower, mut last_err) = (None, None);

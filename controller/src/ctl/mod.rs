@@ -3,6 +3,7 @@
 //! parses it and calls `cli::run`.
 
 pub mod admin;
+pub mod alerts;
 pub mod certs;
 pub mod cli;
 pub mod client;
