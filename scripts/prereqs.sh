@@ -46,5 +46,24 @@ if ! have_postgres; then
     have_postgres || die "postgresql installed but pg_ctl not found"
 fi
 
+#   - The real senders the alert tests use: Prometheus Alertmanager (Debian's
+#     prometheus-alertmanager), rsyslog, logger (bsdutils) and curl.
+install_pkg() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$cmd" ] && return 0
+    echo "$cmd is missing (the alert tests' real senders need it): installing $pkg ..." >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    command -v apt-get >/dev/null 2>&1 || die "no apt-get here: install $pkg by hand"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >/dev/null 2>&1 \
+        || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >/dev/null; } \
+        || die "could not install $pkg"
+}
+install_pkg prometheus-alertmanager prometheus-alertmanager
+install_pkg rsyslogd rsyslog
+install_pkg logger bsdutils
+install_pkg curl curl
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -3,6 +3,7 @@
 //! every file when the test ends, whether it passed or not.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod chaos;
 mod database;
 pub mod netns;

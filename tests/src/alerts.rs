@@ -1,0 +1,155 @@
+//! Helpers for the alert tests: sources made with `triadctl`, HTTPS posts with curl (a client no
+//! one here wrote), the Alerts service of each controller, and a real Alertmanager.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use triad_proto::v1 as pb;
+use triad_proto::v1::alerts_client::AlertsClient;
+
+use crate::Deployment;
+
+/// The repository's `tests/data/alerts/FILE`.
+pub fn data(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/alerts").join(file)
+}
+
+impl Deployment {
+    /// `triadctl alerts sources add NAME --kind KIND`; returns the token it printed.
+    pub fn add_alert_source(&self, name: &str, kind: &str) -> Result<String> {
+        let out = self.triadctl(&["alerts", "sources", "add", name, "--kind", kind])?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        ensure!(out.status.success(), "sources add: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let token = text.lines().last().unwrap_or_default().trim().to_string();
+        ensure!(token.starts_with("triad_"), "no token in: {text}");
+        Ok(token)
+    }
+
+    /// The HTTP address of controller `id`.
+    pub fn http_addr(&self, id: u64) -> String {
+        self.plan.controllers.iter().find(|c| c.id == id).map(|c| c.http_addr.clone()).unwrap_or_default()
+    }
+
+    /// An Alerts client on controller `id`, as the deployment's admin.
+    pub async fn alerts_on(&self, id: u64) -> Result<AlertsClient<Channel>> {
+        let certs = self.plan.certs_dir();
+        let read = |f: &str| std::fs::read(certs.join(f)).with_context(|| format!("reading {f}"));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem")?))
+            .identity(Identity::from_pem(read("admin.pem")?, read("admin.key")?))
+            .domain_name(triad_proto::tls::CONTROLLER_SAN);
+        let ch = Endpoint::from_shared(format!("https://{}", self.addr(id)))?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(AlertsClient::new(ch))
+    }
+
+    /// Every alert controller `id` has applied (up to 10000), or `None` when it does not answer.
+    pub async fn alerts_of(&self, id: u64) -> Option<Vec<pb::AlertRecord>> {
+        let mut c = self.alerts_on(id).await.ok()?;
+        let req = pb::ListAlertsRequest { limit: 10_000, ..Default::default() };
+        Some(c.list(req).await.ok()?.into_inner().alerts)
+    }
+}
+
+/// A request as curl sends it.
+pub struct Post<'a> {
+    pub path: &'a str,
+    pub token: Option<&'a str>,
+    pub body: &'a Path,
+    pub tls: bool,
+}
+
+/// POSTs with curl to controller HTTP address `addr`; returns the status code and body.
+pub fn curl_post(d: &Deployment, addr: &str, p: &Post) -> Result<(u16, String)> {
+    let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or_default();
+    let san = triad_proto::tls::CONTROLLER_SAN;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"]);
+    cmd.args(["-H", "Content-Type: application/json", "--data-binary"]).arg(format!("@{}", p.body.display()));
+    if let Some(t) = p.token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if p.tls {
+        cmd.arg("--cacert").arg(d.plan.certs_dir().join("ca.pem"));
+        cmd.args(["--resolve", &format!("{san}:{port}:{host}")]);
+        cmd.arg(format!("https://{san}:{port}{}", p.path));
+    } else {
+        cmd.arg(format!("http://{addr}{}", p.path));
+    }
+    let out = cmd.output().context("running curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(out.status.success(), "curl failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+}
+
+/// A running `prometheus-alertmanager` (Debian's), stopped on drop.
+pub struct Alertmanager {
+    child: Child,
+    pub addr: String,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager with Triad's `/ingest/alertmanager` on controller address
+    /// `triad_http` as its webhook receiver (HTTPS, the deployment's CA, `token`), grouping
+    /// nothing and notifying at once.
+    pub fn start(d: &Deployment, triad_http: &str, token: &str) -> Result<Alertmanager> {
+        let dir = d.dir().join("alertmanager");
+        std::fs::create_dir_all(dir.join("data"))?;
+        let port = triad_controller::ctl::local::free_port()?;
+        // The URL names the controller by address; `server_name` is the name its certificate
+        // carries.
+        let ip_url = format!("https://{triad_http}/ingest/alertmanager");
+        let config = format!(
+            "route:\n  receiver: triad\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: triad\n    webhook_configs:\n      - url: '{ip_url}'\n        send_resolved: true\n\
+             \x20       http_config:\n          authorization:\n            credentials: '{token}'\n\
+             \x20         tls_config:\n            ca_file: '{ca}'\n            server_name: '{san}'\n",
+            ca = d.plan.certs_dir().join("ca.pem").display(),
+            san = triad_proto::tls::CONTROLLER_SAN,
+        );
+        let config_path = dir.join("alertmanager.yml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(d.dir().join("logs/alertmanager.log"))?;
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting prometheus-alertmanager (Debian's prometheus-alertmanager package)")?;
+        Ok(Alertmanager { child, addr })
+    }
+
+    /// Posts alerts (Alertmanager's API v2 JSON array) to Alertmanager, as Prometheus does.
+    pub fn post(&self, alerts_json: &str) -> Result<()> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", "Content-Type: application/json", "--data", alerts_json])
+            .arg(format!("http://{}/api/v2/alerts", self.addr))
+            .output()?;
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if code.trim() != "200" {
+            bail!("Alertmanager answered {code}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
