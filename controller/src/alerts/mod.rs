@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod fingerprint;
 pub mod generic;
 pub mod severity;
+pub mod syslog;
 #[cfg(test)]
 mod tests;
 mod text;

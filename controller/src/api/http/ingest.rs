@@ -7,9 +7,9 @@
 //! - a body over `alerts.max_body_bytes`: 413;
 //! - a body its parser refuses: 400, naming what is wrong.
 //!
-//! Accepted alerts are proposed as one `IngestAlerts` command; the answer (200) comes once it is
-//! committed, so an acknowledged alert survives the loss of any one controller. Concurrent
-//! requests ride in one log entry (the proposer's group commit). A follower forwards to the
+//! Accepted alerts go to the intake (`api/intake.rs`), which proposes a source's alerts of a few
+//! milliseconds as one `IngestAlerts` command; the answer (200) comes once that is committed, so
+//! an acknowledged alert survives the loss of any one controller. A follower forwards to the
 //! leader; with no leader the answer is 503 and the sender retries (Alertmanager does).
 
 use std::sync::Arc;
@@ -23,8 +23,8 @@ use ring::digest::{digest, SHA256};
 
 use super::listener::Conn;
 use crate::alerts::{self, ParseError, SourceKind};
+use crate::api::intake::Intake;
 use crate::context::{now_ms, Ctx};
-use crate::state::{Actor, Command, Response as Applied, Role};
 
 /// A refusal: its status, its reason for the metric, and words for the sender.
 struct Refusal(StatusCode, &'static str, String);
@@ -48,11 +48,12 @@ pub fn token_digest(token: &str) -> String {
 pub async fn ingest(
     State(ctx): State<Arc<Ctx>>,
     Extension(conn): Extension<Conn>,
+    Extension(intake): Extension<Intake>,
     Path(kind): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ctx, conn, &kind, &headers, body).await {
+    match accept(&ctx, &intake, conn, (&kind, &headers, body)).await {
         Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
         Err((source, refusal)) => {
             ctx.metrics.alerts_rejected.with_label_values(&[&source, refusal.1]).inc();
@@ -68,10 +69,9 @@ pub async fn ingest(
 
 async fn accept(
     ctx: &Arc<Ctx>,
+    intake: &Intake,
     conn: Conn,
-    kind: &str,
-    headers: &HeaderMap,
-    body: Body,
+    (kind, headers, body): (&str, &HeaderMap, Body),
 ) -> Result<serde_json::Value, (String, Refusal)> {
     // Before the source is known, refusals are counted under `unknown`: a bounded label.
     let unknown = |r: Refusal| ("unknown".to_string(), r);
@@ -104,18 +104,13 @@ async fn accept(
     };
     let events = parsed.map_err(|e: ParseError| named(Refusal(StatusCode::BAD_REQUEST, e.reason(), e.to_string())))?;
     let received = events.len();
-    let actor = Actor { name: format!("source/{}", source.0), role: Role::System, origin: conn.peer.to_string() };
-    let proposal = ctx.proposal(actor, Command::IngestAlerts { source: source.0.clone(), events });
-    let committed = ctx.proposer.propose(proposal).await.map_err(|e| {
+    let outcome = intake.offer(&source.0, &conn.peer.to_string(), events).await.map_err(|e| {
         named(Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not recorded, send again: {e}")))
     })?;
-    match committed.response {
-        Applied::Ok(outcome) => {
-            ctx.metrics.alerts_received.with_label_values(&[&source.0]).inc_by(received as u64);
-            Ok(serde_json::json!({ "source": source.0, "received": received, "outcome": outcome }))
-        }
-        other => Err(named(Refusal(StatusCode::INTERNAL_SERVER_ERROR, "refused", format!("{other:?}")))),
-    }
+    ctx.metrics.alerts_received.with_label_values(&[&source.0]).inc_by(received as u64);
+    // `batch`: the account of the whole batch these alerts were committed in (concurrent
+    // requests of one source share one).
+    Ok(serde_json::json!({ "source": source.0, "received": received, "batch": outcome }))
 }
 
 /// The source whose token the request carries: its name and format.

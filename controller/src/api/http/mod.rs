@@ -47,6 +47,7 @@ pub async fn serve(
         .route("/ingest/:kind", post(ingest::ingest))
         // The ingest handler bounds its body itself, after authentication.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::Extension(crate::api::intake::Intake::start(ctx.clone())))
         .with_state(ctx);
     listener::serve(listener, app, tls, shutdown).await
 }
