@@ -88,7 +88,11 @@ pub fn to_alert(line: &str, sender: IpAddr, now_ms: u64) -> Result<IncomingAlert
         severity: sev,
         title: bounded(&title, MAX_TITLE),
         description: bounded(ext("msg"), MAX_DESCRIPTION),
-        labels: clean_labels(labels.into_iter().filter(|(_, v)| !v.is_empty())),
+        labels: {
+            let mut l = clean_labels(labels);
+            l.retain(|_, v| !v.is_empty());
+            l
+        },
         site: String::new(),
         host: bounded(&host, 255),
         address,
