@@ -70,11 +70,47 @@ pub struct AlertsConfig {
     /// The largest request body `/ingest/...` reads, in bytes (default 4194304: 4 MiB). A larger
     /// one is refused with 413 and nothing of it is stored.
     pub max_body_bytes: usize,
+    /// Syslog listeners (RFC 5424 and 3164, CEF payloads); none unless addresses are given.
+    pub syslog: SyslogConfig,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { ingest_plain_http: false, max_body_bytes: 4 << 20 }
+        AlertsConfig { ingest_plain_http: false, max_body_bytes: 4 << 20, syslog: SyslogConfig::default() }
+    }
+}
+
+/// Where this controller takes syslog in, and from whom.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// UDP `IP:PORT` to listen on (default empty: no UDP listener).
+    pub udp_addr: String,
+    /// TCP `IP:PORT` (RFC 6587: octet counting or one message per line; default empty: none).
+    pub tcp_addr: String,
+    /// TCP with TLS `IP:PORT` (default empty: none). Senders present a certificate from the
+    /// deployment's CA (`triadctl certs issue`); the allowlist does not apply to them.
+    pub tls_addr: String,
+    /// Senders admitted on UDP and plain TCP: IP addresses or networks (`10.1.0.0/16`). Empty
+    /// (the default): nobody, so a listener opened by mistake takes nothing in.
+    pub allow: Vec<String>,
+    /// The source name syslog alerts are recorded under (default `syslog`).
+    pub source: String,
+    /// The lowest severity kept (default `low`: syslog `info` and `debug` lines are counted and
+    /// dropped, not recorded as alerts).
+    pub min_severity: String,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            udp_addr: String::new(),
+            tcp_addr: String::new(),
+            tls_addr: String::new(),
+            allow: Vec::new(),
+            source: "syslog".into(),
+            min_severity: "low".into(),
+        }
     }
 }
 

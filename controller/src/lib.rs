@@ -56,6 +56,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         TcpListener::bind(&cfg.grpc_addr).await.map_err(|e| Error::io(format!("grpc_addr {}", cfg.grpc_addr), e))?;
     let http_listener =
         TcpListener::bind(&cfg.http_addr).await.map_err(|e| Error::io(format!("http_addr {}", cfg.http_addr), e))?;
+    let syslog = api::SyslogListeners::bind(&cfg, &tls).await?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
     let db = open_store(&cfg.data_dir.join("raft")).await?;
     raft::break_glass::reseed(&db, cfg.id, &cfg.grpc_addr)?;
@@ -107,6 +108,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
     tokio::spawn(brain::run(ctx.clone()));
+    syslog.start(ctx.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

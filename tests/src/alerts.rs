@@ -153,3 +153,60 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `logger` (util-linux) against a syslog address with `args` and `message`.
+pub fn logger(port: u16, args: &[&str], message: &str) -> Result<()> {
+    let out = Command::new("logger")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .arg(message)
+        .output()
+        .context("running logger (util-linux)")?;
+    ensure!(out.status.success(), "logger failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// A running `rsyslogd` that takes syslog on a UDP port and forwards everything to a TCP
+/// address in RFC 5424 with octet counting; stopped on drop.
+pub struct Rsyslog {
+    child: Child,
+    pub udp_port: u16,
+}
+
+impl Rsyslog {
+    pub fn start(d: &Deployment, forward_to_tcp: u16) -> Result<Rsyslog> {
+        let dir = d.dir().join("rsyslog");
+        std::fs::create_dir_all(&dir)?;
+        let udp_port = triad_controller::ctl::local::free_port()?;
+        let conf = format!(
+            "global(workDirectory=\"{work}\")\n\
+             module(load=\"imudp\")\n\
+             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp_port}\")\n\
+             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{forward_to_tcp}\" protocol=\"tcp\"\n\
+             \x20         template=\"RSYSLOG_SyslogProtocol23Format\" TCP_Framing=\"octet-counted\")\n",
+            work = dir.display()
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf)?;
+        let log = std::fs::File::create(d.dir().join("logs/rsyslog.log"))?;
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting rsyslogd (Debian's rsyslog package)")?;
+        Ok(Rsyslog { child, udp_port })
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -12,6 +12,7 @@ mod intake;
 mod membership;
 mod peer;
 mod records;
+mod syslog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use triad_proto::v1::peer_server::PeerServer;
 
 pub use break_glass::track_leaderless;
 pub use http::{serve as serve_http, tls_config as http_tls_config, token_digest};
+pub use syslog::{IpNet, SyslogListeners};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};

@@ -85,7 +85,7 @@ fn rfc5424(s: &str) -> Result<Message, ParseError> {
         procid: nil(procid),
         msgid: nil(msgid),
         structured,
-        msg: msg.trim_start_matches('\u{feff}').to_string(),
+        msg: msg.trim_start_matches('\u{feff}').trim().to_string(),
         rfc: 5424,
         ..Message::default()
     })
@@ -174,5 +174,5 @@ fn rfc3164(s: &str, now_ms: u64) -> Message {
         }
         _ => (String::new(), String::new(), rest),
     };
-    Message { at_ms, hostname, app_name: tag, procid, msg: msg.to_string(), rfc: 3164, ..Message::default() }
+    Message { at_ms, hostname, app_name: tag, procid, msg: msg.trim().to_string(), rfc: 3164, ..Message::default() }
 }

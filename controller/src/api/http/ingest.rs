@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,6 +75,9 @@ async fn accept(
 ) -> Result<serde_json::Value, (String, Refusal)> {
     // Before the source is known, refusals are counted under `unknown`: a bounded label.
     let unknown = |r: Refusal| ("unknown".to_string(), r);
+    // Read (bounded) before any answer: a refusal sent while the client is still sending makes
+    // an HTTP/2 stream reset, which some clients (curl 7.88) report instead of the answer.
+    let read = read_bounded(body, ctx.cfg.alerts.max_body_bytes).await;
     let kind: SourceKind = match kind.parse() {
         Ok(k) if k != SourceKind::Syslog => k,
         _ => {
@@ -92,10 +95,7 @@ async fn accept(
         let why = format!("source `{}` sends {}, not {kind}: use /ingest/{}", source.0, source.1, source.1);
         return Err(named(Refusal(StatusCode::FORBIDDEN, "wrong_format", why)));
     }
-    let limit = ctx.cfg.alerts.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        named(Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes")))
-    })?;
+    let bytes = read.map_err(|why| named(Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", why)))?;
     let now = now_ms();
     let parsed = match kind {
         SourceKind::Alertmanager => alerts::alertmanager::parse(&bytes, now),
@@ -111,6 +111,31 @@ async fn accept(
     // `batch`: the account of the whole batch these alerts were committed in (concurrent
     // requests of one source share one).
     Ok(serde_json::json!({ "source": source.0, "received": received, "batch": outcome }))
+}
+
+/// Past this many bytes a refused body is no longer read to its end: the connection is cut.
+const DRAIN_CAP: usize = 64 << 20;
+
+/// The body if it is at most `limit` bytes; otherwise why not, once the rest has been read and
+/// dropped (up to [`DRAIN_CAP`]).
+async fn read_bounded(body: Body, limit: usize) -> Result<axum::body::Bytes, String> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("the body could not be read: {e}"))?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_CAP {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(format!("the body is over {limit} bytes"));
+    }
+    Ok(buf.into())
 }
 
 /// The source whose token the request carries: its name and format.
