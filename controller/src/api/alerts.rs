@@ -141,8 +141,11 @@ impl Filter {
 }
 
 /// An alert as the API shows it; its history only when asked.
-pub fn alert_record(a: &Alert, with_history: bool) -> pb::AlertRecord {
+pub fn alert_record(a: &Alert, with_history: bool, state: &crate::state::State) -> pb::AlertRecord {
+    let incident_title =
+        a.incident.and_then(|i| state.incidents.incidents.get(&i)).map(|i| i.title.clone()).unwrap_or_default();
     pb::AlertRecord {
+        incident_title,
         id: a.id,
         source: a.source.clone(),
         kind: a.kind.to_string(),
@@ -179,6 +182,43 @@ pub fn alert_record(a: &Alert, with_history: bool) -> pb::AlertRecord {
 
 #[tonic::async_trait]
 impl Alerts for AlertsApi {
+    async fn list_incidents(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsReply>, Status> {
+        let result = self.authorise_read(&req, "reading incidents").map(|_| {
+            let limit = match req.get_ref().limit as usize {
+                0 => 50,
+                n => n.min(1000),
+            };
+            let g = self.ctx.state.read().expect("state lock poisoned");
+            let book = &g.state.incidents;
+            let incidents = book
+                .incidents
+                .values()
+                .rev()
+                .take(limit)
+                .map(|i| {
+                    let e = book.events.get(&i.event);
+                    pb::IncidentRecord {
+                        id: i.id,
+                        title: i.title.clone(),
+                        opened_ms: i.opened_ms,
+                        alerts: i.alerts.iter().copied().collect(),
+                        more: i.more,
+                        ticket: i.ticket.clone().unwrap_or_default(),
+                        event_kind: e.map(|e| e.kind.to_string()).unwrap_or_default(),
+                        sites: e.map(|e| e.sites.iter().cloned().collect()).unwrap_or_default(),
+                        started_ms: e.map(|e| e.started_ms).unwrap_or(0),
+                        ended_ms: e.and_then(|e| e.ended_ms).unwrap_or(0),
+                    }
+                })
+                .collect();
+            Response::new(pb::ListIncidentsReply { incidents })
+        });
+        self.counted("Alerts/ListIncidents", result)
+    }
+
     async fn put_source(&self, req: Request<pb::PutSourceRequest>) -> Result<Response<pb::MutationReply>, Status> {
         let result = async {
             let caller = self.authorise(&req, &[Role::Admin], "configuring alert sources")?;
@@ -249,7 +289,7 @@ impl Alerts for AlertsApi {
             let matched = hits.len() as u64;
             hits.sort_by_key(|a| std::cmp::Reverse((a.last_seen_ms, a.id)));
             Ok(Response::new(pb::ListAlertsReply {
-                alerts: hits.into_iter().take(limit).map(|a| alert_record(a, false)).collect(),
+                alerts: hits.into_iter().take(limit).map(|a| alert_record(a, false, &g.state)).collect(),
                 matched,
                 answered_by: self.ctx.id,
                 stale: !self.ctx.is_leader(),
@@ -264,7 +304,7 @@ impl Alerts for AlertsApi {
             let id = req.get_ref().id;
             let g = self.ctx.state.read().expect("state lock poisoned");
             let a = g.state.alerts.alerts.get(&id).ok_or_else(|| Status::not_found(format!("no alert {id}")))?;
-            Ok(Response::new(alert_record(a, true)))
+            Ok(Response::new(alert_record(a, true, &g.state)))
         })();
         self.counted("Alerts/Get", result)
     }

@@ -88,6 +88,8 @@ pub struct AlertView {
     pub escalation: u32,
     pub silenced_by: Option<u64>,
     pub incident: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub incident_title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<AlertDetail>,
 }
@@ -136,6 +138,7 @@ fn view(a: pb::AlertRecord, detail: bool) -> AlertView {
         escalation: a.escalation,
         silenced_by: (a.silenced_by > 0).then_some(a.silenced_by),
         incident: (a.incident > 0).then_some(a.incident),
+        incident_title: a.incident_title,
         detail,
     }
 }
@@ -219,7 +222,7 @@ pub fn render_show(a: &AlertView) -> String {
             out += &line("silenced by", &s.to_string());
         }
         if let Some(i) = a.incident {
-            out += &line("incident", &i.to_string());
+            out += &line("incident", &format!("{i}: {}", a.incident_title));
         }
         for (k, v) in &d.labels {
             out += &line(&format!("label {k}"), v);
@@ -231,6 +234,50 @@ pub fn render_show(a: &AlertView) -> String {
         for (at, who, what) in &d.history {
             out += &format!("    {at}  {who:<20} {what}\n");
         }
+    }
+    out
+}
+
+/// An incident as listed.
+#[derive(Serialize)]
+pub struct IncidentLine {
+    pub id: u64,
+    pub title: String,
+    pub kind: String,
+    pub sites: Vec<String>,
+    pub started: String,
+    pub ended: Option<String>,
+    pub alerts: Vec<u64>,
+    pub more: u64,
+    pub ticket: String,
+}
+
+/// `alerts incidents`.
+pub async fn incidents(client: &Client, limit: u32) -> Result<Vec<IncidentLine>> {
+    let r = client.alerts().await?.list_incidents(pb::ListIncidentsRequest { limit }).await?.into_inner();
+    Ok(r.incidents
+        .into_iter()
+        .map(|i| IncidentLine {
+            id: i.id,
+            title: i.title,
+            kind: i.event_kind,
+            sites: i.sites,
+            started: format_ms(i.started_ms),
+            ended: (i.ended_ms > 0).then(|| format_ms(i.ended_ms)),
+            alerts: i.alerts,
+            more: i.more,
+            ticket: i.ticket,
+        })
+        .collect())
+}
+
+pub fn render_incidents(lines: &[IncidentLine]) -> String {
+    let mut out = format!("{:>4}  {:>6}  {:<10} {}\n", "ID", "ALERTS", "TICKET", "TITLE");
+    for i in lines {
+        let n = i.alerts.len() as u64 + i.more;
+        out += &format!("{:>4}  {:>6}  {:<10} {}\n", i.id, n, dash(&i.ticket), i.title);
+        let ids: Vec<String> = i.alerts.iter().take(20).map(u64::to_string).collect();
+        out += &format!("      alerts {}{}\n", ids.join(" "), if n > 20 { " ..." } else { "" });
     }
     out
 }

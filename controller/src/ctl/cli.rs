@@ -249,6 +249,14 @@ enum AlertsCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Incidents: alerts grouped with an infrastructure event (a failover, an agent down...) at
+    /// their sites and time. Newest first.
+    Incidents {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Mute alerts that match, for a while.
     #[command(subcommand)]
     Silence(SilenceCmd),
@@ -472,6 +480,13 @@ async fn run_alerts(c: &client::Client, cmd: AlertsCmd) -> Result<(), Error> {
             match output {
                 Output::Json => crate::outln!("{}", json(&a)),
                 Output::Table => crate::out!("{}", alerts::render_show(&a)),
+            }
+        }
+        AlertsCmd::Incidents { limit, output } => {
+            let lines = alerts::incidents(c, limit).await?;
+            match output {
+                Output::Json => crate::outln!("{}", json(&lines)),
+                Output::Table => crate::out!("{}", alerts::render_incidents(&lines)),
             }
         }
         AlertsCmd::Ack { ids } => triage(ids, "acknowledge", String::new()).await?,

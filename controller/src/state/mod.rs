@@ -303,6 +303,9 @@ pub struct State {
     /// Security alerts, their triage and silences.
     #[serde(default)]
     pub alerts: alerts::AlertBook,
+    /// Infrastructure events and the incidents that group alerts with them.
+    #[serde(default)]
+    pub incidents: alerts::Incidents,
 }
 
 impl State {

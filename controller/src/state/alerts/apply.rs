@@ -76,6 +76,7 @@ impl State {
                     self.alerts.alerts.insert(id, alert);
                     self.alerts.by_fingerprint.insert(key, id);
                     out.new += 1;
+                    self.correlate(id, ev.at_ms);
                 }
             }
         }
@@ -112,6 +113,8 @@ impl State {
             alert.note(ev.at_ms, source, "fired again: reopened");
             out.reopened += 1;
             mute(&book.silences, alert, ev, out);
+            alert.incident = None;
+            self.correlate(id, ev.at_ms);
         }
     }
 

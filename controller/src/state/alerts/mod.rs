@@ -7,6 +7,7 @@
 //! alert's own history (bounded) as well as in the audit log (complete, on disk).
 
 mod apply;
+mod incidents;
 mod locate;
 mod silences;
 mod sources;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use incidents::{Incident, Incidents, InfraEvent, InfraKind, WINDOW_MS as CORRELATION_WINDOW_MS};
 pub use locate::Place;
 pub use silences::{MatchOp, Matcher, Silence};
 pub use sources::{IngestSource, TokenDigest};

@@ -166,3 +166,80 @@ fn a_rotated_token_keeps_the_old_one_for_its_grace_period_only() {
     apply(&mut s, 300, Role::Admin, Command::DeleteIngestSource { name: "prometheus".into() });
     assert!(s.source_for_token(&b, 301).is_none());
 }
+
+/// A state with sites dc and ndc, their agents, and cluster `customs` adopted with dc primary.
+fn deployment() -> State {
+    use crate::state::{AgentRecord, DbCluster, HostFacts, Site};
+    let mut s = State::default();
+    for site in ["dc", "ndc"] {
+        s.sites.insert(site.into(), Site { name: site.into(), description: String::new(), city: site.into() });
+        let agent = AgentRecord {
+            name: format!("agent-{site}"),
+            site: site.into(),
+            host: format!("db-{site}"),
+            facts: HostFacts::default(),
+            up: true,
+            since_ms: 0,
+            registered_ms: 0,
+        };
+        s.agents.insert(agent.name.clone(), agent);
+    }
+    s.clusters.insert("customs".into(), DbCluster::for_test(&["dc", "ndc"], "agent-"));
+    let adopt =
+        Command::AdoptCluster { cluster: "customs".into(), primary: "dc".into(), synchronous: vec!["ndc".into()] };
+    assert!(matches!(apply(&mut s, 1, Role::System, adopt), Response::Ok(_)));
+    s
+}
+
+fn at(host: &str, fp: &str, at_ms: u64) -> IncomingAlert {
+    IncomingAlert { host: host.into(), site: String::new(), ..event(fp, at_ms, false) }
+}
+
+#[test]
+fn alerts_at_the_sites_of_a_failover_are_grouped_with_it() {
+    let mut s = deployment();
+    let minute = 60_000;
+    // Before the failover (within the window), during it, elsewhere, and long after.
+    ingest(&mut s, 100 * minute, vec![at("db-dc", "before", 100 * minute)]);
+    let start = Command::StartWorkflow {
+        cluster: "customs".into(),
+        kind: crate::state::WorkflowKind::Failover,
+        from: "dc".into(),
+        to: "ndc".into(),
+    };
+    assert!(matches!(apply(&mut s, 102 * minute, Role::System, start), Response::Ok(_)));
+    ingest(
+        &mut s,
+        103 * minute,
+        vec![at("db-ndc", "during", 103 * minute), at("fw-elsewhere", "elsewhere", 103 * minute)],
+    );
+    let finish = Command::FinishWorkflow { workflow: 1, outcome: "completed".into() };
+    apply(&mut s, 104 * minute, Role::System, finish);
+    ingest(&mut s, 108 * minute, vec![at("db-dc", "just-after", 108 * minute)]);
+    ingest(&mut s, 110 * minute, vec![at("db-dc", "long-after", 110 * minute)]);
+
+    let incident_of = |fp: &str| s.alerts.alerts.values().find(|a| a.fingerprint == fp).and_then(|a| a.incident);
+    assert_eq!(incident_of("before"), Some(1), "an alert just before the event joins it when it starts");
+    assert_eq!(incident_of("during"), Some(1));
+    assert_eq!(incident_of("just-after"), Some(1), "within the window after its end");
+    assert_eq!(incident_of("elsewhere"), None, "not at its sites");
+    assert_eq!(incident_of("long-after"), None, "past the window");
+    let incident = &s.incidents.incidents[&1];
+    assert!(incident.title.starts_with("failover of customs dc→ndc at "), "{}", incident.title);
+    assert_eq!(incident.alerts.len(), 3);
+    let a = s.alerts.alerts.values().find(|a| a.fingerprint == "during").unwrap();
+    assert!(a.history.iter().any(|n| n.text.contains("grouped into incident 1: failover of customs")));
+}
+
+#[test]
+fn an_agent_down_is_an_event_until_it_is_up_again() {
+    let mut s = deployment();
+    let down = Command::SetAgentUp { name: "agent-ndc".into(), up: false, reason: "silent".into() };
+    apply(&mut s, 1_000, Role::System, down);
+    ingest(&mut s, 2_000, vec![at("db-ndc", "x", 2_000)]);
+    assert!(s.alerts.alerts[&1].incident.is_some());
+    let up = Command::SetAgentUp { name: "agent-ndc".into(), up: true, reason: "heard".into() };
+    apply(&mut s, 3_000, Role::System, up);
+    assert_eq!(s.incidents.events[&1].ended_ms, Some(3_000));
+    assert_eq!(s.incidents.events[&1].kind, InfraKind::AgentDown);
+}

@@ -17,6 +17,9 @@ impl State {
             return Response::Batch(items.iter().map(|item| self.apply(log_index, item, audit)).collect());
         }
         let (what, result) = self.apply_one(log_index, p);
+        if result.is_ok() {
+            self.note_infra_event(p);
+        }
         let response = match result {
             Ok(msg) => Response::Ok(msg),
             Err(msg) => Response::Rejected(msg),

@@ -1,0 +1,242 @@
+//! Incidents: alerts grouped with what the infrastructure was doing at the time and place they
+//! concern. Applying a command that is an infrastructure event (an agent down, a failover, a
+//! switchover, a rejoin, a fenced primary restarted, a primary lost) records it with the sites
+//! and hosts it touches; an alert placed at one of those, seen from [`WINDOW_MS`] before the
+//! event began to [`WINDOW_MS`] after it ended, joins the event's incident (made when its first
+//! alert joins). So an analyst reads "this burst of database errors came during the failover at
+//! 14:02". Later kinds of event (a link down, a drill) are recorded the same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Command, Proposal, State, WorkflowKind};
+
+/// How far before an event's start and after its end an alert still belongs to it.
+pub const WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Events kept (the oldest ended ones go first).
+const EVENTS_KEPT: usize = 1000;
+/// Alerts listed on one incident (more are counted).
+const ALERTS_LISTED: usize = 10_000;
+
+crate::named_enum! {
+    /// What the infrastructure did.
+    pub enum InfraKind: "infrastructure event" {
+        AgentDown = "agent down",
+        Failover = "failover",
+        Switchover = "switchover",
+        Rejoin = "rejoin",
+        /// A primary its own agent fenced, started again.
+        Fence = "fence",
+        PrimaryLost = "primary lost",
+    }
+}
+
+/// Something the infrastructure did, where and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraEvent {
+    pub id: u64,
+    pub kind: InfraKind,
+    pub summary: String,
+    pub sites: BTreeSet<String>,
+    pub hosts: BTreeSet<String>,
+    pub started_ms: u64,
+    /// `None` while under way.
+    pub ended_ms: Option<u64>,
+    /// The workflow it is, when it is one.
+    pub workflow: Option<u64>,
+    pub incident: Option<u64>,
+}
+
+impl InfraEvent {
+    /// Whether an alert at `site`/`host` seen at `at_ms` falls within it.
+    fn covers(&self, site: &str, host: &str, at_ms: u64) -> bool {
+        let here = (!site.is_empty() && self.sites.contains(site)) || (!host.is_empty() && self.hosts.contains(host));
+        let end = self.ended_ms.map_or(u64::MAX, |e| e.saturating_add(WINDOW_MS));
+        here && self.started_ms.saturating_sub(WINDOW_MS) <= at_ms && at_ms <= end
+    }
+}
+
+/// Alerts grouped with an infrastructure event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: u64,
+    pub event: u64,
+    /// e.g. `failover of customs dc→ndc at 2026-12-06 14:02:11 UTC`.
+    pub title: String,
+    pub opened_ms: u64,
+    pub alerts: BTreeSet<u64>,
+    /// Alerts beyond those listed.
+    pub more: u64,
+    /// The helpdesk ticket it was exported to, once recorded.
+    pub ticket: Option<String>,
+}
+
+/// The infrastructure events and incidents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Incidents {
+    pub events: BTreeMap<u64, InfraEvent>,
+    pub last_event_id: u64,
+    pub incidents: BTreeMap<u64, Incident>,
+    pub last_incident_id: u64,
+}
+
+fn hm(ms: u64) -> String {
+    crate::alerts::timestamp::format_ms(ms)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_string()
+        + " UTC"
+}
+
+impl State {
+    /// Records the infrastructure event an applied command was, if it was one.
+    pub(in crate::state) fn note_infra_event(&mut self, p: &Proposal) {
+        let (kind, summary, sites, hosts, workflow) = match &p.command {
+            Command::SetAgentUp { name, up: false, reason } => {
+                let Some(a) = self.agents.get(name) else { return };
+                let summary = format!("agent {name} down ({reason})");
+                (InfraKind::AgentDown, summary, vec![a.site.clone()], vec![a.host.clone()], None)
+            }
+            Command::StartWorkflow { cluster, kind, from, to } => {
+                let kind = match kind {
+                    WorkflowKind::Failover => InfraKind::Failover,
+                    WorkflowKind::Switchover => InfraKind::Switchover,
+                    WorkflowKind::Rejoin => InfraKind::Rejoin,
+                    WorkflowKind::Restart => InfraKind::Fence,
+                    WorkflowKind::Follow => return,
+                };
+                let Some(c) = self.clusters.get(cluster) else { return };
+                let (sites, hosts) = self.member_places(cluster, &[from, to]);
+                let summary = match kind {
+                    InfraKind::Fence => format!("fenced primary {from} of {cluster} restarted"),
+                    InfraKind::Rejoin => format!("rejoin of {to} to {cluster}"),
+                    _ => format!("{kind} of {cluster} {from}→{to}"),
+                };
+                (kind, summary, sites, hosts, c.workflow)
+            }
+            Command::FinishWorkflow { workflow, .. } => {
+                for e in self.incidents.events.values_mut().filter(|e| e.workflow == Some(*workflow)) {
+                    e.ended_ms.get_or_insert(p.at_ms);
+                }
+                return;
+            }
+            Command::SetAgentUp { name, up: true, .. } => {
+                let open = self
+                    .incidents
+                    .events
+                    .values_mut()
+                    .filter(|e| e.kind == InfraKind::AgentDown && e.ended_ms.is_none());
+                for e in open.filter(|e| e.summary.starts_with(&format!("agent {name} down"))) {
+                    e.ended_ms = Some(p.at_ms);
+                }
+                return;
+            }
+            Command::SetFailoverBlocked { cluster, reason } if reason.starts_with(crate::state::PRIMARY_LOST) => {
+                let Some(primary) = self.clusters.get(cluster).and_then(|c| c.primary.clone()) else { return };
+                let (sites, hosts) = self.member_places(cluster, &[&primary]);
+                (InfraKind::PrimaryLost, format!("primary {primary} of {cluster} lost"), sites, hosts, None)
+            }
+            _ => return,
+        };
+        let book = &mut self.incidents;
+        book.last_event_id += 1;
+        let id = book.last_event_id;
+        let summary = format!("{summary} at {}", hm(p.at_ms));
+        let event = InfraEvent {
+            id,
+            kind,
+            summary,
+            sites: sites.into_iter().filter(|s| !s.is_empty()).collect(),
+            hosts: hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+            started_ms: p.at_ms,
+            ended_ms: None,
+            workflow,
+            incident: None,
+        };
+        book.events.insert(id, event);
+        while book.events.len() > EVENTS_KEPT {
+            book.events.pop_first();
+        }
+        // Alerts that came just before it belong to it too.
+        let earlier: Vec<u64> = self
+            .alerts
+            .alerts
+            .values()
+            .filter(|a| !a.status.is_closed() && a.incident.is_none())
+            .filter(|a| self.incidents.events[&id].covers(&a.place.site, &a.place.host, a.last_seen_ms))
+            .map(|a| a.id)
+            .collect();
+        for alert in earlier {
+            self.join_incident(alert, id, p.at_ms);
+        }
+    }
+
+    /// The sites and hosts of `members` of `cluster` (through their agents).
+    fn member_places(&self, cluster: &str, members: &[&String]) -> (Vec<String>, Vec<String>) {
+        let Some(c) = self.clusters.get(cluster) else { return (vec![], vec![]) };
+        let mut sites = Vec::new();
+        let mut hosts = Vec::new();
+        for m in members.iter().filter_map(|m| c.members.get(*m)) {
+            sites.push(m.site.clone());
+            if let Some(a) = self.agents.get(&m.agent) {
+                hosts.push(a.host.clone());
+            }
+        }
+        (sites, hosts)
+    }
+
+    /// Puts alert `alert_id` into the incident of the newest event covering it, if any.
+    pub(super) fn correlate(&mut self, alert_id: u64, at_ms: u64) {
+        let Some(a) = self.alerts.alerts.get(&alert_id) else { return };
+        if a.incident.is_some() {
+            return;
+        }
+        let (site, host) = (a.place.site.clone(), a.place.host.clone());
+        let event = self.incidents.events.values().rev().find(|e| e.covers(&site, &host, at_ms)).map(|e| e.id);
+        if let Some(event) = event {
+            self.join_incident(alert_id, event, at_ms);
+        }
+    }
+
+    fn join_incident(&mut self, alert_id: u64, event_id: u64, at_ms: u64) {
+        let book = &mut self.incidents;
+        let Some(event) = book.events.get_mut(&event_id) else { return };
+        let incident_id = match event.incident {
+            Some(i) if book.incidents.contains_key(&i) => i,
+            _ => {
+                book.last_incident_id += 1;
+                let i = book.last_incident_id;
+                event.incident = Some(i);
+                let incident = Incident {
+                    id: i,
+                    event: event_id,
+                    title: event.summary.clone(),
+                    opened_ms: at_ms,
+                    alerts: BTreeSet::new(),
+                    more: 0,
+                    ticket: None,
+                };
+                book.incidents.insert(i, incident);
+                while book.incidents.len() > EVENTS_KEPT {
+                    book.incidents.pop_first();
+                }
+                i
+            }
+        };
+        let incident = book.incidents.get_mut(&incident_id).expect("just made or found");
+        if incident.alerts.len() < ALERTS_LISTED {
+            incident.alerts.insert(alert_id);
+        } else {
+            incident.more += 1;
+        }
+        let title = incident.title.clone();
+        if let Some(a) = self.alerts.alerts.get_mut(&alert_id) {
+            a.incident = Some(incident_id);
+            a.note(at_ms, "triad", format!("grouped into incident {incident_id}: {title}"));
+        }
+    }
+}
