@@ -136,6 +136,11 @@ pub enum Command {
     PutIngestSource { name: String, kind: super::alerts::SourceKind, token_sha256: String, grace_ms: u64 },
     /// Remove an alert source: its tokens are refused from then on.
     DeleteIngestSource { name: String },
+    /// The leader decided to notify `channel` of `subject` at escalation `level`: refused when
+    /// that was decided already, so it is sent once whichever leader decides it.
+    Notify { subject: super::alerts::Subject, channel: String, level: u32 },
+    /// How a delivery attempt of notification `id` went.
+    RecordDelivery { id: u64, outcome: super::alerts::Delivery },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

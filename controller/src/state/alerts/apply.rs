@@ -30,6 +30,12 @@ impl State {
                 format!("put alert source {name} ({kind})"),
                 self.put_ingest_source(p, (name, *kind), token_sha256, *grace_ms),
             ),
+            Command::Notify { subject, channel, level } => {
+                (format!("notify {channel} of {subject:?} at level {level}"), self.notify(p, *subject, channel, *level))
+            }
+            Command::RecordDelivery { id, outcome } => {
+                (format!("delivery of notification {id}"), self.notification_outcome(p, *id, outcome))
+            }
             Command::DeleteIngestSource { name } => {
                 (format!("delete alert source {name}"), self.delete_ingest_source(p, name))
             }
@@ -61,6 +67,7 @@ impl State {
                         place: self.locate(ev),
                         first_seen_ms: ev.at_ms,
                         last_seen_ms: ev.at_ms,
+                        opened_ms: ev.at_ms,
                         count: 1,
                         status: AlertStatus::Open,
                         assignee: None,
@@ -110,6 +117,7 @@ impl State {
             alert.acknowledged_ms = None;
             alert.escalation = 0;
             alert.silenced_by = None;
+            alert.opened_ms = alert.opened_ms.max(ev.at_ms);
             alert.note(ev.at_ms, source, "fired again: reopened");
             out.reopened += 1;
             mute(&book.silences, alert, ev, out);
@@ -291,6 +299,7 @@ fn act(alert: &mut Alert, action: &TriageAction, at_ms: u64) -> bool {
             if !alert.status.is_closed() {
                 return false;
             }
+            alert.opened_ms = alert.opened_ms.max(at_ms);
             alert.status = AlertStatus::Open;
             alert.closed_ms = None;
             alert.acknowledged_ms = None;

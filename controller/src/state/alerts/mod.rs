@@ -9,6 +9,7 @@
 mod apply;
 mod incidents;
 mod locate;
+mod notifications;
 mod silences;
 mod sources;
 #[cfg(test)]
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use incidents::{Incident, Incidents, InfraEvent, InfraKind, WINDOW_MS as CORRELATION_WINDOW_MS};
 pub use locate::Place;
+pub use notifications::{Delivery, Notification, NotifyState, Subject};
 pub use silences::{MatchOp, Matcher, Silence};
 pub use sources::{IngestSource, TokenDigest};
 
@@ -122,6 +124,8 @@ pub struct Alert {
     pub place: Place,
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
+    /// When it last opened: first seen, or reopened (notifications are decided per opening).
+    pub opened_ms: u64,
     /// Occurrences (firing reports) received.
     pub count: u64,
     pub status: AlertStatus,
@@ -194,6 +198,9 @@ pub struct AlertBook {
     pub last_silence_id: u64,
     /// Configured ingest sources, by name.
     pub sources: BTreeMap<String, IngestSource>,
+    /// Notifications decided and their deliveries (the newest 10000).
+    pub notifications: BTreeMap<u64, Notification>,
+    pub last_notification_id: u64,
 }
 
 /// The key of the fingerprint index.

@@ -82,7 +82,9 @@ impl State {
             | PutSilence { .. }
             | ExpireSilence { .. }
             | PutIngestSource { .. }
-            | DeleteIngestSource { .. } => self.apply_alerts(p),
+            | DeleteIngestSource { .. }
+            | Notify { .. }
+            | RecordDelivery { .. } => self.apply_alerts(p),
             // Handled in `apply` before reaching here.
             Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),
         }

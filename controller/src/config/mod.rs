@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod alerts;
+pub use alerts::*;
+
 /// `triad-controller --config FILE`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,60 +61,6 @@ pub struct ControllerConfig {
     /// `triadctl alerts sources`).
     #[serde(default)]
     pub alerts: AlertsConfig,
-}
-
-/// How this controller takes alerts in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// Accept `/ingest/...` over plain HTTP as well as HTTPS (default false: a token sent in
-    /// clear text can be replayed by anyone on the path).
-    pub ingest_plain_http: bool,
-    /// The largest request body `/ingest/...` reads, in bytes (default 4194304: 4 MiB). A larger
-    /// one is refused with 413 and nothing of it is stored.
-    pub max_body_bytes: usize,
-    /// Syslog listeners (RFC 5424 and 3164, CEF payloads); none unless addresses are given.
-    pub syslog: SyslogConfig,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig { ingest_plain_http: false, max_body_bytes: 4 << 20, syslog: SyslogConfig::default() }
-    }
-}
-
-/// Where this controller takes syslog in, and from whom.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyslogConfig {
-    /// UDP `IP:PORT` to listen on (default empty: no UDP listener).
-    pub udp_addr: String,
-    /// TCP `IP:PORT` (RFC 6587: octet counting or one message per line; default empty: none).
-    pub tcp_addr: String,
-    /// TCP with TLS `IP:PORT` (default empty: none). Senders present a certificate from the
-    /// deployment's CA (`triadctl certs issue`); the allowlist does not apply to them.
-    pub tls_addr: String,
-    /// Senders admitted on UDP and plain TCP: IP addresses or networks (`10.1.0.0/16`). Empty
-    /// (the default): nobody, so a listener opened by mistake takes nothing in.
-    pub allow: Vec<String>,
-    /// The source name syslog alerts are recorded under (default `syslog`).
-    pub source: String,
-    /// The lowest severity kept (default `low`: syslog `info` and `debug` lines are counted and
-    /// dropped, not recorded as alerts).
-    pub min_severity: String,
-}
-
-impl Default for SyslogConfig {
-    fn default() -> Self {
-        SyslogConfig {
-            udp_addr: String::new(),
-            tcp_addr: String::new(),
-            tls_addr: String::new(),
-            allow: Vec::new(),
-            source: "syslog".into(),
-            min_severity: "low".into(),
-        }
-    }
 }
 
 /// Paths to PEM files. Relative paths are relative to the config file's directory.
@@ -334,7 +283,7 @@ fn default_log_format() -> String {
     "text".to_string()
 }
 
-fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
+pub(crate) fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
     Error::ConfigKey { key: key.into(), msg: msg.into() }
 }
 
@@ -404,18 +353,6 @@ impl ControllerConfig {
         self.validate_peers(&sites)?;
         self.validate_clusters(&sites)?;
         self.validate_alerts()
-    }
-
-    /// The alert ingest limits.
-    fn validate_alerts(&self) -> Result<()> {
-        let max = self.alerts.max_body_bytes;
-        if !(1024..=256 << 20).contains(&max) {
-            return Err(key_err(
-                "alerts.max_body_bytes",
-                format!("{max}: must be between 1024 and 268435456 (256 MiB)"),
-            ));
-        }
-        Ok(())
     }
 
     /// This controller: its id, addresses, log format, and a certificate that is its own.
@@ -620,7 +557,7 @@ mod tests {
     /// The documented example parses: every key in it exists (unknown keys are refused).
     #[test]
     fn the_example_config_parses() {
-        let cfg: ControllerConfig = toml::from_str(include_str!("../../deploy/controller.example.toml"))
+        let cfg: ControllerConfig = toml::from_str(include_str!("../../../deploy/controller.example.toml"))
             .expect("deploy/controller.example.toml");
         assert_eq!(cfg.peers.len(), 3);
         assert!(cfg.clusters.iter().all(|c| c.synchronous_mode == "relaxed" || c.synchronous_mode == "strict"));
@@ -628,8 +565,8 @@ mod tests {
 
     #[test]
     fn the_example_ctl_config_parses() {
-        let cfg: crate::ctl::client::CtlConfig =
-            toml::from_str(include_str!("../../deploy/triadctl.example.toml")).expect("deploy/triadctl.example.toml");
+        let cfg: crate::ctl::client::CtlConfig = toml::from_str(include_str!("../../../deploy/triadctl.example.toml"))
+            .expect("deploy/triadctl.example.toml");
         assert!(!cfg.controllers.is_empty());
     }
 }
