@@ -36,6 +36,8 @@ pub struct Metrics {
     pub alerts_received: IntCounterVec,
     /// Ingest requests refused, by source (`unknown` before authentication) and reason.
     pub alerts_rejected: IntCounterVec,
+    /// Notifications delivered (`sent`) or given up (`failed`), by configured channel.
+    pub notifications: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -157,6 +159,12 @@ impl Metrics {
                 "triad_alerts_rejected_total",
                 "Alert ingest requests refused (nothing stored), by source (`unknown` before authentication) and reason",
                 &["source", "reason"],
+            ),
+            notifications: counter_vec(
+                &registry,
+                "triad_alerts_notifications_total",
+                "Notifications delivered (outcome sent) or given up after every retry (outcome failed), by channel",
+                &["channel", "outcome"],
             ),
             registry,
         }

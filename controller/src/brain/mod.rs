@@ -14,6 +14,7 @@ mod final_position;
 pub mod lease;
 mod liveness;
 pub mod manual;
+pub mod notify;
 mod observations;
 mod promote;
 mod rejoin;
@@ -107,6 +108,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut restarts_given_up = std::collections::HashMap::new();
     let mut break_glass_settled = false;
     tokio::spawn(follow_leadership(ctx.clone()));
+    tokio::spawn(notify::run(ctx.clone()));
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

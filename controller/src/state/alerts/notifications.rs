@@ -24,7 +24,7 @@ crate::named_enum! {
 }
 
 /// What a notification is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Subject {
     /// An alert, at one of its openings (its `opened_ms`).
     Alert { id: u64, opened_ms: u64 },
