@@ -210,3 +210,67 @@ impl Drop for Rsyslog {
         let _ = self.child.wait();
     }
 }
+
+/// A local sink: an HTTP one (`tests/support/http_sink.py`) or Python's SMTP debugging server,
+/// writing what it receives to a file; stopped on drop.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub file: PathBuf,
+}
+
+impl Sink {
+    /// The HTTP sink: every POST one JSON line in its file.
+    pub fn http(d: &Deployment) -> Result<Sink> {
+        let port = triad_controller::ctl::local::free_port()?;
+        let file = d.dir().join(format!("http-sink-{port}.jsonl"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/http_sink.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(d.dir().join("logs/http-sink.log"))?)
+            .spawn()
+            .context("starting the HTTP sink (python3)")?;
+        Ok(Sink { child, port, file })
+    }
+
+    /// Python's SMTP server that prints every message it takes (its output is the file).
+    pub fn smtp(d: &Deployment) -> Result<Sink> {
+        let port = triad_controller::ctl::local::free_port()?;
+        let file = d.dir().join(format!("smtp-sink-{port}.txt"));
+        let out = std::fs::File::create(&file)?;
+        let child = Command::new("python3")
+            .args(["-u", "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting the SMTP sink (python3 -m smtpd)")?;
+        Ok(Sink { child, port, file })
+    }
+
+    /// The HTTP sink's requests to paths starting with `prefix`.
+    pub fn posts(&self, prefix: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+            .collect()
+    }
+
+    /// The SMTP sink's messages (their text).
+    pub fn mails(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        text.split("---------- MESSAGE FOLLOWS ----------").skip(1).map(String::from).collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

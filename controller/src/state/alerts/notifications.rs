@@ -137,6 +137,11 @@ impl State {
             Delivery::Delivered { ticket } => {
                 n.state = NotifyState::Delivered;
                 n.delivered_ms = Some(p.at_ms);
+                if let Subject::Alert { id: alert, .. } = subject {
+                    if let Some(a) = self.alerts.alerts.get_mut(&alert) {
+                        a.note(p.at_ms, "triad", format!("delivered to {channel} (notification {id})"));
+                    }
+                }
                 if let (Subject::Incident { id: incident }, Some(t)) = (subject, ticket) {
                     if let Some(i) = self.incidents.incidents.get_mut(&incident) {
                         i.ticket = Some(t.clone());
