@@ -47,12 +47,13 @@ if ! have_postgres; then
 fi
 
 #   - The real senders the alert tests use: Prometheus Alertmanager (Debian's
-#     prometheus-alertmanager), rsyslog, logger (bsdutils) and curl.
+#     prometheus-alertmanager), rsyslog, logger (bsdutils) and curl; and promtool (Debian's
+#     prometheus), which checks the controllers' metrics.
 install_pkg() {
     local cmd=$1 pkg=$2
     command -v "$cmd" >/dev/null 2>&1 && return 0
     [ -x "/usr/sbin/$cmd" ] && return 0
-    echo "$cmd is missing (the alert tests' real senders need it): installing $pkg ..." >&2
+    echo "$cmd is missing (the tests need it): installing $pkg ..." >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     command -v apt-get >/dev/null 2>&1 || die "no apt-get here: install $pkg by hand"
@@ -64,6 +65,7 @@ install_pkg prometheus-alertmanager prometheus-alertmanager
 install_pkg rsyslogd rsyslog
 install_pkg logger bsdutils
 install_pkg curl curl
+install_pkg promtool prometheus
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -107,6 +107,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     });
     tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
+    tokio::spawn(metrics::follow_alerts(ctx.clone()));
     tokio::spawn(brain::run(ctx.clone()));
     syslog.start(ctx.clone());
 

@@ -38,12 +38,29 @@ pub struct Metrics {
     pub alerts_rejected: IntCounterVec,
     /// Notifications delivered (`sent`) or given up (`failed`), by configured channel.
     pub notifications: IntCounterVec,
+    /// Alert events by what deduplication made of them (from the replicated totals).
+    pub alerts_ingested: IntCounterVec,
+    /// Alerts open or acknowledged now, by severity and status.
+    pub alerts_open: prometheus::IntGaugeVec,
+    /// Notifications decided and not yet delivered, and given up.
+    pub notifications_pending: IntGauge,
+    pub notifications_failed: IntGauge,
+    /// From an alert's opening to its acknowledgement, and to its closing.
+    pub alerts_ack_seconds: Histogram,
+    pub alerts_resolve_seconds: Histogram,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let buckets = vec![10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0];
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid histogram");
+    registry.register(Box::new(h.clone())).expect("metric registered once");
+    h
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -160,6 +177,34 @@ impl Metrics {
                 "Alert ingest requests refused (nothing stored), by source (`unknown` before authentication) and reason",
                 &["source", "reason"],
             ),
+            alerts_ingested: counter_vec(
+                &registry,
+                "triad_alerts_ingested_total",
+                "Alert events by what deduplication made of them: new, repeated (deduplicated), reopened, resolved, ignored, silenced",
+                &["outcome"],
+            ),
+            alerts_open: gauge_vec(
+                &registry,
+                "triad_alerts_open",
+                "Alerts not closed, by severity and status (open, acknowledged)",
+                &["severity", "status"],
+            ),
+            notifications_pending: gauge(&registry, "triad_alerts_notifications_pending", "Notifications decided, not yet delivered"),
+            notifications_failed: gauge(
+                &registry,
+                "triad_alerts_notifications_given_up",
+                "Notifications whose every delivery attempt failed (kept in the state)",
+            ),
+            alerts_ack_seconds: histogram(
+                &registry,
+                "triad_alerts_time_to_acknowledge_seconds",
+                "From an alert's opening to its acknowledgement",
+            ),
+            alerts_resolve_seconds: histogram(
+                &registry,
+                "triad_alerts_time_to_resolve_seconds",
+                "From an alert's opening to its resolution or false-positive mark",
+            ),
             notifications: counter_vec(
                 &registry,
                 "triad_alerts_notifications_total",
@@ -247,5 +292,49 @@ mod tests {
         let text = m.render();
         assert!(text.contains("triad_raft_term 3"));
         assert!(text.contains("triad_grpc_requests_total{code=\"Ok\",method=\"Control/State\"} 1"));
+    }
+}
+
+/// Copies the alert tables' figures into the metrics every second, on every controller (each
+/// applies the same log, so each exports the same). The time-to histograms observe each alert's
+/// acknowledgement and closing once per process.
+pub async fn follow_alerts(ctx: std::sync::Arc<crate::context::Ctx>) {
+    use crate::state::alerts::{AlertStatus, NotifyState, Severity};
+    let mut acked = std::collections::HashSet::new();
+    let mut closed = std::collections::HashSet::new();
+    let mut exported = std::collections::HashMap::<&'static str, u64>::new();
+    let m = &ctx.metrics;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let g = ctx.state.read().expect("state lock poisoned");
+        let book = &g.state.alerts;
+        for (outcome, total) in book.totals.named() {
+            let seen = exported.entry(outcome).or_insert(0);
+            if total > *seen {
+                m.alerts_ingested.with_label_values(&[outcome]).inc_by(total - *seen);
+                *seen = total;
+            }
+        }
+        let mut open = std::collections::HashMap::new();
+        for a in book.alerts.values() {
+            if !a.status.is_closed() {
+                *open.entry((a.severity, a.status)).or_insert(0i64) += 1;
+            }
+            if let Some(t) = a.acknowledged_ms.filter(|_| acked.insert((a.id, a.opened_ms))) {
+                m.alerts_ack_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+            }
+            if let Some(t) = a.closed_ms.filter(|_| closed.insert((a.id, a.opened_ms))) {
+                m.alerts_resolve_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+            }
+        }
+        for sev in Severity::ALL {
+            for status in [AlertStatus::Open, AlertStatus::Acknowledged] {
+                let n = open.get(&(*sev, status)).copied().unwrap_or(0);
+                m.alerts_open.with_label_values(&[sev.as_str(), status.as_str()]).set(n);
+            }
+        }
+        let count = |s: NotifyState| book.notifications.values().filter(|n| n.state == s).count() as i64;
+        m.notifications_pending.set(count(NotifyState::Pending));
+        m.notifications_failed.set(count(NotifyState::Failed));
     }
 }

@@ -121,6 +121,31 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
     .await?;
     let out = d.triadctl_as("audra", "auditor", &["alerts", "list", "--status", "active"])?;
     ensure!(out.status.success(), "an auditor reads: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The alert metrics: deduplication counted from the replicated totals, on any controller,
+    // and the exposition passes promtool.
+    wait_for("the deduplication counter", WAIT, || async {
+        let repeated = d.controller_metric(follower, "triad_alerts_ingested_total{outcome=\"repeated\"}").await;
+        (repeated == Some(4.0)).then_some(())
+    })
+    .await?;
+    let (code, text) = Deployment::http_get(&addr, "/metrics").await?;
+    ensure!(
+        code == 200 && text.contains("triad_alerts_open{severity=\"critical\",status=\"acknowledged\"} 0"),
+        "{text}"
+    );
+    let file = d.dir().join("metrics.txt");
+    std::fs::write(&file, &text)?;
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file)?)
+        .output()?;
+    ensure!(
+        check.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     Ok(())
 }
 

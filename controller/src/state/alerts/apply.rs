@@ -14,6 +14,7 @@ impl State {
             Command::IngestAlerts { source, events } => {
                 let what = format!("ingest {} alert events from {source}", events.len());
                 let outcome = self.ingest(source, events);
+                self.alerts.totals.add(&outcome);
                 (what, Ok(outcome.to_string()))
             }
             Command::TriageAlerts { ids, action } => {

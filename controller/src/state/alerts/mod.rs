@@ -198,6 +198,8 @@ pub struct AlertBook {
     pub last_silence_id: u64,
     /// Configured ingest sources, by name.
     pub sources: BTreeMap<String, IngestSource>,
+    /// Every batch's outcome, added up since the first: deduplication as a counter.
+    pub totals: IngestOutcome,
     /// Notifications decided and their deliveries (the newest 10000).
     pub notifications: BTreeMap<u64, Notification>,
     pub last_notification_id: u64,
@@ -223,6 +225,29 @@ pub struct IngestOutcome {
     pub ignored: u64,
     /// New or reopened alerts a silence muted.
     pub silenced: u64,
+}
+
+impl IngestOutcome {
+    fn add(&mut self, o: &IngestOutcome) {
+        self.new += o.new;
+        self.repeated += o.repeated;
+        self.reopened += o.reopened;
+        self.resolved += o.resolved;
+        self.ignored += o.ignored;
+        self.silenced += o.silenced;
+    }
+
+    /// Each count with its name, for metrics.
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("new", self.new),
+            ("repeated", self.repeated),
+            ("reopened", self.reopened),
+            ("resolved", self.resolved),
+            ("ignored", self.ignored),
+            ("silenced", self.silenced),
+        ]
+    }
 }
 
 impl std::fmt::Display for IngestOutcome {
