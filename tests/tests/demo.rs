@@ -109,6 +109,47 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
     let agent_http = doc["agents"][0]["http_addr"].as_str().context("agent http_addr")?;
     ensure!(http_get(agent_http, "/metrics").await?.contains("triad_agent_controller_connected"));
 
+    // The SOC's side: demo.json names the syslog listeners and the ingest tokens; a syslog line
+    // and an HTTPS post with the generic token each become an alert.
+    let syslog_udp = doc["syslog"][0]["udp"].as_str().context("syslog udp")?.to_string();
+    let port = syslog_udp.rsplit(':').next().context("port")?;
+    let out = Command::new("logger")
+        .args(["--server", "127.0.0.1", "--port", port, "--udp", "-p", "auth.crit", "-t", "sshd"])
+        .arg("Failed password for root from 203.0.113.9")
+        .output()?;
+    ensure!(out.status.success(), "logger: {}", String::from_utf8_lossy(&out.stderr));
+    let token = doc["ingest_tokens"]["generic"].as_str().context("generic token")?;
+    ensure!(token.starts_with("triad_") && doc["ingest_tokens"]["alertmanager"].is_string(), "{doc}");
+    let url = doc["ingest"][1]["generic"].as_str().context("ingest url")?;
+    let (addr, tls_name) = (
+        url.trim_start_matches("https://").split('/').next().unwrap_or(""),
+        doc["ingest_tls_name"].as_str().unwrap_or(""),
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(doc["ingest_ca"].as_str().context("ingest_ca")?)
+        .args(["--resolve", &format!("{tls_name}:{}:127.0.0.1", addr.rsplit(':').next().unwrap_or(""))])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "--data",
+            r#"{"title":"demo alert","severity":"high"}"#,
+        ])
+        .arg(url.replace(addr.split(':').next().unwrap_or(""), tls_name))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "curl: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("both alerts in triadctl alerts list", Duration::from_secs(20), || async {
+        let out = ctl("triadctl.toml", &["alerts", "list"]).ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("sshd: Failed password for root") && text.contains("demo alert")).then_some(())
+    })
+    .await?;
+
     // SIGTERM: everything stops, nothing is left behind.
     kill(Pid::from_raw(demo.0.id() as i32), Signal::SIGTERM)?;
     let status = wait_for("the demo to exit", Duration::from_secs(30), || {

@@ -160,6 +160,10 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
             Some(cluster)
         }
     };
+    for c in &plan.controllers {
+        let port = free_port()?;
+        plan.syslog.insert(c.id, (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")));
+    }
     plan.write()?;
 
     let workload = pg.as_ref().map(|c| Workload::start(c.members.iter().map(|m| m.conninfo("customs")).collect()));
@@ -329,7 +333,8 @@ async fn start_and_serve(
         r = ready => r?,
         _ = &mut signal => return Ok(()),
     }
-    write_demo_json(plan, procs, pg)?;
+    let tokens = make_alert_sources(&client).await?;
+    write_demo_json(plan, procs, pg, &tokens)?;
     print_summary(plan, &client, pg, workload).await;
 
     // Serve until told to stop; report children that die (someone may be testing failover).
@@ -351,7 +356,23 @@ async fn start_and_serve(
     }
 }
 
-fn write_demo_json(plan: &LocalDeployment, procs: &[Proc], pg: Option<&PgCluster>) -> Result<()> {
+/// One alert source per HTTP format (`alertmanager`, `wazuh`, `generic`), each named after it;
+/// their tokens, for demo.json.
+async fn make_alert_sources(client: &Client) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut tokens = serde_json::Map::new();
+    for kind in ["alertmanager", "wazuh", "generic"] {
+        let (token, _) = super::alerts::put_source(client, kind, kind, 0).await?;
+        tokens.insert(kind.to_string(), json!(token));
+    }
+    Ok(tokens)
+}
+
+fn write_demo_json(
+    plan: &LocalDeployment,
+    procs: &[Proc],
+    pg: Option<&PgCluster>,
+    tokens: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let pid_of =
         |label_prefix: &str| procs.iter().find(|p| p.label.starts_with(label_prefix)).and_then(|p| p.child.id());
     let doc = json!({
@@ -369,8 +390,18 @@ fn write_demo_json(plan: &LocalDeployment, procs: &[Proc], pg: Option<&PgCluster
             "cluster": CLUSTER, "member": m.name, "site": m.name, "addr": format!("127.0.0.1:{}", m.port),
             "conninfo": m.conninfo("customs"), "data_dir": m.data_dir(), "pid": c.postmaster_pid(&m.name),
         })).collect::<Vec<_>>()).unwrap_or_default(),
-        "syslog": null,
-        "ingest_tokens": {},
+        "syslog": plan.syslog.iter().map(|(id, (udp, tcp))| json!({
+            "controller": id, "udp": udp, "tcp": tcp, "allow": ["127.0.0.1"],
+        })).collect::<Vec<_>>(),
+        "ingest": plan.controllers.iter().map(|c| json!({
+            "controller": c.id,
+            "alertmanager": format!("https://{}/ingest/alertmanager", c.http_addr),
+            "wazuh": format!("https://{}/ingest/wazuh", c.http_addr),
+            "generic": format!("https://{}/ingest/generic", c.http_addr),
+        })).collect::<Vec<_>>(),
+        "ingest_tls_name": triad_proto::tls::CONTROLLER_SAN,
+        "ingest_ca": plan.certs_dir().join("ca.pem"),
+        "ingest_tokens": tokens,
         "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
     });
     let path = plan.dir.join("demo.json");
@@ -406,5 +437,13 @@ async fn print_summary(plan: &LocalDeployment, client: &Client, pg: Option<&PgCl
         "  TRIAD_CONFIG={} triadctl approve ID   # a second person (noc `nora`) approves a request",
         plan.second_ctl_config_path().display()
     );
+    if let Some((_, (udp, _))) = plan.syslog.iter().next() {
+        println!(
+            "  logger --server {} --port {} -p auth.crit -t sshd 'Failed password for root'   # a syslog alert",
+            udp.split(':').next().unwrap_or("127.0.0.1"),
+            udp.rsplit(':').next().unwrap_or("")
+        );
+        println!("  triadctl alerts list     # the SOC's queue (HTTP ingest tokens are in demo.json)");
+    }
     println!("Ctrl-C here stops everything.");
 }

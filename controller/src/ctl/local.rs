@@ -90,6 +90,9 @@ pub struct LocalDeployment {
     pub controllers: Vec<PeerConfig>,
     pub agents: Vec<LocalAgent>,
     pub db: LocalDb,
+    /// Syslog listeners (UDP, TCP addresses) by controller id, admitting 127.0.0.1 (the demo
+    /// sets them; tests set their own).
+    pub syslog: std::collections::BTreeMap<u64, (String, String)>,
 }
 
 impl LocalDeployment {
@@ -127,7 +130,14 @@ impl LocalDeployment {
                 city: reference_city(n).to_string(),
             })
             .collect();
-        Ok(LocalDeployment { dir: dir.to_path_buf(), sites, controllers, agents, db: LocalDb::None })
+        Ok(LocalDeployment {
+            dir: dir.to_path_buf(),
+            sites,
+            controllers,
+            agents,
+            db: LocalDb::None,
+            syslog: Default::default(),
+        })
     }
 
     /// Adds a founding witness controller (a voter with no database) at a site of its own in
@@ -204,7 +214,18 @@ impl LocalDeployment {
                     .collect(),
                 synchronous_mode: "relaxed".into(),
             }],
-            alerts: Default::default(),
+            alerts: match self.syslog.get(&peer.id) {
+                None => Default::default(),
+                Some((udp, tcp)) => crate::config::AlertsConfig {
+                    syslog: crate::config::SyslogConfig {
+                        udp_addr: udp.clone(),
+                        tcp_addr: tcp.clone(),
+                        allow: vec!["127.0.0.1".into()],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            },
         }
     }
 
