@@ -282,19 +282,6 @@ pub fn commit_index(m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Opti
     Some(held[held.len() / 2])
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn metrics_register_and_render() {
-        let m = super::Metrics::new();
-        m.raft_term.set(3);
-        m.rpc::<()>("Control/State", &Ok(()));
-        let text = m.render();
-        assert!(text.contains("triad_raft_term 3"));
-        assert!(text.contains("triad_grpc_requests_total{code=\"Ok\",method=\"Control/State\"} 1"));
-    }
-}
-
 /// Copies the alert tables' figures into the metrics every second, on every controller (each
 /// applies the same log, so each exports the same). The time-to histograms observe each alert's
 /// acknowledgement and closing once per process.
@@ -336,5 +323,18 @@ pub async fn follow_alerts(ctx: std::sync::Arc<crate::context::Ctx>) {
         let count = |s: NotifyState| book.notifications.values().filter(|n| n.state == s).count() as i64;
         m.notifications_pending.set(count(NotifyState::Pending));
         m.notifications_failed.set(count(NotifyState::Failed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_register_and_render() {
+        let m = super::Metrics::new();
+        m.raft_term.set(3);
+        m.rpc::<()>("Control/State", &Ok(()));
+        let text = m.render();
+        assert!(text.contains("triad_raft_term 3"));
+        assert!(text.contains("triad_grpc_requests_total{code=\"Ok\",method=\"Control/State\"} 1"));
     }
 }
