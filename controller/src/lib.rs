@@ -150,7 +150,7 @@ pub(crate) fn raft_config(cfg: &ControllerConfig) -> Result<openraft::Config> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every_entries),
         // Keep some log behind each snapshot so a briefly lagging follower catches up from the log.
         max_in_snapshot_log_to_keep: cfg.raft.snapshot_every_entries.min(1000),
-        max_payload_entries: 64,
+        max_payload_entries: 16,
         ..Default::default()
     }
     .validate()

@@ -274,3 +274,48 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTPS client for the controllers' ingest: trusts the deployment's CA and reaches each
+/// controller by the name its certificate carries.
+pub struct Ingest {
+    http: reqwest::Client,
+    ports: Vec<(u64, String)>,
+}
+
+impl Ingest {
+    pub fn new(d: &Deployment) -> Result<Ingest> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(d.plan.certs_dir().join("ca.pem"))?)?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            // The port comes from the URL; only the address is taken from here.
+            .resolve(triad_proto::tls::CONTROLLER_SAN, "127.0.0.1:0".parse()?)
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let ports = d
+            .founders()
+            .into_iter()
+            .map(|id| (id, d.http_addr(id).rsplit_once(':').map(|(_, p)| p.to_string()).unwrap_or_default()))
+            .collect();
+        Ok(Ingest { http, ports })
+    }
+
+    /// POSTs `body` to `/ingest/generic` on controller `id` with `token`; the status code.
+    pub async fn post(&self, id: u64, token: &str, body: String) -> Result<u16> {
+        let port = self.ports.iter().find(|(i, _)| *i == id).map(|(_, p)| p.clone()).unwrap_or_default();
+        let url = format!("https://{}:{port}/ingest/generic", triad_proto::tls::CONTROLLER_SAN);
+        let r = self.http.post(url).bearer_auth(token).body(body).send().await?;
+        Ok(r.status().as_u16())
+    }
+}
+
+/// The generic form of `n` alerts: alert `first + i` is fingerprint `fp-{(first + i) % distinct}`.
+pub fn generic_batch(first: usize, n: usize, distinct: usize) -> String {
+    let alerts: Vec<String> = (first..first + n)
+        .map(|i| {
+            let k = i % distinct;
+            format!(r#"{{"title":"storm alert {k}","severity":"medium","fingerprint":"fp-{k}","host":"h{}"}}"#, k % 50)
+        })
+        .collect();
+    format!("[{}]", alerts.join(","))
+}

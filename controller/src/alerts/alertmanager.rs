@@ -91,6 +91,7 @@ fn convert(i: usize, a: WebhookAlert, now_ms: u64) -> Result<IncomingAlert, Pars
         address: if is_ip { instance_host } else { String::new() },
         at_ms: timestamp::parse_ms(at).unwrap_or(now_ms),
         resolved,
+        occurrences: 1,
         labels: clean_labels(a.labels),
     })
 }

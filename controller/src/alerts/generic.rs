@@ -97,5 +97,6 @@ fn convert(i: usize, a: GenericAlert, now_ms: u64) -> Result<IncomingAlert, Pars
         address,
         at_ms,
         resolved: a.resolved,
+        occurrences: 1,
     })
 }

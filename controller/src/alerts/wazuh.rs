@@ -123,5 +123,6 @@ fn convert(i: usize, a: WazuhAlert, now_ms: u64) -> Result<IncomingAlert, ParseE
         address: a.agent.ip.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_default(),
         at_ms: timestamp::parse_ms(&a.timestamp).unwrap_or(now_ms),
         resolved: false,
+        occurrences: 1,
     })
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -16,8 +16,13 @@ use crate::state::{Actor, Command, Response, Role};
 
 /// How long a batch stays open for more alerts of its source.
 const WINDOW: Duration = Duration::from_millis(25);
-/// A batch is proposed at once when it holds this many alerts.
-const MAX_BATCH: usize = 5_000;
+/// A batch is proposed at once when it holds this many (distinct) alerts: a log entry is sent to
+/// the followers within one heartbeat, so it must stay small (openraft 0.9 times an append out
+/// after `raft.heartbeat_interval_ms`).
+const MAX_BATCH: usize = 200;
+/// Batches of one intake being committed at once: more wait, so that a storm makes a few
+/// entries at a time, not a queue of them.
+const IN_FLIGHT: usize = 2;
 /// Requests queued before senders wait (back-pressure rather than unbounded memory).
 const QUEUE: usize = 4_096;
 
@@ -53,52 +58,81 @@ impl Intake {
 }
 
 /// An open batch of one source.
+#[derive(Default)]
 struct Batch {
     events: Vec<IncomingAlert>,
+    /// Fingerprint → the index of its latest firing event in `events`, while no resolution of
+    /// it came after: a repeat merges into it.
+    firing: HashMap<String, usize>,
     origins: Vec<String>,
     replies: Vec<oneshot::Sender<Result<String>>>,
 }
 
+impl Batch {
+    /// Adds `ev`, merging a repeat of an alert already firing in this batch into it (one event
+    /// with `occurrences` counted, the latest time, the highest severity), so that a storm of
+    /// repeats is a small log entry. Order is kept where it matters: a resolution is never merged
+    /// across, and a firing after it is a new event.
+    fn push(&mut self, ev: IncomingAlert) {
+        if ev.resolved {
+            self.firing.remove(&ev.fingerprint);
+            self.events.push(ev);
+            return;
+        }
+        if let Some(&i) = self.firing.get(&ev.fingerprint) {
+            let merged = &mut self.events[i];
+            merged.occurrences += ev.occurrences.max(1);
+            merged.at_ms = merged.at_ms.max(ev.at_ms);
+            merged.severity = merged.severity.max(ev.severity);
+            return;
+        }
+        self.firing.insert(ev.fingerprint.clone(), self.events.len());
+        self.events.push(ev);
+    }
+}
+
 async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Offer>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut open: HashMap<String, Batch> = HashMap::new();
     loop {
         // Wait for the first offer, then gather for one window.
         let Some(first) = rx.recv().await else { return };
         let deadline = tokio::time::Instant::now() + WINDOW;
-        add(&ctx, &mut open, first);
-        loop {
+        let mut full = add(&mut open, first);
+        while full.is_none() {
             tokio::select! {
                 offer = rx.recv() => match offer {
-                    Some(o) => add(&ctx, &mut open, o),
+                    Some(o) => full = add(&mut open, o),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        for (source, batch) in open.drain() {
-            tokio::spawn(propose(ctx.clone(), source, batch));
+        let ready: Vec<(String, Batch)> = full.into_iter().chain(open.drain()).collect();
+        for (source, batch) in ready {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            tokio::spawn(propose(ctx.clone(), source, batch, permit));
         }
     }
 }
 
-fn add(ctx: &Arc<Ctx>, open: &mut HashMap<String, Batch>, o: Offer) {
-    let batch = open.entry(o.source.clone()).or_insert_with(|| Batch {
-        events: Vec::new(),
-        origins: Vec::new(),
-        replies: Vec::new(),
-    });
-    batch.events.extend(o.events);
+/// Adds an offer to its source's batch; returns that batch when it is full.
+fn add(open: &mut HashMap<String, Batch>, o: Offer) -> Option<(String, Batch)> {
+    let batch = open.entry(o.source.clone()).or_default();
+    for ev in o.events {
+        batch.push(ev);
+    }
     if !batch.origins.contains(&o.origin) && batch.origins.len() < 8 {
         batch.origins.push(o.origin);
     }
     batch.replies.push(o.reply);
     if batch.events.len() >= MAX_BATCH {
-        let full = open.remove(&o.source).expect("just added");
-        tokio::spawn(propose(ctx.clone(), o.source, full));
+        return open.remove_entry(&o.source);
     }
+    None
 }
 
-async fn propose(ctx: Arc<Ctx>, source: String, batch: Batch) {
+async fn propose(ctx: Arc<Ctx>, source: String, batch: Batch, _slot: OwnedSemaphorePermit) {
     let actor = Actor { name: format!("source/{source}"), role: Role::System, origin: batch.origins.join(",") };
     let proposal = ctx.proposal(actor, Command::IngestAlerts { source, events: batch.events });
     let answer = match ctx.proposer.propose(proposal).await {
@@ -114,5 +148,54 @@ async fn propose(ctx: Arc<Ctx>, source: String, batch: Batch) {
             Ok(s) => Ok(s.clone()),
             Err(e) => Err(Error::Unavailable(e.to_string())),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::alerts::{Severity, SourceKind};
+
+    fn ev(fp: &str, at_ms: u64, severity: Severity, resolved: bool) -> IncomingAlert {
+        IncomingAlert {
+            kind: SourceKind::Generic,
+            fingerprint: fp.into(),
+            severity,
+            title: fp.into(),
+            description: String::new(),
+            labels: Default::default(),
+            site: String::new(),
+            host: String::new(),
+            address: String::new(),
+            at_ms,
+            resolved,
+            occurrences: 1,
+        }
+    }
+
+    #[test]
+    fn repeats_merge_but_never_across_a_resolution() {
+        let mut b = Batch::default();
+        for e in [
+            ev("a", 1, Severity::Low, false),
+            ev("b", 2, Severity::Low, false),
+            ev("a", 3, Severity::High, false),
+            ev("a", 4, Severity::Low, true),
+            ev("a", 5, Severity::Low, false),
+            ev("a", 6, Severity::Low, false),
+        ] {
+            b.push(e);
+        }
+        let got: Vec<(&str, u64, u64, Severity, bool)> =
+            b.events.iter().map(|e| (e.fingerprint.as_str(), e.occurrences, e.at_ms, e.severity, e.resolved)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 2, 3, Severity::High, false),
+                ("b", 1, 2, Severity::Low, false),
+                ("a", 1, 4, Severity::Low, true),
+                ("a", 2, 6, Severity::Low, false),
+            ]
+        );
     }
 }

@@ -57,6 +57,7 @@ pub fn to_alert(line: &str, sender: IpAddr, now_ms: u64) -> Result<IncomingAlert
             address: sender_ip,
             at_ms: m.at_ms.unwrap_or(now_ms),
             resolved: false,
+            occurrences: 1,
         });
     };
     let c = cef::parse(&line[cef_at..])?;
@@ -98,6 +99,7 @@ pub fn to_alert(line: &str, sender: IpAddr, now_ms: u64) -> Result<IncomingAlert
         address,
         at_ms,
         resolved: false,
+        occurrences: 1,
     })
 }
 

@@ -134,6 +134,7 @@ mod tests {
             address: String::new(),
             at_ms,
             resolved: false,
+            occurrences: 1,
         };
         apply(s, at_ms, Command::IngestAlerts { source: "siem".into(), events: vec![ev] });
     }

@@ -69,7 +69,7 @@ impl State {
                         first_seen_ms: ev.at_ms,
                         last_seen_ms: ev.at_ms,
                         opened_ms: ev.at_ms,
-                        count: 1,
+                        count: ev.occurrences.max(1),
                         status: AlertStatus::Open,
                         assignee: None,
                         escalation: 0,
@@ -84,6 +84,7 @@ impl State {
                     self.alerts.alerts.insert(id, alert);
                     self.alerts.by_fingerprint.insert(key, id);
                     out.new += 1;
+                    out.repeated += ev.occurrences.max(1) - 1;
                     self.correlate(id, ev.at_ms);
                 }
             }
@@ -105,13 +106,13 @@ impl State {
             }
             return;
         }
-        alert.count += 1;
+        alert.count += ev.occurrences.max(1);
         alert.last_seen_ms = alert.last_seen_ms.max(ev.at_ms);
         if ev.severity > alert.severity {
             alert.note(ev.at_ms, source, format!("severity raised from {} to {}", alert.severity, ev.severity));
             alert.severity = ev.severity;
         }
-        out.repeated += 1;
+        out.repeated += ev.occurrences.max(1);
         if alert.status == AlertStatus::Resolved {
             alert.status = AlertStatus::Open;
             alert.closed_ms = None;

@@ -77,6 +77,7 @@ mod tests {
             address: String::new(),
             at_ms: 1,
             resolved: false,
+            occurrences: 1,
         }
     }
 

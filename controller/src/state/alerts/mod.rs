@@ -95,6 +95,9 @@ pub struct IncomingAlert {
     pub at_ms: u64,
     /// The source says it is over (Alertmanager's `resolved`).
     pub resolved: bool,
+    /// How many reports this stands for: the intake merges a source's repeats of one alert
+    /// received within its window into one (keeping the latest time and the highest severity).
+    pub occurrences: u64,
 }
 
 /// One line of an alert's history.

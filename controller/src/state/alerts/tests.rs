@@ -16,6 +16,7 @@ fn event(fp: &str, at_ms: u64, resolved: bool) -> IncomingAlert {
         address: String::new(),
         at_ms,
         resolved,
+        occurrences: 1,
     }
 }
 
