@@ -48,6 +48,9 @@ pub struct Metrics {
     /// From an alert's opening to its acknowledgement, and to its closing.
     pub alerts_ack_seconds: Histogram,
     pub alerts_resolve_seconds: Histogram,
+    /// Audited events not yet sent to the SIEM (leader), and failed attempts.
+    pub siem_backlog: IntGauge,
+    pub siem_failures: prometheus::IntCounter,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -205,6 +208,13 @@ impl Metrics {
                 "triad_alerts_time_to_resolve_seconds",
                 "From an alert's opening to its resolution or false-positive mark",
             ),
+            siem_backlog: gauge(&registry, "triad_siem_backlog", "Audited events not yet sent to the SIEM (on the leader)"),
+            siem_failures: {
+                let c = prometheus::IntCounter::new("triad_siem_send_failures_total", "Failed attempts to reach or write to the SIEM")
+                    .expect("valid counter");
+                registry.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
             notifications: counter_vec(
                 &registry,
                 "triad_alerts_notifications_total",

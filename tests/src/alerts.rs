@@ -319,3 +319,37 @@ pub fn generic_batch(first: usize, n: usize, distinct: usize) -> String {
         .collect();
     format!("[{}]", alerts.join(","))
 }
+
+impl Rsyslog {
+    /// rsyslog as a SIEM's syslog receiver: TCP (octet counting or lines) into a file.
+    pub fn receiver(d: &Deployment) -> Result<(Rsyslog, u16, PathBuf)> {
+        let dir = d.dir().join("rsyslog-siem");
+        std::fs::create_dir_all(&dir)?;
+        let tcp_port = triad_controller::ctl::local::free_port()?;
+        let out = dir.join("siem.log");
+        let conf = format!(
+            "global(workDirectory=\"{work}\")\n\
+             module(load=\"imtcp\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp_port}\")\n\
+             *.* action(type=\"omfile\" file=\"{file}\" template=\"raw\")\n",
+            work = dir.display(),
+            file = out.display()
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf)?;
+        let log = std::fs::File::create(d.dir().join("logs/rsyslog-siem.log"))?;
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting rsyslogd (Debian's rsyslog package)")?;
+        Ok((Rsyslog { child, udp_port: 0 }, tcp_port, out))
+    }
+}

@@ -21,6 +21,7 @@ mod rejoin;
 mod requests;
 mod restart;
 mod rollback;
+pub mod siem;
 #[cfg(test)]
 pub(crate) mod sim;
 pub mod switchover;
@@ -109,6 +110,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut break_glass_settled = false;
     tokio::spawn(follow_leadership(ctx.clone()));
     tokio::spawn(notify::run(ctx.clone()));
+    tokio::spawn(siem::run(ctx.clone()));
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -27,6 +27,26 @@ pub struct AlertsConfig {
     /// Where alerts are notified and escalated; nothing is sent unless channels and routes are
     /// given.
     pub notify: NotifyConfig,
+    /// Triad's own events (every audited change) sent to the SIEM as syslog with CEF.
+    pub siem: SiemConfig,
+}
+
+/// The SIEM that receives Triad's own events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemConfig {
+    /// `HOST:PORT` of its syslog receiver (default empty: nothing is sent).
+    pub addr: String,
+    /// `udp`, or `tcp` (RFC 6587 octet counting; default).
+    pub protocol: String,
+    /// The HOSTNAME field of the messages (default: `triad-` and the controller's site).
+    pub hostname: String,
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        SiemConfig { addr: String::new(), protocol: "tcp".into(), hostname: String::new() }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -36,6 +56,7 @@ impl Default for AlertsConfig {
             max_body_bytes: 4 << 20,
             syslog: SyslogConfig::default(),
             notify: NotifyConfig::default(),
+            siem: SiemConfig::default(),
         }
     }
 }
@@ -280,6 +301,13 @@ impl ControllerConfig {
         }
         check_name("alerts.syslog.source", &s.source)?;
         severity("alerts.syslog.min_severity", &s.min_severity)?;
+        let siem = &self.alerts.siem;
+        if !siem.addr.is_empty() {
+            check_host_port("alerts.siem.addr", &siem.addr)?;
+        }
+        if siem.protocol != "udp" && siem.protocol != "tcp" {
+            return Err(key_err("alerts.siem.protocol", format!("`{}`: udp or tcp", siem.protocol)));
+        }
         self.alerts.notify.validate()
     }
 }

@@ -90,6 +90,18 @@ pub fn read_audit(db: &DB, limit: usize) -> crate::Result<Vec<AuditEntry>> {
     Ok(out)
 }
 
+/// Up to `limit` audit entries with a seq above `after`, oldest first.
+pub fn read_audit_after(db: &DB, after: u64, limit: usize) -> crate::Result<Vec<AuditEntry>> {
+    let from = be_key(after.saturating_add(1));
+    let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
+    let mut out = Vec::new();
+    for item in db.iterator_cf(cf(db, CF_AUDIT), mode).take(limit) {
+        let (_, v) = item?;
+        out.push(decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt audit entry: {e}")))?);
+    }
+    Ok(out)
+}
+
 /// Audit entries carried by log entries up to `last`, oldest first, straight from disk.
 fn audit_upto(db: &DB, last: u64) -> impl Iterator<Item = std::io::Result<AuditEntry>> + '_ {
     db.iterator_cf(cf(db, CF_AUDIT), IteratorMode::Start)

@@ -141,6 +141,10 @@ pub enum Command {
     Notify { subject: super::alerts::Subject, channel: String, level: u32 },
     /// How a delivery attempt of notification `id` went.
     RecordDelivery { id: u64, outcome: super::alerts::Delivery },
+    /// The audit log has been sent to the SIEM up to `seq` (`brain/siem.rs`). Bookkeeping, not
+    /// a change anyone made: it is the one command that writes no audit entry, or each would
+    /// be sent and recorded again without end.
+    SiemSent { seq: u64 },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

@@ -306,6 +306,9 @@ pub struct State {
     /// Infrastructure events and the incidents that group alerts with them.
     #[serde(default)]
     pub incidents: alerts::Incidents,
+    /// The audit log's seq sent to the SIEM so far.
+    #[serde(default)]
+    pub siem_sent_seq: u64,
 }
 
 impl State {

@@ -16,6 +16,11 @@ impl State {
         if let Command::Batch(items) = &p.command {
             return Response::Batch(items.iter().map(|item| self.apply(log_index, item, audit)).collect());
         }
+        if let Command::SiemSent { seq } = p.command {
+            // Not audited: see the command.
+            self.siem_sent_seq = self.siem_sent_seq.max(seq.min(self.audit_seq));
+            return Response::Ok(format!("sent to the SIEM up to {}", self.siem_sent_seq));
+        }
         let (what, result) = self.apply_one(log_index, p);
         if result.is_ok() {
             self.note_infra_event(p);
@@ -86,6 +91,7 @@ impl State {
             | Notify { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
             // Handled in `apply` before reaching here.
+            SiemSent { .. } => ("siem".into(), Err(Rejection::Invalid("handled before".into()))),
             Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),
         }
     }
