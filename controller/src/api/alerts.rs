@@ -285,6 +285,17 @@ impl Alerts for AlertsApi {
                 n => n.min(MAX_LIST),
             };
             let g = self.ctx.state.read().expect("state lock poisoned");
+            if r.archived {
+                // Bounded: a filter over a long history reads at most this many alerts.
+                let found = crate::raft::read_archived_alerts(&self.ctx.db, |a| filter.matches(a), limit, 200_000)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                return Ok(Response::new(pb::ListAlertsReply {
+                    matched: found.len() as u64,
+                    alerts: found.iter().map(|a| alert_record(a, false, &g.state)).collect(),
+                    answered_by: self.ctx.id,
+                    stale: !self.ctx.is_leader(),
+                }));
+            }
             let mut hits: Vec<&Alert> = g.state.alerts.alerts.values().filter(|a| filter.matches(a)).collect();
             let matched = hits.len() as u64;
             hits.sort_by_key(|a| std::cmp::Reverse((a.last_seen_ms, a.id)));
@@ -303,8 +314,14 @@ impl Alerts for AlertsApi {
             self.authorise_read(&req, "reading alerts")?;
             let id = req.get_ref().id;
             let g = self.ctx.state.read().expect("state lock poisoned");
-            let a = g.state.alerts.alerts.get(&id).ok_or_else(|| Status::not_found(format!("no alert {id}")))?;
-            Ok(Response::new(alert_record(a, true, &g.state)))
+            if let Some(a) = g.state.alerts.alerts.get(&id) {
+                return Ok(Response::new(alert_record(a, true, &g.state)));
+            }
+            // Closed long ago: from the on-disk history.
+            match crate::raft::read_archived_alert(&self.ctx.db, id).map_err(|e| Status::internal(e.to_string()))? {
+                Some(a) => Ok(Response::new(alert_record(&a, true, &g.state))),
+                None => Err(Status::not_found(format!("no alert {id}"))),
+            }
         })();
         self.counted("Alerts/Get", result)
     }

@@ -20,6 +20,7 @@ mod promote;
 mod rejoin;
 mod requests;
 mod restart;
+mod retention;
 mod rollback;
 pub mod siem;
 #[cfg(test)]
@@ -111,6 +112,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     tokio::spawn(follow_leadership(ctx.clone()));
     tokio::spawn(notify::run(ctx.clone()));
     tokio::spawn(siem::run(ctx.clone()));
+    tokio::spawn(retention::run(ctx.clone()));
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -29,6 +29,25 @@ pub struct AlertsConfig {
     pub notify: NotifyConfig,
     /// Triad's own events (every audited change) sent to the SIEM as syslog with CEF.
     pub siem: SiemConfig,
+    /// How long closed alerts stay in memory before the on-disk history.
+    pub retention: RetentionConfig,
+}
+
+/// Retention of closed alerts in memory (they stay queryable on disk afterwards).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// A resolved or false-positive alert leaves memory this long after it closed, in
+    /// milliseconds (default 604800000: seven days).
+    pub keep_closed_ms: u64,
+    /// At most this many closed alerts stay in memory; the oldest go first (default 100000).
+    pub max_closed_in_memory: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { keep_closed_ms: 7 * 86_400_000, max_closed_in_memory: 100_000 }
+    }
 }
 
 /// The SIEM that receives Triad's own events.
@@ -57,6 +76,7 @@ impl Default for AlertsConfig {
             syslog: SyslogConfig::default(),
             notify: NotifyConfig::default(),
             siem: SiemConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -307,6 +327,13 @@ impl ControllerConfig {
         }
         if siem.protocol != "udp" && siem.protocol != "tcp" {
             return Err(key_err("alerts.siem.protocol", format!("`{}`: udp or tcp", siem.protocol)));
+        }
+        let r = &self.alerts.retention;
+        if !(1_000..=3650 * 86_400_000).contains(&r.keep_closed_ms) {
+            return Err(key_err("alerts.retention.keep_closed_ms", "must be between 1000 (1 s) and ten years"));
+        }
+        if !(100..=10_000_000).contains(&r.max_closed_in_memory) {
+            return Err(key_err("alerts.retention.max_closed_in_memory", "must be between 100 and 10000000"));
         }
         self.alerts.notify.validate()
     }

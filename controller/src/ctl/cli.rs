@@ -192,6 +192,10 @@ enum AlertsCmd {
         /// At most this many (at most 10000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Search the on-disk history of closed alerts that have left memory
+        /// ([alerts.retention]) instead of the live queue.
+        #[arg(long)]
+        archived: bool,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -457,7 +461,7 @@ async fn run_alerts(c: &client::Client, cmd: AlertsCmd) -> Result<(), Error> {
         Ok::<(), Error>(())
     };
     match cmd {
-        AlertsCmd::List { status, severity, site, source, text, since, limit, output } => {
+        AlertsCmd::List { status, severity, site, source, text, since, limit, archived, output } => {
             let since_ms = since.map(|d| crate::context::now_ms().saturating_sub(d)).unwrap_or(0);
             let req = triad_proto::v1::ListAlertsRequest {
                 status,
@@ -468,6 +472,7 @@ async fn run_alerts(c: &client::Client, cmd: AlertsCmd) -> Result<(), Error> {
                 since_ms,
                 until_ms: 0,
                 limit,
+                archived,
             };
             let (list, matched, stale) = alerts::list(c, req).await?;
             match output {

@@ -14,7 +14,9 @@ pub use log_store::LogStore;
 pub use network::{PeerNetwork, PeerTls};
 pub use proposer::Committed;
 pub use proposer::Proposer;
-pub use state_machine::{read_audit, read_audit_after, Applied, SharedState, StateMachineStore};
+pub use state_machine::{
+    read_archived_alert, read_archived_alerts, read_audit, read_audit_after, Applied, SharedState, StateMachineStore,
+};
 pub use store::open_db;
 
 use crate::state::{Proposal, Response};

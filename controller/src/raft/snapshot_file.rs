@@ -1,8 +1,9 @@
-//! Snapshot files: the state and the audit history up to a log id, streamed to and from disk so
-//! that neither building, sending nor installing a snapshot holds the audit history in memory.
+//! Snapshot files: the state and the on-disk history (audit entries, archived alerts) up to a log
+//! id, streamed to and from disk so that neither building, sending nor installing a snapshot
+//! holds the history in memory.
 //!
 //! Format: a sequence of records, each a little-endian u64 length followed by that many bytes of
-//! bincode: first the `SnapshotMeta`, then the `State`, then one `AuditEntry` per record.
+//! bincode: first the `SnapshotMeta`, then the `State`, then one [`History`] item per record.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -11,7 +12,15 @@ use std::path::Path;
 use openraft::{BasicNode, SnapshotMeta};
 
 use super::{decode, encode, NodeId};
+use crate::state::alerts::Alert;
 use crate::state::{AuditEntry, State};
+
+/// One item of the on-disk history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum History {
+    Audit(AuditEntry),
+    Alert(Box<Alert>),
+}
 
 fn write_record(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     w.write_all(&(bytes.len() as u64).to_le_bytes())?;
@@ -44,15 +53,15 @@ pub fn write(
     path: &Path,
     meta: &SnapshotMeta<NodeId, BasicNode>,
     state: &State,
-    audit: impl Iterator<Item = io::Result<AuditEntry>>,
+    history: impl Iterator<Item = io::Result<History>>,
 ) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut w = BufWriter::new(File::create(&tmp)?);
         write_record(&mut w, &encode(meta))?;
         write_record(&mut w, &encode(state))?;
-        for entry in audit {
-            write_record(&mut w, &encode(&entry?))?;
+        for item in history {
+            write_record(&mut w, &encode(&item?))?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -87,8 +96,8 @@ impl Reader {
         Ok(Reader { r, meta, state })
     }
 
-    /// The next audit entry, or `None` at the end.
-    pub fn next_audit(&mut self) -> io::Result<Option<AuditEntry>> {
+    /// The next history item, or `None` at the end.
+    pub fn next_item(&mut self) -> io::Result<Option<History>> {
         match read_record(&mut self.r)? {
             None => Ok(None),
             Some(bytes) => decode(&bytes).map(Some).map_err(invalid),
@@ -117,18 +126,19 @@ mod tests {
                 action: "x".into(),
             })
             .collect();
-        write(&path, &meta, &state, audit.clone().into_iter().map(Ok)).unwrap();
+        let history: Vec<History> = audit.into_iter().map(History::Audit).collect();
+        write(&path, &meta, &state, history.clone().into_iter().map(Ok)).unwrap();
         let mut r = Reader::open(&path).unwrap();
         assert_eq!(r.state, state);
         let mut got = Vec::new();
-        while let Some(a) = r.next_audit().unwrap() {
+        while let Some(a) = r.next_item().unwrap() {
             got.push(a);
         }
-        assert_eq!(got, audit);
+        assert_eq!(got, history);
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let mut r = Reader::open(&path).unwrap();
-        r.next_audit().unwrap();
-        assert!(r.next_audit().is_err(), "a truncated file is an error, not a shorter history");
+        r.next_item().unwrap();
+        assert!(r.next_item().is_err(), "a truncated file is an error, not a shorter history");
     }
 }

@@ -21,7 +21,8 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::snapshot_file;
-use super::store::{be_key, CF_AUDIT, CF_SM};
+use super::snapshot_file::History;
+use super::store::{be_key, CF_ALERTS, CF_AUDIT, CF_SM};
 use super::{decode, encode, NodeId, TypeConfig};
 use crate::state::{AuditEntry, Response, State};
 
@@ -102,14 +103,56 @@ pub fn read_audit_after(db: &DB, after: u64, limit: usize) -> crate::Result<Vec<
     Ok(out)
 }
 
-/// Audit entries carried by log entries up to `last`, oldest first, straight from disk.
-fn audit_upto(db: &DB, last: u64) -> impl Iterator<Item = std::io::Result<AuditEntry>> + '_ {
-    db.iterator_cf(cf(db, CF_AUDIT), IteratorMode::Start)
+/// Audit entries carried by log entries up to `last`, oldest first, then every archived alert,
+/// straight from disk. (Alerts are archived by entries the snapshot's state has applied: the
+/// state machine writes them before publishing the entry as applied, and the state is copied
+/// before this runs, so an alert archived later may be here too; installing it is harmless, as
+/// the log after the snapshot archives it again under the same key.)
+fn history_upto(db: &DB, last: u64) -> impl Iterator<Item = std::io::Result<History>> + '_ {
+    let audit = db
+        .iterator_cf(cf(db, CF_AUDIT), IteratorMode::Start)
         .map(|item| {
             let (_, v) = item.map_err(std::io::Error::other)?;
             decode::<AuditEntry>(&v).map_err(std::io::Error::other)
         })
         .take_while(move |e| e.as_ref().map(|e| e.log_index <= last).unwrap_or(true))
+        .map(|e| e.map(History::Audit));
+    let alerts = db.iterator_cf(cf(db, CF_ALERTS), IteratorMode::Start).map(|item| {
+        let (_, v) = item.map_err(std::io::Error::other)?;
+        decode(&v).map(|a| History::Alert(Box::new(a))).map_err(std::io::Error::other)
+    });
+    audit.chain(alerts)
+}
+
+/// An archived alert, from disk.
+pub fn read_archived_alert(db: &DB, id: u64) -> crate::Result<Option<crate::state::alerts::Alert>> {
+    match db.get_cf(cf(db, CF_ALERTS), be_key(id))? {
+        None => Ok(None),
+        Some(v) => Ok(Some(decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt archived alert: {e}")))?)),
+    }
+}
+
+/// Archived alerts, newest first, that pass `keep`, at most `limit` of them, scanning at most
+/// `scan` (a filter over a million alerts must not hold a request for long).
+pub fn read_archived_alerts(
+    db: &DB,
+    keep: impl Fn(&crate::state::alerts::Alert) -> bool,
+    limit: usize,
+    scan: usize,
+) -> crate::Result<Vec<crate::state::alerts::Alert>> {
+    let mut out = Vec::new();
+    for item in db.iterator_cf(cf(db, CF_ALERTS), IteratorMode::End).take(scan) {
+        let (_, v) = item?;
+        let a: crate::state::alerts::Alert =
+            decode(&v).map_err(|e| crate::Error::Storage(format!("corrupt archived alert: {e}")))?;
+        if keep(&a) {
+            out.push(a);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Snapshot ids come from the leader; only a tame subset of characters reaches a file name.
@@ -194,7 +237,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         // line up to `last_applied` is on disk to be streamed into the file.
         tokio::task::spawn_blocking(move || {
             let last = m.last_log_id.map(|l| l.index).unwrap_or(0);
-            snapshot_file::write(&p, &m, &state, audit_upto(&db, last))
+            snapshot_file::write(&p, &m, &state, history_upto(&db, last))
         })
         .await
         .map_err(join_err)?
@@ -237,13 +280,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
         }
-        if !audit.is_empty() {
+        let archived = std::mem::take(&mut g.state.alerts.outbox);
+        if !audit.is_empty() || !archived.is_empty() {
             // Not synced: the log holds the entries, and re-applying them after a crash rewrites
-            // the same audit lines under the same keys. Written before the entries are published
-            // as applied, so a snapshot of this state finds all of them.
+            // the same audit lines and archived alerts under the same keys. Written before the
+            // entries are published as applied, so a snapshot of this state finds all of them.
             let mut batch = WriteBatch::default();
             for a in &audit {
                 batch.put_cf(cf(&self.db, CF_AUDIT), be_key(a.seq), encode(a));
+            }
+            for a in &archived {
+                batch.put_cf(cf(&self.db, CF_ALERTS), be_key(a.id), encode(a));
             }
             self.db.write(batch).map_err(sm_write_err)?;
         }
@@ -304,11 +351,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 ));
             }
             snapshot_file::sync_dir(&p)?;
-            let audit = cf(&db, CF_AUDIT);
+            let (audit, alerts) = (cf(&db, CF_AUDIT), cf(&db, CF_ALERTS));
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(audit, be_key(0), be_key(u64::MAX));
-            while let Some(a) = r.next_audit()? {
-                batch.put_cf(audit, be_key(a.seq), encode(&a));
+            batch.delete_range_cf(alerts, be_key(0), be_key(u64::MAX));
+            while let Some(item) = r.next_item()? {
+                match item {
+                    History::Audit(a) => batch.put_cf(audit, be_key(a.seq), encode(&a)),
+                    History::Alert(a) => batch.put_cf(alerts, be_key(a.id), encode(&*a)),
+                }
                 if batch.len() >= 1000 {
                     db.write(std::mem::take(&mut batch)).map_err(std::io::Error::other)?;
                 }

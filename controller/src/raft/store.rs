@@ -16,6 +16,8 @@ pub const CF_META: &str = "meta";
 pub const CF_SM: &str = "sm";
 /// The audit history, keyed by big-endian seq.
 pub const CF_AUDIT: &str = "audit";
+/// Closed alerts moved out of memory (`Command::ArchiveAlerts`), keyed by big-endian alert id.
+pub const CF_ALERTS: &str = "alerts";
 
 /// Opens (creating when missing) the controller's database under `dir`.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
@@ -24,7 +26,8 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
     opts.create_missing_column_families(true);
     // The log is written by one task at a time; a small memtable keeps restarts quick.
     opts.set_write_buffer_size(16 << 20);
-    let cfs = [CF_LOGS, CF_META, CF_SM, CF_AUDIT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [CF_LOGS, CF_META, CF_SM, CF_AUDIT, CF_ALERTS]
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
     Ok(Arc::new(db))
 }

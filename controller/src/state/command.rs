@@ -141,6 +141,9 @@ pub enum Command {
     Notify { subject: super::alerts::Subject, channel: String, level: u32 },
     /// How a delivery attempt of notification `id` went.
     RecordDelivery { id: u64, outcome: super::alerts::Delivery },
+    /// Move closed alerts out of memory to the on-disk history: those closed before
+    /// `closed_before_ms`, and the oldest closed beyond `keep_at_most` (`state/alerts/archive.rs`).
+    ArchiveAlerts { closed_before_ms: u64, keep_at_most: u64 },
     /// The audit log has been sent to the SIEM up to `seq` (`brain/siem.rs`). Bookkeeping, not
     /// a change anyone made: it is the one command that writes no audit entry, or each would
     /// be sent and recorded again without end.

@@ -37,6 +37,10 @@ impl State {
             Command::RecordDelivery { id, outcome } => {
                 (format!("delivery of notification {id}"), self.notification_outcome(p, *id, outcome))
             }
+            Command::ArchiveAlerts { closed_before_ms, keep_at_most } => (
+                format!("archive alerts closed before {closed_before_ms}"),
+                self.archive_alerts(*closed_before_ms, *keep_at_most),
+            ),
             Command::DeleteIngestSource { name } => {
                 (format!("delete alert source {name}"), self.delete_ingest_source(p, name))
             }

@@ -7,6 +7,7 @@
 //! alert's own history (bounded) as well as in the audit log (complete, on disk).
 
 mod apply;
+mod archive;
 mod incidents;
 mod locate;
 mod notifications;
@@ -203,6 +204,12 @@ pub struct AlertBook {
     pub sources: BTreeMap<String, IngestSource>,
     /// Every batch's outcome, added up since the first: deduplication as a counter.
     pub totals: IngestOutcome,
+    /// Alerts moved to the on-disk history so far.
+    pub archived: u64,
+    /// Alerts an apply has just moved out of memory, for the store to write to disk in the same
+    /// step (never serialised; the store empties it after every batch of entries).
+    #[serde(skip)]
+    pub outbox: Vec<Alert>,
     /// Notifications decided and their deliveries (the newest 10000).
     pub notifications: BTreeMap<u64, Notification>,
     pub last_notification_id: u64,

@@ -244,3 +244,27 @@ fn an_agent_down_is_an_event_until_it_is_up_again() {
     assert_eq!(s.incidents.events[&1].ended_ms, Some(3_000));
     assert_eq!(s.incidents.events[&1].kind, InfraKind::AgentDown);
 }
+
+#[test]
+fn closed_alerts_leave_memory_by_age_and_beyond_the_cap() {
+    let mut s = State::default();
+    ingest(&mut s, 10, (0..5).map(|i| event(&format!("f{i}"), 10, false)).collect());
+    for (id, at) in [(1u64, 100u64), (2, 200), (3, 300), (4, 400)] {
+        let p = Proposal {
+            at_ms: at,
+            actor: Actor { name: "ana".into(), role: Role::Soc, origin: "t".into() },
+            command: Command::TriageAlerts { ids: vec![id], action: TriageAction::Resolve { reason: "done".into() } },
+        };
+        s.apply(at, &p, &mut Vec::new());
+    }
+    // Closed before 250: 1 and 2; of the rest closed, keep at most one: 3 goes too.
+    let r = apply(&mut s, 500, Role::System, Command::ArchiveAlerts { closed_before_ms: 250, keep_at_most: 1 });
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("3 closed")), "{r:?}");
+    let outbox: Vec<u64> = s.alerts.outbox.iter().map(|a| a.id).collect();
+    assert_eq!(outbox, vec![1, 2, 3]);
+    assert_eq!(s.alerts.alerts.keys().copied().collect::<Vec<_>>(), vec![4, 5], "the open one stays");
+    assert_eq!(s.alerts.archived, 3);
+    // A repeat of an archived alert's fingerprint opens a new alert.
+    ingest(&mut s, 600, vec![event("f0", 600, false)]);
+    assert_eq!(s.alerts.alerts.values().filter(|a| a.fingerprint == "f0").map(|a| a.id).collect::<Vec<_>>(), vec![6]);
+}

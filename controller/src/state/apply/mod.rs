@@ -89,6 +89,7 @@ impl State {
             | PutIngestSource { .. }
             | DeleteIngestSource { .. }
             | Notify { .. }
+            | ArchiveAlerts { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
             // Handled in `apply` before reaching here.
             SiemSent { .. } => ("siem".into(), Err(Rejection::Invalid("handled before".into()))),
