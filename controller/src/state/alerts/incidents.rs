@@ -161,6 +161,7 @@ impl State {
         while book.events.len() > EVENTS_KEPT {
             book.events.pop_first();
         }
+        self.link_related(id, p.at_ms);
         // Alerts that came just before it belong to it too.
         let earlier: Vec<u64> = self
             .alerts
@@ -173,6 +174,60 @@ impl State {
         for alert in earlier {
             self.join_incident(alert, id, p.at_ms);
         }
+    }
+
+    /// One outage is one incident: an event at the sites or hosts of another still under way (or
+    /// ended within the window) shares that one's incident, so an agent found down during a
+    /// failover of its site, or a failover following a primary lost, groups with it. A failover,
+    /// switchover or primary lost joining is named in the incident's title.
+    fn link_related(&mut self, id: u64, at_ms: u64) {
+        let book = &self.incidents;
+        let new = &book.events[&id];
+        let related = book
+            .events
+            .values()
+            .rev()
+            .filter(|e| e.id != id)
+            .filter(|e| e.ended_ms.is_none_or(|end| at_ms <= end.saturating_add(WINDOW_MS)))
+            .find(|e| e.sites.iter().any(|s| new.sites.contains(s)) || e.hosts.iter().any(|h| new.hosts.contains(h)))
+            .map(|e| e.id);
+        let Some(related) = related else { return };
+        let incident = self.incident_of(related, at_ms);
+        let book = &mut self.incidents;
+        let new = book.events.get_mut(&id).expect("just recorded");
+        new.incident = Some(incident);
+        if matches!(new.kind, InfraKind::Failover | InfraKind::Switchover | InfraKind::PrimaryLost) {
+            let summary = new.summary.clone();
+            if let Some(i) = book.incidents.get_mut(&incident) {
+                i.title = format!("{}; {summary}", i.title).chars().take(400).collect();
+            }
+        }
+    }
+
+    /// The incident of event `event_id`, made (with no alerts yet) when it has none.
+    fn incident_of(&mut self, event_id: u64, at_ms: u64) -> u64 {
+        let book = &mut self.incidents;
+        let event = book.events.get_mut(&event_id).expect("an event that exists");
+        if let Some(i) = event.incident.filter(|i| book.incidents.contains_key(i)) {
+            return i;
+        }
+        book.last_incident_id += 1;
+        let i = book.last_incident_id;
+        event.incident = Some(i);
+        let incident = Incident {
+            id: i,
+            event: event_id,
+            title: event.summary.clone(),
+            opened_ms: at_ms,
+            alerts: BTreeSet::new(),
+            more: 0,
+            ticket: None,
+        };
+        book.incidents.insert(i, incident);
+        while book.incidents.len() > EVENTS_KEPT {
+            book.incidents.pop_first();
+        }
+        i
     }
 
     /// The sites and hosts of `members` of `cluster` (through their agents).
@@ -203,30 +258,11 @@ impl State {
     }
 
     fn join_incident(&mut self, alert_id: u64, event_id: u64, at_ms: u64) {
+        if !self.incidents.events.contains_key(&event_id) {
+            return;
+        }
+        let incident_id = self.incident_of(event_id, at_ms);
         let book = &mut self.incidents;
-        let Some(event) = book.events.get_mut(&event_id) else { return };
-        let incident_id = match event.incident {
-            Some(i) if book.incidents.contains_key(&i) => i,
-            _ => {
-                book.last_incident_id += 1;
-                let i = book.last_incident_id;
-                event.incident = Some(i);
-                let incident = Incident {
-                    id: i,
-                    event: event_id,
-                    title: event.summary.clone(),
-                    opened_ms: at_ms,
-                    alerts: BTreeSet::new(),
-                    more: 0,
-                    ticket: None,
-                };
-                book.incidents.insert(i, incident);
-                while book.incidents.len() > EVENTS_KEPT {
-                    book.incidents.pop_first();
-                }
-                i
-            }
-        };
         let incident = book.incidents.get_mut(&incident_id).expect("just made or found");
         if incident.alerts.len() < ALERTS_LISTED {
             incident.alerts.insert(alert_id);

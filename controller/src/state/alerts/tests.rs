@@ -268,3 +268,23 @@ fn closed_alerts_leave_memory_by_age_and_beyond_the_cap() {
     ingest(&mut s, 600, vec![event("f0", 600, false)]);
     assert_eq!(s.alerts.alerts.values().filter(|a| a.fingerprint == "f0").map(|a| a.id).collect::<Vec<_>>(), vec![6]);
 }
+
+#[test]
+fn an_agent_down_during_a_failover_of_its_site_is_the_same_incident() {
+    let mut s = deployment();
+    let start = Command::StartWorkflow {
+        cluster: "customs".into(),
+        kind: crate::state::WorkflowKind::Failover,
+        from: "dc".into(),
+        to: "ndc".into(),
+    };
+    apply(&mut s, 1_000, Role::System, start);
+    ingest(&mut s, 1_500, vec![at("db-dc", "during-failover", 1_500)]);
+    let down = Command::SetAgentUp { name: "agent-dc".into(), up: false, reason: "silent".into() };
+    apply(&mut s, 3_000, Role::System, down);
+    ingest(&mut s, 3_500, vec![at("db-dc", "after-agent-down", 3_500)]);
+    let incidents: Vec<Option<u64>> = s.alerts.alerts.values().map(|a| a.incident).collect();
+    assert_eq!(incidents, vec![Some(1), Some(1)], "one outage, one incident");
+    assert_eq!(s.incidents.incidents.len(), 1);
+    assert!(s.incidents.incidents[&1].title.starts_with("failover of customs dc→ndc"));
+}
