@@ -101,9 +101,6 @@ impl Alertmanager {
     /// `triad_http` as its webhook receiver (HTTPS, the deployment's CA, `token`), grouping
     /// nothing and notifying at once.
     pub fn start(d: &Deployment, triad_http: &str, token: &str) -> Result<Alertmanager> {
-        let dir = d.dir().join("alertmanager");
-        std::fs::create_dir_all(dir.join("data"))?;
-        let port = triad_controller::ctl::local::free_port()?;
         // The URL names the controller by address; `server_name` is the name its certificate
         // carries.
         let ip_url = format!("https://{triad_http}/ingest/alertmanager");
@@ -115,6 +112,13 @@ impl Alertmanager {
             ca = d.plan.certs_dir().join("ca.pem").display(),
             san = triad_proto::tls::CONTROLLER_SAN,
         );
+        Self::spawn(d, &config)
+    }
+
+    fn spawn(d: &Deployment, config: &str) -> Result<Alertmanager> {
+        let dir = d.dir().join("alertmanager");
+        std::fs::create_dir_all(dir.join("data"))?;
+        let port = triad_controller::ctl::local::free_port()?;
         let config_path = dir.join("alertmanager.yml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(d.dir().join("logs/alertmanager.log"))?;
@@ -130,6 +134,12 @@ impl Alertmanager {
             .spawn()
             .context("starting prometheus-alertmanager (Debian's prometheus-alertmanager package)")?;
         Ok(Alertmanager { child, addr })
+    }
+
+    /// Starts Alertmanager with a receiver that sends nothing: for measuring its ingest alone.
+    pub fn start_plain(d: &Deployment) -> Result<Alertmanager> {
+        let config = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n";
+        Self::spawn(d, config)
     }
 
     /// Posts alerts (Alertmanager's API v2 JSON array) to Alertmanager, as Prometheus does.

@@ -63,8 +63,13 @@ async fn a_hundred_thousand_events_of_a_thousand_alerts_are_a_thousand_alerts() 
             counts.iter().filter(|(_, c)| **c != 100).take(5).collect::<Vec<_>>()
         );
     }
-    let entries = d.controller_metric(ids[0], "triad_alerts_ingested_total{outcome=\"repeated\"}").await;
-    ensure!(entries == Some(99_000.0), "99,000 repeats deduplicated: {entries:?}");
+    // The metric follows the replicated totals within a second.
+    wait_for("99,000 repeats counted as deduplicated", WAIT, || async {
+        let repeated = d.controller_metric(ids[0], "triad_alerts_ingested_total{outcome=\"repeated\"}").await;
+        let new = d.controller_metric(ids[0], "triad_alerts_ingested_total{outcome=\"new\"}").await;
+        (repeated == Some(99_000.0) && new == Some(1_000.0)).then_some(())
+    })
+    .await?;
     Ok(())
 }
 

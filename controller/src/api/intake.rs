@@ -1,11 +1,12 @@
-//! The intake: alerts from every edge (HTTP requests, syslog lines) gathered per source for a
-//! short window and proposed as one `IngestAlerts` command, so that a storm is a few log entries
-//! (and audit lines) a second rather than one per event. Each sender waits for the commit of the
-//! batch that carries its alerts: an acknowledged alert is in the log.
+//! The intake: alerts from every edge (HTTP requests, syslog lines) gathered per source and
+//! proposed as one `IngestAlerts` command, so that a storm is a few log entries (and audit lines)
+//! a second rather than one per event. Group commit, not a timer: an offer is proposed at once
+//! when a slot is free; while [`IN_FLIGHT`] batches are being committed, offers gather (repeats
+//! merging) into the next. Each sender waits for the commit of the batch that carries its alerts:
+//! an acknowledged alert is in the log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -14,8 +15,6 @@ use crate::error::{Error, Result};
 use crate::state::alerts::IncomingAlert;
 use crate::state::{Actor, Command, Response, Role};
 
-/// How long a batch stays open for more alerts of its source.
-const WINDOW: Duration = Duration::from_millis(25);
 /// A batch is proposed at once when it holds this many (distinct) alerts: a log entry is sent to
 /// the followers within one heartbeat, so it must stay small (openraft 0.9 times an append out
 /// after `raft.heartbeat_interval_ms`).
@@ -95,23 +94,34 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Offer>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut open: HashMap<String, Batch> = HashMap::new();
     loop {
-        // Wait for the first offer, then gather for one window.
-        let Some(first) = rx.recv().await else { return };
-        let deadline = tokio::time::Instant::now() + WINDOW;
-        let mut full = add(&mut open, first);
-        while full.is_none() {
-            tokio::select! {
-                offer = rx.recv() => match offer {
-                    Some(o) => full = add(&mut open, o),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+        // Take every offer already waiting, then propose what gathered as soon as a slot frees;
+        // while none is free, keep gathering.
+        if open.is_empty() {
+            let Some(first) = rx.recv().await else { return };
+            if let Some((source, full)) = add(&mut open, first) {
+                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                tokio::spawn(propose(ctx.clone(), source, full, permit));
             }
+            continue;
         }
-        let ready: Vec<(String, Batch)> = full.into_iter().chain(open.drain()).collect();
-        for (source, batch) in ready {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            tokio::spawn(propose(ctx.clone(), source, batch, permit));
+        tokio::select! {
+            biased;
+            offer = rx.recv() => match offer {
+                Some(o) => {
+                    if let Some((source, full)) = add(&mut open, o) {
+                        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                        tokio::spawn(propose(ctx.clone(), source, full, permit));
+                    }
+                }
+                None => return,
+            },
+            permit = slots.clone().acquire_owned() => {
+                let Ok(permit) = permit else { return };
+                // One source's batch per slot; the others wait for the next.
+                let Some(source) = open.keys().next().cloned() else { continue };
+                let batch = open.remove(&source).expect("just seen");
+                tokio::spawn(propose(ctx.clone(), source, batch, permit));
+            }
         }
     }
 }

@@ -1,0 +1,259 @@
+//! Alert ingest, measured (issue 17): sustained alerts/s into the three-controller deployment over
+//! HTTP, with Debian's Alertmanager 0.25 beside it in the same run, the same load generator (wrk,
+//! a Lua body script, 32 connections, 1,000 distinct alerts, one alert per request and a hundred)
+//! and the same transport (plain HTTP for both: Triad with `alerts.ingest_plain_http`). Also: p99
+//! from sending an alert to its being visible on every controller, during the storm; RSS of each
+//! controller over a long storm; and RSS after a million past alerts (fired, resolved, moved out
+//! of memory by retention).
+//!
+//! ```text
+//! cargo bench --profile dev -p triad-tests --bench alert_ingest -- [--seconds 30] [--storm-seconds 600] [--past-alerts 1000000]
+//! ```
+//! Triad persists (a synced Raft log on three controllers) and replicates every accepted alert
+//! before it answers; Alertmanager keeps its alerts in memory only.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use triad_proto::v1 as pb;
+use triad_tests::alerts::Alertmanager;
+use triad_tests::Deployment;
+
+struct Args {
+    seconds: u64,
+    storm_seconds: u64,
+    past_alerts: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args { seconds: 30, storm_seconds: 600, past_alerts: 1_000_000 };
+    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut it = raw.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`"))?;
+        match flag.as_str() {
+            "--seconds" if (1..=3600).contains(&n) => a.seconds = n,
+            "--storm-seconds" if n <= 36_000 => a.storm_seconds = n,
+            "--past-alerts" if n <= 10_000_000 => a.past_alerts = n as usize,
+            _ => bail!("usage: alert_ingest [--seconds N] [--storm-seconds N] [--past-alerts N]"),
+        }
+    }
+    Ok(a)
+}
+
+/// wrk's Lua script: `batch` alerts per request, cycling over 1,000 distinct ones.
+fn lua(triad: bool, batch: usize, token: &str) -> String {
+    let alert = if triad {
+        r#"string.format('{"title":"bench alert %d","severity":"medium","fingerprint":"b%d","host":"h%d"}', k, k, k % 50)"#
+    } else {
+        r#"string.format('{"labels":{"alertname":"bench%d","severity":"warning","instance":"h%d:9100"},"annotations":{"summary":"bench alert %d"}}', k, k % 50, k)"#
+    };
+    let auth = if token.is_empty() { String::new() } else { format!(r#"headers["Authorization"] = "Bearer {token}""#) };
+    format!(
+        r#"local n, batch = 1000, {batch}
+local bodies = {{}}
+for r = 0, n - 1 do
+  local parts = {{}}
+  for j = 0, batch - 1 do
+    local k = (r * batch + j) % n
+    parts[#parts + 1] = {alert}
+  end
+  bodies[r] = "[" .. table.concat(parts, ",") .. "]"
+end
+local headers = {{}}
+headers["Content-Type"] = "application/json"
+{auth}
+local i = 0
+request = function()
+  i = (i + 1) % n
+  return wrk.format("POST", nil, headers, bodies[i])
+end
+"#
+    )
+}
+
+/// One wrk run: requests/s and the non-2xx count.
+fn wrk(dir: &Path, url: &str, script: &str, seconds: u64) -> Result<(f64, u64)> {
+    let path = dir.join(format!("wrk-{}.lua", std::process::id()));
+    std::fs::write(&path, script)?;
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--timeout", "10s", "-s"])
+        .arg(&path)
+        .arg(url)
+        .output()
+        .context("running wrk (Debian's wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+    };
+    let rps = field("Requests/sec:").with_context(|| format!("no Requests/sec in: {text}"))?;
+    let bad = field("Non-2xx or 3xx responses:").unwrap_or(0.0) as u64;
+    Ok((rps, bad))
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib =
+        status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// Sends a probe alert every 250 ms to `leader` until `stop`; the time until every controller
+/// lists each one, in ms.
+async fn probe(d: Arc<Deployment>, leader: u64, token: String, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<f64> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/ingest/generic", d.http_addr(leader));
+    let mut lags = Vec::new();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let title = format!("probe-{n}-{}", std::process::id());
+        let body = format!(r#"{{"title":"{title}","severity":"low","fingerprint":"{title}"}}"#);
+        let sent = Instant::now();
+        if !matches!(http.post(&url).bearer_auth(&token).body(body).send().await, Ok(r) if r.status().is_success()) {
+            continue;
+        }
+        let mut seen = 0;
+        for id in d.founders() {
+            let Ok(mut c) = d.alerts_on(id).await else { continue };
+            let req = pb::ListAlertsRequest { text: title.clone(), ..Default::default() };
+            let deadline = sent + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.list(req.clone()).await.is_ok_and(|r| !r.into_inner().alerts.is_empty()) {
+                    seen += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        if seen == 3 {
+            lags.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    lags
+}
+
+fn p(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn run() -> Result<()> {
+    let a = args()?;
+    let mut d = Deployment::new()?;
+    d.tune_controllers(|c| {
+        c.alerts.ingest_plain_http = true;
+        c.alerts.retention.keep_closed_ms = 1_000;
+    })?;
+    d.start_controllers()?;
+    let leader = d.wait_leader(&d.founders(), Duration::from_secs(30)).await?;
+    let token = d.add_alert_source("bench", "generic")?;
+    let am = Alertmanager::start_plain(&d)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = Arc::new(d);
+    let dir = d.dir().to_path_buf();
+    let triad_url = format!("http://{}/ingest/generic", d.http_addr(leader));
+    let am_url = format!("http://{}/api/v2/alerts", am.addr);
+
+    println!("Alert ingest, {} s per run, wrk -t2 -c32, 1,000 distinct alerts, plain HTTP for both", a.seconds);
+    println!("{:<34} {:>10} {:>12} {:>14} {:>8}", "system", "per req", "requests/s", "alerts/s", "non-2xx");
+    let mut rows = Vec::new();
+    for batch in [1usize, 100] {
+        let (rps, bad) = wrk(&dir, &am_url, &lua(false, batch, ""), a.seconds)?;
+        println!(
+            "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
+            "Alertmanager 0.25 (memory only)",
+            batch,
+            rps,
+            rps * batch as f64,
+            bad
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let prober = tokio::spawn(probe(d.clone(), leader, token.clone(), stop.clone()));
+        let (trps, tbad) = wrk(&dir, &triad_url, &lua(true, batch, &token), a.seconds)?;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut lags = prober.await?;
+        lags.sort_by(|x, y| x.total_cmp(y));
+        println!(
+            "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
+            "Triad (3 controllers, replicated)",
+            batch,
+            trps,
+            trps * batch as f64,
+            tbad
+        );
+        rows.push((batch, rps * batch as f64, trps * batch as f64, lags));
+    }
+    println!();
+    println!("{:<10} {:>12} {:>16} {:>16}", "per req", "Triad/AM", "visible p50 ms", "visible p99 ms");
+    for (batch, am_rate, triad_rate, lags) in &rows {
+        println!("{:<10} {:>12.2} {:>16.0} {:>16.0}", batch, triad_rate / am_rate, p(lags, 0.5), p(lags, 0.99));
+    }
+
+    let pids: Vec<u32> = d.founders().iter().filter_map(|id| d.pid(&format!("controller-{id}"))).collect();
+    if a.storm_seconds > 0 {
+        println!("\nRSS of each controller (MiB) over a {} s storm, 100 alerts per request:", a.storm_seconds);
+        let storm = {
+            let (dir, url, script, secs) = (dir.clone(), triad_url.clone(), lua(true, 100, &token), a.storm_seconds);
+            tokio::task::spawn_blocking(move || wrk(&dir, &url, &script, secs))
+        };
+        let started = Instant::now();
+        while !storm.is_finished() {
+            let rss: Vec<String> = pids.iter().map(|p| format!("{:>8.1}", rss_mib(*p))).collect();
+            println!("{:>6.0} s {}", started.elapsed().as_secs_f64(), rss.join(" "));
+            tokio::time::sleep(Duration::from_secs((a.storm_seconds / 10).max(1))).await;
+        }
+        let (rps, bad) = storm.await??;
+        println!("storm: {:.0} alerts/s, {bad} non-2xx", rps * 100.0);
+    }
+    if a.past_alerts > 0 {
+        past_alerts(&d, leader, &token, a.past_alerts, &pids).await?;
+    }
+    Ok(())
+}
+
+/// A million past alerts: each fired and resolved (distinct fingerprints), retention moving the
+/// closed ones out of memory; RSS before and after.
+async fn past_alerts(d: &Deployment, leader: u64, token: &str, n: usize, pids: &[u32]) -> Result<()> {
+    let before: Vec<f64> = pids.iter().map(|p| rss_mib(*p)).collect();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/ingest/generic", d.http_addr(leader));
+    let started = Instant::now();
+    let chunk = 1000;
+    let mut sent = 0;
+    while sent < n {
+        for resolved in [false, true] {
+            let alerts: Vec<String> = (sent..(sent + chunk).min(n))
+                .map(|k| {
+                    format!(r#"{{"title":"past {k}","severity":"low","fingerprint":"past-{k}","resolved":{resolved}}}"#)
+                })
+                .collect();
+            let r = http.post(&url).bearer_auth(token).body(format!("[{}]", alerts.join(","))).send().await?;
+            ensure!(r.status().is_success(), "past alerts: {}", r.status());
+        }
+        sent += chunk;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Retention runs every second with keep_closed_ms = 1 s: wait for it to catch up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after: Vec<f64> = pids.iter().map(|p| rss_mib(*p)).collect();
+    let live = d.alerts_of(leader).await.map(|a| a.len()).unwrap_or(0);
+    println!("\n{n} past alerts (fired, then resolved) in {secs:.0} s; alerts still in memory on the leader: {live}");
+    println!("RSS MiB before: {before:.1?}, after: {after:.1?}");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
