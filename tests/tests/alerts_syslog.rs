@@ -93,3 +93,64 @@ async fn logger_and_rsyslog_lines_become_alerts_and_bad_ones_are_counted() -> Re
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_over_tls_takes_senders_with_a_certificate_from_the_ca_only() -> Result<()> {
+    let mut d = Deployment::new()?;
+    let tls = triad_controller::ctl::local::free_port()?;
+    d.tune_controllers(|c| {
+        if c.id == 1 {
+            c.alerts.syslog.tls_addr = format!("127.0.0.1:{tls}");
+        }
+    })?;
+    d.start_controllers()?;
+    d.wait_leader(&d.founders(), WAIT).await?;
+    let certs = d.plan.certs_dir();
+    triad_controller::ctl::certs::issue(&certs, &certs, "agent", "siem-forwarder", &[])?;
+    // Python's ssl module (OpenSSL) as the sender: one RFC 5424 line, octet counted, over TLS,
+    // with and without a client certificate from the deployment's CA.
+    let send = |with_cert: bool| -> Result<std::process::Output> {
+        let line = if with_cert { "root login over TLS syslog" } else { "a stranger over TLS syslog" };
+        let msg = format!("<81>1 - relay pam - - - {line}");
+        let cert = if with_cert {
+            format!(
+                "ctx.load_cert_chain('{}', '{}')",
+                certs.join("siem-forwarder.pem").display(),
+                certs.join("siem-forwarder.key").display()
+            )
+        } else {
+            "pass".to_string()
+        };
+        let script = format!(
+            "import socket, ssl\n\
+             ctx = ssl.create_default_context(cafile='{ca}')\n\
+             {cert}\n\
+             s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {tls}), timeout=10), server_hostname='controller.triad')\n\
+             s.sendall(b'{len} {msg}')\n\
+             s.unwrap().close()\n",
+            ca = certs.join("ca.pem").display(),
+            len = msg.len(),
+        );
+        Ok(std::process::Command::new("python3").arg("-c").arg(script).output()?)
+    };
+    // With TLS 1.3 the stranger learns of its refusal only after sending: it is judged below by
+    // what was recorded and counted, not by its exit status.
+    send(false)?;
+    let forwarder = send(true)?;
+    ensure!(forwarder.status.success(), "the certified sender: {}", String::from_utf8_lossy(&forwarder.stderr));
+    let got = wait_for("the certified sender's alert", WAIT, || async {
+        let alerts = d.alerts_of(1).await?;
+        alerts.iter().any(|a| a.title == "pam: root login over TLS syslog").then_some(())
+    })
+    .await;
+    if let Err(e) = got {
+        let (_, metrics) = Deployment::http_get(&d.http_addr(1), "/metrics").await?;
+        let rejected: Vec<&str> = metrics.lines().filter(|l| l.starts_with("triad_alerts_rejected_total")).collect();
+        return Err(e.context(format!("refusals: {rejected:?}")));
+    }
+    let alerts = d.alerts_of(1).await.unwrap_or_default();
+    ensure!(alerts.iter().all(|a| !a.title.contains("stranger")), "a sender without a certificate got in");
+    let refused = d.controller_metric(1, "triad_alerts_rejected_total{reason=\"tls_refused\",source=\"syslog\"}").await;
+    ensure!(refused == Some(1.0), "the stranger counted: {refused:?}");
+    Ok(())
+}

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -245,10 +245,14 @@ async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
     }
 }
 
-async fn read_frames<R: AsyncRead + Unpin>(mut r: BufReader<R>, peer: SocketAddr, shared: &Shared) {
+async fn read_frames<R: AsyncRead + AsyncWrite + Unpin>(mut r: BufReader<R>, peer: SocketAddr, shared: &Shared) {
     loop {
         match framing::next_frame(&mut r).await {
-            Ok(None) => return,
+            Ok(None) => {
+                // The sender is done: end our side too (over TLS, a close_notify of our own).
+                let _ = tokio::time::timeout(Duration::from_secs(2), r.into_inner().shutdown()).await;
+                return;
+            }
             Ok(Some(line)) => {
                 if let Some(alert) = shared.take(&line, peer.ip()) {
                     // A TCP sender waits while the queue is full: back-pressure, not loss.
@@ -259,7 +263,8 @@ async fn read_frames<R: AsyncRead + Unpin>(mut r: BufReader<R>, peer: SocketAddr
             }
             Err(e) => {
                 tracing::info!(%peer, "syslog TCP connection closed: {e}");
-                shared.reject("bad_framing");
+                let reason = if matches!(e, framing::FramingError::Io(_)) { "connection_error" } else { "bad_framing" };
+                shared.reject(reason);
                 return;
             }
         }
