@@ -66,6 +66,7 @@ install_pkg rsyslogd rsyslog
 install_pkg logger bsdutils
 install_pkg curl curl
 install_pkg promtool prometheus
+install_pkg wrk wrk
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"
