@@ -196,20 +196,7 @@ impl Rsyslog {
              \x20         template=\"RSYSLOG_SyslogProtocol23Format\" TCP_Framing=\"octet-counted\")\n",
             work = dir.display()
         );
-        let conf_path = dir.join("rsyslog.conf");
-        std::fs::write(&conf_path, conf)?;
-        let log = std::fs::File::create(d.dir().join("logs/rsyslog.log"))?;
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting rsyslogd (Debian's rsyslog package)")?;
+        let child = spawn_rsyslogd(d, &dir, &conf, "rsyslog")?;
         Ok(Rsyslog { child, udp_port })
     }
 }
@@ -346,20 +333,26 @@ impl Rsyslog {
             work = dir.display(),
             file = out.display()
         );
-        let conf_path = dir.join("rsyslog.conf");
-        std::fs::write(&conf_path, conf)?;
-        let log = std::fs::File::create(d.dir().join("logs/rsyslog-siem.log"))?;
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting rsyslogd (Debian's rsyslog package)")?;
+        let child = spawn_rsyslogd(d, &dir, &conf, "rsyslog-siem")?;
         Ok((Rsyslog { child, udp_port: 0 }, tcp_port, out))
     }
+}
+
+/// Starts `rsyslogd` in the foreground with configuration `conf` (written in `dir`), its output in
+/// the deployment's `logs/NAME.log`.
+fn spawn_rsyslogd(d: &Deployment, dir: &Path, conf: &str, name: &str) -> Result<Child> {
+    let conf_path = dir.join("rsyslog.conf");
+    std::fs::write(&conf_path, conf)?;
+    let log = std::fs::File::create(d.dir().join(format!("logs/{name}.log")))?;
+    Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf_path)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting rsyslogd (Debian's rsyslog package)")
 }

@@ -164,23 +164,10 @@ async fn propose(ctx: Arc<Ctx>, source: String, batch: Batch, _slot: OwnedSemaph
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::alerts::{Severity, SourceKind};
+    use crate::state::alerts::Severity;
 
     fn ev(fp: &str, at_ms: u64, severity: Severity, resolved: bool) -> IncomingAlert {
-        IncomingAlert {
-            kind: SourceKind::Generic,
-            fingerprint: fp.into(),
-            severity,
-            title: fp.into(),
-            description: String::new(),
-            labels: Default::default(),
-            site: String::new(),
-            host: String::new(),
-            address: String::new(),
-            at_ms,
-            resolved,
-            occurrences: 1,
-        }
+        IncomingAlert { resolved, ..IncomingAlert::for_test(fp, at_ms, severity) }
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn notifications(state: &State, cfg: &NotifyConfig, now_ms: u64) -> Vec<Comm
 mod tests {
     use super::*;
     use crate::config::{ChannelConfig, EscalationConfig};
-    use crate::state::alerts::{IncomingAlert, SourceKind};
+    use crate::state::alerts::IncomingAlert;
     use crate::state::{Actor, Proposal, Response, Role};
 
     fn cfg() -> NotifyConfig {
@@ -122,20 +122,7 @@ mod tests {
     }
 
     fn ingest(s: &mut State, at_ms: u64, fp: &str, severity: Severity) {
-        let ev = IncomingAlert {
-            kind: SourceKind::Generic,
-            fingerprint: fp.into(),
-            severity,
-            title: fp.into(),
-            description: String::new(),
-            labels: Default::default(),
-            site: String::new(),
-            host: String::new(),
-            address: String::new(),
-            at_ms,
-            resolved: false,
-            occurrences: 1,
-        };
+        let ev = IncomingAlert::for_test(fp, at_ms, severity);
         apply(s, at_ms, Command::IngestAlerts { source: "siem".into(), events: vec![ev] });
     }
 

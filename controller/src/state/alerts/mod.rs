@@ -101,6 +101,27 @@ pub struct IncomingAlert {
     pub occurrences: u64,
 }
 
+#[cfg(test)]
+impl IncomingAlert {
+    /// A generic firing alert for unit tests: title and fingerprint `fp`, nowhere in particular.
+    pub(crate) fn for_test(fp: &str, at_ms: u64, severity: Severity) -> IncomingAlert {
+        IncomingAlert {
+            kind: SourceKind::Generic,
+            fingerprint: fp.into(),
+            severity,
+            title: fp.into(),
+            description: String::new(),
+            labels: Default::default(),
+            site: String::new(),
+            host: String::new(),
+            address: String::new(),
+            at_ms,
+            resolved: false,
+            occurrences: 1,
+        }
+    }
+}
+
 /// One line of an alert's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertNote {
