@@ -109,7 +109,8 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
     tokio::spawn(metrics::follow_alerts(ctx.clone()));
     tokio::spawn(brain::run(ctx.clone()));
-    syslog.start(ctx.clone());
+    let intake = api::intake::Intake::start(ctx.clone(), &cfg.data_dir.join("intake"))?;
+    syslog.start(ctx.clone(), intake.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -119,7 +120,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     let grpc = tokio::spawn(api::serve_grpc(ctx.clone(), grpc_listener, tls.server(), stopped(stop_rx.clone())));
     let http_tls = api::http_tls_config(&tls.cert, &tls.key)?;
     let http = tokio::spawn(async move {
-        api::serve_http(ctx.clone(), http_listener, http_tls, stopped(stop_rx)).await;
+        api::serve_http(ctx.clone(), http_listener, http_tls, intake, stopped(stop_rx)).await;
         Ok::<(), Error>(())
     });
 
@@ -198,11 +199,14 @@ pub fn init_logging(format: &str) {
     let quiet = tracing_subscriber::filter::filter_fn(|m| !is_lease_round_noise(m));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let registry = tracing_subscriber::registry();
+    // The level filter is global, not per layer: so it also tells `tracing` the most verbose
+    // level anything wants, and the many debug and trace spans in openraft, hyper and h2 are
+    // skipped at their call sites rather than built and dropped on every request.
+    let registry = tracing_subscriber::registry().with(filter);
     if format == "json" {
-        registry.with(layer.json().with_filter(filter).with_filter(quiet)).init();
+        registry.with(layer.json().with_filter(quiet)).init();
     } else {
-        registry.with(layer.with_filter(filter).with_filter(quiet)).init();
+        registry.with(layer.with_filter(quiet)).init();
     }
 }
 

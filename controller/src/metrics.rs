@@ -32,8 +32,10 @@ pub struct Metrics {
     /// `failed`), counted by this controller since it started.
     pub workflows: IntCounterVec,
     pub workflow_seconds: prometheus::HistogramVec,
-    /// Alerts accepted and committed, by configured source (a bounded set).
+    /// Alerts accepted (synced to the intake journal), by configured source (a bounded set).
     pub alerts_received: IntCounterVec,
+    /// Alert events accepted by this controller and not yet in the replicated log.
+    pub alerts_intake_backlog: IntGauge,
     /// Ingest requests refused, by source (`unknown` before authentication) and reason.
     pub alerts_rejected: IntCounterVec,
     /// Notifications delivered (`sent`) or given up (`failed`), by configured channel.
@@ -171,8 +173,13 @@ impl Metrics {
             alerts_received: counter_vec(
                 &registry,
                 "triad_alerts_received_total",
-                "Alert events accepted and committed, by configured source",
+                "Alert events accepted (synced to the controller's intake journal), by configured source",
                 &["source"],
+            ),
+            alerts_intake_backlog: gauge(
+                &registry,
+                "triad_alerts_intake_backlog",
+                "Alert events this controller accepted that are not yet in the replicated log",
             ),
             alerts_rejected: counter_vec(
                 &registry,

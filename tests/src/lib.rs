@@ -198,7 +198,7 @@ impl Deployment {
         let child = cmd
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", std::env::var("TRIAD_TEST_RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

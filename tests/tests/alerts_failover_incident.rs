@@ -30,7 +30,7 @@ async fn alerts_about_dc_during_its_failover_are_one_incident_with_it() -> Resul
                 let body = format!(
                     r#"{{"title":"ORA-style error {sent} on the customs database","severity":"high","host":"dc-host","fingerprint":"db-error-{sent}"}}"#
                 );
-                if matches!(ingest.post(leader, &token, body).await, Ok(200)) {
+                if matches!(ingest.post(leader, &token, body).await, Ok(202)) {
                     sent += 1;
                 }
                 tokio::select! {

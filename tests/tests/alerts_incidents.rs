@@ -59,7 +59,7 @@ async fn an_alert_during_an_agent_outage_joins_its_incident_which_gets_a_ticket(
     let (code, answer) = curl_post(
         &d,
         &d.http_addr(leader),
-        &Post { path: "/ingest/generic", token: Some(&token), body: &body, tls: true },
+        &Post { path: "/ingest/generic?wait=commit", token: Some(&token), body: &body, tls: true },
     )?;
     ensure!(code == 200, "{code} {answer}");
 

@@ -39,20 +39,20 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
     let (d, leader) = started().await?;
     let prometheus = d.add_alert_source("prometheus", "alertmanager")?;
     let siem = d.add_alert_source("siem", "generic")?;
-    // Post to a follower: it forwards to the leader and answers once committed.
+    // Post to a follower, asking for the answer once committed (it forwards to the leader).
     let follower = d.founders().into_iter().find(|id| *id != leader).expect("a follower");
     let addr = d.http_addr(follower);
     let firing = data("alertmanager-firing.json");
     let post = |path, token, body: &std::path::Path, tls| curl_post(&d, &addr, &Post { path, token, body, tls });
 
-    let (code, body) = post("/ingest/alertmanager", Some(&prometheus), &firing, true)?;
+    let (code, body) = post("/ingest/alertmanager?wait=commit", Some(&prometheus), &firing, true)?;
     ensure!(code == 200 && body.contains("\"received\":2") && body.contains("2 new"), "{code} {body}");
     on_every_controller(&d, "the two alerts", |a| a.len() == 2).await?;
-    let (code, body) = post("/ingest/generic", Some(&siem), &data("generic.json"), true)?;
+    let (code, body) = post("/ingest/generic?wait=commit", Some(&siem), &data("generic.json"), true)?;
     ensure!(code == 200 && body.contains("2 new"), "{code} {body}");
-    // The same firing again: deduplicated, counted.
+    // The same firing again, answered once journaled (the default): 202, then deduplicated.
     let (code, body) = post("/ingest/alertmanager", Some(&prometheus), &firing, true)?;
-    ensure!(code == 200 && body.contains("0 new, 2 repeated"), "{code} {body}");
+    ensure!(code == 202 && body.contains("\"journal_seq\"") && !body.contains("committed"), "{code} {body}");
     on_every_controller(&d, "four alerts, the repeated ones counted twice", |a| {
         a.len() == 4 && a.iter().filter(|x| x.source == "prometheus").all(|x| x.count == 2)
     })
@@ -71,6 +71,7 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
         (post("/ingest/generic", Some(&siem), &big, true)?, 413, "over 65536 bytes"),
         (post("/ingest/generic", Some(&siem), &broken, true)?, 400, "`[0].severity`"),
         (post("/ingest/syslog", Some(&siem), &broken, true)?, 404, "no ingest path"),
+        (post("/ingest/generic?wait=never", Some(&siem), &broken, true)?, 400, "`?wait=commit`"),
     ];
     for ((code, body), want_code, want_text) in cases {
         ensure!(code == want_code && body.contains(want_text), "wanted {want_code} `{want_text}`, got {code} {body}");
@@ -96,7 +97,8 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
     })
     .await?;
     // A resolved report resolves the alert it names.
-    let (code, body) = post("/ingest/alertmanager", Some(&prometheus), &data("alertmanager-resolved.json"), true)?;
+    let resolved = data("alertmanager-resolved.json");
+    let (code, body) = post("/ingest/alertmanager?wait=commit", Some(&prometheus), &resolved, true)?;
     ensure!(code == 200 && body.contains("1 resolved"), "{code} {body}");
     on_every_controller(&d, "the resolution", |a| {
         a.iter().any(|x| x.fingerprint == "8b3c2a1f0e9d7c65" && x.status == "resolved")
@@ -109,7 +111,7 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
     let (code, _) = post("/ingest/generic", Some(&siem), &data("generic.json"), true)?;
     ensure!(code == 401, "the old token after rotation: {code}");
     let (code, body) = post("/ingest/generic", Some(&new_siem), &data("generic.json"), true)?;
-    ensure!(code == 200, "the new token: {code} {body}");
+    ensure!(code == 202, "the new token: {code} {body}");
     // An auditor may read the queue but not triage it; the refusal is audited.
     let out = d.triadctl_as("audra", "auditor", &["alerts", "resolve", &id, "--reason", "x"])?;
     let err = String::from_utf8_lossy(&out.stderr);

@@ -82,7 +82,11 @@ async fn a_critical_alert_is_notified_once_and_escalates_across_a_leader_change(
     ensure!(silence.status.success(), "{}", String::from_utf8_lossy(&silence.stderr));
 
     let post = |b| {
-        curl_post(&d, &d.http_addr(leader), &Post { path: "/ingest/generic", token: Some(&token), body: b, tls: true })
+        curl_post(
+            &d,
+            &d.http_addr(leader),
+            &Post { path: "/ingest/generic?wait=commit", token: Some(&token), body: b, tls: true },
+        )
     };
     let (code, answer) = post(&body)?;
     ensure!(code == 200, "{code} {answer}");

@@ -41,7 +41,7 @@ async fn closed_alerts_move_to_disk_and_stay_readable_across_a_full_restart() ->
     let (code, answer) = curl_post(
         &d,
         &d.http_addr(leader),
-        &Post { path: "/ingest/generic", token: Some(&token), body: &body, tls: true },
+        &Post { path: "/ingest/generic?wait=commit", token: Some(&token), body: &body, tls: true },
     )?;
     ensure!(code == 200, "{code} {answer}");
     // Enough entries for a snapshot or two.

@@ -28,7 +28,7 @@ async fn audited_changes_reach_the_siem_as_cef_across_a_leader_change() -> Resul
     let (code, _) = curl_post(
         &d,
         &d.http_addr(leader),
-        &Post { path: "/ingest/generic", token: Some(&token), body: &body, tls: true },
+        &Post { path: "/ingest/generic?wait=commit", token: Some(&token), body: &body, tls: true },
     )?;
     ensure!(code == 200);
 

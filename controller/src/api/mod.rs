@@ -8,7 +8,7 @@ pub mod auth;
 mod break_glass;
 mod control;
 mod http;
-mod intake;
+pub mod intake;
 mod membership;
 mod peer;
 mod records;

@@ -143,7 +143,7 @@ impl SyslogListeners {
     }
 
     /// Serves the listeners for the life of the process.
-    pub fn start(self, ctx: Arc<Ctx>) {
+    pub fn start(self, ctx: Arc<Ctx>, intake: Intake) {
         if self.udp.is_none() && self.tcp.is_none() && self.tls.is_none() {
             return;
         }
@@ -156,7 +156,7 @@ impl SyslogListeners {
             tx,
             ctx: ctx.clone(),
         });
-        tokio::spawn(forward(ctx.clone(), shared.source.clone(), rx));
+        tokio::spawn(forward(ctx.clone(), intake, shared.source.clone(), rx));
         if let Some(udp) = self.udp {
             tokio::spawn(serve_udp(udp, shared.clone()));
         }
@@ -272,8 +272,7 @@ async fn read_frames<R: AsyncRead + AsyncWrite + Unpin>(mut r: BufReader<R>, pee
 }
 
 /// Gathers parsed alerts and offers them to the intake, a few batches in flight at once.
-async fn forward(ctx: Arc<Ctx>, source: String, mut rx: mpsc::Receiver<IncomingAlert>) {
-    let intake = Intake::start(ctx.clone());
+async fn forward(ctx: Arc<Ctx>, intake: Intake, source: String, mut rx: mpsc::Receiver<IncomingAlert>) {
     let in_flight = Arc::new(Semaphore::new(4));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -288,7 +287,7 @@ async fn forward(ctx: Arc<Ctx>, source: String, mut rx: mpsc::Receiver<IncomingA
         tokio::spawn(async move {
             let _permit = permit;
             let n = batch.len() as u64;
-            match intake.offer(&source, "syslog", batch).await {
+            match intake.offer(&source, "syslog", batch, false).await {
                 Ok(_) => ctx.metrics.alerts_received.with_label_values(&[&source]).inc_by(n),
                 Err(e) => {
                     tracing::warn!("{n} syslog alerts not recorded: {e}");

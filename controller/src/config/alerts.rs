@@ -22,6 +22,11 @@ pub struct AlertsConfig {
     /// The largest request body `/ingest/...` reads, in bytes (default 4194304: 4 MiB). A larger
     /// one is refused with 413 and nothing of it is stored.
     pub max_body_bytes: usize,
+    /// Alert events accepted (synced to this controller's intake journal) but not yet in the
+    /// replicated log, past which senders are told 503 "busy, send again" rather than kept
+    /// waiting without bound (default 200000). Reached only while there is no leader, or the
+    /// log falls behind a storm.
+    pub intake_backlog: u64,
     /// Syslog listeners (RFC 5424 and 3164, CEF payloads); none unless addresses are given.
     pub syslog: SyslogConfig,
     /// Where alerts are notified and escalated; nothing is sent unless channels and routes are
@@ -73,6 +78,7 @@ impl Default for AlertsConfig {
         AlertsConfig {
             ingest_plain_http: false,
             max_body_bytes: 4 << 20,
+            intake_backlog: 200_000,
             syslog: SyslogConfig::default(),
             notify: NotifyConfig::default(),
             siem: SiemConfig::default(),
@@ -303,6 +309,10 @@ impl NotifyConfig {
 impl ControllerConfig {
     /// The alert ingest limits, the syslog listeners and the notifications.
     pub(super) fn validate_alerts(&self) -> Result<()> {
+        let backlog = self.alerts.intake_backlog;
+        if !(1_000..=10_000_000).contains(&backlog) {
+            return Err(key_err("alerts.intake_backlog", format!("{backlog}: must be between 1000 and 10000000")));
+        }
         let max = self.alerts.max_body_bytes;
         if !(1024..=256 << 20).contains(&max) {
             return Err(key_err(

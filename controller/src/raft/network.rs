@@ -21,6 +21,24 @@ use triad_proto::v1::RaftPayload;
 use super::{decode, encode, NodeId, TypeConfig};
 use crate::error::{Error, Result};
 
+/// Most bytes of log entries in one AppendEntries (one entry at least, whatever its size).
+/// openraft 0.9 gives an append one heartbeat interval to complete, the follower's synced write
+/// included, and sends up to `max_payload_entries` at once: a follower catching up on a storm's
+/// large entries would otherwise time out on the same oversized request over and over.
+const APPEND_BYTES: u64 = 256 << 10;
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least one).
+fn entries_within(entries: &[openraft::Entry<TypeConfig>], budget: u64) -> usize {
+    let mut size = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        size += bincode::serialized_size(e).unwrap_or(u64::MAX / 2);
+        if size > budget && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 /// The TLS settings a controller uses when it dials another controller.
 pub type PeerTls = ClientTlsConfig;
 
@@ -149,7 +167,20 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, Rpc::Append).await
+        let mut rpc = rpc;
+        let keep = entries_within(&rpc.entries, APPEND_BYTES);
+        if keep == rpc.entries.len() {
+            return self.call(&rpc, &option, Rpc::Append).await;
+        }
+        // Sent in parts: the follower takes the first `keep` entries, and openraft, told of a
+        // partial success, sends the rest next. Safe because a follower commits only up to the
+        // last entry a request carried (openraft's `accepted`), never past it.
+        rpc.entries.truncate(keep);
+        let sent_last = rpc.entries.last().map(|e| e.log_id);
+        match self.call(&rpc, &option, Rpc::Append).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(sent_last)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(

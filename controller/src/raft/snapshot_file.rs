@@ -2,8 +2,11 @@
 //! id, streamed to and from disk so that neither building, sending nor installing a snapshot
 //! holds the history in memory.
 //!
-//! Format: a sequence of records, each a little-endian u64 length followed by that many bytes of
-//! bincode: first the `SnapshotMeta`, then the `State`, then one [`History`] item per record.
+//! Format: [`MAGIC`] and the format's [`VERSION`] (u32, little-endian), then a sequence of
+//! records, each a little-endian u64 length followed by that many bytes of bincode: first the
+//! `SnapshotMeta`, then the `State`, then one [`History`] item per record. bincode is not
+//! self-describing, so any change to `State`'s shape is a new version: a controller meeting a
+//! snapshot of another version says so, rather than misreading it.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -14,6 +17,11 @@ use openraft::{BasicNode, SnapshotMeta};
 use super::{decode, encode, NodeId};
 use crate::state::alerts::Alert;
 use crate::state::{AuditEntry, State};
+
+/// The first bytes of every snapshot file.
+pub const MAGIC: &[u8; 8] = b"TRIADSNP";
+/// The snapshot format. 2: alerts keep each intake journal's mark (`AlertBook::journals`).
+pub const VERSION: u32 = 2;
 
 /// One item of the on-disk history.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,6 +66,8 @@ pub fn write(
     let tmp = path.with_extension("tmp");
     {
         let mut w = BufWriter::new(File::create(&tmp)?);
+        w.write_all(MAGIC)?;
+        w.write_all(&VERSION.to_le_bytes())?;
         write_record(&mut w, &encode(meta))?;
         write_record(&mut w, &encode(state))?;
         for item in history {
@@ -89,6 +99,17 @@ impl Reader {
     /// Opens `path` and reads its meta and state.
     pub fn open(path: &Path) -> io::Result<Self> {
         let mut r = BufReader::new(File::open(path)?);
+        let mut header = [0u8; 12];
+        r.read_exact(&mut header).map_err(|_| invalid("not a Triad snapshot file (too short)"))?;
+        if &header[..8] != MAGIC {
+            return Err(invalid("not a Triad snapshot file (no TRIADSNP header)"));
+        }
+        let version = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(invalid(format!(
+                "a snapshot of format {version}; this controller reads format {VERSION} (install the version that wrote it, or rebuild this controller's data from its peers)"
+            )));
+        }
         let meta = read_record(&mut r)?.ok_or_else(|| invalid("empty snapshot file"))?;
         let meta = decode(&meta).map_err(invalid)?;
         let state = read_record(&mut r)?.ok_or_else(|| invalid("snapshot file without a state"))?;
@@ -140,5 +161,10 @@ mod tests {
         let mut r = Reader::open(&path).unwrap();
         r.next_item().unwrap();
         assert!(r.next_item().is_err(), "a truncated file is an error, not a shorter history");
+        let mut other = bytes.clone();
+        other[8] = 1;
+        fs::write(&path, &other).unwrap();
+        let e = Reader::open(&path).err().expect("another format is refused");
+        assert!(e.to_string().contains("format 1"), "{e}");
     }
 }

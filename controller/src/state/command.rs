@@ -125,6 +125,11 @@ pub enum Command {
     /// Alerts received from one configured source, parsed and normalised by the edge: each is
     /// deduplicated by fingerprint against what is recorded (`state/alerts`).
     IngestAlerts { source: String, events: Vec<super::alerts::IncomingAlert> },
+    /// The alerts one controller's intake journal accepted with sequence numbers `first` to
+    /// `last`, grouped by source. Applied at most once per journal: a batch whose `last` the
+    /// state has already recorded for `journal` is a repeat (a retry, or a replay after a
+    /// restart) and changes nothing.
+    IngestJournaled { journal: u64, first: u64, last: u64, sources: Vec<super::alerts::SourceAlerts> },
     /// A triage action on one or more alerts; all or nothing.
     TriageAlerts { ids: Vec<u64>, action: super::alerts::TriageAction },
     /// Mute alerts that match every matcher between two times.

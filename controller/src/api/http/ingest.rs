@@ -7,15 +7,16 @@
 //! - a body over `alerts.max_body_bytes`: 413;
 //! - a body its parser refuses: 400, naming what is wrong.
 //!
-//! Accepted alerts go to the intake (`api/intake.rs`), which proposes a source's alerts of a few
-//! milliseconds as one `IngestAlerts` command; the answer (200) comes once that is committed, so
-//! an acknowledged alert survives the loss of any one controller. A follower forwards to the
-//! leader; with no leader the answer is 503 and the sender retries (Alertmanager does).
+//! Accepted alerts go to the intake (`api/intake/`): the answer, 202, comes once they are synced
+//! to this controller's journal, and they reach the replicated log in a batch moments later.
+//! With `?wait=commit` the answer waits for that commit: 200 with the batch's account (or 202
+//! with `"committed": false` if the log has not taken it within ten seconds; it will). 503 (send
+//! again) when the journal cannot be written or holds `alerts.intake_backlog` events already.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -23,7 +24,7 @@ use ring::digest::{digest, SHA256};
 
 use super::listener::Conn;
 use crate::alerts::{self, ParseError, SourceKind};
-use crate::api::intake::Intake;
+use crate::api::intake::{Intake, Receipt};
 use crate::context::{now_ms, Ctx};
 
 /// A refusal: its status, its reason for the metric, and words for the sender.
@@ -41,7 +42,16 @@ impl IntoResponse for Refusal {
 
 /// SHA-256 of a token, lower-case hex: what the state stores.
 pub fn token_digest(token: &str) -> String {
-    digest(&SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    // Every request hashes its token: built by hand, not by a `format!` per byte, which cost
+    // more than parsing the alert.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = digest(&SHA256, token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in d.as_ref() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// The handler of `/ingest/{kind}`.
@@ -50,11 +60,21 @@ pub async fn ingest(
     Extension(conn): Extension<Conn>,
     Extension(intake): Extension<Intake>,
     Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ctx, &intake, conn, (&kind, &headers, body)).await {
-        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
+    let wait_commit = match query.as_deref() {
+        None | Some("") => false,
+        Some("wait=commit") => true,
+        Some(q) => {
+            let why = format!("unknown query `{q}`: the one option is `?wait=commit`");
+            ctx.metrics.alerts_rejected.with_label_values(&["unknown", "bad_query"]).inc();
+            return Refusal(StatusCode::BAD_REQUEST, "bad_query", why).into_response();
+        }
+    };
+    match accept(&ctx, &intake, conn, (&kind, &headers, body), wait_commit).await {
+        Ok((code, answer)) => (code, Json(answer)).into_response(),
         Err((source, refusal)) => {
             ctx.metrics.alerts_rejected.with_label_values(&[&source, refusal.1]).inc();
             if refusal.0.is_server_error() {
@@ -72,7 +92,8 @@ async fn accept(
     intake: &Intake,
     conn: Conn,
     (kind, headers, body): (&str, &HeaderMap, Body),
-) -> Result<serde_json::Value, (String, Refusal)> {
+    wait_commit: bool,
+) -> Result<(StatusCode, serde_json::Value), (String, Refusal)> {
     // Before the source is known, refusals are counted under `unknown`: a bounded label.
     let unknown = |r: Refusal| ("unknown".to_string(), r);
     // Read (bounded) before any answer: a refusal sent while the client is still sending makes
@@ -104,13 +125,27 @@ async fn accept(
     };
     let events = parsed.map_err(|e: ParseError| named(Refusal(StatusCode::BAD_REQUEST, e.reason(), e.to_string())))?;
     let received = events.len();
-    let outcome = intake.offer(&source.0, &conn.peer.to_string(), events).await.map_err(|e| {
+    let receipt = intake.offer(&source.0, &conn.peer.to_string(), events, wait_commit).await.map_err(|e| {
         named(Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not recorded, send again: {e}")))
     })?;
     ctx.metrics.alerts_received.with_label_values(&[&source.0]).inc_by(received as u64);
-    // `batch`: the account of the whole batch these alerts were committed in (concurrent
-    // requests of one source share one).
-    Ok(serde_json::json!({ "source": source.0, "received": received, "batch": outcome }))
+    let answer = |seq: u64| serde_json::json!({ "source": source.0, "received": received, "journal_seq": seq });
+    Ok(match receipt {
+        Receipt::Journaled { seq } => (StatusCode::ACCEPTED, answer(seq)),
+        Receipt::Committed { seq, outcome } => {
+            let mut a = answer(seq);
+            a["committed"] = true.into();
+            // The account of the whole batch these alerts were committed in (concurrent
+            // requests share one).
+            a["batch"] = outcome.into();
+            (StatusCode::OK, a)
+        }
+        Receipt::NotYetCommitted { seq } => {
+            let mut a = answer(seq);
+            a["committed"] = false.into();
+            (StatusCode::ACCEPTED, a)
+        }
+    })
 }
 
 /// Past this many bytes a refused body is no longer read to its end: the connection is cut.
@@ -153,5 +188,14 @@ fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(String, SourceKind), 
             "bad_token",
             "the token is not one of any alert source's (or it has expired)".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_digest_is_lower_case_hex_sha256() {
+        // SHA-256("abc"), from FIPS 180-2's examples.
+        assert_eq!(super::token_digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

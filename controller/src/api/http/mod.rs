@@ -38,6 +38,7 @@ pub async fn serve(
     ctx: Arc<Ctx>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    intake: crate::api::intake::Intake,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let app = Router::new()
@@ -47,7 +48,7 @@ pub async fn serve(
         .route("/ingest/:kind", post(ingest::ingest))
         // The ingest handler bounds its body itself, after authentication.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::Extension(crate::api::intake::Intake::start(ctx.clone())))
+        .layer(axum::Extension(intake))
         .with_state(ctx);
     listener::serve(listener, app, tls, shutdown).await
 }

@@ -17,6 +17,9 @@ impl State {
                 self.alerts.totals.add(&outcome);
                 (what, Ok(outcome.to_string()))
             }
+            Command::IngestJournaled { journal, first, last, sources } => {
+                self.ingest_journaled(p.at_ms, (*journal, *first, *last), sources)
+            }
             Command::TriageAlerts { ids, action } => {
                 let what = format!("{} alerts {}", action.describe(), id_list(ids));
                 (what, self.triage(p, ids, action))
@@ -46,6 +49,51 @@ impl State {
             }
             _ => ("alerts".into(), Err(Rejection::Invalid("not an alerts command".into()))),
         }
+    }
+
+    /// A batch from a controller's intake journal: applied once. The intake proposes its batches
+    /// one at a time, each starting after the last one recorded, and after a restart proposes
+    /// again exactly the batch it had announced; so a batch is either wholly new or wholly
+    /// recorded. One that straddles the mark would be a fault in the intake: refused, so that
+    /// no event counts twice.
+    fn ingest_journaled(
+        &mut self,
+        at_ms: u64,
+        (journal, first, last): (u64, u64, u64),
+        sources: &[super::SourceAlerts],
+    ) -> (String, Result<String, Rejection>) {
+        let n: usize = sources.iter().map(|s| s.events.len()).sum();
+        let names: Vec<&str> = sources.iter().map(|s| s.source.as_str()).collect();
+        let what =
+            format!("ingest {n} alert events from {} (journal {journal:016x}, {first}-{last})", names.join(", "));
+        if first == 0 || last < first {
+            return (what, Err(Rejection::Invalid(format!("journal range {first}-{last} is empty"))));
+        }
+        let mark = self.alerts.journals.get(&journal).copied().unwrap_or_default();
+        if last <= mark.through {
+            return (what, Ok(format!("already recorded (through {})", mark.through)));
+        }
+        if first <= mark.through {
+            let why = format!(
+                "journal {journal:016x}: batch {first}-{last} overlaps what is recorded (through {})",
+                mark.through
+            );
+            return (what, Err(Rejection::Conflict(why)));
+        }
+        let mut total = IngestOutcome::default();
+        for group in sources {
+            let outcome = self.ingest(&group.source, &group.events);
+            total.add(&outcome);
+        }
+        self.alerts.totals.add(&total);
+        self.alerts.journals.insert(journal, super::JournalMark { through: last, at_ms });
+        if self.alerts.journals.len() > super::MAX_JOURNALS {
+            let oldest = self.alerts.journals.iter().min_by_key(|(_, m)| m.at_ms).map(|(j, _)| *j);
+            if let Some(j) = oldest {
+                self.alerts.journals.remove(&j);
+            }
+        }
+        (what, Ok(total.to_string()))
     }
 
     /// Deduplicates a batch by fingerprint: a known alert counts the occurrence (and opens again

@@ -101,6 +101,29 @@ pub struct IncomingAlert {
     pub occurrences: u64,
 }
 
+/// One source's alerts within an intake batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceAlerts {
+    /// The configured source's name.
+    pub source: String,
+    pub events: Vec<IncomingAlert>,
+}
+
+/// How far the state has recorded one controller's intake journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalMark {
+    /// The journal's last sequence number recorded.
+    pub through: u64,
+    /// When (the proposer's clock) that batch was recorded: the oldest marks are forgotten
+    /// first when there are more than [`MAX_JOURNALS`].
+    pub at_ms: u64,
+}
+
+/// Intake journals whose marks the state keeps. A controller makes a new journal only when its
+/// data directory is made anew, so this many covers years of rebuilt controllers; a forgotten
+/// journal's replays would be recorded again, which only a journal unused for that long risks.
+pub const MAX_JOURNALS: usize = 64;
+
 #[cfg(test)]
 impl IncomingAlert {
     /// A generic firing alert for unit tests: title and fingerprint `fp`, nowhere in particular.
@@ -234,6 +257,9 @@ pub struct AlertBook {
     /// Notifications decided and their deliveries (the newest 10000).
     pub notifications: BTreeMap<u64, Notification>,
     pub last_notification_id: u64,
+    /// Each controller's intake journal (by its id): how far it is recorded, so that a batch
+    /// proposed twice (a retry, a replay after a restart) is applied once.
+    pub journals: BTreeMap<u64, JournalMark>,
 }
 
 /// The key of the fingerprint index.

@@ -288,3 +288,32 @@ fn an_agent_down_during_a_failover_of_its_site_is_the_same_incident() {
     assert_eq!(s.incidents.incidents.len(), 1);
     assert!(s.incidents.incidents[&1].title.starts_with("failover of customs dc→ndc"));
 }
+
+fn journaled(s: &mut State, journal: u64, (first, last): (u64, u64), events: Vec<IncomingAlert>) -> Response {
+    let sources = vec![SourceAlerts { source: "prometheus".into(), events }];
+    apply(s, 100 + last, Role::System, Command::IngestJournaled { journal, first, last, sources })
+}
+
+#[test]
+fn a_journal_batch_is_applied_once_and_an_overlap_is_refused() {
+    let mut s = State::default();
+    let r = journaled(&mut s, 7, (1, 3), vec![event("a", 10, false), event("b", 10, false)]);
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("2 new")), "{r:?}");
+    // The same batch again (a retry, or a replay after a restart): nothing counts twice.
+    let r = journaled(&mut s, 7, (1, 3), vec![event("a", 10, false), event("b", 10, false)]);
+    assert!(matches!(r, Response::Ok(ref m) if m.contains("already recorded")), "{r:?}");
+    assert_eq!(s.alerts.alerts.values().map(|a| a.count).sum::<u64>(), 2);
+    // A batch straddling the mark would count events twice: refused, nothing changed.
+    let r = journaled(&mut s, 7, (3, 5), vec![event("a", 11, false)]);
+    assert!(matches!(r, Response::Rejected(Rejection::Conflict(_))), "{r:?}");
+    assert_eq!(s.alerts.alerts.values().map(|a| a.count).sum::<u64>(), 2);
+    // The next batch, and another journal's first, are applied.
+    let r = journaled(&mut s, 7, (4, 4), vec![event("a", 12, false)]);
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("0 new, 1 repeated")), "{r:?}");
+    let r = journaled(&mut s, 9, (1, 1), vec![event("c", 12, false)]);
+    assert!(matches!(r, Response::Ok(ref m) if m.starts_with("1 new")), "{r:?}");
+    assert_eq!(s.alerts.journals[&7].through, 4);
+    assert_eq!(s.alerts.journals[&9].through, 1);
+    let r = journaled(&mut s, 9, (3, 2), vec![]);
+    assert!(matches!(r, Response::Rejected(Rejection::Invalid(_))), "{r:?}");
+}

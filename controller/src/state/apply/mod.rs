@@ -83,6 +83,7 @@ impl State {
                 (format!("record break-glass order {}", order.id), self.record_break_glass(p, order))
             }
             IngestAlerts { .. }
+            | IngestJournaled { .. }
             | TriageAlerts { .. }
             | PutSilence { .. }
             | ExpireSilence { .. }

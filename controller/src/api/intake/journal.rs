@@ -1,0 +1,419 @@
+//! The intake journal: every alert this controller accepts is written here, and synced, before
+//! the sender is told "accepted". The replicated log then takes them in batches; until a batch is
+//! committed its alerts are on this disk, and after a crash they are proposed again.
+//!
+//! A journal is a folder of segment files, `segment-<first sequence number>.log`, each starting
+//! with [`MAGIC`] and the journal's id (random, chosen when the folder is first used: the state
+//! keeps one mark per journal, so a controller rebuilt with an empty folder starts a new one
+//! rather than being taken for a replay of the old). Then entries, each a little-endian u32
+//! length, a u32 CRC-32 of the bytes and that many bytes of bincode [`Entry`]. A segment is
+//! deleted once every alert in it is committed; a torn entry at the end of the last segment (a
+//! crash mid-write, which no sender was told about) is cut off when the journal is opened.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{decode, encode};
+use crate::state::alerts::IncomingAlert;
+
+/// Every segment begins with these eight bytes, then the journal id (u64, little-endian).
+const MAGIC: &[u8; 8] = b"TRIADIJ1";
+const HEADER: u64 = 16;
+/// A segment is closed, and a new one begun, past this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// No entry is larger: a length beyond it is corruption, not an allocation to attempt.
+const MAX_ENTRY: u32 = 256 << 20;
+
+/// One entry of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Entry {
+    /// Alerts accepted from one request (or one gathering of syslog lines).
+    Offer(Offered),
+    /// The batch about to be proposed, synced before it is: after a restart the same batch is
+    /// proposed again with the same bounds, which the state recognises if it was committed.
+    Proposing { first: u64, last: u64 },
+    /// Every offer up to `through` is in the replicated log. Not synced on its own: if a crash
+    /// loses it, the batch is proposed again and the state answers "already recorded".
+    Committed { through: u64 },
+}
+
+/// An accepted offer as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offered {
+    pub seq: u64,
+    pub source: String,
+    /// Where it came from (an address, or `syslog`), for the audit log.
+    pub origin: String,
+    pub events: Vec<IncomingAlert>,
+}
+
+/// What opening a journal found that is not yet committed.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Offers after the last committed mark, in order.
+    pub offers: Vec<Offered>,
+    /// Batches announced after the last committed mark, in order.
+    pub proposing: Vec<(u64, u64)>,
+    /// Entries that could not be read (a damaged segment), reported loudly.
+    pub damaged: Vec<String>,
+}
+
+/// An open journal. Used by one thread (the intake's writer).
+pub struct Journal {
+    dir: PathBuf,
+    id: u64,
+    /// Closed segments: their first sequence number and path, oldest first.
+    closed: VecDeque<(u64, PathBuf)>,
+    current: File,
+    current_first: u64,
+    current_len: u64,
+    /// The next offer's sequence number.
+    next_seq: u64,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` and reads back what is not yet committed.
+    pub fn open(dir: &Path) -> io::Result<(Journal, Replay)> {
+        fs::create_dir_all(dir)?;
+        let mut segments = list_segments(dir)?;
+        let mut replay = Replay::default();
+        let mut id = None;
+        let (mut committed, mut max_seq) = (0u64, 0u64);
+        let mut offers = Vec::new();
+        let last = segments.len().saturating_sub(1);
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let read = read_segment(path, i == last)?;
+            match (id, read.id) {
+                (None, Some(j)) => id = Some(j),
+                (Some(a), Some(b)) if a != b => {
+                    replay.damaged.push(format!("{}: belongs to journal {b:016x}, not {a:016x}", path.display()));
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(d) = read.damage {
+                replay.damaged.push(format!("{}: {d}", path.display()));
+            }
+            for entry in read.entries {
+                match entry {
+                    Entry::Offer(o) => {
+                        max_seq = max_seq.max(o.seq);
+                        offers.push(o);
+                    }
+                    Entry::Proposing { first, last } => replay.proposing.push((first, last)),
+                    Entry::Committed { through } => committed = committed.max(through),
+                }
+            }
+        }
+        // Numbering never goes back, even when every offer (and the marks) were in segments
+        // already deleted: a segment's name says where it began.
+        let named_floor = segments.last().map(|(first, _)| first.saturating_sub(1)).unwrap_or(0);
+        max_seq = max_seq.max(committed).max(named_floor);
+        replay.offers = offers.into_iter().filter(|o| o.seq > committed).collect();
+        replay.proposing.retain(|&(_, last)| last > committed);
+        replay.proposing.sort_unstable();
+        replay.proposing.dedup();
+
+        let id = match id {
+            Some(id) => id,
+            None => new_id()?,
+        };
+        let next_seq = max_seq + 1;
+        // Appends go to a fresh segment (the last one may end in a cut-off entry), which starts
+        // with the marks read so far, so that deleting older segments loses none of them.
+        let mut carried = vec![Entry::Committed { through: committed }];
+        carried.extend(replay.proposing.iter().map(|&(first, last)| Entry::Proposing { first, last }));
+        let current_path = segment_path(dir, next_seq);
+        segments.retain(|(_, p)| p != &current_path);
+        let (current, current_len) = create_segment(&current_path, id, &carried)?;
+        let mut journal = Journal {
+            dir: dir.to_path_buf(),
+            id,
+            closed: segments.into(),
+            current,
+            current_first: next_seq,
+            current_len,
+            next_seq,
+        };
+        journal.forget_through(committed)?;
+        Ok((journal, replay))
+    }
+
+    /// The journal's id, which batches carry into the state.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The sequence number the next offer will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Takes the next sequence number for an offer about to be appended.
+    pub fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Returns the sequence numbers from `first` on, taken for offers that were not written.
+    pub fn give_back(&mut self, first: u64) {
+        self.next_seq = first;
+    }
+
+    /// Appends `entries` and syncs them to disk. On an error nothing of them is kept: the
+    /// segment is cut back to where it was, so later entries are never stranded behind a
+    /// half-written one.
+    pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        let buf = frame(entries);
+        let written = self.current.write_all(&buf).and_then(|()| self.current.sync_data());
+        if let Err(e) = written {
+            let _ = self.current.set_len(self.current_len);
+            return Err(e);
+        }
+        self.current_len += buf.len() as u64;
+        if self.current_len >= SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the closed segments whose offers are all committed (up to `through`): a closed
+    /// segment's offers end where the next segment's begin.
+    pub fn forget_through(&mut self, through: u64) -> io::Result<()> {
+        while let Some((_, path)) = self.closed.front() {
+            let next_first = self.closed.get(1).map(|(f, _)| *f).unwrap_or(self.current_first);
+            if next_first > through + 1 {
+                break;
+            }
+            fs::remove_file(path)?;
+            self.closed.pop_front();
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let path = segment_path(&self.dir, self.next_seq);
+        let (file, len) = create_segment(&path, self.id, &[])?;
+        let old = segment_path(&self.dir, self.current_first);
+        self.closed.push_back((self.current_first, old));
+        self.current = file;
+        self.current_first = self.next_seq;
+        self.current_len = len;
+        Ok(())
+    }
+}
+
+/// Entries as written: length, checksum, bytes.
+fn frame(entries: &[Entry]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for e in entries {
+        let bytes = encode(e);
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        buf.extend_from_slice(&bytes);
+    }
+    buf
+}
+
+fn new_id() -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| io::Error::other("no randomness for a journal id"))?;
+    Ok(u64::from_le_bytes(b).max(1))
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("segment-{first:020}.log"))
+}
+
+/// The segments in `dir`, by first sequence number.
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(n) = name.strip_prefix("segment-").and_then(|r| r.strip_suffix(".log")) {
+            if let Ok(first) = n.parse::<u64>() {
+                out.push((first, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes a segment holding `entries` at `path` durably (written aside, synced, renamed into
+/// place, the folder synced: a segment of that name, if any, is replaced whole or not at all)
+/// and opens it for appending. Returns it and its length.
+fn create_segment(path: &Path, id: u64, entries: &[Entry]) -> io::Result<(File, u64)> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&id.to_le_bytes());
+    bytes.extend_from_slice(&frame(entries));
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let f = OpenOptions::new().append(true).open(path)?;
+    Ok((f, bytes.len() as u64))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+struct SegmentRead {
+    id: Option<u64>,
+    entries: Vec<Entry>,
+    /// Why reading stopped early, if it did.
+    damage: Option<String>,
+}
+
+/// Reads a segment's entries. In the last segment a damaged tail is a write cut off by a crash:
+/// the file is cut back to its last whole entry. Elsewhere it is damage, reported.
+fn read_segment(path: &Path, last: bool) -> io::Result<SegmentRead> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    if bytes.len() < HEADER as usize || &bytes[..8] != MAGIC {
+        let damage = Some("not an intake journal segment (bad header)".to_string());
+        return Ok(SegmentRead { id: None, entries: Vec::new(), damage });
+    }
+    let id = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    let mut entries = Vec::new();
+    let mut at = HEADER as usize;
+    let mut damage = None;
+    while at < bytes.len() {
+        match next_entry(&bytes[at..]) {
+            Ok((entry, used)) => {
+                entries.push(entry);
+                at += used;
+            }
+            Err(why) => {
+                damage = Some(format!("{why} at byte {at}"));
+                break;
+            }
+        }
+    }
+    if let (true, Some(_)) = (last, &damage) {
+        // Nothing after a cut-off write was acknowledged: dropping it loses nothing promised.
+        OpenOptions::new().write(true).open(path)?.set_len(at as u64)?;
+        damage = None;
+    }
+    Ok(SegmentRead { id: Some(id), entries, damage })
+}
+
+fn next_entry(b: &[u8]) -> Result<(Entry, usize), String> {
+    if b.len() < 8 {
+        return Err("a cut-off entry header".into());
+    }
+    let len = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if len > MAX_ENTRY {
+        return Err(format!("an entry length of {len} bytes"));
+    }
+    let end = 8 + len as usize;
+    let body = b.get(8..end).ok_or("a cut-off entry")?;
+    if crc32fast::hash(body) != crc {
+        return Err("an entry whose checksum does not match".into());
+    }
+    let entry = decode(body).map_err(|e| format!("an entry that does not decode ({e})"))?;
+    Ok((entry, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::alerts::Severity;
+
+    fn offer(j: &mut Journal, fp: &str) -> Entry {
+        let seq = j.take_seq();
+        let events = vec![IncomingAlert::for_test(fp, 1, Severity::High)];
+        Entry::Offer(Offered { seq, source: "s".into(), origin: "o".into(), events })
+    }
+
+    fn seqs(r: &Replay) -> Vec<u64> {
+        r.offers.iter().map(|o| o.seq).collect()
+    }
+
+    #[test]
+    fn what_is_not_committed_comes_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, r) = Journal::open(dir.path()).unwrap();
+        assert!(r.offers.is_empty() && r.proposing.is_empty() && r.damaged.is_empty());
+        let id = j.id();
+        let batch: Vec<Entry> = (0..3).map(|i| offer(&mut j, &format!("a{i}"))).collect();
+        j.append(&batch).unwrap();
+        j.append(&[Entry::Proposing { first: 1, last: 2 }]).unwrap();
+        j.append(&[Entry::Committed { through: 2 }, Entry::Proposing { first: 3, last: 3 }]).unwrap();
+        drop(j);
+
+        let (mut j, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.id(), id, "the same journal");
+        assert_eq!(seqs(&r), [3]);
+        assert_eq!(r.proposing, [(3, 3)]);
+        assert_eq!(j.next_seq(), 4, "numbering goes on");
+        let more = offer(&mut j, "b");
+        j.append(&[more]).unwrap();
+        j.append(&[Entry::Committed { through: 4 }]).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert!(r.offers.is_empty() && r.proposing.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn a_cut_off_tail_is_dropped_and_damage_elsewhere_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let e = offer(&mut j, "a");
+        j.append(&[e]).unwrap();
+        let path = segment_path(dir.path(), 1);
+        drop(j);
+        // A crash mid-write: half an entry at the end of the last segment.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+        let (j, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&r), [1]);
+        assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+        drop(j);
+        // A flipped byte inside the (now older) segment is damage, not a torn write.
+        let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert!(r.offers.is_empty());
+        assert!(r.damaged[0].contains("checksum"), "{:?}", r.damaged);
+    }
+
+    #[test]
+    fn committed_segments_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let e = offer(&mut j, "a");
+        j.append(&[e]).unwrap();
+        j.rotate().unwrap();
+        let e = offer(&mut j, "b");
+        j.append(&[e]).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
+        j.forget_through(0).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 2, "offer 1 is not committed");
+        j.forget_through(1).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_new_folder_is_a_new_journal() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (ja, _) = Journal::open(a.path()).unwrap();
+        let (jb, _) = Journal::open(b.path()).unwrap();
+        assert_ne!(ja.id(), jb.id());
+    }
+}
