@@ -303,9 +303,11 @@ pub fn commit_index(m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Opti
 /// applies the same log, so each exports the same). The time-to histograms observe each alert's
 /// acknowledgement and closing once per process.
 pub async fn follow_alerts(ctx: std::sync::Arc<crate::context::Ctx>) {
+    use std::collections::HashSet;
+
     use crate::state::alerts::{AlertStatus, NotifyState, Severity};
-    let mut acked = std::collections::HashSet::new();
-    let mut closed = std::collections::HashSet::new();
+    let mut acked: HashSet<(u64, u64)> = HashSet::new();
+    let mut closed: HashSet<(u64, u64)> = HashSet::new();
     let mut exported = std::collections::HashMap::<&'static str, u64>::new();
     let m = &ctx.metrics;
     loop {
@@ -320,17 +322,28 @@ pub async fn follow_alerts(ctx: std::sync::Arc<crate::context::Ctx>) {
             }
         }
         let mut open = std::collections::HashMap::new();
+        // What was observed is kept only for alerts still in memory: one that retention moved
+        // to disk is not seen again, and remembering it would grow without bound.
+        let (mut acked_now, mut closed_now) = (HashSet::new(), HashSet::new());
         for a in book.alerts.values() {
             if !a.status.is_closed() {
                 *open.entry((a.severity, a.status)).or_insert(0i64) += 1;
             }
-            if let Some(t) = a.acknowledged_ms.filter(|_| acked.insert((a.id, a.opened_ms))) {
-                m.alerts_ack_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+            let key = (a.id, a.opened_ms);
+            if let Some(t) = a.acknowledged_ms {
+                if !acked.contains(&key) {
+                    m.alerts_ack_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+                }
+                acked_now.insert(key);
             }
-            if let Some(t) = a.closed_ms.filter(|_| closed.insert((a.id, a.opened_ms))) {
-                m.alerts_resolve_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+            if let Some(t) = a.closed_ms {
+                if !closed.contains(&key) {
+                    m.alerts_resolve_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
+                }
+                closed_now.insert(key);
             }
         }
+        (acked, closed) = (acked_now, closed_now);
         for sev in Severity::ALL {
             for status in [AlertStatus::Open, AlertStatus::Acknowledged] {
                 let n = open.get(&(*sev, status)).copied().unwrap_or(0);

@@ -278,17 +278,38 @@ async fn past_alerts(d: &Deployment, leader: u64, token: &str, n: usize, pids: &
                     format!(r#"{{"title":"past {k}","severity":"low","fingerprint":"past-{k}","resolved":{resolved}}}"#)
                 })
                 .collect();
-            let r = http.post(&url).bearer_auth(token).body(format!("[{}]", alerts.join(","))).send().await?;
-            ensure!(r.status().is_success(), "past alerts: {}", r.status());
+            let body = format!("[{}]", alerts.join(","));
+            // 503 is "busy, send again" (the intake's backlog is full): a sender waits and does.
+            let mut tries = 0;
+            loop {
+                let r = http.post(&url).bearer_auth(token).body(body.clone()).send().await?;
+                if r.status().is_success() {
+                    break;
+                }
+                tries += 1;
+                ensure!(r.status() == 503 && tries < 600, "past alerts: {} after {tries} tries", r.status());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         sent += chunk;
     }
     let secs = started.elapsed().as_secs_f64();
-    // Retention runs every second with keep_closed_ms = 1 s: wait for it to catch up.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Retention runs every second with keep_closed_ms = 1 s: wait until it has moved (nearly)
+    // all of them to disk, or two minutes.
+    let mut live = usize::MAX;
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(120) {
+        live = d.alerts_of(leader).await.map(|a| a.len()).unwrap_or(usize::MAX);
+        if live < 2_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let after: Vec<f64> = pids.iter().map(|p| rss_mib(*p)).collect();
-    let live = d.alerts_of(leader).await.map(|a| a.len()).unwrap_or(0);
-    println!("\n{n} past alerts (fired, then resolved) in {secs:.0} s; alerts still in memory on the leader: {live}");
+    println!(
+        "\n{n} past alerts (fired, then resolved) sent in {secs:.0} s; {:.0} s later alerts still in memory on the leader: {live}",
+        waited.elapsed().as_secs_f64()
+    );
     println!("RSS MiB before: {before:.1?}, after: {after:.1?}");
     Ok(())
 }

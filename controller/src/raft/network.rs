@@ -138,7 +138,13 @@ impl PeerConn {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
-            Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Msg("rpc timed out".into())))),
+            // A peer that is slow, not gone: openraft retries at once. As `Unreachable` it would
+            // also stop heartbeats to that follower for a backoff interval, long enough for it
+            // to call an election although the leader is fine (seen under an alert storm).
+            Err(_) => {
+                let why = format!("rpc timed out after {} ms", option.hard_ttl().as_millis());
+                return Err(RPCError::Network(NetworkError::new(&Msg(why))));
+            }
             Ok(Err(status)) => {
                 let e = Msg(format!("{:?}: {}", status.code(), status.message()));
                 return Err(match status.code() {
@@ -162,6 +168,14 @@ enum Rpc {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConn {
+    /// After `Unreachable` (a refused connection, a broken transport), openraft sends nothing to
+    /// that peer for these intervals in turn: from 50 ms doubling to 500 ms (openraft's default
+    /// is 500 ms from the start), so a controller that restarts is caught up within moments.
+    fn backoff(&self) -> openraft::network::Backoff {
+        let steps = (0..4u32).map(|i| Duration::from_millis(50 << i));
+        openraft::network::Backoff::new(steps.chain(std::iter::repeat(Duration::from_millis(500))))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -200,5 +214,33 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(&rpc, &option, Rpc::Vote).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use super::*;
+    use crate::state::{Actor, Command, Proposal};
+
+    fn entry(index: u64, text_bytes: usize) -> Entry<TypeConfig> {
+        let proposal = Proposal {
+            at_ms: 0,
+            actor: Actor::system(1),
+            command: Command::ConfirmQuorum { term: 1, reason: "x".repeat(text_bytes) },
+        };
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(proposal) }
+    }
+
+    #[test]
+    fn appends_are_cut_by_bytes_but_always_carry_one_entry() {
+        let small: Vec<_> = (1..=16).map(|i| entry(i, 100)).collect();
+        assert_eq!(entries_within(&small, APPEND_BYTES), 16, "small entries go together");
+        let big: Vec<_> = (1..=16).map(|i| entry(i, 100 << 10)).collect();
+        assert_eq!(entries_within(&big, APPEND_BYTES), 2, "100 KiB entries: two fit in 256 KiB");
+        let huge = vec![entry(1, 1 << 20), entry(2, 10)];
+        assert_eq!(entries_within(&huge, APPEND_BYTES), 1, "an entry over the budget still goes, alone");
+        assert_eq!(entries_within(&[], APPEND_BYTES), 0);
     }
 }
