@@ -64,6 +64,10 @@ pub struct Replay {
 
 /// An open journal. Used by one thread (the intake's writer).
 pub struct Journal {
+    /// An exclusive lock on `DIR/LOCK`, held while the journal is open: two writers would
+    /// interleave entries (a break-glass restart starts a new intake in the same process while
+    /// the old writer may still be finishing its last write).
+    _lock: nix::fcntl::Flock<File>,
     dir: PathBuf,
     id: u64,
     /// Closed segments: their first sequence number and path, oldest first.
@@ -79,6 +83,7 @@ impl Journal {
     /// Opens (or creates) the journal in `dir` and reads back what is not yet committed.
     pub fn open(dir: &Path) -> io::Result<(Journal, Replay)> {
         fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
         let mut segments = list_segments(dir)?;
         let mut replay = Replay::default();
         let mut id = None;
@@ -131,6 +136,7 @@ impl Journal {
         segments.retain(|(_, p)| p != &current_path);
         let (current, current_len) = create_segment(&current_path, id, &carried)?;
         let mut journal = Journal {
+            _lock: lock,
             dir: dir.to_path_buf(),
             id,
             closed: segments.into(),
@@ -218,6 +224,31 @@ fn frame(entries: &[Entry]) -> Vec<u8> {
         buf.extend_from_slice(&bytes);
     }
     buf
+}
+
+/// How long opening waits for another writer of the same journal to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(if cfg!(test) { 300 } else { 10_000 });
+
+fn lock(dir: &Path) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err((_, e)) => {
+                return Err(io::Error::other(format!(
+                    "{} is locked by another writer (another controller on this data directory?): {e}",
+                    dir.join("LOCK").display()
+                )))
+            }
+        }
+    }
 }
 
 fn new_id() -> io::Result<u64> {
@@ -407,6 +438,18 @@ mod tests {
         assert_eq!(list_segments(dir.path()).unwrap().len(), 2, "offer 1 is not committed");
         j.forget_through(1).unwrap();
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_journal_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Journal::open(dir.path()).unwrap();
+        let started = std::time::Instant::now();
+        let err = Journal::open(dir.path()).err().expect("a second writer is refused");
+        assert!(err.to_string().contains("locked by another writer"), "{err}");
+        assert!(started.elapsed() >= LOCK_WAIT, "it waited for the first to let go");
+        drop(first);
+        Journal::open(dir.path()).expect("free again once the first is closed");
     }
 
     #[test]
