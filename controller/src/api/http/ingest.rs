@@ -1,6 +1,8 @@
 //! `/ingest/alertmanager`, `/ingest/wazuh`, `/ingest/generic`: alerts over HTTP(S).
 //!
 //! In this order, each refusal counted in `triad_alerts_rejected_total` and nothing stored:
+//! - a query other than `?wait=commit`: 400;
+//! - a path other than the three: 404;
 //! - plain HTTP, unless `alerts.ingest_plain_http` allows it: 403;
 //! - no `Authorization: Bearer TOKEN`, or a token no source holds: 401;
 //! - a source's token on another format's path: 403;
@@ -64,16 +66,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let wait_commit = match query.as_deref() {
-        None | Some("") => false,
-        Some("wait=commit") => true,
-        Some(q) => {
-            let why = format!("unknown query `{q}`: the one option is `?wait=commit`");
-            ctx.metrics.alerts_rejected.with_label_values(&["unknown", "bad_query"]).inc();
-            return Refusal(StatusCode::BAD_REQUEST, "bad_query", why).into_response();
-        }
-    };
-    match accept(&ctx, &intake, conn, (&kind, &headers, body), wait_commit).await {
+    match accept(&ctx, &intake, conn, (&kind, &headers, body), query.as_deref()).await {
         Ok((code, answer)) => (code, Json(answer)).into_response(),
         Err((source, refusal)) => {
             ctx.metrics.alerts_rejected.with_label_values(&[&source, refusal.1]).inc();
@@ -92,13 +85,21 @@ async fn accept(
     intake: &Intake,
     conn: Conn,
     (kind, headers, body): (&str, &HeaderMap, Body),
-    wait_commit: bool,
+    query: Option<&str>,
 ) -> Result<(StatusCode, serde_json::Value), (String, Refusal)> {
     // Before the source is known, refusals are counted under `unknown`: a bounded label.
     let unknown = |r: Refusal| ("unknown".to_string(), r);
     // Read (bounded) before any answer: a refusal sent while the client is still sending makes
     // an HTTP/2 stream reset, which some clients (curl 7.88) report instead of the answer.
     let read = read_bounded(body, ctx.cfg.alerts.max_body_bytes).await;
+    let wait_commit = match query {
+        None | Some("") => false,
+        Some("wait=commit") => true,
+        Some(q) => {
+            let why = format!("unknown query `{q}`: the one option is `?wait=commit`");
+            return Err(unknown(Refusal(StatusCode::BAD_REQUEST, "bad_query", why)));
+        }
+    };
     let kind: SourceKind = match kind.parse() {
         Ok(k) if k != SourceKind::Syslog => k,
         _ => {
