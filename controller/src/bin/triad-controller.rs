@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// One controller of Triad's replicated control plane.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
