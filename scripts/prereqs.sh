@@ -61,6 +61,8 @@ install_pkg() {
         || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >/dev/null; } \
         || die "could not install $pkg"
 }
+# jemalloc (the controller's allocator) is built from C with configure and make.
+install_pkg make make
 install_pkg prometheus-alertmanager prometheus-alertmanager
 install_pkg rsyslogd rsyslog
 install_pkg logger bsdutils
