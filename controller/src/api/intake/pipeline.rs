@@ -286,7 +286,9 @@ fn enqueue(queue: &mut VecDeque<(Batch, bool)>, a: Accepted) {
 /// in `triad_alerts_intake_backlog` and, once it is full, 503.
 async fn commit(ctx: &Ctx, journal: u64, batch: &Batch) -> Result<String> {
     let mut pause = RETRY.0;
-    for attempt in 1u64.. {
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
         let actor = Actor {
             name: format!("intake/controller-{}", ctx.id),
             role: Role::System,
@@ -309,7 +311,7 @@ async fn commit(ctx: &Ctx, journal: u64, batch: &Batch) -> Result<String> {
                 other => return Err(Error::Raft(format!("unexpected answer {other:?}"))),
             },
             Err(e) => {
-                if attempt == 1 || attempt % 10 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(10) {
                     tracing::warn!(
                         "intake: batch {}-{} ({} events) not yet committed (attempt {attempt}), trying again: {e}",
                         batch.first,
@@ -322,5 +324,4 @@ async fn commit(ctx: &Ctx, journal: u64, batch: &Batch) -> Result<String> {
             }
         }
     }
-    unreachable!("the attempts go on until the log answers")
 }
