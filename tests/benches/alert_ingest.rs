@@ -1,13 +1,14 @@
 //! Alert ingest, measured (issue 17): sustained alerts/s into the three-controller deployment over
 //! HTTP, with Debian's Alertmanager 0.25 beside it in the same run, the same load generator (wrk,
 //! a Lua body script, 32 connections, 1,000 distinct alerts, one alert per request and a hundred)
-//! and the same transport (plain HTTP for both: Triad with `alerts.ingest_plain_http`). Also: p99
+//! and the same transport: plain HTTP for both (Triad with `alerts.ingest_plain_http`), then TLS
+//! for both (Alertmanager with a web config serving the controller's certificate). Also: p99
 //! from sending an alert to its being visible on every controller, during the storm; RSS of each
 //! controller over a long storm; and RSS after a million past alerts (fired, resolved, moved out
 //! of memory by retention).
 //!
 //! ```text
-//! cargo bench --profile dev -p triad-tests --bench alert_ingest -- [--seconds 30] [--storm-seconds 600] [--past-alerts 1000000]
+//! cargo bench --profile dev -p triad-tests --bench alert_ingest -- [--seconds 30] [--transport both|plain|tls] [--storm-seconds 600] [--past-alerts 1000000]
 //! ```
 //! Triad persists (a synced Raft log on three controllers) and replicates every accepted alert
 //! before it answers; Alertmanager keeps its alerts in memory only.
@@ -24,22 +25,56 @@ use triad_tests::Deployment;
 
 struct Args {
     seconds: u64,
+    transports: Vec<Transport>,
     storm_seconds: u64,
     past_alerts: usize,
 }
 
+/// How wrk reaches both servers.
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+impl Transport {
+    fn scheme(self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Tls => "https",
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: alert_ingest [--seconds 1..3600] [--transport both|plain|tls] [--storm-seconds N] [--past-alerts N]";
+
 fn args() -> Result<Args> {
-    let mut a = Args { seconds: 30, storm_seconds: 600, past_alerts: 1_000_000 };
+    let mut a = Args {
+        seconds: 30,
+        transports: vec![Transport::Plain, Transport::Tls],
+        storm_seconds: 600,
+        past_alerts: 1_000_000,
+    };
     let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut it = raw.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`"))?;
+        let value = it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        if flag == "--transport" {
+            a.transports = match value.as_str() {
+                "both" => vec![Transport::Plain, Transport::Tls],
+                "plain" => vec![Transport::Plain],
+                "tls" => vec![Transport::Tls],
+                _ => bail!("--transport takes both, plain or tls, not `{value}`\n{USAGE}"),
+            };
+            continue;
+        }
+        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`\n{USAGE}"))?;
         match flag.as_str() {
             "--seconds" if (1..=3600).contains(&n) => a.seconds = n,
             "--storm-seconds" if n <= 36_000 => a.storm_seconds = n,
             "--past-alerts" if n <= 10_000_000 => a.past_alerts = n as usize,
-            _ => bail!("usage: alert_ingest [--seconds N] [--storm-seconds N] [--past-alerts N]"),
+            _ => bail!("{flag} {value}: unknown flag or out of range\n{USAGE}"),
         }
     }
     Ok(a)
@@ -169,76 +204,72 @@ async fn run() -> Result<()> {
     d.start_controllers()?;
     let leader = d.wait_leader(&d.founders(), Duration::from_secs(30)).await?;
     let token = d.add_alert_source("bench", "generic")?;
-    let am = Alertmanager::start_plain(&d)?;
+    let certs = d.plan.certs_dir();
+    let (cert, key) = (certs.join(format!("controller-{leader}.pem")), certs.join(format!("controller-{leader}.key")));
+    let mut servers = Vec::new();
+    for t in &a.transports {
+        let am = match t {
+            Transport::Plain => Alertmanager::start_plain(&d)?,
+            Transport::Tls => Alertmanager::start_tls(&d, &cert, &key)?,
+        };
+        servers.push((*t, am));
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let d = Arc::new(d);
     let dir = d.dir().to_path_buf();
-    let triad_url = format!("http://{}/ingest/generic", d.http_addr(leader));
-    let am_url = format!("http://{}/api/v2/alerts", am.addr);
+    let triad_http = |t: Transport| format!("{}://{}", t.scheme(), d.http_addr(leader));
 
-    println!("Alert ingest, {} s per run, wrk -t2 -c32, 1,000 distinct alerts, plain HTTP for both", a.seconds);
-    println!("{:<34} {:>10} {:>12} {:>14} {:>8}", "system", "per req", "requests/s", "alerts/s", "non-2xx");
     let mut rows = Vec::new();
-    // The floor under both: each server's cheapest request (a health check), same wrk.
-    let get = "request = function() return wrk.format(\"GET\") end\n";
-    let (am_h, _) = wrk(&dir, &format!("http://{}/-/healthy", am.addr), get, a.seconds.min(5))?;
-    let (triad_h, _) = wrk(&dir, &format!("http://{}/healthz", d.http_addr(leader)), get, a.seconds.min(5))?;
-    println!("{:<34} {:>10} {:>12.0}", "Alertmanager GET /-/healthy", "-", am_h);
-    println!("{:<34} {:>10} {:>12.0}", "Triad GET /healthz", "-", triad_h);
-    for batch in [1usize, 100] {
-        let (rps, bad) = wrk(&dir, &am_url, &lua(false, batch, ""), a.seconds)?;
-        println!(
-            "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
-            "Alertmanager 0.25 (memory only)",
-            batch,
-            rps,
-            rps * batch as f64,
-            bad
-        );
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let prober = tokio::spawn(probe(d.clone(), leader, token.clone(), stop.clone()));
-        let (trps, tbad) = wrk(&dir, &triad_url, &lua(true, batch, &token), a.seconds)?;
-        // Accepted is journaled: the rate counts only if the log keeps up. How long after the
-        // load stops until everything accepted is committed (the leader's backlog empty).
-        let ended = Instant::now();
-        loop {
-            let backlog = d.controller_metric(leader, "triad_alerts_intake_backlog").await;
-            if backlog == Some(0.0) || ended.elapsed() > Duration::from_secs(120) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    for (t, am) in &servers {
+        let am_base = format!("{}://{}", t.scheme(), am.addr);
+        let transport = match t {
+            Transport::Plain => "plain HTTP for both",
+            Transport::Tls => "TLS for both (Alertmanager's web config, Triad's own port)",
+        };
+        println!("\nAlert ingest, {} s per run, wrk -t2 -c32, 1,000 distinct alerts, {transport}", a.seconds);
+        println!("{:<34} {:>10} {:>12} {:>14} {:>8}", "system", "per req", "requests/s", "alerts/s", "non-2xx");
+        // The floor under both: each server's cheapest request (a health check), same wrk.
+        let get = "request = function() return wrk.format(\"GET\") end\n";
+        let (am_h, _) = wrk(&dir, &format!("{am_base}/-/healthy"), get, a.seconds.min(5))?;
+        let (triad_h, _) = wrk(&dir, &format!("{}/healthz", triad_http(*t)), get, a.seconds.min(5))?;
+        println!("{:<34} {:>10} {:>12.0}", "Alertmanager GET /-/healthy", "-", am_h);
+        println!("{:<34} {:>10} {:>12.0}", "Triad GET /healthz", "-", triad_h);
+        for batch in [1usize, 100] {
+            let (rps, bad) = wrk(&dir, &format!("{am_base}/api/v2/alerts"), &lua(false, batch, ""), a.seconds)?;
+            println!(
+                "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
+                "Alertmanager 0.25 (memory only)",
+                batch,
+                rps,
+                rps * batch as f64,
+                bad
+            );
+            let row =
+                triad_row(&d, leader, &token, &format!("{}/ingest/generic", triad_http(*t)), batch, a.seconds).await?;
+            println!(
+                "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
+                "Triad (3 controllers, replicated)", batch, row.requests_per_s, row.alerts_per_s, row.refused
+            );
+            rows.push((*t, batch, rps * batch as f64, row));
         }
-        let drained_ms = ended.elapsed().as_secs_f64() * 1000.0;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut lags = prober.await?;
-        lags.sort_by(|x, y| x.total_cmp(y));
-        // Only accepted requests count: a 503 (backlog full) is not ingest.
-        let accepted_rps = (trps - tbad as f64 / a.seconds as f64).max(0.0);
-        println!(
-            "{:<34} {:>10} {:>12.0} {:>14.0} {:>8}",
-            "Triad (3 controllers, replicated)",
-            batch,
-            trps,
-            accepted_rps * batch as f64,
-            tbad
-        );
-        rows.push((batch, rps * batch as f64, accepted_rps * batch as f64, lags, drained_ms));
     }
     println!();
     println!(
-        "{:<10} {:>12} {:>16} {:>16} {:>20}",
-        "per req", "Triad/AM", "visible p50 ms", "visible p99 ms", "all committed after"
+        "{:<6} {:<10} {:>12} {:>16} {:>16} {:>20}",
+        "wire", "per req", "Triad/AM", "visible p50 ms", "visible p99 ms", "all committed after"
     );
-    for (batch, am_rate, triad_rate, lags, drained) in &rows {
+    for (t, batch, am_rate, row) in &rows {
         println!(
-            "{:<10} {:>12.2} {:>16.0} {:>16.0} {:>17.0} ms",
+            "{:<6} {:<10} {:>12.2} {:>16.0} {:>16.0} {:>17.0} ms",
+            t.scheme(),
             batch,
-            triad_rate / am_rate,
-            p(lags, 0.5),
-            p(lags, 0.99),
-            drained
+            row.alerts_per_s / am_rate,
+            p(&row.lags, 0.5),
+            p(&row.lags, 0.99),
+            row.drained_ms
         );
     }
+    let triad_url = format!("{}/ingest/generic", triad_http(Transport::Plain));
 
     let pids: Vec<u32> = d.founders().iter().filter_map(|id| d.pid(&format!("controller-{id}"))).collect();
     if a.storm_seconds > 0 {
@@ -312,6 +343,46 @@ async fn past_alerts(d: &Deployment, leader: u64, token: &str, n: usize, pids: &
     );
     println!("RSS MiB before: {before:.1?}, after: {after:.1?}");
     Ok(())
+}
+
+/// One Triad row: its rate, the visibility lags measured meanwhile, and how long after the load
+/// stopped everything accepted was committed.
+struct TriadRow {
+    requests_per_s: f64,
+    alerts_per_s: f64,
+    refused: u64,
+    lags: Vec<f64>,
+    drained_ms: f64,
+}
+
+async fn triad_row(
+    d: &Arc<Deployment>,
+    leader: u64,
+    token: &str,
+    url: &str,
+    batch: usize,
+    seconds: u64,
+) -> Result<TriadRow> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = tokio::spawn(probe(d.clone(), leader, token.to_string(), stop.clone()));
+    let (rps, refused) = wrk(d.dir(), url, &lua(true, batch, token), seconds)?;
+    // Accepted is journaled: the rate counts only if the log keeps up. How long after the load
+    // stops until everything accepted is committed (the leader's backlog empty).
+    let ended = Instant::now();
+    loop {
+        let backlog = d.controller_metric(leader, "triad_alerts_intake_backlog").await;
+        if backlog == Some(0.0) || ended.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained_ms = ended.elapsed().as_secs_f64() * 1000.0;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lags = prober.await?;
+    lags.sort_by(|x, y| x.total_cmp(y));
+    // Only accepted requests count: a 503 (backlog full) is not ingest.
+    let accepted = (rps - refused as f64 / seconds as f64).max(0.0);
+    Ok(TriadRow { requests_per_s: rps, alerts_per_s: accepted * batch as f64, refused, lags, drained_ms })
 }
 
 fn main() -> Result<()> {

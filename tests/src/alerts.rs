@@ -112,18 +112,23 @@ impl Alertmanager {
             ca = d.plan.certs_dir().join("ca.pem").display(),
             san = triad_proto::tls::CONTROLLER_SAN,
         );
-        Self::spawn(d, &config)
+        Self::spawn(d, &config, None)
     }
 
-    fn spawn(d: &Deployment, config: &str) -> Result<Alertmanager> {
-        let dir = d.dir().join("alertmanager");
+    fn spawn(d: &Deployment, config: &str, web_config: Option<&Path>) -> Result<Alertmanager> {
+        let dir = d.dir().join(if web_config.is_some() { "alertmanager-tls" } else { "alertmanager" });
         std::fs::create_dir_all(dir.join("data"))?;
         let port = triad_controller::ctl::local::free_port()?;
         let config_path = dir.join("alertmanager.yml");
         std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(d.dir().join("logs/alertmanager.log"))?;
+        let log_name = if web_config.is_some() { "logs/alertmanager-tls.log" } else { "logs/alertmanager.log" };
+        let log = std::fs::File::create(d.dir().join(log_name))?;
         let addr = format!("127.0.0.1:{port}");
-        let child = Command::new("prometheus-alertmanager")
+        let mut cmd = Command::new("prometheus-alertmanager");
+        if let Some(web) = web_config {
+            cmd.arg(format!("--web.config.file={}", web.display()));
+        }
+        let child = cmd
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
@@ -139,7 +144,18 @@ impl Alertmanager {
     /// Starts Alertmanager with a receiver that sends nothing: for measuring its ingest alone.
     pub fn start_plain(d: &Deployment) -> Result<Alertmanager> {
         let config = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n";
-        Self::spawn(d, config)
+        Self::spawn(d, config, None)
+    }
+
+    /// Like [`Alertmanager::start_plain`], serving HTTPS only with the certificate and key
+    /// files given (its web config's `tls_server_config`).
+    pub fn start_tls(d: &Deployment, cert: &Path, key: &Path) -> Result<Alertmanager> {
+        let web = d.dir().join("alertmanager-web.yml");
+        let web_config =
+            format!("tls_server_config:\n  cert_file: '{}'\n  key_file: '{}'\n", cert.display(), key.display());
+        std::fs::write(&web, web_config)?;
+        let config = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n";
+        Self::spawn(d, config, Some(&web))
     }
 
     /// Posts alerts (Alertmanager's API v2 JSON array) to Alertmanager, as Prometheus does.

@@ -9,6 +9,14 @@
 //! length, a u32 CRC-32 of the bytes and that many bytes of bincode [`Entry`]. A segment is
 //! deleted once every alert in it is committed; a torn entry at the end of the last segment (a
 //! crash mid-write, which no sender was told about) is cut off when the journal is opened.
+//!
+//! A segment is made at its full size, written with zeros (not `fallocate`d: ext4 would mark
+//! the blocks unwritten and convert them, a metadata change, on the first write), and entries
+//! are written over the zeros. An append then changes neither the file's size nor its blocks,
+//! so `fdatasync` writes the data alone, where a growing file also needs its inode written: one
+//! synchronous write per acknowledged group rather than two. Measured with one alert per
+//! request: 18,900 → 22,600 requests/s (BENCHMARKS.md). The entries end at the first zero
+//! length; what follows must be zeros, or it is reported like any other damage.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -23,8 +31,10 @@ use crate::state::alerts::IncomingAlert;
 /// Every segment begins with these eight bytes, then the journal id (u64, little-endian).
 const MAGIC: &[u8; 8] = b"TRIADIJ1";
 const HEADER: u64 = 16;
-/// A segment is closed, and a new one begun, past this size.
-const SEGMENT_BYTES: u64 = 64 << 20;
+/// A segment's size as made (zeros), and the point past which it is closed and a new one
+/// begun. Making one stalls the writer while the zeros are written and synced (about 15 ms
+/// for 16 MiB here), once every 16 MiB of alerts.
+const SEGMENT_BYTES: u64 = if cfg!(test) { 64 << 10 } else { 16 << 20 };
 /// No entry is larger: a length beyond it is corruption, not an allocation to attempt.
 const MAX_ENTRY: u32 = 256 << 20;
 
@@ -175,8 +185,9 @@ impl Journal {
     /// segment is cut back to where it was, so later entries are never stranded behind a
     /// half-written one.
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
         let buf = frame(entries);
-        let written = self.current.write_all(&buf).and_then(|()| self.current.sync_data());
+        let written = self.current.write_all_at(&buf, self.current_len).and_then(|()| self.current.sync_data());
         if let Err(e) = written {
             let _ = self.current.set_len(self.current_len);
             return Err(e);
@@ -218,6 +229,7 @@ impl Journal {
 fn frame(entries: &[Entry]) -> Vec<u8> {
     let mut buf = Vec::new();
     for e in entries {
+        // Never empty (bincode writes an enum's variant first): a zero length is the end.
         let bytes = encode(e);
         buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
@@ -278,22 +290,31 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Makes a segment holding `entries` at `path` durably (written aside, synced, renamed into
-/// place, the folder synced: a segment of that name, if any, is replaced whole or not at all)
-/// and opens it for appending. Returns it and its length.
+/// Makes a segment holding `entries` at `path` durably (written aside with the zeros that fill
+/// it to [`SEGMENT_BYTES`], synced, renamed into place, the folder synced: a segment of that
+/// name, if any, is replaced whole or not at all) and opens it for writing. Returns it and how
+/// much of it is used.
 fn create_segment(path: &Path, id: u64, entries: &[Entry]) -> io::Result<(File, u64)> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&id.to_le_bytes());
     bytes.extend_from_slice(&frame(entries));
+    let used = bytes.len() as u64;
     f.write_all(&bytes)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = used;
+    while at < SEGMENT_BYTES {
+        let n = (SEGMENT_BYTES - at).min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        at += n as u64;
+    }
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    let f = OpenOptions::new().append(true).open(path)?;
-    Ok((f, bytes.len() as u64))
+    let f = OpenOptions::new().write(true).open(path)?;
+    Ok((f, used))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -321,6 +342,13 @@ fn read_segment(path: &Path, last: bool) -> io::Result<SegmentRead> {
     let mut at = HEADER as usize;
     let mut damage = None;
     while at < bytes.len() {
+        if bytes[at..].starts_with(&[0; 4]) || bytes.len() - at < 4 && bytes[at..].iter().all(|&b| b == 0) {
+            // The end of the entries; the zeros the segment was made with follow.
+            if let Some(k) = bytes[at..].iter().position(|&b| b != 0) {
+                damage = Some(format!("an entry length of 0 followed by data at byte {}", at + k));
+            }
+            break;
+        }
         match next_entry(&bytes[at..]) {
             Ok((entry, used)) => {
                 entries.push(entry);
@@ -404,11 +432,11 @@ mod tests {
         let (mut j, _) = Journal::open(dir.path()).unwrap();
         let e = offer(&mut j, "a");
         j.append(&[e]).unwrap();
-        let path = segment_path(dir.path(), 1);
+        let (path, end) = (segment_path(dir.path(), 1), j.current_len);
         drop(j);
-        // A crash mid-write: half an entry at the end of the last segment.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        // A crash mid-write: half an entry after the last whole one, in the last segment.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[200, 0, 0, 0, 1, 2], end).unwrap();
         drop(f);
         let (j, r) = Journal::open(dir.path()).unwrap();
         assert_eq!(seqs(&r), [1]);
@@ -416,12 +444,54 @@ mod tests {
         drop(j);
         // A flipped byte inside the (now older) segment is damage, not a torn write.
         let mut bytes = fs::read(&path).unwrap();
-        let n = bytes.len();
-        bytes[n - 3] ^= 0xff;
+        assert_eq!(bytes.len() as u64, end, "the torn write was cut off");
+        bytes[end as usize - 3] ^= 0xff;
         fs::write(&path, bytes).unwrap();
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert!(r.offers.is_empty());
         assert!(r.damaged[0].contains("checksum"), "{:?}", r.damaged);
+    }
+
+    #[test]
+    fn appends_write_over_the_zeros_a_segment_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let path = segment_path(dir.path(), 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), SEGMENT_BYTES, "made full size");
+        for i in 0..5 {
+            let e = offer(&mut j, &format!("a{i}"));
+            j.append(&[e]).unwrap();
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), SEGMENT_BYTES, "appends do not grow it");
+        let end = j.current_len;
+        drop(j);
+        let (j, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&r), [1, 2, 3, 4, 5]);
+        assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+        drop(j);
+        // Data after the end of the entries in a closed segment: damage, reported.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[7], end + 100).unwrap();
+        drop(f);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&r), [1, 2, 3, 4, 5]);
+        assert!(r.damaged[0].contains("followed by data"), "{:?}", r.damaged);
+    }
+
+    #[test]
+    fn a_full_segment_is_closed_and_a_new_one_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let mut n = 0;
+        while list_segments(dir.path()).unwrap().len() < 3 {
+            let batch: Vec<Entry> = (0..100).map(|i| offer(&mut j, &format!("a{i}"))).collect();
+            j.append(&batch).unwrap();
+            n += 100;
+        }
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&r), (1..=n).collect::<Vec<_>>(), "every offer, across segments");
+        assert!(r.damaged.is_empty(), "{:?}", r.damaged);
     }
 
     #[test]
