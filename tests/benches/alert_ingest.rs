@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use triad_proto::v1 as pb;
 use triad_tests::alerts::Alertmanager;
+use triad_tests::flags::Flags;
 use triad_tests::Deployment;
 
 struct Args {
@@ -50,33 +51,20 @@ const USAGE: &str =
     "usage: alert_ingest [--seconds 1..3600] [--transport both|plain|tls] [--storm-seconds N] [--past-alerts N]";
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        seconds: 30,
-        transports: vec![Transport::Plain, Transport::Tls],
-        storm_seconds: 600,
-        past_alerts: 1_000_000,
+    let mut f = Flags::from_env(USAGE)?;
+    let transports = match f.text("--transport").as_deref() {
+        None | Some("both") => vec![Transport::Plain, Transport::Tls],
+        Some("plain") => vec![Transport::Plain],
+        Some("tls") => vec![Transport::Tls],
+        Some(other) => bail!("--transport takes both, plain or tls, not `{other}`\n{USAGE}"),
     };
-    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let mut it = raw.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        if flag == "--transport" {
-            a.transports = match value.as_str() {
-                "both" => vec![Transport::Plain, Transport::Tls],
-                "plain" => vec![Transport::Plain],
-                "tls" => vec![Transport::Tls],
-                _ => bail!("--transport takes both, plain or tls, not `{value}`\n{USAGE}"),
-            };
-            continue;
-        }
-        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`\n{USAGE}"))?;
-        match flag.as_str() {
-            "--seconds" if (1..=3600).contains(&n) => a.seconds = n,
-            "--storm-seconds" if n <= 36_000 => a.storm_seconds = n,
-            "--past-alerts" if n <= 10_000_000 => a.past_alerts = n as usize,
-            _ => bail!("{flag} {value}: unknown flag or out of range\n{USAGE}"),
-        }
-    }
+    let a = Args {
+        seconds: f.number("--seconds", 1..=3600)?.unwrap_or(30),
+        transports,
+        storm_seconds: f.number("--storm-seconds", 0..=36_000)?.unwrap_or(600),
+        past_alerts: f.number("--past-alerts", 0..=10_000_000)?.unwrap_or(1_000_000) as usize,
+    };
+    f.finish()?;
     Ok(a)
 }
 

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use triad_tests::chaos::{self, FaultKind};
+use triad_tests::flags::Flags;
 use triad_tests::workload::pct;
 
 struct Args {
@@ -21,20 +22,13 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { first: 1, runs: 10, steps: 6 };
-    // cargo passes `--bench` to a bench without libtest's harness; everything else is ours.
-    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let mut it = raw.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let n: u64 = value.parse().with_context(|| format!("{flag} takes a number, not `{value}`"))?;
-        match flag.as_str() {
-            "--first" => a.first = n,
-            "--runs" if (1..=10_000).contains(&n) => a.runs = n,
-            "--steps" if (1..=100).contains(&n) => a.steps = n as usize,
-            _ => bail!("usage: chaos [--first SEED] [--runs 1-10000] [--steps 1-100]"),
-        }
-    }
+    let mut f = Flags::from_env("usage: chaos [--first SEED] [--runs 1-10000] [--steps 1-100]")?;
+    let a = Args {
+        first: f.number("--first", 0..=u64::MAX / 2)?.unwrap_or(1),
+        runs: f.number("--runs", 1..=10_000)?.unwrap_or(10),
+        steps: f.number("--steps", 1..=100)?.unwrap_or(6) as usize,
+    };
+    f.finish()?;
     Ok(a)
 }
 

@@ -13,24 +13,16 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use triad_tests::flags::Flags;
 use triad_tests::timing::Timing;
 use triad_tests::Deployment;
 
 fn kills_from_args() -> Result<usize> {
-    // cargo passes `--bench` to a bench without libtest's harness; everything else is ours.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    match args.as_slice() {
-        [] => Ok(100),
-        [flag, n] if flag == "--kills" => {
-            let n: usize = n.parse().with_context(|| format!("--kills takes a number of kills, not `{n}`"))?;
-            if n == 0 || n > 10_000 {
-                bail!("--kills must be between 1 and 10000");
-            }
-            Ok(n)
-        }
-        _ => bail!("usage: leader_kill_soak [--kills N]   (default 100)"),
-    }
+    let mut f = Flags::from_env("usage: leader_kill_soak [--kills 1-10000]   (default 100)")?;
+    let kills = f.number("--kills", 1..=10_000)?.unwrap_or(100) as usize;
+    f.finish()?;
+    Ok(kills)
 }
 
 async fn run() -> Result<()> {

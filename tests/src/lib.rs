@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod chaos;
 mod database;
+pub mod flags;
 pub mod netns;
 pub mod scripted;
 pub mod slow_disk;

@@ -22,6 +22,15 @@ use crate::context::{now_ms, Ctx};
 use crate::error::{Error, Result};
 use crate::state::alerts::{IncomingAlert, Severity};
 
+/// Why a network in `alerts.syslog.allow` is not one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NetError {
+    #[error("`{0}` is not an address or a network")]
+    NotAnAddress(String),
+    #[error("`{net}`: the prefix length must be 0 to {max}")]
+    Prefix { net: String, max: u8 },
+}
+
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -31,12 +40,12 @@ pub struct IpNet {
 
 impl IpNet {
     /// Parses `10.1.0.0/16`, `::1/128` or a bare address (a network of one).
-    pub fn parse(s: &str) -> std::result::Result<IpNet, String> {
+    pub fn parse(s: &str) -> std::result::Result<IpNet, NetError> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("`{s}` is not an address or a network"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| NetError::NotAnAddress(s.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -45,7 +54,7 @@ impl IpNet {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| NetError::Prefix { net: s.to_string(), max })?,
         };
         Ok(IpNet { addr, prefix })
     }
@@ -312,7 +321,7 @@ mod tests {
         assert!(!IpNet::parse("127.0.0.1").unwrap().contains("127.0.0.2".parse().unwrap()));
         assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
         assert!(IpNet::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+        assert!(IpNet::parse("10.0.0.0/33").unwrap_err().to_string().contains("0 to 32"));
         assert!(IpNet::parse("host").is_err());
     }
 }

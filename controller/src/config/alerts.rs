@@ -327,7 +327,8 @@ impl ControllerConfig {
             }
         }
         for (i, net) in s.allow.iter().enumerate() {
-            crate::api::IpNet::parse(net).map_err(|why| key_err(format!("alerts.syslog.allow[{i}]"), why))?;
+            crate::api::IpNet::parse(net)
+                .map_err(|why| key_err(format!("alerts.syslog.allow[{i}]"), why.to_string()))?;
         }
         check_name("alerts.syslog.source", &s.source)?;
         severity("alerts.syslog.min_severity", &s.min_severity)?;

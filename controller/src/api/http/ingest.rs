@@ -117,7 +117,13 @@ async fn accept(
         let why = format!("source `{}` sends {}, not {kind}: use /ingest/{}", source.0, source.1, source.1);
         return Err(named(Refusal(StatusCode::FORBIDDEN, "wrong_format", why)));
     }
-    let bytes = read.map_err(|why| named(Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", why)))?;
+    let bytes = read.map_err(|e| {
+        let (code, reason) = match e {
+            BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            BodyError::Read(_) => (StatusCode::BAD_REQUEST, "connection_error"),
+        };
+        named(Refusal(code, reason, e.to_string()))
+    })?;
     let now = now_ms();
     let parsed = match kind {
         SourceKind::Alertmanager => alerts::alertmanager::parse(&bytes, now),
@@ -154,13 +160,13 @@ const DRAIN_CAP: usize = 64 << 20;
 
 /// The body if it is at most `limit` bytes; otherwise why not, once the rest has been read and
 /// dropped (up to [`DRAIN_CAP`]).
-async fn read_bounded(body: Body, limit: usize) -> Result<axum::body::Bytes, String> {
+async fn read_bounded(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("the body could not be read: {e}"))?;
+        let chunk = chunk.map_err(BodyError::Read)?;
         seen += chunk.len();
         if seen <= limit {
             buf.extend_from_slice(&chunk);
@@ -169,9 +175,18 @@ async fn read_bounded(body: Body, limit: usize) -> Result<axum::body::Bytes, Str
         }
     }
     if seen > limit {
-        return Err(format!("the body is over {limit} bytes"));
+        return Err(BodyError::TooLarge(limit));
     }
     Ok(buf.into())
+}
+
+/// Why a request's body was not taken.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the body could not be read: {0}")]
+    Read(axum::Error),
+    #[error("the body is over {0} bytes")]
+    TooLarge(usize),
 }
 
 /// The source whose token the request carries: its name and format.

@@ -59,33 +59,49 @@ pub async fn serve(
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, acceptor: TlsAcceptor) -> Result<(), String> {
+/// How a connection ended early; logged at debug (a client's affair, not the controller's).
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("no request within {0:?}")]
+    Idle(Duration),
+    #[error("TLS handshake not finished within {0:?}")]
+    SlowHandshake(Duration),
+    #[error("reading: {0}")]
+    Io(std::io::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(Box<dyn std::error::Error + Send + Sync>),
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, acceptor: TlsAcceptor) -> Result<(), ConnError> {
+    // Best effort: without it answers wait for Nagle, they are not lost.
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(FIRST_BYTES, stream.peek(&mut first))
         .await
-        .map_err(|_| "no request within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| ConnError::Idle(FIRST_BYTES))?
+        .map_err(ConnError::Io)?;
     if n == 0 {
         return Ok(());
     }
     if first[0] == TLS_HANDSHAKE {
         let tls = tokio::time::timeout(FIRST_BYTES, acceptor.accept(stream))
             .await
-            .map_err(|_| "TLS handshake not finished within 10 s".to_string())?
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+            .map_err(|_| ConnError::SlowHandshake(FIRST_BYTES))?
+            .map_err(ConnError::Tls)?;
         serve_one(tls, app, Conn { peer, tls: true }).await
     } else {
         serve_one(stream, app, Conn { peer, tls: false }).await
     }
 }
 
-async fn serve_one<S>(io: S, app: Router, conn: Conn) -> Result<(), String>
+async fn serve_one<S>(io: S, app: Router, conn: Conn) -> Result<(), ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(app.layer(axum::Extension(conn)));
-    Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(io), service).await.map_err(|e| e.to_string())
+    Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(io), service).await.map_err(ConnError::Http)
 }
 
 /// The server side of TLS for the HTTP port: the controller's own certificate; no client

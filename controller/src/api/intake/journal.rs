@@ -368,21 +368,36 @@ fn read_segment(path: &Path, last: bool) -> io::Result<SegmentRead> {
     Ok(SegmentRead { id: Some(id), entries, damage })
 }
 
-fn next_entry(b: &[u8]) -> Result<(Entry, usize), String> {
+/// Why an entry could not be read: at the end of the last segment, a write a crash cut off.
+#[derive(Debug, thiserror::Error)]
+enum EntryDamage {
+    #[error("a cut-off entry header")]
+    CutHeader,
+    #[error("an entry length of {0} bytes")]
+    Length(u32),
+    #[error("a cut-off entry")]
+    Cut,
+    #[error("an entry whose checksum does not match")]
+    Checksum,
+    #[error("an entry that does not decode ({0})")]
+    Decode(String),
+}
+
+fn next_entry(b: &[u8]) -> Result<(Entry, usize), EntryDamage> {
     if b.len() < 8 {
-        return Err("a cut-off entry header".into());
+        return Err(EntryDamage::CutHeader);
     }
     let len = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
     if len > MAX_ENTRY {
-        return Err(format!("an entry length of {len} bytes"));
+        return Err(EntryDamage::Length(len));
     }
     let end = 8 + len as usize;
-    let body = b.get(8..end).ok_or("a cut-off entry")?;
+    let body = b.get(8..end).ok_or(EntryDamage::Cut)?;
     if crc32fast::hash(body) != crc {
-        return Err("an entry whose checksum does not match".into());
+        return Err(EntryDamage::Checksum);
     }
-    let entry = decode(body).map_err(|e| format!("an entry that does not decode ({e})"))?;
+    let entry = decode(body).map_err(|e| EntryDamage::Decode(e.to_string()))?;
     Ok((entry, end))
 }
 

@@ -12,6 +12,23 @@ use crate::config::{ChannelConfig, ChannelKind};
 use crate::state::alerts::{Alert, Notification, Subject};
 use crate::state::State;
 
+/// Why a delivery failed: recorded with the notification (its text) and retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("its alert or incident is no longer in the state")]
+    SubjectGone,
+    #[error("{url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    Refused { url: String, status: reqwest::StatusCode, body: String },
+    #[error("the channel's {field} `{value}` is not usable: {why}")]
+    Config { field: &'static str, value: String, why: String },
+    #[error("building the e-mail: {0}")]
+    Mail(#[from] lettre::error::Error),
+    #[error("SMTP {addr}: {source}")]
+    Smtp { addr: String, source: lettre::transport::smtp::Error },
+}
+
 /// What is sent, built while the state is read.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -85,7 +102,7 @@ pub fn message(n: &Notification, state: &State) -> Option<Message> {
 }
 
 /// Sends `m` on channel `c`; the helpdesk's ticket id when it answers with one.
-pub async fn send(http: &reqwest::Client, c: &ChannelConfig, m: &Message) -> Result<Option<String>, String> {
+pub async fn send(http: &reqwest::Client, c: &ChannelConfig, m: &Message) -> Result<Option<String>, DeliveryError> {
     let timeout = Duration::from_millis(c.timeout_ms);
     match c.channel_kind() {
         ChannelKind::Email => email(c, m, timeout).await.map(|_| None),
@@ -106,11 +123,13 @@ pub async fn send(http: &reqwest::Client, c: &ChannelConfig, m: &Message) -> Res
             if !c.token.is_empty() {
                 req = req.bearer_auth(&c.token);
             }
-            let resp = req.send().await.map_err(|e| format!("{}: {e}", c.url))?;
+            let resp = req.send().await.map_err(|source| DeliveryError::Http { url: c.url.clone(), source })?;
             let status = resp.status();
+            // A body that cannot be read is an empty one: the status already says how it went.
             let text = resp.text().await.unwrap_or_default();
             if !status.is_success() {
-                return Err(format!("{} answered {status}: {}", c.url, text.chars().take(200).collect::<String>()));
+                let body = text.chars().take(200).collect();
+                return Err(DeliveryError::Refused { url: c.url.clone(), status, body });
             }
             Ok(if kind == ChannelKind::Ticket { ticket_id(&text) } else { None })
         }
@@ -129,25 +148,27 @@ fn ticket_id(answer: &str) -> Option<String> {
     Some(id.chars().take(100).collect())
 }
 
-async fn email(c: &ChannelConfig, m: &Message, timeout: Duration) -> Result<(), String> {
+async fn email(c: &ChannelConfig, m: &Message, timeout: Duration) -> Result<(), DeliveryError> {
     use lettre::message::header::ContentType;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor};
-    let (host, port) = c.smtp_addr.rsplit_once(':').ok_or("smtp_addr is not HOST:PORT")?;
-    let port: u16 = port.parse().map_err(|_| "smtp_addr's port is not a number".to_string())?;
+    let config = |field, value: &str, why: String| DeliveryError::Config { field, value: value.to_string(), why };
+    let (host, port) =
+        c.smtp_addr.rsplit_once(':').ok_or_else(|| config("smtp_addr", &c.smtp_addr, "not HOST:PORT".into()))?;
+    let port: u16 = port.parse().map_err(|_| config("smtp_addr", &c.smtp_addr, "the port is not a number".into()))?;
     let mut builder = Mail::builder()
-        .from(c.from.parse().map_err(|e| format!("from `{}`: {e}", c.from))?)
+        .from(c.from.parse().map_err(|e| config("from", &c.from, format!("{e}")))?)
         .subject(m.headline.clone())
         .message_id(Some(format!("<triad-notification-{}@triad>", m.notification)))
         .header(ContentType::TEXT_PLAIN);
     for to in &c.to {
-        builder = builder.to(to.parse().map_err(|e| format!("to `{to}`: {e}"))?);
+        builder = builder.to(to.parse().map_err(|e| config("to", to, format!("{e}")))?);
     }
-    let mail = builder.body(m.text.clone()).map_err(|e| format!("building the e-mail: {e}"))?;
+    let mail = builder.body(m.text.clone())?;
     // No TLS: the administration's relay (Postmaster) is reached over its internal network;
     // STARTTLS can be added with lettre's TLS features when a relay needs it.
     let transport =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).timeout(Some(timeout)).build();
-    transport.send(mail).await.map(|_| ()).map_err(|e| format!("SMTP {}: {e}", c.smtp_addr))
+    transport.send(mail).await.map(|_| ()).map_err(|source| DeliveryError::Smtp { addr: c.smtp_addr.clone(), source })
 }
 
 #[cfg(test)]

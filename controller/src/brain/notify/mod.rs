@@ -90,7 +90,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             let (ctx, http, in_flight) = (ctx.clone(), http.clone(), in_flight.clone());
             tokio::spawn(async move {
                 let outcome = match message {
-                    None => Err("its alert or incident is no longer in the state".to_string()),
+                    None => Err(deliver::DeliveryError::SubjectGone),
                     Some(m) => deliver::send(&http, &channel, &m).await,
                 };
                 let attempts = n.attempts + 1;
@@ -105,7 +105,7 @@ pub async fn run(ctx: Arc<Ctx>) {
                         if retry_at_ms.is_none() {
                             ctx.metrics.notifications.with_label_values(&[&channel.name, "failed"]).inc();
                         }
-                        Delivery::Failed { error, retry_at_ms }
+                        Delivery::Failed { error: error.to_string(), retry_at_ms }
                     }
                 };
                 record(&ctx, n.id, delivery).await;
