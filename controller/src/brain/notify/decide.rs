@@ -11,8 +11,15 @@ use crate::state::{Command, State};
 /// route must not page anyone about last week.
 pub const FRESH_MS: u64 = 10 * 60 * 1000;
 
-fn route_matches(r: &RouteConfig, a: &Alert) -> bool {
-    let min: Severity = r.min_severity.parse().unwrap_or(Severity::High);
+/// The lowest severity `r` takes. Validated when the config is loaded; were it not, the
+/// fallback (high) keeps a route from flooding its channel.
+fn route_min(r: &RouteConfig) -> Severity {
+    r.min_severity.parse().unwrap_or(Severity::High)
+}
+
+/// Whether alert `a` goes out on route `r`, whose lowest severity is `min` (read once per
+/// route and pass, not once per alert).
+fn route_matches(r: &RouteConfig, min: Severity, a: &Alert) -> bool {
     a.severity >= min
         && (r.sites.is_empty() || r.sites.contains(&a.place.site))
         && (r.sources.is_empty() || r.sources.contains(&a.source))
@@ -50,11 +57,12 @@ pub fn notifications(state: &State, cfg: &NotifyConfig, now_ms: u64) -> Vec<Comm
     let mut decided = HashSet::new();
     let fresh = |t: u64| now_ms.saturating_sub(t) <= FRESH_MS;
     for r in &cfg.routes {
+        let min = route_min(r);
         if r.incidents {
             for i in state.incidents.incidents.values().filter(|i| fresh(i.opened_ms) && i.ticket.is_none()) {
                 let subject = Subject::Incident { id: i.id };
                 let matching =
-                    i.alerts.iter().filter_map(|id| state.alerts.alerts.get(id)).any(|a| route_matches(r, a));
+                    i.alerts.iter().filter_map(|id| state.alerts.alerts.get(id)).any(|a| route_matches(r, min, a));
                 if matching
                     && !done.contains(&(subject, r.channel.as_str(), 0))
                     && decided.insert((subject, r.channel.as_str(), 0))
@@ -69,7 +77,7 @@ pub fn notifications(state: &State, cfg: &NotifyConfig, now_ms: u64) -> Vec<Comm
                 && a.silenced_by.is_none()
                 && a.escalation == r.level
                 && fresh(a.opened_ms.max(if r.level > 0 { now_ms } else { 0 }))
-                && route_matches(r, a)
+                && route_matches(r, min, a)
         });
         for a in due {
             let subject = Subject::Alert { id: a.id, opened_ms: a.opened_ms };
