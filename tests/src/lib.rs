@@ -565,6 +565,26 @@ impl Drop for Deployment {
             }
         }
         keep_logs(&self.plan.dir.join("logs"));
+        remove_dir(self._dir.path());
+    }
+}
+
+/// Removes a deployment's directory. The processes were killed with their process groups, but
+/// a group's other members (an agent's `pg_ctl`, say) die a moment after its leader is reaped
+/// and may write into the directory meanwhile: `remove_dir_all` then fails part way (a folder
+/// no longer empty) and would leave the rest behind. So it is tried again, a few times.
+fn remove_dir(dir: &std::path::Path) {
+    let mut last = None;
+    for attempt in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1).min(4)));
+    }
+    if let Some(e) = last {
+        eprintln!("removing {}: {e} (left behind)", dir.display());
     }
 }
 
