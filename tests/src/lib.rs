@@ -569,10 +569,11 @@ impl Drop for Deployment {
     }
 }
 
-/// Removes a deployment's directory. The processes were killed with their process groups, but
-/// a group's other members (an agent's `pg_ctl`, say) die a moment after its leader is reaped
-/// and may write into the directory meanwhile: `remove_dir_all` then fails part way (a folder
-/// no longer empty) and would leave the rest behind. So it is tried again, a few times.
+/// Removes a deployment's directory. `remove_dir_all` stops at the first folder it cannot
+/// remove and leaves the rest behind: a folder still in use (a process group's other members
+/// die a moment after its leader is reaped, and may write meanwhile) is tried again, a few
+/// times; what still fails is printed. A mount inside the directory must be undone before (see
+/// `tests/slow_disk.rs`).
 fn remove_dir(dir: &std::path::Path) {
     let mut last = None;
     for attempt in 0..20 {

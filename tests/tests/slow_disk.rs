@@ -88,7 +88,11 @@ async fn a_primary_whose_agent_has_a_slow_disk_is_never_fenced() -> Result<()> {
     eprintln!("after the switchovers: longest write gap {} ms", gap.as_millis());
     let acked = load.finish().await?;
     d.wait_holds_all("dc", &acked, Duration::from_secs(10)).await?;
-    drop(d);
+    // The disk first, as when the test fails early (locals drop in reverse): it is unmounted
+    // lazily under the running agent, so the deployment can then remove its whole directory.
+    // The other way round, data/agent-dc was still a mount point when the deployment removed
+    // its directory, and half of it was left behind in /tmp.
     drop(disk);
+    drop(d);
     Ok(())
 }
