@@ -168,10 +168,18 @@ impl Guard {
                 }
             }
             // A start or promote under way may be about to open the server, whatever it looks like.
-            let opening = st.opening_covers(obs.as_ref().map(|o| o.observed_ms).unwrap_or(0));
+            let observed_ms = obs.as_ref().map(|o| o.observed_ms).unwrap_or(0);
+            let mut opening = st.opening_covers(observed_ms);
             if !may_be_primary(obs.as_ref(), &last_role) && !opening {
-                self.watchdog.lock().expect("watchdog lock poisoned").disarm("the server is not a primary");
-                continue;
+                // Decided again under the watchdog's lock, with the lease read afresh: an opener
+                // marks its opening and arms under the same lock, so one that began since `st`
+                // was read is seen here and its watchdog left armed.
+                let mut watchdog = self.watchdog.lock().expect("watchdog lock poisoned");
+                if !self.lease.snapshot().opening_covers(observed_ms) {
+                    watchdog.disarm("the server is not a primary");
+                    continue;
+                }
+                opening = true;
             }
             let wd_problem =
                 self.watchdog.lock().expect("watchdog lock poisoned").keep_alive(st.period_ms).map(|p| p.to_string());

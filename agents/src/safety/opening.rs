@@ -115,8 +115,18 @@ impl Opener {
         Fut: std::future::Future<Output = Result<()>>,
     {
         let period_ms = self.lease.snapshot().period_ms;
-        self.watchdog.lock().expect("watchdog lock poisoned").arm(period_ms).map_err(Error::Watchdog)?;
-        self.lease.begin_opening();
+        {
+            // The opening is marked before the watchdog is armed, both under the watchdog's
+            // lock, which the guard holds while it decides to disarm: armed the other way
+            // round, a guard tick between the two saw "not a primary, nothing opening" and
+            // disarmed it again, and the start ran unguarded (seen in lease_covers_start).
+            let mut watchdog = self.watchdog.lock().expect("watchdog lock poisoned");
+            self.lease.begin_opening();
+            if let Err(e) = watchdog.arm(period_ms) {
+                self.lease.end_opening();
+                return Err(Error::Watchdog(e));
+            }
+        }
         let outcome = open().await;
         self.lease.end_opening();
         outcome
