@@ -31,6 +31,15 @@ pub struct AgentConfig {
     /// agent's member fences as soon as the controllers cannot renew its lease.
     #[serde(default)]
     pub vouch_addr: String,
+    /// Where this agent answers link probes from the agents at the other ends of its site's
+    /// links (a UDP and a TCP echo on one port), `IP:PORT` on the address those agents reach
+    /// over the link. Empty (default): it answers none, and no link is probed from or to it.
+    #[serde(default)]
+    pub probe_addr: String,
+    /// The address the other agents dial to reach `probe_addr`, when it differs (a NAT or a
+    /// relay in the path). Default: `probe_addr`.
+    #[serde(default)]
+    pub probe_advertise_addr: String,
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
@@ -109,6 +118,37 @@ pub struct HooksConfig {
     /// Default: none.
     #[serde(default)]
     pub on_role_change: Vec<String>,
+}
+
+impl AgentConfig {
+    /// What the other agents dial to probe this one (empty: it answers no probes).
+    pub fn probe_advertised(&self) -> &str {
+        if self.probe_advertise_addr.is_empty() {
+            &self.probe_addr
+        } else {
+            &self.probe_advertise_addr
+        }
+    }
+
+    /// `probe_addr` and `probe_advertise_addr`: IP:PORT; what is advertised is dialable.
+    fn validate_probe_addrs(&self) -> Result<()> {
+        for (key, text) in [("probe_addr", &self.probe_addr), ("probe_advertise_addr", &self.probe_advertise_addr)] {
+            if !text.is_empty() && text.parse::<SocketAddr>().map(|a| a.port() == 0).unwrap_or(true) {
+                return Err(key_err(key, format!("`{text}` is not an IP:PORT address with a port")));
+            }
+        }
+        if self.probe_addr.is_empty() && !self.probe_advertise_addr.is_empty() {
+            return Err(key_err("probe_advertise_addr", "set only with `probe_addr` (where the echo listens)"));
+        }
+        let advertised = self.probe_advertised();
+        if advertised.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_unspecified()) {
+            return Err(key_err(
+                "probe_advertise_addr",
+                format!("`{advertised}` is dialled by other agents: give a reachable address"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -256,6 +296,7 @@ impl AgentConfig {
                 ));
             }
         }
+        self.validate_probe_addrs()?;
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
             return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
         }

@@ -12,6 +12,7 @@ pub mod facts;
 pub mod http;
 pub mod link;
 pub mod metrics;
+pub mod probes;
 pub mod safety;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     if !cfg.vouch_addr.is_empty() {
         serve_vouches(&cfg.vouch_addr, &pem, &member, vouches.clone()).await?;
     }
+    if !cfg.probe_addr.is_empty() {
+        probes::serve_echo(&cfg.probe_addr, metrics.clone()).await?;
+    }
+    let probes = probes::Probes::new(metrics.clone());
     let driver = cfg.database.as_ref().map(|dbc| watch_database(&cfg, dbc, &pem, &member));
     let Member { db, watchdog, .. } = member;
     let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
@@ -100,6 +105,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         links: links.clone(),
         metrics: metrics.clone(),
         watchdog: watchdog.clone(),
+        probes,
     });
     tokio::spawn(link::run_commands(params.clone(), queued));
     for addr in &cfg.controllers {

@@ -1,6 +1,8 @@
 //! The agent's Prometheus metrics: its links to the controllers and its host.
 
-use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric the agent exports.
 pub struct AgentMetrics {
@@ -36,6 +38,16 @@ pub struct AgentMetrics {
     pub failsafe_rounds: IntCounterVec,
     /// 1 while the primary's lease comes from its vouch set rather than the controllers.
     pub lease_failsafe: IntGauge,
+    /// Link probes from this end, labelled `link` (the links the leader's plan names: bounded).
+    pub link_rtt: GaugeVec,
+    pub link_loss: GaugeVec,
+    pub link_jitter: GaugeVec,
+    pub link_silence: GaugeVec,
+    pub link_tcp_up: IntGaugeVec,
+    /// Probe questions this agent answered, by `proto` (`udp`, `tcp`).
+    pub probe_echoes: IntCounterVec,
+    /// Datagrams and frames at the probe port that were not probe questions.
+    pub probe_bad_frames: IntCounter,
 }
 
 macro_rules! reg {
@@ -160,8 +172,78 @@ impl AgentMetrics {
                     "1 while the primary's lease comes from its vouch set (controllers unreachable)"
                 )
             ),
+            link_rtt: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new("triad_link_probe_rtt_seconds", "Mean probe round trip over the window, from this end"),
+                    &["link"]
+                )
+            ),
+            link_loss: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new("triad_link_probe_loss_ratio", "Probes lost over the window, from this end, 0 to 1"),
+                    &["link"]
+                )
+            ),
+            link_jitter: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "triad_link_probe_jitter_seconds",
+                        "Mean difference between successive probe round trips, from this end"
+                    ),
+                    &["link"]
+                )
+            ),
+            link_silence: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new("triad_link_probe_silence_seconds", "Since the last probe answer, from this end"),
+                    &["link"]
+                )
+            ),
+            link_tcp_up: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("triad_link_probe_tcp_up", "1 if the last TCP echo was answered"),
+                    &["link"]
+                )
+            ),
+            probe_echoes: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new("triad_link_probe_echoes_total", "Probe questions this agent answered"),
+                    &["proto"]
+                )
+            ),
+            probe_bad_frames: reg!(
+                r,
+                IntCounter::new(
+                    "triad_link_probe_bad_frames_total",
+                    "Datagrams and frames at the probe port that were not probe questions"
+                )
+            ),
             registry: r,
         }
+    }
+
+    /// Exports what this end measured of `link`.
+    pub fn observe_link(&self, link: &str, f: &crate::probes::window::Figures, tcp_ok: bool) {
+        self.link_rtt.with_label_values(&[link]).set(f.rtt_ms / 1e3);
+        self.link_loss.with_label_values(&[link]).set(f.loss_percent() / 100.0);
+        self.link_jitter.with_label_values(&[link]).set(f.jitter_ms / 1e3);
+        self.link_silence.with_label_values(&[link]).set(f.silent_ms as f64 / 1e3);
+        self.link_tcp_up.with_label_values(&[link]).set(tcp_ok as i64);
+    }
+
+    /// A link left the plan: its series go.
+    pub fn forget_link(&self, link: &str) {
+        let _ = self.link_rtt.remove_label_values(&[link]);
+        let _ = self.link_loss.remove_label_values(&[link]);
+        let _ = self.link_jitter.remove_label_values(&[link]);
+        let _ = self.link_silence.remove_label_values(&[link]);
+        let _ = self.link_tcp_up.remove_label_values(&[link]);
     }
 
     /// Exports one database observation.

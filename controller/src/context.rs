@@ -73,7 +73,7 @@ impl Ctx {
 #[cfg(test)]
 impl Ctx {
     /// A controller for unit tests, after kube-rs's `Context::test()`: the deployment of
-    /// `deploy/controller.example.toml` (sites `dc`, `ndc`, `dr`; cluster `customs`) with this
+    /// `deploy/controller.example.toml` (sites `dc`, `ndc`, `dr`; cluster `customs`; no links) with this
     /// controller as its only voter, so that it leads at once. Its Raft log and state machine are
     /// the real ones, on RocksDB in a temporary directory (kept alive by the returned guard);
     /// nothing listens on the network. `tune` adjusts the configuration first. The brain is not
@@ -90,6 +90,9 @@ impl Ctx {
         cfg.grpc_addr = "127.0.0.1:1".into();
         cfg.peers.truncate(1);
         cfg.peers[0].grpc_addr = cfg.grpc_addr.clone();
+        // Simulated agents do not probe: links would stay unknown and refuse every switchover
+        // (`brain/links.rs` has its own unit tests).
+        cfg.links.clear();
         tune(&mut cfg);
 
         let db = crate::raft::open_db(&cfg.data_dir.join("raft")).expect("the store");

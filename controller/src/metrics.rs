@@ -53,6 +53,23 @@ pub struct Metrics {
     /// Audited events not yet sent to the SIEM (leader), and failed attempts.
     pub siem_backlog: IntGauge,
     pub siem_failures: prometheus::IntCounter,
+    /// Per link (label `link`: the links recorded, a bounded set): its recorded state (1 for
+    /// the state it is in, 0 for the others), and the worse end's probe figures.
+    pub link_state: prometheus::IntGaugeVec,
+    pub link_rtt: prometheus::GaugeVec,
+    pub link_loss: prometheus::GaugeVec,
+    pub link_jitter: prometheus::GaugeVec,
+    /// From SNMP where a device is polled: bits/s by `direction` (`in`, `out`), utilisation of
+    /// the busier direction, input errors per second.
+    pub link_bits: prometheus::GaugeVec,
+    pub link_utilisation: prometheus::GaugeVec,
+    pub link_errors: prometheus::GaugeVec,
+}
+
+fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    let g = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric name");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -216,6 +233,38 @@ impl Metrics {
                 "From an alert's opening to its resolution or false-positive mark",
             ),
             siem_backlog: gauge(&registry, "triad_siem_backlog", "Audited events not yet sent to the SIEM (on the leader)"),
+            link_state: gauge_vec(
+                &registry,
+                "triad_link_state",
+                "1 for the state a link is recorded in (up, degraded, down, unknown), 0 for the others",
+                &["link", "state"],
+            ),
+            link_rtt: float_gauge_vec(&registry, "triad_link_rtt_seconds", "Mean probe round trip, worse end", &["link"]),
+            link_loss: float_gauge_vec(&registry, "triad_link_loss_ratio", "Probes lost over the window, worse end, 0 to 1", &["link"]),
+            link_jitter: float_gauge_vec(
+                &registry,
+                "triad_link_jitter_seconds",
+                "Mean difference between successive probe round trips, worse end",
+                &["link"],
+            ),
+            link_bits: float_gauge_vec(
+                &registry,
+                "triad_link_bits_per_second",
+                "Traffic on the link's interface (SNMP ifHCInOctets/ifHCOutOctets), busier end",
+                &["link", "direction"],
+            ),
+            link_utilisation: float_gauge_vec(
+                &registry,
+                "triad_link_utilisation_ratio",
+                "Busier direction against the interface speed or the link's capacity (SNMP), 0 to 1",
+                &["link"],
+            ),
+            link_errors: float_gauge_vec(
+                &registry,
+                "triad_link_errors_per_second",
+                "Input errors on the link's interface (SNMP ifInErrors), worse end",
+                &["link"],
+            ),
             siem_failures: {
                 let c = prometheus::IntCounter::new("triad_siem_send_failures_total", "Failed attempts to reach or write to the SIEM")
                     .expect("valid counter");

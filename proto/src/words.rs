@@ -5,6 +5,10 @@
 /// write (`triadctl` retries there).
 pub const LEADER_ADDR_KEY: &str = "triad-leader-addr";
 
+/// What a link probe report says of a TCP echo not tried yet (a link just added to the plan):
+/// not a failure.
+pub const PROBE_TCP_NOT_TRIED: &str = "not tried yet";
+
 /// A WAL position as PostgreSQL writes it (`16/B374D848`).
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)

@@ -7,7 +7,9 @@ pub mod alerts;
 pub mod chaos;
 mod database;
 pub mod flags;
+pub mod links;
 pub mod netns;
+pub mod relay;
 pub mod scripted;
 pub mod slow_disk;
 pub mod soak;
@@ -135,6 +137,12 @@ impl Deployment {
     /// database, ids 4 and up) at sites of their own, given as (site, city).
     pub async fn with_postgres_and_witnesses(witnesses: &[(&str, &str)]) -> Result<Self> {
         Self::with_postgres_on(None, witnesses).await
+    }
+
+    /// Like [`Deployment::with_db`], with every site in its own network namespaces
+    /// ([`netns::Net`]). Needs root.
+    pub fn in_namespaces(db: LocalDb) -> Result<Self> {
+        Self::with_db_on(db, Some(netns::Net::create()?), &[])
     }
 
     /// Like [`Deployment::with_postgres`], with every site in its own network namespaces

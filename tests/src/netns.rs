@@ -138,6 +138,40 @@ impl Net {
         self.set_port(&format!("{site}c"), !cut)
     }
 
+    /// A veth straight between the hosts of `a` and `b` (a dedicated circuit, like the DWDM
+    /// link), 10.A.3.1/30 at `a` and 10.A.3.2/30 at `b`; returns those two addresses.
+    pub fn add_direct_link(&mut self, a: &str, b: &str) -> Result<(String, String)> {
+        site_index(a)?;
+        site_index(b)?;
+        let (ip_a, ip_b) = (format!("10.{}.3.1", self.a), format!("10.{}.3.2", self.a));
+        let (ns_a, ns_b) = (self.host_ns(a), self.host_ns(b));
+        ip(&[
+            "link",
+            "add",
+            &format!("lk{a}"),
+            "netns",
+            &ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("lk{b}"),
+            "netns",
+            &ns_b,
+        ])?;
+        for (ns, site, addr) in [(&ns_a, a, &ip_a), (&ns_b, b, &ip_b)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", &format!("lk{site}")])?;
+            ip(&["-n", ns, "link", "set", &format!("lk{site}"), "up"])?;
+        }
+        Ok((ip_a, ip_b))
+    }
+
+    /// Takes `site`'s end of its direct link down (`ip link set … down`) or up.
+    pub fn set_direct_link(&self, site: &str, up: bool) -> Result<()> {
+        site_index(site)?;
+        ip(&["-n", &self.host_ns(site), "link", "set", &format!("lk{site}"), if up { "up" } else { "down" }])
+    }
+
     /// Cuts (or heals) every link of `site`: host and controller are alone.
     pub fn isolate(&self, site: &str, cut: bool) -> Result<()> {
         site_index(site)?;

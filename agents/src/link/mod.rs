@@ -77,6 +77,8 @@ pub struct LinkParams {
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
     /// Armed before a primary is started or promoted (`opening.rs`).
     pub watchdog: crate::safety::watchdog::SharedWatchdog,
+    /// The links this agent probes (the leader's plan) and what it measured.
+    pub probes: Arc<crate::probes::Probes>,
 }
 
 impl LinkParams {
@@ -162,6 +164,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").into(),
             facts: Some(p.facts.clone()),
             vouch_addr: p.cfg.vouch_addr.clone(),
+            probe_addr: p.cfg.probe_advertised().to_string(),
         })),
     };
     tx.send(hello).await.map_err(|_| Error::Protocol("outbound stream closed".into()))?;
@@ -204,7 +207,7 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             asked.pop_front();
         }
         let db = p.db.read().expect("db lock poisoned").clone();
-        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch };
+        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch, links: p.probes.reports() };
         if tx.send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) }).await.is_err() {
             return Err(Error::Protocol("outbound stream closed".into()));
         }
@@ -263,6 +266,10 @@ fn handle(
                 p.renew.notify_waiters();
                 return true;
             }
+        }
+        Some(controller_message::Msg::Probes(plan)) => {
+            drop(map);
+            p.probes.set_plan(plan);
         }
         Some(controller_message::Msg::Command(cmd)) => {
             drop(map);

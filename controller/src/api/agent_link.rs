@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use triad_proto::v1::agent_link_server::AgentLink;
 use triad_proto::v1::{
     agent_message, controller_message, AgentHeartbeat, AgentHello, AgentMessage, Assignment, ControllerMessage,
-    HeartbeatAck, LeaderInfo, Voucher,
+    HeartbeatAck, LeaderInfo, ProbePlan, Voucher,
 };
 
 use super::auth;
@@ -154,11 +154,10 @@ impl AgentLinkApi {
                 )));
             }
         }
-        if !hello.vouch_addr.is_empty() && hello.vouch_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(Status::invalid_argument(format!(
-                "vouch_addr `{}` is not an IP:PORT address",
-                hello.vouch_addr
-            )));
+        for (key, addr) in [("vouch_addr", &hello.vouch_addr), ("probe_addr", &hello.probe_addr)] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Status::invalid_argument(format!("{key} `{addr}` is not an IP:PORT address")));
+            }
         }
         let f = hello.facts.clone().unwrap_or_default();
         let info = AgentHelloInfo {
@@ -166,6 +165,7 @@ impl AgentLinkApi {
             host: hello.host.clone(),
             version: hello.version.clone(),
             vouch_addr: hello.vouch_addr.clone(),
+            probe_addr: hello.probe_addr.clone(),
             facts: HostFacts {
                 os: f.os,
                 kernel: f.kernel,
@@ -180,10 +180,10 @@ impl AgentLinkApi {
 
 /// Records a heartbeat that arrived at `arrived`, and decides the lease it asks for, if any.
 async fn answer_heartbeat(ctx: &Ctx, name: &str, hb: AgentHeartbeat, arrived: Instant) -> HeartbeatAck {
-    let load = hb.load.unwrap_or_default();
-    ctx.obs.heartbeat(name, now_ms(), load.cpu_percent, load.memory_used_bytes, hb.db);
-    let mut ack = HeartbeatAck { seq: hb.seq, ..Default::default() };
-    if let Some(epoch) = hb.lease_epoch {
+    let (seq, lease_epoch) = (hb.seq, hb.lease_epoch);
+    ctx.obs.heartbeat(name, now_ms(), hb);
+    let mut ack = HeartbeatAck { seq, ..Default::default() };
+    if let Some(epoch) = lease_epoch {
         match lease::grant(ctx, name, epoch, arrived).await {
             Ok(ms) => (ack.lease_ms, ack.lease_epoch) = (ms, epoch),
             Err(why) => ack.lease_refused = why.to_string(),
@@ -205,6 +205,7 @@ async fn serve(
     let mut last_assignment: Option<Assignment> = None;
     // The newest heartbeat on this stream: its seq and when it arrived.
     let mut last_heartbeat: Option<(u64, Instant)> = None;
+    let mut last_plan: Option<ProbePlan> = None;
     loop {
         let key = leader_key(ctx);
         if last_sent.as_ref() != Some(&key) {
@@ -242,6 +243,18 @@ async fn serve(
             }
         } else if assignment.is_none() {
             last_assignment = None;
+        }
+        // The links this agent probes: the leader's word, sent when it changes.
+        if ctx.is_leader() {
+            let plan = crate::brain::links::plan_for(ctx, name);
+            if last_plan.as_ref() != Some(&plan) {
+                last_plan = Some(plan.clone());
+                if tx.send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Probes(plan)) })).await.is_err() {
+                    break;
+                }
+            }
+        } else {
+            last_plan = None;
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { break },

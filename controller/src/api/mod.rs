@@ -9,6 +9,7 @@ mod break_glass;
 mod control;
 mod http;
 pub mod intake;
+pub mod inventory;
 mod membership;
 mod peer;
 mod records;
@@ -24,6 +25,7 @@ use tonic::Status;
 use triad_proto::v1::agent_link_server::AgentLinkServer;
 use triad_proto::v1::alerts_server::AlertsServer;
 use triad_proto::v1::control_server::ControlServer;
+use triad_proto::v1::inventory_server::InventoryServer;
 use triad_proto::v1::peer_server::PeerServer;
 
 pub use break_glass::track_leaderless;
@@ -63,6 +65,7 @@ pub async fn serve_grpc(
         .add_service(PeerServer::new(peer::PeerApi::new(ctx.clone())).max_decoding_message_size(max))
         .add_service(ControlServer::new(control::ControlApi::new(ctx.clone(), crate::brain::Brain::new(ctx.clone()))))
         .add_service(AlertsServer::new(alerts::AlertsApi::new(ctx.clone())))
+        .add_service(InventoryServer::new(inventory::InventoryApi::new(ctx.clone())))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -12,6 +12,7 @@ mod error;
 mod failover;
 mod final_position;
 pub mod lease;
+pub mod links;
 mod liveness;
 pub mod manual;
 pub mod notify;
@@ -91,6 +92,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                 cluster
             })
             .collect(),
+        links: cfg.links.clone(),
     }
 }
 
@@ -109,6 +111,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut primary_down_since = std::collections::HashMap::new();
     let mut restarts_given_up = std::collections::HashMap::new();
     let mut break_glass_settled = false;
+    let mut link_judge = links::Judge::default();
     tokio::spawn(follow_leadership(ctx.clone()));
     tokio::spawn(notify::run(ctx.clone()));
     tokio::spawn(siem::run(ctx.clone()));
@@ -118,6 +121,8 @@ pub async fn run(ctx: Arc<Ctx>) {
     loop {
         ticker.tick().await;
         export_gauges(&ctx, &mut counted);
+        let assessed = links::assess_all(&ctx);
+        links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);
         step_continuity(&ctx).await;
         if !ctx.is_leader() {
             leader_since = None;
@@ -141,6 +146,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             let now = Instant::now();
             let mut commands = decide_liveness(&g.state, &obs, now, since, down_after);
             commands.extend(topology::decide(&g.state, &obs, now, down_after));
+            commands.extend(link_judge.decide(&g.state, &assessed, now));
             (g.state.seeded, commands)
         };
         break_glass::tick(&ctx, &mut break_glass_settled);
@@ -346,13 +352,12 @@ async fn apply_sync_action(ctx: &Ctx, action: synchronous::SyncAction) -> Workfl
             tracing::warn!(cluster = %cluster, vouchers = ?members, "no member is synchronous: these vouch for the primary");
         }
         synchronous::SyncAction::Drop { member, .. } => {
+            let mut reason = format!("not streaming for {} s", synchronous::GRACE.as_secs());
+            if let Some(link) = links::explaining(&ctx.state.read().expect("state lock poisoned").state, &c, &member) {
+                reason = format!("{reason}; {link}");
+            }
             // Record first: from here on nothing counts on `member` holding every commit.
-            propose(Command::DropSynchronous {
-                cluster: cluster.clone(),
-                member: member.clone(),
-                reason: format!("not streaming for {} s", synchronous::GRACE.as_secs()),
-            })
-            .await?;
+            propose(Command::DropSynchronous { cluster: cluster.clone(), member: member.clone(), reason }).await?;
             ctx.bus.call(&agent, reconfigure(), Duration::from_secs(10)).await.map_err(reconfiguring())?;
             tracing::warn!(cluster = %cluster, member = %member, "synchronous standby lost: the primary commits asynchronously");
         }

@@ -16,6 +16,8 @@ pub struct AgentHelloInfo {
     pub facts: HostFacts,
     /// Where its failsafe service listens (empty: none).
     pub vouch_addr: String,
+    /// Where its link probe echo answers (empty: none).
+    pub probe_addr: String,
 }
 
 /// The latest from one agent.
@@ -30,6 +32,8 @@ pub struct AgentObservation {
     pub memory_used_bytes: u64,
     /// The agent's latest observation of its database member, if it has one.
     pub db: Option<triad_proto::v1::DbStatus>,
+    /// What its probes measured of the links it probes, as of its latest heartbeat.
+    pub links: Vec<triad_proto::v1::LinkProbeReport>,
 }
 
 #[cfg(test)]
@@ -42,6 +46,7 @@ impl AgentObservation {
                 host: format!("{site}-host"),
                 version: "test".into(),
                 vouch_addr: String::new(),
+                probe_addr: String::new(),
                 facts: HostFacts::default(),
             },
             last_seen,
@@ -50,6 +55,7 @@ impl AgentObservation {
             cpu_percent: 0.0,
             memory_used_bytes: 0,
             db,
+            links: Vec::new(),
         }
     }
 }
@@ -72,6 +78,7 @@ impl Observations {
             cpu_percent: 0.0,
             memory_used_bytes: 0,
             db: None,
+            links: Vec::new(),
         });
         entry.hello = hello;
         entry.streams += 1;
@@ -80,21 +87,16 @@ impl Observations {
     }
 
     /// A heartbeat arrived.
-    pub fn heartbeat(
-        &self,
-        name: &str,
-        now_ms: u64,
-        cpu_percent: f32,
-        memory_used_bytes: u64,
-        db: Option<triad_proto::v1::DbStatus>,
-    ) {
+    pub fn heartbeat(&self, name: &str, now_ms: u64, hb: triad_proto::v1::AgentHeartbeat) {
+        let load = hb.load.unwrap_or_default();
         let mut map = self.agents.lock().expect("observations lock poisoned");
         if let Some(o) = map.get_mut(name) {
             o.last_seen = Instant::now();
             o.last_seen_ms = now_ms;
-            o.cpu_percent = cpu_percent;
-            o.memory_used_bytes = memory_used_bytes;
-            o.db = db;
+            o.cpu_percent = load.cpu_percent;
+            o.memory_used_bytes = load.memory_used_bytes;
+            o.db = hb.db;
+            o.links = hb.links;
         }
     }
 
@@ -142,6 +144,15 @@ impl Observations {
     pub fn vouch_addr(&self, name: &str) -> String {
         let map = self.agents.lock().expect("observations lock poisoned");
         map.get(name).map(|o| o.hello.vouch_addr.clone()).unwrap_or_default()
+    }
+
+    /// Where each agent's link probe echo answers, for those that serve one.
+    pub fn probe_addrs(&self) -> HashMap<String, String> {
+        let map = self.agents.lock().expect("observations lock poisoned");
+        map.iter()
+            .filter(|(_, o)| !o.hello.probe_addr.is_empty())
+            .map(|(n, o)| (n.clone(), o.hello.probe_addr.clone()))
+            .collect()
     }
 
     /// A copy of every observation.

@@ -71,6 +71,15 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> WorkflowResult<(String, Stri
         c.members.get(to).ok_or_else(|| WorkflowError::Refused(format!("`{to}` is not a member of `{name}`")))?;
     let from_member =
         c.members.get(&from).ok_or_else(|| WorkflowError::gone("the recorded primary is not a member"))?;
+    // A link that carries the cluster between the two sites and is not up: the NOC hears that
+    // first, as the reason (the state refuses the workflow for it too).
+    {
+        let g = ctx.state.read().expect("state lock poisoned");
+        let links = &g.state.links;
+        if let Some(l) = crate::state::links::blocking_link(links, name, &from_member.site, &to_member.site) {
+            return Err(WorkflowError::Refused(crate::state::links::refusal(l, name).to_string()));
+        }
+    }
     let from_db = fresh_db(ctx, &from_member.agent)
         .ok_or_else(|| WorkflowError::Refused(format!("no fresh report from `{from}`'s agent")))?;
     let to_db = fresh_db(ctx, &to_member.agent)

@@ -57,6 +57,10 @@ pub struct ControllerConfig {
     /// The database clusters and their members; seeds the replicated state on first start.
     #[serde(default)]
     pub clusters: Vec<ClusterConfig>,
+    /// The network links between the sites (`[[links]]`, see `state/links.rs` for every field):
+    /// seed the replicated state on first start; afterwards `triadctl links put/delete`.
+    #[serde(default)]
+    pub links: Vec<crate::state::links::LinkSpec>,
     /// Security alerts: ingest limits (sources and their tokens are in the replicated state,
     /// `triadctl alerts sources`).
     #[serde(default)]
@@ -352,6 +356,7 @@ impl ControllerConfig {
         let sites = self.validate_sites()?;
         self.validate_peers(&sites)?;
         self.validate_clusters(&sites)?;
+        self.validate_links(&sites)?;
         self.validate_alerts()
     }
 
@@ -544,6 +549,31 @@ impl ControllerConfig {
                 }
                 known_site(sites, format!("{key}.site"), &m.site)?;
                 check_name(&format!("{key}.agent"), &m.agent)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ControllerConfig {
+    /// The links: valid definitions, named once, between configured sites, carrying configured
+    /// clusters.
+    fn validate_links(&self, sites: &BTreeSet<&str>) -> Result<()> {
+        let clusters: BTreeSet<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let key = format!("links[{i}]");
+            l.validate(&key).map_err(|e| key_err(e.key, e.msg))?;
+            if !names.insert(l.name.as_str()) {
+                return Err(key_err(format!("{key}.name"), format!("link `{}` is listed twice", l.name)));
+            }
+            for (field, end) in [("a", &l.a), ("b", &l.b)] {
+                if !sites.contains(end.as_str()) {
+                    return Err(key_err(format!("{key}.{field}"), format!("site `{end}` is not among `sites`")));
+                }
+            }
+            if let Some(c) = l.carries.iter().find(|c| !clusters.contains(c.as_str())) {
+                return Err(key_err(format!("{key}.carries"), format!("`{c}` is not among `clusters`")));
             }
         }
         Ok(())

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use triad_proto::v1::alerts_client::AlertsClient;
 use triad_proto::v1::control_client::ControlClient;
+use triad_proto::v1::inventory_client::InventoryClient;
 
 use crate::error::{Error, Result};
 use triad_proto::words::LEADER_ADDR_KEY;
@@ -93,6 +94,12 @@ impl Client {
     pub async fn alerts(&self) -> Result<AlertsClient<Channel>> {
         let (addr, _) = self.pick_reader().await?;
         Ok(AlertsClient::new(self.channel(&addr).await?))
+    }
+
+    /// The `Inventory` service (links, assets) of the controller [`Self::reader`] picks.
+    pub async fn inventory(&self) -> Result<InventoryClient<Channel>> {
+        let (addr, _) = self.pick_reader().await?;
+        Ok(InventoryClient::new(self.channel(&addr).await?))
     }
 
     /// The first controller in the config that accepts a connection, with its address.

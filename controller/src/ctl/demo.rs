@@ -164,6 +164,7 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
         let port = free_port()?;
         plan.syslog.insert(c.id, (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")));
     }
+    plan.links = crate::ctl::local::reference_links();
     plan.write()?;
 
     let workload = pg.as_ref().map(|c| Workload::start(c.members.iter().map(|m| m.conninfo("customs")).collect()));
@@ -383,7 +384,8 @@ fn write_demo_json(
             "pid": pid_of(&format!("controller-{} ", c.id)),
         })).collect::<Vec<_>>(),
         "agents": plan.agents.iter().map(|a| json!({
-            "name": a.name, "site": a.site, "http_addr": a.http_addr, "pid": pid_of(&a.name),
+            "name": a.name, "site": a.site, "http_addr": a.http_addr, "probe_addr": a.probe_addr,
+            "pid": pid_of(&a.name),
         })).collect::<Vec<_>>(),
         "database_mode": match plan.db { LocalDb::None => "none", LocalDb::Simulated => "simulated", LocalDb::Postgres { .. } => "postgres" },
         "databases": pg.map(|c| c.members.iter().map(|m| json!({

@@ -11,6 +11,7 @@ use crate::config::{
 use crate::ctl::certs;
 use crate::ctl::client::CtlConfig;
 use crate::error::{Error, Result};
+use crate::state::links::{LinkKind, LinkSpec};
 
 /// The three sites of the reference deployment.
 pub const SITES: [(&str, &str); 3] =
@@ -67,6 +68,10 @@ pub struct LocalAgent {
     pub vouch_addr: String,
     /// The host's address: its database member listens there.
     pub host_ip: String,
+    /// Where it answers link probes (UDP and TCP).
+    pub probe_addr: String,
+    /// What the other agents dial to probe it, when not `probe_addr` (a relay in a test).
+    pub probe_advertise_addr: String,
 }
 
 /// The database members of a local deployment, one per site, watched by that site's agent.
@@ -93,6 +98,33 @@ pub struct LocalDeployment {
     /// Syslog listeners (UDP, TCP addresses) by controller id, admitting 127.0.0.1 (the demo
     /// sets them; tests set their own).
     pub syslog: std::collections::BTreeMap<u64, (String, String)>,
+    /// The links between the sites (none unless set: the demo sets [`reference_links`]).
+    pub links: Vec<LinkSpec>,
+}
+
+/// The reference deployment's links: the DWDM link `dc`–`ndc` and the WAN links to `dr`, all
+/// carrying the `customs` cluster's replication. On one machine every round trip is tiny, so
+/// the WAN links' thresholds are the defaults' too; a real WAN wants `degraded_rtt_ms` raised.
+pub fn reference_links() -> Vec<LinkSpec> {
+    let link = |name: &str, a: &str, b: &str, kind: LinkKind, mbps: u64| LinkSpec {
+        name: name.into(),
+        a: a.into(),
+        b: b.into(),
+        kind,
+        capacity_mbps: mbps,
+        provider: "local".into(),
+        circuit: format!("LOCAL-{}", name.to_uppercase()),
+        carries: [CLUSTER.to_string()].into(),
+        a_agent: String::new(),
+        b_agent: String::new(),
+        probe_interval_ms: 200,
+        thresholds: Default::default(),
+    };
+    vec![
+        link("dwdm-dc-ndc", "dc", "ndc", LinkKind::Dwdm, 10_000),
+        link("wan-dc-dr", "dc", "dr", LinkKind::Wan, 1_000),
+        link("wan-ndc-dr", "ndc", "dr", LinkKind::Wan, 1_000),
+    ]
 }
 
 impl LocalDeployment {
@@ -119,6 +151,8 @@ impl LocalDeployment {
                 site: site.to_string(),
                 http_addr: format!("{host_ip}:{}", free_port()?),
                 vouch_addr: format!("{host_ip}:{}", free_port()?),
+                probe_addr: format!("{host_ip}:{}", free_port()?),
+                probe_advertise_addr: String::new(),
                 host_ip,
             });
         }
@@ -137,6 +171,7 @@ impl LocalDeployment {
             agents,
             db: LocalDb::None,
             syslog: Default::default(),
+            links: Vec::new(),
         })
     }
 
@@ -214,6 +249,7 @@ impl LocalDeployment {
                     .collect(),
                 synchronous_mode: "relaxed".into(),
             }],
+            links: self.links.clone(),
             alerts: match self.syslog.get(&peer.id) {
                 None => Default::default(),
                 Some((udp, tcp)) => crate::config::AlertsConfig {
@@ -243,7 +279,7 @@ impl LocalDeployment {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let controllers: Vec<String> = self.controllers.iter().map(|c| q(&c.grpc_addr)).collect();
         format!(
-            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nvouch_addr = {vouch}\nstate_dir = {state}\n\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nvouch_addr = {vouch}\nstate_dir = {state}\n{probe}\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
             state = q(&self.dir.join(format!("data/{}", a.name)).display().to_string()),
             site = a.site,
             name = q(&a.name),
@@ -252,10 +288,24 @@ impl LocalDeployment {
             ctrls = controllers.join(", "),
             http = q(&a.http_addr),
             vouch = q(&a.vouch_addr),
+            probe = self.agent_probe_text(a),
             ca = q(&certs::ca_cert_path(&certs).display().to_string()),
             cert = q(&certs.join(format!("{}.pem", a.name)).display().to_string()),
             key = q(&certs.join(format!("{}.key", a.name)).display().to_string()),
         ) + &self.agent_db_text(a)
+    }
+
+    fn agent_probe_text(&self, a: &LocalAgent) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        if a.probe_addr.is_empty() {
+            return String::new();
+        }
+        let mut text =
+            format!("# Link probes: the agents at the other ends dial this.\nprobe_addr = {}\n", q(&a.probe_addr));
+        if !a.probe_advertise_addr.is_empty() {
+            text += &format!("probe_advertise_addr = {}\n", q(&a.probe_advertise_addr));
+        }
+        text
     }
 
     fn agent_db_text(&self, a: &LocalAgent) -> String {

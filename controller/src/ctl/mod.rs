@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod failover;
+pub mod links;
 pub mod local;
 pub mod postgres;
 pub mod status;

@@ -135,6 +135,11 @@ pub struct StatusView {
     pub approvals: Vec<ApprovalView>,
     /// Whether losing any one city leaves the controllers a quorum (DESIGN.md point 10).
     pub city_loss: String,
+    /// The links between the sites (`triadctl links` shows more of each).
+    pub links: Vec<super::links::LinkLine>,
+    /// Why the links could not be read, when they could not.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub links_error: String,
 }
 
 /// A manual failover request and where it stands.
@@ -203,6 +208,10 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
     ))
     .describe();
     let leader_id = controllers.iter().find(|c| c.role == "leader").map(|c| c.id).unwrap_or(0);
+    let (links, links_error) = match super::links::list(client).await {
+        Ok((l, _)) => (l, String::new()),
+        Err(e) => (Vec::new(), e.to_string()),
+    };
     let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
     let clusters = state
         .clusters
@@ -232,6 +241,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
             .map(|l| LeaseView { period_ms: l.period_ms, clock_drift: l.clock_drift, margin_ms: l.margin_ms })
             .unwrap_or_default(),
         approvals: state.approvals.iter().map(ApprovalView::from).collect(),
+        links,
+        links_error,
     })
 }
 
@@ -520,10 +531,10 @@ fn render_clusters(out: &mut String, v: &StatusView) {
         if let Some(c) = v.cluster_state.get(name) {
             let lost: Vec<&String> = c.want_synchronous.iter().filter(|m| !c.synchronous.contains(m)).collect();
             if !lost.is_empty() {
-                let lost: Vec<&str> = lost.iter().map(|s| s.as_str()).collect();
+                let why: Vec<String> = lost.iter().map(|m| lost_behind(v, members, c, m)).collect();
                 out.push_str(&format!(
                     "  !! synchronous standby lost: {} ({})\n",
-                    lost.join(", "),
+                    why.join(", "),
                     if c.strict {
                         "strict: commits wait for it"
                     } else {
@@ -532,9 +543,36 @@ fn render_clusters(out: &mut String, v: &StatusView) {
                 ));
             }
         }
+        render_cluster_links(out, v, name);
         for m in members {
             render_member(out, m);
         }
+    }
+}
+
+/// The links carrying `cluster`'s replication, next to it: one line each, loud when not up.
+fn render_cluster_links(out: &mut String, v: &StatusView, cluster: &str) {
+    if !v.links_error.is_empty() {
+        out.push_str(&format!("  links: could not be read ({})\n", v.links_error));
+    }
+    for l in v.links.iter().filter(|l| l.carries.iter().any(|c| c == cluster)) {
+        let line = format!("link {} ({} {}–{}) {} since {}", l.name, l.kind, l.a, l.b, l.state, l.since);
+        if l.state == "up" {
+            out.push_str(&format!("  {line}\n"));
+        } else {
+            out.push_str(&format!("  !! {line}: {}; no switchover across it until it is up\n", l.reason));
+        }
+    }
+}
+
+/// A lost synchronous standby, with the link that explains it when one does.
+fn lost_behind(v: &StatusView, members: &[MemberView], c: &ClusterView, lost: &str) -> String {
+    let site = |m: &str| members.iter().find(|x| x.name == m).map(|x| x.site.clone()).unwrap_or_default();
+    let (from, to) = (site(&c.primary), site(lost));
+    let joins = |l: &&super::links::LinkLine| (l.a == from && l.b == to) || (l.a == to && l.b == from);
+    match v.links.iter().filter(joins).find(|l| l.state != "up") {
+        Some(l) => format!("{lost}, behind link {} which is {}", l.name, l.state),
+        None => lost.to_string(),
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Seed {
     pub sites: Vec<Site>,
     pub controllers: Vec<ControllerRecord>,
     pub clusters: Vec<DbCluster>,
+    /// The links between the sites (`[[links]]`).
+    #[serde(default)]
+    pub links: Vec<super::links::LinkSpec>,
 }
 
 /// Every change the state knows how to make.
@@ -153,6 +156,13 @@ pub enum Command {
     /// a change anyone made: it is the one command that writes no audit entry, or each would
     /// be sent and recorded again without end.
     SiemSent { seq: u64 },
+    /// Define a link between two sites, or change a recorded one's definition (its state stays).
+    PutLink(super::links::LinkSpec),
+    /// Remove a link.
+    DeleteLink { name: String },
+    /// The leader judged a link's state from its probes (`brain/links.rs`): recorded with why,
+    /// raising or resolving the link's alert.
+    SetLinkState { link: String, state: super::links::LinkState, reason: String },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

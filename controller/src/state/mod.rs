@@ -12,6 +12,7 @@ mod break_glass;
 mod cities;
 mod command;
 mod kinds;
+pub mod links;
 mod named;
 mod rejection;
 
@@ -306,6 +307,9 @@ pub struct State {
     /// Infrastructure events and the incidents that group alerts with them.
     #[serde(default)]
     pub incidents: alerts::Incidents,
+    /// The network links between the sites, with their state.
+    #[serde(default)]
+    pub links: links::Links,
     /// The audit log's seq sent to the SIEM so far.
     #[serde(default)]
     pub siem_sent_seq: u64,

@@ -101,7 +101,7 @@ async fn accept(
         }
     };
     let kind: SourceKind = match kind.parse() {
-        Ok(k) if k != SourceKind::Syslog => k,
+        Ok(k) if !matches!(k, SourceKind::Syslog | SourceKind::Triad) => k,
         _ => {
             let why = format!("no ingest path /ingest/{kind}; use alertmanager, wazuh or generic");
             return Err(unknown(Refusal(StatusCode::NOT_FOUND, "unknown_path", why)));

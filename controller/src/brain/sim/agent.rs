@@ -45,6 +45,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
             version: "simulated".into(),
             facts: HostFacts::default(),
             vouch_addr: String::new(),
+            probe_addr: String::new(),
         };
         ctx.obs.connected(&agent, hello, now_ms());
         let (tx, mut rx) = mpsc::channel(16);

@@ -345,7 +345,8 @@ async fn report(ctx: Arc<Ctx>, world: Arc<Mutex<World>>) {
             w.members.values().filter(|m| m.linked).map(|m| (m.agent.clone(), w.report(&m.name))).collect()
         };
         for (agent, db) in reports {
-            ctx.obs.heartbeat(&agent, now_ms(), 0.0, 0, Some(db));
+            let hb = triad_proto::v1::AgentHeartbeat { db: Some(db), ..Default::default() };
+            ctx.obs.heartbeat(&agent, now_ms(), hb);
         }
     }
 }

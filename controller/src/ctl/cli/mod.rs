@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod alerts;
+mod links;
 
 use self::alerts::{run_alerts, AlertsCmd};
+use self::links::{run_links, LinksArgs};
 use super::{admin, certs, client, demo, failover, status};
 use crate::Error;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -158,6 +160,16 @@ enum Cmd {
     ///   triadctl alerts sources add prometheus --kind alertmanager
     #[command(subcommand, verbatim_doc_comment)]
     Alerts(AlertsCmd),
+    /// The network links between the sites: state, round trip, loss, jitter, and SNMP where a
+    /// device is polled; defining and removing links (admin, noc).
+    ///
+    /// Examples:
+    ///   triadctl links
+    ///   triadctl links -o json
+    ///   triadctl links put dwdm-dc-ndc --a dc --b ndc --kind dwdm --capacity-mbps 10000 --carries customs
+    ///   triadctl links delete wan-dc-dr
+    #[command(verbatim_doc_comment)]
+    Links(LinksArgs),
     /// Start a complete three-site deployment on this machine, in the foreground (Ctrl-C stops it).
     Demo {
         /// Directory for certificates, configs, data, logs and demo.json.
@@ -414,6 +426,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             }
         }
         Cmd::Alerts(cmd) => run_alerts(&client(&args.config)?, cmd).await?,
+        Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
         Cmd::Demo { dir, simulated } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 crate::init_logging("text");

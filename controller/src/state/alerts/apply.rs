@@ -96,6 +96,19 @@ impl State {
         (what, Ok(total.to_string()))
     }
 
+    /// Raises (with `ev.resolved`, resolves) one of Triad's own alerts (a link's; later an
+    /// asset's) under the source [`TRIAD_SOURCE`](crate::state::links::TRIAD_SOURCE), writing
+    /// `note` in its history so that each change of what it is about is there to read.
+    pub(in crate::state) fn raise_own_alert(&mut self, ev: IncomingAlert, note: &str) {
+        use crate::state::links::TRIAD_SOURCE;
+        let outcome = self.ingest(TRIAD_SOURCE, std::slice::from_ref(&ev));
+        self.alerts.totals.add(&outcome);
+        let key = fingerprint_key(TRIAD_SOURCE, &ev.fingerprint);
+        if let Some(a) = self.alerts.by_fingerprint.get(&key).and_then(|id| self.alerts.alerts.get_mut(id)) {
+            a.note(ev.at_ms, TRIAD_SOURCE, note);
+        }
+    }
+
     /// Deduplicates a batch by fingerprint: a known alert counts the occurrence (and opens again
     /// when it was resolved; a false positive stays closed), an unknown one is recorded.
     fn ingest(&mut self, source: &str, events: &[IncomingAlert]) -> IngestOutcome {

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::links::LinkState;
 use crate::state::{Command, Proposal, State, WorkflowKind};
 
 /// How far before an event's start and after its end an alert still belongs to it.
@@ -29,6 +30,10 @@ crate::named_enum! {
         /// A primary its own agent fenced, started again.
         Fence = "fence",
         PrimaryLost = "primary lost",
+        /// A link between two sites went down.
+        LinkDown = "link down",
+        /// A link between two sites became degraded (slow, lossy, busy).
+        LinkDegraded = "link degraded",
     }
 }
 
@@ -46,6 +51,9 @@ pub struct InfraEvent {
     /// The workflow it is, when it is one.
     pub workflow: Option<u64>,
     pub incident: Option<u64>,
+    /// The link it is, when it is a link's.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 impl InfraEvent {
@@ -140,7 +148,34 @@ impl State {
                 let (sites, hosts) = self.member_places(cluster, &[&primary]);
                 (InfraKind::PrimaryLost, format!("primary {primary} of {cluster} lost"), sites, hosts, None)
             }
+            Command::SetLinkState { link, state, .. } => {
+                let Some(l) = self.links.get(link) else { return };
+                let kind = match state {
+                    LinkState::Down => InfraKind::LinkDown,
+                    LinkState::Degraded => InfraKind::LinkDegraded,
+                    LinkState::Up => {
+                        self.end_link_events(link, p.at_ms);
+                        return;
+                    }
+                    LinkState::Unknown => return,
+                };
+                // Degraded then down is one outage: the event under way takes the worse kind.
+                let open =
+                    self.incidents.events.values_mut().find(|e| e.link.as_ref() == Some(link) && e.ended_ms.is_none());
+                if let Some(e) = open {
+                    if kind == InfraKind::LinkDown {
+                        e.kind = kind;
+                    }
+                    return;
+                }
+                let summary = format!("{kind}: {} ({} {}–{})", l.spec.name, l.spec.kind, l.spec.a, l.spec.b);
+                (kind, summary, vec![l.spec.a.clone(), l.spec.b.clone()], vec![], None)
+            }
             _ => return,
+        };
+        let link = match &p.command {
+            Command::SetLinkState { link, .. } => Some(link.clone()),
+            _ => None,
         };
         let book = &mut self.incidents;
         book.last_event_id += 1;
@@ -156,6 +191,7 @@ impl State {
             ended_ms: None,
             workflow,
             incident: None,
+            link,
         };
         book.events.insert(id, event);
         while book.events.len() > EVENTS_KEPT {
@@ -173,6 +209,14 @@ impl State {
             .collect();
         for alert in earlier {
             self.join_incident(alert, id, p.at_ms);
+        }
+    }
+
+    fn end_link_events(&mut self, link: &str, at_ms: u64) {
+        let open =
+            self.incidents.events.values_mut().filter(|e| e.link.as_deref() == Some(link) && e.ended_ms.is_none());
+        for e in open {
+            e.ended_ms = Some(at_ms);
         }
     }
 

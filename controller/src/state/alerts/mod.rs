@@ -74,6 +74,8 @@ crate::named_enum! {
         Generic = "generic",
         /// Syslog (RFC 5424 or RFC 3164), with or without a CEF payload.
         Syslog = "syslog",
+        /// Raised by Triad itself (a link down; later an asset's warning): never received.
+        Triad = "triad",
     }
 }
 

@@ -66,6 +66,11 @@ impl State {
         if !is_hex_digest(sha256) {
             return Err(Rejection::Invalid("a token digest is 64 lower-case hex digits (SHA-256)".into()));
         }
+        if kind == SourceKind::Triad || name == crate::state::links::TRIAD_SOURCE {
+            return Err(Rejection::Invalid(
+                "`triad` is the controllers' own source (links, assets): no sender may use it".into(),
+            ));
+        }
         if kind == SourceKind::Syslog {
             return Err(Rejection::Invalid(
                 "syslog senders are admitted by address or certificate (the controller's [syslog] config), not tokens"

@@ -1,7 +1,7 @@
 //! `State::apply` for the controllers' tables: the seed, sites, the Raft membership as recorded, and the
 //! quorum checks of a leader that was cut off (`brain/continuity.rs`).
 
-use crate::state::{Command, DbCluster, Proposal, Rejection, State};
+use crate::state::{Command, DbCluster, Proposal, Rejection, Role, State};
 
 impl State {
     pub(super) fn apply_controllers(&mut self, p: &Proposal) -> (String, Result<String, Rejection>) {
@@ -25,6 +25,17 @@ impl State {
                 }
                 for c in &seed.clusters {
                     self.clusters.insert(c.name.clone(), DbCluster::clone(c));
+                }
+                // The config was validated at start, so a link refused here is a fault: said
+                // in the answer (and the audit), never dropped silently.
+                let mut refused = Vec::new();
+                for l in &seed.links {
+                    if let Err(e) = self.put_link(Role::System, l, p.at_ms) {
+                        refused.push(format!("link {}: {e}", l.name));
+                    }
+                }
+                if !refused.is_empty() {
+                    return (what, Ok(format!("seeded, but {}", refused.join("; "))));
                 }
                 (what, Ok("seeded".into()))
             }

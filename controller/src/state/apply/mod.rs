@@ -5,6 +5,7 @@
 mod agents;
 mod clusters;
 mod controllers;
+mod links;
 mod workflows;
 
 use super::{AuditEntry, Command, Proposal, Rejection, Response, State};
@@ -92,6 +93,7 @@ impl State {
             | Notify { .. }
             | ArchiveAlerts { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
+            PutLink(_) | DeleteLink { .. } | SetLinkState { .. } => self.apply_links(p),
             // Handled in `apply` before reaching here.
             SiemSent { .. } => ("siem".into(), Err(Rejection::Invalid("handled before".into()))),
             Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),
@@ -158,7 +160,15 @@ mod tests {
         let mut audit = Vec::new();
         s.apply(
             1,
-            &prop(1, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })),
+            &prop(
+                1,
+                Command::Seed(crate::state::Seed {
+                    sites: vec![],
+                    controllers: vec![],
+                    clusters: vec![],
+                    links: vec![],
+                }),
+            ),
             &mut audit,
         );
         let before = s.clone();
@@ -166,7 +176,15 @@ mod tests {
         assert!(matches!(r, Response::Rejected(_)));
         let r2 = s.apply(
             3,
-            &prop(3, Command::Seed(crate::state::Seed { sites: vec![], controllers: vec![], clusters: vec![] })),
+            &prop(
+                3,
+                Command::Seed(crate::state::Seed {
+                    sites: vec![],
+                    controllers: vec![],
+                    clusters: vec![],
+                    links: vec![],
+                }),
+            ),
             &mut audit,
         );
         assert!(matches!(r2, Response::Rejected(_)));

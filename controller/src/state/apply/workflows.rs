@@ -26,6 +26,14 @@ impl State {
                 if !c.members.contains_key(to) || (to == from) != (*kind == WorkflowKind::Restart) {
                     return (what, Err(Rejection::Conflict(format!("`{to}` is not another member of `{cluster}`"))));
                 }
+                // A planned move across a link that is not up waits (issue 18). Never a failover:
+                // when the primary's site is lost, its links are down too.
+                if *kind == WorkflowKind::Switchover {
+                    let site = |m: &String| c.members.get(m).map(|m| m.site.clone()).unwrap_or_default();
+                    if let Some(l) = crate::state::links::blocking_link(&self.links, cluster, &site(from), &site(to)) {
+                        return (what, Err(crate::state::links::refusal(l, cluster)));
+                    }
+                }
                 self.last_workflow_id += 1;
                 let id = self.last_workflow_id;
                 c.workflow = Some(id);
