@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// relay in the path). Default: `probe_addr`.
     #[serde(default)]
     pub probe_advertise_addr: String,
+    /// Network devices this agent polls over SNMP for the links they carry (`[[snmp]]`).
+    #[serde(default)]
+    pub snmp: Vec<SnmpDevice>,
     /// Heartbeat interval in milliseconds (default 200).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
@@ -118,6 +121,97 @@ pub struct HooksConfig {
     /// Default: none.
     #[serde(default)]
     pub on_role_change: Vec<String>,
+}
+
+/// A device interface a link runs through, polled over SNMP (IF-MIB: ifOperStatus,
+/// ifHCInOctets/ifHCOutOctets, ifInErrors, ifHighSpeed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpDevice {
+    /// The link whose traffic runs through the interface (as named in the controllers' `[[links]]`).
+    pub link: String,
+    /// The device's SNMP agent, `IP:PORT` (UDP; the standard port is 161).
+    pub target: String,
+    /// The interface's ifIndex; or give `if_name` instead.
+    #[serde(default)]
+    pub if_index: u32,
+    /// The interface's ifName (or ifDescr), resolved to its ifIndex at the first poll.
+    #[serde(default)]
+    pub if_name: String,
+    /// `v2c` (default) or `v3`.
+    #[serde(default = "default_snmp_version")]
+    pub version: String,
+    /// v2c: the read community.
+    #[serde(default)]
+    pub community: String,
+    /// v3: the USM user name.
+    #[serde(default)]
+    pub user: String,
+    /// v3: `md5`, `sha`, `sha224`, `sha256`, `sha384` or `sha512`; empty: noAuthNoPriv.
+    #[serde(default)]
+    pub auth_protocol: String,
+    /// v3: the authentication password (at least 8 characters).
+    #[serde(default)]
+    pub auth_password: String,
+    /// v3: `des`, `3des`, `aes` (AES-128), `aes192-blumenthal`, ...; empty: authNoPriv.
+    #[serde(default)]
+    pub privacy_protocol: String,
+    /// v3: the privacy password (at least 8 characters).
+    #[serde(default)]
+    pub privacy_password: String,
+    /// Between polls, in milliseconds (default 5000; 1000 to 600000).
+    #[serde(default = "default_snmp_interval")]
+    pub interval_ms: u64,
+}
+
+fn default_snmp_version() -> String {
+    "v2c".into()
+}
+
+fn default_snmp_interval() -> u64 {
+    5000
+}
+
+impl SnmpDevice {
+    /// Errors name the key under `key` (e.g. `snmp[0]`).
+    fn validate(&self, key: &str) -> Result<()> {
+        let err = |field: &str, msg: String| key_err(format!("{key}.{field}"), msg);
+        if self.link.is_empty() {
+            return Err(err("link", "the link this interface carries is required".into()));
+        }
+        if self.target.parse::<SocketAddr>().is_err() {
+            return Err(err("target", format!("`{}` is not an IP:PORT address", self.target)));
+        }
+        if (self.if_index == 0) == self.if_name.is_empty() {
+            return Err(err("if_index", "give either if_index (above 0) or if_name".into()));
+        }
+        if !(1000..=600_000).contains(&self.interval_ms) {
+            return Err(err("interval_ms", format!("1000 to 600000 (got {})", self.interval_ms)));
+        }
+        match self.version.as_str() {
+            "v2c" if self.community.is_empty() => Err(err("community", "v2c needs a community".into())),
+            "v2c" => Ok(()),
+            "v3" => self.validate_v3(key),
+            other => Err(err("version", format!("`{other}`: v2c or v3"))),
+        }
+    }
+
+    fn validate_v3(&self, key: &str) -> Result<()> {
+        let err = |field: &str, msg: String| key_err(format!("{key}.{field}"), msg);
+        if self.user.is_empty() {
+            return Err(err("user", "v3 needs a user".into()));
+        }
+        if self.auth_protocol.is_empty() && !self.privacy_protocol.is_empty() {
+            return Err(err("privacy_protocol", "privacy needs authentication (auth_protocol)".into()));
+        }
+        if !self.auth_protocol.is_empty() && self.auth_password.chars().count() < 8 {
+            return Err(err("auth_password", "at least 8 characters".into()));
+        }
+        if !self.privacy_protocol.is_empty() && self.privacy_password.chars().count() < 8 {
+            return Err(err("privacy_password", "at least 8 characters".into()));
+        }
+        crate::probes::snmp::auth(self).map(|_| ()).map_err(|e| err("auth_protocol", e.to_string()))
+    }
 }
 
 impl AgentConfig {
@@ -297,6 +391,9 @@ impl AgentConfig {
             }
         }
         self.validate_probe_addrs()?;
+        for (i, d) in self.snmp.iter().enumerate() {
+            d.validate(&format!("snmp[{i}]"))?;
+        }
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
             return Err(key_err("heartbeat_interval_ms", "must be between 10 and 60000"));
         }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sysinfo::{Disks, System};
+use sysinfo::{Disks, Networks, System};
 use triad_proto::v1::{HostFacts, HostLoad};
 
 /// Reads the host's static facts.
@@ -18,7 +18,28 @@ pub fn host_facts() -> HostFacts {
         cpus: sys.cpus().len() as u32,
         memory_total_bytes: sys.total_memory(),
         disk_total_bytes: disks.iter().map(|d| d.total_space()).sum(),
+        addresses: addresses(),
     }
+}
+
+/// The host's IP addresses, loopback and link-local left out, sorted (so that the facts compare
+/// equal from one start to the next).
+fn addresses() -> Vec<String> {
+    let networks = Networks::new_with_refreshed_list();
+    let mut out: Vec<String> = networks
+        .values()
+        .flat_map(|n| n.ip_networks().iter().map(|i| i.addr))
+        .filter(|a| !a.is_loopback() && !a.is_unspecified())
+        .filter(|a| match a {
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .map(|a| a.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out.truncate(64);
+    out
 }
 
 /// Samples the host's load every `every` into `out`, forever.

@@ -84,7 +84,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     if !cfg.probe_addr.is_empty() {
         probes::serve_echo(&cfg.probe_addr, metrics.clone()).await?;
     }
-    let probes = probes::Probes::new(metrics.clone());
+    let probes = probes::Probes::new(metrics.clone(), &cfg.snmp);
     let driver = cfg.database.as_ref().map(|dbc| watch_database(&cfg, dbc, &pem, &member));
     let Member { db, watchdog, .. } = member;
     let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });

@@ -17,6 +17,7 @@ pub mod config;
 pub mod context;
 pub mod ctl;
 mod error;
+pub mod inventory;
 pub mod metrics;
 pub mod raft;
 pub mod state;

@@ -64,6 +64,12 @@ pub struct Metrics {
     pub link_bits: prometheus::GaugeVec,
     pub link_utilisation: prometheus::GaugeVec,
     pub link_errors: prometheus::GaugeVec,
+    /// The asset register: assets by `site`, `kind` and `status` (sites are configured, kinds and
+    /// statuses fixed: bounded), licence seats by `state` (`used`, `free`), and licences
+    /// expiring within the longest warning lead time (or passed).
+    pub assets: prometheus::IntGaugeVec,
+    pub asset_seats: prometheus::IntGaugeVec,
+    pub asset_licences_expiring: IntGauge,
 }
 
 fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
@@ -264,6 +270,13 @@ impl Metrics {
                 "triad_link_errors_per_second",
                 "Input errors on the link's interface (SNMP ifInErrors), worse end",
                 &["link"],
+            ),
+            assets: gauge_vec(&registry, "triad_asset_count", "Assets in the register, by site, kind and status", &["site", "kind", "status"]),
+            asset_seats: gauge_vec(&registry, "triad_asset_licence_seats", "Licence seats over every licence, by state (used, free)", &["state"]),
+            asset_licences_expiring: gauge(
+                &registry,
+                "triad_asset_licences_expiring",
+                "Licences expiring within the longest warning lead time (inventory.warn_days), or expired",
             ),
             siem_failures: {
                 let c = prometheus::IntCounter::new("triad_siem_send_failures_total", "Failed attempts to reach or write to the SIEM")

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod relay;
 pub mod scripted;
 pub mod slow_disk;
+pub mod snmpd;
 pub mod soak;
 pub mod timing;
 pub mod workload;

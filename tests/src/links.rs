@@ -22,6 +22,7 @@ pub fn link(name: &str, a: &str, b: &str, kind: LinkKind, thresholds: LinkThresh
         carries: ["customs".to_string()].into(),
         a_agent: String::new(),
         b_agent: String::new(),
+        devices: Vec::new(),
         probe_interval_ms: 200,
         thresholds,
     }
@@ -48,6 +49,15 @@ impl Deployment {
         a.probe_advertise_addr = advertise.into();
         let a = a.clone();
         std::fs::write(self.plan.agent_config_path(&a.name), self.plan.agent_config_text(&a))?;
+        Ok(())
+    }
+
+    /// Appends `text` (e.g. `[[snmp]]` tables) to `site`'s agent's config (before it starts).
+    pub fn append_agent_config(&self, site: &str, text: &str) -> Result<()> {
+        let path = self.plan.agent_config_path(&format!("agent-{site}"));
+        let mut config = std::fs::read_to_string(&path)?;
+        config.push_str(text);
+        std::fs::write(&path, config)?;
         Ok(())
     }
 

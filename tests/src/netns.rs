@@ -166,6 +166,14 @@ impl Net {
         Ok((ip_a, ip_b))
     }
 
+    /// Gives `site`'s host one more address on its data network (10.A.2.N/32); returns it.
+    pub fn add_host_address(&self, site: &str, n: u8) -> Result<String> {
+        site_index(site)?;
+        let addr = format!("10.{}.2.{n}", self.a);
+        ip(&["-n", &self.host_ns(site), "addr", "add", &format!("{addr}/32"), "dev", "data0"])?;
+        Ok(addr)
+    }
+
     /// Takes `site`'s end of its direct link down (`ip link set … down`) or up.
     pub fn set_direct_link(&self, site: &str, up: bool) -> Result<()> {
         site_index(site)?;

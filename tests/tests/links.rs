@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
+use serde_json::Value;
 use triad_controller::state::links::{LinkKind, LinkThresholds};
 use triad_tests::links::link;
 use triad_tests::relay::{Impairment, Relay};
@@ -113,5 +114,70 @@ async fn a_slow_or_lossy_path_is_degraded_and_a_clean_one_recovers() -> Result<(
     // A clean path again: up once it has held.
     relay.set(Impairment::default());
     d.wait_link(DWDM, "up", Duration::from_secs(40)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snmp_polls_a_real_snmpd_over_v2c_and_v3_and_reports_rates() -> Result<()> {
+    use triad_tests::snmpd::{self, Snmpd};
+    let mut d = Deployment::new()?;
+    let agent = Snmpd::start(&d.dir().join("snmpd")).await?;
+    d.set_links(vec![link(DWDM, "dc", "ndc", LinkKind::Dwdm, quick())])?;
+    // dc polls the loopback interface by name over v2c; ndc by index over v3 (SHA, AES); dr
+    // with a wrong community, which must say so and count for nothing against the link.
+    let target = &agent.addr;
+    d.append_agent_config(
+        "dc",
+        &format!(
+            "\n[[snmp]]\nlink = \"{DWDM}\"\ntarget = \"{target}\"\nif_name = \"lo\"\ncommunity = \"{}\"\ninterval_ms = 1000\n",
+            snmpd::COMMUNITY
+        ),
+    )?;
+    d.append_agent_config(
+        "ndc",
+        &format!(
+            "\n[[snmp]]\nlink = \"{DWDM}\"\ntarget = \"{target}\"\nif_index = 1\nversion = \"v3\"\nuser = \"{}\"\n\
+             auth_protocol = \"sha\"\nauth_password = \"{}\"\nprivacy_protocol = \"aes\"\nprivacy_password = \"{}\"\n\
+             interval_ms = 1000\n",
+            snmpd::V3_USER,
+            snmpd::V3_AUTH_PASSWORD,
+            snmpd::V3_PRIV_PASSWORD
+        ),
+    )?;
+    d.append_agent_config(
+        "dr",
+        &format!("\n[[snmp]]\nlink = \"{DWDM}\"\ntarget = \"{target}\"\nif_index = 1\ncommunity = \"wrong\"\ninterval_ms = 1000\n"),
+    )?;
+    d.start_all().await?;
+    let json = wait_for("traffic counted by both good pollers", Duration::from_secs(60), || async {
+        let links = d.links_json().ok()?;
+        let l = links.into_iter().find(|l| l["name"] == DWDM)?;
+        let snmp = l["snmp"].as_array()?;
+        // Rates reckoned, and the traffic on lo counted (the agent's counters move every few
+        // seconds: it caches them).
+        let counted = |s: &&Value| s["error"].is_null() && s["in_bps"].as_f64().is_some_and(|v| v > 0.0);
+        (snmp.iter().filter(counted).count() == 2).then_some(l)
+    })
+    .await?;
+    let snmp = json["snmp"].as_array().expect("checked");
+    for s in snmp.iter().filter(|s| s["error"].is_null()) {
+        ensure!(s["if_index"] == 1 && s["oper_up"] == true, "lo is ifIndex 1 and up: {s}");
+        ensure!(s["speed_bps"].as_f64().is_some_and(|v| v > 0.0), "ifHighSpeed read: {s}");
+        ensure!(s["utilisation"].as_f64().is_some_and(|u| u > 0.0), "utilisation from bits/s and speed: {s}");
+    }
+    let bad: Vec<_> = snmp.iter().filter(|s| !s["error"].is_null()).collect();
+    ensure!(bad.len() == 1, "the wrong community is reported as a failing poll: {snmp:?}");
+    ensure!(json["state"] == "up", "a poll that fails is not held against the link: {json}");
+    let leader = d.wait_leader(&d.founders(), Duration::from_secs(10)).await?;
+    let http = d.plan.controllers.iter().find(|c| c.id == leader).expect("the leader").http_addr.clone();
+    let bits = wait_for("the leader's link traffic metric", Duration::from_secs(10), || async {
+        let (_, body) = Deployment::http_get(&http, "/metrics").await.ok()?;
+        body.lines()
+            .filter(|l| l.starts_with("triad_link_bits_per_second{"))
+            .filter(|l| l.contains(&format!("link=\"{DWDM}\"")) && l.contains("direction=\"in\""))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    })
+    .await?;
+    ensure!(bits > 0.0, "triad_link_bits_per_second: {bits}");
     Ok(())
 }

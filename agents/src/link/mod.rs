@@ -207,7 +207,8 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
             asked.pop_front();
         }
         let db = p.db.read().expect("db lock poisoned").clone();
-        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch, links: p.probes.reports() };
+        let (links, snmp) = (p.probes.reports(), p.probes.snmp_reports());
+        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch, links, snmp };
         if tx.send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) }).await.is_err() {
             return Err(Error::Protocol("outbound stream closed".into()));
         }

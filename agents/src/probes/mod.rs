@@ -6,6 +6,7 @@
 
 mod echo;
 mod prober;
+pub mod snmp;
 pub mod window;
 pub mod wire;
 
@@ -56,15 +57,22 @@ impl Drop for Running {
     }
 }
 
-/// The links this agent probes, as the leader's latest plan says.
+/// The links this agent probes, as the leader's latest plan says, and the devices it polls.
 pub struct Probes {
     running: Mutex<BTreeMap<String, Running>>,
     metrics: Arc<AgentMetrics>,
+    snmp: Arc<snmp::Polls>,
 }
 
 impl Probes {
-    pub fn new(metrics: Arc<AgentMetrics>) -> Arc<Probes> {
-        Arc::new(Probes { running: Mutex::new(BTreeMap::new()), metrics })
+    /// Starts polling `devices` (the config's `[[snmp]]`); probing waits for the leader's plan.
+    pub fn new(metrics: Arc<AgentMetrics>, devices: &[crate::config::SnmpDevice]) -> Arc<Probes> {
+        Arc::new(Probes { running: Mutex::new(BTreeMap::new()), metrics, snmp: snmp::Polls::start(devices) })
+    }
+
+    /// The latest SNMP reports, for the next heartbeat.
+    pub fn snmp_reports(&self) -> Vec<triad_proto::v1::SnmpReport> {
+        self.snmp.reports()
     }
 
     /// Replaces the plan: probing of links no longer in it stops, new ones start, changed ones
@@ -140,7 +148,6 @@ impl Probes {
                     tcp_ok: v.tcp_ok,
                     tcp_rtt_ms: v.tcp_rtt_ms,
                     tcp_error: v.tcp_error.clone(),
-                    ..Default::default()
                 }
             })
             .collect()

@@ -172,6 +172,7 @@ impl AgentLinkApi {
                 cpus: f.cpus,
                 memory_total_bytes: f.memory_total_bytes,
                 disk_total_bytes: f.disk_total_bytes,
+                addresses: f.addresses.into_iter().take(64).map(|a| a.chars().take(64).collect()).collect(),
             },
         };
         Ok(info)

@@ -55,6 +55,7 @@ pub(super) fn facts(f: &HostFacts) -> pb::HostFacts {
         cpus: f.cpus,
         memory_total_bytes: f.memory_total_bytes,
         disk_total_bytes: f.disk_total_bytes,
+        addresses: f.addresses.clone(),
     }
 }
 

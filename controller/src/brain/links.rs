@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::{LinkProbeReport, ProbePlan, ProbeTarget};
+use triad_proto::v1::{LinkProbeReport, ProbePlan, ProbeTarget, SnmpReport};
 
 use super::AgentObservation;
 use crate::context::Ctx;
@@ -70,12 +70,14 @@ pub struct EndView {
     pub report: Option<LinkProbeReport>,
 }
 
-/// What the probes say of a link now.
+/// What the probes and the devices say of a link now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     pub state: LinkState,
     pub reason: String,
     pub ends: [EndView; 2],
+    /// The agents' latest SNMP reports of the link's devices (from agents heard recently).
+    pub snmp: Vec<SnmpReport>,
 }
 
 impl Assessment {
@@ -101,9 +103,6 @@ fn judge_end(t: &LinkThresholds, r: &LinkProbeReport) -> Option<(LinkState, Stri
     if r.silent_ms >= t.down_silence_ms {
         return Some((Down, format!("no probe answered for {:.1} s", r.silent_ms as f64 / 1e3)));
     }
-    if r.snmp_polled && r.snmp_error.is_empty() && !r.snmp_oper_up {
-        return Some((Down, "the device reports the interface down (ifOperStatus)".into()));
-    }
     if r.sent == 0 {
         return None;
     }
@@ -123,18 +122,42 @@ fn judge_end(t: &LinkThresholds, r: &LinkProbeReport) -> Option<(LinkState, Stri
     if !r.tcp_ok && r.tcp_error != triad_proto::words::PROBE_TCP_NOT_TRIED {
         why.push(format!("TCP echo failing ({})", r.tcp_error));
     }
-    if r.snmp_polled && r.snmp_error.is_empty() {
-        if 100.0 * r.snmp_utilisation > t.degraded_utilisation_percent {
-            why.push(format!("utilisation {:.0}% > {}%", 100.0 * r.snmp_utilisation, t.degraded_utilisation_percent));
-        }
-        if r.snmp_in_errors_per_s > t.degraded_errors_per_second {
-            why.push(format!("{:.1} input errors/s", r.snmp_in_errors_per_s));
-        }
-    }
     if why.is_empty() {
         Some((Up, format!("rtt {:.1} ms, loss {loss:.1}%, jitter {:.1} ms", r.rtt_ms, r.jitter_ms)))
     } else {
         Some((Degraded, why.join(", ")))
+    }
+}
+
+/// The busier direction against the interface's speed, or the link's capacity when the device
+/// does not say; `None` before two polls have answered or with neither speed known.
+pub fn utilisation(r: &SnmpReport, capacity_mbps: u64) -> Option<f64> {
+    let speed = if r.speed_bps > 0.0 { r.speed_bps } else { capacity_mbps as f64 * 1e6 };
+    (r.rates && speed > 0.0).then(|| r.in_bps.max(r.out_bps) / speed)
+}
+
+/// A device's verdict on a link from an agent's SNMP report; `None` when the poll failed (a
+/// monitoring fault, not the link's: said in the report, not held against the link).
+fn judge_snmp(link: &Link, r: &SnmpReport) -> Option<(LinkState, String)> {
+    let t = &link.spec.thresholds;
+    if !r.error.is_empty() {
+        return None;
+    }
+    let at = format!("{} ifIndex {}", r.target, r.if_index);
+    if !r.oper_up {
+        return Some((LinkState::Down, format!("{at} reports the interface down (ifOperStatus)")));
+    }
+    let mut why = Vec::new();
+    if let Some(u) = utilisation(r, link.spec.capacity_mbps).filter(|u| 100.0 * u > t.degraded_utilisation_percent) {
+        why.push(format!("{at} {:.0}% used > {}%", 100.0 * u, t.degraded_utilisation_percent));
+    }
+    if r.rates && r.in_errors_per_s > t.degraded_errors_per_second {
+        why.push(format!("{at} {:.1} input errors/s > {}", r.in_errors_per_s, t.degraded_errors_per_second));
+    }
+    if why.is_empty() {
+        Some((LinkState::Up, format!("{at} up")))
+    } else {
+        Some((LinkState::Degraded, why.join(", ")))
     }
 }
 
@@ -158,12 +181,18 @@ pub fn assess(
         EndView { site: site.to_string(), agent, report }
     };
     let ends = [end(&link.spec.a, a), end(&link.spec.b, b)];
-    let verdicts = ends.iter().filter_map(|e| {
+    let snmp: Vec<SnmpReport> = obs
+        .values()
+        .filter(|o| now.saturating_duration_since(o.last_seen) < fresh)
+        .flat_map(|o| o.snmp.iter().filter(|r| r.link == link.spec.name).cloned())
+        .collect();
+    let probed = ends.iter().filter_map(|e| {
         let r = e.report.as_ref()?;
         judge_end(&link.spec.thresholds, r).map(|(s, why)| (s, format!("from {}: {why}", e.site)))
     });
-    match verdicts.max_by_key(|(s, _)| s.badness()) {
-        Some((state, reason)) => Assessment { state, reason, ends },
+    let polled = snmp.iter().filter_map(|r| judge_snmp(link, r));
+    match probed.chain(polled).max_by_key(|(s, _)| s.badness()) {
+        Some((state, reason)) => Assessment { state, reason, ends, snmp },
         None => {
             let who: Vec<String> = ends
                 .iter()
@@ -172,7 +201,8 @@ pub fn assess(
                     None => format!("no agent answering probes at {}", e.site),
                 })
                 .collect();
-            Assessment { state: LinkState::Unknown, reason: format!("no probe report ({})", who.join(", ")), ends }
+            let reason = format!("no probe report ({})", who.join(", "));
+            Assessment { state: LinkState::Unknown, reason, ends, snmp }
         }
     }
 }
@@ -211,12 +241,14 @@ pub fn export(ctx: &Ctx, state: &State, assessed: &BTreeMap<String, Assessment>)
         set(&m.link_rtt, a.worst(|r| r.rtt_ms / 1e3));
         set(&m.link_loss, a.worst(|r| loss_percent(r) / 100.0));
         set(&m.link_jitter, a.worst(|r| r.jitter_ms / 1e3));
-        let polled = |f: fn(&LinkProbeReport) -> f64| a.worst(|r| if r.snmp_polled { f(r) } else { f64::NAN });
-        if a.ends.iter().any(|e| e.report.as_ref().is_some_and(|r| r.snmp_polled)) {
-            m.link_bits.with_label_values(&[name, "in"]).set(polled(|r| r.snmp_in_bps).unwrap_or(f64::NAN));
-            m.link_bits.with_label_values(&[name, "out"]).set(polled(|r| r.snmp_out_bps).unwrap_or(f64::NAN));
-            set(&m.link_utilisation, polled(|r| r.snmp_utilisation));
-            set(&m.link_errors, polled(|r| r.snmp_in_errors_per_s));
+        let polled: Vec<&SnmpReport> = a.snmp.iter().filter(|r| r.rates && r.error.is_empty()).collect();
+        if !polled.is_empty() {
+            let busiest = |f: fn(&SnmpReport) -> f64| polled.iter().map(|r| f(r)).reduce(f64::max);
+            m.link_bits.with_label_values(&[name, "in"]).set(busiest(|r| r.in_bps).unwrap_or(f64::NAN));
+            m.link_bits.with_label_values(&[name, "out"]).set(busiest(|r| r.out_bps).unwrap_or(f64::NAN));
+            let used = polled.iter().filter_map(|r| utilisation(r, link.spec.capacity_mbps)).reduce(f64::max);
+            set(&m.link_utilisation, used);
+            set(&m.link_errors, busiest(|r| r.in_errors_per_s));
         }
     }
 }
@@ -288,6 +320,7 @@ mod tests {
             carries: ["customs".to_string()].into(),
             a_agent: String::new(),
             b_agent: String::new(),
+            devices: Vec::new(),
             probe_interval_ms: 200,
             thresholds: LinkThresholds::default(),
         };
@@ -376,7 +409,7 @@ mod tests {
                 EndView { site: "dc".into(), agent: None, report: None },
                 EndView { site: "ndc".into(), agent: None, report: None },
             ];
-            BTreeMap::from([("dwdm".to_string(), Assessment { state, reason: "r".into(), ends })])
+            BTreeMap::from([("dwdm".to_string(), Assessment { state, reason: "r".into(), ends, snmp: Vec::new() })])
         };
         let ms = Duration::from_millis;
         // Unknown → up: after worse_after_ms (1 s), not before.

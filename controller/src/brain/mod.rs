@@ -2,6 +2,7 @@
 //! changes the world only by proposing commands. It keeps nothing that a new leader could not
 //! rebuild from `State` and fresh agent reports, so a change of leader loses no decision.
 
+pub mod assets;
 mod break_glass;
 mod canary;
 mod commands;
@@ -112,6 +113,8 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut restarts_given_up = std::collections::HashMap::new();
     let mut break_glass_settled = false;
     let mut link_judge = links::Judge::default();
+    let mut warnings_checked: Option<Instant> = None;
+    let mut assets_exported: Option<Instant> = None;
     tokio::spawn(follow_leadership(ctx.clone()));
     tokio::spawn(notify::run(ctx.clone()));
     tokio::spawn(siem::run(ctx.clone()));
@@ -121,6 +124,11 @@ pub async fn run(ctx: Arc<Ctx>) {
     loop {
         ticker.tick().await;
         export_gauges(&ctx, &mut counted);
+        // The whole register is walked: every five seconds, not every tick.
+        if assets_exported.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            assets_exported = Some(Instant::now());
+            export_assets(&ctx, &ctx.state.read().expect("state lock poisoned").state);
+        }
         let assessed = links::assess_all(&ctx);
         links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);
         step_continuity(&ctx).await;
@@ -147,6 +155,13 @@ pub async fn run(ctx: Arc<Ctx>) {
             let mut commands = decide_liveness(&g.state, &obs, now, since, down_after);
             commands.extend(topology::decide(&g.state, &obs, now, down_after));
             commands.extend(link_judge.decide(&g.state, &assessed, now));
+            commands.extend(assets::discover(&g.state));
+            // Every asset looked at: every ten seconds is plenty for dates counted in days.
+            if warnings_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                warnings_checked = Some(now);
+                let today = crate::state::assets::Day::from_ms(crate::context::now_ms());
+                commands.extend(assets::warnings(&g.state, today, &ctx.cfg.inventory.warn_days));
+            }
             (g.state.seeded, commands)
         };
         break_glass::tick(&ctx, &mut break_glass_settled);
@@ -415,6 +430,27 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
             }
         });
     }
+}
+
+/// The asset register's gauges, recomputed (a group emptied disappears).
+fn export_assets(ctx: &Ctx, state: &crate::state::State) {
+    use crate::state::assets::{AssetKind, Day};
+    let m = &ctx.metrics;
+    m.assets.reset();
+    for g in crate::inventory::report::groups(&state.assets) {
+        let site = if g.site.is_empty() { "none" } else { g.site.as_str() };
+        m.assets.with_label_values(&[site, g.kind.as_str(), g.status.as_str()]).add(g.count as i64);
+    }
+    let licences = state.assets.assets.values().filter(|a| a.spec.kind == AssetKind::Licence);
+    let (used, free) = licences
+        .clone()
+        .fold((0i64, 0i64), |(u, f), a| (u + a.seat_holders.len() as i64, f + i64::from(a.free_seats())));
+    m.asset_seats.with_label_values(&["used"]).set(used);
+    m.asset_seats.with_label_values(&["free"]).set(free);
+    let today = Day::from_ms(crate::context::now_ms());
+    let lead = i64::from(ctx.cfg.inventory.warn_days.iter().copied().max().unwrap_or(0));
+    let expiring = licences.filter(|a| a.spec.expires.is_some_and(|d| today.days_until(d) <= lead)).count();
+    m.asset_licences_expiring.set(expiring as i64);
 }
 
 fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {

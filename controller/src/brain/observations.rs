@@ -34,6 +34,8 @@ pub struct AgentObservation {
     pub db: Option<triad_proto::v1::DbStatus>,
     /// What its probes measured of the links it probes, as of its latest heartbeat.
     pub links: Vec<triad_proto::v1::LinkProbeReport>,
+    /// What it read over SNMP of the devices its config names.
+    pub snmp: Vec<triad_proto::v1::SnmpReport>,
 }
 
 #[cfg(test)]
@@ -56,6 +58,7 @@ impl AgentObservation {
             memory_used_bytes: 0,
             db,
             links: Vec::new(),
+            snmp: Vec::new(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl Observations {
             memory_used_bytes: 0,
             db: None,
             links: Vec::new(),
+            snmp: Vec::new(),
         });
         entry.hello = hello;
         entry.streams += 1;
@@ -97,6 +101,7 @@ impl Observations {
             o.memory_used_bytes = load.memory_used_bytes;
             o.db = hb.db;
             o.links = hb.links;
+            o.snmp = hb.snmp;
         }
     }
 

@@ -61,10 +61,29 @@ pub struct ControllerConfig {
     /// seed the replicated state on first start; afterwards `triadctl links put/delete`.
     #[serde(default)]
     pub links: Vec<crate::state::links::LinkSpec>,
+    /// The IT asset register: warning lead times.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
     /// Security alerts: ingest limits (sources and their tokens are in the replicated state,
     /// `triadctl alerts sources`).
     #[serde(default)]
     pub alerts: AlertsConfig,
+}
+
+/// The IT asset register (`triadctl assets`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Lead times in days at which a licence's expiry, a warranty's end or an end of life is
+    /// warned of (an alert in the queue), once each; a date passed is warned of once more.
+    /// Default [90, 30, 7]; 1 to 10 of them, each 1 to 3650.
+    pub warn_days: Vec<u32>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig { warn_days: vec![90, 30, 7] }
+    }
 }
 
 /// Paths to PEM files. Relative paths are relative to the config file's directory.
@@ -357,6 +376,15 @@ impl ControllerConfig {
         self.validate_peers(&sites)?;
         self.validate_clusters(&sites)?;
         self.validate_links(&sites)?;
+        let days = &self.inventory.warn_days;
+        let distinct: BTreeSet<&u32> = days.iter().collect();
+        if days.is_empty()
+            || days.len() > 10
+            || distinct.len() != days.len()
+            || days.iter().any(|d| !(1..=3650).contains(d))
+        {
+            return Err(key_err("inventory.warn_days", "1 to 10 distinct lead times, each 1 to 3650 days"));
+        }
         self.validate_alerts()
     }
 

@@ -103,6 +103,11 @@ pub struct AlertDetail {
     pub address: String,
     pub agent: String,
     pub placed_by: String,
+    /// The asset it was placed on, its office and owner; the link it concerns.
+    pub asset: String,
+    pub office: String,
+    pub owner: String,
+    pub link: String,
     pub labels: std::collections::BTreeMap<String, String>,
     pub acknowledged: Option<String>,
     pub closed: Option<String>,
@@ -118,6 +123,10 @@ fn view(a: pb::AlertRecord, detail: bool) -> AlertView {
         address: a.address,
         agent: a.agent,
         placed_by: a.placed_by,
+        asset: a.asset,
+        office: a.office,
+        owner: a.owner,
+        link: a.link,
         labels: a.labels.into_iter().collect(),
         acknowledged: when(a.acknowledged_ms),
         closed: when(a.closed_ms),
@@ -211,6 +220,10 @@ pub fn render_show(a: &AlertView) -> String {
         );
         out += &line("place", &place);
         out += &line("placed by", &d.placed_by);
+        if !d.asset.is_empty() {
+            out += &line("asset", &format!("{} (office {}, owner {})", d.asset, dash(&d.office), dash(&d.owner)));
+        }
+        out += &line("link", &d.link);
         out += &line("seen", &format!("{} times, first {}, last {}", a.count, a.first_seen, a.last_seen));
         out += &line("assignee", &a.assignee);
         out += &line("acknowledged", d.acknowledged.as_deref().unwrap_or(""));

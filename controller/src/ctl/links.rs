@@ -22,19 +22,22 @@ pub struct EndLine {
     pub tcp_ok: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tcp_error: String,
-    /// From SNMP, where this end polls a device.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub snmp: Option<SnmpLine>,
 }
 
-/// What SNMP says of one end's interface.
+/// What SNMP says of one of the link's device interfaces.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnmpLine {
+    pub target: String,
+    pub if_index: u32,
     pub oper_up: bool,
     pub in_bps: f64,
     pub out_bps: f64,
-    pub utilisation: f64,
+    pub speed_bps: f64,
+    /// The busier direction against the speed (or the link's capacity); none before two polls.
+    pub utilisation: Option<f64>,
     pub in_errors_per_s: f64,
+    /// Since the last poll that answered.
+    pub age_ms: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub error: String,
 }
@@ -57,6 +60,8 @@ pub struct LinkLine {
     pub assessed: String,
     pub assessed_reason: String,
     pub ends: Vec<EndLine>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snmp: Vec<SnmpLine>,
 }
 
 fn end_line(e: pb::LinkEnd) -> EndLine {
@@ -72,14 +77,21 @@ fn end_line(e: pb::LinkEnd) -> EndLine {
         silent_ms: r.silent_ms,
         tcp_ok: r.tcp_ok,
         tcp_error: r.tcp_error,
-        snmp: r.snmp_polled.then_some(SnmpLine {
-            oper_up: r.snmp_oper_up,
-            in_bps: r.snmp_in_bps,
-            out_bps: r.snmp_out_bps,
-            utilisation: r.snmp_utilisation,
-            in_errors_per_s: r.snmp_in_errors_per_s,
-            error: r.snmp_error,
-        }),
+    }
+}
+
+fn snmp_line(r: pb::SnmpReport, capacity_mbps: u64) -> SnmpLine {
+    SnmpLine {
+        utilisation: crate::brain::links::utilisation(&r, capacity_mbps),
+        target: r.target,
+        if_index: r.if_index,
+        oper_up: r.oper_up,
+        in_bps: r.in_bps,
+        out_bps: r.out_bps,
+        speed_bps: r.speed_bps,
+        in_errors_per_s: r.in_errors_per_s,
+        age_ms: r.age_ms,
+        error: r.error,
     }
 }
 
@@ -91,6 +103,7 @@ pub async fn list(client: &Client) -> Result<(Vec<LinkLine>, bool)> {
         .into_iter()
         .map(|l| {
             let s = l.spec.unwrap_or_default();
+            let capacity = s.capacity_mbps;
             LinkLine {
                 name: s.name,
                 a: s.a,
@@ -106,6 +119,7 @@ pub async fn list(client: &Client) -> Result<(Vec<LinkLine>, bool)> {
                 assessed: l.assessed,
                 assessed_reason: l.assessed_reason,
                 ends: l.ends.into_iter().map(end_line).collect(),
+                snmp: l.snmp.into_iter().map(|r| snmp_line(r, capacity)).collect(),
             }
         })
         .collect();
@@ -136,18 +150,18 @@ pub fn render(lines: &[LinkLine], stale: bool) -> String {
         if l.assessed != l.state && !l.assessed.is_empty() {
             out += &format!("{:<16} now assessed {}: {}\n", "", l.assessed, l.assessed_reason);
         }
-        for e in l.ends.iter().filter_map(|e| e.snmp.as_ref().map(|s| (e, s))) {
-            let (e, s) = e;
+        for s in &l.snmp {
+            let used = s.utilisation.map_or("-".to_string(), |u| format!("{:.1}%", 100.0 * u));
             out += &format!(
-                "{:<16} snmp at {}: {} in {:.0} bit/s out {:.0} bit/s, {:.0}% used, {:.1} errors/s {}\n",
+                "{:<16} snmp {} ifIndex {}: {} in {:.0} bit/s out {:.0} bit/s, {used} used, {:.1} errors/s{}\n",
                 "",
-                e.site,
+                s.target,
+                s.if_index,
                 if s.oper_up { "up" } else { "DOWN" },
                 s.in_bps,
                 s.out_bps,
-                100.0 * s.utilisation,
                 s.in_errors_per_s,
-                s.error
+                if s.error.is_empty() { String::new() } else { format!(" (last poll failed: {})", s.error) }
             );
         }
     }

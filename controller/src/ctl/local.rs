@@ -117,6 +117,7 @@ pub fn reference_links() -> Vec<LinkSpec> {
         carries: [CLUSTER.to_string()].into(),
         a_agent: String::new(),
         b_agent: String::new(),
+        devices: Vec::new(),
         probe_interval_ms: 200,
         thresholds: Default::default(),
     };
@@ -250,6 +251,7 @@ impl LocalDeployment {
                 synchronous_mode: "relaxed".into(),
             }],
             links: self.links.clone(),
+            inventory: Default::default(),
             alerts: match self.syslog.get(&peer.id) {
                 None => Default::default(),
                 Some((udp, tcp)) => crate::config::AlertsConfig {

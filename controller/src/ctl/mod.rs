@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod assets;
 pub mod certs;
 pub mod cli;
 pub mod client;

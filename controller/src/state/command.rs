@@ -163,6 +163,22 @@ pub enum Command {
     /// The leader judged a link's state from its probes (`brain/links.rs`): recorded with why,
     /// raising or resolving the link's alert.
     SetLinkState { link: String, state: super::links::LinkState, reason: String },
+    /// Record an asset, or change the named fields of a recorded one; the fields become the
+    /// operator's (discovery leaves them alone). Roles admin and noc.
+    PutAsset { spec: super::assets::AssetSpec, fields: std::collections::BTreeSet<super::assets::AssetField> },
+    /// A CSV import's good rows, each recorded whole (its given fields the operator's); all
+    /// refused if any one is.
+    ImportAssets { rows: Vec<super::assets::AssetSpec> },
+    /// Remove an asset from the register.
+    DeleteAsset { tag: String },
+    /// The leader records what an agent reported of its host: the host's asset follows it.
+    DiscoverHost { agent: String, host: String, site: String, facts: HostFacts },
+    /// A host takes (`hold`) or gives back a seat of a licence.
+    SeatLicence { tag: String, host: String, hold: bool },
+    /// An entry in an asset's issue log.
+    AssetIssue { tag: String, action: super::assets::IssueAction },
+    /// The leader raises a warning about an asset: once per kind, lead time and date.
+    WarnAsset { tag: String, kind: super::assets::WarningKind, lead_days: u32, date: super::assets::Day },
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),

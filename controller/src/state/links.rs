@@ -171,6 +171,10 @@ pub struct LinkSpec {
     /// The agent that probes from end `b` (empty: chosen as for `a_agent`).
     #[serde(default)]
     pub b_agent: String,
+    /// The network devices at its ends (addresses or host names, e.g. the DWDM muxes and the
+    /// routers), so that an alert from one is tied to the link.
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// How often each end probes the other, in milliseconds (default 200; 50 to 60000).
     #[serde(default = "default_probe_interval")]
     pub probe_interval_ms: u32,
@@ -215,6 +219,9 @@ impl LinkSpec {
             if text.len() > 200 {
                 return Err(err(field, "at most 200 bytes".into()));
             }
+        }
+        if self.devices.len() > 32 || self.devices.iter().any(|d| d.is_empty() || d.len() > 200) {
+            return Err(err("devices", "at most 32, each 1 to 200 characters".into()));
         }
         if !(50..=60_000).contains(&self.probe_interval_ms) {
             return Err(err("probe_interval_ms", format!("50 to 60000 (got {})", self.probe_interval_ms)));

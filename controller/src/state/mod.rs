@@ -8,6 +8,7 @@
 pub mod alerts;
 mod apply;
 mod approvals;
+pub mod assets;
 mod break_glass;
 mod cities;
 mod command;
@@ -116,6 +117,9 @@ pub struct HostFacts {
     pub cpus: u32,
     pub memory_total_bytes: u64,
     pub disk_total_bytes: u64,
+    /// Its IP addresses (loopback left out).
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// A registered agent. Its heartbeats are soft state on the controllers; only registration and
@@ -310,6 +314,9 @@ pub struct State {
     /// The network links between the sites, with their state.
     #[serde(default)]
     pub links: links::Links,
+    /// The IT asset register.
+    #[serde(default)]
+    pub assets: assets::AssetBook,
     /// The audit log's seq sent to the SIEM so far.
     #[serde(default)]
     pub siem_sent_seq: u64,

@@ -42,7 +42,7 @@ impl Agent {
             load: Arc::new(RwLock::new(Default::default())),
             links: Arc::new(Links { status: Mutex::default() }),
             metrics: Arc::new(crate::metrics::AgentMetrics::new()),
-            probes: crate::probes::Probes::new(Arc::new(crate::metrics::AgentMetrics::new())),
+            probes: crate::probes::Probes::new(Arc::new(crate::metrics::AgentMetrics::new()), &[]),
             db: Arc::new(RwLock::new(None)),
             target,
             lease,

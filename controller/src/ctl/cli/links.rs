@@ -55,6 +55,9 @@ pub(super) enum LinksCmd {
         a_agent: String,
         #[arg(long, default_value = "")]
         b_agent: String,
+        /// A network device at its ends (address or host name); repeat for several.
+        #[arg(long = "device")]
+        devices: Vec<String>,
         /// How often each end probes, in ms (default 200).
         #[arg(long, default_value_t = 0)]
         probe_interval_ms: u32,
@@ -98,6 +101,7 @@ pub(super) async fn run_links(c: &client::Client, args: LinksArgs) -> Result<(),
             carries,
             a_agent,
             b_agent,
+            devices,
             probe_interval_ms,
             degraded_rtt_ms,
             degraded_loss_percent,
@@ -125,6 +129,7 @@ pub(super) async fn run_links(c: &client::Client, args: LinksArgs) -> Result<(),
                 a_agent,
                 b_agent,
                 probe_interval_ms,
+                devices,
                 thresholds: Some(thresholds),
             };
             crate::outln!("{}", links::put(c, spec).await?);

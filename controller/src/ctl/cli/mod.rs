@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod alerts;
+mod assets;
 mod links;
 
 use self::alerts::{run_alerts, AlertsCmd};
+use self::assets::{run_assets, AssetsArgs};
 use self::links::{run_links, LinksArgs};
 use super::{admin, certs, client, demo, failover, status};
 use crate::Error;
@@ -170,6 +172,20 @@ enum Cmd {
     ///   triadctl links delete wan-dc-dr
     #[command(verbatim_doc_comment)]
     Links(LinksArgs),
+    /// The IT asset register: hardware, software and licences by site and office; CSV import and
+    /// export, reports, licence seats, an issue log per asset (changes: admin, noc).
+    ///
+    /// Examples:
+    ///   triadctl assets --site dc --kind hardware
+    ///   triadctl assets show BD-CUS-000123
+    ///   triadctl assets put BD-CUS-000123 --kind hardware --site dc --office "Server room" --assignee ops
+    ///   triadctl assets import register.csv
+    ///   triadctl assets export register.csv
+    ///   triadctl assets report
+    ///   triadctl assets seat LIC-ORACLE-EE --host db1
+    ///   triadctl assets issue open BD-CUS-000123 --title "fan noise"
+    #[command(verbatim_doc_comment)]
+    Assets(AssetsArgs),
     /// Start a complete three-site deployment on this machine, in the foreground (Ctrl-C stops it).
     Demo {
         /// Directory for certificates, configs, data, logs and demo.json.
@@ -427,6 +443,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
         Cmd::Alerts(cmd) => run_alerts(&client(&args.config)?, cmd).await?,
         Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
+        Cmd::Assets(cmd) => run_assets(&client(&args.config)?, cmd).await?,
         Cmd::Demo { dir, simulated } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 crate::init_logging("text");

@@ -57,9 +57,13 @@ pub struct InfraEvent {
 }
 
 impl InfraEvent {
-    /// Whether an alert at `site`/`host` seen at `at_ms` falls within it.
-    fn covers(&self, site: &str, host: &str, at_ms: u64) -> bool {
-        let here = (!site.is_empty() && self.sites.contains(site)) || (!host.is_empty() && self.hosts.contains(host));
+    /// Whether an alert placed at `place` seen at `at_ms` falls within it: at one of its sites or
+    /// hosts, or about its link.
+    fn covers(&self, place: &super::Place, at_ms: u64) -> bool {
+        let (site, host) = (&place.site, &place.host);
+        let here = (!site.is_empty() && self.sites.contains(site))
+            || (!host.is_empty() && self.hosts.contains(host))
+            || (!place.link.is_empty() && self.link.as_ref() == Some(&place.link));
         let end = self.ended_ms.map_or(u64::MAX, |e| e.saturating_add(WINDOW_MS));
         here && self.started_ms.saturating_sub(WINDOW_MS) <= at_ms && at_ms <= end
     }
@@ -204,7 +208,7 @@ impl State {
             .alerts
             .values()
             .filter(|a| !a.status.is_closed() && a.incident.is_none())
-            .filter(|a| self.incidents.events[&id].covers(&a.place.site, &a.place.host, a.last_seen_ms))
+            .filter(|a| self.incidents.events[&id].covers(&a.place, a.last_seen_ms))
             .map(|a| a.id)
             .collect();
         for alert in earlier {
@@ -294,8 +298,8 @@ impl State {
         if a.incident.is_some() {
             return;
         }
-        let (site, host) = (a.place.site.clone(), a.place.host.clone());
-        let event = self.incidents.events.values().rev().find(|e| e.covers(&site, &host, at_ms)).map(|e| e.id);
+        let place = a.place.clone();
+        let event = self.incidents.events.values().rev().find(|e| e.covers(&place, at_ms)).map(|e| e.id);
         if let Some(event) = event {
             self.join_incident(alert_id, event, at_ms);
         }

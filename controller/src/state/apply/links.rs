@@ -169,6 +169,7 @@ mod tests {
             carries: ["customs".to_string()].into(),
             a_agent: String::new(),
             b_agent: String::new(),
+            devices: Vec::new(),
             probe_interval_ms: 200,
             thresholds: Default::default(),
         }

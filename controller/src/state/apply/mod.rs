@@ -3,6 +3,7 @@
 //! One file per group of tables; this one dispatches, and applies the approvals (`approvals.rs`).
 
 mod agents;
+mod assets;
 mod clusters;
 mod controllers;
 mod links;
@@ -94,6 +95,13 @@ impl State {
             | ArchiveAlerts { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
             PutLink(_) | DeleteLink { .. } | SetLinkState { .. } => self.apply_links(p),
+            PutAsset { .. }
+            | ImportAssets { .. }
+            | DeleteAsset { .. }
+            | DiscoverHost { .. }
+            | SeatLicence { .. }
+            | AssetIssue { .. }
+            | WarnAsset { .. } => self.apply_assets(p),
             // Handled in `apply` before reaching here.
             SiemSent { .. } => ("siem".into(), Err(Rejection::Invalid("handled before".into()))),
             Batch(_) => ("batch".into(), Err(Rejection::Invalid("nested batch".into()))),

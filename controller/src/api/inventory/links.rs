@@ -1,52 +1,12 @@
-//! The `Inventory` service: the network links (issue 18). Reads answer from the local applied
-//! state and this controller's observations (agents report to every controller); changes are
-//! commands through the proposer, checked by role here and again by the state, and audited.
+//! Links in the `Inventory` service: definitions from and to the API, and a link's record with
+//! what the probes say now.
 
-use std::sync::Arc;
-
-use tonic::{Request, Response, Status};
+use tonic::Status;
 use triad_proto::v1 as pb;
-use triad_proto::v1::inventory_server::Inventory;
 
-use super::auth::{self, Caller};
-use super::{bounded_text, to_status};
-use crate::brain::links::{assess_all, Assessment};
-use crate::context::Ctx;
-use crate::error::Error;
+use crate::api::bounded_text;
+use crate::brain::links::Assessment;
 use crate::state::links::{Link, LinkKind, LinkSpec, LinkThresholds};
-use crate::state::{Command, Response as Applied, Role};
-
-/// Who may read the inventory.
-const READERS: &[Role] = &[Role::Admin, Role::Noc, Role::Soc, Role::Auditor];
-/// Who may define links.
-const EDITORS: &[Role] = &[Role::Admin, Role::Noc];
-
-/// Serves the NOC's inventory.
-pub struct InventoryApi {
-    ctx: Arc<Ctx>,
-}
-
-impl InventoryApi {
-    pub fn new(ctx: Arc<Ctx>) -> Self {
-        InventoryApi { ctx }
-    }
-
-    async fn propose(&self, caller: &Caller, command: Command) -> Result<Response<pb::MutationReply>, Status> {
-        let committed =
-            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
-        match committed.response {
-            Applied::Ok(message) => Ok(Response::new(pb::MutationReply { log_index: committed.log_index, message })),
-            Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
-            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
-        }
-    }
-
-    fn edit<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        let caller = auth::caller(req, &self.ctx.state)?;
-        auth::require_recorded(&self.ctx, &caller, EDITORS, "defining links")?;
-        Ok(caller)
-    }
-}
 
 /// A link's definition from a request, checked (defaults for what it leaves out).
 pub fn spec_from(p: pb::LinkSpec) -> Result<LinkSpec, Status> {
@@ -84,6 +44,7 @@ pub fn spec_from(p: pb::LinkSpec) -> Result<LinkSpec, Status> {
         carries: p.carries.into_iter().collect(),
         a_agent: p.a_agent,
         b_agent: p.b_agent,
+        devices: p.devices,
         probe_interval_ms: if p.probe_interval_ms == 0 { 200 } else { p.probe_interval_ms },
         thresholds,
     };
@@ -106,6 +67,7 @@ pub fn spec_record(s: &LinkSpec) -> pb::LinkSpec {
         a_agent: s.a_agent.clone(),
         b_agent: s.b_agent.clone(),
         probe_interval_ms: s.probe_interval_ms,
+        devices: s.devices.clone(),
         thresholds: Some(pb::LinkThresholds {
             degraded_rtt_ms: Some(t.degraded_rtt_ms),
             degraded_loss_percent: Some(t.degraded_loss_percent),
@@ -120,7 +82,7 @@ pub fn spec_record(s: &LinkSpec) -> pb::LinkSpec {
     }
 }
 
-fn record(link: &Link, a: Option<&Assessment>) -> pb::LinkRecord {
+pub fn record(link: &Link, a: Option<&Assessment>) -> pb::LinkRecord {
     let ends = a
         .map(|a| {
             a.ends
@@ -141,43 +103,6 @@ fn record(link: &Link, a: Option<&Assessment>) -> pb::LinkRecord {
         assessed: a.map(|a| a.state.to_string()).unwrap_or_default(),
         assessed_reason: a.map(|a| a.reason.clone()).unwrap_or_default(),
         ends,
-    }
-}
-
-#[tonic::async_trait]
-impl Inventory for InventoryApi {
-    async fn list_links(&self, req: Request<pb::ListLinksRequest>) -> Result<Response<pb::ListLinksReply>, Status> {
-        let result = (|| {
-            let caller = auth::caller(&req, &self.ctx.state)?;
-            auth::require(&caller, READERS, "reading links")?;
-            let assessed = assess_all(&self.ctx);
-            let g = self.ctx.state.read().expect("state lock poisoned");
-            let links = g.state.links.iter().map(|(n, l)| record(l, assessed.get(n))).collect();
-            Ok(Response::new(pb::ListLinksReply { answered_by: self.ctx.id, stale: !self.ctx.is_leader(), links }))
-        })();
-        self.ctx.metrics.rpc("Inventory/ListLinks", &result);
-        result
-    }
-
-    async fn put_link(&self, req: Request<pb::PutLinkRequest>) -> Result<Response<pb::MutationReply>, Status> {
-        let result = async {
-            let caller = self.edit(&req)?;
-            let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("no link given"))?;
-            self.propose(&caller, Command::PutLink(spec_from(spec)?)).await
-        }
-        .await;
-        self.ctx.metrics.rpc("Inventory/PutLink", &result);
-        result
-    }
-
-    async fn delete_link(&self, req: Request<pb::DeleteLinkRequest>) -> Result<Response<pb::MutationReply>, Status> {
-        let result = async {
-            let caller = self.edit(&req)?;
-            let name = bounded_text("the link's name", &req.into_inner().name, 64)?;
-            self.propose(&caller, Command::DeleteLink { name }).await
-        }
-        .await;
-        self.ctx.metrics.rpc("Inventory/DeleteLink", &result);
-        result
+        snmp: a.map(|a| a.snmp.clone()).unwrap_or_default(),
     }
 }
