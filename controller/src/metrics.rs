@@ -59,9 +59,10 @@ pub struct Metrics {
     pub link_rtt: prometheus::GaugeVec,
     pub link_loss: prometheus::GaugeVec,
     pub link_jitter: prometheus::GaugeVec,
-    /// From SNMP where a device is polled: bits/s by `direction` (`in`, `out`), utilisation of
+    /// From SNMP where a device is polled: bytes/s by `direction` (`in`, `out`; base units, as
+    /// Prometheus wants), utilisation of
     /// the busier direction, input errors per second.
-    pub link_bits: prometheus::GaugeVec,
+    pub link_bytes: prometheus::GaugeVec,
     pub link_utilisation: prometheus::GaugeVec,
     pub link_errors: prometheus::GaugeVec,
     /// The asset register: assets by `site`, `kind` and `status` (sites are configured, kinds and
@@ -253,9 +254,9 @@ impl Metrics {
                 "Mean difference between successive probe round trips, worse end",
                 &["link"],
             ),
-            link_bits: float_gauge_vec(
+            link_bytes: float_gauge_vec(
                 &registry,
-                "triad_link_bits_per_second",
+                "triad_link_bytes_per_second",
                 "Traffic on the link's interface (SNMP ifHCInOctets/ifHCOutOctets), busier end",
                 &["link", "direction"],
             ),
@@ -271,7 +272,7 @@ impl Metrics {
                 "Input errors on the link's interface (SNMP ifInErrors), worse end",
                 &["link"],
             ),
-            assets: gauge_vec(&registry, "triad_asset_count", "Assets in the register, by site, kind and status", &["site", "kind", "status"]),
+            assets: gauge_vec(&registry, "triad_assets", "Assets in the register, by site, kind and status", &["site", "kind", "status"]),
             asset_seats: gauge_vec(&registry, "triad_asset_licence_seats", "Licence seats over every licence, by state (used, free)", &["state"]),
             asset_licences_expiring: gauge(
                 &registry,

@@ -173,11 +173,25 @@ async fn snmp_polls_a_real_snmpd_over_v2c_and_v3_and_reports_rates() -> Result<(
     let bits = wait_for("the leader's link traffic metric", Duration::from_secs(10), || async {
         let (_, body) = Deployment::http_get(&http, "/metrics").await.ok()?;
         body.lines()
-            .filter(|l| l.starts_with("triad_link_bits_per_second{"))
+            .filter(|l| l.starts_with("triad_link_bytes_per_second{"))
             .filter(|l| l.contains(&format!("link=\"{DWDM}\"")) && l.contains("direction=\"in\""))
             .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     })
     .await?;
-    ensure!(bits > 0.0, "triad_link_bits_per_second: {bits}");
+    ensure!(bits > 0.0, "triad_link_bytes_per_second: {bits}");
+    // The link, SNMP and asset series pass promtool, on the leader and on a probing agent.
+    let agent_http = d.plan.agents.iter().find(|a| a.site == "dc").expect("agent-dc").http_addr.clone();
+    for addr in [http, agent_http] {
+        let (_, text) = Deployment::http_get(&addr, "/metrics").await?;
+        ensure!(text.contains("triad_link_"), "link series on {addr}");
+        let file = d.dir().join("metrics.txt");
+        std::fs::write(&file, &text)?;
+        let check = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&file)?)
+            .output()?;
+        let said = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+        ensure!(check.status.success(), "promtool check metrics on {addr}: {said}");
+    }
     Ok(())
 }

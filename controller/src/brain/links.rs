@@ -244,8 +244,8 @@ pub fn export(ctx: &Ctx, state: &State, assessed: &BTreeMap<String, Assessment>)
         let polled: Vec<&SnmpReport> = a.snmp.iter().filter(|r| r.rates && r.error.is_empty()).collect();
         if !polled.is_empty() {
             let busiest = |f: fn(&SnmpReport) -> f64| polled.iter().map(|r| f(r)).reduce(f64::max);
-            m.link_bits.with_label_values(&[name, "in"]).set(busiest(|r| r.in_bps).unwrap_or(f64::NAN));
-            m.link_bits.with_label_values(&[name, "out"]).set(busiest(|r| r.out_bps).unwrap_or(f64::NAN));
+            m.link_bytes.with_label_values(&[name, "in"]).set(busiest(|r| r.in_bps / 8.0).unwrap_or(f64::NAN));
+            m.link_bytes.with_label_values(&[name, "out"]).set(busiest(|r| r.out_bps / 8.0).unwrap_or(f64::NAN));
             let used = polled.iter().filter_map(|r| utilisation(r, link.spec.capacity_mbps)).reduce(f64::max);
             set(&m.link_utilisation, used);
             set(&m.link_errors, busiest(|r| r.in_errors_per_s));
