@@ -272,7 +272,7 @@ impl Metrics {
                 "Input errors on the link's interface (SNMP ifInErrors), worse end",
                 &["link"],
             ),
-            assets: gauge_vec(&registry, "triad_assets", "Assets in the register, by site, kind and status", &["site", "kind", "status"]),
+            assets: gauge_vec(&registry, "triad_asset_records", "Assets in the register, by site, kind and status", &["site", "kind", "status"]),
             asset_seats: gauge_vec(&registry, "triad_asset_licence_seats", "Licence seats over every licence, by state (used, free)", &["state"]),
             asset_licences_expiring: gauge(
                 &registry,

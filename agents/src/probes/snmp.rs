@@ -54,6 +54,14 @@ pub fn rates(before: &Sample, now: &Sample) -> Option<(f64, f64, f64)> {
     ))
 }
 
+/// Drops the samples a rate over `window` ending at `now` no longer needs: the base kept is the
+/// newest sample at least `window` old (or the oldest there is, early on).
+fn trim(samples: &mut std::collections::VecDeque<Sample>, now: Instant, window: Duration) {
+    while samples.len() > 1 && samples[1].at + window <= now {
+        samples.pop_front();
+    }
+}
+
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
@@ -146,10 +154,7 @@ async fn poll_forever(i: usize, d: SnmpDevice, polls: Arc<Polls>) {
                 r.if_index = if_index;
                 r.oper_up = now.oper_up;
                 r.speed_bps = now.speed_mbps as f64 * 1e6;
-                // The oldest sample still within the window is the base of the rates.
-                while samples.len() > 1 && samples[1].at + window <= now.at {
-                    samples.pop_front();
-                }
+                trim(&mut samples, now.at, window);
                 match samples.front().and_then(|before| rates(before, &now)) {
                     Some((inb, outb, errs)) => {
                         (r.in_bps, r.out_bps, r.in_errors_per_s, r.rates) = (inb, outb, errs, true);
@@ -239,6 +244,18 @@ mod tests {
 
     fn sample(at: Instant, in_octets: u64, out_octets: u64, in_errors: u64) -> Sample {
         Sample { at, oper_up: true, in_octets, out_octets, in_errors, speed_mbps: 1000 }
+    }
+
+    #[test]
+    fn rates_are_taken_over_the_window_from_the_newest_sample_old_enough() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut samples: std::collections::VecDeque<Sample> = (0..13).map(|s| sample(at(s), s, 0, 0)).collect();
+        trim(&mut samples, at(13), Duration::from_secs(10));
+        assert_eq!(samples.front().map(|s| s.in_octets), Some(3), "the newest at least 10 s old");
+        let mut early: std::collections::VecDeque<Sample> = (0..3).map(|s| sample(at(s), s, 0, 0)).collect();
+        trim(&mut early, at(3), Duration::from_secs(10));
+        assert_eq!(early.len(), 3, "early on, the oldest there is");
     }
 
     #[test]

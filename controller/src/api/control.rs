@@ -14,9 +14,8 @@ use super::{not_leader, records, to_status};
 use crate::brain::{Brain, RequestError, Requests};
 use crate::config::check_name;
 use crate::context::Ctx;
-use crate::error::Error;
-use crate::raft::{read_audit, Committed};
-use crate::state::{ApprovalState, Command, Response as Applied, Role, APPROVER_ROLES};
+use crate::raft::read_audit;
+use crate::state::{ApprovalState, Command, Role, APPROVER_ROLES};
 
 /// How long a failover or pause request waits for its second approver.
 const APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -48,13 +47,7 @@ impl<B: Requests> ControlApi<B> {
     }
 
     pub(super) async fn propose(&self, caller: &Caller, command: Command) -> Result<(u64, String), Status> {
-        let Committed { log_index, response } =
-            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
-        match response {
-            Applied::Ok(msg) => Ok((log_index, msg)),
-            Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
-            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
-        }
+        super::propose_as(&self.ctx, caller, command).await
     }
 }
 

@@ -49,6 +49,32 @@ pub(crate) fn bounded_text(arg: &str, text: &str, max_chars: usize) -> std::resu
 
 pub use triad_proto::words::LEADER_ADDR_KEY;
 
+/// Proposes `command` as `caller` and waits for it to be applied: the entry's log index and the
+/// state's answer, or its refusal as a status. Every service's writes go through here.
+pub(crate) async fn propose_as(
+    ctx: &Ctx,
+    caller: &auth::Caller,
+    command: crate::state::Command,
+) -> std::result::Result<(u64, String), Status> {
+    use crate::state::Response as Applied;
+    let committed = ctx.proposer.propose(ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
+    match committed.response {
+        Applied::Ok(message) => Ok((committed.log_index, message)),
+        Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
+        other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
+    }
+}
+
+/// [`propose_as`], answered as a `MutationReply`.
+pub(crate) async fn mutation(
+    ctx: &Ctx,
+    caller: &auth::Caller,
+    command: crate::state::Command,
+) -> std::result::Result<tonic::Response<triad_proto::v1::MutationReply>, Status> {
+    let (log_index, message) = propose_as(ctx, caller, command).await?;
+    Ok(tonic::Response::new(triad_proto::v1::MutationReply { log_index, message }))
+}
+
 /// Serves the gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve_grpc(
     ctx: Arc<Ctx>,

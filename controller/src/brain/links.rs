@@ -400,6 +400,39 @@ mod tests {
     }
 
     #[test]
+    fn a_device_saying_down_or_busy_counts_and_a_failing_poll_does_not() {
+        let s = state();
+        let link = &s.links["dwdm"];
+        let now = Instant::now();
+        let fresh = Duration::from_secs(3);
+        let snmp = |oper_up: bool, in_bps: f64, error: &str| SnmpReport {
+            link: "dwdm".into(),
+            target: "10.0.0.1:161".into(),
+            if_index: 3,
+            oper_up,
+            in_bps,
+            out_bps: 0.0,
+            speed_bps: 1e9,
+            in_errors_per_s: 0.0,
+            age_ms: 0,
+            error: error.into(),
+            rates: true,
+        };
+        let with = |r: SnmpReport| {
+            let mut o = obs_with(now, &[("agent-dc", report(50, 50, 1.0, 100))]);
+            o.get_mut("agent-dc").expect("just made").snmp = vec![r];
+            o
+        };
+        let down = assess(&s, &with(snmp(false, 0.0, "")), &addrs(), link, now, fresh);
+        assert_eq!(down.state, LinkState::Down, "{}", down.reason);
+        let busy = assess(&s, &with(snmp(true, 0.95e9, "")), &addrs(), link, now, fresh);
+        assert_eq!(busy.state, LinkState::Degraded);
+        assert!(busy.reason.contains("95% used"), "{}", busy.reason);
+        let failing = assess(&s, &with(snmp(false, 0.0, "timeout")), &addrs(), link, now, fresh);
+        assert_eq!(failing.state, LinkState::Up, "a failing poll is not the link's fault: {}", failing.reason);
+    }
+
+    #[test]
     fn worse_is_recorded_quickly_better_only_after_it_held() {
         let mut s = state();
         let t0 = Instant::now();

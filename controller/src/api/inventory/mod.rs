@@ -15,11 +15,10 @@ use triad_proto::v1 as pb;
 use triad_proto::v1::inventory_server::Inventory;
 
 use super::auth::{self, Caller};
-use super::{bounded_text, to_status};
+use super::bounded_text;
 use crate::brain::links::assess_all;
 use crate::context::Ctx;
-use crate::error::Error;
-use crate::state::{Command, Response as Applied, Role};
+use crate::state::{Command, Role};
 
 /// Who may read the inventory.
 const READERS: &[Role] = &[Role::Admin, Role::Noc, Role::Soc, Role::Auditor];
@@ -37,13 +36,7 @@ impl InventoryApi {
     }
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<Response<pb::MutationReply>, Status> {
-        let committed =
-            self.ctx.proposer.propose(self.ctx.proposal(caller.actor(), command)).await.map_err(to_status)?;
-        match committed.response {
-            Applied::Ok(message) => Ok(Response::new(pb::MutationReply { log_index: committed.log_index, message })),
-            Applied::Rejected(why) => Err(to_status(Error::Rejected(why))),
-            other => Err(Status::internal(format!("unexpected state machine response {other:?}"))),
-        }
+        super::mutation(&self.ctx, caller, command).await
     }
 
     /// The caller, if it may change `what` (a refusal is audited).
