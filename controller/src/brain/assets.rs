@@ -7,6 +7,9 @@
 use crate::state::assets::{AssetKind, AssetStatus, Day, WarningKind};
 use crate::state::{Command, State};
 
+/// Most warnings proposed in one log entry; more wait for the next check (ten seconds later).
+pub const WARNINGS_PER_ENTRY: usize = 1000;
+
 /// The date the seats warning is recorded under: seats have no date of their own; a seat given
 /// back clears the record, so the next exhaustion is warned again.
 pub fn no_date() -> Day {

@@ -160,7 +160,13 @@ pub async fn run(ctx: Arc<Ctx>) {
             if warnings_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 warnings_checked = Some(now);
                 let today = crate::state::assets::Day::from_ms(crate::context::now_ms());
-                commands.extend(assets::warnings(&g.state, today, &ctx.cfg.inventory.warn_days));
+                let due = assets::warnings(&g.state, today, &ctx.cfg.inventory.warn_days);
+                // One log entry for all of them: a register imported with thousands of dates
+                // due must not hold this loop (liveness, failover) for a commit each.
+                if !due.is_empty() {
+                    let items = due.into_iter().take(assets::WARNINGS_PER_ENTRY);
+                    commands.push(Command::Batch(items.map(|c| ctx.proposal(Actor::system(ctx.id), c)).collect()));
+                }
             }
             (g.state.seeded, commands)
         };
