@@ -135,6 +135,8 @@ pub async fn run(ctx: Arc<Ctx>) {
         if !ctx.is_leader() {
             leader_since = None;
             caught_up = false;
+            // A state pending from an earlier term would skip its hold when leading again.
+            link_judge = links::Judge::default();
             continue;
         }
         let since = *leader_since.get_or_insert_with(Instant::now);
