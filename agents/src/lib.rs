@@ -59,11 +59,13 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         .await
         .map_err(|e| Error::Io { context: format!("http_addr {}", cfg.http_addr), source: e })?;
     let metrics = Arc::new(AgentMetrics::new());
+    metrics.init_counters();
     let facts = facts::host_facts();
     metrics.memory_total.set(facts.memory_total_bytes as i64);
     let load = Arc::new(RwLock::new(Default::default()));
     tokio::spawn(facts::sample_load(load.clone(), Duration::from_secs(1)));
     tokio::spawn(export_load(load.clone(), metrics.clone()));
+    tokio::spawn(export_certificates(cfg.tls.ca.clone(), cfg.tls.cert.clone(), metrics.clone()));
     let target = Arc::new(
         target::Target::open(&cfg.state_dir, cfg.hooks.on_role_change.clone())
             .map_err(|e| Error::Io { context: format!("state_dir {}", cfg.state_dir.display()), source: e })?,
@@ -135,6 +137,15 @@ async fn export_load(load: Arc<RwLock<triad_proto::v1::HostLoad>>, metrics: Arc<
         metrics.disk_used.set(l.disk_used_bytes as i64);
         metrics.load1.set(l.load_1m);
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Exports the expiry of the agent's CA and own certificate, every minute (they are replaced on
+/// disk when renewed, so they are read again rather than once).
+async fn export_certificates(ca: std::path::PathBuf, cert: std::path::PathBuf, metrics: Arc<AgentMetrics>) {
+    loop {
+        metrics.export_certificates(&[("ca", ca.as_path()), ("node", cert.as_path())]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 

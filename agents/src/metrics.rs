@@ -32,6 +32,10 @@ pub struct AgentMetrics {
     /// Fences, by reason (`lease`, `stale_epoch`, `epoch_unknown`, `clock`, `late_tick`,
     /// `watchdog`: a bounded set).
     pub fences: IntCounterVec,
+    /// Unix seconds of the last fence (0: none since the agent started).
+    pub last_fence: Gauge,
+    /// notAfter of the certificates the agent uses, by `certificate` (`ca`, `node`) and subject.
+    pub cert_expiry: GaugeVec,
     /// Vouches this agent was asked for, by `result` (`given`, `refused`).
     pub vouches: IntCounterVec,
     /// Failsafe rounds of the primary's agent, by `result` (`vouched`, `refused`, `unreachable`).
@@ -148,6 +152,23 @@ impl AgentMetrics {
                     &["reason"]
                 )
             ),
+            last_fence: reg!(
+                r,
+                Gauge::new(
+                    "triad_agent_last_fence_timestamp_seconds",
+                    "When the agent last stopped its primary to honour the lease, Unix seconds (0: not since it started)"
+                )
+            ),
+            cert_expiry: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "triad_tls_certificate_expiry_timestamp_seconds",
+                        "When a certificate this process uses expires (notAfter), by certificate (ca, node) and subject"
+                    ),
+                    &["certificate", "subject"]
+                )
+            ),
             vouches: reg!(
                 r,
                 IntCounterVec::new(
@@ -262,6 +283,30 @@ impl AgentMetrics {
     }
 
     /// The text exposition.
+    /// Sets the certificates' expiry from the PEM files given; a file that cannot be read is
+    /// logged and its series dropped rather than left stale.
+    pub fn export_certificates(&self, files: &[(&str, &std::path::Path)]) {
+        self.cert_expiry.reset();
+        for (name, path) in files {
+            match triad_proto::tls::certificate_expiries(path) {
+                Ok(certs) => {
+                    for c in certs {
+                        self.cert_expiry.with_label_values(&[name, &c.subject]).set(c.not_after as f64);
+                    }
+                }
+                Err(e) => tracing::warn!("certificate expiry not exported: {e}"),
+            }
+        }
+    }
+
+    /// Creates the counters whose labels are known ahead at 0, so that a rate over them is 0
+    /// rather than no data before the first event.
+    pub fn init_counters(&self) {
+        for class in crate::safety::guard::FENCE_CLASSES {
+            self.fences.with_label_values(&[class]);
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

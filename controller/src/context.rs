@@ -114,7 +114,7 @@ impl Ctx {
             .state(ServerState::Leader, "the only voter leads")
             .await
             .expect("the only voter leads");
-        let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+        let proposer = Proposer::start(cfg.id, raft.clone(), net.clone(), metrics.commit_seconds.clone());
         let (restart, _) = tokio::sync::watch::channel(false);
         let ctx = Ctx {
             id: cfg.id,

@@ -85,7 +85,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         }
     }
 
-    let proposer = Proposer::start(cfg.id, raft.clone(), net.clone());
+    let proposer = Proposer::start(cfg.id, raft.clone(), net.clone(), metrics.commit_seconds.clone());
     let last_contact = raft::contact::load(&db)?;
     let (restart_tx, mut restart_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
@@ -109,6 +109,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     tokio::spawn(api::track_leaderless(ctx.clone()));
     tokio::spawn(metrics::follow_raft(raft.clone(), metrics));
     tokio::spawn(metrics::follow_alerts(ctx.clone()));
+    tokio::spawn(metrics::follow_process(ctx.clone()));
     tokio::spawn(brain::run(ctx.clone()));
     let intake = api::intake::Intake::start(ctx.clone(), &cfg.data_dir.join("intake"))?;
     syslog.start(ctx.clone(), intake.clone());

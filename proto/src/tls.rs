@@ -122,3 +122,33 @@ mod tests {
         assert!(matches!(check_identity_pem(cert.as_bytes(), b"garbage"), Err(IdentityError::Key(_))));
     }
 }
+
+/// A certificate's expiry, for the metric `triad_tls_certificate_expiry_timestamp_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The subject's common name (empty if it has none).
+    pub subject: String,
+    /// `notAfter`, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// The expiry of every certificate in the PEM file at `path` (a CA bundle may hold several).
+pub fn certificate_expiries(path: &std::path::Path) -> Result<Vec<Expiry>, IdentityError> {
+    use crate::files::{read_bounded, CONFIG_LIMIT};
+    let pem = read_bounded(path, CONFIG_LIMIT).map_err(|e| IdentityError::Cert(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+        let block = block.map_err(|e| IdentityError::Cert(format!("{}: not PEM: {e}", path.display())))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        let (_, cert) = X509Certificate::from_der(&block.contents)
+            .map_err(|e| IdentityError::Cert(format!("{}: unreadable certificate: {e}", path.display())))?;
+        let subject = cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+        out.push(Expiry { subject, not_after: cert.validity().not_after.timestamp() });
+    }
+    if out.is_empty() {
+        return Err(IdentityError::Cert(format!("{}: no certificate in the file", path.display())));
+    }
+    Ok(out)
+}

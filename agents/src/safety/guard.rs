@@ -74,6 +74,9 @@ fn in_start_grace(
     epoch == Some(0) && !has_target && now_boot < ends && (no_word || first_lease_arriving)
 }
 
+/// Every class [`fence_reason`] gives, so that the metric counts 0 of each before the first.
+pub const FENCE_CLASSES: [&str; 5] = ["epoch_unknown", "stale_epoch", "late_tick", "watchdog", "lease"];
+
 /// Why the guard fences now, with a short class for the metric's label; `None`: it need not.
 ///
 /// `grace`: this agent knows no epoch, has heard nothing from the controllers, and started less
@@ -205,6 +208,7 @@ impl Guard {
         tracing::error!(reason = %reason, "fencing the primary");
         self.lease.record_fence(reason);
         self.metrics.fences.with_label_values(&[class]).inc();
+        self.metrics.last_fence.set(crate::drivers::now_ms() as f64 / 1000.0);
         match self.driver.fence().await {
             Ok(()) => {
                 self.lease.fence_done();

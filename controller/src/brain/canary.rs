@@ -48,10 +48,17 @@ pub async fn first_at(ctx: &Ctx, agent: &str, epoch: u64, origin: &str, within: 
     }
 }
 
-/// The `canary` step's note for a role change to `to` at `epoch`, `last` being the old primary's
-/// last canary: waits (at most 10 s) for the new primary's first. Not when its first commits wait
-/// for standbys (`waits_for`, strict mode): none can be written before one of them follows, which
-/// is later in the same workflow or when a lost site returns.
+/// What the canary saw of a role change: the `canary` step's note, and the outage when measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    pub note: String,
+    pub outage_ms: Option<u64>,
+}
+
+/// The write outage of a role change to `to` at `epoch`, `last` being the old primary's last
+/// canary: waits (at most 10 s) for the new primary's first. Not when its first commits wait for
+/// standbys (`waits_for`, strict mode): none can be written before one of them follows, which is
+/// later in the same workflow or when a lost site returns.
 pub async fn measure(
     ctx: &Ctx,
     agent: &str,
@@ -59,15 +66,19 @@ pub async fn measure(
     epoch: u64,
     last: Option<&Canary>,
     waits_for: &[String],
-) -> String {
+) -> Measure {
     if !waits_for.is_empty() {
-        return format!(
-            "not measured: {to}'s first commit waits for {} (strict synchronous mode)",
-            waits_for.join(", ")
-        );
+        let note =
+            format!("not measured: {to}'s first commit waits for {} (strict synchronous mode)", waits_for.join(", "));
+        return Measure { note, outage_ms: None };
     }
     let first = first_at(ctx, agent, epoch, to, Duration::from_secs(10)).await;
-    outage_note(last, first.as_ref(), to, epoch)
+    Measure { note: outage_note(last, first.as_ref(), to, epoch), outage_ms: outage_ms(last, first.as_ref()) }
+}
+
+/// From the old primary's last canary to the new one's first, when both were read.
+pub fn outage_ms(last: Option<&Canary>, first: Option<&Canary>) -> Option<u64> {
+    Some(first?.written_ms.saturating_sub(last?.written_ms))
 }
 
 /// The history's note: the outage from `last` (the old primary's, read before the promote) to
@@ -109,6 +120,7 @@ mod tests {
         assert_eq!(first.written_ms, 12_900);
         let note = outage_note(Some(&last), Some(&first), "ndc", 2);
         assert!(note.starts_with("write outage about 5400 ms: last canary of dc (epoch 1)"), "{note}");
+        assert_eq!(outage_ms(Some(&last), Some(&first)), Some(5_400));
     }
 
     #[test]
@@ -117,5 +129,6 @@ mod tests {
         assert!(outage_note(None, None, "ndc", 2).contains("outage unknown"));
         let first = read(&report(1, 2, "ndc", 13_000, 0.1));
         assert!(outage_note(None, first.as_ref(), "ndc", 2).contains("outage unknown"));
+        assert_eq!(outage_ms(None, first.as_ref()), None);
     }
 }

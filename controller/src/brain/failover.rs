@@ -225,8 +225,11 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     if !others.followed.is_empty() {
         propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
     }
-    let note = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, last_canary.as_ref(), &waits_for).await;
-    propose(&ctx, &actor, step("canary", note)).await?;
+    let measure = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, last_canary.as_ref(), &waits_for).await;
+    propose(&ctx, &actor, step("canary", measure.note)).await?;
+    if let Some(outage_ms) = measure.outage_ms {
+        propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
+    }
     let mut outcome = format!(
         "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",
         w.to,

@@ -17,7 +17,7 @@ pub mod links;
 mod liveness;
 pub mod manual;
 pub mod notify;
-mod observations;
+pub(crate) mod observations;
 mod promote;
 mod rejoin;
 mod requests;
@@ -123,11 +123,11 @@ pub async fn run(ctx: Arc<Ctx>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        export_gauges(&ctx, &mut counted);
+        crate::metrics::export_state(&ctx, &mut counted);
         // The whole register is walked: every five seconds, not every tick.
         if assets_exported.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             assets_exported = Some(Instant::now());
-            export_assets(&ctx, &ctx.state.read().expect("state lock poisoned").state);
+            crate::metrics::export_assets(&ctx, &ctx.state.read().expect("state lock poisoned").state);
         }
         let assessed = links::assess_all(&ctx);
         links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);
@@ -437,58 +437,6 @@ fn recover_workflows(ctx: &Arc<Ctx>) {
                 }
             }
         });
-    }
-}
-
-/// The asset register's gauges, recomputed (a group emptied disappears).
-fn export_assets(ctx: &Ctx, state: &crate::state::State) {
-    use crate::state::assets::{AssetKind, Day};
-    let m = &ctx.metrics;
-    m.assets.reset();
-    for g in crate::inventory::report::groups(&state.assets) {
-        let site = if g.site.is_empty() { "none" } else { g.site.as_str() };
-        m.assets.with_label_values(&[site, g.kind.as_str(), g.status.as_str()]).add(g.count as i64);
-    }
-    let licences = state.assets.assets.values().filter(|a| a.spec.kind == AssetKind::Licence);
-    let (used, free) = licences
-        .clone()
-        .fold((0i64, 0i64), |(u, f), a| (u + a.seat_holders.len() as i64, f + i64::from(a.free_seats())));
-    m.asset_seats.with_label_values(&["used"]).set(used);
-    m.asset_seats.with_label_values(&["free"]).set(free);
-    let today = Day::from_ms(crate::context::now_ms());
-    let lead = i64::from(ctx.cfg.inventory.warn_days.iter().copied().max().unwrap_or(0));
-    let expiring = licences.filter(|a| a.spec.expires.is_some_and(|d| today.days_until(d) <= lead)).count();
-    m.asset_licences_expiring.set(expiring as i64);
-}
-
-fn export_gauges(ctx: &Ctx, counted: &mut HashSet<u64>) {
-    let g = ctx.state.read().expect("state lock poisoned");
-    for w in g.state.workflows.values() {
-        let Some((finished_ms, outcome)) = &w.finished else { continue };
-        if !counted.insert(w.id) {
-            continue;
-        }
-        let class = if outcome.starts_with("completed") {
-            "completed"
-        } else if outcome.starts_with("rolled back") {
-            "rolled_back"
-        } else {
-            "failed"
-        };
-        ctx.metrics.workflows.with_label_values(&[w.kind.as_str(), class]).inc();
-        let secs = finished_ms.saturating_sub(w.started_ms) as f64 / 1000.0;
-        ctx.metrics.workflow_seconds.with_label_values(&[w.kind.as_str()]).observe(secs);
-    }
-    let up = g.state.agents.values().filter(|a| a.up).count();
-    ctx.metrics.agents_up.set(up as i64);
-    ctx.metrics.agents_down.set((g.state.agents.len() - up) as i64);
-    ctx.metrics.agents_connected.set(ctx.obs.connected_count() as i64);
-    for c in g.state.clusters.values() {
-        ctx.metrics.db_epoch.with_label_values(&[&c.name]).set(c.epoch as i64);
-        ctx.metrics.db_paused.with_label_values(&[&c.name]).set(c.paused as i64);
-        let blocked = c.epoch > 0 && !c.failover_blocked.is_empty();
-        ctx.metrics.db_failover_blocked.with_label_values(&[&c.name]).set(blocked as i64);
-        ctx.metrics.db_primary_lost.with_label_values(&[&c.name]).set(c.primary_lost() as i64);
     }
 }
 

@@ -167,9 +167,12 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
 
     // The write outage as the canary sees it: until the new primary's first canary at the new epoch.
     let waits_for = first_commit_waits_for(&c2, false);
-    let note = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
-    log.push(note.clone());
-    m.step("canary", note).await?;
+    let measure = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
+    log.push(measure.note.clone());
+    m.step("canary", measure.note).await?;
+    if let Some(outage_ms) = measure.outage_ms {
+        propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
+    }
 
     // 5-6. The old primary rejoins as a standby of the new one, and becomes synchronous.
     let mut errors = m.rejoin_old_primary(&c2, &to_agent, to_endpoint, &mut log).await?;

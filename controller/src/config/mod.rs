@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod alerts;
+mod clusters;
 pub use alerts::*;
+pub use clusters::*;
 
 /// `triad-controller --config FILE`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,38 +272,6 @@ impl SiteConfig {
     }
 }
 
-/// A database cluster as configured.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Cluster name, e.g. `customs`.
-    pub name: String,
-    /// Its members.
-    pub members: Vec<MemberConfig>,
-    /// `relaxed` (default): when the synchronous standby is lost, Triad records that and lets the
-    /// primary commit asynchronously (automatic failover is then off) until it returns. `strict`:
-    /// commits wait for the synchronous standby, and a new primary waits from its first commit
-    /// for the standby wanted synchronous in its place.
-    #[serde(default = "default_sync_mode")]
-    pub synchronous_mode: String,
-}
-
-fn default_sync_mode() -> String {
-    "relaxed".into()
-}
-
-/// A database cluster member as configured.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MemberConfig {
-    /// Member name; by convention the site's name.
-    pub name: String,
-    /// Site it runs in.
-    pub site: String,
-    /// Name of the agent on its host.
-    pub agent: String,
-}
-
 fn default_log_format() -> String {
     "text".to_string()
 }
@@ -311,7 +281,7 @@ pub(crate) fn key_err(key: impl Into<String>, msg: impl Into<String>) -> Error {
 }
 
 /// A site named by `key` must be one of `sites` (when any are configured).
-fn known_site(sites: &BTreeSet<&str>, key: String, site: &str) -> Result<()> {
+pub(crate) fn known_site(sites: &BTreeSet<&str>, key: String, site: &str) -> Result<()> {
     check_name(&key, site)?;
     if !sites.is_empty() && !sites.contains(site) {
         return Err(key_err(key, format!("site `{site}` is not among `sites`")));
@@ -546,63 +516,6 @@ impl ControllerConfig {
                 ))
             }
             Some(_) => {}
-        }
-        Ok(())
-    }
-
-    /// The database clusters: named once, a known synchronous mode, members named once at known
-    /// sites.
-    fn validate_clusters(&self, sites: &BTreeSet<&str>) -> Result<()> {
-        let mut cluster_names = BTreeSet::new();
-        for (i, c) in self.clusters.iter().enumerate() {
-            check_name(&format!("clusters[{i}].name"), &c.name)?;
-            if !cluster_names.insert(c.name.as_str()) {
-                return Err(key_err(format!("clusters[{i}].name"), format!("cluster `{}` is listed twice", c.name)));
-            }
-            if c.synchronous_mode != "relaxed" && c.synchronous_mode != "strict" {
-                return Err(key_err(
-                    format!("clusters[{i}].synchronous_mode"),
-                    format!("`{}` is neither `relaxed` nor `strict`", c.synchronous_mode),
-                ));
-            }
-            if c.members.is_empty() {
-                return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));
-            }
-            let mut members = BTreeSet::new();
-            for (j, m) in c.members.iter().enumerate() {
-                let key = format!("clusters[{i}].members[{j}]");
-                check_name(&format!("{key}.name"), &m.name)?;
-                if !members.insert(m.name.as_str()) {
-                    return Err(key_err(format!("{key}.name"), format!("member `{}` is listed twice", m.name)));
-                }
-                known_site(sites, format!("{key}.site"), &m.site)?;
-                check_name(&format!("{key}.agent"), &m.agent)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl ControllerConfig {
-    /// The links: valid definitions, named once, between configured sites, carrying configured
-    /// clusters.
-    fn validate_links(&self, sites: &BTreeSet<&str>) -> Result<()> {
-        let clusters: BTreeSet<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
-        let mut names = BTreeSet::new();
-        for (i, l) in self.links.iter().enumerate() {
-            let key = format!("links[{i}]");
-            l.validate(&key).map_err(|e| key_err(e.key, e.msg))?;
-            if !names.insert(l.name.as_str()) {
-                return Err(key_err(format!("{key}.name"), format!("link `{}` is listed twice", l.name)));
-            }
-            for (field, end) in [("a", &l.a), ("b", &l.b)] {
-                if !sites.contains(end.as_str()) {
-                    return Err(key_err(format!("{key}.{field}"), format!("site `{end}` is not among `sites`")));
-                }
-            }
-            if let Some(c) = l.carries.iter().find(|c| !clusters.contains(c.as_str())) {
-                return Err(key_err(format!("{key}.carries"), format!("`{c}` is not among `clusters`")));
-            }
         }
         Ok(())
     }

@@ -100,6 +100,11 @@ pub struct LocalDeployment {
     pub syslog: std::collections::BTreeMap<u64, (String, String)>,
     /// The links between the sites (none unless set: the demo sets [`reference_links`]).
     pub links: Vec<LinkSpec>,
+    /// An SNMP agent (`IP:PORT`, v2c community) whose `lo` interface stands for the DWDM link's
+    /// at both its ends (the demo sets one when Debian's snmpd is installed).
+    pub snmp: Option<(String, String)>,
+    /// The controllers' notification channels and routes (the demo sets its pager).
+    pub notify: crate::config::NotifyConfig,
 }
 
 /// The reference deployment's links: the DWDM link `dc`–`ndc` and the WAN links to `dr`, all
@@ -173,6 +178,8 @@ impl LocalDeployment {
             db: LocalDb::None,
             syslog: Default::default(),
             links: Vec::new(),
+            snmp: None,
+            notify: Default::default(),
         })
     }
 
@@ -249,20 +256,22 @@ impl LocalDeployment {
                     })
                     .collect(),
                 synchronous_mode: "relaxed".into(),
+                lag_bounds: Default::default(),
             }],
             links: self.links.clone(),
             inventory: Default::default(),
-            alerts: match self.syslog.get(&peer.id) {
-                None => Default::default(),
-                Some((udp, tcp)) => crate::config::AlertsConfig {
-                    syslog: crate::config::SyslogConfig {
+            alerts: crate::config::AlertsConfig {
+                syslog: match self.syslog.get(&peer.id) {
+                    None => Default::default(),
+                    Some((udp, tcp)) => crate::config::SyslogConfig {
                         udp_addr: udp.clone(),
                         tcp_addr: tcp.clone(),
                         allow: vec!["127.0.0.1".into()],
                         ..Default::default()
                     },
-                    ..Default::default()
                 },
+                notify: self.notify.clone(),
+                ..Default::default()
             },
         }
     }
@@ -295,6 +304,21 @@ impl LocalDeployment {
             cert = q(&certs.join(format!("{}.pem", a.name)).display().to_string()),
             key = q(&certs.join(format!("{}.key", a.name)).display().to_string()),
         ) + &self.agent_db_text(a)
+            + &self.agent_snmp_text(a)
+    }
+
+    /// The `[[snmp]]` section of an agent at an end of the DWDM link, when an SNMP agent is set.
+    fn agent_snmp_text(&self, a: &LocalAgent) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let Some((target, community)) = &self.snmp else { return String::new() };
+        let dwdm = self.links.iter().find(|l| l.kind == LinkKind::Dwdm && (l.a == a.site || l.b == a.site));
+        let Some(link) = dwdm else { return String::new() };
+        format!(
+            "\n# The link's interface counters: on one machine, the loopback interface stands for it.\n[[snmp]]\nlink = {}\ntarget = {}\nif_name = \"lo\"\ncommunity = {}\ninterval_ms = 2000\n",
+            q(&link.name),
+            q(target),
+            q(community)
+        )
     }
 
     fn agent_probe_text(&self, a: &LocalAgent) -> String {

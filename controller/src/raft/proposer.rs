@@ -43,9 +43,10 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batching task for controller `id`.
-    pub fn start(id: NodeId, raft: Raft, net: PeerNetwork) -> Self {
+    /// `commit_seconds` observes each entry's time from submission to commit.
+    pub fn start(id: NodeId, raft: Raft, net: PeerNetwork, commit_seconds: prometheus::Histogram) -> Self {
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
-        tokio::spawn(batcher(id, raft, net, rx));
+        tokio::spawn(batcher(id, raft, net, rx, commit_seconds));
         Proposer { tx }
     }
 
@@ -60,7 +61,13 @@ impl Proposer {
     }
 }
 
-async fn batcher(id: NodeId, raft: Raft, net: PeerNetwork, mut rx: mpsc::Receiver<Pending>) {
+async fn batcher(
+    id: NodeId,
+    raft: Raft,
+    net: PeerNetwork,
+    mut rx: mpsc::Receiver<Pending>,
+    commit_seconds: prometheus::Histogram,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -74,15 +81,21 @@ async fn batcher(id: NodeId, raft: Raft, net: PeerNetwork, mut rx: mpsc::Receive
                 Err(_) => break,
             }
         }
-        let (raft, net) = (raft.clone(), net.clone());
+        let (raft, net, commit_seconds) = (raft.clone(), net.clone(), commit_seconds.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            submit(id, &raft, &net, batch).await;
+            submit(id, &raft, &net, batch, &commit_seconds).await;
         });
     }
 }
 
-async fn submit(id: NodeId, raft: &Raft, net: &PeerNetwork, mut batch: Vec<Pending>) {
+async fn submit(
+    id: NodeId,
+    raft: &Raft,
+    net: &PeerNetwork,
+    mut batch: Vec<Pending>,
+    commit_seconds: &prometheus::Histogram,
+) {
     let entry = if batch.len() == 1 {
         batch[0].proposal.clone()
     } else {
@@ -92,7 +105,11 @@ async fn submit(id: NodeId, raft: &Raft, net: &PeerNetwork, mut batch: Vec<Pendi
             command: Command::Batch(batch.iter().map(|p| p.proposal.clone()).collect()),
         }
     };
+    let started = Instant::now();
     let result = write(raft, net, &entry).await;
+    if result.is_ok() {
+        commit_seconds.observe(started.elapsed().as_secs_f64());
+    }
     match result {
         Err(e) => {
             let msg = e.to_string();

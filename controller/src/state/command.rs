@@ -119,6 +119,8 @@ pub enum Command {
     RecordBreakGlass(BreakGlassOrder),
     /// End a workflow with its outcome.
     FinishWorkflow { workflow: u64, outcome: String },
+    /// The write outage of a workflow's role change, as the canary measured it.
+    RecordWriteOutage { workflow: u64, outage_ms: u64 },
     /// A leader whose quorum re-formed after an absence asks every voter to acknowledge this
     /// entry before it grants a lease or changes a role (`brain/continuity.rs`). Changes nothing.
     QuorumCheck { term: u64 },

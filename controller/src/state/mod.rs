@@ -184,6 +184,24 @@ pub struct DbCluster {
     /// lost sites could have reached, so that a member returning from them fences itself).
     #[serde(default)]
     pub epoch_floor: u64,
+    /// When the primary last changed and what the change cost: for status, metrics and the
+    /// dashboards' annotations.
+    #[serde(default)]
+    pub role_changes: RoleChanges,
+}
+
+/// A cluster's role changes as recorded (times are the proposers' clocks, ms since the Unix epoch;
+/// 0: none yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChanges {
+    /// When the current primary became primary (adoption, or the last role change).
+    pub primary_since_ms: u64,
+    /// When a switchover, and when a failover, last changed the primary.
+    pub last_switchover_ms: u64,
+    pub last_failover_ms: u64,
+    /// The write outage of the last role change as the canary measured it (None: not measured,
+    /// or not yet).
+    pub last_write_outage_ms: Option<u64>,
 }
 
 /// One recorded step of a workflow.
@@ -228,6 +246,7 @@ impl DbCluster {
             workflow: None,
             failover_blocked: String::new(),
             epoch_floor: 0,
+            role_changes: RoleChanges::default(),
         }
     }
 

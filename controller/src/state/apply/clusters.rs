@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::state::{Command, DbCluster, Proposal, Rejection, Role, State};
+use crate::state::{Command, DbCluster, Proposal, Rejection, Role, State, WorkflowKind};
 
 impl State {
     pub(super) fn apply_clusters(&mut self, log_index: u64, p: &Proposal) -> (String, Result<String, Rejection>) {
         match &p.command {
             Command::AdoptCluster { cluster, primary, synchronous } => (
                 format!("adopt cluster {cluster}: primary {primary}, synchronous [{}]", synchronous.join(", ")),
-                self.adopt(log_index, cluster, primary, synchronous),
+                self.adopt(log_index, p.at_ms, cluster, primary, synchronous),
             ),
             Command::SetMemberEndpoint { cluster, member, endpoint } => {
                 let what = format!("set endpoint of {cluster}/{member} to `{endpoint}`");
@@ -28,7 +28,7 @@ impl State {
             ),
             Command::SwitchPrimary { cluster, workflow, primary } => (
                 format!("switch primary of {cluster} to {primary} (workflow {workflow})"),
-                self.switch_primary(log_index, cluster, *workflow, primary),
+                self.switch_primary(log_index, p.at_ms, cluster, *workflow, primary),
             ),
             Command::SetSynchronous { cluster, members } => (
                 format!("set synchronous standbys of {cluster} to [{}]", members.join(", ")),
@@ -65,6 +65,7 @@ impl State {
     fn adopt(
         &mut self,
         log_index: u64,
+        at_ms: u64,
         cluster: &str,
         primary: &String,
         synchronous: &[String],
@@ -85,6 +86,7 @@ impl State {
         c.synchronous = synchronous.iter().cloned().collect();
         c.vouch = c.synchronous.clone();
         c.want_synchronous = c.synchronous.clone();
+        c.role_changes.primary_since_ms = at_ms;
         Ok(format!("cluster {cluster} adopted at epoch 1"))
     }
 
@@ -109,10 +111,12 @@ impl State {
     fn switch_primary(
         &mut self,
         log_index: u64,
+        at_ms: u64,
         cluster: &str,
         workflow: u64,
         primary: &String,
     ) -> Result<String, Rejection> {
+        let kind = self.workflows.get(&workflow).map(|w| w.kind);
         let c = self.cluster_mut(cluster)?;
         if c.workflow != Some(workflow) {
             return Err(Rejection::Conflict(format!("workflow {workflow} is not the one under way on `{cluster}`")));
@@ -131,6 +135,14 @@ impl State {
         }
         c.synchronous.clear();
         c.vouch.clear();
+        let changes = &mut c.role_changes;
+        changes.primary_since_ms = at_ms;
+        changes.last_write_outage_ms = None;
+        match kind {
+            Some(WorkflowKind::Switchover) => changes.last_switchover_ms = at_ms,
+            Some(WorkflowKind::Failover) => changes.last_failover_ms = at_ms,
+            _ => {}
+        }
         Ok(format!("{cluster} epoch {}: primary {primary}", c.epoch))
     }
 

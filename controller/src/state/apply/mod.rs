@@ -70,7 +70,9 @@ impl State {
             | SetVouch { .. }
             | DropSynchronous { .. }
             | SetFailoverBlocked { .. } => self.apply_clusters(log_index, p),
-            StartWorkflow { .. } | RecordStep { .. } | FinishWorkflow { .. } => self.apply_workflows(p),
+            StartWorkflow { .. } | RecordStep { .. } | FinishWorkflow { .. } | RecordWriteOutage { .. } => {
+                self.apply_workflows(p)
+            }
             RequestFailover { cluster, to, reason, accept_data_loss, attested_dead, ttl_ms } => {
                 let what = format!("request failover of {cluster} to {to}");
                 let r = self.request_failover(p, (cluster, to, reason), *accept_data_loss, attested_dead, *ttl_ms);

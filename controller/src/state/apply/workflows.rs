@@ -73,6 +73,20 @@ impl State {
                     None => (what, Err(Rejection::NotFound(format!("no workflow {workflow}")))),
                 }
             }
+            Command::RecordWriteOutage { workflow, outage_ms } => {
+                let what = format!("workflow {workflow}: write outage {outage_ms} ms");
+                let Some(cluster) = self.workflows.get(workflow).map(|w| w.cluster.clone()) else {
+                    return (what, Err(Rejection::NotFound(format!("no workflow {workflow}"))));
+                };
+                match self.clusters.get_mut(&cluster) {
+                    Some(c) if c.workflow == Some(*workflow) => {
+                        c.role_changes.last_write_outage_ms = Some(*outage_ms);
+                        (what, Ok("recorded".into()))
+                    }
+                    Some(_) => (what, Err(Rejection::Conflict(format!("workflow {workflow} is not under way")))),
+                    None => (what, Err(Rejection::NotFound(format!("no cluster `{cluster}`")))),
+                }
+            }
             Command::FinishWorkflow { workflow, outcome } => {
                 let what = format!("finish workflow {workflow}: {outcome}");
                 let Some(w) = self.workflows.get_mut(workflow) else {

@@ -1,12 +1,19 @@
-//! The controller's Prometheus metrics (`triad_*`, base units, bounded labels), and the task that
-//! copies openraft's metrics into them.
+//! The controller's Prometheus metrics (`triad_*`, base units, bounded labels): their registry
+//! here, the tasks that keep them current beside it (`follow`: Raft and alerts; `cluster`: the
+//! database clusters; `process`: the controller's disk and certificates).
 
-use std::time::Duration;
-
-use openraft::ServerState;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use crate::raft::Raft;
+mod cluster;
+mod follow;
+mod process;
+
+pub use cluster::{export_assets, export_state, ClusterMetrics};
+pub use follow::{commit_index, follow_alerts, follow_raft};
+pub use process::{follow_process, ProcessMetrics};
+
+/// How a workflow can end, as `triad_workflows_total` counts it.
+pub const WORKFLOW_OUTCOMES: [&str; 3] = ["completed", "rolled_back", "failed"];
 
 /// Every metric the controller exports.
 pub struct Metrics {
@@ -18,6 +25,19 @@ pub struct Metrics {
     pub raft_commit_index: IntGauge,
     pub raft_applied_index: IntGauge,
     pub raft_voters: IntGauge,
+    /// Times this controller saw the leader change (to another, or to none).
+    pub raft_leader_changes: prometheus::IntCounter,
+    /// Entries in the local log (from the first not purged to the last).
+    pub raft_log_entries: IntGauge,
+    /// The log index of the newest snapshot (0: none).
+    pub raft_snapshot_index: IntGauge,
+    /// Leader only (absent elsewhere): since a quorum last acknowledged it.
+    pub raft_quorum_ack_age: prometheus::GaugeVec,
+    /// Voting controllers per city, and whether losing every one of them leaves a majority.
+    pub raft_city_voters: prometheus::IntGaugeVec,
+    pub raft_survives_city_loss: prometheus::IntGaugeVec,
+    /// From a proposal handed to Raft on this controller to its commit (forwarding included).
+    pub commit_seconds: Histogram,
     pub apply_seconds: Histogram,
     pub agents_connected: IntGauge,
     pub agents_up: IntGauge,
@@ -71,15 +91,19 @@ pub struct Metrics {
     pub assets: prometheus::IntGaugeVec,
     pub asset_seats: prometheus::IntGaugeVec,
     pub asset_licences_expiring: IntGauge,
+    /// The database clusters' roles, role changes, lag and workflows.
+    pub cluster: ClusterMetrics,
+    /// The controller's data directory, its disk and its certificates.
+    pub process: ProcessMetrics,
 }
 
-fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+pub(crate) fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
     let g = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric name");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
@@ -98,7 +122,7 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     c
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+pub(crate) fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
     let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
@@ -122,7 +146,50 @@ impl Metrics {
         )
         .expect("valid counter");
         registry.register(Box::new(grpc_requests.clone())).expect("metric registered once");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "triad_raft_commit_duration_seconds",
+                "From a proposal handed to Raft on this controller to its commit (forwarding to the leader included)",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(commit_seconds.clone())).expect("metric registered once");
+        let raft_leader_changes = prometheus::IntCounter::new(
+            "triad_raft_leader_changes_total",
+            "Times this controller saw the leader change (to another controller, or to none)",
+        )
+        .expect("valid counter");
+        registry.register(Box::new(raft_leader_changes.clone())).expect("metric registered once");
         Metrics {
+            raft_leader_changes,
+            raft_log_entries: gauge(&registry, "triad_raft_log_entries", "Entries in the local log, not yet purged"),
+            raft_snapshot_index: gauge(
+                &registry,
+                "triad_raft_snapshot_index",
+                "Log index of the newest snapshot of the state (0: none)",
+            ),
+            raft_quorum_ack_age: float_gauge_vec(
+                &registry,
+                "triad_raft_quorum_ack_age_seconds",
+                "Leader only: since a quorum of voters last acknowledged it",
+                &[],
+            ),
+            raft_city_voters: gauge_vec(
+                &registry,
+                "triad_raft_city_voters",
+                "Voting controllers recorded in each city",
+                &["city"],
+            ),
+            raft_survives_city_loss: gauge_vec(
+                &registry,
+                "triad_raft_quorum_survives_city_loss",
+                "1 if losing every voter of the city still leaves a majority of voters (DESIGN.md point 10)",
+                &["city"],
+            ),
+            commit_seconds,
+            cluster: ClusterMetrics::new(&registry),
+            process: ProcessMetrics::new(&registry),
             raft_term: gauge(&registry, "triad_raft_term", "Current Raft term"),
             raft_is_leader: gauge(&registry, "triad_raft_is_leader", "1 if this controller is the Raft leader"),
             raft_leader_id: gauge(
@@ -220,8 +287,8 @@ impl Metrics {
             alerts_open: gauge_vec(
                 &registry,
                 "triad_alerts_open",
-                "Alerts not closed, by severity and status (open, acknowledged)",
-                &["severity", "status"],
+                "Alerts not closed, by severity, status (open, acknowledged) and site (`none`: not known, `other`: not a recorded site)",
+                &["severity", "status", "site"],
             ),
             notifications_pending: gauge(&registry, "triad_alerts_notifications_pending", "Notifications decided, not yet delivered"),
             notifications_failed: gauge(
@@ -304,6 +371,26 @@ impl Metrics {
         self.grpc_requests.with_label_values(&[method, &code]).inc();
     }
 
+    /// Creates the counters whose label values are known ahead at 0 (every workflow kind and
+    /// outcome, the configured alert sources and notification channels), so that a rate over
+    /// them is 0 rather than no data before the first event.
+    pub fn init_counters(&self, sources: &[&str], channels: &[&str]) {
+        for kind in crate::state::WorkflowKind::ALL {
+            for outcome in WORKFLOW_OUTCOMES {
+                self.workflows.with_label_values(&[kind.as_str(), outcome]);
+            }
+        }
+        for source in sources {
+            self.alerts_received.with_label_values(&[source]);
+        }
+        for channel in channels {
+            for outcome in ["sent", "failed"] {
+                self.notifications.with_label_values(&[channel, outcome]);
+            }
+        }
+        self.raft_leader_changes.inc_by(0);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -319,115 +406,21 @@ impl Default for Metrics {
     }
 }
 
-/// Copies openraft's metrics into ours whenever they change (and at least every second).
-pub async fn follow_raft(raft: Raft, metrics: std::sync::Arc<Metrics>) {
-    let mut rx = raft.metrics();
-    loop {
-        {
-            let m = rx.borrow().clone();
-            metrics.raft_term.set(m.current_term as i64);
-            metrics.raft_is_leader.set((m.state == ServerState::Leader) as i64);
-            metrics.raft_leader_id.set(m.current_leader.unwrap_or(0) as i64);
-            metrics.raft_last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
-            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-            metrics.raft_applied_index.set(applied as i64);
-            metrics.raft_commit_index.set(commit_index(&m).unwrap_or(applied) as i64);
-            metrics.raft_voters.set(m.membership_config.voter_ids().count() as i64);
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-/// On the leader: the highest index held by a majority of voters.
-pub fn commit_index(m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Option<u64> {
-    let repl = m.replication.as_ref()?;
-    let mut held: Vec<u64> = m
-        .membership_config
-        .voter_ids()
-        .map(|id| {
-            if id == m.id {
-                m.last_log_index.unwrap_or(0)
-            } else {
-                repl.get(&id).and_then(|l| l.map(|l| l.index)).unwrap_or(0)
-            }
-        })
-        .collect();
-    if held.is_empty() {
-        return None;
-    }
-    held.sort_unstable_by(|a, b| b.cmp(a));
-    Some(held[held.len() / 2])
-}
-
-/// Copies the alert tables' figures into the metrics every second, on every controller (each
-/// applies the same log, so each exports the same). The time-to histograms observe each alert's
-/// acknowledgement and closing once per process.
-pub async fn follow_alerts(ctx: std::sync::Arc<crate::context::Ctx>) {
-    use std::collections::HashSet;
-
-    use crate::state::alerts::{AlertStatus, NotifyState, Severity};
-    let mut acked: HashSet<(u64, u64)> = HashSet::new();
-    let mut closed: HashSet<(u64, u64)> = HashSet::new();
-    let mut exported = std::collections::HashMap::<&'static str, u64>::new();
-    let m = &ctx.metrics;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let g = ctx.state.read().expect("state lock poisoned");
-        let book = &g.state.alerts;
-        for (outcome, total) in book.totals.named() {
-            let seen = exported.entry(outcome).or_insert(0);
-            if total > *seen {
-                m.alerts_ingested.with_label_values(&[outcome]).inc_by(total - *seen);
-                *seen = total;
-            }
-        }
-        let mut open = std::collections::HashMap::new();
-        // What was observed is kept only for alerts still in memory: one that retention moved
-        // to disk is not seen again, and remembering it would grow without bound.
-        let (mut acked_now, mut closed_now) = (HashSet::new(), HashSet::new());
-        for a in book.alerts.values() {
-            if !a.status.is_closed() {
-                *open.entry((a.severity, a.status)).or_insert(0i64) += 1;
-            }
-            let key = (a.id, a.opened_ms);
-            if let Some(t) = a.acknowledged_ms {
-                if !acked.contains(&key) {
-                    m.alerts_ack_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
-                }
-                acked_now.insert(key);
-            }
-            if let Some(t) = a.closed_ms {
-                if !closed.contains(&key) {
-                    m.alerts_resolve_seconds.observe(t.saturating_sub(a.opened_ms) as f64 / 1000.0);
-                }
-                closed_now.insert(key);
-            }
-        }
-        (acked, closed) = (acked_now, closed_now);
-        for sev in Severity::ALL {
-            for status in [AlertStatus::Open, AlertStatus::Acknowledged] {
-                let n = open.get(&(*sev, status)).copied().unwrap_or(0);
-                m.alerts_open.with_label_values(&[sev.as_str(), status.as_str()]).set(n);
-            }
-        }
-        let count = |s: NotifyState| book.notifications.values().filter(|n| n.state == s).count() as i64;
-        m.notifications_pending.set(count(NotifyState::Pending));
-        m.notifications_failed.set(count(NotifyState::Failed));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn metrics_register_and_render() {
         let m = super::Metrics::new();
         m.raft_term.set(3);
+        m.init_counters(&["wazuh"], &["sms"]);
         m.rpc::<()>("Control/State", &Ok(()));
         let text = m.render();
         assert!(text.contains("triad_raft_term 3"));
         assert!(text.contains("triad_grpc_requests_total{code=\"Ok\",method=\"Control/State\"} 1"));
+        // Counters whose labels are known ahead exist before the first event, so a dashboard's
+        // query returns a zero rather than nothing.
+        assert!(text.contains("triad_workflows_total{kind=\"failover\",outcome=\"failed\"} 0"), "{text}");
+        assert!(text.contains("triad_alerts_received_total{source=\"wazuh\"} 0"));
+        assert!(text.contains("triad_alerts_notifications_total{channel=\"sms\",outcome=\"sent\"} 0"));
     }
 }

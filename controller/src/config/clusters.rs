@@ -1,0 +1,150 @@
+//! The database clusters and the links between the sites as configured: their types and their
+//! validation (names once, known sites, known clusters, sane lag bounds).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_name, key_err, known_site, ControllerConfig};
+use crate::error::Result;
+
+/// A database cluster as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster name, e.g. `customs`.
+    pub name: String,
+    /// Its members.
+    pub members: Vec<MemberConfig>,
+    /// `relaxed` (default): when the synchronous standby is lost, Triad records that and lets the
+    /// primary commit asynchronously (automatic failover is then off) until it returns. `strict`:
+    /// commits wait for the synchronous standby, and a new primary waits from its first commit
+    /// for the standby wanted synchronous in its place.
+    #[serde(default = "default_sync_mode")]
+    pub synchronous_mode: String,
+    /// `[clusters.lag_bounds]`: the replication lag past which the NOC is told.
+    #[serde(default)]
+    pub lag_bounds: LagBounds,
+}
+
+fn default_sync_mode() -> String {
+    "relaxed".into()
+}
+
+/// A database cluster member as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Member name; by convention the site's name.
+    pub name: String,
+    /// Site it runs in.
+    pub site: String,
+    /// Name of the agent on its host.
+    pub agent: String,
+}
+
+/// The replication lag a standby may reach before the NOC is told (alert rules and dashboards
+/// read these from the metrics `triad_db_lag_bound_bytes` and `triad_db_lag_bound_seconds`).
+/// They decide nothing in Triad itself: a switchover has its own, stricter, catch-up test.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LagBounds {
+    /// A synchronous standby's replay lag, bytes (default 16 MiB): it holds every commit, but
+    /// one far behind in replay makes a failover slow.
+    pub synchronous_bytes: u64,
+    /// A synchronous standby's replay lag, seconds (default 5).
+    pub synchronous_seconds: f64,
+    /// An asynchronous standby's replay lag, bytes (default 1 GiB).
+    pub asynchronous_bytes: u64,
+    /// An asynchronous standby's replay lag, seconds (default 300): what a failover to it would
+    /// lose at most, the recovery point objective of the remote site.
+    pub asynchronous_seconds: f64,
+}
+
+impl Default for LagBounds {
+    fn default() -> Self {
+        LagBounds {
+            synchronous_bytes: 16 << 20,
+            synchronous_seconds: 5.0,
+            asynchronous_bytes: 1 << 30,
+            asynchronous_seconds: 300.0,
+        }
+    }
+}
+
+impl LagBounds {
+    fn validate(&self, key: &str) -> Result<()> {
+        for (field, bytes) in
+            [("synchronous_bytes", self.synchronous_bytes), ("asynchronous_bytes", self.asynchronous_bytes)]
+        {
+            if bytes == 0 {
+                return Err(key_err(format!("{key}.{field}"), "must be more than 0"));
+            }
+        }
+        for (field, secs) in
+            [("synchronous_seconds", self.synchronous_seconds), ("asynchronous_seconds", self.asynchronous_seconds)]
+        {
+            if !(secs.is_finite() && secs > 0.0) {
+                return Err(key_err(format!("{key}.{field}"), format!("`{secs}` is not a positive number of seconds")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ControllerConfig {
+    /// The database clusters: named once, a known synchronous mode, members named once at known
+    /// sites.
+    pub(super) fn validate_clusters(&self, sites: &BTreeSet<&str>) -> Result<()> {
+        let mut cluster_names = BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            check_name(&format!("clusters[{i}].name"), &c.name)?;
+            if !cluster_names.insert(c.name.as_str()) {
+                return Err(key_err(format!("clusters[{i}].name"), format!("cluster `{}` is listed twice", c.name)));
+            }
+            if c.synchronous_mode != "relaxed" && c.synchronous_mode != "strict" {
+                return Err(key_err(
+                    format!("clusters[{i}].synchronous_mode"),
+                    format!("`{}` is neither `relaxed` nor `strict`", c.synchronous_mode),
+                ));
+            }
+            c.lag_bounds.validate(&format!("clusters[{i}].lag_bounds"))?;
+            if c.members.is_empty() {
+                return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));
+            }
+            let mut members = BTreeSet::new();
+            for (j, m) in c.members.iter().enumerate() {
+                let key = format!("clusters[{i}].members[{j}]");
+                check_name(&format!("{key}.name"), &m.name)?;
+                if !members.insert(m.name.as_str()) {
+                    return Err(key_err(format!("{key}.name"), format!("member `{}` is listed twice", m.name)));
+                }
+                known_site(sites, format!("{key}.site"), &m.site)?;
+                check_name(&format!("{key}.agent"), &m.agent)?;
+            }
+        }
+        Ok(())
+    }
+    /// The links: valid definitions, named once, between configured sites, carrying configured
+    /// clusters.
+    pub(super) fn validate_links(&self, sites: &BTreeSet<&str>) -> Result<()> {
+        let clusters: BTreeSet<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let key = format!("links[{i}]");
+            l.validate(&key).map_err(|e| key_err(e.key, e.msg))?;
+            if !names.insert(l.name.as_str()) {
+                return Err(key_err(format!("{key}.name"), format!("link `{}` is listed twice", l.name)));
+            }
+            for (field, end) in [("a", &l.a), ("b", &l.b)] {
+                if !sites.contains(end.as_str()) {
+                    return Err(key_err(format!("{key}.{field}"), format!("site `{end}` is not among `sites`")));
+                }
+            }
+            if let Some(c) = l.carries.iter().find(|c| !clusters.contains(c.as_str())) {
+                return Err(key_err(format!("{key}.carries"), format!("`{c}` is not among `clusters`")));
+            }
+        }
+        Ok(())
+    }
+}
