@@ -48,8 +48,8 @@ fi
 
 #   - The real senders the alert tests use: Prometheus Alertmanager (Debian's
 #     prometheus-alertmanager), rsyslog, logger (bsdutils) and curl; and promtool (Debian's
-#     prometheus), which checks the controllers' metrics; snmpd and snmpget (Debian's snmpd and
-#     snmp), the SNMP agent the link tests poll.
+#     prometheus), which checks the controllers' metrics and runs the dashboards' queries; snmpd
+#     and snmpget (Debian's snmpd and snmp), the SNMP agent the link tests and the demo poll.
 install_pkg() {
     local cmd=$1 pkg=$2
     command -v "$cmd" >/dev/null 2>&1 && return 0
@@ -73,6 +73,8 @@ install_pkg wrk wrk
 # Link tests poll a real SNMP agent (started by the test on a loopback port, its own config).
 install_pkg snmpd snmpd
 install_pkg snmpget snmp
+# The dashboard test plots what Prometheus returns for each panel (the runbook's screenshots).
+install_pkg gnuplot gnuplot-nox
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::client::{Client, CtlConfig};
+use super::demo_noc;
 use super::local::{free_port, LocalDb, LocalDeployment, CLUSTER};
 use super::postgres::{self, PgCluster};
 use super::status;
@@ -165,10 +166,15 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
         plan.syslog.insert(c.id, (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")));
     }
     plan.links = crate::ctl::local::reference_links();
+    let mut procs: Vec<Proc> = Vec::new();
+    if let Some((child, addr)) = demo_noc::start_snmpd(&dir)? {
+        plan.snmp = Some((addr, demo_noc::SNMP_COMMUNITY.into()));
+        procs.push(Proc { label: "snmpd".into(), child });
+    }
+    plan.notify = demo_noc::start_pager(dir.join("logs").join("pager.log")).await?;
     plan.write()?;
 
     let workload = pg.as_ref().map(|c| Workload::start(c.members.iter().map(|m| m.conninfo("customs")).collect()));
-    let mut procs: Vec<Proc> = Vec::new();
     let result =
         start_and_serve(&plan, &controller_bin, &agent_bin, &mut procs, pg.as_deref(), workload.as_ref()).await;
     println!("\nstopping {} processes ...", procs.len());
@@ -404,6 +410,8 @@ fn write_demo_json(
         "ingest_tls_name": triad_proto::tls::CONTROLLER_SAN,
         "ingest_ca": plan.certs_dir().join("ca.pem"),
         "ingest_tokens": tokens,
+        "snmp": plan.snmp.as_ref().map(|(addr, community)| json!({"addr": addr, "community": community})),
+        "pager": plan.notify.channels.first().map(|c| json!({"url": c.url, "log": plan.dir.join("logs").join("pager.log")})),
         "pids": procs.iter().filter_map(|p| p.child.id()).collect::<Vec<_>>(),
     });
     let path = plan.dir.join("demo.json");
@@ -427,6 +435,10 @@ async fn print_summary(plan: &LocalDeployment, client: &Client, pg: Option<&PgCl
     if let Some(w) = workload {
         println!("  write workload: one row into customs.orders every 100 ms on dc ({} so far)", w.ok());
     }
+    if let Some((addr, _)) = &plan.snmp {
+        println!("  snmpd {addr}: its `lo` stands for the DWDM link's interface (SNMP counters in `triadctl links`)");
+    }
+    println!("  pager: high and critical alerts are written to {}", plan.dir.join("logs").join("pager.log").display());
     if let Ok(v) = status::gather(client).await {
         println!("\n{}", status::render(&v));
     }
@@ -447,5 +459,11 @@ async fn print_summary(plan: &LocalDeployment, client: &Client, pg: Option<&PgCl
         );
         println!("  triadctl alerts list     # the SOC's queue (HTTP ingest tokens are in demo.json)");
     }
+    println!("Dashboards: a Prometheus for this demo (then see runbooks/noc-dashboards.md):");
+    println!(
+        "  triadctl prometheus scrape-config --demo {} --rules deploy/prometheus/rules.yml --out {}",
+        plan.dir.join("demo.json").display(),
+        plan.dir.join("prometheus.yml").display()
+    );
     println!("Ctrl-C here stops everything.");
 }

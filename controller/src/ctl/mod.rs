@@ -9,9 +9,11 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod demo;
+mod demo_noc;
 pub mod failover;
 pub mod links;
 pub mod local;
+pub mod observe;
 pub mod postgres;
 pub mod status;
 

@@ -7,10 +7,12 @@ use std::time::Duration;
 mod alerts;
 mod assets;
 mod links;
+mod observe;
 
 use self::alerts::{run_alerts, AlertsCmd};
 use self::assets::{run_assets, AssetsArgs};
 use self::links::{run_links, LinksArgs};
+use self::observe::{run_dashboards, run_prometheus, DashboardsCmd, PrometheusCmd};
 use super::{admin, certs, client, demo, failover, status};
 use crate::Error;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -186,6 +188,23 @@ enum Cmd {
     ///   triadctl assets issue open BD-CUS-000123 --title "fan noise"
     #[command(verbatim_doc_comment)]
     Assets(AssetsArgs),
+    /// The NOC's Grafana dashboards: write them as this version generates them, or check any
+    /// dashboard JSON offline (no Grafana needed). runbooks/noc-dashboards.md says what each shows.
+    ///
+    /// Examples:
+    ///   triadctl dashboards write --dir dashboards
+    ///   triadctl dashboards check dashboards/grafana
+    #[command(subcommand, verbatim_doc_comment)]
+    Dashboards(DashboardsCmd),
+    /// Prometheus for Triad: a scrape configuration for a running demo (the alerting rules are in
+    /// deploy/prometheus/rules.yml).
+    ///
+    /// Examples:
+    ///   triadctl prometheus scrape-config --demo triad-demo/demo.json > prometheus.yml
+    ///   triadctl prometheus scrape-config --demo triad-demo/demo.json --rules deploy/prometheus/rules.yml \
+    ///       --alertmanager 127.0.0.1:9093 --out triad-demo/prometheus.yml
+    #[command(subcommand, verbatim_doc_comment)]
+    Prometheus(PrometheusCmd),
     /// Start a complete three-site deployment on this machine, in the foreground (Ctrl-C stops it).
     Demo {
         /// Directory for certificates, configs, data, logs and demo.json.
@@ -444,6 +463,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Cmd::Alerts(cmd) => run_alerts(&client(&args.config)?, cmd).await?,
         Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
         Cmd::Assets(cmd) => run_assets(&client(&args.config)?, cmd).await?,
+        Cmd::Dashboards(cmd) => run_dashboards(cmd)?,
+        Cmd::Prometheus(cmd) => run_prometheus(cmd)?,
         Cmd::Demo { dir, simulated } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 crate::init_logging("text");
