@@ -27,6 +27,37 @@ const BUILTIN_VARIABLES: &[&str] = &[
     "timeFilter",
 ];
 
+/// The panel types of Grafana 10.4/11 core (a dashboard naming another needs a plugin installed).
+const PANEL_TYPES: &[&str] = &[
+    "row",
+    "timeseries",
+    "stat",
+    "state-timeline",
+    "status-history",
+    "bargauge",
+    "gauge",
+    "table",
+    "text",
+    "barchart",
+    "histogram",
+    "heatmap",
+    "piechart",
+    "logs",
+    "nodeGraph",
+    "alertlist",
+    "dashlist",
+    "news",
+    "geomap",
+    "canvas",
+    "xychart",
+    "trend",
+    "traces",
+    "flamegraph",
+];
+
+/// The template variable types of schema version 39.
+const VARIABLE_TYPES: &[&str] = &["query", "datasource", "custom", "constant", "interval", "textbox", "adhoc"];
+
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -55,6 +86,7 @@ pub fn check(dashboard: &Value) -> Vec<Problem> {
         Some(SCHEMA_VERSION) => {}
         other => c.at_board(&format!("schemaVersion is {other:?}, not the pinned {SCHEMA_VERSION}")),
     }
+    c.shape(dashboard);
     let defined = c.variables(dashboard);
     let mut ids = BTreeSet::new();
     let panels = dashboard.get("panels").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -90,6 +122,25 @@ impl Checker {
         self.problems.push(Problem { at: self.uid.clone(), what: what.into() });
     }
 
+    /// The top-level keys schema version 39 requires, with their JSON types.
+    fn shape(&mut self, d: &Value) {
+        let is = |ptr: &str, f: fn(&Value) -> bool| d.pointer(ptr).is_some_and(f);
+        let required: [(&str, fn(&Value) -> bool, &str); 7] = [
+            ("/panels", Value::is_array, "an array"),
+            ("/templating/list", Value::is_array, "an array"),
+            ("/annotations/list", Value::is_array, "an array"),
+            ("/time/from", Value::is_string, "a string"),
+            ("/time/to", Value::is_string, "a string"),
+            ("/tags", Value::is_array, "an array"),
+            ("/editable", Value::is_boolean, "a boolean"),
+        ];
+        for (ptr, f, what) in required {
+            if !is(ptr, f) {
+                self.at_board(&format!("`{}` is missing or not {what}", &ptr[1..].replace('/', ".")));
+            }
+        }
+    }
+
     /// The variables defined; the datasource one must be among them and be of type datasource
     /// for Prometheus.
     fn variables(&mut self, dashboard: &Value) -> BTreeSet<String> {
@@ -102,6 +153,10 @@ impl Checker {
             };
             if !names.insert(name.to_string()) {
                 self.at_board(&format!("template variable `{name}` is defined twice"));
+            }
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+            if !VARIABLE_TYPES.contains(&kind) {
+                self.at_board(&format!("template variable `{name}` has type `{kind}`, not one of {VARIABLE_TYPES:?}"));
             }
             if v.get("type").and_then(Value::as_str) == Some("query") {
                 self.datasource_is_variable(&format!("variable `{name}`"), v.get("datasource"));
@@ -137,8 +192,8 @@ impl Checker {
             }
             return;
         }
-        if kind.is_empty() {
-            self.push(&at, "has no type");
+        if !PANEL_TYPES.contains(&kind) {
+            self.push(&at, &format!("has type `{kind}`, not a core panel of Grafana 10.4/11"));
         }
         if !non_empty_str(p.get("description")) {
             self.push(&at, "has no description");

@@ -64,3 +64,13 @@ fn a_repeated_panel_id_a_fixed_datasource_and_another_schema_fail() {
     // The datasource is fixed on the panel and on its query: both are named.
     assert_eq!(p.len(), 5, "{all}");
 }
+
+#[test]
+fn a_dashboard_not_shaped_as_schema_39_fails() {
+    let p = fixture("bad-shape.json");
+    let all = p.join("\n");
+    assert!(all.contains("`time.from` is missing") && all.contains("`time.to` is missing"), "{all}");
+    assert!(all.contains("has type `graphh`, not a core panel"), "{all}");
+    assert!(all.contains("`link` has type `querry`"), "{all}");
+    assert_eq!(p.len(), 4, "{all}");
+}

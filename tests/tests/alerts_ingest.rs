@@ -133,7 +133,8 @@ async fn https_ingest_authenticates_parses_replicates_and_refuses_cleanly() -> R
     .await?;
     let (code, text) = Deployment::http_get(&addr, "/metrics").await?;
     ensure!(
-        code == 200 && text.contains("triad_alerts_open{severity=\"critical\",status=\"acknowledged\"} 0"),
+        code == 200
+            && text.contains("triad_alerts_open{severity=\"critical\",site=\"none\",status=\"acknowledged\"} 0"),
         "{text}"
     );
     let file = d.dir().join("metrics.txt");

@@ -46,7 +46,10 @@ async fn the_primary_outlives_the_controllers_on_its_voucher_and_fences_without_
         ensure!(s.errors == 0, "{} writes to dc failed while its voucher vouched", s.errors);
         ensure!(s.acked.len() > before + 100, "dc acknowledged only {} writes meanwhile", s.acked.len() - before);
     }
-    ensure!(d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "dc fenced");
+    ensure!(
+        d.agent_metric("dc", r#"triad_agent_fences_total{reason="lease"}"#).await.unwrap_or(0.0) == 0.0,
+        "dc fenced"
+    );
     let given = d.agent_metric("ndc", r#"triad_agent_vouches_total{result="given"}"#).await.unwrap_or(0.0);
     ensure!(given >= 5.0, "ndc vouched {given} times");
     // The surviving controller shows it (a stale read, marked so).
@@ -169,7 +172,10 @@ async fn after_a_failover_the_new_primary_keeps_a_voucher_and_outlives_the_contr
         ensure!(s.errors == 0, "{} writes to ndc failed while dr vouched", s.errors);
         ensure!(s.acked.len() > before + 100, "ndc acknowledged only {} writes meanwhile", s.acked.len() - before);
     }
-    ensure!(d.agent_metric("ndc", r#"triad_agent_fences_total{reason="lease"}"#).await.is_none(), "ndc fenced");
+    ensure!(
+        d.agent_metric("ndc", r#"triad_agent_fences_total{reason="lease"}"#).await.unwrap_or(0.0) == 0.0,
+        "ndc fenced"
+    );
     load.finish().await?;
     Ok(())
 }
