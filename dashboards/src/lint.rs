@@ -58,6 +58,9 @@ const PANEL_TYPES: &[&str] = &[
 /// The template variable types of schema version 39.
 const VARIABLE_TYPES: &[&str] = &["query", "datasource", "custom", "constant", "interval", "textbox", "adhoc"];
 
+/// A test of a JSON value's type (`Value::is_array` and the like).
+type JsonType = fn(&Value) -> bool;
+
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -125,7 +128,7 @@ impl Checker {
     /// The top-level keys schema version 39 requires, with their JSON types.
     fn shape(&mut self, d: &Value) {
         let is = |ptr: &str, f: fn(&Value) -> bool| d.pointer(ptr).is_some_and(f);
-        let required: [(&str, fn(&Value) -> bool, &str); 7] = [
+        let required: [(&str, JsonType, &str); 7] = [
             ("/panels", Value::is_array, "an array"),
             ("/templating/list", Value::is_array, "an array"),
             ("/annotations/list", Value::is_array, "an array"),
