@@ -75,6 +75,18 @@ install_pkg snmpd snmpd
 install_pkg snmpget snmp
 # The dashboard test plots what Prometheus returns for each panel (the runbook's screenshots).
 install_pkg gnuplot gnuplot-nox
+# The deployment assets' checks: systemd-analyze verify for the units, and kubernetes-validate
+# (PyPI; it bundles the Kubernetes schemas, so it needs no network when it runs) for the manifests.
+install_pkg systemd-analyze systemd
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    echo "kubernetes-validate is missing (the tests need it): installing it from PyPI ..." >&2
+    command -v pip3 >/dev/null 2>&1 || install_pkg pip3 python3-pip
+    pip3 install --quiet kubernetes-validate==1.37.0 >/dev/null 2>&1 \
+        || pip3 install --quiet --break-system-packages kubernetes-validate==1.37.0 >/dev/null \
+        || die "could not install kubernetes-validate (pip3 install kubernetes-validate==1.37.0)"
+    hash -r
+    command -v kubernetes-validate >/dev/null 2>&1 || die "kubernetes-validate installed but not on PATH"
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad-target}"
 mkdir -p "$CARGO_TARGET_DIR"
