@@ -208,7 +208,8 @@ async fn stream_once(p: &Arc<LinkParams>, addr: &str) -> Result<()> {
         }
         let db = p.db.read().expect("db lock poisoned").clone();
         let (links, snmp) = (p.probes.reports(), p.probes.snmp_reports());
-        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch, links, snmp };
+        let services = p.probes.checks.reports();
+        let hb = AgentHeartbeat { seq, load: Some(load), db, lease_epoch, links, snmp, services };
         if tx.send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(hb)) }).await.is_err() {
             return Err(Error::Protocol("outbound stream closed".into()));
         }
@@ -271,6 +272,10 @@ fn handle(
         Some(controller_message::Msg::Probes(plan)) => {
             drop(map);
             p.probes.set_plan(plan);
+        }
+        Some(controller_message::Msg::Checks(plan)) => {
+            drop(map);
+            p.probes.checks.set_plan(plan);
         }
         Some(controller_message::Msg::Command(cmd)) => {
             drop(map);

@@ -6,6 +6,7 @@
 
 mod echo;
 mod prober;
+pub mod services;
 pub mod snmp;
 pub mod window;
 pub mod wire;
@@ -62,12 +63,19 @@ pub struct Probes {
     running: Mutex<BTreeMap<String, Running>>,
     metrics: Arc<AgentMetrics>,
     snmp: Arc<snmp::Polls>,
+    /// The service checks the leader's plan gives this agent.
+    pub checks: services::Checks,
 }
 
 impl Probes {
     /// Starts polling `devices` (the config's `[[snmp]]`); probing waits for the leader's plan.
     pub fn new(metrics: Arc<AgentMetrics>, devices: &[crate::config::SnmpDevice]) -> Arc<Probes> {
-        Arc::new(Probes { running: Mutex::new(BTreeMap::new()), metrics, snmp: snmp::Polls::start(devices) })
+        Arc::new(Probes {
+            running: Mutex::new(BTreeMap::new()),
+            metrics,
+            snmp: snmp::Polls::start(devices),
+            checks: services::Checks::default(),
+        })
     }
 
     /// The latest SNMP reports, for the next heartbeat.

@@ -207,6 +207,7 @@ async fn serve(
     // The newest heartbeat on this stream: its seq and when it arrived.
     let mut last_heartbeat: Option<(u64, Instant)> = None;
     let mut last_plan: Option<ProbePlan> = None;
+    let mut last_checks: Option<triad_proto::v1::CheckPlan> = None;
     loop {
         let key = leader_key(ctx);
         if last_sent.as_ref() != Some(&key) {
@@ -254,8 +255,18 @@ async fn serve(
                     break;
                 }
             }
+            // And the service checks it runs, likewise.
+            let checks = crate::brain::services::plan_for(ctx, name);
+            if last_checks.as_ref() != Some(&checks) {
+                last_checks = Some(checks.clone());
+                let msg = ControllerMessage { msg: Some(controller_message::Msg::Checks(checks)) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+            }
         } else {
             last_plan = None;
+            last_checks = None;
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { break },

@@ -24,6 +24,7 @@ mod requests;
 mod restart;
 mod retention;
 mod rollback;
+pub mod services;
 pub mod siem;
 #[cfg(test)]
 pub(crate) mod sim;
@@ -94,6 +95,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
             })
             .collect(),
         links: cfg.links.clone(),
+        services: cfg.services.clone(),
     }
 }
 
@@ -131,6 +133,8 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
         let assessed = links::assess_all(&ctx);
         links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);
+        let services_assessed = services::assess_all(&ctx);
+        crate::metrics::export_services(&ctx, &services_assessed);
         step_continuity(&ctx).await;
         if !ctx.is_leader() {
             leader_since = None;
@@ -157,6 +161,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             let mut commands = decide_liveness(&g.state, &obs, now, since, down_after);
             commands.extend(topology::decide(&g.state, &obs, now, down_after));
             commands.extend(link_judge.decide(&g.state, &assessed, now));
+            commands.extend(services::decide(&g.state, &services_assessed));
             commands.extend(assets::discover(&g.state));
             // Every asset looked at: every ten seconds is plenty for dates counted in days.
             if warnings_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {

@@ -36,6 +36,8 @@ pub struct AgentObservation {
     pub links: Vec<triad_proto::v1::LinkProbeReport>,
     /// What it read over SNMP of the devices its config names.
     pub snmp: Vec<triad_proto::v1::SnmpReport>,
+    /// The latest results of the service checks its plan gives it.
+    pub services: Vec<triad_proto::v1::ServiceCheckReport>,
 }
 
 #[cfg(test)]
@@ -59,6 +61,7 @@ impl AgentObservation {
             db,
             links: Vec::new(),
             snmp: Vec::new(),
+            services: Vec::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ impl Observations {
             db: None,
             links: Vec::new(),
             snmp: Vec::new(),
+            services: Vec::new(),
         });
         entry.hello = hello;
         entry.streams += 1;
@@ -102,6 +106,7 @@ impl Observations {
             o.db = hb.db;
             o.links = hb.links;
             o.snmp = hb.snmp;
+            o.services = hb.services;
         }
     }
 

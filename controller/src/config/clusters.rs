@@ -147,4 +147,25 @@ impl ControllerConfig {
         }
         Ok(())
     }
+
+    /// The services: valid definitions, named once, following configured clusters, running at
+    /// configured sites.
+    pub(super) fn validate_services(&self, sites: &BTreeSet<&str>) -> Result<()> {
+        let clusters: BTreeSet<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = format!("services[{i}]");
+            s.validate(&key).map_err(|e| key_err(e.key, e.msg))?;
+            if !names.insert(s.name.as_str()) {
+                return Err(key_err(format!("{key}.name"), format!("service `{}` is listed twice", s.name)));
+            }
+            if !clusters.contains(s.cluster.as_str()) {
+                return Err(key_err(format!("{key}.cluster"), format!("`{}` is not among `clusters`", s.cluster)));
+            }
+            for (j, inst) in s.instances.iter().enumerate() {
+                known_site(sites, format!("{key}.instances[{j}].site"), &inst.site)?;
+            }
+        }
+        Ok(())
+    }
 }

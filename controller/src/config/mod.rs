@@ -63,6 +63,11 @@ pub struct ControllerConfig {
     /// seed the replicated state on first start; afterwards `triadctl links put/delete`.
     #[serde(default)]
     pub links: Vec<crate::state::links::LinkSpec>,
+    /// The services that follow the database clusters (`[[services]]`, see `state/services.rs`
+    /// for every field): seed the replicated state on first start; afterwards
+    /// `triadctl services put/delete`.
+    #[serde(default)]
+    pub services: Vec<crate::state::services::ServiceSpec>,
     /// The IT asset register: warning lead times.
     #[serde(default)]
     pub inventory: InventoryConfig,
@@ -346,6 +351,7 @@ impl ControllerConfig {
         self.validate_peers(&sites)?;
         self.validate_clusters(&sites)?;
         self.validate_links(&sites)?;
+        self.validate_services(&sites)?;
         let days = &self.inventory.warn_days;
         let distinct: BTreeSet<&u32> = days.iter().collect();
         if days.is_empty()

@@ -105,6 +105,8 @@ pub struct LocalDeployment {
     pub snmp: Option<(String, String)>,
     /// The controllers' notification channels and routes (the demo sets its pager).
     pub notify: crate::config::NotifyConfig,
+    /// The services that follow the cluster (none unless set).
+    pub services: Vec<crate::state::services::ServiceSpec>,
 }
 
 /// The reference deployment's links: the DWDM link `dc`–`ndc` and the WAN links to `dr`, all
@@ -180,6 +182,7 @@ impl LocalDeployment {
             links: Vec::new(),
             snmp: None,
             notify: Default::default(),
+            services: Vec::new(),
         })
     }
 
@@ -259,6 +262,7 @@ impl LocalDeployment {
                 lag_bounds: Default::default(),
             }],
             links: self.links.clone(),
+            services: self.services.clone(),
             inventory: Default::default(),
             alerts: crate::config::AlertsConfig {
                 syslog: match self.syslog.get(&peer.id) {

@@ -15,6 +15,7 @@ pub mod links;
 pub mod local;
 pub mod observe;
 pub mod postgres;
+pub mod services;
 pub mod status;
 
 /// `println!` for `triadctl`'s output: a reader that went away (`triadctl status | head -1`,

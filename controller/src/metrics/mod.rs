@@ -7,10 +7,12 @@ use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opt
 mod cluster;
 mod follow;
 mod process;
+mod services;
 
 pub use cluster::{export_assets, export_state, ClusterMetrics};
 pub use follow::{commit_index, follow_alerts, follow_raft};
 pub use process::{follow_process, ProcessMetrics};
+pub use services::{export_services, ServiceMetrics};
 
 /// How a workflow can end, as `triad_workflows_total` counts it.
 pub const WORKFLOW_OUTCOMES: [&str; 3] = ["completed", "rolled_back", "failed"];
@@ -95,6 +97,8 @@ pub struct Metrics {
     pub cluster: ClusterMetrics,
     /// The controller's data directory, its disk and its certificates.
     pub process: ProcessMetrics,
+    /// The services that follow the clusters.
+    pub services: ServiceMetrics,
 }
 
 pub(crate) fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
@@ -190,6 +194,7 @@ impl Metrics {
             commit_seconds,
             cluster: ClusterMetrics::new(&registry),
             process: ProcessMetrics::new(&registry),
+            services: ServiceMetrics::new(&registry),
             raft_term: gauge(&registry, "triad_raft_term", "Current Raft term"),
             raft_is_leader: gauge(&registry, "triad_raft_is_leader", "1 if this controller is the Raft leader"),
             raft_leader_id: gauge(

@@ -40,6 +40,9 @@ pub struct Seed {
     /// The links between the sites (`[[links]]`).
     #[serde(default)]
     pub links: Vec<super::links::LinkSpec>,
+    /// The services that follow the clusters (`[[services]]`).
+    #[serde(default)]
+    pub services: Vec<super::services::ServiceSpec>,
 }
 
 /// Every change the state knows how to make.
@@ -121,6 +124,12 @@ pub enum Command {
     FinishWorkflow { workflow: u64, outcome: String },
     /// The write outage of a workflow's role change, as the canary measured it.
     RecordWriteOutage { workflow: u64, outage_ms: u64 },
+    /// Define a service that follows a cluster, or change one (its recorded health stays).
+    PutService(super::services::ServiceSpec),
+    /// Remove a service.
+    DeleteService { name: String },
+    /// The leader judged a service's health from its agents' checks.
+    SetServiceHealth { service: String, health: super::services::ServiceHealth, reason: String },
     /// A leader whose quorum re-formed after an absence asks every voter to acknowledge this
     /// entry before it grants a lease or changes a role (`brain/continuity.rs`). Changes nothing.
     QuorumCheck { term: u64 },

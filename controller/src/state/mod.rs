@@ -16,6 +16,7 @@ mod kinds;
 pub mod links;
 mod named;
 mod rejection;
+pub mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -336,6 +337,9 @@ pub struct State {
     /// The IT asset register.
     #[serde(default)]
     pub assets: assets::AssetBook,
+    /// The services that follow the database clusters, with their health.
+    #[serde(default)]
+    pub services: services::Services,
     /// The audit log's seq sent to the SIEM so far.
     #[serde(default)]
     pub siem_sent_seq: u64,

@@ -1,10 +1,11 @@
-//! The `Inventory` service: the network links (`links.rs`) and the IT asset register
-//! (`assets.rs`). Reads answer from the local applied state and this controller's observations
+//! The `Inventory` service: the network links (`links.rs`), the IT asset register
+//! (`assets.rs`) and the services that follow the database clusters (`services.rs`). Reads answer from the local applied state and this controller's observations
 //! (agents report to every controller); changes are commands through the proposer, checked by
 //! role here and again by the state, and audited, refusals too.
 
 mod assets;
 mod links;
+mod services;
 
 pub use links::{spec_from, spec_record};
 
@@ -61,6 +62,42 @@ impl InventoryApi {
 
 #[tonic::async_trait]
 impl Inventory for InventoryApi {
+    async fn list_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesReply>, Status> {
+        let result = self.read(&req, "reading services").map(|_| {
+            let assessed = crate::brain::services::assess_all(&self.ctx);
+            let g = self.ctx.state.read().expect("state lock poisoned");
+            let services = g.state.services.iter().map(|(n, s)| services::record(s, assessed.get(n))).collect();
+            Response::new(pb::ListServicesReply { answered_by: self.ctx.id, stale: !self.ctx.is_leader(), services })
+        });
+        self.counted("Inventory/ListServices", result)
+    }
+
+    async fn put_service(&self, req: Request<pb::PutServiceRequest>) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.edit(&req, "defining services")?;
+            let spec = services::spec_from_toml(&req.into_inner().spec_toml)?;
+            self.propose(&caller, Command::PutService(spec)).await
+        }
+        .await;
+        self.counted("Inventory/PutService", result)
+    }
+
+    async fn delete_service(
+        &self,
+        req: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::MutationReply>, Status> {
+        let result = async {
+            let caller = self.edit(&req, "defining services")?;
+            let name = bounded_text("the service's name", &req.into_inner().name, 64)?;
+            self.propose(&caller, Command::DeleteService { name }).await
+        }
+        .await;
+        self.counted("Inventory/DeleteService", result)
+    }
+
     async fn list_links(&self, req: Request<pb::ListLinksRequest>) -> Result<Response<pb::ListLinksReply>, Status> {
         let result = self.read(&req, "reading links").map(|_| {
             let assessed = assess_all(&self.ctx);

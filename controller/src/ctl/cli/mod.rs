@@ -8,11 +8,13 @@ mod alerts;
 mod assets;
 mod links;
 mod observe;
+mod services;
 
 use self::alerts::{run_alerts, AlertsCmd};
 use self::assets::{run_assets, AssetsArgs};
 use self::links::{run_links, LinksArgs};
 use self::observe::{run_dashboards, run_prometheus, DashboardsCmd, PrometheusCmd};
+use self::services::{run_services, ServicesArgs};
 use super::{admin, certs, client, demo, failover, status};
 use crate::Error;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -188,6 +190,18 @@ enum Cmd {
     ///   triadctl assets issue open BD-CUS-000123 --title "fan noise"
     #[command(verbatim_doc_comment)]
     Assets(AssetsArgs),
+    /// The services that follow the database clusters (the application, e-payment, ...): their
+    /// health from the agents' HTTP, TCP or SQL checks, recovery group and hooks (changes: admin,
+    /// noc). A definition is a TOML file written like one `[[services]]` entry of the controllers'
+    /// config.
+    ///
+    /// Examples:
+    ///   triadctl services
+    ///   triadctl services -o json
+    ///   triadctl services put --file asycuda.toml
+    ///   triadctl services delete asycuda
+    #[command(verbatim_doc_comment)]
+    Services(ServicesArgs),
     /// The NOC's Grafana dashboards: write them as this version generates them, or check any
     /// dashboard JSON offline (no Grafana needed). runbooks/noc-dashboards.md says what each shows.
     ///
@@ -463,6 +477,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Cmd::Alerts(cmd) => run_alerts(&client(&args.config)?, cmd).await?,
         Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
         Cmd::Assets(cmd) => run_assets(&client(&args.config)?, cmd).await?,
+        Cmd::Services(cmd) => run_services(&client(&args.config)?, cmd).await?,
         Cmd::Dashboards(cmd) => run_dashboards(cmd)?,
         Cmd::Prometheus(cmd) => run_prometheus(cmd)?,
         Cmd::Demo { dir, simulated } => {

@@ -34,6 +34,11 @@ impl State {
                         refused.push(format!("link {}: {e}", l.name));
                     }
                 }
+                for s in &seed.services {
+                    if let Err(e) = self.put_service(Role::System, s, p.at_ms) {
+                        refused.push(format!("service {}: {e}", s.name));
+                    }
+                }
                 if !refused.is_empty() {
                     return (what, Ok(format!("seeded, but {}", refused.join("; "))));
                 }

@@ -7,6 +7,7 @@ mod assets;
 mod clusters;
 mod controllers;
 mod links;
+mod services;
 mod workflows;
 
 use super::{AuditEntry, Command, Proposal, Rejection, Response, State};
@@ -97,6 +98,7 @@ impl State {
             | ArchiveAlerts { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
             PutLink(_) | DeleteLink { .. } | SetLinkState { .. } => self.apply_links(p),
+            PutService(_) | DeleteService { .. } | SetServiceHealth { .. } => self.apply_services(p),
             PutAsset { .. }
             | ImportAssets { .. }
             | DeleteAsset { .. }
@@ -177,6 +179,7 @@ mod tests {
                     controllers: vec![],
                     clusters: vec![],
                     links: vec![],
+                    services: vec![],
                 }),
             ),
             &mut audit,
@@ -193,6 +196,7 @@ mod tests {
                     controllers: vec![],
                     clusters: vec![],
                     links: vec![],
+                    services: vec![],
                 }),
             ),
             &mut audit,
