@@ -64,6 +64,9 @@ async fn services_are_checked_at_their_sites_and_their_health_raises_and_resolve
     let up = wait_health(&d, "asycuda", "up").await?;
     let instances = up["instances"].as_array().cloned().unwrap_or_default();
     ensure!(instances.len() == 2 && instances.iter().all(|i| i["state"] == "answering"), "{up}");
+    // And `triadctl status` shows it under its cluster.
+    let status = String::from_utf8_lossy(&d.triadctl(&["status"])?.stdout).into_owned();
+    ensure!(status.contains("service asycuda (group 1, http) up"), "{status}");
 
     // One through the API, from a file: a TCP service at dr whose port nobody listens on (down).
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

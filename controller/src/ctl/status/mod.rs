@@ -138,6 +138,11 @@ pub struct StatusView {
     /// Why the links could not be read, when they could not.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub links_error: String,
+    /// The services that follow the clusters (`triadctl services` shows more of each).
+    pub services: Vec<super::services::ServiceLine>,
+    /// Why the services could not be read, when they could not.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub services_error: String,
 }
 
 /// A manual failover request and where it stands.
@@ -210,6 +215,10 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         Ok((l, _)) => (l, String::new()),
         Err(e) => (Vec::new(), e.to_string()),
     };
+    let (services, services_error) = match super::services::list(client).await {
+        Ok((s, _)) => (s, String::new()),
+        Err(e) => (Vec::new(), e.to_string()),
+    };
     let up: BTreeMap<&str, bool> = state.agents.iter().map(|a| (a.name.as_str(), a.up)).collect();
     let clusters = state
         .clusters
@@ -241,6 +250,8 @@ pub async fn gather(client: &Client) -> Result<StatusView> {
         approvals: state.approvals.iter().map(ApprovalView::from).collect(),
         links,
         links_error,
+        services,
+        services_error,
     })
 }
 

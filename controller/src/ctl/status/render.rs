@@ -177,6 +177,7 @@ fn render_clusters(out: &mut String, v: &StatusView) {
         for m in members {
             render_member(out, m);
         }
+        render_cluster_services(out, v, name);
     }
 }
 
@@ -191,6 +192,25 @@ fn render_cluster_links(out: &mut String, v: &StatusView, cluster: &str) {
             out.push_str(&format!("  {line}\n"));
         } else {
             out.push_str(&format!("  !! {line}: {}; no switchover across it until it is up\n", l.reason));
+        }
+    }
+}
+
+/// The services that follow `cluster`, in recovery-group order: one line each, loud when not up.
+fn render_cluster_services(out: &mut String, v: &StatusView, cluster: &str) {
+    if !v.services_error.is_empty() {
+        out.push_str(&format!(
+            "  services: could not be read ({})
+",
+            v.services_error
+        ));
+    }
+    for s in v.services.iter().filter(|s| s.cluster == cluster) {
+        let line = format!("service {} (group {}, {}) {} since {}", s.name, s.group, s.kind, s.health, s.since);
+        if s.health == "up" {
+            out.push_str(&format!("  {line}\n"));
+        } else {
+            out.push_str(&format!("  !! {line}: {}\n", s.reason));
         }
     }
 }
