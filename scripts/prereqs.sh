@@ -75,6 +75,8 @@ install_pkg snmpd snmpd
 install_pkg snmpget snmp
 # The dashboard test plots what Prometheus returns for each panel (the runbook's screenshots).
 install_pkg gnuplot gnuplot-nox
+# The shipped HAProxy configuration runs in front of a real cluster in the tests.
+install_pkg haproxy haproxy
 # The deployment assets' checks: systemd-analyze verify for the units, and kubernetes-validate
 # (PyPI; it bundles the Kubernetes schemas, so it needs no network when it runs) for the manifests.
 install_pkg systemd-analyze systemd
