@@ -112,7 +112,7 @@ impl Default for LeaseConfig {
 }
 
 /// Commands the agent runs on events, with the details in their environment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     /// Run (program and arguments, no shell) whenever the cluster's primary changes, once the
@@ -121,6 +121,21 @@ pub struct HooksConfig {
     /// Default: none.
     #[serde(default)]
     pub on_role_change: Vec<String>,
+    /// The only directory services' pre- and post-hooks may run from (their paths, resolved,
+    /// must lie inside it): a service definition comes through the API, and must not be a way to
+    /// run any program on this host. Default `/etc/triad/hooks`.
+    #[serde(default = "default_hooks_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_hooks_dir() -> PathBuf {
+    PathBuf::from("/etc/triad/hooks")
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig { on_role_change: Vec::new(), dir: default_hooks_dir() }
+    }
 }
 
 /// A device interface a link runs through, polled over SNMP (IF-MIB: ifOperStatus,

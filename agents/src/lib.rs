@@ -5,6 +5,7 @@
 // it everywhere would buy nothing on paths that are not hot.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod config;
 pub mod drivers;
 mod error;
@@ -93,6 +94,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let (commands, queued) = link::command_queue();
     let params = Arc::new(LinkParams {
         commands,
+        side: link::SideCommands::start(cfg.hooks.dir.clone()),
         driver: driver.clone(),
         target: target.clone(),
         lease: lease.clone(),

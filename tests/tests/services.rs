@@ -56,6 +56,7 @@ async fn services_are_checked_at_their_sites_and_their_health_raises_and_resolve
         timeout_ms: 300,
         pre_hook: String::new(),
         post_hook: String::new(),
+        hook_timeout_ms: 30_000,
     };
     d.tune_controllers(|cfg| cfg.services = vec![seeded.clone()])?;
     d.start_all().await?;

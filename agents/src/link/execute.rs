@@ -116,7 +116,7 @@ pub async fn run(p: Arc<LinkParams>, mut queued: QueuedCommands) {
 }
 
 /// Reports a command's outcome on the stream it came from (gone: the leader asks again).
-async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
+pub(super) async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
     let result = match outcome {
         Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn },
         Err(e) => CommandResult { id, ok: false, detail: e.to_string(), lsn: 0 },
@@ -177,6 +177,10 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
             Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
             Kind::WaitReplayed(w) => {
                 done(driver.wait_replayed(w.lsn, Duration::from_millis(u64::from(w.timeout_ms))).await)
+            }
+            // The link hands these to `side.rs`; one here was misrouted, and is not run.
+            Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => {
+                Err(refused("a hook, check or balancer command reached the database's queue"))
             }
         }
     }

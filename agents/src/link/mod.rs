@@ -4,8 +4,10 @@
 //! commands that come on the leader's stream are carried out in `execute.rs`.
 
 mod execute;
+mod side;
 
 pub use execute::{queue as command_queue, run as run_commands, CommandQueue, QueuedCommands};
+pub use side::SideCommands;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -73,6 +75,8 @@ pub struct LinkParams {
     pub renew: tokio::sync::Notify,
     /// Where the commands from the leader wait their turn ([`run_commands`] applies them).
     pub commands: CommandQueue,
+    /// Where service hooks, checks and balancer updates go: beside the database's queue.
+    pub side: SideCommands,
     /// The database driver, for the commands the leader sends.
     pub driver: Option<Arc<dyn crate::drivers::DatabaseDriver>>,
     /// Armed before a primary is started or promoted (`opening.rs`).
@@ -279,7 +283,11 @@ fn handle(
         }
         Some(controller_message::Msg::Command(cmd)) => {
             drop(map);
-            p.commands.push(cmd, tx.clone());
+            if side::is_side(&cmd) {
+                p.side.push(cmd, tx.clone());
+            } else {
+                p.commands.push(cmd, tx.clone());
+            }
         }
         Some(controller_message::Msg::Ack(ack)) => {
             s.acks += 1;

@@ -24,6 +24,7 @@ use triad_proto::v1::agent_command;
 
 use super::detector::judge;
 use super::final_position;
+use super::recovery_plan::RoleChange;
 use super::workflow::{cluster, command, propose, recorded_cluster, recorded_primary, recorded_workflow};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::{now_ms, Ctx};
@@ -76,6 +77,17 @@ pub async fn run_with(
         }
     }
     propose(&ctx, &actor, step("detected", why)).await?;
+    let kind = WorkflowKind::Failover;
+    let plan = RoleChange { ctx: &ctx, actor: &actor, wf, kind, cluster: &name, from: &from, to: &to };
+    // The services' pre-hooks, group by group: one that ran and failed aborts before any change
+    // (those at the lost site are skipped: their agents are gone with it).
+    if let Err(why) = plan.pre_hooks(&c).await? {
+        let outcome = format!("aborted before the promotion: {why}");
+        propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+        return Err(WorkflowError::Ended(outcome));
+    }
+    // The balancers take the lost primary out and close the sessions still hanging on it.
+    plan.balancers_out(&c).await?;
 
     let by_position = manual.is_none() && !c.synchronous.contains(&to);
     let recorded = Instant::now();
@@ -218,6 +230,11 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     // is forward, and the brain's recovery retries it.
     let answer = ctx.bus.call(&to_agent, promote, order.wait).await;
     let detail = answer.map_err(WorkflowError::agent(format!("promoting {}", w.to)))?.detail;
+    // It holds its lease: the balancers put it in at once, before anything is recorded.
+    let kind = WorkflowKind::Failover;
+    let (cluster, from, to) = (w.cluster.as_str(), w.from.as_str(), w.to.as_str());
+    let plan = RoleChange { ctx: &ctx, actor: &actor, wf, kind, cluster, from, to };
+    plan.balancers_in(&c).await?;
     // The agent's detail says where the promote's time went (vouch hold, lease, promotion).
     let note = format!("{} at epoch {} in {} ms ({detail})", w.to, c.epoch, t.elapsed().as_millis());
     propose(&ctx, &actor, step("promoted", note)).await?;
@@ -230,6 +247,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     if let Some(outage_ms) = measure.outage_ms {
         propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
     }
+    plan.post_hooks_and_checks(&c).await?;
     let mut outcome = format!(
         "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",
         w.to,
@@ -241,6 +259,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
         outcome = format!("{outcome}; problems: {}", others.problems.join("; "));
     }
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    // As recorded: the state adds the services' and balancers' errors when there were any.
+    let outcome = recorded_workflow(&ctx, wf)?.finished.map(|(_, o)| o).unwrap_or(outcome);
     tracing::warn!(cluster = %w.cluster, "failover {outcome}");
     Ok(outcome)
 }

@@ -19,6 +19,7 @@ pub mod manual;
 pub mod notify;
 pub(crate) mod observations;
 mod promote;
+mod recovery_plan;
 mod rejoin;
 mod requests;
 mod restart;

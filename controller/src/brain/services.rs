@@ -187,6 +187,7 @@ mod tests {
                 timeout_ms: 500,
                 pre_hook: String::new(),
                 post_hook: String::new(),
+                hook_timeout_ms: 30_000,
             },
             health,
             since_ms: 0,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::promote::{first_commit_waits_for, promote, replay_lag};
+use super::recovery_plan::RoleChange;
 use super::workflow::{
     cluster, command, failpoint, fresh_db, propose, recorded_cluster, recorded_workflow, restart_if_stopped,
     start_workflow, STEP_TIMEOUT,
@@ -138,11 +139,28 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
     let m = Moving { ctx: &ctx, actor: &actor, wf, name: &name, from: &from, from_agent: &from_agent, to: &to };
     let mut log = Vec::new();
+    let kind = WorkflowKind::Switchover;
+    let plan = RoleChange { ctx: &ctx, actor: &actor, wf, kind, cluster: &name, from: &from, to: &to };
+
+    // 0. The services' pre-hooks, group by group: one that fails aborts while nothing changed.
+    if let Err(why) = plan.pre_hooks(&c).await? {
+        let outcome = format!("aborted before the promotion: {why}");
+        propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+        return Err(WorkflowError::Ended(outcome));
+    }
+    // The balancers take the old primary out of their writers before it stops.
+    plan.balancers_out(&c).await?;
 
     // 1-2. Stop writes on the old primary; the target catches up with all of it.
     let final_lsn = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
         Ok(lsn) => lsn,
-        Err(why) => return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await,
+        Err(why) => {
+            let rolled_back = rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await;
+            // The old primary serves again: the balancers put it back.
+            let back = RoleChange { from: &to, to: &from, ..plan };
+            back.balancers_in(&c).await?;
+            return rolled_back;
+        }
     };
     m.step("caught-up", format!("{to} at or past {final_lsn}")).await?;
     failpoint("switchover-after-caught-up")?;
@@ -162,6 +180,10 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     let t = Instant::now();
     let detail = m.promote(&c2, &to_agent).await?;
     log.push(format!("promote {to}: {} ms ({detail})", t.elapsed().as_millis()));
+    // It holds its lease: the balancers put it in at once, before anything is recorded.
+    let t = Instant::now();
+    plan.balancers_in(&c2).await?;
+    log.push(format!("balancers told: {} ms", t.elapsed().as_millis()));
     m.step("promoted", to.clone()).await?;
     failpoint("switchover-after-promote")?;
 
@@ -173,6 +195,10 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     if let Some(outage_ms) = measure.outage_ms {
         propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
     }
+    // The services, group by group: post-hooks (re-pointing them), then their checks.
+    let t = Instant::now();
+    plan.post_hooks_and_checks(&c2).await?;
+    log.push(format!("services' post-hooks and checks: {} ms", t.elapsed().as_millis()));
 
     // 5-6. The old primary rejoins as a standby of the new one, and becomes synchronous.
     let mut errors = m.rejoin_old_primary(&c2, &to_agent, to_endpoint, &mut log).await?;
@@ -190,6 +216,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
         format!("completed with problems: {}", errors.join("; "))
     };
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
+    // As recorded: the state adds the services' and balancers' errors when there were any.
+    let outcome = recorded_workflow(&ctx, wf)?.finished.map(|(_, o)| o).unwrap_or(outcome);
     log.push(format!("{outcome} in {} ms", started.elapsed().as_millis()));
     Ok(Outcome { workflow: wf, epoch: c2.epoch, summary: log.join("\n") })
 }
@@ -361,6 +389,8 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
         .call(&to_agent, cmd(order.kind), order.wait)
         .await
         .map_err(WorkflowError::agent(format!("promoting {} on recovery", w.to)))?;
+    let plan = RoleChange { ctx: &ctx, actor: &actor, wf, kind: w.kind, cluster: &w.cluster, from: &w.from, to: &w.to };
+    plan.balancers_in(&c).await?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
     let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
@@ -387,6 +417,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     }
     let others = follow_others(&ctx, &c, &[w.from.as_str(), w.to.as_str()], &w.cluster).await;
     problems.extend(others.problems);
+    plan.post_hooks_and_checks(&c).await?;
     let outcome = if problems.is_empty() {
         format!("completed by controller {} after a leader change", ctx.id)
     } else {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod alerts;
+pub mod balancers;
 mod clusters;
 pub use alerts::*;
 pub use clusters::*;
@@ -68,6 +69,11 @@ pub struct ControllerConfig {
     /// `triadctl services put/delete`.
     #[serde(default)]
     pub services: Vec<crate::state::services::ServiceSpec>,
+    /// The HAProxy instances told of every role change through their runtime API
+    /// (`[[balancers]]`, see `config/balancers.rs` for every field). Config only: each controller
+    /// reads its own file, so keep the list the same on all of them.
+    #[serde(default)]
+    pub balancers: Vec<balancers::BalancerConfig>,
     /// The IT asset register: warning lead times.
     #[serde(default)]
     pub inventory: InventoryConfig,
@@ -352,6 +358,7 @@ impl ControllerConfig {
         self.validate_clusters(&sites)?;
         self.validate_links(&sites)?;
         self.validate_services(&sites)?;
+        self.validate_balancers(&sites)?;
         let days = &self.inventory.warn_days;
         let distinct: BTreeSet<&u32> = days.iter().collect();
         if days.is_empty()

@@ -107,6 +107,8 @@ pub struct LocalDeployment {
     pub notify: crate::config::NotifyConfig,
     /// The services that follow the cluster (none unless set).
     pub services: Vec<crate::state::services::ServiceSpec>,
+    /// The balancers told of role changes (none unless set).
+    pub balancers: Vec<crate::config::balancers::BalancerConfig>,
 }
 
 /// The reference deployment's links: the DWDM link `dc`–`ndc` and the WAN links to `dr`, all
@@ -183,6 +185,7 @@ impl LocalDeployment {
             snmp: None,
             notify: Default::default(),
             services: Vec::new(),
+            balancers: Vec::new(),
         })
     }
 
@@ -263,6 +266,7 @@ impl LocalDeployment {
             }],
             links: self.links.clone(),
             services: self.services.clone(),
+            balancers: self.balancers.clone(),
             inventory: Default::default(),
             alerts: crate::config::AlertsConfig {
                 syslog: match self.syslog.get(&peer.id) {
@@ -288,14 +292,20 @@ impl LocalDeployment {
         Ok(path)
     }
 
+    /// The directory the agents run services' hooks from (`hooks.dir`): `DIR/hooks`.
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.dir.join("hooks")
+    }
+
     /// The TOML of an agent's configuration.
     pub fn agent_config_text(&self, a: &LocalAgent) -> String {
         let certs = self.certs_dir();
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let controllers: Vec<String> = self.controllers.iter().map(|c| q(&c.grpc_addr)).collect();
         format!(
-            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nvouch_addr = {vouch}\nstate_dir = {state}\n{probe}\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n",
+            "# Agent of site {site} in a local Triad deployment.\nname = {name}\nsite = {site_q}\nhost = {host}\ncontrollers = [{ctrls}]\nhttp_addr = {http}\nvouch_addr = {vouch}\nstate_dir = {state}\n{probe}\n[tls]\nca = {ca}\ncert = {cert}\nkey = {key}\n\n[hooks]\ndir = {hooks}\n",
             state = q(&self.dir.join(format!("data/{}", a.name)).display().to_string()),
+            hooks = q(&self.hooks_dir().display().to_string()),
             site = a.site,
             name = q(&a.name),
             site_q = q(&a.site),
@@ -368,6 +378,8 @@ impl LocalDeployment {
             certs::issue(&certs, &certs, "peer", &format!("controller-{}", c.id), &[])?;
             self.write_controller_config(&self.controller_config(c, false))?;
         }
+        let hooks = self.hooks_dir();
+        std::fs::create_dir_all(&hooks).map_err(|e| Error::io(format!("creating {}", hooks.display()), e))?;
         for a in &self.agents {
             certs::issue(&certs, &certs, "agent", &a.name, &[])?;
             write(&self.agent_config_path(&a.name), &self.agent_config_text(a))?;

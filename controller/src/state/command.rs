@@ -130,6 +130,17 @@ pub enum Command {
     DeleteService { name: String },
     /// The leader judged a service's health from its agents' checks.
     SetServiceHealth { service: String, health: super::services::ServiceHealth, reason: String },
+    /// A role change's step for a service or a balancer (`subject`) at `site`: recorded in
+    /// workflow `workflow`; one that failed raises the subject's role-change alert, and the
+    /// workflow can then only finish "completed with errors".
+    RecordRecoveryStep {
+        workflow: u64,
+        phase: super::services::RecoveryPhase,
+        subject: String,
+        site: String,
+        ok: bool,
+        note: String,
+    },
     /// A leader whose quorum re-formed after an absence asks every voter to acknowledge this
     /// entry before it grants a lease or changes a role (`brain/continuity.rs`). Changes nothing.
     QuorumCheck { term: u64 },

@@ -23,6 +23,22 @@ crate::named_enum! {
 }
 
 crate::named_enum! {
+    /// What a role change does for its services and balancers, step by step (`brain/recovery_plan.rs`).
+    pub enum RecoveryPhase: "recovery phase" {
+        /// A service's pre-hook, before anyone is promoted: failing aborts the role change.
+        PreHook = "pre-hook",
+        /// A balancer told to take the old primary out, before the promotion.
+        BalancerOut = "balancer-out",
+        /// A balancer told to put the new primary in, once it holds its lease.
+        BalancerIn = "balancer-in",
+        /// A service's post-hook, group by group after the promotion.
+        PostHook = "post-hook",
+        /// A service's check after its post-hooks.
+        Check = "check",
+    }
+}
+
+crate::named_enum! {
     /// A service's health as the leader judged it from its instances' checks.
     pub enum ServiceHealth: "service health" {
         /// No check reported yet (or none lately): not known to work.
@@ -85,6 +101,14 @@ pub struct ServiceSpec {
     /// errors".
     #[serde(default)]
     pub post_hook: String,
+    /// How long one hook may run before its agent kills it (and it counts as failed), in
+    /// milliseconds (default 30000; 1000 to 600000).
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout_ms: u32,
+}
+
+fn default_hook_timeout() -> u32 {
+    30_000
 }
 
 fn default_group() -> u32 {
@@ -146,6 +170,9 @@ impl ServiceSpec {
         if !(100..=60_000).contains(&self.timeout_ms) || self.timeout_ms >= self.interval_ms {
             let msg = format!("100 to 60000 and under interval_ms {} (got {})", self.interval_ms, self.timeout_ms);
             return Err(err("timeout_ms", msg));
+        }
+        if !(1_000..=600_000).contains(&self.hook_timeout_ms) {
+            return Err(err("hook_timeout_ms", format!("1000 to 600000 (got {})", self.hook_timeout_ms)));
         }
         for (field, hook) in [("pre_hook", &self.pre_hook), ("post_hook", &self.post_hook)] {
             if !hook.is_empty() && (!hook.starts_with('/') || hook.len() > 500 || hook.contains('\0')) {
@@ -219,6 +246,7 @@ mod tests {
             timeout_ms: 2000,
             pre_hook: String::new(),
             post_hook: String::new(),
+            hook_timeout_ms: 30_000,
         }
     }
 

@@ -49,6 +49,7 @@ impl Agent {
             vouches: Arc::new(vouch::Vouches::new()),
             renew: tokio::sync::Notify::new(),
             commands,
+            side: super::super::SideCommands::start(dir.path().join("hooks")),
             driver: Some(driver.clone() as Arc<dyn DatabaseDriver>),
             watchdog: watchdog::Watchdog::shared(&cfg.lease),
             cfg,

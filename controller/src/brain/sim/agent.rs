@@ -28,6 +28,27 @@ pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
         Kind::ReleaseLease(_) => "release_lease",
         Kind::StopStandby(_) => "stop_standby",
         Kind::WaitReplayed(_) => "wait_replayed",
+        Kind::RunHook(_) => "run_hook",
+        Kind::RunCheck(_) => "run_check",
+        Kind::SetBalancer(_) => "set_balancer",
+    }
+}
+
+/// For a hook, check or balancer command, the name a test knows it by: `pre-hook asycuda`,
+/// `post-hook asycuda`, `check asycuda`, `balancer maint customs-rw/dc`.
+fn side_action(kind: &agent_command::Kind) -> Option<String> {
+    use agent_command::Kind;
+    match kind {
+        Kind::RunHook(h) => Some(format!("{}-hook {}", h.phase, h.service)),
+        Kind::RunCheck(c) => Some(format!("check {}", c.check.as_ref().map(|c| c.service.as_str()).unwrap_or("?"))),
+        Kind::SetBalancer(b) => Some(
+            b.servers
+                .iter()
+                .map(|s| format!("balancer {} {}/{}", s.state, s.backend, s.server))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
     }
 }
 
@@ -77,6 +98,13 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
 async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<(String, u64), String> {
     let Some(kind) = cmd.kind else { return Err("a command with no kind".into()) };
     let kind_name = kind_name(&kind);
+    if let Some(action) = side_action(&kind) {
+        // Hooks, checks and balancer updates pass no database gate (`agents/src/link/side.rs`).
+        let mut w = world.lock().expect("world lock");
+        let failing = w.failing_actions.contains(&action);
+        w.actions.push(format!("{action}@{name} e{}", cmd.epoch));
+        return if failing { Err(format!("{action} failed (the test's)")) } else { Ok((format!("{action} done"), 0)) };
+    }
     {
         let mut w = world.lock().expect("world lock");
         let m = w.members.get_mut(name).expect("a member of the simulation");
@@ -146,5 +174,6 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
             }
         }
         Kind::WaitReplayed(_) => unreachable!("answered above"),
+        Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => unreachable!("answered above"),
     }
 }

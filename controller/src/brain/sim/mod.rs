@@ -10,6 +10,7 @@
 //! workflows run unchanged, with their real step timeouts, so a test lasts seconds, not minutes.
 
 mod agent;
+mod recovery_tests;
 mod tests;
 
 use std::collections::{BTreeMap, HashSet};
@@ -117,6 +118,11 @@ pub(crate) struct World {
     pub members: BTreeMap<String, SimMember>,
     /// Every tick at which more than one member accepted writes, as the names of those members.
     pub split_brains: Vec<Vec<String>>,
+    /// Every hook, check and balancer update the agents ran, in order, as `<action>@<member>
+    /// e<epoch>` (see `agent::side_action` for the action's name).
+    pub actions: Vec<String>,
+    /// The actions the agents answer with a failure.
+    pub failing_actions: HashSet<String>,
 }
 
 impl World {
@@ -129,7 +135,7 @@ impl World {
             SimMember::new("ndc", SimRole::Standby, &endpoint("dc")),
             SimMember::new("dr", SimRole::Standby, &endpoint("dc")),
         ];
-        World { members: members.into_iter().map(|m| (m.name.clone(), m)).collect(), split_brains: Vec::new() }
+        World { members: members.into_iter().map(|m| (m.name.clone(), m)).collect(), ..World::default() }
     }
 
     /// One tick of writes and replication: every running primary writes (its canary among

@@ -98,7 +98,9 @@ impl State {
             | ArchiveAlerts { .. }
             | RecordDelivery { .. } => self.apply_alerts(p),
             PutLink(_) | DeleteLink { .. } | SetLinkState { .. } => self.apply_links(p),
-            PutService(_) | DeleteService { .. } | SetServiceHealth { .. } => self.apply_services(p),
+            PutService(_) | DeleteService { .. } | SetServiceHealth { .. } | RecordRecoveryStep { .. } => {
+                self.apply_services(p)
+            }
             PutAsset { .. }
             | ImportAssets { .. }
             | DeleteAsset { .. }

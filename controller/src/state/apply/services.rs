@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::state::alerts::{IncomingAlert, Severity, SourceKind};
-use crate::state::services::{alert_fingerprint, Service, ServiceHealth, ServiceSpec, MAX_SERVICES};
+use crate::state::services::{alert_fingerprint, RecoveryPhase, Service, ServiceHealth, ServiceSpec, MAX_SERVICES};
 use crate::state::{Command, Proposal, Rejection, Role, State};
 
 impl State {
@@ -20,6 +20,10 @@ impl State {
             Command::SetServiceHealth { service, health, reason } => {
                 (format!("service {service} {health}: {reason}"), self.set_service_health(p, service, *health, reason))
             }
+            Command::RecordRecoveryStep { workflow, phase, subject, site, ok, note } => (
+                format!("workflow {workflow}: {phase} {subject}@{site} {}: {note}", if *ok { "ok" } else { "failed" }),
+                self.record_recovery_step(p, *workflow, *phase, subject, site, *ok, note),
+            ),
             other => (format!("{other:?}"), Err(Rejection::Invalid("not a services command".into()))),
         }
     }
@@ -98,6 +102,72 @@ impl State {
     }
 }
 
+impl State {
+    /// A role change's step for a service or a balancer. A failed one is recorded under the
+    /// step name `<phase>-failed` (what `FinishWorkflow` looks for: such a workflow is never
+    /// "completed" without "with errors") and raises the subject's role-change alert, high,
+    /// placed at `site` and naming the workflow.
+    #[allow(clippy::too_many_arguments)]
+    fn record_recovery_step(
+        &mut self,
+        p: &Proposal,
+        workflow: u64,
+        phase: RecoveryPhase,
+        subject: &str,
+        site: &str,
+        ok: bool,
+        note: &str,
+    ) -> Result<String, Rejection> {
+        let w =
+            self.workflows.get_mut(&workflow).ok_or_else(|| Rejection::NotFound(format!("no workflow {workflow}")))?;
+        if w.finished.is_some() {
+            return Err(Rejection::Conflict(format!("workflow {workflow} has ended")));
+        }
+        let name = if ok { phase.to_string() } else { format!("{phase}{FAILED_SUFFIX}") };
+        let note: String = format!("{subject}@{site}: {note}").chars().take(1000).collect();
+        w.steps.push(crate::state::WorkflowStep { name, at_ms: p.at_ms, note: note.clone() });
+        if ok {
+            return Ok("recorded".into());
+        }
+        let (cluster, kind) = (w.cluster.clone(), w.kind);
+        let mut labels = BTreeMap::new();
+        labels.insert("subject".to_string(), subject.to_string());
+        labels.insert("cluster".to_string(), cluster.clone());
+        labels.insert("phase".to_string(), phase.to_string());
+        labels.insert("workflow".to_string(), workflow.to_string());
+        let alert = IncomingAlert {
+            kind: SourceKind::Triad,
+            fingerprint: format!("role-change:{cluster}:{subject}:{phase}"),
+            severity: Severity::High,
+            title: format!("{phase} of {subject} failed in the {kind} of {cluster}"),
+            description: format!("workflow {workflow} ({kind} of {cluster}): {note}"),
+            labels,
+            site: site.to_string(),
+            host: String::new(),
+            address: String::new(),
+            at_ms: p.at_ms,
+            resolved: false,
+            occurrences: 1,
+        };
+        self.raise_own_alert(alert, &format!("workflow {workflow}: {note}"));
+        Ok("recorded, alert raised".into())
+    }
+}
+
+/// The suffix of a failed recovery step's name.
+pub const FAILED_SUFFIX: &str = "-failed";
+
+/// The failed recovery steps of `w`, as `phase subject@site: note`.
+pub fn recovery_errors(w: &crate::state::Workflow) -> Vec<String> {
+    w.steps
+        .iter()
+        .filter_map(|s| {
+            let phase = s.name.strip_suffix(FAILED_SUFFIX)?;
+            phase.parse::<RecoveryPhase>().ok().map(|_| format!("{phase} {}", s.note))
+        })
+        .collect()
+}
+
 /// The service's own alert, placed at its first instance's site.
 fn service_alert(spec: &ServiceSpec, severity: Severity, reason: &str, at_ms: u64, resolved: bool) -> IncomingAlert {
     let mut labels = BTreeMap::new();
@@ -155,6 +225,7 @@ mod tests {
             timeout_ms: 2000,
             pre_hook: String::new(),
             post_hook: String::new(),
+            hook_timeout_ms: 30_000,
         }
     }
 

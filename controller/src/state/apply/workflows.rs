@@ -95,7 +95,16 @@ impl State {
                 if w.finished.is_some() {
                     return (what, Err(Rejection::Conflict(format!("workflow {workflow} has already ended"))));
                 }
-                w.finished = Some((p.at_ms, outcome.clone()));
+                // A role change whose services or balancers failed a step is never reported as
+                // simply completed (issue 20): the state says so whatever the proposer wrote.
+                let errors = super::services::recovery_errors(w);
+                let outcome = match outcome.strip_prefix("completed") {
+                    Some(rest) if !errors.is_empty() && !outcome.starts_with("completed with errors") => {
+                        format!("completed with errors ({}){rest}", errors.join("; "))
+                    }
+                    _ => outcome.clone(),
+                };
+                w.finished = Some((p.at_ms, outcome));
                 if let Some(c) = self.clusters.get_mut(&w.cluster) {
                     if c.workflow == Some(*workflow) {
                         c.workflow = None;

@@ -1,0 +1,305 @@
+//! A role change's recovery plan (issue 20): what happens to the services that follow a database
+//! cluster and to the balancers in front of it, step by step around the promotion, like the
+//! steps of a disaster-recovery plan.
+//!
+//! - Before anyone is promoted, each service's pre-hook runs, recovery group by recovery group
+//!   (group 1 first); one that fails aborts the role change while nothing has changed yet.
+//! - Before the promotion, every balancer takes the old primary out of its writers' backend
+//!   (and closes the sessions still open to it: after a site is lost, they would hang until TCP
+//!   gives up).
+//! - As soon as the new primary holds its lease (its promote answered), every balancer puts it
+//!   in: its health forced up and its state ready, so a writer behind HAProxy reconnects at once
+//!   instead of after `rise` checks. Then, group by group, each service's post-hooks (re-pointing
+//!   it) and its checks (until it answers, bounded). A post-hook, check or balancer that fails
+//!   raises an alert and the role change can only finish "completed with errors" (enforced by
+//!   the state, `apply/services.rs`).
+//!
+//! Safety does not rest on any of this: the old primary is fenced or stopped by the workflow
+//! itself (DESIGN.md points 1-4), so a balancer that was not told routes writers to a server that
+//! refuses them. Hence a balancer or a hook never blocks a promotion, only a pre-hook that ran and
+//! failed does. An instance whose agent has no stream to the leader (typically: its site is the
+//! one lost) is skipped and recorded as skipped.
+//!
+//! Each command carries the cluster's epoch and log index, and agents apply hooks and balancer
+//! updates in that order per cluster (`agents/src/link/side.rs`), so a stale "take out" from a
+//! replaced leader never lands after a newer "put in".
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use triad_proto::v1::{agent_command, BalancerServer, RunCheck, RunHook, SetBalancer};
+
+use super::workflow::{command, fresh_db, propose};
+use super::WorkflowResult;
+use crate::config::balancers::BalancerConfig;
+use crate::context::Ctx;
+use crate::state::services::{RecoveryPhase, ServiceInstance, ServiceSpec};
+use crate::state::{Actor, Command, DbCluster, WorkflowKind};
+
+/// How long a service's checks may take to pass after its post-hooks, and the pause between two.
+const CHECK_DEADLINE: Duration = Duration::from_secs(30);
+const CHECK_RETRY: Duration = Duration::from_millis(250);
+/// How long a balancer update may take at the agent.
+const BALANCER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The time beyond a hook's own the leader waits for its answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// One role change of cluster `cluster` (workflow `wf`) from member `from` to member `to`.
+pub(crate) struct RoleChange<'a> {
+    pub ctx: &'a Arc<Ctx>,
+    pub actor: &'a Actor,
+    pub wf: u64,
+    pub kind: WorkflowKind,
+    pub cluster: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
+/// One step's result, before it is recorded.
+struct Done {
+    phase: RecoveryPhase,
+    subject: String,
+    site: String,
+    outcome: Result<String, String>,
+}
+
+impl RoleChange<'_> {
+    /// The cluster's services, by recovery group (ascending).
+    fn groups(&self) -> BTreeMap<u32, Vec<ServiceSpec>> {
+        let g = self.ctx.state.read().expect("state lock poisoned");
+        let mut groups: BTreeMap<u32, Vec<ServiceSpec>> = BTreeMap::new();
+        for s in g.state.services.values().filter(|s| s.spec.cluster == self.cluster) {
+            groups.entry(s.spec.group).or_default().push(s.spec.clone());
+        }
+        groups
+    }
+
+    /// The configured balancers in front of this cluster.
+    fn balancers(&self) -> Vec<BalancerConfig> {
+        self.ctx.cfg.balancers.iter().filter(|b| b.cluster == self.cluster).cloned().collect()
+    }
+
+    /// Records `done` (a failure also raises its alert).
+    async fn record(&self, done: Done) -> WorkflowResult<()> {
+        let (ok, note) = match done.outcome {
+            Ok(note) => (true, note),
+            Err(note) => (false, note),
+        };
+        let cmd = Command::RecordRecoveryStep {
+            workflow: self.wf,
+            phase: done.phase,
+            subject: done.subject,
+            site: done.site,
+            ok,
+            note,
+        };
+        propose(self.ctx, self.actor, cmd).await.map(|_| ())
+    }
+
+    /// The environment a hook runs with.
+    fn hook_env(&self, c: &DbCluster, spec: &ServiceSpec, inst: &ServiceInstance) -> HashMap<String, String> {
+        let to_agent = c.members.get(self.to).map(|m| m.agent.as_str()).unwrap_or_default();
+        let endpoint = fresh_db(self.ctx, to_agent).map(|d| d.endpoint).unwrap_or_default();
+        HashMap::from([
+            ("TRIAD_CLUSTER".to_string(), self.cluster.to_string()),
+            ("TRIAD_EPOCH".to_string(), c.epoch.to_string()),
+            ("TRIAD_WORKFLOW".to_string(), self.wf.to_string()),
+            ("TRIAD_KIND".to_string(), self.kind.to_string()),
+            ("TRIAD_FROM".to_string(), self.from.to_string()),
+            ("TRIAD_TO".to_string(), self.to.to_string()),
+            ("TRIAD_PRIMARY_ENDPOINT".to_string(), endpoint),
+            ("TRIAD_SITE".to_string(), inst.site.clone()),
+            ("TRIAD_GROUP".to_string(), spec.group.to_string()),
+        ])
+    }
+
+    /// Runs `phase`'s hook of every instance of `services` at once (`c`: the cluster at the epoch
+    /// the hooks carry); returns their results.
+    async fn hooks(&self, c: &DbCluster, phase: RecoveryPhase, services: &[ServiceSpec]) -> Vec<Done> {
+        let mut runs = Vec::new();
+        for spec in services {
+            let path = if phase == RecoveryPhase::PreHook { &spec.pre_hook } else { &spec.post_hook };
+            if path.is_empty() {
+                continue;
+            }
+            for inst in &spec.instances {
+                let subject = spec.name.clone();
+                let site = inst.site.clone();
+                if !self.ctx.bus.has_stream(&inst.agent) {
+                    let note = format!("skipped: {} has no stream to the leader", inst.agent);
+                    runs.push(futures::future::Either::Left(async move {
+                        Done { phase, subject, site, outcome: Ok(note) }
+                    }));
+                    continue;
+                }
+                let hook = RunHook {
+                    service: spec.name.clone(),
+                    phase: if phase == RecoveryPhase::PreHook { "pre" } else { "post" }.into(),
+                    path: path.clone(),
+                    timeout_ms: spec.hook_timeout_ms,
+                    env: self.hook_env(c, spec, inst),
+                };
+                let cmd = command(self.cluster, c.epoch, c.epoch_index, agent_command::Kind::RunHook(hook));
+                let wait = Duration::from_millis(u64::from(spec.hook_timeout_ms)) + ANSWER_MARGIN;
+                let agent = inst.agent.clone();
+                runs.push(futures::future::Either::Right(async move {
+                    let t = Instant::now();
+                    let outcome = match self.ctx.bus.call(&agent, cmd, wait).await {
+                        Ok(r) => Ok(format!("{} ({} ms at the leader)", r.detail, t.elapsed().as_millis())),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    Done { phase, subject, site, outcome }
+                }));
+            }
+        }
+        join_all(runs).await
+    }
+
+    /// Before the promotion: every group's pre-hooks in order (`c` at the old epoch). `Err(why)`:
+    /// one failed, and the role change must be aborted before anything changes.
+    pub async fn pre_hooks(&self, c: &DbCluster) -> WorkflowResult<Result<(), String>> {
+        for (group, services) in self.groups() {
+            let mut failed = Vec::new();
+            for done in self.hooks(c, RecoveryPhase::PreHook, &services).await {
+                if let Err(e) = &done.outcome {
+                    failed.push(format!("{}@{}: {e}", done.subject, done.site));
+                }
+                self.record(done).await?;
+            }
+            if !failed.is_empty() {
+                return Ok(Err(format!("pre-hook of group {group} failed: {}", failed.join("; "))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends `servers` to balancer `b` at `c`'s epoch, and records it under `phase`.
+    async fn tell_balancer(
+        &self,
+        c: &DbCluster,
+        b: &BalancerConfig,
+        phase: RecoveryPhase,
+        servers: Vec<BalancerServer>,
+    ) -> WorkflowResult<()> {
+        let outcome = if !self.ctx.bus.has_stream(&b.agent) {
+            Ok(format!("skipped: {} has no stream to the leader", b.agent))
+        } else {
+            let set = SetBalancer { socket: b.socket.clone(), servers };
+            let cmd = command(self.cluster, c.epoch, c.epoch_index, agent_command::Kind::SetBalancer(set));
+            let t = Instant::now();
+            match self.ctx.bus.call(&b.agent, cmd, BALANCER_TIMEOUT).await {
+                Ok(r) => Ok(format!("{} in {} ms", r.detail, t.elapsed().as_millis())),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        self.record(Done { phase, subject: b.name.clone(), site: b.site.clone(), outcome }).await
+    }
+
+    /// Before the promotion: every balancer takes the old primary out of its writers and closes
+    /// its sessions (`c` at the old epoch).
+    pub async fn balancers_out(&self, c: &DbCluster) -> WorkflowResult<()> {
+        for b in self.balancers() {
+            let out = BalancerServer {
+                backend: b.write_backend(),
+                server: self.from.to_string(),
+                state: "maint".into(),
+                health: String::new(),
+                shutdown_sessions: true,
+            };
+            self.tell_balancer(c, &b, RecoveryPhase::BalancerOut, vec![out]).await?;
+        }
+        Ok(())
+    }
+
+    /// Once the new primary holds its lease (`c` at the new epoch): every balancer puts it in
+    /// its writers (health forced up, state ready) and out of its readers.
+    pub async fn balancers_in(&self, c: &DbCluster) -> WorkflowResult<()> {
+        for b in self.balancers() {
+            let mut servers = vec![BalancerServer {
+                backend: b.write_backend(),
+                server: self.to.to_string(),
+                state: "ready".into(),
+                health: "up".into(),
+                shutdown_sessions: false,
+            }];
+            if let Some(ro) = b.read_backend() {
+                servers.push(BalancerServer {
+                    backend: ro,
+                    server: self.to.to_string(),
+                    state: "maint".into(),
+                    health: String::new(),
+                    shutdown_sessions: true,
+                });
+            }
+            self.tell_balancer(c, &b, RecoveryPhase::BalancerIn, servers).await?;
+        }
+        Ok(())
+    }
+
+    /// After the promotion (`c` at the new epoch): group by group, the post-hooks, then the
+    /// checks of the group's services until they pass (bounded).
+    pub async fn post_hooks_and_checks(&self, c: &DbCluster) -> WorkflowResult<()> {
+        for (_group, services) in self.groups() {
+            for done in self.hooks(c, RecoveryPhase::PostHook, &services).await {
+                self.record(done).await?;
+            }
+            let checks = services.iter().map(|s| self.check_until_up(c, s));
+            for done in join_all(checks).await {
+                self.record(done).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `spec`'s check on each instance whose agent is connected until every one passes or
+    /// [`CHECK_DEADLINE`] passes.
+    async fn check_until_up(&self, c: &DbCluster, spec: &ServiceSpec) -> Done {
+        let t = Instant::now();
+        let deadline = t + CHECK_DEADLINE;
+        let site = spec.instances.first().map(|i| i.site.clone()).unwrap_or_default();
+        let reachable: Vec<&ServiceInstance> =
+            spec.instances.iter().filter(|i| self.ctx.bus.has_stream(&i.agent)).collect();
+        if reachable.is_empty() {
+            let outcome = Err("no instance could be checked: none of their agents has a stream to the leader".into());
+            return Done { phase: RecoveryPhase::Check, subject: spec.name.clone(), site, outcome };
+        }
+        let mut failing: Vec<String>;
+        loop {
+            let runs = reachable.iter().map(|inst| async move {
+                let check = triad_proto::v1::ServiceCheck {
+                    service: spec.name.clone(),
+                    kind: spec.kind.to_string(),
+                    target: inst.target.clone(),
+                    query: spec.query.clone(),
+                    expect: spec.expect.clone(),
+                    interval_ms: spec.interval_ms,
+                    timeout_ms: spec.timeout_ms,
+                };
+                let cmd = command(
+                    self.cluster,
+                    c.epoch,
+                    c.epoch_index,
+                    agent_command::Kind::RunCheck(RunCheck { check: Some(check) }),
+                );
+                let wait = Duration::from_millis(u64::from(spec.timeout_ms)) + ANSWER_MARGIN;
+                self.ctx.bus.call(&inst.agent, cmd, wait).await.map_err(|e| format!("{}: {e}", inst.site))
+            });
+            failing = join_all(runs).await.into_iter().filter_map(|r| r.err()).collect();
+            if failing.is_empty() || Instant::now() + CHECK_RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(CHECK_RETRY).await;
+        }
+        let ms = t.elapsed().as_millis();
+        let skipped = spec.instances.len() - reachable.len();
+        let skipped = if skipped > 0 { format!(" ({skipped} skipped: no stream)") } else { String::new() };
+        let outcome = if failing.is_empty() {
+            Ok(format!("{} of {} instances answer after {ms} ms{skipped}", reachable.len(), spec.instances.len()))
+        } else {
+            Err(format!("still failing after {ms} ms: {}{skipped}", failing.join("; ")))
+        };
+        Done { phase: RecoveryPhase::Check, subject: spec.name.clone(), site, outcome }
+    }
+}

@@ -1,0 +1,182 @@
+//! The recovery plan of a role change (`brain/recovery_plan.rs`) against the simulated cluster:
+//! services' hooks and checks group by group, balancers told before and after the promotion, a
+//! failing pre-hook aborting before anything changed, a failing post-hook reported and alerted.
+//! The same on real processes, with a real HAProxy: `tests/tests/role_change_services.rs`.
+
+use std::time::Duration;
+
+use super::{SimCluster, CLUSTER};
+use crate::brain::{Brain, RequestError, Requests};
+use crate::config::balancers::BalancerConfig;
+use crate::config::ControllerConfig;
+use crate::state::services::{ServiceInstance, ServiceKind, ServiceSpec};
+use crate::state::{Actor, Role};
+
+fn noc() -> Actor {
+    Actor { name: "noc-1".into(), role: Role::Noc, origin: "test".into() }
+}
+
+/// `asycuda` in group 1 (hooks, in dc and ndc) and `payments` in group 2 (hooks, in ndc and
+/// dr), and a balancer whose agent is dr's.
+fn recovery_plan(cfg: &mut ControllerConfig) {
+    let service = |name: &str, group: u32, sites: &[&str]| ServiceSpec {
+        name: name.into(),
+        cluster: CLUSTER.into(),
+        kind: ServiceKind::Tcp,
+        group,
+        instances: sites
+            .iter()
+            .map(|s| ServiceInstance {
+                site: s.to_string(),
+                agent: format!("agent-{s}"),
+                target: format!("{s}-app:80"),
+            })
+            .collect(),
+        query: String::new(),
+        expect: String::new(),
+        interval_ms: 1000,
+        timeout_ms: 500,
+        pre_hook: format!("/etc/triad/hooks/{name}-pre"),
+        post_hook: format!("/etc/triad/hooks/{name}-post"),
+        hook_timeout_ms: 5000,
+    };
+    cfg.services = vec![service("payments", 2, &["ndc", "dr"]), service("asycuda", 1, &["dc", "ndc"])];
+    cfg.balancers = vec![BalancerConfig {
+        name: "haproxy-dr".into(),
+        cluster: CLUSTER.into(),
+        agent: "agent-dr".into(),
+        site: "dr".into(),
+        socket: "/run/haproxy/admin.sock".into(),
+        write_backend: String::new(),
+        read_backend: String::new(),
+    }];
+}
+
+async fn switchover(sim: &SimCluster, to: &str) -> Result<crate::brain::switchover::Outcome, RequestError> {
+    Brain::new(sim.ctx.clone()).switchover(noc(), CLUSTER.into(), to.into()).await
+}
+
+/// The actions run, without the member and epoch suffix, in order, deduplicated (a service's
+/// instances run the same action).
+fn actions(sim: &SimCluster) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in sim.world.lock().expect("world lock").actions.iter() {
+        let what = a.split('@').next().unwrap_or_default().to_string();
+        if out.last() != Some(&what) {
+            out.push(what);
+        }
+    }
+    out
+}
+
+/// The open alerts' fingerprints.
+fn open_alerts(sim: &SimCluster) -> Vec<String> {
+    let g = sim.ctx.state.read().expect("state lock");
+    g.state
+        .alerts
+        .alerts
+        .values()
+        .filter(|a| a.status == crate::state::alerts::AlertStatus::Open)
+        .map(|a| a.fingerprint.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_runs_the_recovery_plan_group_by_group_around_the_promotion() {
+    let sim = SimCluster::start(recovery_plan).await;
+    let outcome = switchover(&sim, "ndc").await.expect("the switchover");
+    assert!(outcome.summary.lines().last().unwrap_or_default().starts_with("completed in "), "{}", outcome.summary);
+    assert_eq!(
+        actions(&sim),
+        [
+            "pre-hook asycuda",
+            "pre-hook payments",
+            "balancer maint customs-rw/dc",
+            "balancer ready customs-rw/ndc, balancer maint customs-ro/ndc",
+            "post-hook asycuda",
+            "check asycuda",
+            "post-hook payments",
+            "check payments",
+        ],
+        "group 1 before group 2, the old primary out before the promotion, the new one in first after it"
+    );
+    // The pre-hooks and the old primary's removal at the old epoch, the rest at the new one.
+    let all = sim.world.lock().expect("world lock").actions.clone();
+    for a in &all {
+        let before = a.starts_with("pre-hook") || a.starts_with("balancer maint customs-rw/dc");
+        assert!(a.ends_with(if before { " e1" } else { " e2" }), "{a} in {all:#?}");
+    }
+    assert_eq!(all.iter().filter(|a| a.starts_with("pre-hook asycuda")).count(), 2, "both instances: {all:#?}");
+    sim.assert_never_two_writable();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_hook_aborts_the_switchover_before_anything_changes() {
+    let sim = SimCluster::start(recovery_plan).await;
+    sim.world.lock().expect("world lock").failing_actions.insert("pre-hook payments".into());
+    let err = switchover(&sim, "ndc").await.expect_err("aborted");
+    let why = err.to_string();
+    assert!(why.contains("aborted before the promotion: pre-hook of group 2 failed: payments@"), "{why}");
+    let c = sim.cluster();
+    assert_eq!((c.epoch, c.primary.as_deref(), c.workflow), (1, Some("dc"), None));
+    assert_eq!(sim.writable(), ["dc"], "dc was never stopped");
+    assert!(!sim.member("dc").received.contains(&"stop_primary"), "{:?}", sim.member("dc").received);
+    assert!(!sim.member("ndc").received.contains(&"promote"));
+    assert_eq!(actions(&sim), ["pre-hook asycuda", "pre-hook payments"], "no balancer was touched");
+    assert!(
+        open_alerts(&sim).contains(&"role-change:customs:payments:pre-hook".to_string()),
+        "{:?}",
+        open_alerts(&sim)
+    );
+    assert!(sim.outcomes().iter().any(|o| o.starts_with("switchover: aborted before the promotion")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_post_hook_completes_with_errors_and_raises_an_alert() {
+    let sim = SimCluster::start(recovery_plan).await;
+    sim.world.lock().expect("world lock").failing_actions.insert("post-hook payments".into());
+    let outcome = switchover(&sim, "ndc").await.expect("the switchover itself succeeds");
+    let last = outcome.summary.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("completed with errors (post-hook payments@"), "{}", outcome.summary);
+    assert_eq!(sim.cluster().primary.as_deref(), Some("ndc"));
+    assert!(actions(&sim).ends_with(&["post-hook payments".to_string(), "check payments".to_string()]));
+    assert!(open_alerts(&sim).contains(&"role-change:customs:payments:post-hook".to_string()));
+    let recorded = sim.outcomes();
+    assert!(recorded.iter().any(|o| o.starts_with("switchover: completed with errors")), "{recorded:#?}");
+}
+
+/// The primary's site lost: its instances are skipped (their agent is gone with it), the rest of
+/// the plan runs, and the failover completes without errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_skips_the_lost_site_and_runs_the_rest_of_the_plan() {
+    let sim = SimCluster::start(recovery_plan).await;
+    sim.set("dc", |m| (m.linked, m.running) = (false, false));
+    sim.wait_until("ndc is primary at epoch 2 and the failover ended", Duration::from_secs(40), |c, w| {
+        c.epoch == 2 && c.primary.as_deref() == Some("ndc") && w.members["ndc"].writable() && c.workflow.is_none()
+    })
+    .await;
+    let outcomes = sim.outcomes();
+    assert!(outcomes.iter().any(|o| o.starts_with("failover: completed: ndc is primary")), "{outcomes:#?}");
+    assert_eq!(
+        actions(&sim),
+        [
+            "pre-hook asycuda",
+            "pre-hook payments",
+            "balancer maint customs-rw/dc",
+            "balancer ready customs-rw/ndc, balancer maint customs-ro/ndc",
+            "post-hook asycuda",
+            "check asycuda",
+            "post-hook payments",
+            "check payments",
+        ]
+    );
+    let all = sim.world.lock().expect("world lock").actions.clone();
+    assert!(!all.iter().any(|a| a.contains("@dc ")), "nothing ran at the lost site: {all:#?}");
+    let g = sim.ctx.state.read().expect("state lock");
+    let w = g.state.workflows.values().find(|w| w.kind == crate::state::WorkflowKind::Failover).expect("the failover");
+    assert!(
+        w.steps.iter().any(|s| s.name == "pre-hook" && s.note.contains("asycuda@dc: skipped: agent-dc has no stream")),
+        "{:#?}",
+        w.steps
+    );
+}
