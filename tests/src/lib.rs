@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod chaos;
 mod database;
 pub mod flags;
+pub mod haproxy;
 pub mod links;
 pub mod netns;
 pub mod plot;

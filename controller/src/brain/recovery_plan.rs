@@ -214,24 +214,25 @@ impl RoleChange<'_> {
     }
 
     /// Once the new primary holds its lease (`c` at the new epoch): every balancer puts it in
-    /// its writers (health forced up, state ready) and out of its readers.
+    /// its writers (health forced up, state ready) and out of its readers, first; then every
+    /// other member out of the writers and back in the readers, where their own checks
+    /// (`/replica`) decide whether they serve (a member a previous role change took out of the
+    /// readers as the primary of its day comes back this way).
     pub async fn balancers_in(&self, c: &DbCluster) -> WorkflowResult<()> {
+        let server = |backend: String, member: &str, state: &str, health: &str, shutdown: bool| BalancerServer {
+            backend,
+            server: member.to_string(),
+            state: state.into(),
+            health: health.into(),
+            shutdown_sessions: shutdown,
+        };
         for b in self.balancers() {
-            let mut servers = vec![BalancerServer {
-                backend: b.write_backend(),
-                server: self.to.to_string(),
-                state: "ready".into(),
-                health: "up".into(),
-                shutdown_sessions: false,
-            }];
-            if let Some(ro) = b.read_backend() {
-                servers.push(BalancerServer {
-                    backend: ro,
-                    server: self.to.to_string(),
-                    state: "maint".into(),
-                    health: String::new(),
-                    shutdown_sessions: true,
-                });
+            let (rw, ro) = (b.write_backend(), b.read_backend());
+            let mut servers = vec![server(rw.clone(), self.to, "ready", "up", false)];
+            servers.extend(ro.clone().map(|ro| server(ro, self.to, "maint", "", true)));
+            for other in c.members.keys().filter(|m| m.as_str() != self.to) {
+                servers.push(server(rw.clone(), other, "maint", "", false));
+                servers.extend(ro.clone().map(|ro| server(ro, other, "ready", "", false)));
             }
             self.tell_balancer(c, &b, RecoveryPhase::BalancerIn, servers).await?;
         }

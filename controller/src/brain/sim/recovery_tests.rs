@@ -52,6 +52,12 @@ fn recovery_plan(cfg: &mut ControllerConfig) {
     }];
 }
 
+/// What the balancer is told once ndc holds its lease: ndc in the writers first, then the
+/// others out of the writers and into the readers.
+const IN: &str =
+    "balancer ready customs-rw/ndc, balancer maint customs-ro/ndc, balancer maint customs-rw/dc, balancer \
+                  ready customs-ro/dc, balancer maint customs-rw/dr, balancer ready customs-ro/dr";
+
 async fn switchover(sim: &SimCluster, to: &str) -> Result<crate::brain::switchover::Outcome, RequestError> {
     Brain::new(sim.ctx.clone()).switchover(noc(), CLUSTER.into(), to.into()).await
 }
@@ -92,7 +98,7 @@ async fn a_switchover_runs_the_recovery_plan_group_by_group_around_the_promotion
             "pre-hook asycuda",
             "pre-hook payments",
             "balancer maint customs-rw/dc",
-            "balancer ready customs-rw/ndc, balancer maint customs-ro/ndc",
+            IN,
             "post-hook asycuda",
             "check asycuda",
             "post-hook payments",
@@ -163,7 +169,7 @@ async fn a_failover_skips_the_lost_site_and_runs_the_rest_of_the_plan() {
             "pre-hook asycuda",
             "pre-hook payments",
             "balancer maint customs-rw/dc",
-            "balancer ready customs-rw/ndc, balancer maint customs-ro/ndc",
+            IN,
             "post-hook asycuda",
             "check asycuda",
             "post-hook payments",
