@@ -36,6 +36,8 @@ pub struct AgentMetrics {
     pub last_fence: Gauge,
     /// notAfter of the certificates the agent uses, by `certificate` (`ca`, `node`) and subject.
     pub cert_expiry: GaugeVec,
+    /// Whether each certificate file could be read (1) or not (0).
+    pub cert_readable: IntGaugeVec,
     /// Vouches this agent was asked for, by `result` (`given`, `refused`).
     pub vouches: IntCounterVec,
     /// Failsafe rounds of the primary's agent, by `result` (`vouched`, `refused`, `unreachable`).
@@ -169,6 +171,16 @@ impl AgentMetrics {
                     &["certificate", "subject"]
                 )
             ),
+            cert_readable: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "triad_tls_certificate_readable",
+                        "Whether a certificate file this process uses could be read and parsed (1) or not (0), by certificate (ca, node)"
+                    ),
+                    &["certificate"]
+                )
+            ),
             vouches: reg!(
                 r,
                 IntCounterVec::new(
@@ -284,7 +296,8 @@ impl AgentMetrics {
 
     /// The text exposition.
     /// Sets the certificates' expiry from the PEM files given; a file that cannot be read is
-    /// logged and its series dropped rather than left stale.
+    /// logged, its series dropped rather than left stale, and `triad_tls_certificate_readable`
+    /// set to 0 for it (the expiry alerts would otherwise go quiet).
     pub fn export_certificates(&self, files: &[(&str, &std::path::Path)]) {
         self.cert_expiry.reset();
         for (name, path) in files {
@@ -293,8 +306,12 @@ impl AgentMetrics {
                     for c in certs {
                         self.cert_expiry.with_label_values(&[name, &c.subject]).set(c.not_after as f64);
                     }
+                    self.cert_readable.with_label_values(&[name]).set(1);
                 }
-                Err(e) => tracing::warn!("certificate expiry not exported: {e}"),
+                Err(e) => {
+                    tracing::warn!("certificate expiry not exported: {e}");
+                    self.cert_readable.with_label_values(&[name]).set(0);
+                }
             }
         }
     }

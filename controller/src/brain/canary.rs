@@ -20,6 +20,16 @@ pub struct Canary {
     pub written_ms: u64,
 }
 
+/// Records the write outage `outage_ms` that workflow `wf` measured. A measurement: one that
+/// cannot be committed (a leader change at that moment) is logged and the role change goes on,
+/// never failed for it.
+pub async fn record_outage(ctx: &Ctx, actor: &crate::state::Actor, wf: u64, outage_ms: u64) {
+    let cmd = crate::state::Command::RecordWriteOutage { workflow: wf, outage_ms };
+    if let Err(e) = super::workflow::propose(ctx, actor, cmd).await {
+        tracing::warn!(workflow = wf, outage_ms, "the write outage was not recorded: {e}");
+    }
+}
+
 /// The canary in a report, if the member read one.
 pub fn read(d: &DbStatus) -> Option<Canary> {
     (d.canary_seq > 0 && d.canary_age_seconds >= 0.0).then(|| Canary {

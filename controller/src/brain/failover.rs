@@ -245,7 +245,7 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     let measure = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, last_canary.as_ref(), &waits_for).await;
     propose(&ctx, &actor, step("canary", measure.note)).await?;
     if let Some(outage_ms) = measure.outage_ms {
-        propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
+        super::canary::record_outage(&ctx, &actor, wf, outage_ms).await;
     }
     plan.post_hooks_and_checks(&c).await?;
     let mut outcome = format!(

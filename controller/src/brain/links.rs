@@ -207,14 +207,13 @@ pub fn assess(
     }
 }
 
-/// Every link's assessment on this controller.
-pub fn assess_all(ctx: &Ctx) -> BTreeMap<String, Assessment> {
-    let obs = ctx.obs.snapshot();
+/// Every link's assessment on this controller, from the agents' observations `obs`.
+pub fn assess_all(ctx: &Ctx, obs: &HashMap<String, AgentObservation>) -> BTreeMap<String, Assessment> {
     let addrs = ctx.obs.probe_addrs();
     let fresh = Duration::from_millis(ctx.cfg.agents.down_after_ms);
     let g = ctx.state.read().expect("state lock poisoned");
     let now = Instant::now();
-    g.state.links.iter().map(|(n, l)| (n.clone(), assess(&g.state, &obs, &addrs, l, now, fresh))).collect()
+    g.state.links.iter().map(|(n, l)| (n.clone(), assess(&g.state, obs, &addrs, l, now, fresh))).collect()
 }
 
 /// Why `member` of `cluster` may have stopped streaming, when a link explains it: the link

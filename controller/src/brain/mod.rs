@@ -126,15 +126,19 @@ pub async fn run(ctx: Arc<Ctx>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        crate::metrics::export_state(&ctx, &mut counted);
+        // One copy of the agents' reports for what is exported and assessed this tick (the
+        // decisions below take their own, as fresh as can be).
+        let obs = ctx.obs.snapshot();
+        crate::metrics::export_state(&ctx, &mut counted, &obs);
         // The whole register is walked: every five seconds, not every tick.
         if assets_exported.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             assets_exported = Some(Instant::now());
             crate::metrics::export_assets(&ctx, &ctx.state.read().expect("state lock poisoned").state);
         }
-        let assessed = links::assess_all(&ctx);
+        let assessed = links::assess_all(&ctx, &obs);
         links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);
-        let services_assessed = services::assess_all(&ctx);
+        let services_assessed = services::assess_all(&ctx, &obs);
+        drop(obs);
         crate::metrics::export_services(&ctx, &services_assessed);
         step_continuity(&ctx).await;
         if !ctx.is_leader() {

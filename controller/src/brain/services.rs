@@ -135,13 +135,12 @@ pub fn assess(service: &Service, obs: &HashMap<String, AgentObservation>, now_ms
     Assessment { health, reason, instances }
 }
 
-/// Every service, judged on this controller's observations.
-pub fn assess_all(ctx: &Ctx) -> BTreeMap<String, Assessment> {
-    let obs = ctx.obs.snapshot();
+/// Every service, judged on the agents' observations `obs`.
+pub fn assess_all(ctx: &Ctx, obs: &HashMap<String, AgentObservation>) -> BTreeMap<String, Assessment> {
     let now_ms = crate::context::now_ms();
     let fresh_ms = ctx.cfg.agents.down_after_ms;
     let g = ctx.state.read().expect("state lock poisoned");
-    g.state.services.iter().map(|(name, s)| (name.clone(), assess(s, &obs, now_ms, fresh_ms))).collect()
+    g.state.services.iter().map(|(name, s)| (name.clone(), assess(s, obs, now_ms, fresh_ms))).collect()
 }
 
 /// The health changes to record: a service whose assessment differs from its recorded health.

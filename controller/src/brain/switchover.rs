@@ -193,7 +193,7 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     log.push(measure.note.clone());
     m.step("canary", measure.note).await?;
     if let Some(outage_ms) = measure.outage_ms {
-        propose(&ctx, &actor, Command::RecordWriteOutage { workflow: wf, outage_ms }).await?;
+        super::canary::record_outage(&ctx, &actor, wf, outage_ms).await;
     }
     // The services, group by group: post-hooks (re-pointing them), then their checks.
     let t = Instant::now();

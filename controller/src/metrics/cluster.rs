@@ -193,8 +193,12 @@ impl ClusterMetrics {
 }
 
 /// Every figure of the replicated state, on every controller (each applies the same log), and
-/// the agents' reports on the leader. `counted`: the workflows already counted as ended.
-pub fn export_state(ctx: &Ctx, counted: &mut HashSet<u64>) {
+/// the agents' reports `obs` on the leader. `counted`: the workflows already counted as ended.
+pub fn export_state(
+    ctx: &Ctx,
+    counted: &mut HashSet<u64>,
+    obs: &std::collections::HashMap<String, crate::brain::observations::AgentObservation>,
+) {
     let g = ctx.state.read().expect("state lock poisoned");
     let state = &g.state;
     let m = &ctx.metrics;
@@ -234,7 +238,7 @@ pub fn export_state(ctx: &Ctx, counted: &mut HashSet<u64>) {
     export_cities(m, state);
     if ctx.is_leader() {
         let fresh_ms = ctx.cfg.agents.down_after_ms;
-        m.cluster.export_observed(state, &ctx.obs.snapshot(), crate::context::now_ms(), fresh_ms);
+        m.cluster.export_observed(state, obs, crate::context::now_ms(), fresh_ms);
     } else {
         m.cluster.export_observed(state, &Default::default(), 0, 0);
     }

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{GaugeVec, IntGauge, Registry};
+use prometheus::{GaugeVec, IntGauge, IntGaugeVec, Registry};
 
-use super::{float_gauge_vec, gauge};
+use super::{float_gauge_vec, gauge, gauge_vec};
 use crate::context::Ctx;
 
 /// How often the data directory is walked and the certificates read.
@@ -20,6 +20,8 @@ pub struct ProcessMetrics {
     pub disk_size: IntGauge,
     /// By `certificate` (`ca`, `node`) and the subject's common name.
     pub cert_expiry: GaugeVec,
+    /// Whether each certificate file could be read (1) or not (0).
+    pub cert_readable: IntGaugeVec,
 }
 
 impl ProcessMetrics {
@@ -37,6 +39,7 @@ impl ProcessMetrics {
                 "Size of the filesystem holding the data directory",
             ),
             cert_expiry: certificate_expiry_metric(r),
+            cert_readable: certificate_readable_metric(r),
         }
     }
 }
@@ -51,9 +54,21 @@ pub fn certificate_expiry_metric(r: &Registry) -> GaugeVec {
     )
 }
 
-/// Sets `metric` from the certificates in the files given; a file that cannot be read is
-/// logged and its series dropped, so that a rule on `absent` or a stale value never hides it.
-pub fn export_certificates(metric: &GaugeVec, files: &[(&str, &Path)]) {
+/// Whether each certificate file of the process could be read: without it, an unreadable
+/// file would only drop its expiry series, and the expiry alerts would go quiet instead of loud.
+pub fn certificate_readable_metric(r: &Registry) -> IntGaugeVec {
+    gauge_vec(
+        r,
+        "triad_tls_certificate_readable",
+        "Whether a certificate file this process uses could be read and parsed (1) or not (0), by certificate (ca, node)",
+        &["certificate"],
+    )
+}
+
+/// Sets `metric` from the certificates in the files given and `readable` for each file; a file
+/// that cannot be read is logged, its expiry series dropped (no stale value) and its
+/// `readable` set to 0, which `TriadCertificateUnreadable` alerts on.
+pub fn export_certificates(metric: &GaugeVec, readable: &IntGaugeVec, files: &[(&str, &Path)]) {
     metric.reset();
     for (name, path) in files {
         match triad_proto::tls::certificate_expiries(path) {
@@ -61,8 +76,12 @@ pub fn export_certificates(metric: &GaugeVec, files: &[(&str, &Path)]) {
                 for c in certs {
                     metric.with_label_values(&[name, &c.subject]).set(c.not_after as f64);
                 }
+                readable.with_label_values(&[name]).set(1);
             }
-            Err(e) => tracing::warn!("certificate expiry not exported: {e}"),
+            Err(e) => {
+                tracing::warn!("certificate expiry not exported: {e}");
+                readable.with_label_values(&[name]).set(0);
+            }
         }
     }
 }
@@ -105,7 +124,8 @@ pub async fn follow_process(ctx: Arc<Ctx>) {
             Err(e) => tracing::warn!("measuring the data directory: {e}"),
         }
         let tls = &ctx.cfg.tls;
-        export_certificates(&m.cert_expiry, &[("ca", tls.ca.as_path()), ("node", tls.cert.as_path())]);
+        let files = [("ca", tls.ca.as_path()), ("node", tls.cert.as_path())];
+        export_certificates(&m.cert_expiry, &m.cert_readable, &files);
         tokio::time::sleep(EVERY).await;
     }
 }
@@ -115,7 +135,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_certificates_expiry_is_exported_and_an_unreadable_file_drops_its_series() {
+    fn a_certificates_expiry_is_exported_and_an_unreadable_file_is_said_so() {
         let dir = std::env::temp_dir().join(format!("triad-cert-expiry-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["controller.triad".to_string()]).unwrap();
@@ -127,12 +147,16 @@ mod tests {
         std::fs::write(&path, cert.pem()).unwrap();
         let r = Registry::new();
         let metric = certificate_expiry_metric(&r);
-        export_certificates(&metric, &[("node", path.as_path())]);
+        let readable = certificate_readable_metric(&r);
+        export_certificates(&metric, &readable, &[("node", path.as_path())]);
         // 2031-01-02T00:00:00Z
         assert_eq!(metric.with_label_values(&["node", "controller-1"]).get(), 1_925_078_400.0);
+        assert_eq!(readable.with_label_values(&["node"]).get(), 1);
         std::fs::write(&path, "not a certificate").unwrap();
-        export_certificates(&metric, &[("node", path.as_path())]);
-        assert!(r.gather().iter().all(|f| f.get_metric().is_empty()), "an unreadable file leaves no stale series");
+        export_certificates(&metric, &readable, &[("node", path.as_path())]);
+        let expiry = r.gather().into_iter().find(|f| f.get_name() == "triad_tls_certificate_expiry_timestamp_seconds");
+        assert!(expiry.is_none_or(|f| f.get_metric().is_empty()), "an unreadable file leaves no stale series");
+        assert_eq!(readable.with_label_values(&["node"]).get(), 0, "and says it is unreadable");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

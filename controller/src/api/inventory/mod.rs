@@ -67,7 +67,7 @@ impl Inventory for InventoryApi {
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesReply>, Status> {
         let result = self.read(&req, "reading services").map(|_| {
-            let assessed = crate::brain::services::assess_all(&self.ctx);
+            let assessed = crate::brain::services::assess_all(&self.ctx, &self.ctx.obs.snapshot());
             let g = self.ctx.state.read().expect("state lock poisoned");
             let services = g.state.services.iter().map(|(n, s)| services::record(s, assessed.get(n))).collect();
             Response::new(pb::ListServicesReply { answered_by: self.ctx.id, stale: !self.ctx.is_leader(), services })
@@ -100,7 +100,7 @@ impl Inventory for InventoryApi {
 
     async fn list_links(&self, req: Request<pb::ListLinksRequest>) -> Result<Response<pb::ListLinksReply>, Status> {
         let result = self.read(&req, "reading links").map(|_| {
-            let assessed = assess_all(&self.ctx);
+            let assessed = assess_all(&self.ctx, &self.ctx.obs.snapshot());
             let g = self.ctx.state.read().expect("state lock poisoned");
             let links = g.state.links.iter().map(|(n, l)| links::record(l, assessed.get(n))).collect();
             Response::new(pb::ListLinksReply { answered_by: self.ctx.id, stale: !self.ctx.is_leader(), links })

@@ -103,6 +103,27 @@ pub struct IncomingAlert {
     pub occurrences: u64,
 }
 
+impl IncomingAlert {
+    /// One of Triad's own alerts (a link down, a service not healthy, a role change's step that
+    /// failed), with no labels, place or resolution yet: callers add theirs with struct update.
+    pub fn own(fingerprint: String, severity: Severity, title: String, description: String, at_ms: u64) -> Self {
+        IncomingAlert {
+            kind: SourceKind::Triad,
+            fingerprint,
+            severity,
+            title,
+            description,
+            labels: BTreeMap::new(),
+            site: String::new(),
+            host: String::new(),
+            address: String::new(),
+            at_ms,
+            resolved: false,
+            occurrences: 1,
+        }
+    }
+}
+
 /// One source's alerts within an intake batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceAlerts {

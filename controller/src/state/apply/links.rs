@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::alerts::{IncomingAlert, Severity, SourceKind};
+use crate::state::alerts::{IncomingAlert, Severity};
 use crate::state::links::{alert_fingerprint, Link, LinkSpec, LinkState, MAX_LINKS};
 use crate::state::{Command, Proposal, Rejection, Role, State};
 
@@ -130,19 +130,12 @@ fn link_alert(spec: &LinkSpec, severity: Severity, at_ms: u64, resolved: bool) -
             carries.join(", ")
         )
     };
+    let title = format!("link {} ({}–{}) not up", spec.name, spec.a, spec.b);
     IncomingAlert {
-        kind: SourceKind::Triad,
-        fingerprint: alert_fingerprint(&spec.name),
-        severity,
-        title: format!("link {} ({}–{}) not up", spec.name, spec.a, spec.b),
-        description,
         labels,
         site: spec.a.clone(),
-        host: String::new(),
-        address: String::new(),
-        at_ms,
         resolved,
-        occurrences: 1,
+        ..IncomingAlert::own(alert_fingerprint(&spec.name), severity, title, description, at_ms)
     }
 }
 

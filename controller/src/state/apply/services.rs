@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::alerts::{IncomingAlert, Severity, SourceKind};
+use crate::state::alerts::{IncomingAlert, Severity};
 use crate::state::services::{alert_fingerprint, RecoveryPhase, Service, ServiceHealth, ServiceSpec, MAX_SERVICES};
 use crate::state::{Command, Proposal, Rejection, Role, State};
 
@@ -136,18 +136,15 @@ impl State {
         labels.insert("phase".to_string(), phase.to_string());
         labels.insert("workflow".to_string(), workflow.to_string());
         let alert = IncomingAlert {
-            kind: SourceKind::Triad,
-            fingerprint: format!("role-change:{cluster}:{subject}:{phase}"),
-            severity: Severity::High,
-            title: format!("{phase} of {subject} failed in the {kind} of {cluster}"),
-            description: format!("workflow {workflow} ({kind} of {cluster}): {note}"),
             labels,
             site: site.to_string(),
-            host: String::new(),
-            address: String::new(),
-            at_ms: p.at_ms,
-            resolved: false,
-            occurrences: 1,
+            ..IncomingAlert::own(
+                format!("role-change:{cluster}:{subject}:{phase}"),
+                Severity::High,
+                format!("{phase} of {subject} failed in the {kind} of {cluster}"),
+                format!("workflow {workflow} ({kind} of {cluster}): {note}"),
+                p.at_ms,
+            )
         };
         self.raise_own_alert(alert, &format!("workflow {workflow}: {note}"));
         Ok("recorded, alert raised".into())
@@ -175,19 +172,13 @@ fn service_alert(spec: &ServiceSpec, severity: Severity, reason: &str, at_ms: u6
     labels.insert("cluster".to_string(), spec.cluster.clone());
     labels.insert("kind".to_string(), spec.kind.to_string());
     labels.insert("group".to_string(), spec.group.to_string());
+    let title = format!("service {} not healthy", spec.name);
+    let description = format!("service {} (follows {}): {reason}", spec.name, spec.cluster);
     IncomingAlert {
-        kind: SourceKind::Triad,
-        fingerprint: alert_fingerprint(&spec.name),
-        severity,
-        title: format!("service {} not healthy", spec.name),
-        description: format!("service {} (follows {}): {reason}", spec.name, spec.cluster),
         labels,
         site: spec.instances.first().map(|i| i.site.clone()).unwrap_or_default(),
-        host: String::new(),
-        address: String::new(),
-        at_ms,
         resolved,
-        occurrences: 1,
+        ..IncomingAlert::own(alert_fingerprint(&spec.name), severity, title, description, at_ms)
     }
 }
 
