@@ -26,7 +26,7 @@ use crate::config::AgentConfig;
 use crate::drivers::DriverError;
 use crate::link::{LinkParams, Links};
 use crate::metrics::AgentMetrics;
-use crate::safety::{boot, guard, lease, opening, target, vouch, watchdog};
+use crate::safety::{boot, guard, handover, lease, opening, target, vouch, watchdog};
 
 /// The deployment's CA, and this agent's certificate and key, as PEM.
 struct Pem {
@@ -44,7 +44,8 @@ struct Member {
     watchdog: watchdog::SharedWatchdog,
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// Runs the agent until SIGINT or SIGTERM (a primary stopped first) or SIGUSR2 (a primary handed
+/// over to the next agent: a restart in place, `safety/handover.rs`).
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let read = |key: &str, p: &std::path::Path| {
         triad_proto::files::read_bounded(p, triad_proto::files::CONFIG_LIMIT)
@@ -89,6 +90,11 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     }
     let probes = probes::Probes::new(metrics.clone(), &cfg.snmp);
     let driver = cfg.database.as_ref().map(|dbc| watch_database(&cfg, dbc, &pem, &member));
+    if driver.is_some() {
+        // This agent's guard runs (over the lease restored from the state directory): a primary
+        // the previous agent left running (`handover.rs`) is now guarded by it.
+        handover::take_over(&cfg.state_dir);
+    }
     let Member { db, watchdog, .. } = member;
     let links = Arc::new(Links { status: Mutex::new(BTreeMap::new()) });
     let (commands, queued) = link::command_queue();
@@ -120,14 +126,91 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         listener,
         http::HttpState { links, metrics, db: db.clone(), target: target.clone(), lease: lease.clone() },
     ));
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-        r = http => if let Ok(Err(e)) = r { return Err(Error::Io { context: "http server".into(), source: e }) },
-    }
+    let stop = tokio::select! {
+        stop = shutdown_signal() => stop,
+        r = http => {
+            if let Ok(Err(e)) = r {
+                return Err(Error::Io { context: "http server".into(), source: e });
+            }
+            Stop::Clean
+        }
+    };
+    tracing::info!("shutting down ({stop:?})");
     if let Some(d) = &driver {
+        if stop == Stop::Handover && hand_over(&cfg, &db, &lease, &target).await {
+            return Ok(());
+        }
         stop_cleanly(d.as_ref(), &db, &lease, &watchdog).await;
     }
     Ok(())
+}
+
+/// How the agent was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM or SIGINT: a primary is stopped first (`stop_cleanly`).
+    Clean,
+    /// SIGUSR2: restarted in place, a primary handed over to the next agent (`handover.rs`).
+    Handover,
+}
+
+/// SIGUSR2 on the host of a primary: leaves it running for the next agent, under the guard
+/// process, when the lease allows (`handover.rs`). False: nothing was handed over (no primary
+/// here is also false: the clean stop then leaves a standby running, as always).
+async fn hand_over(
+    cfg: &AgentConfig,
+    db: &RwLock<Option<drivers::DbStatus>>,
+    lease: &lease::Lease,
+    target: &target::Target,
+) -> bool {
+    let obs = db.read().expect("db lock poisoned").clone();
+    // No start or promote half done while this looks (the opening's start gate).
+    let _gate = lease.start_gate().lock().await;
+    let opening = obs.as_ref().is_some_and(|o| lease.snapshot().opening_covers(o.observed_ms));
+    if !guard::may_be_primary(obs.as_ref(), "") || opening {
+        return false;
+    }
+    let Some(epoch) = target.epoch() else {
+        tracing::warn!("the epoch file is unreadable: no handover, stopping the server");
+        return false;
+    };
+    match handover::leave(&cfg.state_dir, lease, epoch, cfg.lease.fence_lead_ms) {
+        Ok(h) => match handover::spawn_guard() {
+            Ok(()) => {
+                tracing::warn!(
+                    epoch,
+                    fence_at_boot_ms = h.fence_at_boot_ms,
+                    "restarting in place: the primary serves on, guarded until the next agent takes it over"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("the handover guard could not be started ({e}): stopping the server");
+                handover::take_over(&cfg.state_dir);
+                false
+            }
+        },
+        Err(e) => {
+            tracing::warn!("no handover: {e}");
+            false
+        }
+    }
+}
+
+/// The handover guard process (`triad-agent --handover-guard`): fences the member's server
+/// unless the next agent takes it over before its lease runs out (`safety/handover.rs`).
+pub async fn handover_guard(cfg: AgentConfig) -> Result<()> {
+    let Some(dbc) = cfg.database.as_ref() else { return Ok(()) };
+    let driver = make_driver(dbc);
+    match handover::guard(&cfg.state_dir, driver.as_ref()).await {
+        Ok(done) => {
+            tracing::info!("handover guard: {done:?}");
+            Ok(())
+        }
+        Err(e) => {
+            Err(Error::Io { context: "handover guard: fencing".into(), source: std::io::Error::other(e.to_string()) })
+        }
+    }
 }
 
 /// Exports the host's load, as sampled, every second.
@@ -180,28 +263,7 @@ fn watch_database(
     pem: &Pem,
     m: &Member,
 ) -> Arc<dyn drivers::DatabaseDriver> {
-    let d: Arc<dyn drivers::DatabaseDriver> = match dbc.driver.as_str() {
-        "simulated" => {
-            Arc::new(drivers::SimulatedDriver::new(&dbc.cluster, &dbc.member, dbc.simulated_role == "primary"))
-        }
-        _ => {
-            let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
-                data_dir: dbc.data_dir.clone(),
-                bin_dir: if dbc.bin_dir.as_os_str().is_empty() {
-                    drivers::default_bin_dir().unwrap_or_default()
-                } else {
-                    dbc.bin_dir.clone()
-                },
-                os_user: dbc.os_user.clone(),
-                log_file: if dbc.log_file.as_os_str().is_empty() {
-                    dbc.data_dir.with_file_name("postgres.log")
-                } else {
-                    dbc.log_file.clone()
-                },
-            });
-            Arc::new(drivers::PostgresDriver::new(&dbc.cluster, &dbc.member, &dbc.conninfo, local))
-        }
-    };
+    let d = make_driver(dbc);
     tracing::info!(cluster = %dbc.cluster, member = %dbc.member, driver = d.kind(), "watching the database member");
     tokio::spawn(observe_db(
         d.clone(),
@@ -243,6 +305,32 @@ fn watch_database(
     tokio::spawn(failsafe.run());
     tokio::spawn(write_canary(d.clone(), m.db.clone(), m.target.clone()));
     d
+}
+
+/// The driver `dbc` names.
+fn make_driver(dbc: &config::DatabaseConfig) -> Arc<dyn drivers::DatabaseDriver> {
+    match dbc.driver.as_str() {
+        "simulated" => {
+            Arc::new(drivers::SimulatedDriver::new(&dbc.cluster, &dbc.member, dbc.simulated_role == "primary"))
+        }
+        _ => {
+            let local = (!dbc.data_dir.as_os_str().is_empty()).then(|| drivers::PgLocal {
+                data_dir: dbc.data_dir.clone(),
+                bin_dir: if dbc.bin_dir.as_os_str().is_empty() {
+                    drivers::default_bin_dir().unwrap_or_default()
+                } else {
+                    dbc.bin_dir.clone()
+                },
+                os_user: dbc.os_user.clone(),
+                log_file: if dbc.log_file.as_os_str().is_empty() {
+                    dbc.data_dir.with_file_name("postgres.log")
+                } else {
+                    dbc.log_file.clone()
+                },
+            });
+            Arc::new(drivers::PostgresDriver::new(&dbc.cluster, &dbc.member, &dbc.conninfo, local))
+        }
+    }
 }
 
 /// How long a clean stop gives the primary's fast shutdown before it fences it instead.
@@ -412,17 +500,19 @@ async fn write_canary(
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal() -> Stop {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
+    match (signal(SignalKind::terminate()), signal(SignalKind::user_defined2())) {
+        (Ok(mut term), Ok(mut usr2)) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => Stop::Clean,
+                _ = term.recv() => Stop::Clean,
+                _ = usr2.recv() => Stop::Handover,
             }
         }
-        Err(_) => {
+        _ => {
             let _ = tokio::signal::ctrl_c().await;
+            Stop::Clean
         }
     }
 }

@@ -310,6 +310,21 @@ impl Deployment {
         Ok(())
     }
 
+    /// Sends `sig` to `key`'s own process only (not the children in its group: an agent's
+    /// PostgreSQL), and waits for it to exit.
+    pub fn signal_process(&mut self, key: &str, sig: Signal) -> Result<()> {
+        let child = self.procs.get_mut(key).ok_or_else(|| anyhow!("{key} was not started"))?;
+        nix::sys::signal::kill(Pid::from_raw(child.id() as i32), sig).with_context(|| format!("{sig} to {key}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("{key} did not exit within 30 s of {sig}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Freezes `key`'s whole process group with SIGSTOP, as a hung host would; it continues
     /// when the returned guard is dropped (also when the test fails).
     pub fn pause(&self, key: &str) -> Result<Paused> {

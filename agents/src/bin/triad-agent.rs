@@ -16,6 +16,10 @@ struct Args {
     /// Only validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Internal: the guard an agent restarted in place (SIGUSR2) leaves behind, which fences
+    /// the primary unless the next agent takes it over in time (agents/src/safety/handover.rs).
+    #[arg(long, hide = true)]
+    handover_guard: bool,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +43,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(triad_agent::run(cfg)) {
+    let run = async {
+        if args.handover_guard {
+            triad_agent::handover_guard(cfg).await
+        } else {
+            triad_agent::run(cfg).await
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("triad-agent: {e}");
