@@ -344,7 +344,7 @@ const STOP_PRIMARY_TIMEOUT: Duration = Duration::from_secs(20);
 /// stopped, the watchdog is left armed, and says why: a primary without its guard is the one
 /// thing that must not outlive the agent. The leader then fails over (the primary is down and
 /// its agent silent); to keep the database serving, switch over before stopping the agent of the
-/// primary (docs/runbooks/agent-state.md). A standby's server is left running.
+/// primary, or restart it in place with SIGUSR2 (runbooks/upgrade.md). A standby's server is left running.
 async fn stop_cleanly(
     driver: &dyn drivers::DatabaseDriver,
     db: &RwLock<Option<drivers::DbStatus>>,
@@ -361,7 +361,7 @@ async fn stop_cleanly(
         return;
     }
     tracing::warn!(
-        "the agent stops on a host that may run the primary: stopping the server first (switch over before stopping the primary's agent to keep the database serving)"
+        "the agent stops on a host that may run the primary: stopping the server first (to restart the agent with the primary serving on, send SIGUSR2 instead: runbooks/upgrade.md)"
     );
     let stopped = match tokio::time::timeout(STOP_PRIMARY_TIMEOUT, driver.stop_primary()).await {
         Ok(Ok(lsn)) => {
