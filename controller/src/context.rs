@@ -28,6 +28,9 @@ pub struct Ctx {
     pub obs: Observations,
     /// Commands to agents and their results (used on the leader).
     pub bus: CommandBus,
+    /// Where applications find the primary besides the balancers (Kubernetes), told by the
+    /// recovery plan of every role change; `None` when none is configured.
+    pub router: Option<Arc<dyn crate::brain::router::Router>>,
     /// Clusters whose workflow a task on this controller is running, so recovery leaves them alone.
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The leases this controller granted while leading (soft state).
@@ -79,6 +82,14 @@ impl Ctx {
     /// nothing listens on the network. `tune` adjusts the configuration first. The brain is not
     /// started: `brain::sim::SimCluster` starts it beside simulated agents.
     pub(crate) async fn test(tune: impl FnOnce(&mut ControllerConfig)) -> (std::sync::Arc<Ctx>, tempfile::TempDir) {
+        Ctx::test_routed(tune, None).await
+    }
+
+    /// [`Ctx::test`] with `router` told of role changes (a fake, in the brain's tests).
+    pub(crate) async fn test_routed(
+        tune: impl FnOnce(&mut ControllerConfig),
+        router: Option<Arc<dyn crate::brain::router::Router>>,
+    ) -> (std::sync::Arc<Ctx>, tempfile::TempDir) {
         use std::collections::BTreeMap;
         use std::time::Duration;
 
@@ -131,6 +142,7 @@ impl Ctx {
             net,
             obs: Default::default(),
             bus: Default::default(),
+            router,
             running: Default::default(),
             leases: Default::default(),
             metrics,

@@ -18,6 +18,7 @@ pub mod context;
 pub mod ctl;
 mod error;
 pub mod inventory;
+pub mod kubernetes;
 pub mod metrics;
 pub mod raft;
 pub mod state;
@@ -88,6 +89,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
     let proposer = Proposer::start(cfg.id, raft.clone(), net.clone(), metrics.commit_seconds.clone());
     let last_contact = raft::contact::load(&db)?;
     let (restart_tx, mut restart_rx) = watch::channel(false);
+    let router = kubernetes::router(&cfg).await?;
     let ctx = Arc::new(Ctx {
         id: cfg.id,
         cfg: cfg.clone(),
@@ -98,6 +100,7 @@ pub async fn run(cfg: ControllerConfig) -> Result<Exit> {
         net,
         obs: Default::default(),
         bus: Default::default(),
+        router,
         running: Default::default(),
         leases: Default::default(),
         metrics: metrics.clone(),

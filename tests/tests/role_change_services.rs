@@ -123,6 +123,37 @@ fn balancer_lag(through: &Writer, direct: &Writer, port: i32, from: Instant) -> 
     Ok((ha.saturating_duration_since(db), seen_outage))
 }
 
+/// `triadctl kubernetes plan` (the Kubernetes edge's dry run) against the live status: with a
+/// controller config whose `[kubernetes]` gives each member an address, the writers' slice holds
+/// ndc's alone at epoch 2 and the readers' the others.
+fn kubernetes_dry_run(d: &Deployment) -> Result<()> {
+    let mut cfg: toml::Value = toml::from_str(&std::fs::read_to_string(d.plan.controller_config_path(1))?)?;
+    let section: toml::Value = toml::from_str(
+        r#"
+        enabled = true
+        dry_run = true
+        [[clusters]]
+        cluster = "customs"
+        addresses = { dc = "10.1.0.21", ndc = "10.2.0.21", dr = "10.3.0.21" }
+        "#,
+    )?;
+    cfg.as_table_mut().context("a table")?.insert("kubernetes".into(), section);
+    let path = d.dir().join("controller-kubernetes.toml");
+    std::fs::write(&path, toml::to_string(&cfg)?)?;
+    let out = d.triadctl(&["kubernetes", "plan", "--controller-config", &path.display().to_string()])?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(out.status.success(), "kubernetes plan: {}", String::from_utf8_lossy(&out.stderr));
+    let rw = text.lines().find(|l| l.starts_with("apply EndpointSlice triad/customs-rw:")).context(text.clone())?;
+    let body: Value = serde_json::from_str(rw.split_once(": ").context("a body")?.1)?;
+    ensure!(
+        body["endpoints"] == serde_json::json!([{ "addresses": ["10.2.0.21"], "conditions": { "ready": true } }]),
+        "{rw}"
+    );
+    ensure!(body["metadata"]["annotations"]["triad.io/epoch"] == "2", "{rw}");
+    ensure!(text.starts_with("# dry run: nothing is applied"), "{text}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn services_follow_role_changes_and_haproxy_is_told_at_once() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
@@ -225,6 +256,7 @@ async fn services_follow_role_changes_and_haproxy_is_told_at_once() -> Result<()
     ensure!(runs.len() == 8, "each instance's hooks ran once: {runs:?}");
     ensure!(runs.iter().all(|(p, _, e)| (p == "pre") == (e == "1")), "pre-hooks at epoch 1, post at 2: {runs:?}");
     std::fs::remove_file(hooks.join("hooks.log"))?;
+    kubernetes_dry_run(&d)?;
 
     // 3. A failover with a failing post-hook: dc is synchronous again, then ndc's site is lost.
     wait_for("dc synchronous again", Duration::from_secs(60), || async {

@@ -51,7 +51,10 @@ async fn switchover_and_back_under_writes_loses_nothing() -> Result<()> {
         let path = d.plan.agent_config_path(&format!("agent-{site}"));
         let mut text = std::fs::read_to_string(&path)?;
         let script = format!("env | grep ^TRIAD_ | sort > {}/hook-$TRIAD_MEMBER-$TRIAD_EPOCH.env", hooks.display());
-        text.push_str(&format!("\n[hooks]\non_role_change = [\"/bin/sh\", \"-c\", {script:?}]\n"));
+        // Into the `[hooks]` table the deployment writes (its `dir`): a second one would not parse.
+        let hook = format!("[hooks]\non_role_change = [\"/bin/sh\", \"-c\", {script:?}]\n");
+        anyhow::ensure!(text.contains("\n[hooks]\n"), "the agent config has a [hooks] table: {text}");
+        text = text.replacen("\n[hooks]\n", &format!("\n{hook}"), 1);
         std::fs::write(&path, text)?;
     }
     d.start_all().await?;

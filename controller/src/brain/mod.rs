@@ -25,6 +25,7 @@ mod requests;
 mod restart;
 mod retention;
 mod rollback;
+pub mod router;
 pub mod services;
 pub mod siem;
 #[cfg(test)]
@@ -118,6 +119,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut link_judge = links::Judge::default();
     let mut warnings_checked: Option<Instant> = None;
     let mut assets_exported: Option<Instant> = None;
+    let mut routes_synced = HashSet::new();
     tokio::spawn(follow_leadership(ctx.clone()));
     tokio::spawn(notify::run(ctx.clone()));
     tokio::spawn(siem::run(ctx.clone()));
@@ -158,6 +160,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             caught_up = true;
             refused.clear();
             tracing::info!(id = ctx.id, "brain: leading");
+            routes_synced.clear();
         }
         let (seeded, commands) = {
             let g = ctx.state.read().expect("state lock poisoned");
@@ -192,6 +195,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if held.is_none() {
             recover_workflows(&ctx);
             keep_synchronous(&ctx, &mut missing);
+            router::sync_new(&ctx, &mut routes_synced);
         }
         // Judge only once agents had time to report to this leader: a primary it has not heard
         // from yet is not thereby lost. Every agent streams to every controller, leader or not,

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use triad_proto::v1::{agent_command, BalancerServer, RunCheck, RunHook, SetBalancer};
 
+use super::router::{Route, RouteStep, RouteVersion};
 use super::workflow::{command, fresh_db, propose};
 use super::WorkflowResult;
 use crate::config::balancers::BalancerConfig;
@@ -197,8 +198,29 @@ impl RoleChange<'_> {
         self.record(Done { phase, subject: b.name.clone(), site: b.site.clone(), outcome }).await
     }
 
+    /// Tells the router (Kubernetes), if one is configured, what the routes should say at
+    /// `step` of `c`'s epoch, and records it under `phase`.
+    async fn tell_router(&self, c: &DbCluster, phase: RecoveryPhase, step: RouteStep) -> WorkflowResult<()> {
+        let Some(router) = self.ctx.router.clone() else { return Ok(()) };
+        let primary = if step == RouteStep::Out { self.from } else { self.to };
+        let route = Route {
+            cluster: self.cluster.to_string(),
+            version: RouteVersion { epoch: c.epoch, step },
+            primary: (step != RouteStep::Out).then(|| primary.to_string()),
+            primary_site: c.members.get(primary).map(|m| m.site.clone()).unwrap_or_default(),
+            standbys: c.members.keys().filter(|m| m.as_str() != primary).cloned().collect(),
+        };
+        let t = Instant::now();
+        let outcome = match router.apply(&route).await {
+            Ok(did) => Ok(format!("{did} in {} ms", t.elapsed().as_millis())),
+            Err(e) => Err(e.to_string()),
+        };
+        let (subject, site) = (router.name().to_string(), router.site().to_string());
+        self.record(Done { phase, subject, site, outcome }).await
+    }
+
     /// Before the promotion: every balancer takes the old primary out of its writers and closes
-    /// its sessions (`c` at the old epoch).
+    /// its sessions (`c` at the old epoch); so does the router.
     pub async fn balancers_out(&self, c: &DbCluster) -> WorkflowResult<()> {
         for b in self.balancers() {
             let out = BalancerServer {
@@ -210,7 +232,13 @@ impl RoleChange<'_> {
             };
             self.tell_balancer(c, &b, RecoveryPhase::BalancerOut, vec![out]).await?;
         }
-        Ok(())
+        self.tell_router(c, RecoveryPhase::BalancerOut, RouteStep::Out).await
+    }
+
+    /// A role change rolled back before its new epoch: the old primary (`to` here) is put back
+    /// everywhere, outranking the take-out it undoes (`c` at the unchanged epoch).
+    pub async fn balancers_back(&self, c: &DbCluster) -> WorkflowResult<()> {
+        self.balancers_in_at(c, RouteStep::Back).await
     }
 
     /// Once the new primary holds its lease (`c` at the new epoch): every balancer puts it in
@@ -219,6 +247,10 @@ impl RoleChange<'_> {
     /// (`/replica`) decide whether they serve (a member a previous role change took out of the
     /// readers as the primary of its day comes back this way).
     pub async fn balancers_in(&self, c: &DbCluster) -> WorkflowResult<()> {
+        self.balancers_in_at(c, RouteStep::In).await
+    }
+
+    async fn balancers_in_at(&self, c: &DbCluster, step: RouteStep) -> WorkflowResult<()> {
         let server = |backend: String, member: &str, state: &str, health: &str, shutdown: bool| BalancerServer {
             backend,
             server: member.to_string(),
@@ -236,7 +268,7 @@ impl RoleChange<'_> {
             }
             self.tell_balancer(c, &b, RecoveryPhase::BalancerIn, servers).await?;
         }
-        Ok(())
+        self.tell_router(c, RecoveryPhase::BalancerIn, step).await
     }
 
     /// After the promotion (`c` at the new epoch): group by group, the post-hooks, then the

@@ -155,11 +155,9 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     let final_lsn = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
         Ok(lsn) => lsn,
         Err(why) => {
-            let rolled_back = rollback(&ctx, &actor, wf, &name, &from_agent, &c, why).await;
-            // The old primary serves again: the balancers put it back.
+            // The old primary serves again: the balancers and the router put it back.
             let back = RoleChange { from: &to, to: &from, ..plan };
-            back.balancers_in(&c).await?;
-            return rolled_back;
+            return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why, Some(&back)).await;
         }
     };
     m.step("caught-up", format!("{to} at or past {final_lsn}")).await?;
@@ -374,7 +372,10 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     }
     if c.primary.as_deref() == Some(w.from.as_str()) {
         let why = format!("the leader changed before the new epoch was committed (controller {} took over)", ctx.id);
-        return rollback(&ctx, &actor, wf, &w.cluster, &from_agent, &c, why).await.map(|o| o.summary);
+        // Its balancers may have taken the old primary out already: put it back.
+        let back =
+            RoleChange { ctx: &ctx, actor: &actor, wf, kind: w.kind, cluster: &w.cluster, from: &w.to, to: &w.from };
+        return rollback(&ctx, &actor, wf, &w.cluster, &from_agent, &c, why, Some(&back)).await.map(|o| o.summary);
     }
     if c.primary.as_deref() != Some(w.to.as_str()) {
         let outcome = format!("abandoned: the primary is now {:?}", c.primary);
@@ -487,7 +488,9 @@ pub(crate) async fn confirm_sync(ctx: &Ctx, primary_agent: &str, standby: &str) 
     false
 }
 
-/// Before the epoch changed: start the old primary again as it was and end the workflow.
+/// Before the epoch changed: start the old primary again as it was, put it back in the balancers
+/// and routes (`back`: the role change reversed), and end the workflow.
+#[allow(clippy::too_many_arguments)]
 async fn rollback(
     ctx: &Ctx,
     actor: &Actor,
@@ -496,6 +499,7 @@ async fn rollback(
     from_agent: &str,
     c: &DbCluster,
     why: String,
+    back: Option<&RoleChange<'_>>,
 ) -> WorkflowResult<Outcome> {
     let restarted = ctx
         .bus
@@ -509,6 +513,11 @@ async fn rollback(
         Ok(_) => format!("rolled back: {why}; the old primary runs again"),
         Err(e) => format!("rolled back: {why}; restarting the old primary failed too: {e}"),
     };
+    if let Some(back) = back {
+        if let Err(e) = back.balancers_back(c).await {
+            tracing::warn!(workflow = wf, "putting the old primary back in the balancers: {e}");
+        }
+    }
     let _ = propose(ctx, actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await;
     Err(WorkflowError::Ended(outcome))
 }

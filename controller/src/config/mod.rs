@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 mod alerts;
 pub mod balancers;
 mod clusters;
+pub mod kubernetes;
 pub use alerts::*;
 pub use clusters::*;
 
@@ -74,6 +75,10 @@ pub struct ControllerConfig {
     /// reads its own file, so keep the list the same on all of them.
     #[serde(default)]
     pub balancers: Vec<balancers::BalancerConfig>,
+    /// The Kubernetes Services and Deployments that follow the clusters (`[kubernetes]`, see
+    /// `config/kubernetes.rs`). Off by default.
+    #[serde(default)]
+    pub kubernetes: kubernetes::KubernetesConfig,
     /// The IT asset register: warning lead times.
     #[serde(default)]
     pub inventory: InventoryConfig,
@@ -359,6 +364,7 @@ impl ControllerConfig {
         self.validate_links(&sites)?;
         self.validate_services(&sites)?;
         self.validate_balancers(&sites)?;
+        self.validate_kubernetes(&sites)?;
         let days = &self.inventory.warn_days;
         let distinct: BTreeSet<&u32> = days.iter().collect();
         if days.is_empty()

@@ -267,6 +267,7 @@ impl LocalDeployment {
             links: self.links.clone(),
             services: self.services.clone(),
             balancers: self.balancers.clone(),
+            kubernetes: Default::default(),
             inventory: Default::default(),
             alerts: crate::config::AlertsConfig {
                 syslog: match self.syslog.get(&peer.id) {

@@ -240,7 +240,18 @@ impl SimCluster {
     /// The demo's topology with the brain leading it; `tune` adjusts the controller's
     /// configuration. Returns once the brain adopted the cluster at epoch 1 with `dc` primary.
     pub async fn start(tune: impl FnOnce(&mut ControllerConfig)) -> Self {
-        let (ctx, dir) = Ctx::test(tune).await;
+        Self::start_routed(tune, None).await
+    }
+
+    /// [`SimCluster::start`] with `router` told of role changes.
+    pub async fn start_routed(
+        tune: impl FnOnce(&mut ControllerConfig),
+        router: Option<Arc<dyn crate::brain::router::Router>>,
+    ) -> Self {
+        let (ctx, dir) = match router {
+            None => Ctx::test(tune).await,
+            router => Ctx::test_routed(tune, router).await,
+        };
         let world = Arc::new(Mutex::new(World::demo()));
         let mut tasks = Vec::new();
         let members: Vec<String> = world.lock().expect("world lock").members.keys().cloned().collect();

@@ -186,3 +186,59 @@ async fn a_failover_skips_the_lost_site_and_runs_the_rest_of_the_plan() {
         w.steps
     );
 }
+
+/// A router that records what it is told (the Kubernetes edge has its own tests against a
+/// mocked API server, `kubernetes/tests.rs`).
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<crate::brain::router::Route>>);
+
+#[async_trait::async_trait]
+impl crate::brain::router::Router for Recorded {
+    fn name(&self) -> &str {
+        "recorded"
+    }
+
+    async fn apply(&self, route: &crate::brain::router::Route) -> Result<String, crate::brain::router::RouteError> {
+        self.0.lock().expect("routes").push(route.clone());
+        Ok("recorded".into())
+    }
+}
+
+/// The router hears the take-out at the old epoch before the promotion and the put-in at the
+/// new one after it; a switchover rolled back before its epoch puts the old primary back with a
+/// step that outranks the take-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_hears_out_then_in_and_back_after_a_rollback() {
+    use crate::brain::router::RouteStep;
+    let routes = std::sync::Arc::new(Recorded::default());
+    let sim = SimCluster::start_routed(|_| {}, Some(routes.clone())).await;
+    switchover(&sim, "ndc").await.expect("the switchover");
+    let seen: Vec<(u64, RouteStep, Option<String>)> =
+        routes.0.lock().expect("routes").iter().map(|r| (r.version.epoch, r.version.step, r.primary.clone())).collect();
+    // The leader also syncs the routes once per epoch while no role change runs (dc in at 1 after
+    // the adoption, ndc in at 2 after the switchover): those aside, out at 1 then in at 2.
+    let ndc = Some("ndc".to_string());
+    let (first, second) =
+        (seen.iter().position(|s| s.1 == RouteStep::Out).expect("an out"), (2, RouteStep::In, ndc.clone()));
+    assert_eq!(seen[first], (1, RouteStep::Out, None), "{seen:?}");
+    assert_eq!(seen.get(first + 1), Some(&second), "{seen:?}");
+    assert!(seen[..first].iter().all(|s| *s == (1, RouteStep::In, Some("dc".to_string()))), "{seen:?}");
+    assert!(seen[first + 1..].iter().all(|s| *s == second), "{seen:?}");
+    let put_in = routes.0.lock().expect("routes")[first + 1].clone();
+    assert_eq!(
+        (put_in.primary_site.as_str(), put_in.standbys.clone()),
+        ("ndc", vec!["dc".to_string(), "dr".to_string()])
+    );
+
+    // dc's catch-up fails (ndc refuses to wait): rolled back before a new epoch.
+    routes.0.lock().expect("routes").clear();
+    sim.set("dc", |m| {
+        m.refuses.insert("wait_replayed");
+    });
+    let err = switchover(&sim, "dc").await.expect_err("rolled back");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    let seen: Vec<(u64, RouteStep, Option<String>)> =
+        routes.0.lock().expect("routes").iter().map(|r| (r.version.epoch, r.version.step, r.primary.clone())).collect();
+    let moves: Vec<_> = seen.into_iter().filter(|s| s.1 != RouteStep::In).collect();
+    assert_eq!(moves, [(2, RouteStep::Out, None), (2, RouteStep::Back, Some("ndc".to_string()))]);
+}

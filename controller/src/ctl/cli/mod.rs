@@ -6,12 +6,14 @@ use std::time::Duration;
 
 mod alerts;
 mod assets;
+mod kubernetes;
 mod links;
 mod observe;
 mod services;
 
 use self::alerts::{run_alerts, AlertsCmd};
 use self::assets::{run_assets, AssetsArgs};
+use self::kubernetes::{run_kubernetes, KubernetesCmd};
 use self::links::{run_links, LinksArgs};
 use self::observe::{run_dashboards, run_prometheus, DashboardsCmd, PrometheusCmd};
 use self::services::{run_services, ServicesArgs};
@@ -202,6 +204,15 @@ enum Cmd {
     ///   triadctl services delete asycuda
     #[command(verbatim_doc_comment)]
     Services(ServicesArgs),
+    /// The Kubernetes edge's dry run: the EndpointSlices (`<cluster>-rw`, `<cluster>-ro`) and
+    /// Deployment scales the leader would apply for the cluster as it stands, from a controller's
+    /// `[kubernetes]` config and the live status. Applies nothing.
+    ///
+    /// Examples:
+    ///   triadctl kubernetes plan --controller-config /etc/triad/controller.toml
+    ///   triadctl kubernetes plan --controller-config controller.toml --cluster customs
+    #[command(subcommand, verbatim_doc_comment)]
+    Kubernetes(KubernetesCmd),
     /// The NOC's Grafana dashboards: write them as this version generates them, or check any
     /// dashboard JSON offline (no Grafana needed). runbooks/noc-dashboards.md says what each shows.
     ///
@@ -478,6 +489,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
         Cmd::Assets(cmd) => run_assets(&client(&args.config)?, cmd).await?,
         Cmd::Services(cmd) => run_services(&client(&args.config)?, cmd).await?,
+        Cmd::Kubernetes(cmd) => run_kubernetes(&client(&args.config)?, cmd).await?,
         Cmd::Dashboards(cmd) => run_dashboards(cmd)?,
         Cmd::Prometheus(cmd) => run_prometheus(cmd)?,
         Cmd::Demo { dir, simulated } => {
