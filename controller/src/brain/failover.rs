@@ -86,8 +86,6 @@ pub async fn run_with(
         propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
         return Err(WorkflowError::Ended(outcome));
     }
-    // The balancers take the lost primary out and close the sessions still hanging on it.
-    plan.balancers_out(&c).await?;
 
     let by_position = manual.is_none() && !c.synchronous.contains(&to);
     let recorded = Instant::now();
@@ -120,6 +118,10 @@ pub async fn run_with(
     if let Some(list) = vouchers {
         propose(&ctx, &actor, step(AWAIT_VOUCHERS, list.join(","))).await?;
     }
+    // The balancers take the lost primary out and close the sessions still hanging on it: here,
+    // once nothing can abandon the failover any more (a failover abandoned earlier would leave
+    // a primary that came back out of its balancers).
+    plan.balancers_out(&c).await?;
     // Point 1: the new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
     finish(ctx, actor, wf, started).await

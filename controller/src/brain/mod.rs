@@ -195,7 +195,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if held.is_none() {
             recover_workflows(&ctx);
             keep_synchronous(&ctx, &mut missing);
-            router::sync_new(&ctx, &mut routes_synced);
+            recovery_plan::sync_new(&ctx, &mut routes_synced);
         }
         // Judge only once agents had time to report to this leader: a primary it has not heard
         // from yet is not thereby lost. Every agent streams to every controller, leader or not,

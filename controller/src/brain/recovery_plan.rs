@@ -47,6 +47,71 @@ const BALANCER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The time beyond a hook's own the leader waits for its answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
+/// What balancer `b` is told once `primary` holds its lease in `c`: the primary in the writers
+/// (its health forced up when `force`, so that it takes writers before `rise` checks pass) and out
+/// of the readers, first; then every other member out of the writers and into the readers, where
+/// their own checks (`/replica`) decide whether they serve (a member a previous role change took
+/// out of the readers as the primary of its day comes back this way).
+fn primary_in(b: &BalancerConfig, c: &DbCluster, primary: &str, force: bool) -> Vec<BalancerServer> {
+    let server = |backend: String, member: &str, state: &str, health: &str, shutdown: bool| BalancerServer {
+        backend,
+        server: member.to_string(),
+        state: state.into(),
+        health: health.into(),
+        shutdown_sessions: shutdown,
+    };
+    let (rw, ro) = (b.write_backend(), b.read_backend());
+    let mut servers = vec![server(rw.clone(), primary, "ready", if force { "up" } else { "" }, false)];
+    servers.extend(ro.clone().map(|ro| server(ro, primary, "maint", "", force)));
+    for other in c.members.keys().filter(|m| m.as_str() != primary) {
+        servers.push(server(rw.clone(), other, "maint", "", false));
+        servers.extend(ro.clone().map(|ro| server(ro, other, "ready", "", false)));
+    }
+    servers
+}
+
+/// Once per cluster and epoch on this leader, while no role change runs on it: the balancers and
+/// the router are told what the committed state says (the primary in, no health forced: the
+/// checks decide). The routes and balancers are then right from the cluster's adoption, after a
+/// role change that ended some other way than planned (rolled back at a new epoch, finished by
+/// another leader) and after a leader change. Every write carries the epoch, so a stale one is
+/// refused (agents' lanes, the router's versions); failures are logged and tried again at the
+/// next epoch or leadership. `synced`: what was sent (cleared when leadership is lost).
+pub fn sync_new(ctx: &Arc<Ctx>, synced: &mut std::collections::HashSet<(String, u64)>) {
+    let due: Vec<DbCluster> = {
+        let g = ctx.state.read().expect("state lock poisoned");
+        g.state
+            .clusters
+            .values()
+            .filter(|c| c.workflow.is_none() && c.epoch > 0 && c.primary.is_some())
+            .filter(|c| !synced.contains(&(c.name.clone(), c.epoch)))
+            .cloned()
+            .collect()
+    };
+    for c in due {
+        synced.insert((c.name.clone(), c.epoch));
+        tokio::spawn(sync_cluster(ctx.clone(), c));
+    }
+}
+
+async fn sync_cluster(ctx: Arc<Ctx>, c: DbCluster) {
+    let Some(primary) = c.primary.clone() else { return };
+    for b in ctx.cfg.balancers.iter().filter(|b| b.cluster == c.name && ctx.bus.has_stream(&b.agent)) {
+        let set = SetBalancer { socket: b.socket.clone(), servers: primary_in(b, &c, &primary, false) };
+        let cmd = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::SetBalancer(set));
+        match ctx.bus.call(&b.agent, cmd, BALANCER_TIMEOUT).await {
+            Ok(r) => tracing::info!(balancer = %b.name, epoch = c.epoch, "balancer synced: {}", r.detail),
+            Err(e) => tracing::warn!(balancer = %b.name, epoch = c.epoch, "balancer not synced: {e}"),
+        }
+    }
+    if let (Some(router), Some(route)) = (ctx.router.clone(), super::router::current_route(&c)) {
+        match router.apply(&route).await {
+            Ok(did) => tracing::info!(cluster = %c.name, "routes synced: {did}"),
+            Err(e) => tracing::warn!(cluster = %c.name, "routes not synced: {e}"),
+        }
+    }
+}
+
 /// One role change of cluster `cluster` (workflow `wf`) from member `from` to member `to`.
 pub(crate) struct RoleChange<'a> {
     pub ctx: &'a Arc<Ctx>,
@@ -251,21 +316,8 @@ impl RoleChange<'_> {
     }
 
     async fn balancers_in_at(&self, c: &DbCluster, step: RouteStep) -> WorkflowResult<()> {
-        let server = |backend: String, member: &str, state: &str, health: &str, shutdown: bool| BalancerServer {
-            backend,
-            server: member.to_string(),
-            state: state.into(),
-            health: health.into(),
-            shutdown_sessions: shutdown,
-        };
         for b in self.balancers() {
-            let (rw, ro) = (b.write_backend(), b.read_backend());
-            let mut servers = vec![server(rw.clone(), self.to, "ready", "up", false)];
-            servers.extend(ro.clone().map(|ro| server(ro, self.to, "maint", "", true)));
-            for other in c.members.keys().filter(|m| m.as_str() != self.to) {
-                servers.push(server(rw.clone(), other, "maint", "", false));
-                servers.extend(ro.clone().map(|ro| server(ro, other, "ready", "", false)));
-            }
+            let servers = primary_in(&b, c, self.to, true);
             self.tell_balancer(c, &b, RecoveryPhase::BalancerIn, servers).await?;
         }
         self.tell_router(c, RecoveryPhase::BalancerIn, step).await

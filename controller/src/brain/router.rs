@@ -93,34 +93,6 @@ pub trait Router: Send + Sync {
     async fn apply(&self, route: &Route) -> Result<String, RouteError>;
 }
 
-/// Once per cluster and epoch on this leader, with no role change under way, tells the router
-/// where the primary is (an `In` at the current epoch): the routes exist from the cluster's
-/// adoption, and a leader that just took over puts back what changed while none led. Conditional
-/// like every write, so it never undoes a newer one; a failure is logged and tried again at the
-/// next leadership or epoch. `synced` holds what was sent (cleared when leadership is lost).
-pub fn sync_new(ctx: &std::sync::Arc<crate::context::Ctx>, synced: &mut std::collections::HashSet<(String, u64)>) {
-    let Some(router) = ctx.router.clone() else { return };
-    let routes: Vec<Route> = {
-        let g = ctx.state.read().expect("state lock poisoned");
-        g.state
-            .clusters
-            .values()
-            .filter(|c| c.workflow.is_none() && !synced.contains(&(c.name.clone(), c.epoch)))
-            .filter_map(current_route)
-            .collect()
-    };
-    for route in routes {
-        synced.insert((route.cluster.clone(), route.version.epoch));
-        let router = router.clone();
-        tokio::spawn(async move {
-            match router.apply(&route).await {
-                Ok(did) => tracing::info!(cluster = %route.cluster, "routes synced: {did}"),
-                Err(e) => tracing::warn!(cluster = %route.cluster, "routes not synced: {e}"),
-            }
-        });
-    }
-}
-
 /// What `c`'s routes say while no role change runs: its primary in at its epoch.
 pub fn current_route(c: &crate::state::DbCluster) -> Option<Route> {
     let primary = c.primary.clone().filter(|_| c.epoch > 0)?;

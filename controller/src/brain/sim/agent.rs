@@ -35,7 +35,7 @@ pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
 }
 
 /// For a hook, check or balancer command, the name a test knows it by: `pre-hook asycuda`,
-/// `post-hook asycuda`, `check asycuda`, `balancer maint customs-rw/dc`.
+/// `post-hook asycuda`, `check asycuda`, `balancer maint customs-rw/dc` (`ready+up`: health forced).
 fn side_action(kind: &agent_command::Kind) -> Option<String> {
     use agent_command::Kind;
     match kind {
@@ -44,7 +44,10 @@ fn side_action(kind: &agent_command::Kind) -> Option<String> {
         Kind::SetBalancer(b) => Some(
             b.servers
                 .iter()
-                .map(|s| format!("balancer {} {}/{}", s.state, s.backend, s.server))
+                .map(|s| {
+                    let forced = if s.health == "up" { "+up" } else { "" };
+                    format!("balancer {}{forced} {}/{}", s.state, s.backend, s.server)
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
