@@ -57,6 +57,18 @@ fn recovery_plan(cfg: &mut ControllerConfig) {
 const IN: &str = "balancer ready+up customs-rw/ndc, balancer maint customs-ro/ndc, balancer maint customs-rw/dc, \
                   balancer ready customs-ro/dc, balancer maint customs-rw/dr, balancer ready customs-ro/dr";
 
+/// The whole plan of a move from dc to ndc, in order.
+const PLAN: [&str; 8] = [
+    "pre-hook asycuda",
+    "pre-hook payments",
+    "balancer maint customs-rw/dc",
+    IN,
+    "post-hook asycuda",
+    "check asycuda",
+    "post-hook payments",
+    "check payments",
+];
+
 async fn switchover(sim: &SimCluster, to: &str) -> Result<crate::brain::switchover::Outcome, RequestError> {
     Brain::new(sim.ctx.clone()).switchover(noc(), CLUSTER.into(), to.into()).await
 }
@@ -104,16 +116,7 @@ async fn a_switchover_runs_the_recovery_plan_group_by_group_around_the_promotion
     assert!(outcome.summary.lines().last().unwrap_or_default().starts_with("completed in "), "{}", outcome.summary);
     assert_eq!(
         actions(&sim),
-        [
-            "pre-hook asycuda",
-            "pre-hook payments",
-            "balancer maint customs-rw/dc",
-            IN,
-            "post-hook asycuda",
-            "check asycuda",
-            "post-hook payments",
-            "check payments",
-        ],
+        PLAN,
         "group 1 before group 2, the old primary out before the promotion, the new one in first after it"
     );
     // The pre-hooks and the old primary's removal at the old epoch, the rest at the new one.
@@ -173,19 +176,7 @@ async fn a_failover_skips_the_lost_site_and_runs_the_rest_of_the_plan() {
     .await;
     let outcomes = sim.outcomes();
     assert!(outcomes.iter().any(|o| o.starts_with("failover: completed: ndc is primary")), "{outcomes:#?}");
-    assert_eq!(
-        actions(&sim),
-        [
-            "pre-hook asycuda",
-            "pre-hook payments",
-            "balancer maint customs-rw/dc",
-            IN,
-            "post-hook asycuda",
-            "check asycuda",
-            "post-hook payments",
-            "check payments",
-        ]
-    );
+    assert_eq!(actions(&sim), PLAN);
     let all = role_change_actions(&sim);
     assert!(!all.iter().any(|a| a.contains("@dc ")), "nothing ran at the lost site: {all:#?}");
     let g = sim.ctx.state.read().expect("state lock");
