@@ -35,6 +35,16 @@ impl Deployment {
         r
     }
 
+    /// Waits (60 s at most) until `customs` is adopted at epoch 1 with every member healthy.
+    pub async fn wait_adopted_healthy(&self) -> Result<()> {
+        wait_for("customs adopted with every member healthy", Duration::from_secs(60), || async {
+            let v = self.status().await.ok()?;
+            let healthy = v.clusters.get("customs")?.iter().all(|m| m.healthy);
+            (v.cluster_state.get("customs")?.epoch == 1 && healthy).then_some(())
+        })
+        .await
+    }
+
     /// Waits until `member` is the committed primary at `epoch` and reports itself primary; shows
     /// the logs of `diagnose` if not.
     pub async fn wait_primary(&self, member: &str, epoch: u64, diagnose: &[&str]) -> Result<()> {

@@ -14,12 +14,7 @@ use triad_tests::{wait_for, Deployment};
 async fn the_shipped_haproxy_config_routes_writers_to_the_primary_through_a_switchover() -> Result<()> {
     let mut d = Deployment::with_postgres().await?;
     d.start_all().await?;
-    wait_for("customs adopted with every member healthy", Duration::from_secs(60), || async {
-        let v = d.status().await.ok()?;
-        let healthy = v.clusters.get("customs")?.iter().all(|m| m.healthy);
-        (v.cluster_state.get("customs")?.epoch == 1 && healthy).then_some(())
-    })
-    .await?;
+    d.wait_adopted_healthy().await?;
     let h = Haproxy::start(&d, Plan::new(&d)?, Checks::SHIPPED)?;
     h.settled(&d, "dc").await.with_context(|| h.log())?;
 

@@ -166,12 +166,7 @@ async fn services_follow_role_changes_and_haproxy_is_told_at_once() -> Result<()
         cfg.balancers = vec![balancer.clone()];
     })?;
     d.start_all().await?;
-    wait_for("customs adopted with every member healthy", Duration::from_secs(60), || async {
-        let v = d.status().await.ok()?;
-        let healthy = v.clusters.get("customs")?.iter().all(|m| m.healthy);
-        (v.cluster_state.get("customs")?.epoch == 1 && healthy).then_some(())
-    })
-    .await?;
+    d.wait_adopted_healthy().await?;
     let h = Haproxy::start(&d, plan, Checks::SHIPPED)?;
     h.settled(&d, "dc").await.with_context(|| h.log())?;
     let (dc, ndc) = (port_of(&d, "dc")?, port_of(&d, "ndc")?);
