@@ -403,6 +403,7 @@ async fn observe_db(
     (endpoint, watchdog): (String, &'static str),
 ) {
     let mut last_role = String::new();
+    let endpoint_id = driver.endpoint_id(&endpoint);
     loop {
         // Read before observing: a report at epoch e describes the member as it was with e
         // already persisted (the leader relies on that to trust a stopped primary's final
@@ -429,6 +430,7 @@ async fn observe_db(
             }
         };
         st.endpoint = endpoint.clone();
+        st.endpoint_id = endpoint_id.clone();
         if st.up {
             lease.seen_running(st.observed_ms);
         }

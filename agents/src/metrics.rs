@@ -290,7 +290,7 @@ impl AgentMetrics {
         for r in &st.replicas {
             let l = [st.cluster.as_str(), st.member.as_str(), r.name.as_str()];
             self.db_replica_lag.with_label_values(&l).set(r.replay_lag_bytes);
-            self.db_replica_sync.with_label_values(&l).set((r.sync_state == "sync") as i64);
+            self.db_replica_sync.with_label_values(&l).set(r.synchronous as i64);
         }
     }
 

@@ -3,8 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
-pub mod conninfo;
 pub mod files;
+pub mod replica;
 pub mod tls;
 pub mod words;
 

@@ -54,6 +54,9 @@ fn bad_controller_configs_name_the_key_and_touch_nothing() -> Result<()> {
         (set(&good, "election_timeout_max_ms", HUGE), "raft.election_timeout_max_ms"),
         (set(&good, "period_ms", HUGE), "lease.period_ms"),
         (set(&good, "margin_ms", HUGE), "lease.margin_ms"),
+        // A workflow step given no time, a rejoin given less than a step.
+        (good.replace("step_ms = 30000", "step_ms = 10"), "clusters[0].timeouts.step_ms"),
+        (good.replace("rejoin_ms = 600000", "rejoin_ms = 20000"), "clusters[0].timeouts.rejoin_ms"),
         // Another identity's key, or another controller's certificate.
         (good.replace("controller-1.key", "controller-2.key"), "tls.key"),
         (

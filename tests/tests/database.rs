@@ -93,6 +93,19 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     })
     .await?;
     ensure!(v.clusters["customs"].iter().all(|m| m.wal_lsn > 0));
+    // Positions written as PostgreSQL writes LSNs (the driver says its positions are bytes), and
+    // each standby's lag known in time as well as in bytes.
+    for m in &v.clusters["customs"] {
+        let lsn = format!("{:X}/{:X}", m.wal_lsn >> 32, m.wal_lsn & 0xffff_ffff);
+        ensure!(m.position == lsn, "{}: position {:?}, LSN {lsn}", m.name, m.position);
+        ensure!(
+            m.lag_seconds.is_some() && m.lag_bytes.is_some(),
+            "{}: lag {:?} / {:?}",
+            m.name,
+            m.lag_seconds,
+            m.lag_bytes
+        );
+    }
 
     // Writes on the primary reach both standbys, and the positions follow.
     let dc = d.pg_connect("dc").await;

@@ -4,6 +4,7 @@
 //! which sees only [`DbStatus`].
 
 mod postgres;
+mod postgres_conninfo;
 mod postgres_ctl;
 mod postgres_kill;
 mod postgres_promote;
@@ -14,7 +15,7 @@ mod simulated;
 pub use postgres::{PgLocal, PostgresDriver};
 pub use postgres_ctl::default_bin_dir;
 pub use simulated::SimulatedDriver;
-pub use triad_proto::v1::{Assignment, DbStatus, ReplicaStatus};
+pub use triad_proto::v1::{Assignment, DbStatus, PositionUnit, ReplicaState, ReplicaStatus};
 
 /// Why a driver could not do what it was asked. Each kind carries its whole message, which is
 /// what the leader records (the `Display` is the message alone); the kind tells a caller what
@@ -38,6 +39,11 @@ pub enum DriverError {
     /// Its time ran out.
     #[error("{0}")]
     Timeout(String),
+    /// The member cannot be rejoined in place: an operator must re-create it as a standby
+    /// (Oracle: no flashback log reaches the divergence). The controller ends the rejoin at once,
+    /// raises an alert and leaves the member alone until it is a standby again.
+    #[error("{0}")]
+    NeedsRecreation(String),
 }
 
 /// For the callers whose own errors are still text (the agent's command results are).
@@ -52,6 +58,12 @@ impl From<DriverError> for String {
 pub trait DatabaseDriver: Send + Sync {
     /// `postgres`, `simulated`, ...
     fn kind(&self) -> &'static str;
+
+    /// This member's identity as a replication source, from its configured `endpoint` (the
+    /// driver's connect string), in the canonical form in which the driver reports a standby's
+    /// upstream (`DbStatus.upstream_id`): the controller compares the two for equality alone
+    /// and never reads a connect string. Empty when the endpoint cannot be read.
+    fn endpoint_id(&self, endpoint: &str) -> String;
 
     /// Observes the member: role, timeline, WAL positions, and (on a primary) its standbys. An
     /// unreachable server is an observation too (`up = false`, `role = "down"`), not an error.
@@ -100,6 +112,13 @@ pub trait DatabaseDriver: Send + Sync {
 
     /// Points this running standby at the primary at `primary_conninfo`.
     async fn follow(&self, primary_conninfo: &str) -> Result<(), DriverError>;
+
+    /// Before a switchover to this member: the database's own readiness check beyond what
+    /// `observe` shows, answering what it found (Oracle: `DGMGRL VALIDATE DATABASE`). The
+    /// controller's checks of the reports are all PostgreSQL needs.
+    async fn validate_target(&self) -> Result<String, DriverError> {
+        Ok(format!("{}: nothing to check beyond its reports", self.kind()))
+    }
 
     /// True when this member is stopped on this host and would start as a primary (it is not
     /// configured as a standby). The agent then starts it only under a lease at an epoch that

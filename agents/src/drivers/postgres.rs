@@ -7,8 +7,8 @@ use tokio::sync::Mutex;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{now_ms, DatabaseDriver, DbStatus, DriverError, ReplicaStatus};
-use super::{postgres_ctl, postgres_kill, postgres_promote, postgres_wal};
+use super::{now_ms, DatabaseDriver, DbStatus, DriverError, PositionUnit, ReplicaState, ReplicaStatus};
+use super::{postgres_conninfo, postgres_ctl, postgres_kill, postgres_promote, postgres_wal};
 
 /// A PostgreSQL member reached with a libpq-style connection string.
 pub struct PostgresDriver {
@@ -93,7 +93,9 @@ impl PostgresDriver {
             member: self.member.clone(),
             driver: "postgres".into(),
             role: "down".into(),
+            position_unit: PositionUnit::Bytes as i32,
             replay_delay_seconds: -1.0,
+            replay_remaining_seconds: -1.0,
             canary_age_seconds: -1.0,
             observed_ms: now_ms(),
             ..Default::default()
@@ -136,7 +138,8 @@ impl PostgresDriver {
             st.wal_lsn = st.receive_lsn.max(st.replay_lsn);
             st.replay_delay_seconds = row.get(2);
             st.receiver_streaming = row.get(3);
-            st.upstream = upstream(row.get(4), row.get(5), row.get(6));
+            (st.upstream, st.upstream_id) = upstream(row.get(4), row.get(5), row.get(6));
+            st.replay_remaining_seconds = replay_seconds(st.receive_lsn.saturating_sub(st.replay_lsn));
         } else {
             st.role = "primary".into();
             let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
@@ -146,20 +149,30 @@ impl PostgresDriver {
                     "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
                             coalesce((pg_current_wal_lsn() - flush_lsn)::bigint, -1), \
                             coalesce((pg_current_wal_lsn() - replay_lsn)::bigint, -1), \
-                            coalesce(extract(epoch FROM replay_lag)::float8, 0) \
+                            coalesce(extract(epoch FROM replay_lag)::float8, 0), \
+                            coalesce(extract(epoch FROM flush_lag)::float8, \
+                                     CASE WHEN flush_lsn = pg_current_wal_lsn() THEN 0 ELSE -1 END) \
                      FROM pg_stat_replication ORDER BY application_name",
                     &[],
                 )
                 .await?;
             st.replicas = rows
                 .iter()
-                .map(|r| ReplicaStatus {
-                    name: r.get(0),
-                    state: r.get(1),
-                    sync_state: r.get(2),
-                    flush_lag_bytes: r.get(3),
-                    replay_lag_bytes: r.get(4),
-                    replay_lag_seconds: r.get(5),
+                .map(|r| {
+                    let (state, sync_state): (String, String) = (r.get(1), r.get(2));
+                    let flush_lag_bytes: i64 = r.get(3);
+                    ReplicaStatus {
+                        name: r.get(0),
+                        replica_state: replica_state(&state) as i32,
+                        synchronous: sync_state == "sync",
+                        caught_up: flush_lag_bytes == 0,
+                        state,
+                        sync_state,
+                        flush_lag_bytes,
+                        replay_lag_bytes: r.get(4),
+                        replay_lag_seconds: r.get(5),
+                        flush_lag_seconds: r.get(6),
+                    }
                 })
                 .collect();
         }
@@ -186,6 +199,10 @@ impl PostgresDriver {
 impl DatabaseDriver for PostgresDriver {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn endpoint_id(&self, endpoint: &str) -> String {
+        postgres_conninfo::server_id(endpoint).unwrap_or_default()
     }
 
     async fn observe(&self) -> DbStatus {
@@ -614,15 +631,38 @@ fn is_running(l: &PgLocal) -> bool {
     postgres_ctl::run(&l.bin_dir, &l.os_user, "pg_ctl", &["-D", &l.data_dir.display().to_string(), "status"]).is_ok()
 }
 
-/// A standby's upstream as `host=H port=P`: where its WAL receiver streams from, else what its
-/// `primary_conninfo` names; empty when neither says.
-fn upstream(sender_host: String, sender_port: i32, primary_conninfo: String) -> String {
+/// A standby's upstream: for display as `host=H port=P`, and as the canonical `host:port` the
+/// controller compares with the primary's `endpoint_id`. Where its WAL receiver streams from,
+/// else what its `primary_conninfo` names; both empty when neither says.
+fn upstream(sender_host: String, sender_port: i32, primary_conninfo: String) -> (String, String) {
     let quoted = |h: &str| format!("'{}'", h.replace('\\', "\\\\").replace('\'', "\\'"));
-    if !sender_host.is_empty() && sender_port > 0 {
-        return format!("host={} port={sender_port}", quoted(&sender_host));
+    let sender_port = u16::try_from(sender_port).ok().filter(|p| *p > 0);
+    let (host, port) = if let Some(port) = sender_port.filter(|_| !sender_host.is_empty()) {
+        (sender_host, port)
+    } else {
+        match postgres_conninfo::server(&primary_conninfo) {
+            Some(server) if !primary_conninfo.trim().is_empty() => server,
+            _ => return (String::new(), String::new()),
+        }
+    };
+    (format!("host={} port={port}", quoted(&host)), postgres_conninfo::id(&host, port))
+}
+
+/// `pg_stat_replication.state` in Triad's words.
+fn replica_state(state: &str) -> ReplicaState {
+    match state {
+        "streaming" => ReplicaState::Streaming,
+        "catchup" | "startup" | "backup" => ReplicaState::CatchingUp,
+        "stopping" => ReplicaState::Stopped,
+        _ => ReplicaState::Unknown,
     }
-    match triad_proto::conninfo::server(&primary_conninfo) {
-        Some((host, port)) if !primary_conninfo.trim().is_empty() => format!("host={} port={port}", quoted(&host)),
-        _ => String::new(),
-    }
+}
+
+/// The slowest a standby is assumed to replay, in bytes per second, for the time it needs to
+/// apply what it has received (DESIGN.md point 7 sizes a promotion's budget from it).
+const MIN_REPLAY_BYTES_PER_SEC: u64 = 8 << 20;
+
+/// Seconds to replay `bytes` of received WAL at [`MIN_REPLAY_BYTES_PER_SEC`].
+fn replay_seconds(bytes: u64) -> f64 {
+    bytes as f64 / MIN_REPLAY_BYTES_PER_SEC as f64
 }

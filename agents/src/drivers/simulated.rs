@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{now_ms, DatabaseDriver, DbStatus, DriverError};
+use super::{now_ms, DatabaseDriver, DbStatus, DriverError, PositionUnit};
 
 /// A simulated member with a fixed role.
 pub struct SimulatedDriver {
@@ -37,6 +37,11 @@ impl DatabaseDriver for SimulatedDriver {
         "simulated"
     }
 
+    /// A simulated member's connect string is any text; it names itself as it is written.
+    fn endpoint_id(&self, endpoint: &str) -> String {
+        endpoint.trim().to_string()
+    }
+
     async fn observe(&self) -> DbStatus {
         let primary = self.primary.load(Ordering::SeqCst);
         if !self.up.load(Ordering::SeqCst) {
@@ -67,6 +72,8 @@ impl DatabaseDriver for SimulatedDriver {
             receive_lsn: if primary { 0 } else { lsn },
             replay_lsn: if primary { 0 } else { lsn },
             replay_delay_seconds: if primary { -1.0 } else { 0.125 },
+            position_unit: PositionUnit::Bytes as i32,
+            replay_remaining_seconds: if primary { -1.0 } else { 0.0 },
             replicas: Vec::new(),
             error: String::new(),
             observed_ms: now_ms(),

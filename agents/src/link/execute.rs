@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use triad_proto::v1::{agent_message, AgentCommand, AgentMessage, CommandResult};
+use triad_proto::v1::{agent_message, AgentCommand, AgentMessage, CommandFailure, CommandResult};
 
 use super::LinkParams;
 use crate::drivers::DriverError;
@@ -115,11 +115,21 @@ pub async fn run(p: Arc<LinkParams>, mut queued: QueuedCommands) {
     }
 }
 
+impl CommandError {
+    /// The kind the controller acts on (most failures it only records).
+    fn failure(&self) -> CommandFailure {
+        match self {
+            CommandError::Driver(DriverError::NeedsRecreation(_)) => CommandFailure::NeedsRecreation,
+            _ => CommandFailure::Unspecified,
+        }
+    }
+}
+
 /// Reports a command's outcome on the stream it came from (gone: the leader asks again).
 pub(super) async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
     let result = match outcome {
-        Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn },
-        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), lsn: 0 },
+        Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn, ..Default::default() },
+        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), lsn: 0, failure: e.failure() as i32 },
     };
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
@@ -178,6 +188,7 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
             Kind::WaitReplayed(w) => {
                 done(driver.wait_replayed(w.lsn, Duration::from_millis(u64::from(w.timeout_ms))).await)
             }
+            Kind::ValidateTarget(_) => Ok(driver.validate_target().await.map(|said| (0, said))?),
             // The link hands these to `side.rs`; one here was misrouted, and is not run.
             Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => {
                 Err(refused("a hook, check or balancer command reached the database's queue"))

@@ -195,6 +195,10 @@ mod tests {
         fn kind(&self) -> &'static str {
             "slow-start"
         }
+
+        fn endpoint_id(&self, endpoint: &str) -> String {
+            endpoint.into()
+        }
         async fn observe(&self) -> DbStatus {
             DbStatus::default()
         }

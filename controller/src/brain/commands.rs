@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use triad_proto::v1::{controller_message, AgentCommand, CommandResult, ControllerMessage};
+use triad_proto::v1::{controller_message, AgentCommand, CommandFailure, CommandResult, ControllerMessage};
 
 type Outbound = mpsc::Sender<Result<ControllerMessage, tonic::Status>>;
 
@@ -21,9 +21,9 @@ pub enum CallError {
     /// The stream closed before the result came back (sent, outcome unknown).
     #[error("agent `{agent}`'s stream closed before it answered")]
     Closed { agent: String },
-    /// The agent carried it out and it failed, with the agent's reason.
+    /// The agent carried it out and it failed, with the agent's reason and its kind.
     #[error("agent `{agent}`: {detail}")]
-    Failed { agent: String, detail: String },
+    Failed { agent: String, detail: String, failure: CommandFailure },
     /// No answer in time (outcome unknown).
     #[error("agent `{agent}` did not answer within {secs} s")]
     Timeout { agent: String, secs: u64 },
@@ -36,6 +36,11 @@ impl CallError {
             CallError::Failed { detail, .. } => Some(detail),
             _ => None,
         }
+    }
+
+    /// The agent's driver says the member must be re-created as a standby by an operator.
+    pub fn needs_recreation(&self) -> bool {
+        matches!(self, CallError::Failed { failure: CommandFailure::NeedsRecreation, .. })
     }
 }
 
@@ -127,7 +132,9 @@ impl CommandBus {
         self.pending.lock().expect("bus lock poisoned").remove(&id);
         match r {
             Ok(Ok(result)) if result.ok => Ok(result),
-            Ok(Ok(result)) => Err(CallError::Failed { agent: agent.to_string(), detail: result.detail }),
+            Ok(Ok(result)) => {
+                Err(CallError::Failed { agent: agent.to_string(), failure: result.failure(), detail: result.detail })
+            }
             Ok(Err(_)) => Err(CallError::Closed { agent: agent.to_string() }),
             Err(_) => Err(CallError::Timeout { agent: agent.to_string(), secs: timeout.as_secs() }),
         }

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::conninfo::same_server;
 use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
@@ -33,12 +32,23 @@ const SETTLE_MS: u64 = 5_000;
 /// How long a repointed standby has to report its new upstream.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A standby to repoint: (cluster, member, agent, the primary's endpoint).
-pub type Due = (String, String, String, String);
+/// A standby to repoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub cluster: String,
+    pub member: String,
+    pub agent: String,
+    /// The primary's connect string, handed to the standby's driver as it is.
+    pub endpoint: String,
+    /// The primary's identity as a replication source, which the standby must report as its
+    /// `upstream_id` once repointed.
+    pub endpoint_id: String,
+}
 
 /// Standbys that follow something other than the primary. A member qualifies when its agent is
 /// heard at the cluster's epoch, its server runs as a standby and names an upstream that is not
-/// the primary's endpoint, and the primary runs and reports its endpoint; never while paused or
+/// the primary's (identities in the driver's canonical form, compared for equality alone), and
+/// the primary runs and reports its endpoint and identity; never while paused or
 /// while a workflow runs, nor within `RETRY_AFTER_MS` of a failed repoint of the same member.
 pub fn due(
     state: &State,
@@ -62,7 +72,9 @@ pub fn due(
     let mut out = Vec::new();
     for c in state.clusters.values().filter(|c| c.epoch > 0 && !c.paused && c.workflow.is_none()) {
         let Some(primary) = c.primary.as_ref().and_then(|p| c.members.get(p)) else { continue };
-        let Some(p) = report(&primary.agent).filter(|d| d.up && d.role == "primary" && !d.endpoint.is_empty()) else {
+        let Some(p) = report(&primary.agent)
+            .filter(|d| d.up && d.role == "primary" && !d.endpoint.is_empty() && !d.endpoint_id.is_empty())
+        else {
             continue;
         };
         let last_ended = state.workflows.values().filter(|w| w.cluster == c.name).filter_map(|w| w.finished.as_ref());
@@ -75,10 +87,16 @@ pub fn due(
                 && d.role == "standby"
                 && d.agent_epoch == c.epoch
                 && !d.epoch_unknown
-                && !d.upstream.is_empty()
-                && !same_server(&d.upstream, &p.endpoint);
+                && !d.upstream_id.is_empty()
+                && d.upstream_id != p.endpoint_id;
             if astray && !failed_recently(&c.name, &m.name) {
-                out.push((c.name.clone(), m.name.clone(), m.agent.clone(), p.endpoint.clone()));
+                out.push(Due {
+                    cluster: c.name.clone(),
+                    member: m.name.clone(),
+                    agent: m.agent.clone(),
+                    endpoint: p.endpoint.clone(),
+                    endpoint_id: p.endpoint_id.clone(),
+                });
             }
         }
     }
@@ -86,12 +104,13 @@ pub fn due(
 }
 
 /// Repoints one standby as a recorded workflow; done once its agent reports the new upstream.
-pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> WorkflowResult<String> {
+pub async fn run(ctx: Arc<Ctx>, due: Due) -> WorkflowResult<String> {
+    let Due { cluster, member, agent, endpoint, endpoint_id } = due;
     let actor = Actor::system(ctx.id);
     let primary = super::workflow::cluster(&ctx, &cluster)
         .and_then(|c| c.primary)
         .ok_or_else(|| WorkflowError::gone("no primary"))?;
-    let was = ctx.obs.fresh_db(&agent, FOLLOW_TIMEOUT).map(|d| d.upstream).unwrap_or_default();
+    let was = ctx.obs.fresh_db(&agent, FOLLOW_TIMEOUT).map(|d| d.upstream_id).unwrap_or_default();
     let (wf, c) =
         super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;
     let note = format!("{member} streams from {was}, not from the primary {primary} ({endpoint})");
@@ -101,7 +120,7 @@ pub async fn run(ctx: Arc<Ctx>, (cluster, member, agent, endpoint): Due) -> Work
     let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, follow), FOLLOW_TIMEOUT).await;
     let outcome = match result {
         Ok(_) => {
-            let follows = |d: &triad_proto::v1::DbStatus| same_server(&d.upstream, &endpoint);
+            let follows = |d: &triad_proto::v1::DbStatus| d.upstream_id == endpoint_id;
             if ctx.obs.wait_report(&agent, sent, FOLLOW_TIMEOUT, follows).await {
                 format!("completed: {member} follows {primary} ({} ms)", sent.elapsed().as_millis())
             } else {
@@ -122,7 +141,7 @@ pub fn tick(ctx: &Arc<Ctx>) {
         due(&g.state, &ctx.obs.snapshot(), fresh, Instant::now(), crate::context::now_ms())
     };
     for d in due {
-        let (c, cluster, member) = (ctx.clone(), d.0.clone(), d.1.clone());
+        let (c, cluster, member) = (ctx.clone(), d.cluster.clone(), d.member.clone());
         super::spawn_exclusive(ctx, cluster.clone(), async move {
             match run(c, d).await {
                 Ok(outcome) => tracing::warn!(cluster = %cluster, member = %member, "follow {outcome}"),
@@ -152,13 +171,14 @@ mod tests {
             role: "primary".into(),
             agent_epoch: 2,
             endpoint: "host=10.0.0.2 port=5432".into(),
+            endpoint_id: "10.0.0.2:5432".into(),
             ..Default::default()
         };
         let dc = DbStatus {
             up: true,
             role: "standby".into(),
             agent_epoch: 2,
-            upstream: "host='10.0.0.2' port=5432".into(),
+            upstream_id: "10.0.0.2:5432".into(),
             ..Default::default()
         };
         HashMap::from([
@@ -169,18 +189,31 @@ mod tests {
     }
 
     fn dr(upstream: &str) -> DbStatus {
-        DbStatus { up: true, role: "standby".into(), agent_epoch: 2, upstream: upstream.into(), ..Default::default() }
+        DbStatus {
+            up: true,
+            role: "standby".into(),
+            agent_epoch: 2,
+            upstream_id: upstream.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_standby_following_anything_but_the_primary_is_repointed() {
         let now = Instant::now();
-        let astray = world(now, dr("host='10.0.0.1' port=5432"));
+        let astray = world(now, dr("10.0.0.1:5432"));
         let found = due(&state(), &astray, Duration::from_secs(3), now, 1_000_000);
-        assert_eq!(found, vec![("customs".into(), "dr".into(), "dr".into(), "host=10.0.0.2 port=5432".into())]);
+        let expected = Due {
+            cluster: "customs".into(),
+            member: "dr".into(),
+            agent: "dr".into(),
+            endpoint: "host=10.0.0.2 port=5432".into(),
+            endpoint_id: "10.0.0.2:5432".into(),
+        };
+        assert_eq!(found, vec![expected]);
         // Following the primary, naming no upstream, at another epoch: left alone.
         let s = state();
-        for d in [dr("host='10.0.0.2' port=5432"), dr(""), DbStatus { agent_epoch: 1, ..dr("host=10.0.0.1") }] {
+        for d in [dr("10.0.0.2:5432"), dr(""), DbStatus { agent_epoch: 1, ..dr("10.0.0.1:5432") }] {
             assert!(due(&s, &world(now, d), Duration::from_secs(3), now, 1_000_000).is_empty());
         }
         // Nor while a workflow runs, nor right after a failed repoint.

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use triad_proto::replica;
 use triad_proto::v1::DbStatus;
 
 use super::final_position;
@@ -33,15 +34,34 @@ pub struct Judgement {
     pub failover: Option<(String, String)>,
 }
 
-/// The healthy synchronous standbys, best position first, or why there is none.
-fn candidates(c: &DbCluster, report: &dyn Fn(&str) -> Option<DbStatus>) -> Result<Vec<(String, u64)>, String> {
+/// The healthy synchronous standbys, best position first, or why there is none. `lapsing`:
+/// the database stops waiting for its synchronous standbys by itself (Oracle's Maximum
+/// Availability), so the committed set alone proves nothing; a member counts only if the
+/// primary's last report, however old, showed the database waiting for it (B6 of
+/// docs/oracle-data-guard.md). With no such report, none counts: without knowledge, no failover
+/// by the synchronous set (a proven final position may still qualify one).
+fn candidates(
+    c: &DbCluster,
+    report: &dyn Fn(&str) -> Option<DbStatus>,
+    lapsing: Option<Option<&DbStatus>>,
+) -> Result<Vec<(String, u64)>, String> {
     if c.synchronous.is_empty() {
         return Err("no synchronous standby is recorded: a failover could lose acknowledged commits".into());
     }
+    let held = |m: &str| match lapsing {
+        None => true,
+        Some(last) => last.is_some_and(|d| d.replicas.iter().any(|r| r.name == m && replica::synchronous(r))),
+    };
     let mut problems = Vec::new();
     let mut ok = Vec::new();
     for m in &c.synchronous {
         let Some(member) = c.members.get(m) else { continue };
+        if !held(m) {
+            problems.push(format!(
+                "the primary's last report does not show `{m}` synchronized, and its database stops waiting by itself"
+            ));
+            continue;
+        }
         match report(&member.agent) {
             None => problems.push(format!("`{m}`'s agent is silent")),
             Some(d) if d.epoch_unknown => problems.push(format!("`{m}`'s agent is fenced (epoch unknown)")),
@@ -78,7 +98,10 @@ pub fn judge(
         let Some(pm) = c.members.get(&primary) else { continue };
         let mut blocked = policy_blocks(state, c, policy, now_ms);
         let retry_in = retry_after_abandoned(state, &c.name, now_ms);
-        let found = match candidates(c, &report) {
+        let last_primary = obs.get(&pm.agent).and_then(|o| o.db.as_ref()).filter(|d| d.member == primary);
+        let lapses = last_primary.is_some_and(|d| d.sync_may_lapse)
+            || c.members.values().any(|m| report(&m.agent).is_some_and(|d| d.sync_may_lapse));
+        let found = match candidates(c, &report, lapses.then_some(last_primary)) {
             // Outside the synchronous set only by proven position, and never while no member is
             // recorded synchronous (relaxed mode keeps automatic failover off then).
             Err(why) if !c.synchronous.is_empty() => match report(&pm.agent).and_then(|d| final_position::of(c, &d)) {
@@ -92,7 +115,7 @@ pub fn judge(
         }
         let silent = obs.get(&pm.agent).map(|o| now.saturating_duration_since(o.last_seen)).unwrap_or(Duration::MAX);
         let gone = gone(c, &primary, silent, report(&pm.agent).as_ref(), policy, now, down_since);
-        let streaming = streaming_from_primary(c, &primary, &pm.endpoint, &report);
+        let streaming = streaming_from_primary(c, &primary, &pm.endpoint_id, &report);
         let lost = gone.filter(|_| streaming.is_empty());
         let failover = match (&lost, found) {
             (Some((_, why)), Ok(cands)) if blocked.is_empty() && c.workflow.is_none() && retry_in.is_none() => {
@@ -181,17 +204,19 @@ fn gone(
 
 /// Point 6, second half: the standbys that still stream from the primary, from *it* and not from
 /// another standby (issue 16, item 8: dr, left streaming from the old primary after a
-/// switchover, "reached the database" after the new one died). An upstream its agent cannot
-/// name counts as the primary: without knowledge, the detector does not fail over.
+/// switchover, "reached the database" after the new one died). The driver names a standby's
+/// upstream and the primary's identity in one canonical form (`upstream_id`, `endpoint_id`),
+/// compared here for equality alone (B1 of docs/oracle-data-guard.md: a connection string read
+/// by the controller made an Oracle upstream look like another server, and a primary that had
+/// only lost its controllers be failed over). An upstream its agent cannot name, or a primary
+/// whose identity is not recorded, counts as the primary: without knowledge, no failover.
 fn streaming_from_primary<'a>(
     c: &'a DbCluster,
     primary: &str,
-    endpoint: &str,
+    primary_id: &str,
     report: &dyn Fn(&str) -> Option<DbStatus>,
 ) -> Vec<&'a str> {
-    let from_primary = |d: &DbStatus| {
-        d.upstream.is_empty() || endpoint.is_empty() || triad_proto::conninfo::same_server(&d.upstream, endpoint)
-    };
+    let from_primary = |d: &DbStatus| d.upstream_id.is_empty() || primary_id.is_empty() || d.upstream_id == primary_id;
     c.members
         .values()
         .filter(|m| m.name != primary)
@@ -361,9 +386,9 @@ mod tests {
         let t0 = Instant::now();
         let now = t0 + Duration::from_secs(5);
         let mut s = state(&["ndc"]);
-        s.clusters.get_mut("customs").unwrap().members.get_mut("dc").unwrap().endpoint =
-            "host=10.0.0.1 port=5432".into();
-        let dr = |upstream: &str| DbStatus { upstream: upstream.into(), ..standby("dr", true) };
+        // Oracle-shaped identities: DB_UNIQUE_NAMEs, which no connection-string parser reads.
+        s.clusters.get_mut("customs").unwrap().members.get_mut("dc").unwrap().endpoint_id = "customs_dc".into();
+        let dr = |upstream: &str| DbStatus { upstream_id: upstream.into(), ..standby("dr", true) };
         let obs = |d: DbStatus| {
             HashMap::from([
                 ("dc".to_string(), seen(t0, DbStatus { up: true, role: "primary".into(), ..Default::default() })),
@@ -372,11 +397,48 @@ mod tests {
             ])
         };
         // dr streams from another server (a standby that was the primary once): dc is lost.
-        let j = judge_at(&s, &obs(dr("host='10.0.0.2' port=5432")), now);
+        let j = judge_at(&s, &obs(dr("customs_ndc")), now);
         assert_eq!(j.failover.map(|f| f.0), Some("ndc".to_string()));
         // From dc itself, or from an upstream its agent cannot name: dc runs.
-        assert_eq!(judge_at(&s, &obs(dr("host='10.0.0.1' port=5432")), now).failover, None);
+        assert_eq!(judge_at(&s, &obs(dr("customs_dc")), now).failover, None);
         assert_eq!(judge_at(&s, &obs(dr("")), now).failover, None);
+        // dc's identity not recorded (an agent older than `endpoint_id`): no failover either.
+        s.clusters.get_mut("customs").unwrap().members.get_mut("dc").unwrap().endpoint_id.clear();
+        assert_eq!(judge_at(&s, &obs(dr("customs_ndc")), now).failover, None);
+    }
+
+    #[test]
+    fn where_the_database_stops_waiting_by_itself_only_a_member_it_waited_for_is_loss_free() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(5);
+        let s = state(&["ndc"]);
+        let primary = |synchronized: bool| DbStatus {
+            member: "dc".into(),
+            up: true,
+            role: "primary".into(),
+            sync_may_lapse: true,
+            replicas: vec![triad_proto::v1::ReplicaStatus {
+                name: "ndc".into(),
+                synchronous: synchronized,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let obs = |dc: DbStatus| {
+            HashMap::from([
+                ("dc".to_string(), seen(t0, dc)),
+                ("ndc".to_string(), seen(now, DbStatus { sync_may_lapse: true, ..standby("ndc", false) })),
+            ])
+        };
+        // dc's last word before it went silent: it waited for ndc.
+        assert_eq!(judge_at(&s, &obs(primary(true)), now).failover.map(|f| f.0), Some("ndc".to_string()));
+        // Its last word: it had stopped waiting (NetTimeout): ndc may lack acknowledged commits.
+        let j = judge_at(&s, &obs(primary(false)), now);
+        assert!(j.failover.is_none() && j.blocked.contains("does not show `ndc` synchronized"), "{j:?}");
+        // Never heard from dc under this leader: no knowledge, no failover by the set.
+        let unheard =
+            HashMap::from([("ndc".to_string(), seen(now, DbStatus { sync_may_lapse: true, ..standby("ndc", false) }))]);
+        assert!(judge_at(&s, &unheard, now).failover.is_none());
     }
 
     #[test]

@@ -225,8 +225,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
     let accepted_loss = w.steps.iter().any(|s| s.name == DATA_LOSS_WINDOW);
     super::workflow::restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
     let waits_for = super::promote::first_commit_waits_for(&c, accepted_loss);
-    let lag = super::promote::replay_lag(&ctx, &to_agent);
-    let order = super::promote::promote(&c, accepted_loss, ctx.cfg.lease.vouch_hold_ms(), lag);
+    let budget = super::promote::PromoteBudget::of(&ctx, &c.name, &to_agent);
+    let order = super::promote::promote(&c, accepted_loss, budget);
     let promote = command(&w.cluster, c.epoch, c.epoch_index, order.kind);
     // A promote that fails leaves the workflow open: the epoch is committed, so the only way on
     // is forward, and the brain's recovery retries it.

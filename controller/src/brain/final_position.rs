@@ -14,7 +14,8 @@ use triad_proto::v1::DbStatus;
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::DbCluster;
-use triad_proto::words::format_lsn;
+use triad_proto::replica::{format_position, format_position_of, unit};
+use triad_proto::v1::PositionUnit;
 
 /// The step of an automatic failover outside the synchronous set: the old primary's final
 /// position, and the target's, which reaches it.
@@ -42,13 +43,15 @@ pub(super) fn candidates(
     }
     let mut ok = Vec::new();
     let mut behind = Vec::new();
+    let mut position_unit = PositionUnit::Bytes;
     for m in c.members.values().filter(|m| m.name != primary && !c.synchronous.contains(&m.name)) {
         match report(&m.agent) {
             Some(d) if d.up && d.role == "standby" && d.agent_epoch == c.epoch && !d.epoch_unknown => {
+                position_unit = unit(&d);
                 if d.wal_lsn >= final_lsn {
                     ok.push((m.name.clone(), d.wal_lsn));
                 } else {
-                    behind.push(format!("`{}` at {}", m.name, format_lsn(d.wal_lsn)));
+                    behind.push(format!("`{}` at {}", m.name, format_position_of(&d, d.wal_lsn)));
                 }
             }
             _ => {}
@@ -56,7 +59,8 @@ pub(super) fn candidates(
     }
     if ok.is_empty() {
         let best = if behind.is_empty() { "no other running standby".to_string() } else { behind.join(", ") };
-        return Err(format!("no standby reaches `{primary}`'s final position {} ({best})", format_lsn(final_lsn)));
+        let end = format_position(position_unit, final_lsn);
+        return Err(format!("no standby reaches `{primary}`'s final position {end} ({best})"));
     }
     ok.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(ok)
@@ -85,9 +89,11 @@ pub(super) async fn check_before_epoch(
             let agent = c.members.get(m).map(|x| x.agent.as_str()).unwrap_or_default();
             reports.get(agent).filter(|o| o.last_seen > since).and_then(|o| o.db.clone())
         };
-        let end = heard(from, released).and_then(|d| of(c, &d)).unwrap_or(u64::MAX);
+        let old = heard(from, released);
+        let end = old.as_ref().and_then(|d| of(c, d)).unwrap_or(u64::MAX);
         let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
-        let (end_s, at_s) = (format_lsn(end), format_lsn(at));
+        let position_unit = old.as_ref().map(unit).unwrap_or(PositionUnit::Bytes);
+        let (end_s, at_s) = (format_position(position_unit, end), format_position(position_unit, at));
         if at >= end {
             return Ok(format!("{from} ends at {end_s}; {to} holds {at_s}"));
         }
@@ -121,7 +127,7 @@ pub(super) async fn confirm_after_epoch(ctx: &Ctx, c: &DbCluster, from: &str, to
                 return if t.wal_lsn >= end {
                     Ok(())
                 } else {
-                    let (end, at) = (format_lsn(end), format_lsn(t.wal_lsn));
+                    let (end, at) = (format_position_of(&d, end), format_position_of(&d, t.wal_lsn));
                     Err(WorkflowError::NotSo(format!("{from}'s WAL now ends at {end}, past {to}'s {at}")))
                 };
             }

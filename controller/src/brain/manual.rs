@@ -94,26 +94,35 @@ pub fn precheck(
     Ok((why, Manual { approved: String::new(), await_vouchers, data_loss }))
 }
 
-/// What promoting `to` may lose, from the last reports of both: WAL bytes and canary rows.
+/// What promoting `to` may lose, from the last reports of both: canary rows (written every
+/// 100 ms, so a count of them is a time), and bytes of log when the driver's positions are bytes
+/// (a difference of SCNs says nothing of volume: B3 of docs/oracle-data-guard.md).
 fn loss_window(
     from: &str,
     to: &str,
     last: Option<&triad_proto::v1::DbStatus>,
     target: &triad_proto::v1::DbStatus,
 ) -> String {
-    match last {
-        Some(p) => format!(
-            "up to {} bytes of WAL: `{from}` last reported position {} and canary {} (at {} ms since the epoch); \
-             `{to}` has position {} and canary {}",
-            p.wal_lsn.saturating_sub(target.wal_lsn),
-            p.wal_lsn,
-            p.canary_seq,
-            p.observed_ms,
-            target.wal_lsn,
-            target.canary_seq
-        ),
-        None => format!("unknown: this leader never heard from `{from}`; `{to}` has position {}", target.wal_lsn),
-    }
+    use triad_proto::replica::{format_position_of, positions_are_bytes};
+    let at = format_position_of(target, target.wal_lsn);
+    let Some(p) = last else {
+        return format!("unknown: this leader never heard from `{from}`; `{to}` has position {at}");
+    };
+    let rows = p.canary_seq.saturating_sub(target.canary_seq);
+    let bytes = if positions_are_bytes(p) && positions_are_bytes(target) {
+        format!(" and up to {} bytes of WAL", p.wal_lsn.saturating_sub(target.wal_lsn))
+    } else {
+        String::new()
+    };
+    format!(
+        "up to {rows} canary rows (about {} ms of writes){bytes}: `{from}` last reported position {} and canary {} \
+         (at {} ms since the epoch); `{to}` has position {at} and canary {}",
+        rows * 100,
+        format_position_of(p, p.wal_lsn),
+        p.canary_seq,
+        p.observed_ms,
+        target.canary_seq
+    )
 }
 
 /// The brain's step: carries out each approved request once.

@@ -87,6 +87,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
                                     site: m.site.clone(),
                                     agent: m.agent.clone(),
                                     endpoint: String::new(),
+                                    endpoint_id: String::new(),
                                 },
                             )
                         })

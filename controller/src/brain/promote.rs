@@ -9,6 +9,27 @@ use super::workflow::fresh_db;
 use crate::context::Ctx;
 use crate::state::DbCluster;
 
+/// What a promote's time is made of: the vouch hold (P(1+rho)+m), the floor for the promotion
+/// itself, and the candidate's time to apply what it received ([`replay_time`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PromoteBudget {
+    pub vouch_hold_ms: u64,
+    pub floor: Duration,
+    pub replay: Duration,
+}
+
+impl PromoteBudget {
+    /// The budget of a promote of the candidate on `agent` in `cluster`, from the configuration
+    /// and the candidate's latest report.
+    pub(crate) fn of(ctx: &Ctx, cluster: &str, agent: &str) -> Self {
+        PromoteBudget {
+            vouch_hold_ms: ctx.cfg.lease.vouch_hold_ms(),
+            floor: ctx.cfg.timeouts(cluster).promote_floor(),
+            replay: replay_time(ctx, agent),
+        }
+    }
+}
+
 /// A promote to send, and how long to wait for its answer.
 pub(crate) struct PromoteOrder {
     pub kind: agent_command::Kind,
@@ -20,25 +41,32 @@ pub(crate) struct PromoteOrder {
 
 /// The agent's wait for a lease at the new epoch before it promotes (`agents/src/link/execute.rs`).
 const AGENT_LEASE_WAIT: Duration = Duration::from_secs(5);
-/// What the promotion itself is given beyond replaying the candidate's lag.
-const PROMOTION_FLOOR: Duration = Duration::from_secs(20);
-/// The slowest replay counted on: 8 MiB/s.
-const MIN_REPLAY_BYTES_PER_SEC: u64 = 8 << 20;
+/// What replay is given when the candidate reports no estimate of its own (an agent's driver
+/// that cannot tell): generous, since a promote still running when the workflow gives up on it
+/// is what issue 16, item 7 was.
+const UNKNOWN_REPLAY: Duration = Duration::from_secs(60);
 /// Between the agent's deadline and the workflow's: the answer's way back.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a promote may take at the agent (DESIGN.md point 7: sized from the candidate's replay
-/// lag): the vouch hold, the wait for a lease, the replay of what it received but has not
-/// replayed at the slowest rate counted on, and a floor for the promotion itself; at most 10 min.
-pub(crate) fn promote_time(vouch_hold_ms: u64, replay_lag_bytes: u64) -> Duration {
-    let replay = Duration::from_millis(replay_lag_bytes.saturating_mul(1000) / MIN_REPLAY_BYTES_PER_SEC);
-    (Duration::from_millis(vouch_hold_ms) + AGENT_LEASE_WAIT + PROMOTION_FLOOR + replay).min(Duration::from_secs(600))
+/// lag): the vouch hold, the wait for a lease, the time to apply what it received but has not
+/// applied, and a floor for the promotion itself (`[clusters.timeouts]` `promote_floor_ms`);
+/// at most 10 min beyond the floor.
+pub(crate) fn promote_time(vouch_hold_ms: u64, floor: Duration, replay: Duration) -> Duration {
+    let waits = Duration::from_millis(vouch_hold_ms) + AGENT_LEASE_WAIT + replay;
+    waits.min(Duration::from_secs(600)) + floor
 }
 
-/// What the candidate on `agent` has received and not yet replayed, by its latest report (0
-/// without one: the floor still applies).
-pub(crate) fn replay_lag(ctx: &Ctx, agent: &str) -> u64 {
-    fresh_db(ctx, agent).map(|d| d.receive_lsn.saturating_sub(d.replay_lsn)).unwrap_or(0)
+/// How long the candidate on `agent` needs to apply what it has received, by its driver's own
+/// estimate in its latest report (PostgreSQL: the bytes at 8 MiB/s; Oracle: `apply finish
+/// time`); [`UNKNOWN_REPLAY`] when it gives none, 0 without a report (the floor still applies).
+pub(crate) fn replay_time(ctx: &Ctx, agent: &str) -> Duration {
+    match fresh_db(ctx, agent) {
+        None => Duration::ZERO,
+        Some(d) => triad_proto::replica::replay_remaining_seconds(&d)
+            .map(|s| Duration::from_secs_f64(s.min(600.0)))
+            .unwrap_or(UNKNOWN_REPLAY),
+    }
 }
 
 /// The promote for `c`, read after its new epoch was committed. In strict mode the new primary
@@ -47,9 +75,10 @@ pub(crate) fn replay_lag(ctx: &Ctx, agent: &str) -> u64 {
 /// failover outside the synchronous set, e.g. to `dr` with a city lost, where nobody is left to
 /// wait for). Otherwise it starts asynchronous until a standby follows and is made synchronous.
 /// `vouch_hold_ms` is P(1+rho)+m: the candidate waits that long after its last vouch.
-pub(crate) fn promote(c: &DbCluster, accepted_loss: bool, vouch_hold_ms: u64, replay_lag_bytes: u64) -> PromoteOrder {
+pub(crate) fn promote(c: &DbCluster, accepted_loss: bool, budget: PromoteBudget) -> PromoteOrder {
     let names = first_commit_waits_for(c, accepted_loss);
-    let time = promote_time(vouch_hold_ms, replay_lag_bytes);
+    let PromoteBudget { vouch_hold_ms, floor, replay } = budget;
+    let time = promote_time(vouch_hold_ms, floor, replay);
     let promote = triad_proto::v1::Promote {
         synchronous_standby_names: names,
         vouch_hold_ms,
@@ -75,13 +104,16 @@ mod tests {
     #[test]
     fn a_promote_is_given_its_hold_lease_wait_and_replay_and_the_workflow_waits_longer() {
         // No lag: the hold, the lease wait and the floor.
-        assert_eq!(promote_time(1_300, 0), Duration::from_millis(26_300));
-        // 80 MiB to replay at 8 MiB/s: ten seconds more.
-        assert_eq!(promote_time(1_300, 80 << 20), Duration::from_millis(36_300));
-        // Bounded, whatever a report says.
-        assert_eq!(promote_time(1_300, u64::MAX), Duration::from_secs(600));
+        let floor = Duration::from_secs(20);
+        assert_eq!(promote_time(1_300, floor, Duration::ZERO), Duration::from_millis(26_300));
+        // Ten seconds to apply (80 MiB at 8 MiB/s by the PostgreSQL driver's estimate).
+        assert_eq!(promote_time(1_300, floor, Duration::from_secs(10)), Duration::from_millis(36_300));
+        // Bounded, whatever a report says; the floor configured for a slower database on top.
+        assert_eq!(promote_time(1_300, floor, Duration::MAX / 2), Duration::from_secs(620));
+        assert_eq!(promote_time(1_300, Duration::from_secs(120), Duration::ZERO), Duration::from_millis(126_300));
         let c = DbCluster::for_test(&["dc", "ndc"], "");
-        let order = promote(&c, false, 1_300, 80 << 20);
+        let budget = PromoteBudget { vouch_hold_ms: 1_300, floor, replay: Duration::from_secs(10) };
+        let order = promote(&c, false, budget);
         let agent_command::Kind::Promote(p) = &order.kind else { panic!("not a promote: {:?}", order.kind) };
         assert_eq!(p.timeout_ms, 36_300);
         assert!(order.wait > Duration::from_millis(p.timeout_ms), "the workflow outwaits the agent");

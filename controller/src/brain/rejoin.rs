@@ -17,11 +17,15 @@ use crate::context::Ctx;
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, State};
 
-/// Rewinding copies what differs; a base backup of a large database takes longer still.
-const REJOIN_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// How long a finished rejoin waits for its agent to report the server running.
 const RUNNING_WAIT: Duration = Duration::from_secs(10);
+
+/// How a rejoin's outcome begins when the member's driver says it cannot be rejoined in place and
+/// must be re-created as a standby by an operator (B7 of docs/oracle-data-guard.md). Such a
+/// member is not tried again until it reports itself configured as a standby: a re-creation
+/// (hours, on Oracle: RMAN) runs outside any workflow, so it never holds the cluster's workflow
+/// key, and the member returns through an ordinary rejoin.
+pub const NEEDS_RECREATION: &str = "failed: needs re-creation";
 
 /// How the command bus says a command never went out (`commands.rs`).
 const NO_STREAM: &str = "has no stream to the leader";
@@ -64,6 +68,12 @@ pub fn due(
         let doublings = (failures.len() as u32 - 1).min(8);
         now_ms.saturating_sub(*last) < (RETRY_AFTER_MS << doublings).min(RETRY_AFTER_MAX_MS)
     };
+    // The member's last rejoin said it must be re-created.
+    let awaiting_recreation = |cluster: &str, member: &str| {
+        let rejoins = state.workflows.values().filter(|w| w.kind == WorkflowKind::Rejoin && w.cluster == cluster);
+        let last = rejoins.filter(|w| w.to == member).filter_map(|w| w.finished.as_ref().map(|f| (w.id, f))).max();
+        last.is_some_and(|(_, (_, outcome))| outcome.starts_with(NEEDS_RECREATION))
+    };
     let report =
         |agent: &str| obs.get(agent).filter(|o| now.saturating_duration_since(o.last_seen) < fresh)?.db.clone();
     let mut out = Vec::new();
@@ -73,8 +83,10 @@ pub fn due(
             continue;
         };
         for m in c.members.values().filter(|m| m.name != primary.name) {
-            let stopped = report(&m.agent).is_some_and(|d| !d.up && d.stopped && d.agent_epoch == c.epoch);
-            if stopped && !failed_recently(&c.name, &m.name) {
+            let Some(d) = report(&m.agent) else { continue };
+            let stopped = !d.up && d.stopped && d.agent_epoch == c.epoch;
+            let held = awaiting_recreation(&c.name, &m.name) && !d.configured_standby;
+            if stopped && !held && !failed_recently(&c.name, &m.name) {
                 out.push((c.name.clone(), m.name.clone(), m.agent.clone(), p.endpoint.clone()));
             }
         }
@@ -98,7 +110,10 @@ pub async fn run(
         super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
-    let call = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), REJOIN_TIMEOUT);
+    // Rewinding copies what differs; a base backup of a large database takes longer still
+    // (`[clusters.timeouts]` `rejoin_ms`, default 10 min).
+    let budget = ctx.cfg.timeouts(&cluster).rejoin();
+    let call = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, rejoin), budget);
     // A rejoin holds the cluster's workflow key; if the primary it copies from goes down
     // meanwhile, whatever must replace or restart the primary waits behind it, for as long as
     // the rewind takes to fail (chaos seeds 32 and 36: the primary died during a rejoin, and the
@@ -144,10 +159,43 @@ pub async fn run(
             };
             format!("completed: {member} follows {primary} ({} ms); {note}{state}", started.elapsed().as_millis())
         }
+        Err(e) if e.needs_recreation() => {
+            let why = e.agent_said().unwrap_or_default().to_string();
+            propose(
+                &ctx,
+                &actor,
+                Command::RecordStep { workflow: wf, name: "needs-recreation".into(), note: why.clone() },
+            )
+            .await?;
+            propose(&ctx, &actor, recreation_alert(&cluster, &member, &why, wf, crate::context::now_ms())).await?;
+            format!(
+                "{NEEDS_RECREATION}: {why}; re-create it as a standby of {primary} (runbooks/rejoin.md#re-creation)"
+            )
+        }
         Err(e) => format!("failed: {e}"),
     };
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     Ok(outcome)
+}
+
+/// The alert that tells the NOC a member waits for an operator to re-create it.
+fn recreation_alert(cluster: &str, member: &str, why: &str, workflow: u64, at_ms: u64) -> Command {
+    use crate::state::alerts::{IncomingAlert, Severity};
+    let labels = [("cluster", cluster), ("member", member)].map(|(k, v)| (k.to_string(), v.to_string()));
+    let alert = IncomingAlert {
+        labels: labels.into_iter().collect(),
+        ..IncomingAlert::own(
+            format!("rejoin:{cluster}:{member}:needs-recreation"),
+            Severity::High,
+            format!("{member} of {cluster} must be re-created as a standby"),
+            format!(
+                "workflow {workflow}: its driver cannot rejoin it in place: {why}. Until it is re-created it \
+                 is no standby (runbooks/rejoin.md#re-creation)."
+            ),
+            at_ms,
+        )
+    };
+    Command::IngestAlerts { source: crate::state::links::TRIAD_SOURCE.into(), events: vec![alert] }
 }
 
 /// The brain's step: start a rejoin for each member that is due, one workflow per cluster.
@@ -219,5 +267,43 @@ mod tests {
         state.workflows.retain(|id, _| *id == 1);
         state.workflows.insert(1, failed(&format!("failed: agent `agent-dc` {NO_STREAM}")));
         assert_eq!(due(&state, &obs, fresh, now, 100_000).len(), 1, "an unsent one holds nothing back");
+    }
+
+    #[test]
+    fn a_member_that_needs_re_creating_is_left_alone_until_it_is_a_standby_again() {
+        let now = Instant::now();
+        let mut c = DbCluster::for_test(&["dc", "ndc"], "agent-");
+        (c.epoch, c.primary) = (2, Some("ndc".into()));
+        let mut state = State::default();
+        state.clusters.insert("customs".into(), c);
+        let report = |db: DbStatus| AgentObservation::for_test("", now, Some(db));
+        let primary =
+            DbStatus { up: true, role: "primary".into(), endpoint: "customs_ndc".into(), ..Default::default() };
+        let stopped = DbStatus { stopped: true, agent_epoch: 2, role: "down".into(), ..Default::default() };
+        let obs = |dc: DbStatus| {
+            HashMap::from([("agent-ndc".to_string(), report(primary.clone())), ("agent-dc".to_string(), report(dc))])
+        };
+        let outcome = format!("{NEEDS_RECREATION}: agent `agent-dc`: no flashback log reaches the divergence");
+        state.workflows.insert(
+            1,
+            Workflow {
+                id: 1,
+                kind: WorkflowKind::Rejoin,
+                cluster: "customs".into(),
+                from: "ndc".into(),
+                to: "dc".into(),
+                requested_by: "controller-1".into(),
+                started_ms: 99_000,
+                steps: Vec::new(),
+                finished: Some((99_500, outcome)),
+            },
+        );
+        let fresh = Duration::from_secs(3);
+        // Long after any retry wait: still not tried, the operator has the member.
+        let much_later = 99_500 + RETRY_WINDOW_MS + 1;
+        assert!(due(&state, &obs(stopped.clone()), fresh, now, much_later).is_empty());
+        // Re-created: its control file (Oracle) says standby; the ordinary rejoin takes it back.
+        let recreated = DbStatus { configured_standby: true, ..stopped };
+        assert_eq!(due(&state, &obs(recreated), fresh, now, much_later).len(), 1);
     }
 }

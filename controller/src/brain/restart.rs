@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::agent_command;
 
 use super::observations::AgentObservation;
-use super::workflow::{command, propose, STEP_TIMEOUT};
+use super::workflow::{command, propose, step_timeout};
 use super::WorkflowResult;
 use crate::context::Ctx;
 use crate::state::{Actor, ApprovalAction, ApprovalState, Command, State, Workflow, WorkflowKind};
@@ -146,11 +146,12 @@ pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, 
     propose(&ctx, &actor, step("detected", format!("{member} stopped by its agent's fence: {why}"))).await?;
     let started = Instant::now();
     let restart = command(&cluster, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
-    let outcome = match ctx.bus.call(&agent, restart, STEP_TIMEOUT).await {
+    let step = step_timeout(&ctx, &cluster);
+    let outcome = match ctx.bus.call(&agent, restart, step).await {
         Ok(_) => {
             // Done once the agent reports it running as the primary (under a lease again).
             let running = |d: &triad_proto::v1::DbStatus| d.up && d.role == "primary";
-            if ctx.obs.wait_report(&agent, Instant::now(), STEP_TIMEOUT, running).await {
+            if ctx.obs.wait_report(&agent, Instant::now(), step, running).await {
                 format!("completed: {member} runs again at epoch {} ({} ms)", c.epoch, started.elapsed().as_millis())
             } else {
                 format!("failed: {member} was started but is not reported running as the primary")

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use triad_proto::v1::{agent_command, AgentCommand};
 
 use super::commands::CallError;
-use super::workflow::{command, failpoint, propose, recorded_cluster, recorded_workflow, STEP_TIMEOUT};
+use super::workflow::{command, failpoint, propose, recorded_cluster, recorded_workflow, step_timeout};
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::{Actor, Approval, ApprovalAction, ApprovalState, Command, State, Workflow};
@@ -168,7 +168,8 @@ async fn restart_old_primary(
     } else {
         format!("{to} is stopped and rejoins as its standby")
     };
-    let mut outcome = match ctx.bus.call(from_agent, restart, STEP_TIMEOUT).await {
+    let step = step_timeout(ctx, &name);
+    let mut outcome = match ctx.bus.call(from_agent, restart, step).await {
         Ok(_) => {
             format!("rolled back after the new epoch: {why}; {from} is primary again at epoch {}; {target}", c.epoch)
         }
@@ -182,7 +183,7 @@ async fn restart_old_primary(
     if attested && !c.strict && outcome.starts_with("rolled back") {
         let names: Vec<String> = c.synchronous.iter().cloned().collect();
         let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names });
-        if let Err(e) = ctx.bus.call(from_agent, command(&name, c.epoch, c.epoch_index, set), STEP_TIMEOUT).await {
+        if let Err(e) = ctx.bus.call(from_agent, command(&name, c.epoch, c.epoch_index, set), step).await {
             outcome.push_str(&format!("; {from} still waits for {to} to acknowledge commits ({e})"));
         }
     }
@@ -219,9 +220,10 @@ async fn record_attestation(ctx: &Ctx, actor: &Actor, w: &Workflow, a: &Approval
 /// Stops the target at once (`stop`: a StopStandby), asking again while its agent reconnects to
 /// a new leader, for up to a step's timeout. Its agent's account, or why it did not answer ok.
 async fn stop_target(ctx: &Ctx, to_agent: &str, stop: AgentCommand) -> Result<String, CallError> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let step = step_timeout(ctx, &stop.cluster);
+    let deadline = Instant::now() + step;
     loop {
-        match ctx.bus.call(to_agent, stop.clone(), STEP_TIMEOUT).await {
+        match ctx.bus.call(to_agent, stop.clone(), step).await {
             Ok(r) => return Ok(r.detail),
             Err(CallError::NoStream { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
@@ -256,7 +258,10 @@ async fn roll_forward(ctx: &Arc<Ctx>, actor: &Actor, wf: u64, why: String) -> Wo
     tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
     let restart = command(&name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     // Left open on failure: the brain's recovery runs this again.
-    ctx.bus.call(&to_agent, restart, STEP_TIMEOUT).await.map_err(WorkflowError::agent(format!("restarting {to}")))?;
+    ctx.bus
+        .call(&to_agent, restart, step_timeout(ctx, &name))
+        .await
+        .map_err(WorkflowError::agent(format!("restarting {to}")))?;
     let outcome = format!(
         "completed (rolled forward): {why}; {to} had finished its promotion, so it is primary at epoch {}; {from} \
          rejoins as its standby",

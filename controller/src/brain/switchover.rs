@@ -16,21 +16,29 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::agent_command;
+use triad_proto::replica;
+use triad_proto::v1::{agent_command, DbStatus, PositionUnit, ReplicaState, ReplicaStatus};
 
-use super::promote::{first_commit_waits_for, promote, replay_lag};
+use super::promote::{first_commit_waits_for, promote, PromoteBudget};
 use super::recovery_plan::RoleChange;
 use super::workflow::{
     cluster, command, failpoint, fresh_db, propose, recorded_cluster, recorded_workflow, restart_if_stopped,
-    start_workflow, STEP_TIMEOUT,
+    start_workflow, step_timeout,
 };
 use super::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
 use crate::state::WorkflowKind;
 use crate::state::{Actor, Command, DbCluster};
 
-/// How far behind (bytes, flushed and replayed) a target may be and still be switched to.
+/// How far behind (bytes, flushed and replayed) a target may be and still be switched to, when
+/// its driver counts positions in bytes.
 pub const MAX_TARGET_LAG: i64 = 16 << 20;
+
+/// How far behind (seconds, in receipt and in what it has still to apply) a target may be and
+/// still be switched to, when its driver does not count bytes (Oracle: SCNs; B3 of
+/// docs/oracle-data-guard.md). 16 MiB at the 8 MiB/s assumed of a replay is 2 s; a lag in time
+/// is coarser (whole seconds on Oracle), hence the wider bound.
+pub const MAX_TARGET_LAG_SECONDS: f64 = 10.0;
 
 /// How often a switchover sends the promote before it gives up, and the pause between two.
 const PROMOTE_ATTEMPTS: u32 = 3;
@@ -96,27 +104,60 @@ pub fn precheck(ctx: &Ctx, name: &str, to: &str) -> WorkflowResult<(String, Stri
         .iter()
         .find(|r| r.name == to)
         .ok_or_else(|| WorkflowError::Refused(format!("`{to}` is not streaming from `{from}`")))?;
-    if replica.state != "streaming" {
-        return Err(WorkflowError::Refused(format!("`{to}` is not streaming (state `{}`)", replica.state)));
-    }
-    if replica.flush_lag_bytes < 0 || replica.flush_lag_bytes > MAX_TARGET_LAG {
+    let state = replica::state(replica);
+    if state != ReplicaState::Streaming {
         return Err(WorkflowError::Refused(format!(
-            "`{to}` is {} bytes behind in flush (limit {MAX_TARGET_LAG})",
-            replica.flush_lag_bytes
+            "`{to}` is not streaming ({}; the database says `{}`)",
+            replica::state_word(state),
+            replica.state
         )));
     }
-    if replica.replay_lag_bytes < 0 || replica.replay_lag_bytes > MAX_TARGET_LAG {
-        return Err(WorkflowError::Refused(format!(
-            "`{to}` is {} bytes behind in replay (limit {MAX_TARGET_LAG})",
-            replica.replay_lag_bytes
-        )));
-    }
+    target_lag(to, replica, &to_db, replica::positions_are_bytes(&from_db))?;
     if to_db.endpoint.is_empty() || from_db.endpoint.is_empty() {
         return Err(WorkflowError::Refused(
             "the agents do not report replication endpoints (database.endpoint)".into(),
         ));
     }
     Ok((from, from_member.agent.clone(), to_member.agent.clone(), to_db.endpoint))
+}
+
+/// Whether the target is close enough behind to be switched to (DESIGN.md point 7: a switchover
+/// to a member far behind in replay is refused, with the reason). In bytes when the driver counts
+/// bytes, else in seconds, the apply lag read from the target's own report; a lag not measured
+/// is a refusal (fail closed), but a driver without byte lags is judged by its seconds.
+fn target_lag(to: &str, replica: &ReplicaStatus, to_db: &DbStatus, bytes: bool) -> WorkflowResult<()> {
+    let refuse = |what: String| Err(WorkflowError::Refused(format!("`{to}` is {what}")));
+    if bytes {
+        for (lag, what) in [(replica.flush_lag_bytes, "flush"), (replica.replay_lag_bytes, "replay")] {
+            if !(0..=MAX_TARGET_LAG).contains(&lag) {
+                return refuse(format!("{lag} bytes behind in {what} (limit {MAX_TARGET_LAG})"));
+            }
+        }
+        return Ok(());
+    }
+    let transport = replica.flush_lag_seconds;
+    if !replica::caught_up(replica) && !(0.0..=MAX_TARGET_LAG_SECONDS).contains(&transport) {
+        return refuse(format!("{transport} s behind in receipt (limit {MAX_TARGET_LAG_SECONDS} s; -1: not measured)"));
+    }
+    match replica::replay_remaining_seconds(to_db) {
+        Some(apply) if apply <= MAX_TARGET_LAG_SECONDS => Ok(()),
+        Some(apply) => refuse(format!("{apply} s behind in apply (limit {MAX_TARGET_LAG_SECONDS} s)")),
+        None => refuse("not reporting how far behind it is in apply".into()),
+    }
+}
+
+/// The target's own readiness check, beyond what its reports show (B5 of
+/// docs/oracle-data-guard.md: Oracle's `DGMGRL VALIDATE DATABASE`; PostgreSQL's driver has
+/// nothing to add). Before the workflow is recorded: a target that is not ready, or whose agent
+/// cannot answer, refuses the switchover with nothing changed.
+async fn validate_target(ctx: &Ctx, name: &str, to: &str, to_agent: &str) -> WorkflowResult<()> {
+    let c = recorded_cluster(ctx, name)?;
+    let validate = agent_command::Kind::ValidateTarget(Default::default());
+    let cmd = command(name, c.epoch, c.epoch_index, validate);
+    match ctx.bus.call(to_agent, cmd, step_timeout(ctx, name)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(WorkflowError::Refused(format!("`{to}` is not ready to become the primary: {e}"))),
+    }
 }
 
 /// Runs a switchover of `name` to `to`, as `actor`. Returns a summary with each step's timing.
@@ -135,6 +176,7 @@ pub async fn run(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Workf
 
 async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> WorkflowResult<Outcome> {
     let (from, from_agent, to_agent, to_endpoint) = precheck(&ctx, &name, &to)?;
+    validate_target(&ctx, &name, &to, &to_agent).await?;
     let started = Instant::now();
     let (wf, c) = start_workflow(&ctx, &actor, &name, WorkflowKind::Switchover, &from, &to).await?;
     let m = Moving { ctx: &ctx, actor: &actor, wf, name: &name, from: &from, from_agent: &from_agent, to: &to };
@@ -250,19 +292,21 @@ impl Moving<'_> {
         self.step("stop-writes", "started".into()).await?;
         let t = Instant::now();
         let stop = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::StopPrimary(Default::default()));
-        let final_lsn = match self.ctx.bus.call(self.from_agent, stop, STEP_TIMEOUT).await {
+        let step = step_timeout(self.ctx, self.name);
+        let final_lsn = match self.ctx.bus.call(self.from_agent, stop, step).await {
             Ok(r) => r.lsn,
             Err(e) => return Ok(Err(format!("stopping {from}: {e}"))),
         };
-        let at = triad_proto::words::format_lsn(final_lsn);
+        let unit = fresh_db(self.ctx, self.from_agent).map(|d| replica::unit(&d)).unwrap_or(PositionUnit::Bytes);
+        let at = replica::format_position(unit, final_lsn);
         log.push(format!("stop writes on {from}: {} ms (final position {at})", t.elapsed().as_millis()));
         self.step("stop-writes", format!("done, final position {final_lsn}")).await?;
         failpoint("switchover-after-stop-writes")?;
 
         let t = Instant::now();
-        let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: STEP_TIMEOUT.as_millis() as u32 };
+        let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: step.as_millis() as u32 };
         let wait = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
-        if let Err(e) = self.ctx.bus.call(to_agent, wait, STEP_TIMEOUT + Duration::from_secs(2)).await {
+        if let Err(e) = self.ctx.bus.call(to_agent, wait, step + Duration::from_secs(2)).await {
             return Ok(Err(format!("{to} did not reach the final position: {e}")));
         }
         log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
@@ -278,7 +322,7 @@ impl Moving<'_> {
         loop {
             let sent = match failpoint("switchover-promote") {
                 Ok(()) => {
-                    let order = promote(c2, false, self.ctx.cfg.lease.vouch_hold_ms(), replay_lag(self.ctx, to_agent));
+                    let order = promote(c2, false, PromoteBudget::of(self.ctx, self.name, to_agent));
                     let cmd = command(self.name, c2.epoch, c2.epoch_index, order.kind);
                     let answer = self.ctx.bus.call(to_agent, cmd, order.wait).await;
                     let detail = answer.map(|r| r.detail).map_err(WorkflowError::agent("the promote"));
@@ -319,7 +363,8 @@ impl Moving<'_> {
         let cmd = |kind| command(self.name, c2.epoch, c2.epoch_index, kind);
         let t = Instant::now();
         let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
-        if let Err(e) = ctx.bus.call(self.from_agent, cmd(rejoin), STEP_TIMEOUT).await {
+        let step = step_timeout(ctx, self.name);
+        if let Err(e) = ctx.bus.call(self.from_agent, cmd(rejoin), step).await {
             return Ok(vec![format!("rejoining {from}: {e}")]);
         }
         log.push(format!("{from} rejoined as a standby: {} ms", t.elapsed().as_millis()));
@@ -327,7 +372,7 @@ impl Moving<'_> {
         failpoint("switchover-after-rejoin")?;
         let t = Instant::now();
         let set = agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![from.into()] });
-        if let Err(e) = ctx.bus.call(to_agent, cmd(set), STEP_TIMEOUT).await {
+        if let Err(e) = ctx.bus.call(to_agent, cmd(set), step).await {
             return Ok(vec![format!("setting {from} synchronous: {e}")]);
         }
         if !confirm_sync(ctx, to_agent, from).await {
@@ -385,7 +430,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
     restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
-    let order = promote(&c, false, ctx.cfg.lease.vouch_hold_ms(), replay_lag(&ctx, &to_agent));
+    let order = promote(&c, false, PromoteBudget::of(&ctx, &w.cluster, &to_agent));
     ctx.bus
         .call(&to_agent, cmd(order.kind), order.wait)
         .await
@@ -396,12 +441,13 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
     let mut problems = Vec::new();
-    match ctx.bus.call(&from_agent, cmd(rejoin), STEP_TIMEOUT).await {
+    let within = step_timeout(&ctx, &w.cluster);
+    match ctx.bus.call(&from_agent, cmd(rejoin), within).await {
         Ok(_) => {
             propose(&ctx, &actor, step("rejoined", format!("{} (on recovery)", w.from))).await?;
             let set =
                 agent_command::Kind::SetSynchronous(triad_proto::v1::SetSynchronous { names: vec![w.from.clone()] });
-            if let Err(e) = ctx.bus.call(&to_agent, cmd(set), STEP_TIMEOUT).await {
+            if let Err(e) = ctx.bus.call(&to_agent, cmd(set), within).await {
                 problems.push(format!("setting {} synchronous: {e}", w.from));
             } else if confirm_sync(&ctx, &to_agent, &w.from).await {
                 propose(
@@ -458,7 +504,7 @@ pub(crate) async fn follow_others(ctx: &Ctx, c: &DbCluster, skip: &[&str; 2], na
     let endpoint = c.members.get(&primary).map(|m| m.endpoint.clone()).unwrap_or_default();
     for m in c.members.values().filter(|m| !skip.contains(&m.name.as_str())) {
         let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });
-        match ctx.bus.call(&m.agent, command(name, c.epoch, c.epoch_index, follow), STEP_TIMEOUT).await {
+        match ctx.bus.call(&m.agent, command(name, c.epoch, c.epoch_index, follow), step_timeout(ctx, name)).await {
             Ok(_) => out.followed.push(m.name.clone()),
             Err(e) => out.problems.push(format!("{} did not follow {primary}: {e}", m.name)),
         }
@@ -473,12 +519,12 @@ async fn wait_for_stream(ctx: &Ctx, agent: &str) {
     }
 }
 
-/// Waits until the primary on `primary_agent` reports `standby` as `sync` and fully flushed.
+/// Waits until the primary on `primary_agent` reports `standby` synchronous and caught up.
 pub(crate) async fn confirm_sync(ctx: &Ctx, primary_agent: &str, standby: &str) -> bool {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let deadline = Instant::now() + super::workflow::STEP_TIMEOUT;
     while Instant::now() < deadline {
         let ok = fresh_db(ctx, primary_agent).is_some_and(|d| {
-            d.replicas.iter().any(|r| r.name == standby && r.sync_state == "sync" && r.flush_lag_bytes == 0)
+            d.replicas.iter().any(|r| r.name == standby && replica::synchronous(r) && replica::caught_up(r))
         });
         if ok {
             return true;
@@ -506,7 +552,7 @@ async fn rollback(
         .call(
             from_agent,
             command(name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default())),
-            STEP_TIMEOUT,
+            step_timeout(ctx, name),
         )
         .await;
     let outcome = match restarted {

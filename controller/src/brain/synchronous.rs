@@ -6,16 +6,39 @@
 //! cluster leaves the primary waiting. When a wanted standby streams again, the primary is
 //! reconfigured first, Triad confirms the standby is `sync` and flushed, and only then records it
 //! as synchronous again. While it changes, the primary waits for the old set and the new one.
+//!
+//! "Record first" is sound only while the database keeps commits waiting until Triad
+//! reconfigures it (PostgreSQL's `synchronous_standby_names`). A database that stops waiting by
+//! itself (Oracle's Maximum Availability after `NetTimeout`; its driver says `sync_may_lapse`)
+//! has acknowledged commits the standby lacks from that moment on, so there the member is
+//! dropped at the first report that does not show it synchronous, with no grace; the window
+//! left (one observation and one heartbeat) is in docs/oracle-data-guard.md, B6, and the
+//! detector closes the rest by not counting such a member as a loss-free candidate.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use triad_proto::v1::DbStatus;
+use triad_proto::replica;
+use triad_proto::v1::{DbStatus, ReplicaState, ReplicaStatus};
 
 use crate::state::State;
 
-/// How long a synchronous standby may be missing before a relaxed cluster drops it.
+/// How long a synchronous standby may be missing before a relaxed cluster drops it (when the
+/// database keeps commits waiting meanwhile).
 pub const GRACE: Duration = Duration::from_secs(2);
+
+/// How far behind a wanted standby may be to be made synchronous again: the primary's commits
+/// wait for it from the reload on, so it must be close (16 MiB, or 2 s by a driver that does not
+/// count bytes).
+const RESTORE_WITHIN_BYTES: i64 = 16 << 20;
+const RESTORE_WITHIN_SECONDS: f64 = 2.0;
+
+/// Whether standby `r` is close enough behind to be made synchronous again.
+fn close_behind(r: &ReplicaStatus) -> bool {
+    replica::caught_up(r)
+        || (0..=RESTORE_WITHIN_BYTES).contains(&r.flush_lag_bytes)
+        || (r.flush_lag_bytes < 0 && (0.0..=RESTORE_WITHIN_SECONDS).contains(&r.flush_lag_seconds))
+}
 
 /// What to do for one cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,25 +68,26 @@ pub fn decide(
         else {
             continue;
         };
-        let streaming = |m: &str| report.replicas.iter().any(|r| r.name == m && r.state == "streaming");
+        let replica = |m: &str| report.replicas.iter().find(|r| r.name == m);
+        let streaming = |m: &str| replica(m).is_some_and(|r| replica::state(r) == ReplicaState::Streaming);
+        // Where the database may stop waiting by itself, "held" means it says it waits now.
+        let lapses = report.sync_may_lapse;
+        let held = |m: &str| streaming(m) && (!lapses || replica(m).is_some_and(replica::synchronous));
         for m in &c.synchronous {
             let key = (c.name.clone(), m.clone());
-            if streaming(m) {
+            if held(m) {
                 missing.remove(&key);
                 continue;
             }
             let since = *missing.entry(key).or_insert(now);
-            if !c.strict && now.saturating_duration_since(since) >= GRACE {
+            let grace = if lapses { Duration::ZERO } else { GRACE };
+            if !c.strict && now.saturating_duration_since(since) >= grace {
                 let remaining = c.synchronous.iter().filter(|x| *x != m).cloned().collect();
                 out.push(SyncAction::Drop { cluster: c.name.clone(), member: m.clone(), remaining });
             }
         }
         for m in c.want_synchronous.iter().filter(|m| !c.synchronous.contains(*m) && *m != primary) {
-            let caught_up = report
-                .replicas
-                .iter()
-                .any(|r| r.name == *m && r.state == "streaming" && (0..=16 << 20).contains(&r.flush_lag_bytes));
-            if caught_up {
+            if streaming(m) && replica(m).is_some_and(close_behind) {
                 let mut members: Vec<String> = c.synchronous.iter().cloned().collect();
                 members.push(m.clone());
                 out.push(SyncAction::Restore { cluster: c.name.clone(), member: m.clone(), members });
@@ -108,7 +132,13 @@ mod tests {
                 role: "primary".into(),
                 replicas: replicas
                     .iter()
-                    .map(|(n, st)| ReplicaStatus { name: n.to_string(), state: st.to_string(), ..Default::default() })
+                    .map(|(n, st)| ReplicaStatus {
+                        name: n.to_string(),
+                        replica_state: if *st == "streaming" { ReplicaState::Streaming } else { ReplicaState::Unknown }
+                            as i32,
+                        caught_up: true,
+                        ..Default::default()
+                    })
                     .collect(),
                 ..Default::default()
             },
@@ -130,6 +160,25 @@ mod tests {
         let strict = state(true, &["ndc"]);
         decide(&strict, &report(&[]), t0, &mut missing);
         assert!(decide(&strict, &report(&[]), later, &mut missing).is_empty(), "strict: commits wait");
+    }
+
+    #[test]
+    fn where_the_database_stops_waiting_by_itself_a_member_is_dropped_at_once() {
+        let s = state(false, &["ndc"]);
+        let now = Instant::now();
+        let with = |lapses: bool, synchronous: bool| {
+            let mut r = report(&[("ndc", "streaming")]);
+            let d = r.get_mut("customs").unwrap();
+            d.sync_may_lapse = lapses;
+            d.replicas[0].synchronous = synchronous;
+            r
+        };
+        let drop = vec![SyncAction::Drop { cluster: "customs".into(), member: "ndc".into(), remaining: vec![] }];
+        // Oracle's Maximum Availability: streaming but no longer synchronized (NetTimeout passed).
+        assert_eq!(decide(&s, &with(true, false), now, &mut HashMap::new()), drop, "no grace");
+        assert!(decide(&s, &with(true, true), now, &mut HashMap::new()).is_empty());
+        // PostgreSQL keeps commits waiting: streaming is enough, whatever the word.
+        assert!(decide(&s, &with(false, false), now + GRACE, &mut HashMap::new()).is_empty());
     }
 
     #[test]

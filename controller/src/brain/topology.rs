@@ -21,9 +21,17 @@ pub fn decide(state: &State, obs: &HashMap<String, AgentObservation>, now: Insta
                 .filter(|o| now.saturating_duration_since(o.last_seen) < fresh)
                 .and_then(|o| o.db.as_ref())
                 .filter(|d| d.cluster == c.name && d.member == m.name && !d.endpoint.is_empty())
-                .map(|d| d.endpoint.clone());
-            if let Some(endpoint) = reported.filter(|e| *e != m.endpoint && e.len() <= 200) {
-                out.push(Command::SetMemberEndpoint { cluster: c.name.clone(), member: m.name.clone(), endpoint });
+                .map(|d| (d.endpoint.clone(), d.endpoint_id.clone()));
+            let changed = |(e, id): &(String, String)| {
+                (*e != m.endpoint || *id != m.endpoint_id) && e.len() <= 200 && id.len() <= 200
+            };
+            if let Some((endpoint, endpoint_id)) = reported.filter(changed) {
+                out.push(Command::SetMemberEndpoint {
+                    cluster: c.name.clone(),
+                    member: m.name.clone(),
+                    endpoint,
+                    endpoint_id,
+                });
             }
         }
     }
@@ -49,7 +57,9 @@ pub fn decide(state: &State, obs: &HashMap<String, AgentObservation>, now: Insta
         let synchronous = primary
             .replicas
             .iter()
-            .filter(|r| r.sync_state == "sync" && c.members.contains_key(&r.name) && r.name != primary.member)
+            .filter(|r| {
+                triad_proto::replica::synchronous(r) && c.members.contains_key(&r.name) && r.name != primary.member
+            })
             .map(|r| r.name.clone())
             .collect();
         out.push(Command::AdoptCluster { cluster: c.name.clone(), primary: primary.member.clone(), synchronous });
@@ -86,6 +96,7 @@ mod tests {
                         .map(|(n, s)| ReplicaStatus {
                             name: n.to_string(),
                             sync_state: s.to_string(),
+                            synchronous: *s == "sync",
                             ..Default::default()
                         })
                         .collect(),

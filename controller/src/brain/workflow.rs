@@ -12,6 +12,12 @@ use crate::state::{Actor, Command, DbCluster, Response, WorkflowKind};
 /// How long a workflow waits for an agent's answer to one step.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long one step of a workflow on `cluster` waits for an agent (`[clusters.timeouts]`
+/// `step_ms`, default [`STEP_TIMEOUT`]).
+pub(crate) fn step_timeout(ctx: &Ctx, cluster: &str) -> Duration {
+    ctx.cfg.timeouts(cluster).step()
+}
+
 /// The agent's database report, if it is fresh (heard within `agents.down_after_ms`).
 pub(crate) fn fresh_db(ctx: &Ctx, agent: &str) -> Option<DbStatus> {
     ctx.obs.fresh_db(agent, Duration::from_millis(ctx.cfg.agents.down_after_ms))
@@ -30,7 +36,7 @@ pub(crate) async fn restart_if_stopped(ctx: &Ctx, c: &DbCluster, member: &str, a
     tracing::warn!(cluster = %c.name, member, "the new primary is stopped: starting it again before the promote");
     let restart = command(&c.name, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     ctx.bus
-        .call(agent, restart, STEP_TIMEOUT)
+        .call(agent, restart, step_timeout(ctx, &c.name))
         .await
         .map(|_| ())
         .map_err(WorkflowError::agent(format!("restarting {member}")))

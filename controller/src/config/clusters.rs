@@ -25,6 +25,9 @@ pub struct ClusterConfig {
     /// `[clusters.lag_bounds]`: the replication lag past which the NOC is told.
     #[serde(default)]
     pub lag_bounds: LagBounds,
+    /// `[clusters.timeouts]`: how long the workflows wait for this cluster's agents.
+    #[serde(default)]
+    pub timeouts: WorkflowTimeouts,
 }
 
 fn default_sync_mode() -> String {
@@ -92,7 +95,68 @@ impl LagBounds {
     }
 }
 
+/// How long the workflows wait for a cluster's agents, sized for its database. The defaults
+/// suit PostgreSQL on a database of the demo's size; an Oracle `SHUTDOWN IMMEDIATE` that rolls
+/// back long transactions, or a `REINSTATE DATABASE`, needs more (B7 of
+/// docs/oracle-data-guard.md). A step that outlives its time fails and the workflow rolls back
+/// or reports it, so too short a time costs a role change, never safety.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowTimeouts {
+    /// One step of a workflow on one agent: stopping the primary, the target's catch-up, a
+    /// restart, a repoint, a change of the synchronous set, the old primary's rejoin inside a
+    /// switchover (milliseconds, default 30000).
+    pub step_ms: u64,
+    /// A rejoin of a stopped member on its own (rewind or copy), during which the cluster's
+    /// workflow key is held (milliseconds, default 600000).
+    pub rejoin_ms: u64,
+    /// What a promotion itself is given beyond the vouch hold, the wait for a lease and the
+    /// candidate's replay (milliseconds, default 20000).
+    pub promote_floor_ms: u64,
+}
+
+impl Default for WorkflowTimeouts {
+    fn default() -> Self {
+        WorkflowTimeouts { step_ms: 30_000, rejoin_ms: 600_000, promote_floor_ms: 20_000 }
+    }
+}
+
+impl WorkflowTimeouts {
+    /// [`WorkflowTimeouts::step_ms`] as a duration.
+    pub fn step(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.step_ms)
+    }
+
+    /// [`WorkflowTimeouts::rejoin_ms`] as a duration.
+    pub fn rejoin(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.rejoin_ms)
+    }
+
+    /// [`WorkflowTimeouts::promote_floor_ms`] as a duration.
+    pub fn promote_floor(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.promote_floor_ms)
+    }
+
+    fn validate(&self, key: &str) -> Result<()> {
+        let within = |field: &str, ms: u64, min: u64, max: u64| {
+            if (min..=max).contains(&ms) {
+                Ok(())
+            } else {
+                Err(key_err(format!("{key}.{field}"), format!("{ms} ms is outside {min}..={max}")))
+            }
+        };
+        within("step_ms", self.step_ms, 1_000, 3_600_000)?;
+        within("rejoin_ms", self.rejoin_ms, self.step_ms, 86_400_000)?;
+        within("promote_floor_ms", self.promote_floor_ms, 1_000, 3_600_000)
+    }
+}
+
 impl ControllerConfig {
+    /// The time budgets of cluster `name`'s workflows (the defaults for a cluster not configured).
+    pub fn timeouts(&self, name: &str) -> WorkflowTimeouts {
+        self.clusters.iter().find(|c| c.name == name).map(|c| c.timeouts.clone()).unwrap_or_default()
+    }
+
     /// The database clusters: named once, a known synchronous mode, members named once at known
     /// sites.
     pub(super) fn validate_clusters(&self, sites: &BTreeSet<&str>) -> Result<()> {
@@ -109,6 +173,7 @@ impl ControllerConfig {
                 ));
             }
             c.lag_bounds.validate(&format!("clusters[{i}].lag_bounds"))?;
+            c.timeouts.validate(&format!("clusters[{i}].timeouts"))?;
             if c.members.is_empty() {
                 return Err(key_err(format!("clusters[{i}].members"), "a cluster needs at least one member"));
             }

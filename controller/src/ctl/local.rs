@@ -252,6 +252,7 @@ impl LocalDeployment {
             join,
             sites: self.sites.clone(),
             clusters: vec![ClusterConfig {
+                timeouts: Default::default(),
                 name: CLUSTER.into(),
                 members: SITES
                     .iter()

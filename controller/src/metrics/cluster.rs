@@ -186,7 +186,7 @@ impl ClusterMetrics {
                 if r.replay_lag_seconds >= 0.0 {
                     self.standby_lag_seconds.with_label_values(&l).set(r.replay_lag_seconds);
                 }
-                self.standby_sync.with_label_values(&l).set((r.sync_state == "sync") as i64);
+                self.standby_sync.with_label_values(&l).set(triad_proto::replica::synchronous(r) as i64);
             }
         }
     }

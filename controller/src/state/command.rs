@@ -72,8 +72,9 @@ pub enum Command {
     /// Adopt a running database cluster: record its primary and synchronous standbys at epoch 1.
     /// Refused once the cluster has an epoch.
     AdoptCluster { cluster: String, primary: String, synchronous: Vec<String> },
-    /// A member's agent reports a new endpoint.
-    SetMemberEndpoint { cluster: String, member: String, endpoint: String },
+    /// A member's agent reports a new endpoint (its connect string, opaque) or endpoint identity
+    /// (the driver's canonical name of it as a replication source).
+    SetMemberEndpoint { cluster: String, member: String, endpoint: String, endpoint_id: String },
     /// Maintenance mode on or off for a cluster. Turning it on turns automatic failover off, so a
     /// person does that through [`Command::RequestPause`] and a second person's approval; only
     /// resuming is taken directly.

@@ -144,9 +144,15 @@ pub struct DbMember {
     pub name: String,
     pub site: String,
     pub agent: String,
-    /// How clients and standbys reach it (libpq keywords), as its agent reports it.
+    /// How clients and standbys reach it (the driver's connect string; PostgreSQL: libpq
+    /// keywords), as its agent reports it. Opaque: handed back to agents, never parsed here.
     #[serde(default)]
     pub endpoint: String,
+    /// Its identity as a replication source in its driver's canonical form (PostgreSQL
+    /// `host:port`, Oracle `DB_UNIQUE_NAME`), as its agent reports it: what a standby's
+    /// `upstream_id` is compared with when the primary cannot be asked (DESIGN.md point 6).
+    #[serde(default)]
+    pub endpoint_id: String,
 }
 
 /// A database cluster.
@@ -271,7 +277,10 @@ impl DbCluster {
             .map(|m| {
                 let site = m.to_string();
                 let agent = format!("{agent_prefix}{m}");
-                (site.clone(), DbMember { name: site.clone(), site, agent, endpoint: String::new() })
+                (
+                    site.clone(),
+                    DbMember { name: site.clone(), site, agent, endpoint: String::new(), endpoint_id: String::new() },
+                )
             })
             .collect();
         DbCluster::new("customs", members)

@@ -8,12 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use triad_proto::v1::{agent_command, controller_message, AgentCommand, CommandResult, ControllerMessage};
+use triad_proto::v1::{
+    agent_command, controller_message, AgentCommand, CommandFailure, CommandResult, ControllerMessage,
+};
 
 use super::{SimRole, World, TICK};
 use crate::brain::AgentHelloInfo;
 use crate::context::{now_ms, Ctx};
 use crate::state::HostFacts;
+
+/// How the simulated agent's failure text begins when its driver says the member must be
+/// re-created (the real agent sends the kind beside the text: `CommandFailure`).
+const NEEDS_RECREATION: &str = "needs re-creation: ";
 
 /// The name a test uses for a command kind (in `SimMember::refuses` and `received`).
 pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
@@ -28,6 +34,7 @@ pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
         Kind::ReleaseLease(_) => "release_lease",
         Kind::StopStandby(_) => "stop_standby",
         Kind::WaitReplayed(_) => "wait_replayed",
+        Kind::ValidateTarget(_) => "validate_target",
         Kind::RunHook(_) => "run_hook",
         Kind::RunCheck(_) => "run_check",
         Kind::SetBalancer(_) => "set_balancer",
@@ -84,8 +91,14 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
             };
             let id = cmd.id;
             let result = match execute(&world, &name, cmd).await {
-                Ok((detail, lsn)) => CommandResult { id, ok: true, detail, lsn },
-                Err(detail) => CommandResult { id, ok: false, detail, lsn: 0 },
+                Ok((detail, lsn)) => CommandResult { id, ok: true, detail, lsn, ..Default::default() },
+                Err(detail) => {
+                    let failure = match detail.starts_with(NEEDS_RECREATION) {
+                        true => CommandFailure::NeedsRecreation,
+                        false => CommandFailure::Unspecified,
+                    };
+                    CommandResult { id, ok: false, detail, lsn: 0, failure: failure as i32 }
+                }
             };
             // An agent cut off while it worked never gets its answer through.
             if linked() {
@@ -147,6 +160,9 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
             Ok(("promoted".into(), m.lsn))
         }
         Kind::Promote(_) => Err("the server is not running".into()),
+        Kind::Rejoin(_) if m.needs_recreation => {
+            Err(format!("{NEEDS_RECREATION}no flashback log reaches back to where {} diverged", m.name))
+        }
         Kind::Rejoin(_) | Kind::Restart(_) if m.cannot_start => Err("the server could not start".into()),
         Kind::Rejoin(r) => {
             (m.role, m.upstream, m.running) = (SimRole::Standby, r.primary_conninfo, true);
@@ -177,6 +193,8 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
             }
         }
         Kind::WaitReplayed(_) => unreachable!("answered above"),
+        Kind::ValidateTarget(_) if m.running && m.role == SimRole::Standby => Ok(("ready".into(), m.lsn)),
+        Kind::ValidateTarget(_) => Err("not a running standby".into()),
         Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => unreachable!("answered above"),
     }
 }

@@ -5,11 +5,17 @@
 //! (epoch-checked, idempotent; `agent.rs`) and reports its member every tick as a heartbeat does.
 //! Replication is instantaneous: a running standby whose upstream runs holds what it holds.
 //!
+//! The members speak as one of two drivers ([`Flavour`]): PostgreSQL's, or an Oracle Data
+//! Guard driver's as docs/oracle-data-guard.md maps it (SCN positions, no byte lags, connect
+//! descriptors and `DB_UNIQUE_NAME`s), so that the brain is shown to hold no PostgreSQL-only
+//! assumption: the same workflows pass against both.
+//!
 //! A test sets faults on the members (an agent cut off, a server crashed, a start that fails, a
 //! command refused) and waits, with a deadline, for what the brain should make of them. The
 //! workflows run unchanged, with their real step timeouts, so a test lasts seconds, not minutes.
 
 mod agent;
+mod data_guard_tests;
 mod recovery_tests;
 mod tests;
 
@@ -18,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use triad_proto::conninfo::same_server;
-use triad_proto::v1::{DbStatus, ReplicaStatus};
+use triad_proto::v1::{DbStatus, PositionUnit, ReplicaState, ReplicaStatus};
 
 use crate::config::ControllerConfig;
 use crate::context::{now_ms, Ctx};
@@ -30,6 +35,51 @@ pub(crate) const CLUSTER: &str = "customs";
 
 /// How often the simulated servers replicate and the agents report.
 const TICK: Duration = Duration::from_millis(50);
+
+/// Whose words the simulated agents report in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Flavour {
+    /// PostgreSQL streaming replication: byte positions (LSNs), libpq connect strings, lags in
+    /// bytes, `pg_stat_replication`'s words; the primary waits for its synchronous standbys until
+    /// reconfigured.
+    #[default]
+    Postgres,
+    /// Oracle Data Guard as docs/oracle-data-guard.md maps it: positions are SCNs (compared, never
+    /// subtracted into bytes), a member is reached by a connect descriptor no libpq parser reads
+    /// and known by its `DB_UNIQUE_NAME`, lags are only in seconds, the display words are Data
+    /// Guard's, and the primary (Maximum Availability) stops waiting for a standby by itself.
+    DataGuard,
+}
+
+impl Flavour {
+    /// Where member `name` listens for replication: the driver's connect string.
+    pub(crate) fn endpoint(self, name: &str) -> String {
+        match self {
+            Flavour::Postgres => format!("host=sim-{name} port=5432"),
+            Flavour::DataGuard => format!(
+                "(DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)(HOST=sim-{name})(PORT=1521))\
+                 (CONNECT_DATA=(SERVICE_NAME=customs_{name}_DGMGRL)))"
+            ),
+        }
+    }
+
+    /// Member `name`'s identity as a replication source, in the driver's canonical form.
+    fn endpoint_id(self, name: &str) -> String {
+        match self {
+            Flavour::Postgres => format!("sim-{name}:5432"),
+            Flavour::DataGuard => format!("CUSTOMS_{}", name.to_uppercase()),
+        }
+    }
+
+    /// Where positions start: an LSN of a young cluster, or an SCN of a database in service for
+    /// years (beyond 2^32, so that a 32-bit slip would show).
+    fn first_position(self) -> u64 {
+        match self {
+            Flavour::Postgres => 0x0100_0000,
+            Flavour::DataGuard => 12_345_678_901,
+        }
+    }
+}
 
 /// What a simulated server runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +105,9 @@ pub(crate) struct SimMember {
     pub streaming: bool,
     /// A primary's `synchronous_standby_names`.
     pub synchronous: Vec<String>,
+    /// Data Guard: the primary stopped waiting for this standby by itself (Maximum
+    /// Availability, `NetTimeout` passed), though it still streams.
+    pub lapsed: bool,
     /// The highest epoch its agent persisted.
     pub epoch: u64,
     /// Its agent has a stream to the controller and reports.
@@ -65,6 +118,9 @@ pub(crate) struct SimMember {
     pub fenced: Option<String>,
     /// Starting its server (restart, rejoin) fails, as with a broken configuration.
     pub cannot_start: bool,
+    /// Its driver cannot rejoin it in place (Oracle: no flashback log reaches back far enough):
+    /// an operator must re-create it as a standby.
+    pub needs_recreation: bool,
     /// Command kinds its agent answers with a failure.
     pub refuses: HashSet<&'static str>,
     /// Every command kind its agent was sent, in order.
@@ -72,22 +128,24 @@ pub(crate) struct SimMember {
 }
 
 impl SimMember {
-    fn new(name: &str, role: SimRole, upstream: &str) -> Self {
+    fn new(flavour: Flavour, name: &str, role: SimRole, upstream: &str) -> Self {
         SimMember {
             name: name.into(),
             agent: format!("agent-{name}"),
-            endpoint: endpoint(name),
+            endpoint: flavour.endpoint(name),
             running: true,
             role,
-            lsn: 0x0100_0000,
+            lsn: flavour.first_position(),
             upstream: upstream.into(),
             streaming: role == SimRole::Standby,
             synchronous: Vec::new(),
+            lapsed: false,
             epoch: 0,
             linked: true,
             canary: (0, 0, String::new()),
             fenced: None,
             cannot_start: false,
+            needs_recreation: false,
             refuses: HashSet::new(),
             received: Vec::new(),
         }
@@ -100,21 +158,14 @@ impl SimMember {
 
     /// True while it is a running standby streaming from `primary`'s server.
     pub fn streams_from(&self, primary: &SimMember) -> bool {
-        self.running
-            && self.role == SimRole::Standby
-            && self.streaming
-            && same_server(&self.upstream, &primary.endpoint)
+        self.running && self.role == SimRole::Standby && self.streaming && self.upstream == primary.endpoint
     }
-}
-
-/// Where member `name` listens for replication.
-pub(crate) fn endpoint(name: &str) -> String {
-    format!("host=sim-{name} port=5432")
 }
 
 /// The three members' servers.
 #[derive(Debug, Default)]
 pub(crate) struct World {
+    pub flavour: Flavour,
     pub members: BTreeMap<String, SimMember>,
     /// Every tick at which more than one member accepted writes, as the names of those members.
     pub split_brains: Vec<Vec<String>>,
@@ -127,15 +178,15 @@ pub(crate) struct World {
 
 impl World {
     /// The demo's topology: `dc` primary with `ndc` synchronous, `dr` asynchronous.
-    fn demo() -> Self {
-        let mut dc = SimMember::new("dc", SimRole::Primary, "");
+    fn demo(flavour: Flavour) -> Self {
+        let mut dc = SimMember::new(flavour, "dc", SimRole::Primary, "");
         dc.synchronous = vec!["ndc".into()];
         let members = [
             dc,
-            SimMember::new("ndc", SimRole::Standby, &endpoint("dc")),
-            SimMember::new("dr", SimRole::Standby, &endpoint("dc")),
+            SimMember::new(flavour, "ndc", SimRole::Standby, &flavour.endpoint("dc")),
+            SimMember::new(flavour, "dr", SimRole::Standby, &flavour.endpoint("dc")),
         ];
-        World { members: members.into_iter().map(|m| (m.name.clone(), m)).collect(), ..World::default() }
+        World { flavour, members: members.into_iter().map(|m| (m.name.clone(), m)).collect(), ..World::default() }
     }
 
     /// One tick of writes and replication: every running primary writes (its canary among
@@ -151,14 +202,13 @@ impl World {
             m.fenced = None;
         }
         for m in self.members.values_mut().filter(|m| m.writable()) {
-            m.lsn += 0x100;
+            m.lsn += if self.flavour == Flavour::DataGuard { 37 } else { 0x100 };
             m.canary = (m.canary.0 + 1, m.epoch, m.name.clone());
         }
         for _ in 0..2 {
             let servers: Vec<SimMember> = self.members.values().cloned().collect();
             for m in self.members.values_mut().filter(|m| m.running && m.role == SimRole::Standby) {
-                let up =
-                    servers.iter().find(|u| u.running && u.name != m.name && same_server(&m.upstream, &u.endpoint));
+                let up = servers.iter().find(|u| u.running && u.name != m.name && m.upstream == u.endpoint);
                 m.streaming = up.is_some_and(|u| u.lsn >= m.lsn);
                 if let Some(u) = up.filter(|_| m.streaming) {
                     (m.lsn, m.canary) = (u.lsn, u.canary.clone());
@@ -167,20 +217,35 @@ impl World {
         }
     }
 
-    /// What `name`'s agent reports in its heartbeat.
+    /// What `name`'s agent reports in its heartbeat, in its flavour's words.
     fn report(&self, name: &str) -> DbStatus {
         let m = &self.members[name];
+        let oracle = self.flavour == Flavour::DataGuard;
         let replicas = self
             .members
             .values()
             .filter(|r| m.writable() && r.streams_from(m))
-            .map(|r| ReplicaStatus {
-                name: r.name.clone(),
-                state: "streaming".into(),
-                sync_state: if m.synchronous.contains(&r.name) { "sync" } else { "async" }.into(),
-                flush_lag_bytes: m.lsn.saturating_sub(r.lsn) as i64,
-                replay_lag_bytes: m.lsn.saturating_sub(r.lsn) as i64,
-                replay_lag_seconds: 0.0,
+            .map(|r| {
+                let synchronous = m.synchronous.contains(&r.name) && !r.lapsed;
+                let behind = m.lsn.saturating_sub(r.lsn) as i64;
+                ReplicaStatus {
+                    name: r.name.clone(),
+                    state: if oracle { "VALID" } else { "streaming" }.into(),
+                    sync_state: match (oracle, synchronous) {
+                        (false, true) => "sync",
+                        (false, false) => "async",
+                        (true, true) => "SYNC",
+                        (true, false) => "ASYNC",
+                    }
+                    .into(),
+                    flush_lag_bytes: if oracle { -1 } else { behind },
+                    replay_lag_bytes: if oracle { -1 } else { behind },
+                    replay_lag_seconds: 0.0,
+                    replica_state: ReplicaState::Streaming as i32,
+                    synchronous,
+                    caught_up: behind == 0,
+                    flush_lag_seconds: 0.0,
+                }
             })
             .collect();
         let role = match (m.running, m.role) {
@@ -188,10 +253,15 @@ impl World {
             (true, SimRole::Primary) => "primary",
             (true, SimRole::Standby) => "standby",
         };
+        let upstream_of = |endpoint: &str| self.members.values().find(|u| u.endpoint == endpoint);
+        let upstream_id = match upstream_of(&m.upstream) {
+            Some(u) if m.role == SimRole::Standby => self.flavour.endpoint_id(&u.name),
+            _ => String::new(),
+        };
         DbStatus {
             cluster: CLUSTER.into(),
             member: m.name.clone(),
-            driver: "simulated".into(),
+            driver: if oracle { "oracle" } else { "simulated" }.into(),
             up: m.running,
             role: role.into(),
             timeline: 1,
@@ -207,7 +277,9 @@ impl World {
             canary_origin: m.canary.2.clone(),
             canary_age_seconds: if m.canary.0 > 0 { 0.0 } else { -1.0 },
             endpoint: m.endpoint.clone(),
+            endpoint_id: self.flavour.endpoint_id(&m.name),
             upstream: if m.role == SimRole::Standby { m.upstream.clone() } else { String::new() },
+            upstream_id,
             receiver_streaming: m.running && m.role == SimRole::Standby && m.streaming,
             stopped: !m.running,
             stopped_by_fence: !m.running && m.fenced.is_some(),
@@ -215,6 +287,9 @@ impl World {
             final_lsn: if !m.running && m.role == SimRole::Primary { m.lsn } else { 0 },
             configured_standby: m.role == SimRole::Standby,
             lease_remaining_ms: -1,
+            position_unit: if oracle { PositionUnit::Scn } else { PositionUnit::Bytes } as i32,
+            replay_remaining_seconds: 0.0,
+            sync_may_lapse: oracle,
             ..Default::default()
         }
     }
@@ -240,7 +315,12 @@ impl SimCluster {
     /// The demo's topology with the brain leading it; `tune` adjusts the controller's
     /// configuration. Returns once the brain adopted the cluster at epoch 1 with `dc` primary.
     pub async fn start(tune: impl FnOnce(&mut ControllerConfig)) -> Self {
-        Self::start_routed(tune, None).await
+        Self::start_as(Flavour::Postgres, tune, None).await
+    }
+
+    /// [`SimCluster::start`] with the agents speaking as `flavour`'s driver.
+    pub async fn start_flavoured(flavour: Flavour, tune: impl FnOnce(&mut ControllerConfig)) -> Self {
+        Self::start_as(flavour, tune, None).await
     }
 
     /// [`SimCluster::start`] with `router` told of role changes.
@@ -248,11 +328,19 @@ impl SimCluster {
         tune: impl FnOnce(&mut ControllerConfig),
         router: Option<Arc<dyn crate::brain::router::Router>>,
     ) -> Self {
+        Self::start_as(Flavour::Postgres, tune, router).await
+    }
+
+    async fn start_as(
+        flavour: Flavour,
+        tune: impl FnOnce(&mut ControllerConfig),
+        router: Option<Arc<dyn crate::brain::router::Router>>,
+    ) -> Self {
         let (ctx, dir) = match router {
             None => Ctx::test(tune).await,
             router => Ctx::test_routed(tune, router).await,
         };
-        let world = Arc::new(Mutex::new(World::demo()));
+        let world = Arc::new(Mutex::new(World::demo(flavour)));
         let mut tasks = Vec::new();
         let members: Vec<String> = world.lock().expect("world lock").members.keys().cloned().collect();
         for name in members {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+use triad_proto::replica;
 use triad_proto::v1 as pb;
 
 use super::client::Client;
@@ -62,9 +63,16 @@ pub struct MemberView {
     pub role: String,
     pub healthy: bool,
     pub timeline: u32,
+    /// Its position (primary: current; standby: received or replayed), comparable within a
+    /// lineage; the unit is its driver's.
     pub wal_lsn: u64,
-    /// Bytes behind the primary's current position (standbys; 0 on the primary).
+    /// [`MemberView::wal_lsn`] as its database writes it (`16/B374D848`, `SCN 12345678901`).
+    pub position: String,
+    /// Bytes behind the primary's current position (standbys; 0 on the primary); `None` when
+    /// unknown, or when the driver's positions are not bytes.
     pub lag_bytes: Option<u64>,
+    /// Standby: seconds its receipt trails the primary, as the primary reports it; `None` unknown.
+    pub lag_seconds: Option<f64>,
     /// Standby: seconds since the last replayed transaction was committed (-1 unknown).
     pub replay_delay_seconds: f64,
     /// As the primary reports this standby: `sync`, `async`, `potential`...
@@ -315,8 +323,17 @@ fn member_view(db: &[pb::DbStatus], c: &pb::DbClusterRecord, m: &pb::DbMemberRec
         healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
         timeline: obs.map(|o| o.timeline).unwrap_or(0),
         wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
+        position: obs.map(|o| replica::format_position_of(o, o.wal_lsn)).unwrap_or_default(),
         lag_bytes: match (obs, primary) {
-            (Some(o), Some(p)) if o.up => Some(p.wal_lsn.saturating_sub(o.wal_lsn)),
+            (Some(o), Some(p)) if o.up && replica::positions_are_bytes(o) && replica::positions_are_bytes(p) => {
+                Some(p.wal_lsn.saturating_sub(o.wal_lsn))
+            }
+            _ => None,
+        },
+        lag_seconds: match (obs, replica) {
+            (Some(o), _) if o.up && o.role == "primary" => Some(0.0),
+            (Some(o), Some(r)) if o.up && r.flush_lag_seconds >= 0.0 => Some(r.flush_lag_seconds),
+            (Some(o), Some(r)) if o.up && replica::caught_up(r) => Some(0.0),
             _ => None,
         },
         replay_delay_seconds: obs.map(|o| o.replay_delay_seconds).unwrap_or(-1.0),

@@ -1,8 +1,6 @@
 //! `triadctl status` as a table: controllers, agents, the database clusters with their members
 //! and the links carrying them, pending requests and users.
 
-use triad_proto::words::format_lsn;
-
 use super::{ApprovalView, ClusterView, MemberView, StatusView};
 use crate::context::now_ms;
 
@@ -129,19 +127,8 @@ fn render_clusters(out: &mut String, v: &StatusView) {
             None => out.push_str(&format!("  {name}\n")),
         }
         out.push_str(&format!(
-            "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {}\n",
-            "MEMBER",
-            "SITE",
-            "ROLE",
-            "HEALTH",
-            "SYNC",
-            "TL",
-            "WAL POSITION",
-            "LAG BYTES",
-            "DELAY",
-            "CANARY",
-            "EPOCH",
-            "AGENT"
+            "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>16} {:>12} {:>10} {:>8} {:>7}  {}\n",
+            "MEMBER", "SITE", "ROLE", "HEALTH", "SYNC", "TL", "POSITION", "LAG", "DELAY", "CANARY", "EPOCH", "AGENT"
         ));
         if let Some(c) = v.cluster_state.get(name).filter(|c| c.epoch > 0) {
             if c.failover_blocked.is_empty() {
@@ -228,7 +215,12 @@ fn lost_behind(v: &StatusView, members: &[MemberView], c: &ClusterView, lost: &s
 
 /// One member's line, and what is wrong with it or guards it.
 fn render_member(out: &mut String, m: &MemberView) {
-    let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+    // Bytes where the driver counts bytes, else the time the primary reports.
+    let lag = match (m.lag_bytes, m.lag_seconds) {
+        (Some(bytes), _) => format!("{bytes} B"),
+        (None, Some(s)) => format!("{s:.1}s"),
+        (None, None) => "-".into(),
+    };
     let delay = if m.replay_delay_seconds < 0.0 { "-".to_string() } else { format!("{:.1}s", m.replay_delay_seconds) };
     let health = if m.healthy {
         "ok"
@@ -244,14 +236,14 @@ fn render_member(out: &mut String, m: &MemberView) {
         None => "FENCED".to_string(),
     };
     out.push_str(&format!(
-        "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>14} {:>12} {:>10} {:>8} {:>7}  {} ({})\n",
+        "    {:<8} {:<6} {:<10} {:<9} {:<6} {:>4} {:>16} {:>12} {:>10} {:>8} {:>7}  {} ({})\n",
         m.name,
         m.site,
         m.role,
         health,
         if m.sync_state.is_empty() { "-" } else { m.sync_state.as_str() },
         m.timeline,
-        format_lsn(m.wal_lsn),
+        if m.position.is_empty() { "-" } else { m.position.as_str() },
         lag,
         delay,
         canary,

@@ -12,11 +12,12 @@ impl State {
                 format!("adopt cluster {cluster}: primary {primary}, synchronous [{}]", synchronous.join(", ")),
                 self.adopt(log_index, p.at_ms, cluster, primary, synchronous),
             ),
-            Command::SetMemberEndpoint { cluster, member, endpoint } => {
-                let what = format!("set endpoint of {cluster}/{member} to `{endpoint}`");
+            Command::SetMemberEndpoint { cluster, member, endpoint, endpoint_id } => {
+                let what = format!("set endpoint of {cluster}/{member} to `{endpoint}` (identity `{endpoint_id}`)");
                 match self.clusters.get_mut(cluster).and_then(|c| c.members.get_mut(member)) {
                     Some(m) => {
                         m.endpoint = endpoint.clone();
+                        m.endpoint_id = endpoint_id.clone();
                         (what, Ok("recorded".into()))
                     }
                     None => (what, Err(Rejection::NotFound(format!("no member `{member}` in `{cluster}`")))),

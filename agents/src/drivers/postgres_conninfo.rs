@@ -1,6 +1,7 @@
-//! libpq connection strings, as far as Triad needs to read them: which server (host and port) a
-//! standby's upstream or a member's replication endpoint names, so that agents and controllers
-//! compare them the same way.
+//! libpq connection strings, as far as the PostgreSQL driver needs to read them: which server
+//! (host and port) a standby's upstream or a member's replication endpoint names, written in one
+//! canonical form (`host:port`) so that the controller compares them for equality alone and
+//! never reads a connection string (docs/oracle-data-guard.md, B1).
 
 /// The server a `key=value` connection string names: `hostaddr` or else `host` (default
 /// `localhost`), and `port` (default 5432). `None` when the string cannot be read (an unclosed
@@ -16,9 +17,20 @@ pub fn server(conninfo: &str) -> Option<(String, u16)> {
     Some((host, port))
 }
 
-/// Whether two connection strings name the same server (both readable).
-pub fn same_server(a: &str, b: &str) -> bool {
-    matches!((server(a), server(b)), (Some(x), Some(y)) if x == y)
+/// The server a connection string names as `host:port` (`[host]:port` when the host holds a
+/// colon: an IPv6 address), the driver's canonical replication identity; `None` when unreadable.
+pub fn server_id(conninfo: &str) -> Option<String> {
+    let (host, port) = server(conninfo)?;
+    Some(id(&host, port))
+}
+
+/// A server's canonical identity, as [`server_id`] writes it.
+pub fn id(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The keyword/value pairs, values unquoted (`'...'` with `\'` and `\\` escapes).
@@ -82,8 +94,11 @@ mod tests {
         assert_eq!(server("host='unclosed"), None);
         assert_eq!(server("port=five"), None);
         assert_eq!(server("justaword"), None);
-        assert!(same_server("host=127.0.0.1 port=5433", "port=5433 host=127.0.0.1 application_name=dr sslmode=x"));
-        assert!(!same_server("host=127.0.0.1 port=5433", "host=127.0.0.1 port=5434"));
-        assert!(!same_server("host='x", "host='x"));
+        let id = server_id("host=127.0.0.1 port=5433");
+        assert_eq!(id.as_deref(), Some("127.0.0.1:5433"));
+        assert_eq!(server_id("port=5433 host=127.0.0.1 application_name=dr sslmode=x"), id);
+        assert_ne!(server_id("host=127.0.0.1 port=5434"), id);
+        assert_eq!(server_id("host=::1 port=5433").as_deref(), Some("[::1]:5433"));
+        assert_eq!(server_id("host='x"), None);
     }
 }
