@@ -128,52 +128,63 @@ fn endpoints(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The next request reads `path`; the API server answers `code` with `body`.
+async fn serve_read(api: &mut Handle, path: &str, code: u16, body: &Value) {
+    let (s, send) = next(api).await;
+    is_read(&s, path);
+    send.send_response(answer(code, body));
+}
+
+/// The next request applies `path`; `check` looks at what it sends, and the API server answers
+/// `code` with the applied object (or, for an error code, a Status).
+async fn serve_apply(api: &mut Handle, path: &str, code: u16, check: impl FnOnce(&Value)) {
+    let (s, send) = next(api).await;
+    let body = is_apply(&s, path).clone();
+    check(&body);
+    let answered = if code < 400 { body } else { status(code, "Refused") };
+    send.send_response(answer(code, &answered));
+}
+
+/// No further request comes within 300 ms.
+async fn nothing_more(api: &mut Handle, why: &str) {
+    let more = tokio::time::timeout(Duration::from_millis(300), api.next_request()).await;
+    assert!(more.is_err(), "{why}");
+}
+
+/// A slice's epoch and step annotations.
+fn version(body: &Value) -> (&Value, &Value) {
+    (&body["metadata"]["annotations"][EPOCH], &body["metadata"]["annotations"][STEP])
+}
+
 #[tokio::test]
 async fn a_role_change_takes_the_old_primary_out_first_then_puts_the_new_one_in_and_scales() {
     let (router, _, mut api) = router();
     let server = tokio::spawn(async move {
         // Take out dc (epoch 3): the writers' slice read, then applied empty on its version.
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RW);
-        send.send_response(answer(200, &slice("customs-rw", 3, "in", "10", &["10.1.0.21"])));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RW);
-        assert_eq!(endpoints(body), Vec::<String>::new(), "nobody takes writes: {body}");
-        assert_eq!(
-            (&body["metadata"]["annotations"][EPOCH], &body["metadata"]["annotations"][STEP]),
-            (&json!("3"), &json!("out"))
-        );
-        assert_eq!(body["metadata"]["resourceVersion"], "10", "conditional on what was read");
-        send.send_response(answer(200, body));
+        serve_read(&mut api, RW, 200, &slice("customs-rw", 3, "in", "10", &["10.1.0.21"])).await;
+        serve_apply(&mut api, RW, 200, |body| {
+            assert_eq!(endpoints(body), Vec::<String>::new(), "nobody takes writes: {body}");
+            assert_eq!(version(body), (&json!("3"), &json!("out")));
+            assert_eq!(body["metadata"]["resourceVersion"], "10", "conditional on what was read");
+        })
+        .await;
         // The readers' slice does not exist yet: created, with no condition.
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RO);
-        send.send_response(answer(404, &status(404, "NotFound")));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RO);
-        assert!(body["metadata"].get("resourceVersion").is_none(), "{body}");
-        assert_eq!(endpoints(body), ["10.2.0.21", "10.3.0.21"]);
-        send.send_response(answer(201, body));
+        serve_read(&mut api, RO, 404, &status(404, "NotFound")).await;
+        serve_apply(&mut api, RO, 201, |body| {
+            assert!(body["metadata"].get("resourceVersion").is_none(), "{body}");
+            assert_eq!(endpoints(body), ["10.2.0.21", "10.3.0.21"]);
+        })
+        .await;
         // Put ndc in at epoch 4: the writers' slice holds it alone.
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RW);
-        send.send_response(answer(200, &slice("customs-rw", 3, "out", "11", &[])));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RW);
-        assert_eq!(endpoints(body), ["10.2.0.21"]);
-        assert_eq!(
-            (&body["metadata"]["annotations"][EPOCH], &body["metadata"]["annotations"][STEP]),
-            (&json!("4"), &json!("in"))
-        );
-        assert_eq!(body["metadata"]["resourceVersion"], "11");
-        send.send_response(answer(200, body));
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RO);
-        send.send_response(answer(200, &slice("customs-ro", 3, "out", "12", &["10.2.0.21", "10.3.0.21"])));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RO);
-        assert_eq!(endpoints(body), ["10.1.0.21", "10.3.0.21"]);
-        send.send_response(answer(200, body));
+        serve_read(&mut api, RW, 200, &slice("customs-rw", 3, "out", "11", &[])).await;
+        serve_apply(&mut api, RW, 200, |body| {
+            assert_eq!(endpoints(body), ["10.2.0.21"]);
+            assert_eq!(version(body), (&json!("4"), &json!("in")));
+            assert_eq!(body["metadata"]["resourceVersion"], "11");
+        })
+        .await;
+        serve_read(&mut api, RO, 200, &slice("customs-ro", 3, "out", "12", &["10.2.0.21", "10.3.0.21"])).await;
+        serve_apply(&mut api, RO, 200, |body| assert_eq!(endpoints(body), ["10.1.0.21", "10.3.0.21"])).await;
         // The application at ndc scaled up (merge patch of the scale subresource).
         let (s, send) = next(&mut api).await;
         assert_eq!(s.method, http::Method::PATCH);
@@ -197,12 +208,9 @@ async fn a_role_change_takes_the_old_primary_out_first_then_puts_the_new_one_in_
 async fn a_stale_write_is_refused_and_sends_nothing() {
     let (router, _, mut api) = router();
     let server = tokio::spawn(async move {
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RW);
         // A newer leader already put dr in at epoch 5.
-        send.send_response(answer(200, &slice("customs-rw", 5, "in", "30", &["10.3.0.21"])));
-        let more = tokio::time::timeout(Duration::from_millis(300), api.next_request()).await;
-        assert!(more.is_err(), "nothing written after the stale read");
+        serve_read(&mut api, RW, 200, &slice("customs-rw", 5, "in", "30", &["10.3.0.21"])).await;
+        nothing_more(&mut api, "nothing written after the stale read").await;
     });
     let e = router.apply(&route(4, RouteStep::In, Some("ndc"), "ndc")).await.expect_err("stale");
     assert!(matches!(e, RouteError::Stale { .. }), "{e}");
@@ -214,26 +222,16 @@ async fn a_stale_write_is_refused_and_sends_nothing() {
 async fn a_conflict_reads_again_and_applies_on_the_new_resource_version() {
     let (router, _, mut api) = router();
     let server = tokio::spawn(async move {
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RW);
-        send.send_response(answer(200, &slice("customs-rw", 3, "out", "10", &[])));
-        let (s, send) = next(&mut api).await;
-        assert_eq!(is_apply(&s, RW)["metadata"]["resourceVersion"], "10");
+        serve_read(&mut api, RW, 200, &slice("customs-rw", 3, "out", "10", &[])).await;
         // Changed in between: the API server refuses the write.
-        send.send_response(answer(409, &status(409, "Conflict")));
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RW);
-        send.send_response(answer(200, &slice("customs-rw", 3, "out", "14", &[])));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RW);
-        assert_eq!(body["metadata"]["resourceVersion"], "14", "on what was read again");
-        send.send_response(answer(200, body));
-        let (s, send) = next(&mut api).await;
-        is_read(&s, RO);
-        send.send_response(answer(404, &status(404, "NotFound")));
-        let (s, send) = next(&mut api).await;
-        let body = is_apply(&s, RO);
-        send.send_response(answer(201, body));
+        serve_apply(&mut api, RW, 409, |body| assert_eq!(body["metadata"]["resourceVersion"], "10")).await;
+        serve_read(&mut api, RW, 200, &slice("customs-rw", 3, "out", "14", &[])).await;
+        serve_apply(&mut api, RW, 200, |body| {
+            assert_eq!(body["metadata"]["resourceVersion"], "14", "on what was read again")
+        })
+        .await;
+        serve_read(&mut api, RO, 404, &status(404, "NotFound")).await;
+        serve_apply(&mut api, RO, 201, |_| {}).await;
         let (_, send) = next(&mut api).await;
         send.send_response(answer(200, &json!({ "apiVersion": "autoscaling/v1", "kind": "Scale" })));
     });
@@ -246,12 +244,9 @@ async fn server_errors_are_retried_a_bounded_number_of_times_then_reported() {
     let (router, _, mut api) = router();
     let server = tokio::spawn(async move {
         for _ in 0..super::apply::ATTEMPTS {
-            let (s, send) = next(&mut api).await;
-            is_read(&s, RW);
-            send.send_response(answer(503, &status(503, "ServiceUnavailable")));
+            serve_read(&mut api, RW, 503, &status(503, "ServiceUnavailable")).await;
         }
-        let more = tokio::time::timeout(Duration::from_millis(300), api.next_request()).await;
-        assert!(more.is_err(), "no attempt beyond the bound");
+        nothing_more(&mut api, "no attempt beyond the bound").await;
     });
     let e = router.apply(&route(4, RouteStep::In, Some("ndc"), "ndc")).await.expect_err("gave up");
     assert!(e.to_string().contains("gave up after 4 attempts"), "{e}");
@@ -283,10 +278,11 @@ async fn the_drift_watch_lists_again_when_its_watch_ends_and_mends_a_slice_chang
     send.send_response(answer(200, &list("20", &["10.2.0.21"])));
     let (s, send) = next(&mut api).await;
     assert!(s.uri.contains("watch=true") && s.uri.contains("resourceVersion=20"), "{}", s.uri);
-    let gone = json!({ "type": "ERROR", "object": status(410, "Expired") });
-    send.send_response(
-        Response::builder().status(200).body(Body::from(format!("{gone}\n").into_bytes())).expect("a response"),
-    );
+    let gone = || {
+        let event = json!({ "type": "ERROR", "object": status(410, "Expired") });
+        Response::builder().status(200).body(Body::from(format!("{event}\n").into_bytes())).expect("a response")
+    };
+    send.send_response(gone());
     // The restart: a new list, which shows the slice emptied by hand while the watch was down.
     let (s, send) = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -295,9 +291,7 @@ async fn the_drift_watch_lists_again_when_its_watch_ends_and_mends_a_slice_chang
                 return (s, send);
             }
             // A watch resumed before the list: end it the same way.
-            send.send_response(
-                Response::builder().status(200).body(Body::from(format!("{gone}\n").into_bytes())).expect("a response"),
-            );
+            send.send_response(gone());
         }
     })
     .await
@@ -305,13 +299,11 @@ async fn the_drift_watch_lists_again_when_its_watch_ends_and_mends_a_slice_chang
     assert!(s.uri.starts_with("/apis/discovery.k8s.io/v1/namespaces/triad/endpointslices?"), "{}", s.uri);
     send.send_response(answer(200, &list("25", &[])));
     // Mended: read on its condition, then applied again with ndc and the same version.
-    let (s, send) = next(&mut api).await;
-    is_read(&s, RW);
-    send.send_response(answer(200, &slice("customs-rw", 4, "in", "25", &[])));
-    let (s, send) = next(&mut api).await;
-    let body = is_apply(&s, RW);
-    assert_eq!(endpoints(body), ["10.2.0.21"]);
-    assert_eq!(body["metadata"]["resourceVersion"], "25");
-    send.send_response(answer(200, body));
+    serve_read(&mut api, RW, 200, &slice("customs-rw", 4, "in", "25", &[])).await;
+    serve_apply(&mut api, RW, 200, |body| {
+        assert_eq!(endpoints(body), ["10.2.0.21"]);
+        assert_eq!(body["metadata"]["resourceVersion"], "25");
+    })
+    .await;
     follow.abort();
 }

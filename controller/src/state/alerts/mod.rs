@@ -153,17 +153,7 @@ impl IncomingAlert {
     pub(crate) fn for_test(fp: &str, at_ms: u64, severity: Severity) -> IncomingAlert {
         IncomingAlert {
             kind: SourceKind::Generic,
-            fingerprint: fp.into(),
-            severity,
-            title: fp.into(),
-            description: String::new(),
-            labels: Default::default(),
-            site: String::new(),
-            host: String::new(),
-            address: String::new(),
-            at_ms,
-            resolved: false,
-            occurrences: 1,
+            ..IncomingAlert::own(fp.into(), severity, fp.into(), String::new(), at_ms)
         }
     }
 }
