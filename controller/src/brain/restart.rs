@@ -145,22 +145,58 @@ pub async fn run(ctx: Arc<Ctx>, cluster: String, member: String, agent: String, 
     let step = |name: &str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     propose(&ctx, &actor, step("detected", format!("{member} stopped by its agent's fence: {why}"))).await?;
     let started = Instant::now();
-    let restart = command(&cluster, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     let step = step_timeout(&ctx, &cluster);
+    // The fence that stopped it, by the agent's own clock: a later one stopped it again.
+    let fenced_before = ctx.obs.fresh_db(&agent, step).map(|d| d.fenced_ms).unwrap_or(0);
+    let restart = command(&cluster, c.epoch, c.epoch_index, agent_command::Kind::Restart(Default::default()));
     let outcome = match ctx.bus.call(&agent, restart, step).await {
-        Ok(_) => {
-            // Done once the agent reports it running as the primary (under a lease again).
-            let running = |d: &triad_proto::v1::DbStatus| d.up && d.role == "primary";
-            if ctx.obs.wait_report(&agent, Instant::now(), step, running).await {
+        Ok(_) => match wait_running(&ctx, &agent, step, fenced_before).await {
+            Running::Yes => {
                 format!("completed: {member} runs again at epoch {} ({} ms)", c.epoch, started.elapsed().as_millis())
-            } else {
-                format!("failed: {member} was started but is not reported running as the primary")
             }
-        }
+            Running::FencedAgain(why) => {
+                format!("failed: {member} was started, then its fence stopped it again: {why}")
+            }
+            Running::NotReported => format!("failed: {member} was started but is not reported running as the primary"),
+        },
         Err(e) => format!("failed: {e}"),
     };
     propose(&ctx, &actor, Command::FinishWorkflow { workflow: wf, outcome: outcome.clone() }).await?;
     Ok(outcome)
+}
+
+/// What became of a restarted primary.
+enum Running {
+    /// Reported running as the primary (under a lease again).
+    Yes,
+    /// Its fence stopped it again (the lease could not be renewed: the fault that fenced it
+    /// lasts), with the fence's reason.
+    FencedAgain(String),
+    /// Neither within the step's time.
+    NotReported,
+}
+
+/// Waits until the agent reports the restarted server running as the primary, or stopped by a
+/// fence newer than `fenced_before`. Without the second, a restart whose server ran a moment and
+/// was fenced again waited out the whole step (30 s) for a report that could not come, holding
+/// the cluster's workflow key past the fault's end (chaos seed 266: 17 s after the heal, where
+/// the next attempt then took 0.5 s); now it fails at once and the next attempt follows its
+/// backoff.
+async fn wait_running(ctx: &Ctx, agent: &str, within: Duration, fenced_before: u64) -> Running {
+    let seen = std::sync::Mutex::new(Running::NotReported);
+    let settled = |d: &triad_proto::v1::DbStatus| {
+        let now = if d.up && d.role == "primary" {
+            Running::Yes
+        } else if !d.up && d.stopped_by_fence && d.fenced_ms > fenced_before {
+            Running::FencedAgain(d.fenced_reason.clone())
+        } else {
+            return false;
+        };
+        *seen.lock().expect("seen lock poisoned") = now;
+        true
+    };
+    ctx.obs.wait_report(agent, Instant::now(), within, settled).await;
+    seen.into_inner().expect("seen lock poisoned")
 }
 
 /// The brain's step: restart each fenced primary that is due, one workflow per cluster. Returns,

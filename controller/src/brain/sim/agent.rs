@@ -168,6 +168,13 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
             (m.role, m.upstream, m.running) = (SimRole::Standby, r.primary_conninfo, true);
             Ok(("rejoined, nothing discarded".into(), m.lsn))
         }
+        Kind::Restart(_) if m.fenced_again > 0 => {
+            // Started, then fenced again before it was seen running.
+            m.fenced_again -= 1;
+            m.fenced_ms += 1;
+            m.fenced = Some("the lease ends in 450 ms (fenced again)".into());
+            Ok(("started".into(), m.lsn))
+        }
         Kind::Restart(_) => {
             m.running = true;
             Ok(("started".into(), m.lsn))

@@ -116,6 +116,11 @@ pub(crate) struct SimMember {
     pub canary: (u64, u64, String),
     /// Why its agent's fence stopped it, while it has not run since.
     pub fenced: Option<String>,
+    /// When its agent last fenced it, by the agent's clock (a count will do).
+    pub fenced_ms: u64,
+    /// How many of its next restarts its fence stops again at once (a lease that cannot be
+    /// renewed while the fault lasts).
+    pub fenced_again: u32,
     /// Starting its server (restart, rejoin) fails, as with a broken configuration.
     pub cannot_start: bool,
     /// Its driver cannot rejoin it in place (Oracle: no flashback log reaches back far enough):
@@ -144,6 +149,8 @@ impl SimMember {
             linked: true,
             canary: (0, 0, String::new()),
             fenced: None,
+            fenced_ms: 0,
+            fenced_again: 0,
             cannot_start: false,
             needs_recreation: false,
             refuses: HashSet::new(),
@@ -284,6 +291,7 @@ impl World {
             stopped: !m.running,
             stopped_by_fence: !m.running && m.fenced.is_some(),
             fenced_reason: m.fenced.clone().unwrap_or_default(),
+            fenced_ms: m.fenced_ms,
             final_lsn: if !m.running && m.role == SimRole::Primary { m.lsn } else { 0 },
             configured_standby: m.role == SimRole::Standby,
             lease_remaining_ms: -1,
