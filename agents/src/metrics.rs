@@ -285,7 +285,7 @@ impl AgentMetrics {
         self.db_up.with_label_values(&l).set(st.up as i64);
         self.db_is_primary.with_label_values(&l).set((st.role == "primary") as i64);
         self.db_timeline.with_label_values(&l).set(st.timeline as i64);
-        self.db_wal_position.with_label_values(&l).set(st.wal_lsn as i64);
+        self.db_wal_position.with_label_values(&l).set(st.position as i64);
         self.db_replay_delay.with_label_values(&l).set(st.replay_delay_seconds);
         for r in &st.replicas {
             let l = [st.cluster.as_str(), st.member.as_str(), r.name.as_str()];

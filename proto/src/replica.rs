@@ -66,7 +66,7 @@ pub fn positions_are_bytes(d: &DbStatus) -> bool {
 /// unknown. An older agent sent none: its byte positions give one.
 pub fn replay_remaining_seconds(d: &DbStatus) -> Option<f64> {
     if d.position_unit == PositionUnit::Unspecified as i32 {
-        return Some(d.receive_lsn.saturating_sub(d.replay_lsn) as f64 / LEGACY_REPLAY_BYTES_PER_SEC);
+        return Some(d.received_position.saturating_sub(d.applied_position) as f64 / LEGACY_REPLAY_BYTES_PER_SEC);
     }
     (d.replay_remaining_seconds >= 0.0 && d.replay_remaining_seconds.is_finite()).then_some(d.replay_remaining_seconds)
 }
@@ -123,7 +123,7 @@ mod tests {
         let ora = DbStatus { position_unit: PositionUnit::Scn as i32, ..Default::default() };
         assert!(!positions_are_bytes(&ora));
         assert_eq!(format_position_of(&ora, 12_345_678_901), "SCN 12345678901");
-        let legacy = DbStatus { receive_lsn: 16 << 20, replay_lsn: 8 << 20, ..Default::default() };
+        let legacy = DbStatus { received_position: 16 << 20, applied_position: 8 << 20, ..Default::default() };
         assert_eq!(replay_remaining_seconds(&legacy), Some(1.0));
         let unknown =
             DbStatus { position_unit: PositionUnit::Scn as i32, replay_remaining_seconds: -1.0, ..Default::default() };

@@ -116,8 +116,8 @@ async fn a_command_older_than_one_applied_is_refused_never_run_after_it() -> Res
     let dc_port =
         d.conninfos()?[0].split("port=").nth(1).and_then(|p| p.split_whitespace().next()).unwrap_or("").to_string();
     ensure!(current.contains(&format!("port={dc_port}")), "ndc does not follow dc's port {dc_port}: {current}");
-    let newer = script.command("customs", 1, 20, Kind::Follow(Follow { primary_conninfo: current.clone() })).await?;
-    let stale = Follow { primary_conninfo: current.replace(&format!("port={dc_port}"), "port=9") };
+    let newer = script.command("customs", 1, 20, Kind::Follow(Follow { primary_endpoint: current.clone() })).await?;
+    let stale = Follow { primary_endpoint: current.replace(&format!("port={dc_port}"), "port=9") };
     let older = script.command("customs", 1, 15, Kind::Follow(stale)).await?;
     let newer = script.result(newer, Duration::from_secs(30)).await?;
     ensure!(newer.ok, "following dc failed: {}", newer.detail);

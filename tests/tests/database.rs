@@ -92,12 +92,12 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
         ok.then_some(v)
     })
     .await?;
-    ensure!(v.clusters["customs"].iter().all(|m| m.wal_lsn > 0));
+    ensure!(v.clusters["customs"].iter().all(|m| m.position > 0));
     // Positions written as PostgreSQL writes LSNs (the driver says its positions are bytes), and
     // each standby's lag known in time as well as in bytes.
     for m in &v.clusters["customs"] {
-        let lsn = format!("{:X}/{:X}", m.wal_lsn >> 32, m.wal_lsn & 0xffff_ffff);
-        ensure!(m.position == lsn, "{}: position {:?}, LSN {lsn}", m.name, m.position);
+        let lsn = format!("{:X}/{:X}", m.position >> 32, m.position & 0xffff_ffff);
+        ensure!(m.written_position == lsn, "{}: position {:?}, LSN {lsn}", m.name, m.written_position);
         ensure!(
             m.lag_seconds.is_some() && m.lag_bytes.is_some(),
             "{}: lag {:?} / {:?}",
@@ -113,7 +113,7 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
         d.diagnose(&["agent-dc", "controller-1", "controller-2", "controller-3"])?;
     }
     let dc = dc?;
-    let before = v.clusters["customs"].iter().find(|m| m.name == "dc").unwrap().wal_lsn;
+    let before = v.clusters["customs"].iter().find(|m| m.name == "dc").unwrap().position;
     for _ in 0..20 {
         dc.execute("INSERT INTO orders (note) VALUES ('test')", &[]).await?;
     }
@@ -129,7 +129,7 @@ async fn real_postgres_members_are_observed_with_their_replication_state() -> Re
     wait_for("positions past the writes, lag back to zero", Duration::from_secs(10), || async {
         let v = d.status().await.ok()?;
         let m = &v.clusters["customs"];
-        (m.iter().all(|x| x.wal_lsn > before) && m.iter().all(|x| x.lag_bytes == Some(0))).then_some(())
+        (m.iter().all(|x| x.position > before) && m.iter().all(|x| x.lag_bytes == Some(0))).then_some(())
     })
     .await?;
     let dc_http = d.plan.agents.iter().find(|a| a.site == "dc").unwrap().http_addr.clone();

@@ -84,9 +84,10 @@ pub trait DatabaseDriver: Send + Sync {
     /// whether the promotion had begun by then.
     async fn promote(&self, synchronous: &[String], deadline: std::time::Instant) -> Result<(), DriverError>;
 
-    /// Starts this stopped member as a standby of the primary at `primary_conninfo`; a former
-    /// primary is rewound first, its discarded WAL saved and reported (the returned text).
-    async fn rejoin(&self, primary_conninfo: &str) -> Result<String, DriverError>;
+    /// Starts this stopped member as a standby of the primary at `primary_endpoint` (its driver's
+    /// connect string, as that member's agent reports it); a former primary is rewound first, its
+    /// discarded WAL saved and reported (the returned text).
+    async fn rejoin(&self, primary_endpoint: &str) -> Result<String, DriverError>;
 
     /// Sets a primary's synchronous standbys (empty: asynchronous).
     async fn set_synchronous(&self, names: &[String]) -> Result<(), DriverError>;
@@ -110,8 +111,8 @@ pub trait DatabaseDriver: Send + Sync {
     /// next start again under a lease).
     async fn stop_unopened(&self) -> Result<(), DriverError>;
 
-    /// Points this running standby at the primary at `primary_conninfo`.
-    async fn follow(&self, primary_conninfo: &str) -> Result<(), DriverError>;
+    /// Points this running standby at the primary at `primary_endpoint`.
+    async fn follow(&self, primary_endpoint: &str) -> Result<(), DriverError>;
 
     /// Before a switchover to this member: the database's own readiness check beyond what
     /// `observe` shows, answering what it found (Oracle: `DGMGRL VALIDATE DATABASE`). The
@@ -135,22 +136,22 @@ pub trait DatabaseDriver: Send + Sync {
         false
     }
 
-    /// Waits until this standby has received and replayed everything up to `lsn`, looking every
+    /// Waits until this standby has received and replayed everything up to `position`, looking every
     /// few milliseconds (a switchover's catch-up is part of its write outage); fails after
     /// `timeout`. The default looks through [`DatabaseDriver::observe`].
-    async fn wait_replayed(&self, lsn: u64, timeout: std::time::Duration) -> Result<(), DriverError> {
+    async fn wait_replayed(&self, position: u64, timeout: std::time::Duration) -> Result<(), DriverError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let st = self.observe().await;
-            if st.up && st.receive_lsn >= lsn && st.replay_lsn >= lsn {
+            if st.up && st.received_position >= position && st.applied_position >= position {
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {
                 return Err(DriverError::Timeout(format!(
-                    "not caught up within {} ms: received {}, replayed {}, wanted {lsn}",
+                    "not caught up within {} ms: received {}, replayed {}, wanted {position}",
                     timeout.as_millis(),
-                    st.receive_lsn,
-                    st.replay_lsn
+                    st.received_position,
+                    st.applied_position
                 )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

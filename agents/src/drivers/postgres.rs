@@ -131,19 +131,19 @@ impl PostgresDriver {
                     &[],
                 )
                 .await?;
-            st.receive_lsn = row.get::<_, i64>(0) as u64;
-            st.replay_lsn = row.get::<_, i64>(1) as u64;
+            st.received_position = row.get::<_, i64>(0) as u64;
+            st.applied_position = row.get::<_, i64>(1) as u64;
             // After a restart the receiver starts from zero until it reconnects; the replayed
             // position, read from the standby's own WAL, still counts.
-            st.wal_lsn = st.receive_lsn.max(st.replay_lsn);
+            st.position = st.received_position.max(st.applied_position);
             st.replay_delay_seconds = row.get(2);
             st.receiver_streaming = row.get(3);
             (st.upstream, st.upstream_id) = upstream(row.get(4), row.get(5), row.get(6));
-            st.replay_remaining_seconds = replay_seconds(st.receive_lsn.saturating_sub(st.replay_lsn));
+            st.replay_remaining_seconds = replay_seconds(st.received_position.saturating_sub(st.applied_position));
         } else {
             st.role = "primary".into();
             let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
-            st.wal_lsn = row.get::<_, i64>(0) as u64;
+            st.position = row.get::<_, i64>(0) as u64;
             let rows = client
                 .query(
                     "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
@@ -224,7 +224,7 @@ impl DatabaseDriver for PostgresDriver {
                     // Unreachable is not stopped: only the postmaster's absence on this host is.
                     if let Some(l) = self.local.clone() {
                         let wal_end = self.wal_end.clone();
-                        (st.stopped, st.final_lsn) =
+                        (st.stopped, st.final_position) =
                             blocking(move || Ok(stopped_at(&l, &wal_end))).await.unwrap_or((false, 0));
                     }
                     return st;

@@ -68,9 +68,9 @@ impl DatabaseDriver for SimulatedDriver {
             up: true,
             role: if primary { "primary" } else { "standby" }.into(),
             timeline: 1,
-            wal_lsn: lsn,
-            receive_lsn: if primary { 0 } else { lsn },
-            replay_lsn: if primary { 0 } else { lsn },
+            position: lsn,
+            received_position: if primary { 0 } else { lsn },
+            applied_position: if primary { 0 } else { lsn },
             replay_delay_seconds: if primary { -1.0 } else { 0.125 },
             position_unit: PositionUnit::Bytes as i32,
             replay_remaining_seconds: if primary { -1.0 } else { 0.0 },
@@ -92,7 +92,7 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
-    async fn rejoin(&self, _primary_conninfo: &str) -> Result<String, DriverError> {
+    async fn rejoin(&self, _primary_endpoint: &str) -> Result<String, DriverError> {
         self.primary.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
         Ok("simulated: nothing to rewind".into())
@@ -102,7 +102,7 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
-    async fn follow(&self, _primary_conninfo: &str) -> Result<(), DriverError> {
+    async fn follow(&self, _primary_endpoint: &str) -> Result<(), DriverError> {
         if self.primary.load(Ordering::SeqCst) {
             return Err(DriverError::Refused("running as a primary".into()));
         }

@@ -128,8 +128,8 @@ impl CommandError {
 /// Reports a command's outcome on the stream it came from (gone: the leader asks again).
 pub(super) async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
     let result = match outcome {
-        Ok((lsn, detail)) => CommandResult { id, ok: true, detail, lsn, ..Default::default() },
-        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), lsn: 0, failure: e.failure() as i32 },
+        Ok((position, detail)) => CommandResult { id, ok: true, detail, position, ..Default::default() },
+        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), position: 0, failure: e.failure() as i32 },
     };
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
 }
@@ -168,12 +168,12 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 let leased = started.elapsed().as_millis();
                 // The opener checks the lease and the epoch again and arms the watchdog first.
                 let opener = p.opener(driver.clone());
-                opener.promote(cmd.epoch, &promote.synchronous_standby_names, deadline).await?;
+                opener.promote(cmd.epoch, &promote.synchronous, deadline).await?;
                 // For the workflow's log: where the promote's time went (since the command came).
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
             }
-            Kind::Rejoin(r) => Ok(driver.rejoin(&r.primary_conninfo).await.map(|report| (0, report))?),
+            Kind::Rejoin(r) => Ok(driver.rejoin(&r.primary_endpoint).await.map(|report| (0, report))?),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
             Kind::Restart(_) => restart(&p, driver.clone(), cmd.epoch).await.map(|_| (0, String::new())),
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
@@ -184,9 +184,9 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 }
                 Ok((0, "stopped as a standby: it never finished a promotion".into()))
             }
-            Kind::Follow(f) => done(driver.follow(&f.primary_conninfo).await),
+            Kind::Follow(f) => done(driver.follow(&f.primary_endpoint).await),
             Kind::WaitReplayed(w) => {
-                done(driver.wait_replayed(w.lsn, Duration::from_millis(u64::from(w.timeout_ms))).await)
+                done(driver.wait_replayed(w.position, Duration::from_millis(u64::from(w.timeout_ms))).await)
             }
             Kind::ValidateTarget(_) => Ok(driver.validate_target().await.map(|said| (0, said))?),
             // The link hands these to `side.rs`; one here was misrouted, and is not run.
@@ -301,7 +301,7 @@ async fn release_lease(p: &LinkParams, driver: &dyn crate::drivers::DatabaseDriv
         ));
     }
     tracing::warn!(epoch, "the server is stopped and its lease released to a failover");
-    Ok((obs.final_lsn, format!("stopped; the lease at epoch {epoch} is released")))
+    Ok((obs.final_position, format!("stopped; the lease at epoch {epoch} is released")))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub async fn run(ctx: Arc<Ctx>, due: Due) -> WorkflowResult<String> {
         super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Follow, &primary, &member).await?;
     let note = format!("{member} streams from {was}, not from the primary {primary} ({endpoint})");
     propose(&ctx, &actor, Command::RecordStep { workflow: wf, name: "astray".into(), note }).await?;
-    let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });
+    let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_endpoint: endpoint.clone() });
     let sent = Instant::now();
     let result = ctx.bus.call(&agent, command(&cluster, c.epoch, c.epoch_index, follow), FOLLOW_TIMEOUT).await;
     let outcome = match result {

@@ -69,7 +69,7 @@ fn candidates(
             Some(d) if d.agent_epoch != c.epoch => {
                 problems.push(format!("`{m}`'s agent is at epoch {}, not {}", d.agent_epoch, c.epoch))
             }
-            Some(d) => ok.push((m.clone(), d.wal_lsn)),
+            Some(d) => ok.push((m.clone(), d.position)),
         }
     }
     if ok.is_empty() {
@@ -470,7 +470,7 @@ mod tests {
         let mut s = state(&["ndc"]);
         s.clusters.get_mut("customs").unwrap().vouch = ["ndc".to_string()].into();
         let stopped =
-            DbStatus { stopped: true, final_lsn: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
+            DbStatus { stopped: true, final_position: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
         let ndc_down = DbStatus { role: "down".into(), agent_epoch: 1, ..Default::default() };
         let judge_over = |obs: &dyn Fn(Instant) -> HashMap<String, AgentObservation>| {
             // The primary must be reported stopped for `primary_lost_after_ms` first.
@@ -487,7 +487,7 @@ mod tests {
             move |now: Instant| {
                 let mut obs = HashMap::from([
                     ("dc".to_string(), seen(now, stopped.clone())),
-                    ("dr".to_string(), seen(now, DbStatus { wal_lsn: dr_at, ..standby("dr", false) })),
+                    ("dr".to_string(), seen(now, DbStatus { position: dr_at, ..standby("dr", false) })),
                 ]);
                 if let Some(n) = ndc.clone() {
                     obs.insert("ndc".into(), seen(now, n));
@@ -520,12 +520,12 @@ mod tests {
         let s = state(&[]);
         let (t0, mut down) = (Instant::now(), HashMap::new());
         let stopped =
-            DbStatus { stopped: true, final_lsn: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
+            DbStatus { stopped: true, final_position: 1000, agent_epoch: 1, role: "down".into(), ..Default::default() };
         let policy = FailoverPolicy::default();
         for now in [t0, t0 + Duration::from_secs(5)] {
             let obs = HashMap::from([
                 ("dc".to_string(), seen(now, stopped.clone())),
-                ("dr".to_string(), seen(now, DbStatus { wal_lsn: 2000, ..standby("dr", false) })),
+                ("dr".to_string(), seen(now, DbStatus { position: 2000, ..standby("dr", false) })),
             ]);
             let j = judge(&s, &obs, &policy, Duration::from_secs(1), now, 10_000_000, &mut down).remove("customs");
             let j = j.unwrap();

@@ -23,16 +23,17 @@ pub(super) const STEP: &str = "final-position";
 
 /// A stopped primary's final position, from its agent's report at the cluster's epoch.
 pub(super) fn of(c: &DbCluster, d: &DbStatus) -> Option<u64> {
-    (!d.up && d.stopped && d.final_lsn > 0 && d.agent_epoch >= c.epoch && !d.epoch_unknown).then_some(d.final_lsn)
+    (!d.up && d.stopped && d.final_position > 0 && d.agent_epoch >= c.epoch && !d.epoch_unknown)
+        .then_some(d.final_position)
 }
 
 /// The standbys outside the synchronous set whose position reaches the stopped primary's
-/// `final_lsn`, best first, or why there is none. Each voucher's agent must be heard at the
+/// `final_position`, best first, or why there is none. Each voucher's agent must be heard at the
 /// cluster's epoch, since the promote waits for it to acknowledge the next one.
 pub(super) fn candidates(
     c: &DbCluster,
     report: &dyn Fn(&str) -> Option<DbStatus>,
-    final_lsn: u64,
+    final_position: u64,
 ) -> Result<Vec<(String, u64)>, String> {
     let primary = c.primary.as_deref().unwrap_or_default();
     for v in &c.vouch {
@@ -48,10 +49,10 @@ pub(super) fn candidates(
         match report(&m.agent) {
             Some(d) if d.up && d.role == "standby" && d.agent_epoch == c.epoch && !d.epoch_unknown => {
                 position_unit = unit(&d);
-                if d.wal_lsn >= final_lsn {
-                    ok.push((m.name.clone(), d.wal_lsn));
+                if d.position >= final_position {
+                    ok.push((m.name.clone(), d.position));
                 } else {
-                    behind.push(format!("`{}` at {}", m.name, format_position_of(&d, d.wal_lsn)));
+                    behind.push(format!("`{}` at {}", m.name, format_position_of(&d, d.position)));
                 }
             }
             _ => {}
@@ -59,7 +60,7 @@ pub(super) fn candidates(
     }
     if ok.is_empty() {
         let best = if behind.is_empty() { "no other running standby".to_string() } else { behind.join(", ") };
-        let end = format_position(position_unit, final_lsn);
+        let end = format_position(position_unit, final_position);
         return Err(format!("no standby reaches `{primary}`'s final position {end} ({best})"));
     }
     ok.sort_by_key(|c| std::cmp::Reverse(c.1));
@@ -91,7 +92,7 @@ pub(super) async fn check_before_epoch(
         };
         let old = heard(from, released);
         let end = old.as_ref().and_then(|d| of(c, d)).unwrap_or(u64::MAX);
-        let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.wal_lsn).unwrap_or(0);
+        let at = heard(to, recorded).filter(|d| d.up && d.role == "standby").map(|d| d.position).unwrap_or(0);
         let position_unit = old.as_ref().map(unit).unwrap_or(PositionUnit::Bytes);
         let (end_s, at_s) = (format_position(position_unit, end), format_position(position_unit, at));
         if at >= end {
@@ -124,10 +125,10 @@ pub(super) async fn confirm_after_epoch(ctx: &Ctx, c: &DbCluster, from: &str, to
                 return Err(WorkflowError::NotSo(format!("{from}'s server is running again at epoch {}", c.epoch)));
             }
             if let (Some(end), Some(t)) = (of(c, &d), ctx.obs.fresh_db(&to_agent, fresh)) {
-                return if t.wal_lsn >= end {
+                return if t.position >= end {
                     Ok(())
                 } else {
-                    let (end, at) = (format_position_of(&d, end), format_position_of(&d, t.wal_lsn));
+                    let (end, at) = (format_position_of(&d, end), format_position_of(&d, t.position));
                     Err(WorkflowError::NotSo(format!("{from}'s WAL now ends at {end}, past {to}'s {at}")))
                 };
             }

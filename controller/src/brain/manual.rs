@@ -104,13 +104,13 @@ fn loss_window(
     target: &triad_proto::v1::DbStatus,
 ) -> String {
     use triad_proto::replica::{format_position_of, positions_are_bytes};
-    let at = format_position_of(target, target.wal_lsn);
+    let at = format_position_of(target, target.position);
     let Some(p) = last else {
         return format!("unknown: this leader never heard from `{from}`; `{to}` has position {at}");
     };
     let rows = p.canary_seq.saturating_sub(target.canary_seq);
     let bytes = if positions_are_bytes(p) && positions_are_bytes(target) {
-        format!(" and up to {} bytes of WAL", p.wal_lsn.saturating_sub(target.wal_lsn))
+        format!(" and up to {} bytes of WAL", p.position.saturating_sub(target.position))
     } else {
         String::new()
     };
@@ -118,7 +118,7 @@ fn loss_window(
         "up to {rows} canary rows (about {} ms of writes){bytes}: `{from}` last reported position {} and canary {} \
          (at {} ms since the epoch); `{to}` has position {at} and canary {}",
         rows * 100,
-        format_position_of(p, p.wal_lsn),
+        format_position_of(p, p.position),
         p.canary_seq,
         p.observed_ms,
         target.canary_seq

@@ -79,11 +79,7 @@ pub(crate) fn promote(c: &DbCluster, accepted_loss: bool, budget: PromoteBudget)
     let names = first_commit_waits_for(c, accepted_loss);
     let PromoteBudget { vouch_hold_ms, floor, replay } = budget;
     let time = promote_time(vouch_hold_ms, floor, replay);
-    let promote = triad_proto::v1::Promote {
-        synchronous_standby_names: names,
-        vouch_hold_ms,
-        timeout_ms: time.as_millis() as u64,
-    };
+    let promote = triad_proto::v1::Promote { synchronous: names, vouch_hold_ms, timeout_ms: time.as_millis() as u64 };
     PromoteOrder { kind: agent_command::Kind::Promote(promote), wait: time + ANSWER_MARGIN }
 }
 

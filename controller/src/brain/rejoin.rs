@@ -109,7 +109,7 @@ pub async fn run(
     let (wf, c) =
         super::workflow::start_workflow(&ctx, &actor, &cluster, WorkflowKind::Rejoin, &primary, &member).await?;
     let started = Instant::now();
-    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: endpoint });
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_endpoint: endpoint });
     // Rewinding copies what differs; a base backup of a large database takes longer still
     // (`[clusters.timeouts]` `rejoin_ms`, default 10 min).
     let budget = ctx.cfg.timeouts(&cluster).rejoin();

@@ -194,15 +194,15 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     plan.balancers_out(&c).await?;
 
     // 1-2. Stop writes on the old primary; the target catches up with all of it.
-    let final_lsn = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
-        Ok(lsn) => lsn,
+    let final_position = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
+        Ok(position) => position,
         Err(why) => {
             // The old primary serves again: the balancers and the router put it back.
             let back = RoleChange { from: &to, to: &from, ..plan };
             return rollback(&ctx, &actor, wf, &name, &from_agent, &c, why, Some(&back)).await;
         }
     };
-    m.step("caught-up", format!("{to} at or past {final_lsn}")).await?;
+    m.step("caught-up", format!("{to} at or past {final_position}")).await?;
     failpoint("switchover-after-caught-up")?;
     // The old primary's last canary, as either member last read it: where the write outage began.
     let last_canary = [&from_agent, &to_agent]
@@ -293,24 +293,24 @@ impl Moving<'_> {
         let t = Instant::now();
         let stop = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::StopPrimary(Default::default()));
         let step = step_timeout(self.ctx, self.name);
-        let final_lsn = match self.ctx.bus.call(self.from_agent, stop, step).await {
-            Ok(r) => r.lsn,
+        let final_position = match self.ctx.bus.call(self.from_agent, stop, step).await {
+            Ok(r) => r.position,
             Err(e) => return Ok(Err(format!("stopping {from}: {e}"))),
         };
         let unit = fresh_db(self.ctx, self.from_agent).map(|d| replica::unit(&d)).unwrap_or(PositionUnit::Bytes);
-        let at = replica::format_position(unit, final_lsn);
+        let at = replica::format_position(unit, final_position);
         log.push(format!("stop writes on {from}: {} ms (final position {at})", t.elapsed().as_millis()));
-        self.step("stop-writes", format!("done, final position {final_lsn}")).await?;
+        self.step("stop-writes", format!("done, final position {final_position}")).await?;
         failpoint("switchover-after-stop-writes")?;
 
         let t = Instant::now();
-        let wait = triad_proto::v1::WaitReplayed { lsn: final_lsn, timeout_ms: step.as_millis() as u32 };
+        let wait = triad_proto::v1::WaitReplayed { position: final_position, timeout_ms: step.as_millis() as u32 };
         let wait = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
         if let Err(e) = self.ctx.bus.call(to_agent, wait, step + Duration::from_secs(2)).await {
             return Ok(Err(format!("{to} did not reach the final position: {e}")));
         }
         log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
-        Ok(Ok(final_lsn))
+        Ok(Ok(final_position))
     }
 
     /// Step 4: promotes the target at the new epoch `c2`. The command is idempotent and
@@ -362,7 +362,7 @@ impl Moving<'_> {
         let (ctx, from) = (self.ctx, self.from);
         let cmd = |kind| command(self.name, c2.epoch, c2.epoch_index, kind);
         let t = Instant::now();
-        let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
+        let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_endpoint: to_endpoint });
         let step = step_timeout(ctx, self.name);
         if let Err(e) = ctx.bus.call(self.from_agent, cmd(rejoin), step).await {
             return Ok(vec![format!("rejoining {from}: {e}")]);
@@ -439,7 +439,7 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     plan.balancers_in(&c).await?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
     let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
-    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_conninfo: to_endpoint });
+    let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_endpoint: to_endpoint });
     let mut problems = Vec::new();
     let within = step_timeout(&ctx, &w.cluster);
     match ctx.bus.call(&from_agent, cmd(rejoin), within).await {
@@ -503,7 +503,7 @@ pub(crate) async fn follow_others(ctx: &Ctx, c: &DbCluster, skip: &[&str; 2], na
     let primary = c.primary.clone().unwrap_or_default();
     let endpoint = c.members.get(&primary).map(|m| m.endpoint.clone()).unwrap_or_default();
     for m in c.members.values().filter(|m| !skip.contains(&m.name.as_str())) {
-        let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: endpoint.clone() });
+        let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_endpoint: endpoint.clone() });
         match ctx.bus.call(&m.agent, command(name, c.epoch, c.epoch_index, follow), step_timeout(ctx, name)).await {
             Ok(_) => out.followed.push(m.name.clone()),
             Err(e) => out.problems.push(format!("{} did not follow {primary}: {e}", m.name)),

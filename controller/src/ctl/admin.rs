@@ -99,7 +99,8 @@ pub struct EndpointView {
     pub cluster: String,
     pub epoch: u64,
     pub primary: String,
-    /// libpq keywords (`host=... port=...`), as the primary's agent reports it.
+    /// The primary's driver's connect string (PostgreSQL: libpq keywords, `host=... port=...`), as
+    /// the primary's agent reports it.
     pub endpoint: String,
     pub paused: bool,
 }

@@ -156,7 +156,7 @@ async fn a_promote_overtaken_by_a_newer_epoch_during_its_hold_does_nothing() {
 async fn a_command_older_than_one_applied_is_refused_and_not_run() {
     let mut agent = Agent::start();
     agent.target(2, 20, "standby");
-    let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_conninfo: "host=dc".into() });
+    let follow = agent_command::Kind::Follow(triad_proto::v1::Follow { primary_endpoint: "host=dc".into() });
     assert!(agent.send(2, 20, follow).await.ok);
     let stop = agent_command::Kind::StopStandby(Default::default());
     let r = agent.send(2, 15, stop.clone()).await;

@@ -91,13 +91,13 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
             };
             let id = cmd.id;
             let result = match execute(&world, &name, cmd).await {
-                Ok((detail, lsn)) => CommandResult { id, ok: true, detail, lsn, ..Default::default() },
+                Ok((detail, lsn)) => CommandResult { id, ok: true, detail, position: lsn, ..Default::default() },
                 Err(detail) => {
                     let failure = match detail.starts_with(NEEDS_RECREATION) {
                         true => CommandFailure::NeedsRecreation,
                         false => CommandFailure::Unspecified,
                     };
-                    CommandResult { id, ok: false, detail, lsn: 0, failure: failure as i32 }
+                    CommandResult { id, ok: false, detail, position: 0, failure: failure as i32 }
                 }
             };
             // An agent cut off while it worked never gets its answer through.
@@ -137,11 +137,11 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         let deadline = Instant::now() + Duration::from_millis(u64::from(wait.timeout_ms));
         loop {
             let at = world.lock().expect("world lock").members[name].lsn;
-            if at >= wait.lsn {
+            if at >= wait.position {
                 return Ok((format!("replayed {at:X}"), at));
             }
             if Instant::now() >= deadline {
-                return Err(format!("at {at:X}, not at {:X}", wait.lsn));
+                return Err(format!("at {at:X}, not at {:X}", wait.position));
             }
             tokio::time::sleep(TICK).await;
         }
@@ -156,7 +156,7 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         }
         Kind::StopPrimary(_) => Err("not a primary".into()),
         Kind::Promote(p) if m.running => {
-            (m.role, m.upstream, m.synchronous) = (SimRole::Primary, String::new(), p.synchronous_standby_names);
+            (m.role, m.upstream, m.synchronous) = (SimRole::Primary, String::new(), p.synchronous);
             Ok(("promoted".into(), m.lsn))
         }
         Kind::Promote(_) => Err("the server is not running".into()),
@@ -165,7 +165,7 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         }
         Kind::Rejoin(_) | Kind::Restart(_) if m.cannot_start => Err("the server could not start".into()),
         Kind::Rejoin(r) => {
-            (m.role, m.upstream, m.running) = (SimRole::Standby, r.primary_conninfo, true);
+            (m.role, m.upstream, m.running) = (SimRole::Standby, r.primary_endpoint, true);
             Ok(("rejoined, nothing discarded".into(), m.lsn))
         }
         Kind::Restart(_) if m.fenced_again > 0 => {
@@ -186,7 +186,7 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         Kind::SetSynchronous(_) => Err("not a running primary".into()),
         Kind::Follow(_) if m.writable() => Err("refusing to repoint a server that runs as a primary".into()),
         Kind::Follow(f) => {
-            m.upstream = f.primary_conninfo;
+            m.upstream = f.primary_endpoint;
             Ok(("repointed".into(), m.lsn))
         }
         Kind::ReleaseLease(_) if m.running => Err("the server runs".into()),

@@ -65,9 +65,9 @@ pub struct MemberView {
     pub timeline: u32,
     /// Its position (primary: current; standby: received or replayed), comparable within a
     /// lineage; the unit is its driver's.
-    pub wal_lsn: u64,
-    /// [`MemberView::wal_lsn`] as its database writes it (`16/B374D848`, `SCN 12345678901`).
-    pub position: String,
+    pub position: u64,
+    /// [`MemberView::position`] as its database writes it (`16/B374D848`, `SCN 12345678901`).
+    pub written_position: String,
     /// Bytes behind the primary's current position (standbys; 0 on the primary); `None` when
     /// unknown, or when the driver's positions are not bytes.
     pub lag_bytes: Option<u64>,
@@ -322,11 +322,11 @@ fn member_view(db: &[pb::DbStatus], c: &pb::DbClusterRecord, m: &pb::DbMemberRec
         role: obs.map(|o| o.role.clone()).unwrap_or_else(|| "unknown".into()),
         healthy: obs.is_some_and(|o| o.up && o.error.is_empty()),
         timeline: obs.map(|o| o.timeline).unwrap_or(0),
-        wal_lsn: obs.map(|o| o.wal_lsn).unwrap_or(0),
-        position: obs.map(|o| replica::format_position_of(o, o.wal_lsn)).unwrap_or_default(),
+        position: obs.map(|o| o.position).unwrap_or(0),
+        written_position: obs.map(|o| replica::format_position_of(o, o.position)).unwrap_or_default(),
         lag_bytes: match (obs, primary) {
             (Some(o), Some(p)) if o.up && replica::positions_are_bytes(o) && replica::positions_are_bytes(p) => {
-                Some(p.wal_lsn.saturating_sub(o.wal_lsn))
+                Some(p.position.saturating_sub(o.position))
             }
             _ => None,
         },

@@ -243,7 +243,7 @@ fn render_member(out: &mut String, m: &MemberView) {
         health,
         if m.sync_state.is_empty() { "-" } else { m.sync_state.as_str() },
         m.timeline,
-        if m.position.is_empty() { "-" } else { m.position.as_str() },
+        if m.written_position.is_empty() { "-" } else { m.written_position.as_str() },
         lag,
         delay,
         canary,
