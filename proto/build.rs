@@ -6,7 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/triad.proto");
     println!("cargo:rerun-if-changed=proto/alerts.proto");
     println!("cargo:rerun-if-changed=proto/inventory.proto");
-    let files = ["proto/triad.proto", "proto/alerts.proto", "proto/inventory.proto"];
+    println!("cargo:rerun-if-changed=proto/drills.proto");
+    let files = ["proto/triad.proto", "proto/alerts.proto", "proto/inventory.proto", "proto/drills.proto"];
     tonic_build::configure().compile_protos(&files, &["proto"])?;
     Ok(())
 }

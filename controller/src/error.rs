@@ -29,6 +29,10 @@ pub enum Error {
     Rejected(crate::state::Rejection),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A check the operator asked for found what would refuse the operation (a drill's
+    /// pre-checks); the findings were printed.
+    #[error("{0}")]
+    CheckFailed(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("transport: {0}")]

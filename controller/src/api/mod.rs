@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod auth;
 mod break_glass;
 mod control;
+pub mod drills;
 mod http;
 pub mod intake;
 pub mod inventory;
@@ -25,6 +26,7 @@ use tonic::Status;
 use triad_proto::v1::agent_link_server::AgentLinkServer;
 use triad_proto::v1::alerts_server::AlertsServer;
 use triad_proto::v1::control_server::ControlServer;
+use triad_proto::v1::drills_server::DrillsServer;
 use triad_proto::v1::inventory_server::InventoryServer;
 use triad_proto::v1::peer_server::PeerServer;
 
@@ -92,6 +94,7 @@ pub async fn serve_grpc(
         .add_service(ControlServer::new(control::ControlApi::new(ctx.clone(), crate::brain::Brain::new(ctx.clone()))))
         .add_service(AlertsServer::new(alerts::AlertsApi::new(ctx.clone())))
         .add_service(InventoryServer::new(inventory::InventoryApi::new(ctx.clone())))
+        .add_service(DrillsServer::new(drills::DrillsApi::new(ctx.clone(), crate::brain::Brain::new(ctx.clone()))))
         .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -9,6 +9,7 @@ mod commands;
 pub mod continuity;
 mod converge;
 mod detector;
+pub mod drills;
 mod error;
 mod failover;
 mod final_position;
@@ -99,6 +100,7 @@ pub fn seed_from_config(cfg: &crate::config::ControllerConfig) -> Seed {
             .collect(),
         links: cfg.links.clone(),
         services: cfg.services.clone(),
+        drills: cfg.drills.clone(),
     }
 }
 

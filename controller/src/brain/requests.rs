@@ -1,5 +1,5 @@
-//! What the edges may ask of the brain, and nothing more: an operator's switchover, and whether a
-//! manual failover could run. The gRPC edge (`api/control.rs`) is generic over [`Requests`] and
+//! What the edges may ask of the brain, and nothing more: an operator's switchover, whether a
+//! manual failover could run, and a drill's pre-checks. The gRPC edge (`api/control.rs`) is generic over [`Requests`] and
 //! never runs a workflow or a precheck of its own; [`Brain`] is the implementation on a
 //! controller, and a test of the edge gives it a fake.
 
@@ -45,6 +45,14 @@ pub trait Requests: Send + Sync + 'static {
         accept_data_loss: bool,
         attested_dead: &[String],
     ) -> Result<(), RequestError>;
+
+    /// The pre-checks of drill plan `plan` now, every one with its verdict (a plan that does not
+    /// exist, or a controller that does not lead, is refused). Changes nothing.
+    fn check_drill(
+        &self,
+        plan: &str,
+        alerts_override: Option<&super::drills::Override>,
+    ) -> Result<Vec<super::drills::Check>, RequestError>;
 }
 
 /// The brain of this controller, as the edges see it.
@@ -80,5 +88,26 @@ impl Requests for Brain {
         super::manual::precheck(&self.ctx, cluster, to, accept_data_loss, attested_dead)
             .map(|_| ())
             .map_err(|e| RequestError::Refused(e.to_string()))
+    }
+
+    fn check_drill(
+        &self,
+        plan: &str,
+        alerts_override: Option<&super::drills::Override>,
+    ) -> Result<Vec<super::drills::Check>, RequestError> {
+        if !self.ctx.is_leader() {
+            return Err(RequestError::Refused("only the leader has the agents' reports: ask it".into()));
+        }
+        let controllers = super::drills::controllers(&self.ctx);
+        let fresh = std::time::Duration::from_millis(self.ctx.cfg.agents.down_after_ms);
+        let report = |agent: &str| self.ctx.obs.fresh_db(agent, fresh);
+        let g = self.ctx.state.read().expect("state lock poisoned");
+        let Some(p) = g.state.drill_plans.get(plan) else {
+            let known: Vec<&str> = g.state.drill_plans.keys().map(String::as_str).collect();
+            let known =
+                if known.is_empty() { "none is defined".to_string() } else { format!("known: {}", known.join(", ")) };
+            return Err(RequestError::Refused(format!("no drill plan `{plan}` ({known})")));
+        };
+        Ok(super::drills::precheck(&g.state, p, &report, &controllers, alerts_override))
     }
 }

@@ -233,4 +233,33 @@ impl ControllerConfig {
         }
         Ok(())
     }
+
+    /// The drill plans: named once, each moving a member of a configured cluster and checking
+    /// services that follow that cluster.
+    pub(super) fn validate_drills(&self) -> Result<()> {
+        let mut names = BTreeSet::new();
+        for (i, d) in self.drills.iter().enumerate() {
+            let key = format!("drills[{i}]");
+            d.validate(&key).map_err(|e| key_err(e.key, e.msg))?;
+            if !names.insert(d.name.as_str()) {
+                return Err(key_err(format!("{key}.name"), format!("drill plan `{}` is listed twice", d.name)));
+            }
+            let Some(c) = self.clusters.iter().find(|c| c.name == d.cluster) else {
+                return Err(key_err(format!("{key}.cluster"), format!("`{}` is not among `clusters`", d.cluster)));
+            };
+            if !c.members.iter().any(|m| m.name == d.target) {
+                return Err(key_err(
+                    format!("{key}.target"),
+                    format!("`{}` is not a member of `{}`", d.target, c.name),
+                ));
+            }
+            for (j, s) in d.services.iter().enumerate() {
+                if !self.services.iter().any(|x| x.name == *s && x.cluster == d.cluster) {
+                    let why = format!("`{s}` is not among the `services` of `{}`", d.cluster);
+                    return Err(key_err(format!("{key}.services[{j}]"), why));
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -70,6 +70,10 @@ pub struct ControllerConfig {
     /// `triadctl services put/delete`.
     #[serde(default)]
     pub services: Vec<crate::state::services::ServiceSpec>,
+    /// The drill plans (`[[drills]]`, see `state/drills.rs` for every field): seed the
+    /// replicated state on first start.
+    #[serde(default)]
+    pub drills: Vec<crate::state::drills::DrillPlan>,
     /// The HAProxy instances told of every role change through their runtime API
     /// (`[[balancers]]`, see `config/balancers.rs` for every field). Config only: each controller
     /// reads its own file, so keep the list the same on all of them.
@@ -363,6 +367,7 @@ impl ControllerConfig {
         self.validate_clusters(&sites)?;
         self.validate_links(&sites)?;
         self.validate_services(&sites)?;
+        self.validate_drills()?;
         self.validate_balancers(&sites)?;
         self.validate_kubernetes(&sites)?;
         let days = &self.inventory.warn_days;
@@ -551,6 +556,34 @@ mod tests {
             .expect("deploy/controller.example.toml");
         assert_eq!(cfg.peers.len(), 3);
         assert!(cfg.clusters.iter().all(|c| c.synchronous_mode == "relaxed" || c.synchronous_mode == "strict"));
+    }
+
+    #[test]
+    fn drill_plans_name_a_member_of_a_configured_cluster() {
+        let cfg: ControllerConfig = toml::from_str(include_str!("../../../deploy/controller.example.toml"))
+            .expect("deploy/controller.example.toml");
+        assert_eq!(cfg.drills.len(), 1, "the example ships a plan");
+        cfg.validate_drills().expect("the example's plan");
+        let good = cfg.drills[0].clone();
+        let cases = [
+            (crate::state::drills::DrillPlan { target: "mars".into(), ..good.clone() }, "drills[1].target"),
+            (crate::state::drills::DrillPlan { cluster: "nope".into(), ..good.clone() }, "drills[1].cluster"),
+            (
+                crate::state::drills::DrillPlan { services: vec!["ghost".into()], ..good.clone() },
+                "drills[1].services[0]",
+            ),
+            (good.clone(), "drills[1].name"),
+        ];
+        for (plan, key) in cases {
+            let mut c = cfg.clone();
+            c.drills.push(if key.ends_with("name") {
+                plan
+            } else {
+                crate::state::drills::DrillPlan { name: "other".into(), ..plan }
+            });
+            let e = c.validate_drills().expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 
     #[test]

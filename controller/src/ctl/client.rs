@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use triad_proto::v1::alerts_client::AlertsClient;
 use triad_proto::v1::control_client::ControlClient;
+use triad_proto::v1::drills_client::DrillsClient;
 use triad_proto::v1::inventory_client::InventoryClient;
 
 use crate::error::{Error, Result};
@@ -150,12 +151,23 @@ impl Client {
     }
 
     /// Runs `call` on any controller, following "not the leader" refusals to the leader.
-    pub async fn on_leader<T, F, Fut>(&self, mut call: F) -> Result<T>
+    pub async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: FnMut(ControlClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let (mut addr, mut client) = self.any().await?;
+        self.on_leader_of(ControlClient::new, call).await
+    }
+
+    /// [`Client::on_leader`] for any service's client, made from a channel by `make`.
+    pub async fn on_leader_of<C, T, F, Fut>(&self, make: fn(Channel) -> C, mut call: F) -> Result<T>
+    where
+        C: Clone,
+        F: FnMut(C) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let (mut addr, _) = self.any().await?;
+        let mut client = make(self.channel(&addr).await?);
         for _ in 0..10 {
             match call(client.clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
@@ -163,7 +175,7 @@ impl Client {
                     match s.metadata().get(LEADER_ADDR_KEY).and_then(|v| v.to_str().ok()) {
                         Some(leader) if leader != addr => {
                             addr = leader.to_string();
-                            client = self.control(&addr).await?;
+                            client = make(self.channel(&addr).await?);
                         }
                         // No leader yet (an election is under way), or a stale hint: ask again.
                         _ => tokio::time::sleep(Duration::from_millis(300)).await,
@@ -173,5 +185,11 @@ impl Client {
             }
         }
         Err(Error::Unavailable("could not reach the leader".into()))
+    }
+
+    /// The `Drills` service of the controller [`Self::reader`] picks (writes reach the leader).
+    pub async fn drills(&self) -> Result<DrillsClient<Channel>> {
+        let (addr, _) = self.pick_reader().await?;
+        Ok(DrillsClient::new(self.channel(&addr).await?))
     }
 }

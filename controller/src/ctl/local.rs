@@ -267,6 +267,7 @@ impl LocalDeployment {
             }],
             links: self.links.clone(),
             services: self.services.clone(),
+            drills: Vec::new(),
             balancers: self.balancers.clone(),
             kubernetes: Default::default(),
             inventory: Default::default(),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 mod demo_noc;
+pub mod drills;
 pub mod failover;
 pub mod links;
 pub mod local;

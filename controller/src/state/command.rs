@@ -43,6 +43,9 @@ pub struct Seed {
     /// The services that follow the clusters (`[[services]]`).
     #[serde(default)]
     pub services: Vec<super::services::ServiceSpec>,
+    /// The drill plans (`[[drills]]`).
+    #[serde(default)]
+    pub drills: Vec<super::drills::DrillPlan>,
 }
 
 /// Every change the state knows how to make.
@@ -205,6 +208,12 @@ pub enum Command {
     /// Several proposals committed as one log entry (group commit); each is applied and audited
     /// as if it had its own entry.
     Batch(Vec<Proposal>),
+    // New variants go last: bincode writes a variant as its index, so one inserted before
+    // others would make a log written by an older build decode as different commands.
+    /// Define a drill plan, or change one.
+    PutDrillPlan(super::drills::DrillPlan),
+    /// Remove a drill plan.
+    DeleteDrillPlan { name: String },
 }
 
 /// The outcome of applying one proposal.

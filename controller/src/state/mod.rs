@@ -12,6 +12,7 @@ pub mod assets;
 mod break_glass;
 mod cities;
 mod command;
+pub mod drills;
 mod kinds;
 pub mod links;
 mod named;
@@ -349,6 +350,9 @@ pub struct State {
     /// The services that follow the database clusters, with their health.
     #[serde(default)]
     pub services: services::Services,
+    /// The drill plans, by name.
+    #[serde(default)]
+    pub drill_plans: std::collections::BTreeMap<String, drills::DrillPlan>,
     /// The audit log's seq sent to the SIEM so far.
     #[serde(default)]
     pub siem_sent_seq: u64,

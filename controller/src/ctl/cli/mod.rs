@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod alerts;
 mod assets;
+mod drills;
 mod kubernetes;
 mod links;
 mod observe;
@@ -13,6 +14,7 @@ mod services;
 
 use self::alerts::{run_alerts, AlertsCmd};
 use self::assets::{run_assets, AssetsArgs};
+use self::drills::{run_drill, DrillCmd};
 use self::kubernetes::{run_kubernetes, KubernetesCmd};
 use self::links::{run_links, LinksArgs};
 use self::observe::{run_dashboards, run_prometheus, DashboardsCmd, PrometheusCmd};
@@ -204,6 +206,18 @@ enum Cmd {
     ///   triadctl services delete asycuda
     #[command(verbatim_doc_comment)]
     Services(ServicesArgs),
+    /// Drills: rehearsed moves of a database cluster (switchover round trip, DR test, failover
+    /// rehearsal). Plans are TOML files written like one `[[drills]]` entry of the controllers'
+    /// config (changes: admin, noc); `check` runs a plan's pre-checks now and changes nothing.
+    ///
+    /// Examples:
+    ///   triadctl drill list
+    ///   triadctl drill put --file quarterly-ndc.toml
+    ///   triadctl drill check quarterly-ndc
+    ///   triadctl drill check quarterly-ndc --override-alerts "UPS test announced, ticket 4411"
+    ///   triadctl drill delete quarterly-ndc
+    #[command(subcommand, verbatim_doc_comment)]
+    Drill(DrillCmd),
     /// The Kubernetes edge's dry run: the EndpointSlices (`<cluster>-rw`, `<cluster>-ro`) and
     /// Deployment scales the leader would apply for the cluster as it stands, from a controller's
     /// `[kubernetes]` config and the live status. Applies nothing.
@@ -489,6 +503,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Cmd::Links(cmd) => run_links(&client(&args.config)?, cmd).await?,
         Cmd::Assets(cmd) => run_assets(&client(&args.config)?, cmd).await?,
         Cmd::Services(cmd) => run_services(&client(&args.config)?, cmd).await?,
+        Cmd::Drill(cmd) => run_drill(&client(&args.config)?, cmd).await?,
         Cmd::Kubernetes(cmd) => run_kubernetes(&client(&args.config)?, cmd).await?,
         Cmd::Dashboards(cmd) => run_dashboards(cmd)?,
         Cmd::Prometheus(cmd) => run_prometheus(cmd)?,

@@ -39,6 +39,11 @@ impl State {
                         refused.push(format!("service {}: {e}", s.name));
                     }
                 }
+                for d in &seed.drills {
+                    if let Err(e) = self.put_drill_plan(Role::System, d) {
+                        refused.push(format!("drill plan {}: {e}", d.name));
+                    }
+                }
                 if !refused.is_empty() {
                     return (what, Ok(format!("seeded, but {}", refused.join("; "))));
                 }

@@ -6,6 +6,7 @@ mod agents;
 mod assets;
 mod clusters;
 mod controllers;
+mod drills;
 mod links;
 mod services;
 mod workflows;
@@ -101,6 +102,7 @@ impl State {
             PutService(_) | DeleteService { .. } | SetServiceHealth { .. } | RecordRecoveryStep { .. } => {
                 self.apply_services(p)
             }
+            PutDrillPlan(_) | DeleteDrillPlan { .. } => self.apply_drills(p),
             PutAsset { .. }
             | ImportAssets { .. }
             | DeleteAsset { .. }
@@ -182,6 +184,7 @@ mod tests {
                     clusters: vec![],
                     links: vec![],
                     services: vec![],
+                    drills: vec![],
                 }),
             ),
             &mut audit,
@@ -199,6 +202,7 @@ mod tests {
                     clusters: vec![],
                     links: vec![],
                     services: vec![],
+                    drills: vec![],
                 }),
             ),
             &mut audit,
