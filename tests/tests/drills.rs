@@ -31,6 +31,17 @@ fn check(d: &Deployment, plan: &str) -> Result<(bool, Value, String)> {
     Ok((out.status.success(), report, stderr))
 }
 
+/// The leader's `triad_canary_replication_delay_seconds` for `member` (followers export none).
+async fn canary_delay(d: &Deployment, member: &str) -> Option<f64> {
+    let series = format!("triad_canary_replication_delay_seconds{{cluster=\"customs\",member=\"{member}\"}}");
+    for id in 1..=3 {
+        if let Some(v) = d.controller_metric(id, &series).await {
+            return Some(v);
+        }
+    }
+    None
+}
+
 fn failed(report: &Value) -> Vec<String> {
     let checks = report["checks"].as_array().cloned().unwrap_or_default();
     checks.iter().filter(|c| c["ok"] == false).filter_map(|c| c["name"].as_str().map(String::from)).collect()
@@ -68,6 +79,13 @@ async fn a_plan_is_checked_like_validate_database_and_a_failing_check_changes_no
     })
     .await?;
     ensure!(report["passes"] == true && report["checks"].as_array().map(Vec::len) == Some(7), "{report}");
+    // The canary measures replication delay from inside the database: none on the primary, a
+    // row or two at most on a synchronous standby.
+    wait_for("the canary's replication delay exported", Duration::from_secs(20), || async {
+        let (dc, ndc) = (canary_delay(&d, "dc").await?, canary_delay(&d, "ndc").await?);
+        (dc == 0.0 && ndc <= 0.5).then_some(())
+    })
+    .await?;
     let out = d.triadctl(&["drill", "check", "nope"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && stderr.contains("no drill plan `nope` (known: quarterly-ndc)"), "{stderr}");
@@ -99,6 +117,11 @@ async fn a_plan_is_checked_like_validate_database_and_a_failing_check_changes_no
     })
     .await?;
     ensure!(failed(&report) == ["members-up", "target-lag"], "only those: {report}");
+    // ndc holds no row written since its replay paused: the canary's delay shows it.
+    wait_for("ndc's canary delay past a second", Duration::from_secs(20), || async {
+        (canary_delay(&d, "ndc").await? > 1.0).then_some(())
+    })
+    .await?;
     ndc.batch_execute("SELECT pg_wal_replay_resume()").await?;
 
     // Nothing changed: same epoch and primary, no workflow recorded.

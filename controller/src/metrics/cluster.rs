@@ -36,6 +36,7 @@ pub struct ClusterMetrics {
     pub standby_sync: IntGaugeVec,
     /// Leader only: the newest canary row's age as each member reads it.
     pub canary_age: GaugeVec,
+    pub canary_delay: GaugeVec,
 }
 
 impl ClusterMetrics {
@@ -114,6 +115,13 @@ impl ClusterMetrics {
                 "Leader only: age of the newest canary row the member reads (the primary writes one every 100 ms)",
                 cm,
             ),
+            canary_delay: float_gauge_vec(
+                r,
+                "triad_canary_replication_delay_seconds",
+                "Leader only: how far the member's newest canary row trails the primary's, in canary rows times \
+                 their 100 ms interval (no clock compared); from reports up to one observation apart",
+                cm,
+            ),
         }
     }
 
@@ -160,6 +168,7 @@ impl ClusterMetrics {
         self.standby_lag_seconds.reset();
         self.standby_sync.reset();
         self.canary_age.reset();
+        self.canary_delay.reset();
         let fresh = |agent: &str| {
             obs.get(agent).filter(|o| now_ms.saturating_sub(o.last_seen_ms) <= fresh_ms).and_then(|o| o.db.as_ref())
         };
@@ -175,6 +184,16 @@ impl ClusterMetrics {
             }
             let Some(primary) = c.primary.as_ref().and_then(|p| c.members.get(p)) else { continue };
             let Some(d) = fresh(&primary.agent).filter(|d| d.role == "primary") else { continue };
+            // Replication delay measured inside the database: the rows of the canary the
+            // primary wrote that a running member has not replayed yet. The sequence runs on
+            // across epochs (a new primary continues from the highest row it holds).
+            for m in c.members.values() {
+                let Some(md) = fresh(&m.agent).filter(|md| md.up) else { continue };
+                if md.canary_seq > 0 && d.canary_seq > 0 {
+                    let rows = d.canary_seq.saturating_sub(md.canary_seq);
+                    self.canary_delay.with_label_values(&[n, &m.name]).set(rows as f64 * CANARY_INTERVAL_SECONDS);
+                }
+            }
             for r in d.replicas.iter().filter(|r| c.members.contains_key(&r.name)) {
                 let l = [n, r.name.as_str()];
                 if r.flush_lag_bytes >= 0 {
@@ -191,6 +210,9 @@ impl ClusterMetrics {
         }
     }
 }
+
+/// The primary's agent writes a canary row this often (`agents/src/lib.rs`, `write_canary`).
+const CANARY_INTERVAL_SECONDS: f64 = 0.1;
 
 /// Every figure of the replicated state, on every controller (each applies the same log), and
 /// the agents' reports `obs` on the leader. `counted`: the workflows already counted as ended.
