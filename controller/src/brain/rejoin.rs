@@ -223,13 +223,34 @@ mod tests {
     use crate::state::{DbCluster, Workflow, WorkflowKind};
     use triad_proto::v1::DbStatus;
 
-    #[test]
-    fn a_failed_rejoin_holds_the_member_back_unless_it_never_reached_its_agent() {
-        let now = Instant::now();
+    /// `customs` at epoch 2 with ndc primary (dc, its old primary, to rejoin).
+    fn after_failover() -> State {
         let mut c = DbCluster::for_test(&["dc", "ndc"], "agent-");
         (c.epoch, c.primary) = (2, Some("ndc".into()));
         let mut state = State::default();
         state.clusters.insert("customs".into(), c);
+        state
+    }
+
+    /// A rejoin of dc that ended at `at_ms` with `outcome`.
+    fn rejoin_of_dc(id: u64, at_ms: u64, outcome: &str) -> Workflow {
+        Workflow {
+            id,
+            kind: WorkflowKind::Rejoin,
+            cluster: "customs".into(),
+            from: "ndc".into(),
+            to: "dc".into(),
+            requested_by: "controller-1".into(),
+            started_ms: at_ms.saturating_sub(500),
+            steps: Vec::new(),
+            finished: Some((at_ms, outcome.to_string())),
+        }
+    }
+
+    #[test]
+    fn a_failed_rejoin_holds_the_member_back_unless_it_never_reached_its_agent() {
+        let now = Instant::now();
+        let mut state = after_failover();
         let report = |db: DbStatus| AgentObservation::for_test("", now, Some(db));
         let primary = DbStatus { up: true, role: "primary".into(), endpoint: "host=ndc".into(), ..Default::default() };
         let stopped = DbStatus { stopped: true, agent_epoch: 2, role: "down".into(), ..Default::default() };
@@ -237,30 +258,16 @@ mod tests {
             HashMap::from([("agent-ndc".to_string(), report(primary)), ("agent-dc".to_string(), report(stopped))]);
         let fresh = Duration::from_secs(3);
         assert_eq!(due(&state, &obs, fresh, now, 100_000).len(), 1, "dc is due");
-        let failed = |outcome: &str| Workflow {
-            id: 1,
-            kind: WorkflowKind::Rejoin,
-            cluster: "customs".into(),
-            from: "ndc".into(),
-            to: "dc".into(),
-            requested_by: "controller-1".into(),
-            started_ms: 99_000,
-            steps: Vec::new(),
-            finished: Some((99_500, outcome.to_string())),
-        };
+        let failed = |outcome: &str| rejoin_of_dc(1, 99_500, outcome);
         state.workflows.insert(1, failed("failed: pg_rewind failed"));
         assert!(due(&state, &obs, fresh, now, 100_000).is_empty(), "held back after a real failure");
         assert_eq!(due(&state, &obs, fresh, now, 99_500 + RETRY_AFTER_MS).len(), 1, "until the wait is over");
         // Each further failure doubles the wait, up to its cap.
-        let mut again = failed("failed: pg_rewind failed");
-        (again.id, again.finished) = (2, Some((104_000, "failed: pg_rewind failed".into())));
-        state.workflows.insert(2, again);
+        state.workflows.insert(2, rejoin_of_dc(2, 104_000, "failed: pg_rewind failed"));
         assert!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MS).is_empty(), "the second wait is longer");
         assert_eq!(due(&state, &obs, fresh, now, 104_000 + 2 * RETRY_AFTER_MS).len(), 1);
         for id in 3..20 {
-            let mut w = failed("failed: pg_rewind failed");
-            (w.id, w.finished) = (id, Some((104_000, "failed: pg_rewind failed".into())));
-            state.workflows.insert(id, w);
+            state.workflows.insert(id, rejoin_of_dc(id, 104_000, "failed: pg_rewind failed"));
         }
         assert!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MAX_MS - 1).is_empty());
         assert_eq!(due(&state, &obs, fresh, now, 104_000 + RETRY_AFTER_MAX_MS).len(), 1, "never longer than the cap");
@@ -272,10 +279,7 @@ mod tests {
     #[test]
     fn a_member_that_needs_re_creating_is_left_alone_until_it_is_a_standby_again() {
         let now = Instant::now();
-        let mut c = DbCluster::for_test(&["dc", "ndc"], "agent-");
-        (c.epoch, c.primary) = (2, Some("ndc".into()));
-        let mut state = State::default();
-        state.clusters.insert("customs".into(), c);
+        let mut state = after_failover();
         let report = |db: DbStatus| AgentObservation::for_test("", now, Some(db));
         let primary =
             DbStatus { up: true, role: "primary".into(), endpoint: "customs_ndc".into(), ..Default::default() };
@@ -284,20 +288,7 @@ mod tests {
             HashMap::from([("agent-ndc".to_string(), report(primary.clone())), ("agent-dc".to_string(), report(dc))])
         };
         let outcome = format!("{NEEDS_RECREATION}: agent `agent-dc`: no flashback log reaches the divergence");
-        state.workflows.insert(
-            1,
-            Workflow {
-                id: 1,
-                kind: WorkflowKind::Rejoin,
-                cluster: "customs".into(),
-                from: "ndc".into(),
-                to: "dc".into(),
-                requested_by: "controller-1".into(),
-                started_ms: 99_000,
-                steps: Vec::new(),
-                finished: Some((99_500, outcome)),
-            },
-        );
+        state.workflows.insert(1, rejoin_of_dc(1, 99_500, &outcome));
         let fresh = Duration::from_secs(3);
         // Long after any retry wait: still not tried, the operator has the member.
         let much_later = 99_500 + RETRY_WINDOW_MS + 1;

@@ -6,7 +6,7 @@ use triad_proto::v1 as pb;
 use triad_proto::v1::drills_client::DrillsClient;
 
 use super::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A plan as `drill list -o json` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -47,10 +47,7 @@ pub fn render_list(lines: &[PlanLine], stale: bool) -> String {
 
 /// `drill put --file`: the plan as TOML, checked by the controllers.
 pub async fn put(client: &Client, path: &std::path::Path) -> Result<String> {
-    let spec_toml = triad_proto::files::read_bounded(path, triad_proto::files::CONFIG_LIMIT)
-        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
-    let spec_toml = String::from_utf8(spec_toml)
-        .map_err(|_| Error::InvalidArgument(format!("{}: not UTF-8 text", path.display())))?;
+    let spec_toml = super::services::read_definition(path)?;
     let r = client.drills().await?.put_plan(pb::PutDrillPlanRequest { spec_toml }).await?.into_inner();
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }

@@ -103,12 +103,17 @@ pub fn render(lines: &[ServiceLine], stale: bool) -> String {
     out
 }
 
+/// A definition file (`--file`) as text, bounded like a config file: the controllers check
+/// what it says.
+pub fn read_definition(path: &std::path::Path) -> Result<String> {
+    let bytes = triad_proto::files::read_bounded(path, triad_proto::files::CONFIG_LIMIT)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|_| Error::InvalidArgument(format!("{}: not UTF-8 text", path.display())))
+}
+
 /// `services put --file`: the definition as TOML, checked by the controllers.
 pub async fn put(client: &Client, path: &std::path::Path) -> Result<String> {
-    let spec_toml = triad_proto::files::read_bounded(path, triad_proto::files::CONFIG_LIMIT)
-        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
-    let spec_toml = String::from_utf8(spec_toml)
-        .map_err(|_| Error::InvalidArgument(format!("{}: not UTF-8 text", path.display())))?;
+    let spec_toml = read_definition(path)?;
     let r = client.inventory().await?.put_service(pb::PutServiceRequest { spec_toml }).await?.into_inner();
     Ok(format!("{} (log index {})", r.message, r.log_index))
 }
