@@ -297,6 +297,9 @@ pub struct TimedWorkload {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<(Instant, i64)>>>,
     writer: tokio::task::JoinHandle<()>,
+    /// An instant and the wall clock (ms since the Unix epoch) at that instant, to place the
+    /// acknowledgements beside times the controllers recorded.
+    base: (Instant, u64),
 }
 
 impl TimedWorkload {
@@ -304,7 +307,9 @@ impl TimedWorkload {
     pub async fn start(conninfos: Vec<String>) -> Result<TimedWorkload> {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let w = TimedWorkload { writer: tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone())), stop, acks };
+        let base = (Instant::now(), wall_ms());
+        let writer = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
+        let w = TimedWorkload { writer, stop, acks, base };
         crate::wait_for("writes flowing", Duration::from_secs(10), || async {
             (w.acks.lock().unwrap().len() > 100).then_some(())
         })
@@ -319,6 +324,17 @@ impl TimedWorkload {
         let around: Vec<Instant> =
             acks.iter().map(|a| a.0).filter(|a| *a >= from - Duration::from_millis(200)).collect();
         (around.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default(), around.last().copied())
+    }
+
+    /// The longest gap between consecutive acknowledged writes that begins within the wall-clock
+    /// window `[from_ms, to_ms]` (ms since the Unix epoch), and when (wall clock) it began.
+    pub fn longest_gap_within(&self, from_ms: u64, to_ms: u64) -> Option<(Duration, u64)> {
+        let acks = self.acks.lock().unwrap();
+        let wall = |i: Instant| self.base.1 + i.saturating_duration_since(self.base.0).as_millis() as u64;
+        acks.windows(2)
+            .filter(|w| (from_ms..=to_ms).contains(&wall(w[0].0)))
+            .map(|w| (w[1].0 - w[0].0, wall(w[0].0)))
+            .max_by_key(|g| g.0)
     }
 
     /// Stops the writer; returns every acknowledged id.
@@ -382,4 +398,9 @@ impl WritableWatch {
         let seen = *first.lock().unwrap();
         seen
     }
+}
+
+/// The wall clock, ms since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

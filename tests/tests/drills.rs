@@ -1,8 +1,8 @@
 //! Drill plans and their pre-checks (issue 21, items 2 and 3), on real processes: three
 //! controllers over mTLS, an agent per site and real PostgreSQL. A plan is put through the API,
 //! listed, and checked: it passes on a healthy cluster; with a member's agent stopped and the
-//! target's replay paused under writes, the check lists each failure, exits 1, and changes
-//! nothing.
+//! target's replay paused under writes, the check lists each failure, exits 1, a run is refused
+//! with the same list, and nothing changes.
 
 use std::time::Duration;
 
@@ -117,6 +117,15 @@ async fn a_plan_is_checked_like_validate_database_and_a_failing_check_changes_no
     })
     .await?;
     ensure!(failed(&report) == ["members-up", "target-lag"], "only those: {report}");
+    // A run is refused by the same checks, with the same list, and starts nothing.
+    let out = d.triadctl(&["drill", "run", "quarterly-ndc"])?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ensure!(!out.status.success(), "a refused run exits non-zero: {stdout}");
+    ensure!(stderr.contains("drill plan `quarterly-ndc` refused: members-up"), "{stderr}");
+    ensure!(stdout.contains("FAILED") && stdout.contains("`dr`'s agent is silent"), "{stdout}");
+    let out = d.triadctl(&["drill", "history", "-o", "json"])?;
+    let runs: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(runs.as_array().is_some_and(|r| r.is_empty()), "no run recorded: {runs}");
     // ndc holds no row written since its replay paused: the canary's delay shows it.
     wait_for("ndc's canary delay past a second", Duration::from_secs(20), || async {
         (canary_delay(&d, "ndc").await? > 1.0).then_some(())

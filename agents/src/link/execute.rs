@@ -127,11 +127,54 @@ impl CommandError {
 
 /// Reports a command's outcome on the stream it came from (gone: the leader asks again).
 pub(super) async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome: Outcome) {
+    answer_with(reply, id, outcome, None).await
+}
+
+/// [`answer`], with the canary row a command read (WaitReplayed).
+async fn answer_with(
+    reply: &mpsc::Sender<AgentMessage>,
+    id: u64,
+    outcome: Outcome,
+    canary: Option<triad_proto::v1::CanaryRow>,
+) {
     let result = match outcome {
-        Ok((position, detail)) => CommandResult { id, ok: true, detail, position, ..Default::default() },
-        Err(e) => CommandResult { id, ok: false, detail: e.to_string(), position: 0, failure: e.failure() as i32 },
+        Ok((position, detail)) => CommandResult { id, ok: true, detail, position, canary, ..Default::default() },
+        Err(e) => CommandResult {
+            id,
+            ok: false,
+            detail: e.to_string(),
+            position: 0,
+            failure: e.failure() as i32,
+            canary: None,
+        },
     };
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
+}
+
+/// The canary row in an observation, if the member read one.
+fn canary_row(st: &triad_proto::v1::DbStatus) -> Option<triad_proto::v1::CanaryRow> {
+    (st.canary_seq > 0 && st.canary_age_seconds >= 0.0).then(|| triad_proto::v1::CanaryRow {
+        seq: st.canary_seq,
+        epoch: st.canary_epoch,
+        origin: st.canary_origin.clone(),
+        written_ms: st.observed_ms.saturating_sub((st.canary_age_seconds * 1000.0) as u64),
+    })
+}
+
+/// Right after a promote: a canary row at the new epoch at once, rather than at the writer's next
+/// tick once an observation shows the server as primary (up to 300 ms later), so that the write
+/// outage the controller measures ends when writes became possible. On a task of its own: a first
+/// commit that waits for a synchronous standby must not hold the promote's answer.
+fn first_canary(p: &LinkParams, driver: Arc<dyn crate::drivers::DatabaseDriver>, epoch: u64) {
+    let Some(member) = p.target.current().map(|t| t.member) else { return };
+    let seq = p.db.read().expect("db lock poisoned").as_ref().map_or(0, |d| d.canary_seq) + 1;
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(1), driver.write_canary(seq, epoch, &member)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("first canary after the promote: {e}"),
+            Err(_) => tracing::debug!("first canary after the promote: not committed within 1 s"),
+        }
+    });
 }
 
 /// Runs one command from the leader, after the epoch gate, and reports the result on the stream
@@ -139,6 +182,7 @@ pub(super) async fn answer(reply: &mpsc::Sender<AgentMessage>, id: u64, outcome:
 async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMessage>) {
     use triad_proto::v1::agent_command::Kind;
     let started = Instant::now();
+    let mut canary = None;
     let outcome: Outcome = async {
         let refused = |why: &str| CommandError::Refused(why.to_string());
         let driver = p.driver.clone().ok_or_else(|| refused("this agent has no database"))?;
@@ -169,6 +213,7 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
                 // The opener checks the lease and the epoch again and arms the watchdog first.
                 let opener = p.opener(driver.clone());
                 opener.promote(cmd.epoch, &promote.synchronous, deadline).await?;
+                first_canary(&p, driver.clone(), cmd.epoch);
                 // For the workflow's log: where the promote's time went (since the command came).
                 let (epoch, promoted) = (cmd.epoch, started.elapsed().as_millis());
                 Ok((0, format!("vouch hold {held} ms, lease at epoch {epoch} {leased} ms, promoted {promoted} ms")))
@@ -186,7 +231,9 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
             }
             Kind::Follow(f) => done(driver.follow(&f.primary_endpoint).await),
             Kind::WaitReplayed(w) => {
-                done(driver.wait_replayed(w.position, Duration::from_millis(u64::from(w.timeout_ms))).await)
+                driver.wait_replayed(w.position, Duration::from_millis(u64::from(w.timeout_ms))).await?;
+                canary = canary_row(&driver.observe().await);
+                Ok((0, String::new()))
             }
             Kind::ValidateTarget(_) => Ok(driver.validate_target().await.map(|said| (0, said))?),
             // The link hands these to `side.rs`; one here was misrouted, and is not run.
@@ -206,7 +253,7 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
         ),
         Err(e) => tracing::warn!(id = cmd.id, epoch = cmd.epoch, "command failed: {what}: {e}"),
     }
-    answer(&tx, cmd.id, outcome).await;
+    answer_with(&tx, cmd.id, outcome, canary).await;
 }
 
 /// The vouch hold a promote waits out: the longer of the command's and the accepted target

@@ -20,13 +20,20 @@ pub struct Canary {
     pub written_ms: u64,
 }
 
-/// Records the write outage `outage_ms` that workflow `wf` measured. A measurement: one that
-/// cannot be committed (a leader change at that moment) is logged and the role change goes on,
-/// never failed for it.
-pub async fn record_outage(ctx: &Ctx, actor: &crate::state::Actor, wf: u64, outage_ms: u64) {
-    let cmd = crate::state::Command::RecordWriteOutage { workflow: wf, outage_ms };
+/// Records what workflow `wf`'s canary measured: the write outage, and when writes resumed. A
+/// measurement: one that cannot be committed (a leader change at that moment) is logged and the
+/// role change goes on, never failed for it.
+pub async fn record(ctx: &Ctx, actor: &crate::state::Actor, wf: u64, measure: &Measure) {
+    if measure.outage_ms.is_none() && measure.resumed_ms.is_none() {
+        return;
+    }
+    let cmd = crate::state::Command::RecordCanaryMeasure {
+        workflow: wf,
+        outage_ms: measure.outage_ms,
+        resumed_ms: measure.resumed_ms,
+    };
     if let Err(e) = super::workflow::propose(ctx, actor, cmd).await {
-        tracing::warn!(workflow = wf, outage_ms, "the write outage was not recorded: {e}");
+        tracing::warn!(workflow = wf, ?measure.outage_ms, "the canary's measure was not recorded: {e}");
     }
 }
 
@@ -63,6 +70,8 @@ pub async fn first_at(ctx: &Ctx, agent: &str, epoch: u64, origin: &str, within: 
 pub struct Measure {
     pub note: String,
     pub outage_ms: Option<u64>,
+    /// When the new primary's first canary row was written (ms since the Unix epoch).
+    pub resumed_ms: Option<u64>,
 }
 
 /// The write outage of a role change to `to` at `epoch`, `last` being the old primary's last
@@ -80,10 +89,14 @@ pub async fn measure(
     if !waits_for.is_empty() {
         let note =
             format!("not measured: {to}'s first commit waits for {} (strict synchronous mode)", waits_for.join(", "));
-        return Measure { note, outage_ms: None };
+        return Measure { note, outage_ms: None, resumed_ms: None };
     }
     let first = first_at(ctx, agent, epoch, to, Duration::from_secs(10)).await;
-    Measure { note: outage_note(last, first.as_ref(), to, epoch), outage_ms: outage_ms(last, first.as_ref()) }
+    Measure {
+        note: outage_note(last, first.as_ref(), to, epoch),
+        outage_ms: outage_ms(last, first.as_ref()),
+        resumed_ms: first.as_ref().map(|f| f.written_ms),
+    }
 }
 
 /// From the old primary's last canary to the new one's first, when both were read.

@@ -233,6 +233,8 @@ mod tests {
                 started_ms: 990_000,
                 steps: vec![],
                 finished: Some((995_000, "failed: agent `dr` has no stream to the leader".into())),
+                write_outage_ms: None,
+                writes_resumed_ms: None,
             },
         );
         assert!(due(&failed, &astray, Duration::from_secs(3), now, 1_000_000).is_empty());

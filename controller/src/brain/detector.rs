@@ -361,6 +361,8 @@ mod tests {
             started_ms: 9_990_000,
             steps: Vec::new(),
             finished: Some((9_995_000, "completed".into())),
+            write_outage_ms: None,
+            writes_resumed_ms: None,
         };
         s.workflows.insert(1, recent);
         let obs = |now: Instant| {
@@ -546,6 +548,8 @@ mod tests {
             started_ms: at - 100,
             steps: vec![],
             finished: Some((at, "abandoned: dc is back as a running primary".into())),
+            write_outage_ms: None,
+            writes_resumed_ms: None,
         };
         let now = 10_000_000;
         assert_eq!(retry_after_abandoned(&s, "customs", now), None);

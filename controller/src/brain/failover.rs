@@ -245,10 +245,8 @@ pub async fn finish(ctx: Arc<Ctx>, actor: Actor, wf: u64, started: Instant) -> W
         propose(&ctx, &actor, step("followed", others.followed.join(", "))).await?;
     }
     let measure = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, last_canary.as_ref(), &waits_for).await;
-    propose(&ctx, &actor, step("canary", measure.note)).await?;
-    if let Some(outage_ms) = measure.outage_ms {
-        super::canary::record_outage(&ctx, &actor, wf, outage_ms).await;
-    }
+    propose(&ctx, &actor, step("canary", measure.note.clone())).await?;
+    super::canary::record(&ctx, &actor, wf, &measure).await;
     plan.post_hooks_and_checks(&c).await?;
     let mut outcome = format!(
         "completed: {} is primary at epoch {} ({} ms); {} rejoins as a standby when it returns",

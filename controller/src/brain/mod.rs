@@ -197,6 +197,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
         if held.is_none() {
             recover_workflows(&ctx);
+            drills::run::resume(&ctx);
             keep_synchronous(&ctx, &mut missing);
             recovery_plan::sync_new(&ctx, &mut routes_synced);
         }

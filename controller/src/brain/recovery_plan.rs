@@ -341,50 +341,60 @@ impl RoleChange<'_> {
     /// Runs `spec`'s check on each instance whose agent is connected until every one passes or
     /// [`CHECK_DEADLINE`] passes.
     async fn check_until_up(&self, c: &DbCluster, spec: &ServiceSpec) -> Done {
-        let t = Instant::now();
-        let deadline = t + CHECK_DEADLINE;
         let site = spec.instances.first().map(|i| i.site.clone()).unwrap_or_default();
-        let reachable: Vec<&ServiceInstance> =
-            spec.instances.iter().filter(|i| self.ctx.bus.has_stream(&i.agent)).collect();
-        if reachable.is_empty() {
-            let outcome = Err("no instance could be checked: none of their agents has a stream to the leader".into());
-            return Done { phase: RecoveryPhase::Check, subject: spec.name.clone(), site, outcome };
-        }
-        let mut failing: Vec<String>;
-        loop {
-            let runs = reachable.iter().map(|inst| async move {
-                let check = triad_proto::v1::ServiceCheck {
-                    service: spec.name.clone(),
-                    kind: spec.kind.to_string(),
-                    target: inst.target.clone(),
-                    query: spec.query.clone(),
-                    expect: spec.expect.clone(),
-                    interval_ms: spec.interval_ms,
-                    timeout_ms: spec.timeout_ms,
-                };
-                let cmd = command(
-                    self.cluster,
-                    c.epoch,
-                    c.epoch_index,
-                    agent_command::Kind::RunCheck(RunCheck { check: Some(check) }),
-                );
-                let wait = Duration::from_millis(u64::from(spec.timeout_ms)) + ANSWER_MARGIN;
-                self.ctx.bus.call(&inst.agent, cmd, wait).await.map_err(|e| format!("{}: {e}", inst.site))
-            });
-            failing = join_all(runs).await.into_iter().filter_map(|r| r.err()).collect();
-            if failing.is_empty() || Instant::now() + CHECK_RETRY >= deadline {
-                break;
-            }
-            tokio::time::sleep(CHECK_RETRY).await;
-        }
-        let ms = t.elapsed().as_millis();
-        let skipped = spec.instances.len() - reachable.len();
-        let skipped = if skipped > 0 { format!(" ({skipped} skipped: no stream)") } else { String::new() };
-        let outcome = if failing.is_empty() {
-            Ok(format!("{} of {} instances answer after {ms} ms{skipped}", reachable.len(), spec.instances.len()))
-        } else {
-            Err(format!("still failing after {ms} ms: {}{skipped}", failing.join("; ")))
-        };
+        let outcome = check_service(self.ctx, c, spec, CHECK_DEADLINE).await;
         Done { phase: RecoveryPhase::Check, subject: spec.name.clone(), site, outcome }
+    }
+}
+
+/// Runs `spec`'s check (at `c`'s epoch) on each instance whose agent is connected until every one
+/// passes or `within` passes; says how long it took, or what still failed. Also a drill's
+/// application checks (`brain/drills/run.rs`).
+pub(crate) async fn check_service(
+    ctx: &Ctx,
+    c: &DbCluster,
+    spec: &ServiceSpec,
+    within: Duration,
+) -> Result<String, String> {
+    let t = Instant::now();
+    let deadline = t + within;
+    let reachable: Vec<&ServiceInstance> = spec.instances.iter().filter(|i| ctx.bus.has_stream(&i.agent)).collect();
+    if reachable.is_empty() {
+        return Err("no instance could be checked: none of their agents has a stream to the leader".into());
+    }
+    let mut failing: Vec<String>;
+    loop {
+        let runs = reachable.iter().map(|inst| async move {
+            let check = triad_proto::v1::ServiceCheck {
+                service: spec.name.clone(),
+                kind: spec.kind.to_string(),
+                target: inst.target.clone(),
+                query: spec.query.clone(),
+                expect: spec.expect.clone(),
+                interval_ms: spec.interval_ms,
+                timeout_ms: spec.timeout_ms,
+            };
+            let cmd = command(
+                &c.name,
+                c.epoch,
+                c.epoch_index,
+                agent_command::Kind::RunCheck(RunCheck { check: Some(check) }),
+            );
+            let wait = Duration::from_millis(u64::from(spec.timeout_ms)) + ANSWER_MARGIN;
+            ctx.bus.call(&inst.agent, cmd, wait).await.map_err(|e| format!("{}: {e}", inst.site))
+        });
+        failing = join_all(runs).await.into_iter().filter_map(|r| r.err()).collect();
+        if failing.is_empty() || Instant::now() + CHECK_RETRY >= deadline {
+            break;
+        }
+        tokio::time::sleep(CHECK_RETRY).await;
+    }
+    let ms = t.elapsed().as_millis();
+    let skipped = spec.instances.len() - reachable.len();
+    let skipped = if skipped > 0 { format!(" ({skipped} skipped: no stream)") } else { String::new() };
+    if failing.is_empty() {
+        Ok(format!("{} of {} instances answer after {ms} ms{skipped}", reachable.len(), spec.instances.len()))
+    } else {
+        Err(format!("still failing after {ms} ms: {}{skipped}", failing.join("; ")))
     }
 }

@@ -244,6 +244,8 @@ mod tests {
             started_ms: at_ms.saturating_sub(500),
             steps: Vec::new(),
             finished: Some((at_ms, outcome.to_string())),
+            write_outage_ms: None,
+            writes_resumed_ms: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! What the edges may ask of the brain, and nothing more: an operator's switchover, whether a
-//! manual failover could run, and a drill's pre-checks. The gRPC edge (`api/control.rs`) is generic over [`Requests`] and
+//! manual failover could run, a drill's pre-checks and its start. The gRPC edge (`api/control.rs`) is generic over [`Requests`] and
 //! never runs a workflow or a precheck of its own; [`Brain`] is the implementation on a
 //! controller, and a test of the edge gives it a fake.
 
@@ -53,6 +53,15 @@ pub trait Requests: Send + Sync + 'static {
         plan: &str,
         alerts_override: Option<&super::drills::Override>,
     ) -> Result<Vec<super::drills::Check>, RequestError>;
+
+    /// Starts a run of drill plan `plan` as `actor` if its pre-checks pass, and returns its id at
+    /// once (the run goes on, on the leader, to its end); or the pre-checks that refused it.
+    fn start_drill(
+        &self,
+        actor: Actor,
+        plan: String,
+        alerts_override: Option<super::drills::Override>,
+    ) -> impl Future<Output = Result<super::drills::Started, RequestError>> + Send;
 }
 
 /// The brain of this controller, as the edges see it.
@@ -109,5 +118,19 @@ impl Requests for Brain {
             return Err(RequestError::Refused(format!("no drill plan `{plan}` ({known})")));
         };
         Ok(super::drills::precheck(&g.state, p, &report, &controllers, alerts_override))
+    }
+
+    async fn start_drill(
+        &self,
+        actor: Actor,
+        plan: String,
+        alerts_override: Option<super::drills::Override>,
+    ) -> Result<super::drills::Started, RequestError> {
+        super::drills::run::start(&self.ctx, actor, &plan, alerts_override).await.map_err(|e| match e {
+            super::WorkflowError::Refused(_) | super::WorkflowError::NotLeader | super::WorkflowError::Rejected(_) => {
+                RequestError::Refused(e.to_string())
+            }
+            other => RequestError::Internal(other.to_string()),
+        })
     }
 }

@@ -325,6 +325,8 @@ mod tests {
             started_ms: at_ms - 100,
             steps: vec![],
             finished: Some((at_ms, outcome.into())),
+            write_outage_ms: None,
+            writes_resumed_ms: None,
         };
         s.workflows.insert(id, w);
     }

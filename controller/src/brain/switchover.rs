@@ -194,8 +194,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     plan.balancers_out(&c).await?;
 
     // 1-2. Stop writes on the old primary; the target catches up with all of it.
-    let final_position = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
-        Ok(position) => position,
+    let (final_position, held_canary) = match m.stop_and_catch_up(&c, &to_agent, &mut log).await? {
+        Ok(caught_up) => caught_up,
         Err(why) => {
             // The old primary serves again: the balancers and the router put it back.
             let back = RoleChange { from: &to, to: &from, ..plan };
@@ -204,11 +204,15 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     };
     m.step("caught-up", format!("{to} at or past {final_position}")).await?;
     failpoint("switchover-after-caught-up")?;
-    // The old primary's last canary, as either member last read it: where the write outage began.
-    let last_canary = [&from_agent, &to_agent]
-        .into_iter()
-        .filter_map(|a| super::canary::newest(&ctx, a).filter(|k| k.epoch == c.epoch))
-        .max_by_key(|k| k.written_ms);
+    // The old primary's last canary: where the write outage began. The row the target held once
+    // it replayed everything is exactly that; an older agent does not send it, and then the
+    // newest either member last reported is used (a heartbeat older at most).
+    let last_canary = held_canary.filter(|k| k.epoch == c.epoch).or_else(|| {
+        [&from_agent, &to_agent]
+            .into_iter()
+            .filter_map(|a| super::canary::newest(&ctx, a).filter(|k| k.epoch == c.epoch))
+            .max_by_key(|k| k.written_ms)
+    });
 
     // 3. The new epoch, committed before any promote goes out.
     propose(&ctx, &actor, Command::SwitchPrimary { cluster: name.clone(), workflow: wf, primary: to.clone() }).await?;
@@ -231,10 +235,8 @@ async fn run_steps(ctx: Arc<Ctx>, actor: Actor, name: String, to: String) -> Wor
     let waits_for = first_commit_waits_for(&c2, false);
     let measure = super::canary::measure(&ctx, &to_agent, &to, c2.epoch, last_canary.as_ref(), &waits_for).await;
     log.push(measure.note.clone());
-    m.step("canary", measure.note).await?;
-    if let Some(outage_ms) = measure.outage_ms {
-        super::canary::record_outage(&ctx, &actor, wf, outage_ms).await;
-    }
+    m.step("canary", measure.note.clone()).await?;
+    super::canary::record(&ctx, &actor, wf, &measure).await;
     // The services, group by group: post-hooks (re-pointing them), then their checks.
     let t = Instant::now();
     plan.post_hooks_and_checks(&c2).await?;
@@ -281,13 +283,14 @@ impl Moving<'_> {
 
     /// Steps 1 and 2: stops writes on the old primary (at epoch `c`), then waits until the target (on
     /// `to_agent`) has received and replayed everything it wrote: its agent answers as soon as
-    /// it has (its reports come only every heartbeat). `Ok(Err(why))`: roll back.
+    /// it has (its reports come only every heartbeat), with the canary row it then holds: the
+    /// old primary's last. `Ok(Err(why))`: roll back.
     async fn stop_and_catch_up(
         &self,
         c: &DbCluster,
         to_agent: &str,
         log: &mut Vec<String>,
-    ) -> WorkflowResult<std::result::Result<u64, String>> {
+    ) -> WorkflowResult<std::result::Result<(u64, Option<super::canary::Canary>), String>> {
         let (from, to) = (self.from, self.to);
         self.step("stop-writes", "started".into()).await?;
         let t = Instant::now();
@@ -306,11 +309,14 @@ impl Moving<'_> {
         let t = Instant::now();
         let wait = triad_proto::v1::WaitReplayed { position: final_position, timeout_ms: step.as_millis() as u32 };
         let wait = command(self.name, c.epoch, c.epoch_index, agent_command::Kind::WaitReplayed(wait));
-        if let Err(e) = self.ctx.bus.call(to_agent, wait, step + Duration::from_secs(2)).await {
-            return Ok(Err(format!("{to} did not reach the final position: {e}")));
-        }
+        let held = match self.ctx.bus.call(to_agent, wait, step + Duration::from_secs(2)).await {
+            Ok(r) => {
+                r.canary.map(|k| super::canary::Canary { epoch: k.epoch, origin: k.origin, written_ms: k.written_ms })
+            }
+            Err(e) => return Ok(Err(format!("{to} did not reach the final position: {e}"))),
+        };
         log.push(format!("{to} holds the final position: {} ms", t.elapsed().as_millis()));
-        Ok(Ok(final_position))
+        Ok(Ok((final_position, held)))
     }
 
     /// Step 4: promotes the target at the new epoch `c2`. The command is idempotent and
@@ -430,6 +436,9 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let step = |name: &'static str, note: String| Command::RecordStep { workflow: wf, name: name.into(), note };
     let cmd = |kind| command(&w.cluster, c.epoch, c.epoch_index, kind);
     restart_if_stopped(&ctx, &c, &w.to, &to_agent).await?;
+    // The target's canary row, if it still holds the old primary's (it was not promoted before
+    // the leader changed): the write outage can then be measured as on the first run.
+    let held = super::canary::newest(&ctx, &to_agent).filter(|k| k.epoch < c.epoch);
     let order = promote(&c, false, PromoteBudget::of(&ctx, &w.cluster, &to_agent));
     ctx.bus
         .call(&to_agent, cmd(order.kind), order.wait)
@@ -438,6 +447,14 @@ pub async fn recover(ctx: Arc<Ctx>, wf: u64) -> WorkflowResult<String> {
     let plan = RoleChange { ctx: &ctx, actor: &actor, wf, kind: w.kind, cluster: &w.cluster, from: &w.from, to: &w.to };
     plan.balancers_in(&c).await?;
     propose(&ctx, &actor, step("promoted", format!("{} (on recovery)", w.to))).await?;
+    // Measured only from a row of the old primary's: a target already writing at the new epoch
+    // would show its newest row, not its first.
+    if held.is_some() {
+        let waits_for = first_commit_waits_for(&c, false);
+        let measure = super::canary::measure(&ctx, &to_agent, &w.to, c.epoch, held.as_ref(), &waits_for).await;
+        propose(&ctx, &actor, step("canary", measure.note.clone())).await?;
+        super::canary::record(&ctx, &actor, wf, &measure).await;
+    }
     let to_endpoint = fresh_db(&ctx, &to_agent).map(|d| d.endpoint).unwrap_or_default();
     let rejoin = agent_command::Kind::Rejoin(triad_proto::v1::Rejoin { primary_endpoint: to_endpoint });
     let mut problems = Vec::new();

@@ -105,6 +105,19 @@ pub(crate) fn failpoint(name: &str) -> WorkflowResult<()> {
     Ok(())
 }
 
+/// A test hook that holds a workflow where it stands for the milliseconds its failpoint returns
+/// (`FAILPOINTS=<name>=return(8000)`), so that a test can kill the leader at that very step.
+pub(crate) async fn pause_point(name: &str) {
+    let pause = || -> Option<u64> {
+        fail::fail_point!(name, |ms: Option<String>| ms.and_then(|ms| ms.parse().ok()));
+        None
+    };
+    if let Some(ms) = pause() {
+        tracing::warn!("failpoint {name}: pausing {ms} ms");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 pub(crate) fn command(cluster: &str, epoch: u64, index: u64, kind: agent_command::Kind) -> AgentCommand {
     AgentCommand { id: 0, cluster: cluster.into(), epoch, log_index: index, kind: Some(kind) }
 }

@@ -214,6 +214,24 @@ pub enum Command {
     PutDrillPlan(super::drills::DrillPlan),
     /// Remove a drill plan.
     DeleteDrillPlan { name: String },
+    /// What the canary measured of a workflow's role change: the write outage, and when the new
+    /// primary's first write committed (ms since the Unix epoch, as the database recorded it).
+    RecordCanaryMeasure { workflow: u64, outage_ms: Option<u64>, resumed_ms: Option<u64> },
+    /// Start a run of drill plan `plan` on its pre-checks' verdicts (every one must pass); the
+    /// cluster's primary now is where a roundtrip returns.
+    StartDrill { plan: String, prechecks: Vec<super::drills::Check> },
+    /// A drill run begins its next step.
+    BeginDrillStep { drill: u64, kind: super::drills::DrillStepKind, note: String },
+    /// A drill run's step under way ends.
+    EndDrillStep { drill: u64, ok: bool, note: String },
+    /// A move of a drill run, as measured.
+    RecordDrillLeg { drill: u64, leg: super::drills::DrillLeg },
+    /// Services' checks of a drill run.
+    RecordDrillChecks { drill: u64, checks: Vec<super::drills::ServiceCheck> },
+    /// Ask a drill run to stop (after the role change under way, if one is, finishes or rolls back).
+    AbortDrill { drill: u64, reason: String },
+    /// A drill run ends; the state judges it (`DrillRun::judge`) from what was recorded.
+    FinishDrill { drill: u64, failure: Option<String>, anomalies: Vec<super::drills::Anomaly>, primary: String },
 }
 
 /// The outcome of applying one proposal.

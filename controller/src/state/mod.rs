@@ -235,6 +235,12 @@ pub struct Workflow {
     pub steps: Vec<WorkflowStep>,
     /// When it ended and how (`completed`, `rolled back: ...`, `failed: ...`).
     pub finished: Option<(u64, String)>,
+    /// The write outage of its role change, as the canary measured it.
+    #[serde(default)]
+    pub write_outage_ms: Option<u64>,
+    /// When the new primary's first canary row was written (ms since the Unix epoch).
+    #[serde(default)]
+    pub writes_resumed_ms: Option<u64>,
 }
 
 impl DbCluster {
@@ -353,6 +359,11 @@ pub struct State {
     /// The drill plans, by name.
     #[serde(default)]
     pub drill_plans: std::collections::BTreeMap<String, drills::DrillPlan>,
+    /// Drill runs and their reports, by id (the newest [`drills::run::MAX_RUNS`]).
+    #[serde(default)]
+    pub drill_runs: BTreeMap<u64, drills::DrillRun>,
+    #[serde(default)]
+    pub last_drill_id: u64,
     /// The audit log's seq sent to the SIEM so far.
     #[serde(default)]
     pub siem_sent_seq: u64,

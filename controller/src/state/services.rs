@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 pub use super::links::InvalidField;
 
+/// The suffix of a failed recovery step's name in a workflow (`check-failed`).
+pub const FAILED_SUFFIX: &str = "-failed";
+
 crate::named_enum! {
     /// How a service's health is checked.
     pub enum ServiceKind: "service kind" {

@@ -1,10 +1,14 @@
-//! Drills (issue 21): a planned, measured rehearsal of moving the customs database. This module
-//! holds what the leader decides before a drill starts: the pre-checks (`precheck.rs`), the
-//! Data Guard broker's `VALIDATE DATABASE` for a three-site cluster.
+//! Drills (issue 21): a planned, measured rehearsal of moving the customs database. The
+//! pre-checks before one starts (`precheck.rs`: the Data Guard broker's `VALIDATE DATABASE` for a
+//! three-site cluster), what a run does next (`next.rs`) and the run itself (`run.rs`).
 
+pub mod next;
 pub mod precheck;
+pub mod run;
 
-pub use precheck::{precheck, Check, CheckName, Controllers, Override, MAX_VOTER_LAG};
+pub use crate::state::drills::{Check, CheckName};
+pub use precheck::{precheck, Controllers, Override, MAX_VOTER_LAG};
+pub use run::Started;
 
 use crate::context::Ctx;
 

@@ -7,46 +7,8 @@ use triad_proto::replica;
 use triad_proto::v1::DbStatus;
 
 use crate::state::alerts::Severity;
-use crate::state::drills::{DrillKind, DrillPlan};
+use crate::state::drills::{Check, CheckName, DrillKind, DrillPlan};
 use crate::state::State;
-
-crate::named_enum! {
-    /// What a pre-check looks at.
-    pub enum CheckName: "drill pre-check" {
-        /// Every voting controller acknowledges the leader and keeps up with its log.
-        Quorum = "controller-quorum",
-        /// Every member of the cluster reports its server up, at the cluster's epoch.
-        MembersUp = "members-up",
-        /// The target is close enough behind the primary (the plan's `max_lag_ms`).
-        TargetLag = "target-lag",
-        /// Every link that carries the cluster between the sites involved is up.
-        Links = "links",
-        /// No workflow runs on the cluster.
-        NoWorkflow = "no-workflow",
-        /// The cluster is not paused for maintenance.
-        NotPaused = "not-paused",
-        /// No unresolved critical alert concerns the sites involved (overridable with a reason).
-        NoCriticalAlert = "no-critical-alert",
-    }
-}
-
-/// One pre-check's verdict.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Check {
-    pub name: CheckName,
-    pub ok: bool,
-    /// What was found, in words (why it failed, or what passed).
-    pub detail: String,
-    /// A failure the operator overrode, with their reason: it no longer refuses the drill.
-    pub overridden: Option<String>,
-}
-
-impl Check {
-    /// Whether it lets the drill start (passed, or overridden).
-    pub fn passes(&self) -> bool {
-        self.ok || self.overridden.is_some()
-    }
-}
 
 /// The controllers as the leader sees them.
 #[derive(Debug, Clone, Default, PartialEq)]

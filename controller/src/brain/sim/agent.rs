@@ -97,7 +97,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
                         true => CommandFailure::NeedsRecreation,
                         false => CommandFailure::Unspecified,
                     };
-                    CommandResult { id, ok: false, detail, position: 0, failure: failure as i32 }
+                    CommandResult { id, ok: false, detail, position: 0, failure: failure as i32, canary: None }
                 }
             };
             // An agent cut off while it worked never gets its answer through.

@@ -16,6 +16,7 @@
 
 mod agent;
 mod data_guard_tests;
+mod drill_tests;
 mod recovery_tests;
 mod tests;
 

@@ -1,5 +1,5 @@
 //! `State::apply` for drill plans: defined, changed and removed. A plan names a cluster and a
-//! member that exist, and services that follow that cluster.
+//! member that exist, and services that follow that cluster. Runs: `drill_runs.rs`.
 
 use crate::state::drills::{DrillPlan, MAX_DRILL_PLANS};
 use crate::state::{Command, Proposal, Rejection, Role, State};
@@ -14,7 +14,7 @@ impl State {
             Command::DeleteDrillPlan { name } => {
                 (format!("delete drill plan {name}"), self.delete_drill_plan(p.actor.role, name))
             }
-            other => (format!("{other:?}"), Err(Rejection::Invalid("not a drills command".into()))),
+            _ => self.apply_drill_runs(p),
         }
     }
 

@@ -6,6 +6,7 @@ mod agents;
 mod assets;
 mod clusters;
 mod controllers;
+mod drill_runs;
 mod drills;
 mod links;
 mod services;
@@ -72,9 +73,11 @@ impl State {
             | SetVouch { .. }
             | DropSynchronous { .. }
             | SetFailoverBlocked { .. } => self.apply_clusters(log_index, p),
-            StartWorkflow { .. } | RecordStep { .. } | FinishWorkflow { .. } | RecordWriteOutage { .. } => {
-                self.apply_workflows(p)
-            }
+            StartWorkflow { .. }
+            | RecordStep { .. }
+            | FinishWorkflow { .. }
+            | RecordWriteOutage { .. }
+            | RecordCanaryMeasure { .. } => self.apply_workflows(p),
             RequestFailover { cluster, to, reason, accept_data_loss, attested_dead, ttl_ms } => {
                 let what = format!("request failover of {cluster} to {to}");
                 let r = self.request_failover(p, (cluster, to, reason), *accept_data_loss, attested_dead, *ttl_ms);
@@ -102,7 +105,15 @@ impl State {
             PutService(_) | DeleteService { .. } | SetServiceHealth { .. } | RecordRecoveryStep { .. } => {
                 self.apply_services(p)
             }
-            PutDrillPlan(_) | DeleteDrillPlan { .. } => self.apply_drills(p),
+            PutDrillPlan(_)
+            | DeleteDrillPlan { .. }
+            | StartDrill { .. }
+            | BeginDrillStep { .. }
+            | EndDrillStep { .. }
+            | RecordDrillLeg { .. }
+            | RecordDrillChecks { .. }
+            | AbortDrill { .. }
+            | FinishDrill { .. } => self.apply_drills(p),
             PutAsset { .. }
             | ImportAssets { .. }
             | DeleteAsset { .. }

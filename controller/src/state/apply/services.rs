@@ -151,8 +151,7 @@ impl State {
     }
 }
 
-/// The suffix of a failed recovery step's name.
-pub const FAILED_SUFFIX: &str = "-failed";
+use crate::state::services::FAILED_SUFFIX;
 
 /// The failed recovery steps of `w`, as `phase subject@site: note`.
 pub fn recovery_errors(w: &crate::state::Workflow) -> Vec<String> {

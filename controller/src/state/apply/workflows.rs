@@ -49,6 +49,8 @@ impl State {
                         started_ms: p.at_ms,
                         steps: Vec::new(),
                         finished: None,
+                        write_outage_ms: None,
+                        writes_resumed_ms: None,
                     },
                 );
                 while self.workflows.len() > 1000 {
@@ -86,6 +88,21 @@ impl State {
                     Some(_) => (what, Err(Rejection::Conflict(format!("workflow {workflow} is not under way")))),
                     None => (what, Err(Rejection::NotFound(format!("no cluster `{cluster}`")))),
                 }
+            }
+            Command::RecordCanaryMeasure { workflow, outage_ms, resumed_ms } => {
+                let what =
+                    format!("workflow {workflow}: write outage {outage_ms:?} ms, writes resumed at {resumed_ms:?}");
+                let Some(w) = self.workflows.get_mut(workflow) else {
+                    return (what, Err(Rejection::NotFound(format!("no workflow {workflow}"))));
+                };
+                if w.finished.is_some() {
+                    return (what, Err(Rejection::Conflict(format!("workflow {workflow} has ended"))));
+                }
+                (w.write_outage_ms, w.writes_resumed_ms) = (*outage_ms, *resumed_ms);
+                if let (Some(ms), Some(c)) = (outage_ms, self.clusters.get_mut(&w.cluster)) {
+                    c.role_changes.last_write_outage_ms = Some(*ms);
+                }
+                (what, Ok("recorded".into()))
             }
             Command::FinishWorkflow { workflow, outcome } => {
                 let what = format!("finish workflow {workflow}: {outcome}");

@@ -1,11 +1,17 @@
 //! Drill plans (issue 21): what an administration rehearses to prove, on the record, that it can
 //! move the customs database between its data centres. A plan names its kind, the cluster and
 //! member it moves, the targets a run is judged against and the services it checks; runs and
-//! their reports come with the drill workflows. Only plans are recorded here.
+//! their reports are in `run.rs`.
 
 use serde::{Deserialize, Serialize};
 
+pub mod run;
+
 pub use super::links::InvalidField;
+pub use run::{
+    Anomaly, Check, CheckName, DrillAbort, DrillEnd, DrillLeg, DrillResult, DrillRun, DrillStep, DrillStepKind,
+    ServiceCheck, TargetName, Verdict,
+};
 
 crate::named_enum! {
     /// What a drill does.

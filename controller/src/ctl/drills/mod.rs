@@ -1,5 +1,9 @@
 //! `triadctl drill ...`: drill plans (list, define, remove) and their pre-checks, which say, like
-//! Data Guard's `VALIDATE DATABASE`, whether a drill could start now and why not.
+//! Data Guard's `VALIDATE DATABASE`, whether a drill could start now and why not; runs and their
+//! reports are in `runs.rs` and `report.rs`.
+
+pub mod report;
+pub mod runs;
 
 use serde::Serialize;
 use triad_proto::v1 as pb;
