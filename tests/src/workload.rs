@@ -268,8 +268,13 @@ impl Drop for Frozen {
 }
 
 /// Writes as fast as one client can to whichever member accepts writes, recording when each
-/// acknowledged write returned and its id.
-pub async fn timed_writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<(Instant, i64)>>>) {
+/// acknowledged write returned and its id, and counting the writes that failed.
+pub async fn timed_writer(
+    conninfos: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<(Instant, i64)>>>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while !stop.load(Ordering::Relaxed) {
         for ci in &conninfos {
             let Ok(Ok((client, conn))) =
@@ -284,7 +289,10 @@ pub async fn timed_writer(conninfos: Vec<String>, stop: Arc<AtomicBool>, acks: A
             while !stop.load(Ordering::Relaxed) {
                 match client.query_one("INSERT INTO orders (note) VALUES ('timed') RETURNING id", &[]).await {
                     Ok(row) => acks.lock().unwrap().push((Instant::now(), row.get(0))),
-                    Err(_) => break,
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                 }
             }
         }
@@ -300,6 +308,8 @@ pub struct TimedWorkload {
     /// An instant and the wall clock (ms since the Unix epoch) at that instant, to place the
     /// acknowledgements beside times the controllers recorded.
     base: (Instant, u64),
+    /// Writes that failed (a connection that broke, a member that refused the write).
+    failed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TimedWorkload {
@@ -308,8 +318,9 @@ impl TimedWorkload {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
         let base = (Instant::now(), wall_ms());
-        let writer = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone()));
-        let w = TimedWorkload { writer, stop, acks, base };
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = tokio::spawn(timed_writer(conninfos, stop.clone(), acks.clone(), failed.clone()));
+        let w = TimedWorkload { writer, stop, acks, base, failed };
         crate::wait_for("writes flowing", Duration::from_secs(10), || async {
             (w.acks.lock().unwrap().len() > 100).then_some(())
         })
@@ -335,6 +346,11 @@ impl TimedWorkload {
             .filter(|w| (from_ms..=to_ms).contains(&wall(w[0].0)))
             .map(|w| (w[1].0 - w[0].0, wall(w[0].0)))
             .max_by_key(|g| g.0)
+    }
+
+    /// How many writes failed so far.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Stops the writer; returns every acknowledged id.

@@ -89,6 +89,20 @@ async fn demo_starts_everything_answers_status_and_stops_cleanly() -> Result<()>
     );
     let out = ctl("triadctl.toml", &["resume", "--cluster", "customs"])?;
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The demo ships a round trip and a DR test, so that a newcomer can run a drill at once: the
+    // DR test (production untouched) passes.
+    let out = ctl("triadctl.toml", &["drill", "list", "-o", "json"])?;
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let kinds: Vec<&str> = plans.as_array().into_iter().flatten().filter_map(|p| p["kind"].as_str()).collect();
+    ensure!(kinds.contains(&"switchover-roundtrip") && kinds.contains(&"dr-test"), "{plans}");
+    wait_for("the DR test's pre-checks pass", Duration::from_secs(60), || async {
+        ctl("triadctl.toml", &["drill", "check", "dr-copy"]).ok()?.status.success().then_some(())
+    })
+    .await?;
+    let out = ctl("triadctl.toml", &["drill", "run", "dr-copy", "--watch"])?;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success() && said.contains("PASSED"), "{said}{}", String::from_utf8_lossy(&out.stderr));
     let out_path = dir.path().join("demo.out");
     wait_for("the demo's instructions for a second approver", Duration::from_secs(10), || async {
         let printed = std::fs::read_to_string(&out_path).unwrap_or_default();

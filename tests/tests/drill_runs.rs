@@ -226,3 +226,97 @@ async fn a_drill_outlives_its_leader_and_an_abort_leaves_one_primary() -> Result
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("reason"));
     Ok(())
 }
+
+/// A dr-test of the remote site, and the SQL service its copy is checked with.
+const DR_PLAN: &str = r#"
+name = "dr-copy"
+kind = "dr-test"
+cluster = "customs"
+target = "dr"
+services = ["orders-db"]
+
+[targets]
+rto_ms = 120000
+"#;
+
+/// What `dr`'s server said at one look: in recovery, and its WAL receiver streaming.
+struct DrSample {
+    in_recovery: bool,
+    streaming: bool,
+}
+
+/// Looks at `dr` every 100 ms until `stop`: what a dr-test must leave alone.
+async fn watch_dr(
+    client: tokio_postgres::Client,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<DrSample> {
+    let mut seen = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let q = "SELECT pg_is_in_recovery(), coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)";
+        match client.query_one(q, &[]).await {
+            Ok(row) => seen.push(DrSample { in_recovery: row.get(0), streaming: row.get(1) }),
+            Err(_) => seen.push(DrSample { in_recovery: false, streaming: false }),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dr_test_checks_an_isolated_copy_and_leaves_production_untouched() -> Result<()> {
+    let d = deployment_with_plan("").await?;
+    let pg = d.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL"))?;
+    let service = format!(
+        "name = \"orders-db\"\ncluster = \"customs\"\nkind = \"sql\"\ngroup = 1\n\
+         query = \"SELECT CASE WHEN count(*) > 0 THEN 'ready' ELSE 'empty' END FROM orders\"\nexpect = \"ready\"\n\n\
+         [[instances]]\nsite = \"dc\"\nagent = \"agent-dc\"\ntarget = \"{}\"\n",
+        pg.member("dc")?.conninfo("customs")
+    );
+    for (file, text, what) in [("orders-db.toml", service.as_str(), "services"), ("dr-copy.toml", DR_PLAN, "drill")] {
+        let path = d.dir().join(file);
+        std::fs::write(&path, text)?;
+        let out = d.triadctl(&[what, "put", "--file", path.to_str().unwrap_or_default()])?;
+        ensure!(out.status.success(), "{what} put: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let load = TimedWorkload::start(d.conninfos()?).await?;
+    let epoch = d.status().await?.cluster_state["customs"].epoch;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_dr(d.pg_connect("dr").await?, stop.clone()));
+
+    let out = d.triadctl(&["drill", "run", "dr-copy", "--watch"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = watcher.await?;
+    ensure!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let id: u64 = stdout.split_whitespace().nth(1).and_then(|w| w.parse().ok()).ok_or_else(|| anyhow!("{stdout}"))?;
+    let r = report(&d, id)?;
+    ensure!(r["result"] == "passed", "{r}");
+    let steps: Vec<&str> = r["steps"].as_array().into_iter().flatten().filter_map(|s| s["kind"].as_str()).collect();
+    ensure!(steps == ["checks-before", "copy-make", "checks-copy", "copy-destroy"], "{r}");
+    // Measured: time to a usable copy, and how old its newest data was (the canary it holds).
+    let copy = &r["copy"];
+    let (ready, age) = (copy["ready_ms"].as_u64().unwrap_or(0), copy["data_age_ms"].as_u64());
+    eprintln!("dr copy usable after {ready} ms, newest data {age:?} ms old: {}", copy["detail"]);
+    ensure!(ready > 0 && r["rto_ms"] == ready, "{r}");
+    ensure!(age.is_some_and(|a| a < 60_000) && r["data_loss_ms"].as_u64() == age, "a plausible RPO: {r}");
+    let copy_checks: Vec<&Value> =
+        r["checks"].as_array().into_iter().flatten().filter(|c| c["step"] == "checks-copy").collect();
+    ensure!(copy_checks.len() == 1 && copy_checks[0]["service"] == "orders-db" && copy_checks[0]["ok"] == true, "{r}");
+
+    // Production untouched: dr a streaming standby throughout, no role change, no write failed.
+    ensure!(samples.len() > 5, "dr looked at {} times", samples.len());
+    ensure!(samples.iter().all(|s| s.in_recovery), "dr stayed a standby");
+    ensure!(samples.iter().all(|s| s.streaming), "dr's replication never stopped");
+    let c = d.status().await?;
+    ensure!(c.cluster_state["customs"].epoch == epoch && c.cluster_state["customs"].primary == "dc");
+    let failed = load.failed();
+    let acked = load.finish().await?;
+    ensure!(failed == 0, "{failed} production writes failed during the dr-test");
+    ensure!(d.missing_on("dc", &acked).await? == 0, "an acknowledged write is missing");
+    // The copy is gone: its directory and its server.
+    let dir = format!("{}.drill-{id}", pg.member("dr")?.data_dir().display());
+    ensure!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
+    let (host, copy_port) = (pg.member("dr")?.host.clone(), pg.member("dr")?.port + 100);
+    ensure!(std::net::TcpStream::connect((host.as_str(), copy_port)).is_err(), "the copy still listens on {copy_port}");
+    Ok(())
+}

@@ -5,6 +5,7 @@
 
 mod postgres;
 mod postgres_conninfo;
+mod postgres_copy;
 mod postgres_ctl;
 mod postgres_kill;
 mod postgres_promote;
@@ -51,6 +52,25 @@ impl From<DriverError> for String {
     fn from(e: DriverError) -> String {
         e.to_string()
     }
+}
+
+/// What [`DatabaseDriver::make_copy`] made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyMade {
+    /// How to reach the copy (the driver's connection keywords).
+    pub endpoint: String,
+    /// When the copy's data was taken (ms since the Unix epoch).
+    pub copied_at_ms: u64,
+    /// The newest canary row in the copy.
+    pub canary: Option<triad_proto::v1::CanaryRow>,
+    /// The steps' timings, in words.
+    pub detail: String,
+}
+
+/// A copy's name: `drill-7`, letters, digits and `-` (it names a directory).
+pub fn valid_copy_name(name: &str) -> Result<(), DriverError> {
+    let ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then_some(()).ok_or_else(|| DriverError::Refused(format!("`{name}` is not a copy name (letters, digits, -)")))
 }
 
 /// A database member on this host.
@@ -119,6 +139,20 @@ pub trait DatabaseDriver: Send + Sync {
     /// controller's checks of the reports are all PostgreSQL needs.
     async fn validate_target(&self) -> Result<String, DriverError> {
         Ok(format!("{}: nothing to check beyond its reports", self.kind()))
+    }
+
+    /// A dr-test's isolated, writable copy of this member named `name` (issue 21), on `port`
+    /// (0: the driver's choice), made by `deadline`: production replication to this member never
+    /// stops, and the copy neither streams from nor to anyone. A driver that cannot refuses.
+    async fn make_copy(&self, name: &str, port: u16, deadline: std::time::Instant) -> Result<CopyMade, DriverError> {
+        let _ = (name, port, deadline);
+        Err(DriverError::Refused(format!("the {} driver cannot make an isolated copy", self.kind())))
+    }
+
+    /// Stops and deletes the copy `name` (gone already: done).
+    async fn destroy_copy(&self, name: &str) -> Result<String, DriverError> {
+        let _ = name;
+        Err(DriverError::Refused(format!("the {} driver makes no copies", self.kind())))
     }
 
     /// True when this member is stopped on this host and would start as a primary (it is not

@@ -482,6 +482,29 @@ impl DatabaseDriver for PostgresDriver {
         .await
     }
 
+    async fn make_copy(
+        &self,
+        name: &str,
+        port: u16,
+        deadline: std::time::Instant,
+    ) -> Result<super::CopyMade, DriverError> {
+        super::valid_copy_name(name)?;
+        let l = self.local()?;
+        let port = match port {
+            0 => super::postgres_conninfo::server(&self.conninfo)
+                .and_then(|(_, p)| p.checked_add(100))
+                .ok_or_else(|| DriverError::Refused("no port for the copy: give the plan a copy_port".into()))?,
+            p => p,
+        };
+        super::postgres_copy::make(l, self.conninfo.clone(), name.into(), port, deadline).await
+    }
+
+    async fn destroy_copy(&self, name: &str) -> Result<String, DriverError> {
+        super::valid_copy_name(name)?;
+        let (l, name) = (self.local()?, name.to_string());
+        blocking(move || super::postgres_copy::destroy(&l, &name)).await
+    }
+
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError> {
         let mut guard = self.writer.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
@@ -505,18 +528,18 @@ impl DatabaseDriver for PostgresDriver {
 }
 
 /// [`connect`], its error saying it was the connection that failed.
-async fn connect_member(conninfo: &str) -> Result<Client, DriverError> {
+pub(super) async fn connect_member(conninfo: &str) -> Result<Client, DriverError> {
     connect(conninfo).await.map_err(|e| DriverError::Database(format!("connect: {e}")))
 }
 
 /// Whether the server `client` is connected to is in recovery (a standby).
-async fn in_recovery(client: &Client) -> Result<bool, DriverError> {
+pub(super) async fn in_recovery(client: &Client) -> Result<bool, DriverError> {
     let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await;
     Ok(row.map_err(|e| DriverError::Database(e.to_string()))?.get(0))
 }
 
 /// Runs blocking work (child processes, file edits) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, DriverError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| DriverError::Program(format!("the blocking task: {e}")))?

@@ -33,6 +33,15 @@ pub fn id(host: &str, port: u16) -> String {
     }
 }
 
+/// The same connection string with `port` in place of its own (a dr-test's copy listens beside
+/// its member); every value quoted. `None` when the string cannot be read.
+pub fn with_port(conninfo: &str, port: u16) -> Option<String> {
+    let mut pairs: Vec<(String, String)> = pairs(conninfo)?.into_iter().filter(|(k, _)| k != "port").collect();
+    pairs.push(("port".into(), port.to_string()));
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    Some(pairs.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect::<Vec<_>>().join(" "))
+}
+
 /// The keyword/value pairs, values unquoted (`'...'` with `\'` and `\\` escapes).
 fn pairs(s: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
@@ -100,5 +109,13 @@ mod tests {
         assert_ne!(server_id("host=127.0.0.1 port=5434"), id);
         assert_eq!(server_id("host=::1 port=5433").as_deref(), Some("[::1]:5433"));
         assert_eq!(server_id("host='x"), None);
+    }
+
+    #[test]
+    fn a_copy_is_reached_on_its_own_port() {
+        let copy = with_port("host=127.0.0.1 port=5433 dbname=customs passfile='/a/b\\'c'", 5533).unwrap();
+        assert_eq!(server(&copy), Some(("127.0.0.1".into(), 5533)));
+        assert_eq!(copy, "host='127.0.0.1' dbname='customs' passfile='/a/b\\'c' port='5533'");
+        assert_eq!(with_port("host='x", 1), None);
     }
 }

@@ -137,6 +137,31 @@ impl DatabaseDriver for SimulatedDriver {
         Ok(())
     }
 
+    /// A simulated copy: instant, holding the canary this member last wrote (members do not
+    /// share a simulated database).
+    async fn make_copy(&self, name: &str, port: u16, _: Instant) -> Result<super::CopyMade, DriverError> {
+        super::valid_copy_name(name)?;
+        let canary = self.canary.lock().expect("canary lock poisoned").clone().map(|(seq, epoch, origin, at)| {
+            triad_proto::v1::CanaryRow {
+                seq,
+                epoch,
+                origin,
+                written_ms: super::now_ms().saturating_sub(at.elapsed().as_millis() as u64),
+            }
+        });
+        Ok(super::CopyMade {
+            endpoint: format!("simulated copy {name} port {port}"),
+            copied_at_ms: super::now_ms(),
+            canary,
+            detail: format!("simulated copy {name}"),
+        })
+    }
+
+    async fn destroy_copy(&self, name: &str) -> Result<String, DriverError> {
+        super::valid_copy_name(name)?;
+        Ok(format!("simulated copy {name} deleted"))
+    }
+
     async fn write_canary(&self, seq: u64, epoch: u64, origin: &str) -> Result<(), DriverError> {
         if !self.primary.load(Ordering::SeqCst) || !self.up.load(Ordering::SeqCst) {
             return Err(DriverError::Refused("cannot write: not a running primary".into()));

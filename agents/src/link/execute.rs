@@ -145,7 +145,7 @@ async fn answer_with(
             detail: e.to_string(),
             position: 0,
             failure: e.failure() as i32,
-            canary: None,
+            ..Default::default()
         },
     };
     let _ = reply.send(AgentMessage { msg: Some(agent_message::Msg::Result(result)) }).await;
@@ -237,8 +237,8 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
             }
             Kind::ValidateTarget(_) => Ok(driver.validate_target().await.map(|said| (0, said))?),
             // The link hands these to `side.rs`; one here was misrouted, and is not run.
-            Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => {
-                Err(refused("a hook, check or balancer command reached the database's queue"))
+            Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) | Kind::MakeCopy(_) | Kind::DestroyCopy(_) => {
+                Err(refused("a hook, check, balancer or copy command reached the database's queue"))
             }
         }
     }

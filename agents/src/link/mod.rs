@@ -3,6 +3,7 @@
 //! who leads, so a change of leader is learned from any surviving controller at once. The
 //! commands that come on the leader's stream are carried out in `execute.rs`.
 
+mod copy;
 mod execute;
 mod side;
 
@@ -285,6 +286,8 @@ fn handle(
             drop(map);
             if side::is_side(&cmd) {
                 p.side.push(cmd, tx.clone());
+            } else if copy::is_copy(&cmd) {
+                copy::spawn(p.driver.clone(), cmd, tx.clone());
             } else {
                 p.commands.push(cmd, tx.clone());
             }

@@ -562,17 +562,17 @@ mod tests {
     fn drill_plans_name_a_member_of_a_configured_cluster() {
         let cfg: ControllerConfig = toml::from_str(include_str!("../../../deploy/controller.example.toml"))
             .expect("deploy/controller.example.toml");
-        assert_eq!(cfg.drills.len(), 1, "the example ships a plan");
-        cfg.validate_drills().expect("the example's plan");
+        assert_eq!(cfg.drills.len(), 2, "the example ships a round trip and a dr-test");
+        cfg.validate_drills().expect("the example's plans");
         let good = cfg.drills[0].clone();
         let cases = [
-            (crate::state::drills::DrillPlan { target: "mars".into(), ..good.clone() }, "drills[1].target"),
-            (crate::state::drills::DrillPlan { cluster: "nope".into(), ..good.clone() }, "drills[1].cluster"),
+            (crate::state::drills::DrillPlan { target: "mars".into(), ..good.clone() }, "drills[2].target"),
+            (crate::state::drills::DrillPlan { cluster: "nope".into(), ..good.clone() }, "drills[2].cluster"),
             (
                 crate::state::drills::DrillPlan { services: vec!["ghost".into()], ..good.clone() },
-                "drills[1].services[0]",
+                "drills[2].services[0]",
             ),
-            (good.clone(), "drills[1].name"),
+            (good.clone(), "drills[2].name"),
         ];
         for (plan, key) in cases {
             let mut c = cfg.clone();

@@ -166,6 +166,7 @@ pub async fn run(dir: PathBuf, simulated: bool) -> Result<()> {
         plan.syslog.insert(c.id, (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")));
     }
     plan.links = crate::ctl::local::reference_links();
+    plan.drills = crate::ctl::local::demo_drills();
     let mut procs: Vec<Proc> = Vec::new();
     if let Some((child, addr)) = demo_noc::start_snmpd(&dir)? {
         plan.snmp = Some((addr, demo_noc::SNMP_COMMUNITY.into()));

@@ -109,6 +109,40 @@ pub struct LocalDeployment {
     pub services: Vec<crate::state::services::ServiceSpec>,
     /// The balancers told of role changes (none unless set).
     pub balancers: Vec<crate::config::balancers::BalancerConfig>,
+    /// The drill plans (none unless set: the demo sets [`demo_drills`]).
+    pub drills: Vec<crate::state::drills::DrillPlan>,
+}
+
+/// The demo's drill plans, so that a newcomer can run a drill at once: a round trip to `ndc` and
+/// back, and a test of the remote site on an isolated copy of `dr`. Generous targets: a laptop
+/// is not a data centre.
+pub fn demo_drills() -> Vec<crate::state::drills::DrillPlan> {
+    use crate::state::drills::{DrillKind, DrillPlan, DrillTargets};
+    let plan = |name: &str, kind, target: &str, targets| DrillPlan {
+        name: name.into(),
+        kind,
+        cluster: CLUSTER.into(),
+        target: target.into(),
+        targets,
+        max_lag_ms: 5_000,
+        services: Vec::new(),
+        required_every_days: 90,
+        copy_port: 0,
+    };
+    vec![
+        plan(
+            "roundtrip-ndc",
+            DrillKind::SwitchoverRoundtrip,
+            "ndc",
+            DrillTargets { rto_ms: 10_000, rpo_ms: 0, max_write_outage_ms: 5_000 },
+        ),
+        plan(
+            "dr-copy",
+            DrillKind::DrTest,
+            "dr",
+            DrillTargets { rto_ms: 120_000, rpo_ms: 60_000, max_write_outage_ms: 0 },
+        ),
+    ]
 }
 
 /// The reference deployment's links: the DWDM link `dc`–`ndc` and the WAN links to `dr`, all
@@ -185,6 +219,7 @@ impl LocalDeployment {
             snmp: None,
             notify: Default::default(),
             services: Vec::new(),
+            drills: Vec::new(),
             balancers: Vec::new(),
         })
     }
@@ -267,7 +302,7 @@ impl LocalDeployment {
             }],
             links: self.links.clone(),
             services: self.services.clone(),
-            drills: Vec::new(),
+            drills: self.drills.clone(),
             balancers: self.balancers.clone(),
             kubernetes: Default::default(),
             inventory: Default::default(),

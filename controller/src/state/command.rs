@@ -232,6 +232,8 @@ pub enum Command {
     AbortDrill { drill: u64, reason: String },
     /// A drill run ends; the state judges it (`DrillRun::judge`) from what was recorded.
     FinishDrill { drill: u64, failure: Option<String>, anomalies: Vec<super::drills::Anomaly>, primary: String },
+    /// A dr-test's isolated copy, as made and measured.
+    RecordDrillCopy { drill: u64, copy: super::drills::DrCopy },
 }
 
 /// The outcome of applying one proposal.

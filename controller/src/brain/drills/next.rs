@@ -18,6 +18,10 @@ pub enum Next {
     Begin(DrillStepKind),
     /// Run the plan's application checks of the step under way.
     Checks(DrillStepKind),
+    /// dr-test: make the copy of the step under way.
+    MakeCopy,
+    /// dr-test: destroy the copy (the step under way).
+    DestroyCopy,
     /// Start the move of the step under way: a switchover of the cluster from `from` to `to`.
     Move { step: DrillStepKind, from: String, to: String },
     /// The move's workflow ended: record its leg (if not yet) and end the step.
@@ -55,11 +59,18 @@ pub fn move_workflow<'a>(
     })
 }
 
-/// Whether a failed step ends the run at once: a move that did not happen, or checks that
-/// failed before anything moved. Checks that fail on the target do not: the run still moves
-/// the primary back (and fails).
+/// Whether a failed step ends the run at once: a move that did not happen, checks that failed
+/// before anything moved, a copy not made. Checks that fail on the target do not: the run still
+/// moves the primary back (and fails); nor do checks of a copy, which is destroyed all the same.
 fn stops_the_run(step: DrillStepKind) -> bool {
-    step.moves() || step == DrillStepKind::ChecksBefore
+    step.moves() || matches!(step, DrillStepKind::ChecksBefore | DrillStepKind::CopyMake)
+}
+
+/// A dr-test that began making its copy and has not begun destroying it: whatever happened
+/// since (a failure, an abort), the copy is destroyed before the run ends.
+fn copy_to_destroy(run: &DrillRun) -> bool {
+    let begun = |k: DrillStepKind| run.steps.iter().any(|s| s.kind == k);
+    begun(DrillStepKind::CopyMake) && !begun(DrillStepKind::CopyDestroy)
 }
 
 /// What run `run` of cluster `c` does next.
@@ -69,11 +80,15 @@ pub fn next(run: &DrillRun, c: &DbCluster, workflows: &BTreeMap<u64, Workflow>) 
     }
     let aborting = run.abort.is_some();
     if let Some(open) = run.open_step() {
-        if !open.kind.moves() {
-            return match aborting {
-                true => Next::EndStep { ok: false, note: "not run: the drill is being aborted".into() },
-                false => Next::Checks(open.kind),
-            };
+        match open.kind {
+            // Even when aborting: a copy must not outlive its run.
+            DrillStepKind::CopyDestroy => return Next::DestroyCopy,
+            _ if aborting && !open.kind.moves() => {
+                return Next::EndStep { ok: false, note: "not run: the drill is being aborted".into() }
+            }
+            DrillStepKind::CopyMake => return Next::MakeCopy,
+            kind if kind.checks() => return Next::Checks(kind),
+            _ => {}
         }
         let (from, to) = ends(run, open.kind);
         return match move_workflow(c, workflows, &from, &to, open.started_ms) {
@@ -93,15 +108,18 @@ pub fn next(run: &DrillRun, c: &DbCluster, workflows: &BTreeMap<u64, Workflow>) 
             },
         };
     }
-    if aborting {
+    let failed = run.steps.iter().any(|s| s.ok == Some(false) && stops_the_run(s.kind))
+        || run.steps.iter().any(|s| s.ok == Some(false) && s.kind == DrillStepKind::ChecksCopy);
+    if (aborting || failed) && copy_to_destroy(run) {
+        return Next::Begin(DrillStepKind::CopyDestroy);
+    }
+    if aborting || run.steps.iter().any(|s| s.ok == Some(false) && stops_the_run(s.kind)) {
         return Next::Finish { failure: None };
     }
-    if run.steps.last().is_some_and(|s| s.ok == Some(false) && stops_the_run(s.kind)) {
-        return Next::Finish { failure: None };
-    }
+    // The step after the last one recorded, in the kind's order.
     let sequence = DrillStepKind::sequence(run.plan.kind);
-    let done = run.steps.len();
-    match sequence.get(done) {
+    let after = run.steps.last().and_then(|s| sequence.iter().position(|k| *k == s.kind)).map_or(0, |i| i + 1);
+    match sequence.get(after) {
         Some(kind) => Next::Begin(*kind),
         None => Next::Finish { failure: None },
     }
@@ -123,6 +141,7 @@ mod tests {
             steps: Vec::new(),
             legs: Vec::new(),
             checks: Vec::new(),
+            copy: None,
             abort: None,
             end: None,
         }
@@ -204,6 +223,39 @@ mod tests {
         let mut before = run();
         before.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(false)));
         assert_eq!(next(&before, &cluster("dc", None), &BTreeMap::new()), Next::Finish { failure: None });
+    }
+
+    #[test]
+    fn a_dr_test_destroys_its_copy_whatever_happened() {
+        let mut r = DrillRun { plan: plan_for_test("dr", DrillKind::DrTest, "dr"), ..run() };
+        let c = cluster("dc", None);
+        let none = BTreeMap::new();
+        r.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(true)));
+        assert_eq!(next(&r, &c, &none), Next::Begin(DrillStepKind::CopyMake));
+        r.steps.push(step(DrillStepKind::CopyMake, 3_000, None));
+        assert_eq!(next(&r, &c, &none), Next::MakeCopy);
+        // The copy failed (half made, perhaps): destroyed, then the run ends.
+        r.steps[1] = step(DrillStepKind::CopyMake, 3_000, Some(false));
+        assert_eq!(next(&r, &c, &none), Next::Begin(DrillStepKind::CopyDestroy));
+        r.steps.push(step(DrillStepKind::CopyDestroy, 4_000, None));
+        assert_eq!(next(&r, &c, &none), Next::DestroyCopy);
+        r.steps[2] = step(DrillStepKind::CopyDestroy, 4_000, Some(true));
+        assert_eq!(next(&r, &c, &none), Next::Finish { failure: None });
+        // Checks of the copy failing, or an abort while they run: the copy goes all the same.
+        let mut r = DrillRun { plan: plan_for_test("dr", DrillKind::DrTest, "dr"), ..run() };
+        r.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(true)));
+        r.steps.push(step(DrillStepKind::CopyMake, 3_000, Some(true)));
+        r.steps.push(step(DrillStepKind::ChecksCopy, 4_000, Some(false)));
+        assert_eq!(next(&r, &c, &none), Next::Begin(DrillStepKind::CopyDestroy));
+        r.steps[2] = step(DrillStepKind::ChecksCopy, 4_000, None);
+        r.abort = Some(DrillAbort { by: "noc-1".into(), reason: "phones".into(), at_ms: 4_100 });
+        assert!(matches!(next(&r, &c, &none), Next::EndStep { ok: false, .. }));
+        r.steps[2] = step(DrillStepKind::ChecksCopy, 4_000, Some(false));
+        assert_eq!(next(&r, &c, &none), Next::Begin(DrillStepKind::CopyDestroy));
+        // Checks failing before anything was made: nothing to destroy.
+        let mut r = DrillRun { plan: plan_for_test("dr", DrillKind::DrTest, "dr"), ..run() };
+        r.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(false)));
+        assert_eq!(next(&r, &c, &none), Next::Finish { failure: None });
     }
 
     #[test]

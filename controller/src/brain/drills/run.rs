@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::copy;
 use super::next::{ends, next, Next};
 use super::Override;
 use crate::brain::workflow::{pause_point, propose, recorded_cluster};
@@ -129,11 +130,26 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
                 propose(&ctx, &actor, Command::BeginDrillStep { drill: id, kind, note: begin_note(&run, kind) })
                     .await?;
             }
+            Next::MakeCopy => {
+                let (ok, note) = copy::make(&ctx, &actor, &run).await?;
+                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                pause_point("drill-pause-after-copy-make").await;
+            }
+            Next::DestroyCopy => {
+                let (ok, note) = copy::destroy(&ctx, &run).await;
+                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+            }
             Next::Checks(step) => {
                 let within = if step == DrillStepKind::ChecksBefore { CHECKS_BEFORE } else { CHECKS_AFTER };
-                let checks = run_checks(&ctx, &run, step, within).await?;
+                let checks = match step {
+                    DrillStepKind::ChecksCopy => copy::checks(&ctx, &run).await?,
+                    _ => run_checks(&ctx, &run, step, within).await?,
+                };
                 let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.service.as_str()).collect();
                 let note = match (checks.len(), failed.is_empty()) {
+                    (0, _) if step == DrillStepKind::ChecksCopy => {
+                        "no service to check; the copy took the agent's probe write".to_string()
+                    }
                     (0, _) => "no service to check".to_string(),
                     (n, true) => format!("{n} service(s) answer"),
                     (n, false) => format!("{} of {n} service(s) fail: {}", failed.len(), failed.join(", ")),
@@ -191,6 +207,11 @@ fn begin_note(run: &DrillRun, kind: DrillStepKind) -> String {
         let (from, to) = ends(run, kind);
         return format!("{from} → {to}");
     }
+    match kind {
+        DrillStepKind::CopyMake => return format!("an isolated copy of `{}`", run.plan.target),
+        DrillStepKind::CopyDestroy => return format!("the copy of `{}`", run.plan.target),
+        _ => {}
+    }
     match run.plan.services.is_empty() {
         true => format!("every service of `{}`", run.plan.cluster),
         false => run.plan.services.join(", "),
@@ -198,7 +219,7 @@ fn begin_note(run: &DrillRun, kind: DrillStepKind) -> String {
 }
 
 /// The services a run checks: the plan's, or every service of its cluster; by recovery group.
-fn plan_services(ctx: &Ctx, run: &DrillRun) -> Vec<ServiceSpec> {
+pub(super) fn plan_services(ctx: &Ctx, run: &DrillRun) -> Vec<ServiceSpec> {
     let g = ctx.state.read().expect("state lock poisoned");
     let mut specs: Vec<ServiceSpec> = g
         .state

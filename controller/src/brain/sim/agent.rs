@@ -38,6 +38,8 @@ pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
         Kind::RunHook(_) => "run_hook",
         Kind::RunCheck(_) => "run_check",
         Kind::SetBalancer(_) => "set_balancer",
+        Kind::MakeCopy(_) => "make_copy",
+        Kind::DestroyCopy(_) => "destroy_copy",
     }
 }
 
@@ -48,6 +50,8 @@ fn side_action(kind: &agent_command::Kind) -> Option<String> {
     match kind {
         Kind::RunHook(h) => Some(format!("{}-hook {}", h.phase, h.service)),
         Kind::RunCheck(c) => Some(format!("check {}", c.check.as_ref().map(|c| c.service.as_str()).unwrap_or("?"))),
+        Kind::MakeCopy(c) => Some(format!("make-copy {}", c.name)),
+        Kind::DestroyCopy(c) => Some(format!("destroy-copy {}", c.name)),
         Kind::SetBalancer(b) => Some(
             b.servers
                 .iter()
@@ -97,7 +101,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, world: Arc<Mutex<World>>, name: String) {
                         true => CommandFailure::NeedsRecreation,
                         false => CommandFailure::Unspecified,
                     };
-                    CommandResult { id, ok: false, detail, position: 0, failure: failure as i32, canary: None }
+                    CommandResult { id, ok: false, detail, position: 0, failure: failure as i32, ..Default::default() }
                 }
             };
             // An agent cut off while it worked never gets its answer through.
@@ -202,6 +206,8 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         Kind::WaitReplayed(_) => unreachable!("answered above"),
         Kind::ValidateTarget(_) if m.running && m.role == SimRole::Standby => Ok(("ready".into(), m.lsn)),
         Kind::ValidateTarget(_) => Err("not a running standby".into()),
-        Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) => unreachable!("answered above"),
+        Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) | Kind::MakeCopy(_) | Kind::DestroyCopy(_) => {
+            unreachable!("answered above")
+        }
     }
 }

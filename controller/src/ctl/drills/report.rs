@@ -128,6 +128,13 @@ fn doc(r: &Report) -> Doc {
             services.push(vec![step, c.group.to_string(), c.service.clone(), ok.into(), c.detail.clone()]);
         }
     }
+    let copies = run
+        .copy
+        .iter()
+        .map(|c| {
+            vec![c.member.clone(), c.name.clone(), format!("{} ms", c.ready_ms), ms(c.data_age_ms), c.detail.clone()]
+        })
+        .collect();
     let targets = r
         .verdicts
         .iter()
@@ -157,6 +164,7 @@ fn doc(r: &Report) -> Doc {
             ("Pre-checks".into(), vec!["check", "verdict", "found"], prechecks),
             ("Steps".into(), vec!["step", "start", "took", "result", "note"], steps),
             ("Moves".into(), vec!["move", "workflow", "write outage", "RTO", "data loss", "outcome"], legs),
+            ("DR copy".into(), vec!["member", "copy", "usable after (RTO)", "newest data age (RPO)", "detail"], copies),
             ("Services".into(), vec!["step", "group", "service", "result", "detail"], services),
             ("Targets".into(), vec!["target", "limit", "measured", "verdict"], targets),
             (

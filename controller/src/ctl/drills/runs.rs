@@ -92,6 +92,7 @@ struct Progress {
     begun: usize,
     ended: usize,
     legs: usize,
+    copy: bool,
     abort: bool,
 }
 
@@ -123,6 +124,17 @@ impl Progress {
             ));
         }
         self.legs = run.legs.len();
+        if let (false, Some(c)) = (self.copy, &run.copy) {
+            let age = c.data_age_ms.map_or("unknown".into(), |ms| format!("{ms} ms"));
+            out.push(format!(
+                "{} measured       copy {} of {}: usable after {} ms, newest data {age} old",
+                at(c.copied_at_ms),
+                c.name,
+                c.member,
+                c.ready_ms
+            ));
+            self.copy = true;
+        }
         if let (false, Some(a)) = (self.abort, &run.abort) {
             out.push(format!("{} abort asked by {}: {}", at(a.at_ms), a.by, a.reason));
             self.abort = true;

@@ -361,9 +361,10 @@ impl PgCluster {
     }
 
     /// Stops every member that runs: `pg_ctl stop -m fast`, then `-m immediate` when the fast
-    /// stop has not finished within 10 s. Never fails: returns what went wrong, one line each.
+    /// stop has not finished within 10 s; and any dr-test copy an agent left running beside a
+    /// member (a demo stopped mid-drill). Never fails: returns what went wrong, one line each.
     pub fn stop_all(&self) -> Vec<String> {
-        let mut errors = Vec::new();
+        let mut errors = self.stop_drill_copies();
         for m in &self.members {
             if self.postmaster_pid(&m.name).is_none() {
                 continue;
@@ -373,6 +374,31 @@ impl PgCluster {
                 tracing::warn!("{fast_err}; stopping {} immediately", m.name);
                 if let Err(e) = self.pg_ctl_stop(m, "immediate", FAST_STOP_TIMEOUT_S) {
                     errors.push(format!("{}: {fast_err}; then {e}", m.name));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Stops the dr-test copies (`<data_dir>.drill-N`, marked `triad-drill-copy` by the agent that
+    /// made them) that still run; their files go with the deployment's directory.
+    fn stop_drill_copies(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for m in &self.members {
+            let data = m.data_dir();
+            let (Some(parent), Some(name)) = (data.parent(), data.file_name().and_then(|n| n.to_str())) else {
+                continue;
+            };
+            let prefix = format!("{name}.drill-");
+            let Ok(entries) = std::fs::read_dir(parent) else { continue };
+            for copy in entries.flatten().map(|e| e.path()) {
+                let ours = copy.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix));
+                if !ours || !copy.join("triad-drill-copy").exists() || !copy.join("postmaster.pid").exists() {
+                    continue;
+                }
+                let args = [os("-D"), copy.as_os_str(), os("-m"), os("immediate"), os("-w"), os("stop")];
+                if let Err(e) = run_pg(&self.bin_dir, "pg_ctl", args, None, &format!("stopping {}", copy.display())) {
+                    errors.push(format!("{}: {e}", copy.display()));
                 }
             }
         }

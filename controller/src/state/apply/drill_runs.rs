@@ -56,6 +56,16 @@ impl State {
                     Ok("recorded".into())
                 }),
             ),
+            Command::RecordDrillCopy { drill, copy } => (
+                format!("drill {drill}: copy {} of {} usable after {} ms", copy.name, copy.member, copy.ready_ms),
+                self.running_drill(*drill).and_then(|r| {
+                    if r.plan.kind != crate::state::drills::DrillKind::DrTest {
+                        return Err(Rejection::Invalid(format!("drill {drill} is not a dr-test")));
+                    }
+                    r.copy = Some(copy.clone());
+                    Ok("recorded".into())
+                }),
+            ),
             Command::AbortDrill { drill, reason } => {
                 (format!("abort drill {drill}: {reason}"), self.abort_drill(p, *drill, reason))
             }
@@ -145,6 +155,7 @@ impl State {
             steps: Vec::new(),
             legs: Vec::new(),
             checks: Vec::new(),
+            copy: None,
             abort: None,
             end: None,
         };

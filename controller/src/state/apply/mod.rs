@@ -113,7 +113,8 @@ impl State {
             | RecordDrillLeg { .. }
             | RecordDrillChecks { .. }
             | AbortDrill { .. }
-            | FinishDrill { .. } => self.apply_drills(p),
+            | FinishDrill { .. }
+            | RecordDrillCopy { .. } => self.apply_drills(p),
             PutAsset { .. }
             | ImportAssets { .. }
             | DeleteAsset { .. }

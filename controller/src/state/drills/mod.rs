@@ -9,7 +9,7 @@ pub mod run;
 
 pub use super::links::InvalidField;
 pub use run::{
-    Anomaly, Check, CheckName, DrillAbort, DrillEnd, DrillLeg, DrillResult, DrillRun, DrillStep, DrillStepKind,
+    Anomaly, Check, CheckName, DrCopy, DrillAbort, DrillEnd, DrillLeg, DrillResult, DrillRun, DrillStep, DrillStepKind,
     ServiceCheck, TargetName, Verdict,
 };
 
@@ -67,6 +67,10 @@ pub struct DrillPlan {
     /// A plan with no successful run within this many days raises an alert (0: never).
     #[serde(default)]
     pub required_every_days: u32,
+    /// dr-test: the port the isolated copy listens on, on the target's host (0: the member's own
+    /// port + 100).
+    #[serde(default)]
+    pub copy_port: u16,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -114,6 +118,9 @@ impl DrillPlan {
         if let Some((i, s)) = self.services.iter().enumerate().find(|(_, s)| !name_ok(s)) {
             return err(&format!("services[{i}]"), format!("`{s}` is not a service name"));
         }
+        if self.copy_port != 0 && self.copy_port < 1024 {
+            return err("copy_port", format!("0 (the member's port + 100) or 1024 to 65535 (got {})", self.copy_port));
+        }
         if self.required_every_days > 3660 {
             return err("required_every_days", format!("0 to 3660 (got {})", self.required_every_days));
         }
@@ -132,6 +139,7 @@ pub(crate) fn plan_for_test(name: &str, kind: DrillKind, target: &str) -> DrillP
         max_lag_ms: 5_000,
         services: Vec::new(),
         required_every_days: 90,
+        copy_port: 0,
     }
 }
 
