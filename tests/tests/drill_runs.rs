@@ -264,7 +264,8 @@ async fn watch_dr(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dr_test_checks_an_isolated_copy_and_leaves_production_untouched() -> Result<()> {
-    let d = deployment_with_plan("").await?;
+    // Each run holds still for 3 s once its copy is made: the second run is aborted there.
+    let d = deployment_with_plan("drill-pause-after-copy-make=return(3000)").await?;
     let pg = d.pg.as_ref().ok_or_else(|| anyhow!("no PostgreSQL"))?;
     let service = format!(
         "name = \"orders-db\"\ncluster = \"customs\"\nkind = \"sql\"\ngroup = 1\n\
@@ -318,5 +319,19 @@ async fn a_dr_test_checks_an_isolated_copy_and_leaves_production_untouched() -> 
     ensure!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
     let (host, copy_port) = (pg.member("dr")?.host.clone(), pg.member("dr")?.port + 100);
     ensure!(std::net::TcpStream::connect((host.as_str(), copy_port)).is_err(), "the copy still listens on {copy_port}");
+
+    // Aborted once its copy exists: the copy is destroyed all the same, nothing else changes.
+    let out = d.triadctl(&["drill", "run", "dr-copy", "-o", "json"])?;
+    let id = serde_json::from_slice::<Value>(&out.stdout)?["id"].as_u64().ok_or_else(|| anyhow!("no id"))?;
+    report_when(&d, id, "the copy made", Duration::from_secs(60), |r| !r["copy"].is_null()).await?;
+    let out = d.triadctl(&["drill", "abort", &id.to_string(), "--reason", "the WAN is needed"])?;
+    ensure!(out.status.success(), "abort: {}", String::from_utf8_lossy(&out.stderr));
+    let r = report_when(&d, id, "the run aborted", Duration::from_secs(60), ended).await?;
+    ensure!(r["result"] == "aborted", "{r}");
+    let destroyed = r["steps"].as_array().into_iter().flatten().any(|s| s["kind"] == "copy-destroy" && s["ok"] == true);
+    ensure!(destroyed, "the copy destroyed after the abort: {r}");
+    let dir = format!("{}.drill-{id}", pg.member("dr")?.data_dir().display());
+    ensure!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
+    ensure!(one_primary_and_replication(&d).await? == "dc");
     Ok(())
 }

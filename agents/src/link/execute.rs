@@ -161,6 +161,19 @@ fn canary_row(st: &triad_proto::v1::DbStatus) -> Option<triad_proto::v1::CanaryR
     })
 }
 
+/// Right before a switchover stops this primary: a canary row now, rather than up to one writer
+/// tick (100 ms) earlier, so that the write outage the controller measures begins where writes
+/// stopped. Bounded, and a failure only logged: the stop must not wait on a measurement.
+async fn last_canary(p: &LinkParams, driver: &dyn crate::drivers::DatabaseDriver, epoch: u64) {
+    let Some(member) = p.target.current().map(|t| t.member) else { return };
+    let seq = p.db.read().expect("db lock poisoned").as_ref().map_or(0, |d| d.canary_seq) + 1;
+    match tokio::time::timeout(Duration::from_millis(300), driver.write_canary(seq, epoch, &member)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("last canary before the stop: {e}"),
+        Err(_) => tracing::debug!("last canary before the stop: not committed within 300 ms"),
+    }
+}
+
 /// Right after a promote: a canary row at the new epoch at once, rather than at the writer's next
 /// tick once an observation shows the server as primary (up to 300 ms later), so that the write
 /// outage the controller measures ends when writes became possible. On a task of its own: a first
@@ -189,7 +202,10 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
         p.target.admit(cmd.epoch)?;
         let done = |r: std::result::Result<(), DriverError>| r.map(|_| (0, String::new())).map_err(CommandError::from);
         match cmd.kind.clone().ok_or_else(|| refused("empty command"))? {
-            Kind::StopPrimary(_) => Ok(driver.stop_primary().await.map(|lsn| (lsn, String::new()))?),
+            Kind::StopPrimary(_) => {
+                last_canary(&p, driver.as_ref(), cmd.epoch).await;
+                Ok(driver.stop_primary().await.map(|lsn| (lsn, String::new()))?)
+            }
             Kind::Promote(promote) => {
                 // Every primary this member vouched for (DESIGN.md, point 3) has fenced after
                 // the hold. The command carries it (an agent restarted moments ago may have no

@@ -169,6 +169,13 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
                     propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok: false, note }).await?;
                     continue;
                 }
+                // The previous move's old primary may still be settling as a standby (its
+                // agent's next report shows it rejoined): wait for the switchover's own checks.
+                if let Err(why) = move_ready(&ctx, &run.plan.cluster, &to).await {
+                    let note = format!("{from} → {to} did not start: {why}");
+                    propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok: false, note }).await?;
+                    continue;
+                }
                 let by = Actor { name: format!("drill-{id}"), ..actor.clone() };
                 match crate::brain::switchover::run(ctx.clone(), by, run.plan.cluster.clone(), to.clone()).await {
                     Ok(_) => {}
@@ -198,6 +205,25 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
                 tokio::time::sleep(WAIT_POLL).await;
             }
             Next::Finish { failure } => return finish(&ctx, &actor, &run, failure).await,
+        }
+    }
+}
+
+/// How long a move waits for the cluster to pass the switchover's checks.
+const MOVE_READY_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits (at most [`MOVE_READY_WAIT`]) until a switchover of `cluster` to `to` would pass its
+/// checks; the last refusal if it never does.
+async fn move_ready(ctx: &Ctx, cluster: &str, to: &str) -> Result<(), String> {
+    let deadline = Instant::now() + MOVE_READY_WAIT;
+    loop {
+        match crate::brain::switchover::precheck(ctx, cluster, to) {
+            Ok(_) => return Ok(()),
+            Err(WorkflowError::NotLeader) => return Err("no longer the leader".into()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("{e} (still, after {} s)", MOVE_READY_WAIT.as_secs()))
+            }
+            Err(_) => tokio::time::sleep(WAIT_POLL).await,
         }
     }
 }
