@@ -179,6 +179,22 @@ async fn a_roundtrip_drill_reports_the_outage_the_writer_saw_and_loses_nothing()
     let summary: Value = serde_json::from_slice(&out.stdout)?;
     ensure!(summary[0]["plan"] == "roundtrip-ndc" && summary[0]["passed"] == 1, "{summary}");
     ensure!(summary[0]["last_success"][0] == id, "{summary}");
+    // Every controller exports the drills' metrics from the state.
+    let passed =
+        "triad_drill_runs{cluster=\"customs\",kind=\"switchover-roundtrip\",plan=\"roundtrip-ndc\",result=\"passed\"}";
+    let success = "triad_drill_last_success_timestamp_seconds{cluster=\"customs\",plan=\"roundtrip-ndc\"}";
+    let outage = "triad_drill_last_write_outage_seconds{cluster=\"customs\",plan=\"roundtrip-ndc\"}";
+    let ended_s = r["end"]["at_ms"].as_u64().unwrap_or_default() as f64 / 1000.0;
+    let worst = r["write_outage_ms"].as_u64().unwrap_or_default() as f64 / 1000.0;
+    for id in 1..=3 {
+        wait_for(&format!("controller {id} exports the drill"), Duration::from_secs(20), || async {
+            let ok = d.controller_metric(id, passed).await? == 1.0
+                && (d.controller_metric(id, success).await? - ended_s).abs() < 0.01
+                && (d.controller_metric(id, outage).await? - worst).abs() < 0.01;
+            ok.then_some(())
+        })
+        .await?;
+    }
     let out = d.triadctl(&["drill", "report", "999"])?;
     ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no drill 999"));
     Ok(())
@@ -332,6 +348,67 @@ async fn a_dr_test_checks_an_isolated_copy_and_leaves_production_untouched() -> 
     ensure!(destroyed, "the copy destroyed after the abort: {r}");
     let dir = format!("{}.drill-{id}", pg.member("dr")?.data_dir().display());
     ensure!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
+    ensure!(one_primary_and_replication(&d).await? == "dc");
+    Ok(())
+}
+
+/// A failover rehearsal to the synchronous standby.
+const REHEARSAL_PLAN: &str = r#"
+name = "rehearsal-ndc"
+kind = "failover-rehearsal"
+cluster = "customs"
+target = "ndc"
+
+[targets]
+rto_ms = 120000
+max_write_outage_ms = 60000
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_rehearsal_runs_the_automatic_path_and_is_reported_as_a_failover() -> Result<()> {
+    let d = deployment_with_plan("").await?;
+    let file = d.dir().join("rehearsal.toml");
+    std::fs::write(&file, REHEARSAL_PLAN)?;
+    let out = d.triadctl(&["drill", "put", "--file", file.to_str().unwrap_or_default()])?;
+    ensure!(out.status.success(), "put: {}", String::from_utf8_lossy(&out.stderr));
+    d.wait_ready(true).await?;
+    let load = TimedWorkload::start(d.conninfos()?).await?;
+
+    let out = d.triadctl(&["drill", "run", "rehearsal-ndc", "--watch"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let id: u64 = stdout.split_whitespace().nth(1).and_then(|w| w.parse().ok()).ok_or_else(|| anyhow!("{stdout}"))?;
+    let r = report(&d, id)?;
+    ensure!(r["result"] == "passed", "{r}");
+    let steps: Vec<&str> = r["steps"].as_array().into_iter().flatten().filter_map(|s| s["kind"].as_str()).collect();
+    let expected =
+        ["checks-before", "fail-primary", "failover", "rejoin", "checks-there", "switch-back", "checks-back"];
+    ensure!(steps == expected, "{steps:?}");
+    // The first move is the automatic failover's own workflow, measured like a switchover.
+    let legs = r["legs"].as_array().cloned().unwrap_or_default();
+    ensure!(legs.len() == 2 && legs[0]["step"] == "failover" && legs[0]["to"] == "ndc", "{r}");
+    ensure!(legs[0]["moved"] == true && legs[0]["data_loss_ms"] == 0, "{r}");
+    ensure!(legs[0]["write_outage_ms"].is_u64() && legs[0]["rto_ms"].is_u64(), "measured: {r}");
+    let workflow = legs[0]["workflow"].as_u64().unwrap_or_default();
+    let history = d.history()?;
+    let failover = history.iter().find(|w| w["id"] == workflow).cloned().unwrap_or_default();
+    ensure!(failover["kind"] == "failover", "the rehearsal is a real failover: {failover}");
+    eprintln!(
+        "rehearsal: failover write outage {} ms, RTO {} ms; writer gap {:?}",
+        legs[0]["write_outage_ms"],
+        legs[0]["rto_ms"],
+        load.longest_gap_within(
+            legs[0]["started_ms"].as_u64().unwrap_or(0),
+            legs[1]["started_ms"].as_u64().unwrap_or(0)
+        )
+    );
+    let acked = load.finish().await?;
+    let missing = wait_for("dc holds every acknowledged write", Duration::from_secs(10), || async {
+        let n = d.missing_on("dc", &acked).await.ok()?;
+        (n == 0).then_some(n)
+    })
+    .await?;
+    ensure!(missing == 0);
     ensure!(one_primary_and_replication(&d).await? == "dc");
     Ok(())
 }

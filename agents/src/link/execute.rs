@@ -237,6 +237,16 @@ async fn execute(p: Arc<LinkParams>, cmd: AgentCommand, tx: mpsc::Sender<AgentMe
             Kind::Rejoin(r) => Ok(driver.rejoin(&r.primary_endpoint).await.map(|report| (0, report))?),
             Kind::SetSynchronous(s) => done(driver.set_synchronous(&s.names).await),
             Kind::Restart(_) => restart(&p, driver.clone(), cmd.epoch).await.map(|_| (0, String::new())),
+            Kind::FailPrimary(_) => {
+                // Only a member the accepted target state makes primary at this epoch: a stale
+                // rehearsal must not stop a standby (or a primary of a newer epoch).
+                let primary = p.target.current().is_some_and(|t| t.epoch == cmd.epoch && t.role == "primary");
+                if !primary {
+                    return Err(refused("not the primary at this epoch: nothing stopped"));
+                }
+                driver.fence().await?;
+                Ok((0, "stopped at once, as a lost site would be".into()))
+            }
             Kind::ReleaseLease(_) => release_lease(&p, driver.as_ref(), cmd.epoch).await,
             Kind::StopStandby(_) => {
                 driver.fence().await?;

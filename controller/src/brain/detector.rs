@@ -136,7 +136,7 @@ pub fn judge(
 
 /// What the policy says against an automatic failover of `c` now: switched off, paused, or
 /// within `failover.min_interval_ms` of the last one (point 9).
-fn policy_blocks(state: &State, c: &DbCluster, policy: &FailoverPolicy, now_ms: u64) -> Vec<String> {
+pub(crate) fn policy_blocks(state: &State, c: &DbCluster, policy: &FailoverPolicy, now_ms: u64) -> Vec<String> {
     let mut blocked = Vec::new();
     if !policy.automatic {
         blocked.push("automatic failover is off (failover.automatic = false)".to_string());

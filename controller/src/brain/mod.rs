@@ -139,6 +139,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if assets_exported.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             assets_exported = Some(Instant::now());
             crate::metrics::export_assets(&ctx, &ctx.state.read().expect("state lock poisoned").state);
+            ctx.metrics.drills.export(&ctx.state.read().expect("state lock poisoned").state);
         }
         let assessed = links::assess_all(&ctx, &obs);
         links::export(&ctx, &ctx.state.read().expect("state lock poisoned").state, &assessed);

@@ -5,11 +5,13 @@
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 mod cluster;
+mod drills;
 mod follow;
 mod process;
 mod services;
 
 pub use cluster::{export_assets, export_state, ClusterMetrics};
+pub use drills::DrillMetrics;
 pub use follow::{commit_index, follow_alerts, follow_raft};
 pub use process::{follow_process, ProcessMetrics};
 pub use services::{export_services, ServiceMetrics};
@@ -99,6 +101,8 @@ pub struct Metrics {
     pub process: ProcessMetrics,
     /// The services that follow the clusters.
     pub services: ServiceMetrics,
+    /// The drills: runs, last success, last outage and RTO.
+    pub drills: DrillMetrics,
 }
 
 pub(crate) fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
@@ -195,6 +199,7 @@ impl Metrics {
             cluster: ClusterMetrics::new(&registry),
             process: ProcessMetrics::new(&registry),
             services: ServiceMetrics::new(&registry),
+            drills: DrillMetrics::new(&registry),
             raft_term: gauge(&registry, "triad_raft_term", "Current Raft term"),
             raft_is_leader: gauge(&registry, "triad_raft_is_leader", "1 if this controller is the Raft leader"),
             raft_leader_id: gauge(

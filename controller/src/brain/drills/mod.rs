@@ -1,11 +1,12 @@
 //! Drills (issue 21): a planned, measured rehearsal of moving the customs database. The
 //! pre-checks before one starts (`precheck.rs`: the Data Guard broker's `VALIDATE DATABASE` for a
-//! three-site cluster), what a run does next (`next.rs`), the run itself (`run.rs`) and a dr-test's isolated copy
-//! (`copy.rs`).
+//! three-site cluster), what a run does next (`next.rs`), the run itself (`run.rs`), a dr-test's isolated copy
+//! (`copy.rs`) and a failover rehearsal's steps (`rehearsal.rs`).
 
 pub mod copy;
 pub mod next;
 pub mod precheck;
+pub mod rehearsal;
 pub mod run;
 
 pub use crate::state::drills::{Check, CheckName};

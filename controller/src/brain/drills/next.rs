@@ -22,6 +22,13 @@ pub enum Next {
     MakeCopy,
     /// dr-test: destroy the copy (the step under way).
     DestroyCopy,
+    /// failover-rehearsal: stop the primary (`origin`) at once.
+    FailPrimary,
+    /// failover-rehearsal: wait for the automatic failover to start (restoring the primary if it
+    /// does not).
+    AwaitFailover,
+    /// failover-rehearsal: wait for the old primary to rejoin as a standby.
+    AwaitRejoin,
     /// Start the move of the step under way: a switchover of the cluster from `from` to `to`.
     Move { step: DrillStepKind, from: String, to: String },
     /// The move's workflow ended: record its leg (if not yet) and end the step.
@@ -63,7 +70,18 @@ pub fn move_workflow<'a>(
 /// before anything moved, a copy not made. Checks that fail on the target do not: the run still
 /// moves the primary back (and fails); nor do checks of a copy, which is destroyed all the same.
 fn stops_the_run(step: DrillStepKind) -> bool {
-    step.moves() || matches!(step, DrillStepKind::ChecksBefore | DrillStepKind::CopyMake)
+    use DrillStepKind::*;
+    step.moves() || matches!(step, ChecksBefore | CopyMake | FailPrimary | AwaitFailover | AwaitRejoin)
+}
+
+/// The newest workflow of `kind` on `c` started at or after `since_ms`.
+pub fn workflow_since<'a>(
+    c: &DbCluster,
+    workflows: &'a BTreeMap<u64, Workflow>,
+    kind: WorkflowKind,
+    since_ms: u64,
+) -> Option<&'a Workflow> {
+    workflows.values().rev().find(|w| w.cluster == c.name && w.kind == kind && w.started_ms >= since_ms)
 }
 
 /// A dr-test that began making its copy and has not begun destroying it: whatever happened
@@ -83,11 +101,25 @@ pub fn next(run: &DrillRun, c: &DbCluster, workflows: &BTreeMap<u64, Workflow>) 
         match open.kind {
             // Even when aborting: a copy must not outlive its run.
             DrillStepKind::CopyDestroy => return Next::DestroyCopy,
-            _ if aborting && !open.kind.moves() => {
+            _ if aborting && !open.kind.moves() && open.kind != DrillStepKind::AwaitFailover => {
                 return Next::EndStep { ok: false, note: "not run: the drill is being aborted".into() }
             }
             DrillStepKind::CopyMake => return Next::MakeCopy,
             kind if kind.checks() => return Next::Checks(kind),
+            // Stopped already (a leader changed after the command): the failover takes it on.
+            DrillStepKind::FailPrimary if c.primary.as_deref() != Some(run.origin.as_str()) || c.workflow.is_some() => {
+                return Next::EndStep { ok: true, note: format!("`{}` was already stopped", run.origin) }
+            }
+            DrillStepKind::FailPrimary => return Next::FailPrimary,
+            // A failover is never interrupted, abort or not.
+            DrillStepKind::AwaitFailover => {
+                return match workflow_since(c, workflows, WorkflowKind::Failover, open.started_ms) {
+                    Some(w) if w.finished.is_none() => Next::Wait(format!("failover {} under way", w.id)),
+                    Some(w) => Next::Adopt { step: open.kind, workflow: w.id },
+                    None => Next::AwaitFailover,
+                }
+            }
+            DrillStepKind::AwaitRejoin => return Next::AwaitRejoin,
             _ => {}
         }
         let (from, to) = ends(run, open.kind);
@@ -256,6 +288,38 @@ mod tests {
         let mut r = DrillRun { plan: plan_for_test("dr", DrillKind::DrTest, "dr"), ..run() };
         r.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(false)));
         assert_eq!(next(&r, &c, &none), Next::Finish { failure: None });
+    }
+
+    #[test]
+    fn a_rehearsal_leaves_the_failover_to_the_automatic_path_and_never_interrupts_it() {
+        let mut r = DrillRun { plan: plan_for_test("rehearsal", DrillKind::FailoverRehearsal, "ndc"), ..run() };
+        let none = BTreeMap::new();
+        r.steps.push(step(DrillStepKind::ChecksBefore, 2_000, Some(true)));
+        assert_eq!(next(&r, &cluster("dc", None), &none), Next::Begin(DrillStepKind::FailPrimary));
+        r.steps.push(step(DrillStepKind::FailPrimary, 3_000, None));
+        assert_eq!(next(&r, &cluster("dc", None), &none), Next::FailPrimary);
+        // Its leader died after the stop, and the failover already runs: the stop is not repeated.
+        assert!(matches!(next(&r, &cluster("dc", Some(8)), &none), Next::EndStep { ok: true, .. }));
+        r.steps[1] = step(DrillStepKind::FailPrimary, 3_000, Some(true));
+        assert_eq!(next(&r, &cluster("dc", None), &none), Next::Begin(DrillStepKind::AwaitFailover));
+        r.steps.push(step(DrillStepKind::AwaitFailover, 3_100, None));
+        assert_eq!(next(&r, &cluster("dc", None), &none), Next::AwaitFailover);
+        // An abort does not interrupt a failover: wait for it, then adopt it as the move.
+        r.abort = Some(DrillAbort { by: "noc-1".into(), reason: "phones".into(), at_ms: 3_200 });
+        let (id, mut w) = switchover(9, "dc", "ndc", 3_500, false);
+        w.kind = WorkflowKind::Failover;
+        let running = BTreeMap::from([(id, w.clone())]);
+        assert!(matches!(next(&r, &cluster("dc", Some(9)), &running), Next::Wait(_)));
+        w.finished = Some((5_000, "completed".into()));
+        let done = BTreeMap::from([(id, w)]);
+        assert_eq!(
+            next(&r, &cluster("ndc", None), &done),
+            Next::Adopt { step: DrillStepKind::AwaitFailover, workflow: 9 }
+        );
+        r.steps[2] = step(DrillStepKind::AwaitFailover, 3_100, Some(true));
+        assert_eq!(next(&r, &cluster("ndc", None), &done), Next::Finish { failure: None }, "then it stops");
+        r.abort = None;
+        assert_eq!(next(&r, &cluster("ndc", None), &done), Next::Begin(DrillStepKind::AwaitRejoin));
     }
 
     #[test]

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::copy;
 use super::next::{ends, next, Next};
 use super::Override;
+use super::{copy, rehearsal};
 use crate::brain::workflow::{pause_point, propose, recorded_cluster};
 use crate::brain::{WorkflowError, WorkflowResult};
 use crate::context::Ctx;
@@ -134,6 +134,20 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
                 let (ok, note) = copy::make(&ctx, &actor, &run).await?;
                 propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
                 pause_point("drill-pause-after-copy-make").await;
+            }
+            Next::FailPrimary => {
+                let (ok, note) = rehearsal::fail_primary(&ctx, &run).await?;
+                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+            }
+            Next::AwaitFailover => {
+                let since = run.open_step().map_or(run.started_ms, |s| s.started_ms);
+                if let Some((ok, note)) = rehearsal::await_failover(&ctx, &run, since).await? {
+                    propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                }
+            }
+            Next::AwaitRejoin => {
+                let (ok, note) = rehearsal::await_rejoin(&ctx, &run).await?;
+                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
             }
             Next::DestroyCopy => {
                 let (ok, note) = copy::destroy(&ctx, &run).await;
@@ -324,9 +338,21 @@ pub fn leg_of(w: &Workflow, step: DrillStepKind, group_of: &dyn Fn(&str) -> u32)
         moved,
         write_outage_ms: w.write_outage_ms.filter(|_| moved),
         rto_ms: w.writes_resumed_ms.filter(|_| moved).map(|r| r.saturating_sub(w.started_ms)),
-        // The switchover promotes only once the target holds the old primary's final position.
-        data_loss_ms: (moved && w.steps.iter().any(|s| s.name == "caught-up")).then_some(0),
+        data_loss_ms: (moved && lost_nothing(w)).then_some(0),
         services_back,
+    }
+}
+
+/// Whether a role change's record shows it lost no acknowledged commit: a switchover promotes
+/// only once the target holds the old primary's final position (its `caught-up` step); an
+/// automatic failover promotes only a synchronous standby or one holding the stopped primary's
+/// final position (DESIGN.md point 5), and only a manual one that accepted a loss records a
+/// `data-loss-window` step.
+fn lost_nothing(w: &Workflow) -> bool {
+    match w.kind {
+        crate::state::WorkflowKind::Switchover => w.steps.iter().any(|s| s.name == "caught-up"),
+        crate::state::WorkflowKind::Failover => !w.steps.iter().any(|s| s.name == "data-loss-window"),
+        _ => false,
     }
 }
 

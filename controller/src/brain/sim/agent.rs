@@ -40,6 +40,7 @@ pub(crate) fn kind_name(kind: &agent_command::Kind) -> &'static str {
         Kind::SetBalancer(_) => "set_balancer",
         Kind::MakeCopy(_) => "make_copy",
         Kind::DestroyCopy(_) => "destroy_copy",
+        Kind::FailPrimary(_) => "fail_primary",
     }
 }
 
@@ -206,6 +207,11 @@ async fn execute(world: &Mutex<World>, name: &str, cmd: AgentCommand) -> Result<
         Kind::WaitReplayed(_) => unreachable!("answered above"),
         Kind::ValidateTarget(_) if m.running && m.role == SimRole::Standby => Ok(("ready".into(), m.lsn)),
         Kind::ValidateTarget(_) => Err("not a running standby".into()),
+        Kind::FailPrimary(_) if m.role == SimRole::Primary => {
+            m.running = false;
+            Ok(("stopped at once".into(), m.lsn))
+        }
+        Kind::FailPrimary(_) => Err("not the primary".into()),
         Kind::RunHook(_) | Kind::RunCheck(_) | Kind::SetBalancer(_) | Kind::MakeCopy(_) | Kind::DestroyCopy(_) => {
             unreachable!("answered above")
         }

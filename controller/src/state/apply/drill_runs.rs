@@ -39,7 +39,7 @@ impl State {
             Command::RecordDrillLeg { drill, leg } => (
                 format!("drill {drill}: leg {} {}→{} (workflow {})", leg.step, leg.from, leg.to, leg.workflow),
                 self.running_drill(*drill).and_then(|r| {
-                    if !leg.step.moves() || r.legs.iter().any(|l| l.workflow == leg.workflow) {
+                    if !leg.step.records_leg() || r.legs.iter().any(|l| l.workflow == leg.workflow) {
                         return Err(Rejection::Conflict(format!("workflow {} is not a new move", leg.workflow)));
                     }
                     r.legs.push(leg.clone());

@@ -64,6 +64,12 @@ crate::named_enum! {
         ChecksCopy = "checks-copy",
         /// dr-test: the copy is stopped and deleted (also after a failure or an abort).
         CopyDestroy = "copy-destroy",
+        /// failover-rehearsal: the primary's server is stopped at once, as a lost site's would be.
+        FailPrimary = "fail-primary",
+        /// failover-rehearsal: the automatic failover, as the detector starts it.
+        AwaitFailover = "failover",
+        /// failover-rehearsal: the old primary rejoins as a standby, as it would after an outage.
+        AwaitRejoin = "rejoin",
     }
 }
 
@@ -74,10 +80,15 @@ impl DrillStepKind {
         match kind {
             DrillKind::SwitchoverRoundtrip => &[ChecksBefore, SwitchOver, ChecksThere, SwitchBack, ChecksBack],
             DrillKind::DrTest => &[ChecksBefore, CopyMake, ChecksCopy, CopyDestroy],
-            // Its steps come with its run; until then such a plan cannot start
-            // (`State::start_drill` refuses it).
-            DrillKind::FailoverRehearsal => &[],
+            DrillKind::FailoverRehearsal => {
+                &[ChecksBefore, FailPrimary, AwaitFailover, AwaitRejoin, ChecksThere, SwitchBack, ChecksBack]
+            }
         }
+    }
+
+    /// Whether the step's record is a leg: a move of the primary by a workflow.
+    pub fn records_leg(self) -> bool {
+        self.moves() || self == DrillStepKind::AwaitFailover
     }
 
     /// Whether it is a step of application checks.
