@@ -124,92 +124,42 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
         if !matches!(decision, Next::Wait(_)) {
             waited_since = None;
         }
+        let end = |(ok, note): (bool, String)| Command::EndDrillStep { drill: id, ok, note };
         match decision {
             Next::Done => return Ok(()),
             Next::Begin(kind) => {
-                propose(&ctx, &actor, Command::BeginDrillStep { drill: id, kind, note: begin_note(&run, kind) })
-                    .await?;
+                let note = begin_note(&run, kind);
+                propose(&ctx, &actor, Command::BeginDrillStep { drill: id, kind, note }).await?;
             }
             Next::MakeCopy => {
-                let (ok, note) = copy::make(&ctx, &actor, &run).await?;
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                propose(&ctx, &actor, end(copy::make(&ctx, &actor, &run).await?)).await?;
                 pause_point("drill-pause-after-copy-make").await;
             }
+            Next::DestroyCopy => {
+                propose(&ctx, &actor, end(copy::destroy(&ctx, &run).await)).await?;
+            }
             Next::FailPrimary => {
-                let (ok, note) = rehearsal::fail_primary(&ctx, &run).await?;
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                propose(&ctx, &actor, end(rehearsal::fail_primary(&ctx, &run).await?)).await?;
             }
             Next::AwaitFailover => {
                 let since = run.open_step().map_or(run.started_ms, |s| s.started_ms);
-                if let Some((ok, note)) = rehearsal::await_failover(&ctx, &run, since).await? {
-                    propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                if let Some(ended) = rehearsal::await_failover(&ctx, &run, since).await? {
+                    propose(&ctx, &actor, end(ended)).await?;
                 }
             }
             Next::AwaitRejoin => {
-                let (ok, note) = rehearsal::await_rejoin(&ctx, &run).await?;
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
+                propose(&ctx, &actor, end(rehearsal::await_rejoin(&ctx, &run).await?)).await?;
             }
-            Next::DestroyCopy => {
-                let (ok, note) = copy::destroy(&ctx, &run).await;
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
-            }
-            Next::Checks(step) => {
-                let within = if step == DrillStepKind::ChecksBefore { CHECKS_BEFORE } else { CHECKS_AFTER };
-                let checks = match step {
-                    DrillStepKind::ChecksCopy => copy::checks(&ctx, &run).await?,
-                    _ => run_checks(&ctx, &run, step, within).await?,
-                };
-                let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.service.as_str()).collect();
-                let note = match (checks.len(), failed.is_empty()) {
-                    (0, _) if step == DrillStepKind::ChecksCopy => {
-                        "no service to check; the copy took the agent's probe write".to_string()
-                    }
-                    (0, _) => "no service to check".to_string(),
-                    (n, true) => format!("{n} service(s) answer"),
-                    (n, false) => format!("{} of {n} service(s) fail: {}", failed.len(), failed.join(", ")),
-                };
-                let ok = failed.is_empty();
-                if !checks.is_empty() {
-                    propose(&ctx, &actor, Command::RecordDrillChecks { drill: id, checks }).await?;
-                }
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
-                pause_point(&format!("drill-pause-after-{step}")).await;
-            }
+            Next::Checks(step) => checks_step(&ctx, &actor, &run, step).await?,
             Next::Move { step, from, to } => {
-                // A second decision to move with no workflow to show for the first: the first
-                // was refused before anything was recorded. The step fails with its reason.
-                if let Some(why) = move_failed.take() {
-                    let note = format!("{from} → {to} did not start: {why}");
-                    propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok: false, note }).await?;
-                    continue;
-                }
-                // The previous move's old primary may still be settling as a standby (its
-                // agent's next report shows it rejoined): wait for the switchover's own checks.
-                if let Err(why) = move_ready(&ctx, &run.plan.cluster, &to).await {
-                    let note = format!("{from} → {to} did not start: {why}");
-                    propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok: false, note }).await?;
-                    continue;
-                }
-                let by = Actor { name: format!("drill-{id}"), ..actor.clone() };
-                match crate::brain::switchover::run(ctx.clone(), by, run.plan.cluster.clone(), to.clone()).await {
-                    Ok(_) => {}
-                    Err(
-                        e @ (WorkflowError::NotLeader | WorkflowError::Uncommitted(_) | WorkflowError::Failpoint(_)),
-                    ) => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(drill = id, "{step} {from} → {to}: {e}");
-                        move_failed = Some(e.to_string());
-                    }
-                }
+                move_step(&ctx, &actor, &run, (step, &from, &to), &mut move_failed).await?
             }
             Next::Adopt { step, workflow } => {
                 move_failed = None;
                 adopt(&ctx, &actor, &run, step, workflow).await?;
                 pause_point(&format!("drill-pause-after-{step}")).await;
             }
-            Next::EndStep { ok, note } => {
-                propose(&ctx, &actor, Command::EndDrillStep { drill: id, ok, note }).await?;
-            }
+            Next::EndStep { ok, note } => propose(&ctx, &actor, end((ok, note))).await.map(|_| ())?,
             Next::Wait(why) => {
                 let since = *waited_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= WAIT_LIMIT {
@@ -219,6 +169,68 @@ async fn drive(ctx: Arc<Ctx>, id: u64) -> WorkflowResult<()> {
                 tokio::time::sleep(WAIT_POLL).await;
             }
             Next::Finish { failure } => return finish(&ctx, &actor, &run, failure).await,
+        }
+    }
+}
+
+/// A step of application checks: runs them (a dr-test's against its copy), records them and ends
+/// the step.
+async fn checks_step(ctx: &Ctx, actor: &Actor, run: &DrillRun, step: DrillStepKind) -> WorkflowResult<()> {
+    let within = if step == DrillStepKind::ChecksBefore { CHECKS_BEFORE } else { CHECKS_AFTER };
+    let checks = match step {
+        DrillStepKind::ChecksCopy => copy::checks(ctx, run).await?,
+        _ => run_checks(ctx, run, step, within).await?,
+    };
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.service.as_str()).collect();
+    let note = match (checks.len(), failed.is_empty()) {
+        (0, _) if step == DrillStepKind::ChecksCopy => {
+            "no service to check; the copy took the agent's probe write".into()
+        }
+        (0, _) => "no service to check".to_string(),
+        (n, true) => format!("{n} service(s) answer"),
+        (n, false) => format!("{} of {n} service(s) fail: {}", failed.len(), failed.join(", ")),
+    };
+    let ok = failed.is_empty();
+    if !checks.is_empty() {
+        propose(ctx, actor, Command::RecordDrillChecks { drill: run.id, checks }).await?;
+    }
+    propose(ctx, actor, Command::EndDrillStep { drill: run.id, ok, note }).await?;
+    pause_point(&format!("drill-pause-after-{step}")).await;
+    Ok(())
+}
+
+/// A move: once the switchover's checks pass, the switchover itself (its workflow then becomes
+/// the step's leg, adopted at the next decision). `move_failed`: why the last attempt did not
+/// start a workflow; a second decision to move with no workflow to show for the first ends the
+/// step with that reason.
+async fn move_step(
+    ctx: &Arc<Ctx>,
+    actor: &Actor,
+    run: &DrillRun,
+    (step, from, to): (DrillStepKind, &str, &str),
+    move_failed: &mut Option<String>,
+) -> WorkflowResult<()> {
+    let refused = |why: String| Command::EndDrillStep {
+        drill: run.id,
+        ok: false,
+        note: format!("{from} → {to} did not start: {why}"),
+    };
+    if let Some(why) = move_failed.take() {
+        return propose(ctx, actor, refused(why)).await.map(|_| ());
+    }
+    // The previous move's old primary may still be settling as a standby (its agent's next
+    // report shows it rejoined): wait for the switchover's own checks.
+    if let Err(why) = move_ready(ctx, &run.plan.cluster, to).await {
+        return propose(ctx, actor, refused(why)).await.map(|_| ());
+    }
+    let by = Actor { name: format!("drill-{}", run.id), ..actor.clone() };
+    match crate::brain::switchover::run(ctx.clone(), by, run.plan.cluster.clone(), to.to_string()).await {
+        Ok(_) => Ok(()),
+        Err(e @ (WorkflowError::NotLeader | WorkflowError::Uncommitted(_) | WorkflowError::Failpoint(_))) => Err(e),
+        Err(e) => {
+            tracing::warn!(drill = run.id, "{step} {from} → {to}: {e}");
+            *move_failed = Some(e.to_string());
+            Ok(())
         }
     }
 }
