@@ -248,10 +248,15 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_demo() 
     let at_ms = marks[0].points[0].1;
     ensure!(marks[0].labels["kind"] == "switchover" && marks[0].labels["cluster"] == "customs", "{marks:?}");
     ensure!(at_ms / 1000.0 >= switched_after - 1.0 && at_ms / 1000.0 <= now(), "role change at {at_ms} ms");
-    // And in the overview's panels: ndc is now the primary.
-    let primary =
-        prom.query(r#"max by (member) (triad_db_member_role{cluster="customs",role="primary"}) == 1"#).await?;
-    ensure!(primary.len() == 1 && primary[0].labels["member"] == "ndc", "{primary:?}");
+    // And in the overview's panels: ndc is now the primary, once Prometheus scraped both agents
+    // since (the annotation comes from a controller, which may be scraped before dc's agent).
+    let query = r#"max by (member) (triad_db_member_role{cluster="customs",role="primary"}) == 1"#;
+    let primary = wait_for("ndc alone the primary in Prometheus", Duration::from_secs(30), || async {
+        let p = prom.query(query).await.ok()?;
+        (p.len() == 1).then_some(p)
+    })
+    .await?;
+    ensure!(primary[0].labels["member"] == "ndc", "{primary:?}");
 
     let boards: Vec<PathBuf> =
         triad_dashboards::check_dir(&repo().join("dashboards/grafana"))?.into_iter().map(|(p, _)| p).collect();
